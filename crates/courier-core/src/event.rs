@@ -1,0 +1,182 @@
+//! The event log: every state change, in one sequence, for SSE, WebSocket,
+//! polling and webhooks to read after a cursor.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::id::{ExecutionId, TaskId};
+use crate::state::string_enum;
+
+string_enum! {
+    /// The kinds of events (seed 002's `task.*` plus execution state changes).
+    ///
+    /// ```
+    /// use courier_core::EventType;
+    /// assert_eq!(EventType::TaskCompleted.as_str(), "task.completed");
+    /// assert_eq!("execution.timed_out".parse::<EventType>().unwrap(), EventType::ExecutionTimedOut);
+    /// ```
+    EventType {
+        /// A task row was created (claimable at once unless delayed or waiting).
+        TaskCreated => "task.created",
+        /// A task went back to the queue: retry scheduled, orchestrator woken, dead letter replayed.
+        TaskQueued => "task.queued",
+        /// A worker claimed a task and an attempt began.
+        TaskStarted => "task.started",
+        /// A running task reported progress.
+        TaskProgress => "task.progress",
+        /// A running task reported that it is alive.
+        TaskHeartbeat => "task.heartbeat",
+        /// A running task saved a checkpoint.
+        TaskCheckpoint => "task.checkpoint",
+        /// A task finished with a result.
+        TaskCompleted => "task.completed",
+        /// An attempt failed (the data says whether it will be retried).
+        TaskFailed => "task.failed",
+        /// A running task's heartbeat is late.
+        TaskStuck => "task.stuck",
+        /// A task was cancelled.
+        TaskCancelled => "task.cancelled",
+        /// An execution was dispatched.
+        ExecutionCreated => "execution.created",
+        /// An execution's root task started for the first time.
+        ExecutionStarted => "execution.started",
+        /// A failed execution was reopened by replaying a dead letter.
+        ExecutionResumed => "execution.resumed",
+        /// An execution completed.
+        ExecutionCompleted => "execution.completed",
+        /// An execution failed.
+        ExecutionFailed => "execution.failed",
+        /// An execution outlived its expiry.
+        ExecutionTimedOut => "execution.timed_out",
+        /// An execution was cancelled.
+        ExecutionCancelled => "execution.cancelled",
+    }
+}
+
+impl EventType {
+    /// Whether this is a `task.*` event.
+    pub fn is_task_event(self) -> bool {
+        self.as_str().starts_with("task.")
+    }
+}
+
+/// One entry of the event log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Its position in the log: gap-free in commit order, never reused.
+    pub seq: i64,
+    /// What happened.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The execution it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<ExecutionId>,
+    /// The task it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+    /// When it was appended (store clock).
+    pub timestamp: DateTime<Utc>,
+    /// Details, shaped by the event type.
+    pub data: Value,
+}
+
+/// An event to append; the store assigns `seq` and `timestamp`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// What happened.
+    pub event_type: EventType,
+    /// The execution it concerns.
+    pub execution_id: Option<ExecutionId>,
+    /// The task it concerns.
+    pub task_id: Option<TaskId>,
+    /// Details.
+    pub data: Value,
+}
+
+impl NewEvent {
+    /// An event about a task of an execution.
+    pub fn task(event_type: EventType, execution_id: ExecutionId, task_id: TaskId, data: Value) -> Self {
+        NewEvent {
+            event_type,
+            execution_id: Some(execution_id),
+            task_id: Some(task_id),
+            data,
+        }
+    }
+
+    /// An event about an execution.
+    pub fn execution(event_type: EventType, execution_id: ExecutionId, data: Value) -> Self {
+        NewEvent {
+            event_type,
+            execution_id: Some(execution_id),
+            task_id: None,
+            data,
+        }
+    }
+}
+
+/// Which events to read.
+///
+/// ```
+/// use courier_core::{EventFilter, EventType};
+/// let f = EventFilter::after(41).types([EventType::TaskCompleted]).limit(100);
+/// assert_eq!(f.after, 41);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventFilter {
+    /// Only events of this execution.
+    pub execution_id: Option<ExecutionId>,
+    /// Only events of this task.
+    pub task_id: Option<TaskId>,
+    /// Only these types (empty: all).
+    pub types: Vec<EventType>,
+    /// Only events with `seq` greater than this.
+    pub after: i64,
+    /// At most this many, oldest first.
+    pub limit: u32,
+}
+
+impl EventFilter {
+    /// Everything after `seq`, up to 1000 at a time.
+    pub fn after(seq: i64) -> Self {
+        EventFilter {
+            execution_id: None,
+            task_id: None,
+            types: Vec::new(),
+            after: seq,
+            limit: 1000,
+        }
+    }
+
+    /// Only events of `execution`.
+    pub fn execution(mut self, execution: ExecutionId) -> Self {
+        self.execution_id = Some(execution);
+        self
+    }
+
+    /// Only events of `task`.
+    pub fn task(mut self, task: TaskId) -> Self {
+        self.task_id = Some(task);
+        self
+    }
+
+    /// Only these types.
+    pub fn types(mut self, types: impl IntoIterator<Item = EventType>) -> Self {
+        self.types = types.into_iter().collect();
+        self
+    }
+
+    /// At most `limit`.
+    pub fn limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Whether `event` passes this filter (ignoring `after` and `limit`).
+    pub fn matches(&self, event: &Event) -> bool {
+        self.execution_id.is_none_or(|id| event.execution_id == Some(id))
+            && self.task_id.is_none_or(|id| event.task_id == Some(id))
+            && (self.types.is_empty() || self.types.contains(&event.event_type))
+    }
+}

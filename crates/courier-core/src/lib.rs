@@ -1,0 +1,52 @@
+//! Courier's vocabulary: the records, states, events and errors every other crate
+//! speaks, and the [`Store`] contract the runtime is written against.
+//!
+//! This crate does no I/O. It is for code that needs to *name* Courier's things
+//! (a task's state, an event type, a retry policy) or to implement a store; it is
+//! not the place to run anything. `courier-store` implements [`Store`] for SQLite
+//! and Postgres; `courier-runtime` drives work through it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use courier_core::{NewExecution, RetryPolicy, TaskKind, TaskSpec, parse_duration};
+//!
+//! let spec = TaskSpec::new(TaskKind::Activity, "charge_card", serde_json::json!({"cents": 1200}))
+//!     .on_queue("payments")
+//!     .with_retry(RetryPolicy { max_attempts: 5, ..RetryPolicy::default() });
+//! let dispatch = NewExecution::new(spec)
+//!     .with_expiry(parse_duration("1h").unwrap())
+//!     .with_idempotency_key("order-77");
+//! assert_eq!(dispatch.expiry, Some(Duration::from_secs(3600)));
+//! ```
+#![deny(missing_docs)]
+
+mod clock;
+mod dead_letter;
+mod duration;
+mod error;
+mod event;
+mod execution;
+mod id;
+mod progress;
+mod retry;
+mod signal;
+mod state;
+mod store;
+mod task;
+
+pub use clock::Clock;
+pub use dead_letter::{DeadLetterRecord, Replayed};
+pub use duration::{DurationError, format_duration, parse_duration, serde_duration};
+pub use error::{LeaseLost, ParseEnumError, StoreError, StoreResult, TaskError};
+pub use event::{Event, EventFilter, EventType, NewEvent};
+pub use execution::{Cancelled, Dispatched, ExecutionFilter, ExecutionRecord, NewExecution};
+pub use id::{ExecutionId, LeaseToken, TaskId};
+pub use progress::{Progress, ProgressEntry};
+pub use retry::{RetryPolicy, RetryVerdict};
+pub use signal::{SignalRecord, SignalSent};
+pub use state::{ExecutionState, TaskKind, TaskState};
+pub use store::{ChildGroup, Effect, EffectApplied, EffectWrite, Reservation, Store, WriteBatch, WriteResults};
+pub use task::{
+    ChildCreated, ClaimRequest, Claimed, Completed, Completion, DEFAULT_QUEUE, Lease, LeaseKey, NewTask, Outcome,
+    QueueDepth, Remember, Renewed, TaskFilter, TaskRecord, TaskSpec,
+};
