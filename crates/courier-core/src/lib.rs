@@ -25,6 +25,7 @@ mod dead_letter;
 mod duration;
 mod error;
 mod event;
+pub mod events;
 mod execution;
 mod id;
 mod progress;

@@ -1,0 +1,1 @@
+//! Courier Postgres store (being written).

@@ -1,0 +1,1 @@
+//! Courier SQLite store (being written).
