@@ -1,0 +1,15 @@
+//! The cases, grouped as the `Store` trait groups its methods. Each takes a fresh
+//! store and panics on any deviation from the contract.
+
+pub mod cache;
+pub mod children;
+pub mod claims;
+pub mod cleanup;
+pub mod completion;
+pub mod counters;
+pub mod dead_letters;
+pub mod event_log;
+pub mod executions;
+pub mod maintenance;
+pub mod signals;
+pub mod tasks;

@@ -1,0 +1,135 @@
+//! One conformance suite for every [`Store`] implementation.
+//!
+//! Each store crate runs the whole suite from its own `tests/conformance.rs`:
+//!
+//! ```ignore
+//! async fn fresh() -> courier_store_conformance::Fixture {
+//!     let store = courier_store_sqlite::SqliteStore::open(SqliteOptions::memory()).await.unwrap();
+//!     courier_store_conformance::Fixture::new(std::sync::Arc::new(store))
+//! }
+//! courier_store_conformance::conformance_tests!(sqlite, fresh);
+//! ```
+//!
+//! which expands to one `#[tokio::test]` per case inside `mod sqlite`, so the test
+//! output names the backend each case ran against (`sqlite::claims_...`). Each
+//! case gets a fresh, initialised, isolated store, so counts are exact.
+//!
+//! The cases pin the semantics documented on [`courier_core::Store`]; this crate
+//! is not a place for store-specific behaviour.
+#![deny(missing_docs)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use courier_core::Store;
+
+pub mod cases;
+pub mod support;
+
+/// A fresh store for one case, and how to throw it away afterwards.
+pub struct Fixture {
+    /// The store, initialised and empty.
+    pub store: Arc<dyn Store>,
+    teardown: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Fixture {
+    /// A fixture with nothing to tear down.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Fixture { store, teardown: None }
+    }
+
+    /// Runs `teardown` after the case passes (a failed case leaves its data for inspection).
+    pub fn with_teardown(mut self, teardown: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.teardown = Some(Box::pin(teardown));
+        self
+    }
+
+    /// Tears the store down.
+    pub async fn teardown(self) {
+        if let Some(t) = self.teardown {
+            t.await;
+        }
+    }
+}
+
+/// Expands to the whole suite for one backend: `conformance_tests!(name, fresh)`
+/// where `fresh` is an `async fn() -> Fixture` in the calling module.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($backend:ident, $fresh:ident) => {
+        mod $backend {
+            $crate::__conformance_cases! { $fresh;
+                executions::dispatch_creates_the_execution_and_its_root_task,
+                executions::dispatching_twice_with_one_idempotency_key_creates_one_execution,
+                executions::a_delayed_dispatch_is_not_claimable_before_its_time,
+                executions::creating_an_execution_with_its_root_task_is_atomic,
+                executions::raw_execution_records_round_trip,
+                executions::executions_list_newest_first_with_filters_and_paging,
+                executions::cancel_sticks_and_fences_running_tasks,
+                executions::executions_past_their_deadline_time_out,
+                tasks::raw_task_records_round_trip,
+                tasks::queue_depths_count_ready_scheduled_and_running_tasks,
+                claims::six_claimers_claim_each_of_500_tasks_exactly_once,
+                claims::a_concurrency_limit_of_two_holds_with_eight_claimers,
+                claims::a_stale_lease_owner_cannot_write,
+                claims::an_expired_lease_is_reclaimed_as_a_new_attempt,
+                claims::an_expired_but_unclaimed_lease_still_completes,
+                claims::a_task_scheduled_in_the_future_is_claimable_only_when_due,
+                claims::claims_follow_priority_then_age,
+                claims::claims_route_by_queue_tags_function_and_kind,
+                claims::claiming_a_root_task_starts_its_execution_once,
+                claims::lease_renewal_extends_live_leases_and_reports_lost_ones,
+                claims::heartbeats_and_checkpoints_are_recorded_and_survive_a_retry,
+                claims::releasing_a_claim_gives_the_attempt_back,
+                completion::success_completes_the_task_and_its_execution,
+                completion::falsy_results_are_real_results,
+                completion::a_retry_requeues_the_task_after_its_delay,
+                completion::a_final_failure_dead_letters_the_task_and_fails_the_execution,
+                completion::remembered_results_land_with_the_completion,
+                completion::settled_children_wake_their_parent,
+                completion::suspending_is_refused_once_a_child_has_settled,
+                children::children_are_created_under_the_parents_lease,
+                children::effects_apply_once_per_step,
+                children::one_commit_carries_many_kinds_and_isolates_refusals,
+                signals::a_signal_sent_before_anyone_waits_is_kept,
+                signals::a_signal_completes_the_oldest_wait_and_wakes_its_parent,
+                signals::a_signal_wait_with_a_timeout_is_claimable_when_due,
+                signals::raw_signal_records_round_trip,
+                dead_letters::dead_letters_are_listed_counted_read_and_deleted,
+                dead_letters::replaying_a_dead_letter_resumes_a_failed_execution,
+                dead_letters::replaying_a_child_dead_letter_reopens_its_orchestrator,
+                cleanup::cleanup_removes_only_old_terminal_executions_with_all_their_rows,
+                cleanup::old_dead_letters_are_cleaned_up,
+                cache::cache_entries_expire,
+                cache::idempotency_results_persist,
+                cache::an_idempotency_key_admits_one_holder_at_a_time,
+                counters::counters_stay_exact_under_eight_concurrent_incrementers,
+                counters::ensuring_counters_and_state_values_keeps_existing_entries,
+                counters::progress_reports_list_the_latest_window_oldest_first,
+                event_log::event_sequences_are_gap_free_and_readable_after_a_cursor,
+                event_log::a_tailing_reader_never_skips_a_committed_event,
+                event_log::trimmed_sequence_numbers_are_never_reused,
+                maintenance::stuck_tasks_are_reported_once_per_attempt,
+                maintenance::a_singleton_role_has_one_holder_until_it_expires,
+                maintenance::the_store_clock_is_utc_now,
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_cases {
+    ($fresh:ident; $($module:ident :: $case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let fixture = super::$fresh().await;
+                $crate::cases::$module::$case(fixture.store.clone()).await;
+                fixture.teardown().await;
+            }
+        )*
+    };
+}
