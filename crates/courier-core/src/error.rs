@@ -23,11 +23,20 @@ pub struct ParseEnumError {
 /// The error a task or an execution finished with, as stored and as shown on the wire.
 ///
 /// `kind` is what retry policies match on; well-known kinds are the constants below.
+/// Any `std::error::Error` converts into one (kind `error`), so `?` works in
+/// activity code; `TaskError` itself is a record, not an `Error`, which is what
+/// lets that conversion exist.
 ///
 /// ```
 /// use courier_core::TaskError;
 /// let e = TaskError::new("http_503", "upstream unavailable");
 /// assert_eq!(e.to_string(), "http_503: upstream unavailable");
+///
+/// fn parse(s: &str) -> Result<i64, TaskError> {
+///     Ok(s.parse::<i64>()?)
+/// }
+/// assert_eq!(parse("x").unwrap_err().kind, "error");
+/// assert!(TaskError::non_retryable("bad_input", "no").non_retryable);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskError {
@@ -38,6 +47,9 @@ pub struct TaskError {
     /// Anything else worth keeping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
+    /// Never retry this error, whatever the policy says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub non_retryable: bool,
 }
 
 impl TaskError {
@@ -62,6 +74,15 @@ impl TaskError {
             kind: kind.into(),
             message: message.into(),
             details: None,
+            non_retryable: false,
+        }
+    }
+
+    /// An error of `kind` that is never retried.
+    pub fn non_retryable(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        TaskError {
+            non_retryable: true,
+            ..TaskError::new(kind, message)
         }
     }
 
@@ -78,7 +99,11 @@ impl fmt::Display for TaskError {
     }
 }
 
-impl std::error::Error for TaskError {}
+impl<E: std::error::Error> From<E> for TaskError {
+    fn from(e: E) -> Self {
+        TaskError::new(TaskError::ERROR, e.to_string())
+    }
+}
 
 /// Why a write made under a lease was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

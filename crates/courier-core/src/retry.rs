@@ -118,7 +118,7 @@ impl RetryPolicy {
 
     /// The verdict for `error` raised by attempt number `attempt` (1-based).
     pub fn verdict(&self, error: &TaskError, attempt: u32, unit_random: f64) -> RetryVerdict {
-        if !self.retries_kind(&error.kind) {
+        if error.non_retryable || !self.retries_kind(&error.kind) {
             RetryVerdict::NotRetryable
         } else if attempt >= self.max_attempts {
             RetryVerdict::Exhausted
