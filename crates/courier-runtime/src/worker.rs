@@ -1,0 +1,329 @@
+//! `WorkerActor`: claims work for this node and hands it out.
+//!
+//! It claims in batches (up to its free activity slots), starts a
+//! `TaskLeaseActor` per claimed activity, asks the `Coordinator` to start an
+//! `ExecutionActor` per claimed orchestrator, and ends due timers itself. When a
+//! claim comes back empty it backs off (seed 000: 0.1 s doubling to 5 s) but
+//! wakes at once on a "new work" notice. On drain it stops claiming, waits for
+//! running activities up to the drain timeout, then gives the rest back.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use courier_core::{
+    ClaimRequest, Claimed, Completion, Notice, Outcome, StoreError, TaskError, TaskId, TaskKind, Topic,
+};
+use serde_json::Value;
+
+use crate::coordinator::{Coordinator, StartExecution};
+use crate::lease::{Release, SlotFreed, TaskLeaseActor};
+use crate::node::Node;
+use crate::store_actor::{Claim, Complete, StoreActor};
+
+/// Stop claiming; finish or give back what runs. Answers when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct DrainWorker;
+
+/// Claim now (used by tests and by the coordinator after start).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct PollNow;
+
+/// The actor. See the module documentation.
+pub(crate) struct WorkerActor {
+    node: Node,
+    store: Addr<StoreActor>,
+    coordinator: Addr<Coordinator>,
+    worker_id: String,
+    running: HashMap<TaskId, Addr<TaskLeaseActor>>,
+    claiming: bool,
+    /// A claim found nothing while this was set: claim again as soon as it returns.
+    again: bool,
+    idle_wait: Duration,
+    next_poll: Option<SpawnHandle>,
+    draining: bool,
+    /// While draining: until when to wait, and whom to tell when done.
+    drain: Option<(Instant, tokio::sync::oneshot::Sender<()>)>,
+}
+
+impl WorkerActor {
+    pub(crate) fn new(node: Node, store: Addr<StoreActor>, coordinator: Addr<Coordinator>) -> Self {
+        let worker_id = format!("{}/worker", node.id());
+        let idle_wait = node.worker_options().poll.min;
+        WorkerActor {
+            node,
+            store,
+            coordinator,
+            worker_id,
+            running: HashMap::new(),
+            claiming: false,
+            again: false,
+            idle_wait,
+            next_poll: None,
+            draining: false,
+            drain: None,
+        }
+    }
+
+    fn request(&self) -> Option<ClaimRequest> {
+        let options = self.node.worker_options();
+        let free = options.max_concurrency.saturating_sub(self.running.len());
+        let live = self.node.live_executions().len();
+        let mut kinds = vec![TaskKind::Sleep, TaskKind::SignalWait];
+        if free > 0 {
+            kinds.push(TaskKind::Activity);
+        }
+        if live < options.max_executions {
+            kinds.push(TaskKind::Orchestrator);
+        }
+        if free == 0 && live >= options.max_executions {
+            return None;
+        }
+        let max = if free > 0 {
+            (free as u32).min(options.claim_batch)
+        } else {
+            options.claim_batch
+        };
+        Some(ClaimRequest {
+            worker_id: self.worker_id.clone(),
+            queues: options.queues.clone(),
+            tags: options.tags.clone(),
+            functions: Some(self.node.registry().runnable()),
+            kinds,
+            max,
+            lease: options.lease,
+            limits: self.node.registry().limits(),
+        })
+    }
+
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        if self.claiming {
+            self.again = true;
+            return;
+        }
+        if let Some(handle) = self.next_poll.take() {
+            ctx.cancel_future(handle);
+        }
+        let Some(request) = self.request() else { return };
+        self.claiming = true;
+        self.again = false;
+        let max = request.max as usize;
+        self.store
+            .send(Claim(request))
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                act.claiming = false;
+                let result = result.unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())));
+                match result {
+                    Ok(claimed) => {
+                        let full = claimed.len() >= max;
+                        let found = !claimed.is_empty();
+                        for c in claimed {
+                            act.start(c, ctx);
+                        }
+                        if full || act.again {
+                            act.idle_wait = act.node.worker_options().poll.min;
+                            ctx.notify(PollNow);
+                        } else if found {
+                            act.idle_wait = act.node.worker_options().poll.min;
+                            act.schedule(ctx);
+                        } else {
+                            act.schedule(ctx);
+                            act.idle_wait = act.node.worker_options().poll.next(act.idle_wait);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claim failed; backing off");
+                        act.schedule(ctx);
+                        act.idle_wait = act.node.worker_options().poll.next(act.idle_wait);
+                    }
+                }
+            })
+            .spawn(ctx);
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.next_poll.take() {
+            ctx.cancel_future(handle);
+        }
+        self.next_poll = Some(ctx.notify_later(PollNow, self.idle_wait));
+    }
+
+    fn start(&mut self, claimed: Claimed, ctx: &mut Context<Self>) {
+        match claimed.task.kind {
+            TaskKind::Activity => {
+                let Some(def) = self.node.registry().get(&claimed.task.function).cloned() else {
+                    // Claims only name registered functions; a stale registry is the only way here.
+                    self.end_timer(claimed, unknown_function());
+                    return;
+                };
+                let id = claimed.task.id;
+                let actor = TaskLeaseActor::activity(
+                    self.node.clone(),
+                    self.store.clone(),
+                    claimed,
+                    def,
+                    ctx.address().recipient(),
+                )
+                .start();
+                self.running.insert(id, actor);
+            }
+            TaskKind::Orchestrator => self.coordinator.do_send(StartExecution(claimed)),
+            TaskKind::Sleep => self.end_timer(
+                claimed,
+                Outcome::Succeeded {
+                    result: Value::Null,
+                    remember: Vec::new(),
+                },
+            ),
+            TaskKind::SignalWait => self.end_timer(
+                claimed,
+                Outcome::Failed {
+                    error: TaskError::new(TaskError::TIMEOUT, "no signal arrived before the timeout"),
+                    reason: "signal wait timed out".into(),
+                    dead_letter: false,
+                },
+            ),
+            TaskKind::Effect => {
+                tracing::error!(task = %claimed.task.id, "an effect task was claimed; the store broke its contract");
+            }
+        }
+    }
+
+    /// Finishes a drain once nothing runs or the timeout passed, giving back what still runs.
+    fn check_drain(&mut self, ctx: &mut Context<Self>) {
+        let Some((deadline, _)) = &self.drain else { return };
+        if !self.running.is_empty() && Instant::now() < *deadline {
+            ctx.run_later(Duration::from_millis(20), |act, ctx| act.check_drain(ctx));
+            return;
+        }
+        for (_, lease) in self.running.drain() {
+            lease.do_send(Release);
+        }
+        if let Some((_, done)) = self.drain.take() {
+            let _ = done.send(());
+        }
+    }
+
+    /// Ends a timer task (its claim is all the work it needs).
+    fn end_timer(&self, claimed: Claimed, outcome: Outcome) {
+        let completion = Completion {
+            lease: claimed.lease.key(),
+            outcome,
+        };
+        let store = self.store.clone();
+        actix::spawn(async move {
+            match store.send(Complete(completion)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(task = %claimed.task.id, error = %e, "could not end a timer; it will be reclaimed")
+                }
+                Err(e) => {
+                    tracing::warn!(task = %claimed.task.id, error = %e, "could not end a timer; it will be reclaimed")
+                }
+            }
+        });
+    }
+}
+
+fn unknown_function() -> Outcome {
+    Outcome::Failed {
+        error: TaskError::non_retryable(
+            TaskError::UNKNOWN_FUNCTION,
+            "no handler registered on the claiming node",
+        ),
+        reason: "unknown function".into(),
+        dead_letter: true,
+    }
+}
+
+impl Actor for WorkerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(65_536);
+        let notifier = self.node.notifier().clone();
+        async move { notifier.subscribe(vec![Topic::Work]).await }
+            .into_actor(self)
+            .map(|sub, _, ctx| match sub {
+                Ok(sub) => {
+                    ctx.add_stream(futures::stream::unfold(sub, |mut sub| async move {
+                        sub.next().await.map(|n| (n, sub))
+                    }));
+                }
+                Err(e) => tracing::warn!(error = %e, "no work notices; polling only"),
+            })
+            .spawn(ctx);
+        ctx.notify(PollNow);
+    }
+}
+
+impl Supervised for WorkerActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        tracing::warn!("worker restarting");
+        self.claiming = false;
+        self.next_poll = None;
+    }
+}
+
+/// Claims now.
+impl Handler<PollNow> for WorkerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: PollNow, ctx: &mut Self::Context) {
+        self.next_poll = None;
+        self.poll(ctx);
+    }
+}
+
+/// An activity finished (or gave up): its slot is free.
+impl Handler<SlotFreed> for WorkerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SlotFreed, ctx: &mut Self::Context) {
+        let was_full = self.running.len() >= self.node.worker_options().max_concurrency;
+        self.running.remove(&msg.task_id);
+        if self.draining {
+            self.check_drain(ctx);
+        } else if was_full {
+            self.idle_wait = self.node.worker_options().poll.min;
+            self.poll(ctx);
+        }
+    }
+}
+
+/// New work somewhere: claim now rather than at the end of the backoff.
+impl StreamHandler<Notice> for WorkerActor {
+    fn handle(&mut self, notice: Notice, ctx: &mut Self::Context) {
+        if matches!(notice, Notice::Work { .. } | Notice::Resync) {
+            self.idle_wait = self.node.worker_options().poll.min;
+            self.poll(ctx);
+        }
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+/// Stops claiming, waits for running activities (up to the drain timeout), then
+/// gives the rest back.
+impl Handler<DrainWorker> for WorkerActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: DrainWorker, ctx: &mut Self::Context) -> Self::Result {
+        self.draining = true;
+        if let Some(handle) = self.next_poll.take() {
+            ctx.cancel_future(handle);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.drain = Some((Instant::now() + self.node.worker_options().drain_timeout, tx));
+        self.check_drain(ctx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
