@@ -1,0 +1,106 @@
+//! Shared helpers for the runtime's behaviour tests: stores, fast worker
+//! options, side-effect counters, and waiting for a condition.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use courier::core::Store;
+use courier::store::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore};
+use courier::{MaintenanceOptions, PollBackoff, WorkerOptions};
+use dashmap::DashMap;
+
+/// A fresh SQLite store in a temporary file (shareable by several nodes of one test).
+pub async fn sqlite() -> Arc<dyn Store> {
+    let dir = std::env::temp_dir().join(format!("courier-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = SqliteStore::open(SqliteOptions::file(dir.join("courier.db")))
+        .await
+        .unwrap();
+    store.init().await.unwrap();
+    Arc::new(store)
+}
+
+/// The Postgres URL tests use.
+pub fn postgres_url() -> String {
+    std::env::var("COURIER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh Postgres store in its own schema; `connections` pools on one schema
+/// (as separate nodes would have).
+pub async fn postgres_pair() -> (Arc<dyn Store>, Arc<dyn Store>) {
+    let schema = format!("rt_{}", uuid::Uuid::new_v4().simple());
+    let open = || async {
+        let store = PostgresStore::connect(PostgresOptions::new(postgres_url()).schema(schema.clone()).pool_size(8))
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL must be reachable at {} ({e}); scripts/test starts it",
+                    postgres_url()
+                )
+            });
+        store.init().await.unwrap();
+        Arc::new(store) as Arc<dyn Store>
+    };
+    (open().await, open().await)
+}
+
+/// A fresh Postgres store in its own schema.
+pub async fn postgres() -> Arc<dyn Store> {
+    postgres_pair().await.0
+}
+
+/// Worker options for tests: short polls, short leases.
+pub fn fast_worker() -> WorkerOptions {
+    WorkerOptions::default()
+        .lease(Duration::from_secs(5))
+        .poll(PollBackoff {
+            min: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+            factor: 2.0,
+        })
+}
+
+/// Maintenance that runs often.
+pub fn fast_maintenance() -> MaintenanceOptions {
+    MaintenanceOptions {
+        interval: Duration::from_millis(100),
+        stuck_after: Duration::from_secs(60),
+        ..MaintenanceOptions::default()
+    }
+}
+
+/// Counts side effects by name, across nodes of one test.
+#[derive(Clone, Default)]
+pub struct Counters(Arc<DashMap<String, Arc<AtomicUsize>>>);
+
+impl Counters {
+    pub fn bump(&self, name: &str) -> usize {
+        self.0
+            .entry(name.to_string())
+            .or_default()
+            .fetch_add(1, Ordering::SeqCst)
+            + 1
+    }
+
+    pub fn get(&self, name: &str) -> usize {
+        self.0.get(name).map(|c| c.load(Ordering::SeqCst)).unwrap_or(0)
+    }
+}
+
+/// Waits until `check` holds, failing the test after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A wait bound for tests (generous: CI machines are slow).
+pub const WAIT: Option<Duration> = Some(Duration::from_secs(30));
