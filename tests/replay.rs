@@ -1,0 +1,152 @@
+//! Deterministic replay: after a lost lease another node replays the
+//! orchestrator from history, never re-running a completed step; a replay that
+//! diverges from history fails loudly; a stale worker cannot overwrite the new
+//! owner's result.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier::core::{ExecutionState, Store, TaskError};
+use courier::{Courier, OrchestratorContext, WorkerOptions};
+use serde_json::{Value, json};
+use support::*;
+
+/// Node A's leases run out after 600 ms and are never renewed, and it has no
+/// slot free to claim anything else: it stalls as a frozen node would, while its
+/// code keeps running.
+fn stalling_worker() -> WorkerOptions {
+    let mut options = fast_worker()
+        .lease(Duration::from_millis(600))
+        .heartbeat(Duration::from_secs(3600))
+        .max_concurrency(1);
+    options.max_executions = 1;
+    options
+}
+
+async fn flow(ctx: OrchestratorContext, _: ()) -> Result<Vec<Value>, TaskError> {
+    let a: Value = ctx.call("step", 1).await?;
+    let b: Value = ctx.call("step", 2).await?;
+    let c: Value = ctx.call("slow", 3).await?;
+    let d: Value = ctx.call("step", 4).await?;
+    Ok(vec![a, b, c, d])
+}
+
+async fn start(store: Arc<dyn Store>, counters: &Counters, name: &'static str, worker: WorkerOptions, slow: Duration) -> Courier {
+    let (c1, c2) = (counters.clone(), counters.clone());
+    Courier::builder()
+        .store(store)
+        .node_id(name)
+        .orchestrator("flow", flow)
+        .activity("step", move |_ctx, n: i64| {
+            let c = c1.clone();
+            async move {
+                c.bump("step");
+                c.bump(&format!("step{n}"));
+                Ok::<_, TaskError>(json!(n * 10))
+            }
+        })
+        .activity("slow", move |_ctx, n: i64| {
+            let c = c2.clone();
+            async move {
+                c.bump(&format!("slow_{name}"));
+                tokio::time::sleep(slow).await;
+                Ok::<_, TaskError>(json!(format!("{n} by {name}")))
+            }
+        })
+        .worker(worker)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn replay_after_a_lost_lease(store: Arc<dyn Store>, other: Arc<dyn Store>) {
+    let counters = Counters::default();
+    let a = start(store.clone(), &counters, "a", stalling_worker(), Duration::from_millis(2500)).await;
+    let id = a.dispatch("flow", ()).await.unwrap();
+    eventually(Duration::from_secs(20), "node A reaches the slow step", || async {
+        counters.get("slow_a") == 1
+    })
+    .await;
+    assert_eq!(counters.get("step"), 2);
+
+    // A's leases (orchestrator and slow activity) lapse; B takes over.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let b = start(other, &counters, "b", fast_worker(), Duration::from_millis(10)).await;
+    let done = b.wait_for(id, WAIT).await.unwrap();
+    assert_eq!(done.state, ExecutionState::Completed);
+    assert_eq!(
+        done.result,
+        Some(json!([10, 20, "3 by b", 40])),
+        "B's replay used the history for steps 1 and 2 and its own slow result"
+    );
+    assert_eq!(counters.get("step1"), 1, "a completed step never runs again");
+    assert_eq!(counters.get("step2"), 1, "a completed step never runs again");
+    assert_eq!(counters.get("step4"), 1);
+    assert_eq!(counters.get("slow_b"), 1);
+
+    // A's slow attempt finishes late; its write is fenced off.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = a.wait_for(id, WAIT).await.unwrap();
+    assert_eq!(after.result, done.result, "the stale worker did not overwrite the new owner's result");
+    let slow = store
+        .get_task_at_step(id, 3)
+        .await
+        .unwrap()
+        .expect("slow step");
+    assert_eq!(slow.result, Some(json!("3 by b")));
+    assert_eq!(slow.attempt, 2);
+    assert_eq!(counters.get("step4"), 1, "the stale orchestrator created nothing");
+}
+
+#[actix_rt::test]
+async fn replay_after_a_lost_lease_never_reruns_completed_steps_on_sqlite() {
+    let store = sqlite().await;
+    replay_after_a_lost_lease(store.clone(), store).await;
+}
+
+#[actix_rt::test]
+async fn replay_after_a_lost_lease_never_reruns_completed_steps_on_postgres() {
+    let (a, b) = postgres_pair().await;
+    replay_after_a_lost_lease(a, b).await;
+}
+
+#[actix_rt::test]
+async fn a_replay_that_diverges_from_history_fails_with_non_determinism() {
+    let store = sqlite().await;
+    let counters = Counters::default();
+    let a = start(store.clone(), &counters, "a", stalling_worker(), Duration::from_secs(3)).await;
+    let id = a.dispatch("flow", ()).await.unwrap();
+    eventually(Duration::from_secs(20), "node A reaches the slow step", || async {
+        counters.get("slow_a") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    // Node B runs a changed "flow": step 3 now calls another function.
+    let b = Courier::builder()
+        .store(store.clone())
+        .node_id("b")
+        .orchestrator("flow", |ctx: OrchestratorContext, _: ()| async move {
+            let _: Value = ctx.call("step", 1).await?;
+            let _: Value = ctx.call("step", 2).await?;
+            let _: Value = ctx.call("changed", 3).await?;
+            Ok::<_, TaskError>(())
+        })
+        .activity("step", |_ctx, n: i64| async move { Ok::<_, TaskError>(n) })
+        .activity("changed", |_ctx, n: i64| async move { Ok::<_, TaskError>(n) })
+        .worker(fast_worker())
+        .start()
+        .await
+        .unwrap();
+    let done = b.wait_for(id, WAIT).await.unwrap();
+    assert_eq!(done.state, ExecutionState::Failed);
+    let error = done.error.unwrap();
+    assert_eq!(error.kind, TaskError::NON_DETERMINISM);
+    assert!(error.message.contains("step 3"), "{}", error.message);
+    assert!(
+        b.dead_letter(courier::core::TaskId::root_of(id)).await.unwrap().is_some(),
+        "kept for replay once the code is fixed"
+    );
+}
