@@ -1,1 +1,56 @@
-//! Courier SQLite store (being written).
+//! Courier's embedded default store: [`courier_core::Store`] on SQLite (bundled,
+//! so nothing needs installing), in one file or in private memory.
+//!
+//! This crate is for running Courier on one machine: development, tests, and
+//! single-node deployments. It is not for clusters (several nodes cannot share a
+//! SQLite file safely over a network; use `courier-store-postgres`), and it makes
+//! no policy: retry decisions, replay and routing belong to the runtime, which
+//! hands the store their outcome.
+//!
+//! How it works: one thread owns the only write connection and runs every write,
+//! claims included, so they are serialized without lock contention, and writes
+//! that arrive together are committed together. File databases run in WAL mode
+//! with a few reader threads, so reads never wait for writes. Every time the store
+//! stamps or compares comes from the configured [`Clock`](courier_core::Clock).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), courier_core::StoreError> {
+//! use courier_core::{ClaimRequest, NewExecution, Store, TaskKind, TaskSpec};
+//! use courier_store_sqlite::{SqliteOptions, SqliteStore};
+//!
+//! let store = SqliteStore::open(SqliteOptions::file("courier.db")).await?;
+//! store.init().await?;
+//! let spec = TaskSpec::new(TaskKind::Activity, "send_email", serde_json::json!({"to": "a@b.c"}));
+//! store.dispatch(vec![NewExecution::new(spec)]).await?;
+//! let claimed = store
+//!     .claim_tasks(&ClaimRequest::new("worker-1", 10, std::time::Duration::from_secs(30)))
+//!     .await?;
+//! assert_eq!(claimed.len(), 1);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod cache;
+mod children;
+mod claim;
+mod codec;
+mod commit;
+mod complete;
+mod context;
+mod dead_letters;
+mod error;
+mod event_log;
+mod executions;
+mod lease;
+mod maintenance;
+mod options;
+mod readers;
+mod rows;
+mod schema;
+mod signals;
+mod store;
+mod tasks;
+mod writer;
+
+pub use options::SqliteOptions;
+pub use store::SqliteStore;

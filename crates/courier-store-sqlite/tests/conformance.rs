@@ -8,7 +8,9 @@ use courier_store_conformance::{Fixture, conformance_tests};
 use courier_store_sqlite::{SqliteOptions, SqliteStore};
 
 async fn fresh_memory() -> Fixture {
-    let store = SqliteStore::open(SqliteOptions::memory()).await.expect("open in-memory SQLite");
+    let store = SqliteStore::open(SqliteOptions::memory())
+        .await
+        .expect("open in-memory SQLite");
     store.init().await.expect("init");
     Fixture::new(Arc::new(store))
 }

@@ -1,0 +1,259 @@
+//! Claims. They run on the writer thread, so a claim is atomic with respect to
+//! every other write, and per-function limits hold however many workers race.
+//!
+//! Candidates come from the partial index on pending tasks, walked in claim order
+//! one queue at a time (every queue that has pending work, when none is named)
+//! and merged here, plus expired leases; filters are applied in SQL so that
+//! `LIMIT` counts only claimable rows. When a limited function fills up, its
+//! remaining candidates are skipped and the walk is redone without it, so a busy
+//! function cannot starve the others out of a claim.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use courier_core::{ClaimRequest, Claimed, Lease, LeaseToken, TaskRecord, TaskState, events};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params_from_iter};
+
+use crate::codec::{after, json, time};
+use crate::error::Result;
+use crate::rows::{task_at, task_columns};
+use crate::{event_log, executions};
+
+/// The filters of a request, as SQL appended to a candidate query and its arguments.
+struct Filters {
+    sql: String,
+    args: Vec<SqlValue>,
+}
+
+impl Filters {
+    fn new(req: &ClaimRequest, saturated: &[String]) -> Result<Filters> {
+        let mut sql = String::new();
+        let mut args = Vec::new();
+        if req.kinds.is_empty() {
+            sql.push_str(" AND kind <> 'effect'");
+        } else {
+            sql.push_str(" AND kind IN (SELECT value FROM json_each(?))");
+            let kinds: Vec<&str> = req.kinds.iter().map(|k| k.as_str()).collect();
+            args.push(SqlValue::Text(json(&kinds)?));
+        }
+        if let Some(functions) = &req.functions {
+            // Timers are routed by kind alone.
+            sql.push_str(
+                " AND (kind NOT IN ('orchestrator', 'activity') OR function IN (SELECT value FROM json_each(?)))",
+            );
+            args.push(SqlValue::Text(json(functions)?));
+        }
+        if let Some(tags) = &req.tags {
+            sql.push_str(
+                " AND (tags = '[]' OR EXISTS (SELECT 1 FROM json_each(tasks.tags) AS t \
+                 WHERE t.value IN (SELECT value FROM json_each(?))))",
+            );
+            args.push(SqlValue::Text(json(tags)?));
+        }
+        if !saturated.is_empty() {
+            sql.push_str(" AND function NOT IN (SELECT value FROM json_each(?))");
+            args.push(SqlValue::Text(json(saturated)?));
+        }
+        Ok(Filters { sql, args })
+    }
+}
+
+/// Claim order: priority (high first), due time, creation, id.
+fn claim_order(a: &TaskRecord, b: &TaskRecord) -> Ordering {
+    b.priority
+        .cmp(&a.priority)
+        .then(a.scheduled_for.cmp(&b.scheduled_for))
+        .then(a.created_at.cmp(&b.created_at))
+        .then(a.id.cmp(&b.id))
+}
+
+const ORDER: &str = " ORDER BY priority DESC, scheduled_for, created_at, id LIMIT ?";
+
+/// Pending, due candidates on `queue`, in claim order.
+fn pending(conn: &Connection, now: i64, queue: &str, filters: &Filters, n: usize) -> Result<Vec<(i64, TaskRecord)>> {
+    let mut sql = String::from(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks INDEXED BY tasks_claim WHERE state = 'pending' AND queue = ? AND scheduled_for <= ?"
+    ));
+    let mut args = Vec::with_capacity(filters.args.len() + 3);
+    args.push(SqlValue::Text(queue.to_string()));
+    args.push(SqlValue::Integer(now));
+    sql.push_str(&filters.sql);
+    args.extend(filters.args.iter().cloned());
+    sql.push_str(ORDER);
+    args.push(SqlValue::Integer(n as i64));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), task_at)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every queue with pending tasks: one index seek per queue (a skip-scan), so a
+/// second index ordered without the queue is not needed.
+fn pending_queues(conn: &Connection) -> Result<Vec<String>> {
+    let mut queues: Vec<String> = Vec::new();
+    let mut first = conn.prepare_cached(
+        "SELECT queue FROM tasks INDEXED BY tasks_claim WHERE state = 'pending' ORDER BY queue LIMIT 1",
+    )?;
+    let mut next = conn.prepare_cached(
+        "SELECT queue FROM tasks INDEXED BY tasks_claim WHERE state = 'pending' AND queue > ?1 ORDER BY queue LIMIT 1",
+    )?;
+    let mut found: Option<String> = first.query_row([], |row| row.get(0)).optional()?;
+    while let Some(queue) = found {
+        found = next.query_row([&queue], |row| row.get(0)).optional()?;
+        queues.push(queue);
+    }
+    Ok(queues)
+}
+
+/// Running candidates whose lease has expired, in claim order.
+fn expired(
+    conn: &Connection,
+    now: i64,
+    queues: Option<&[String]>,
+    filters: &Filters,
+    n: usize,
+) -> Result<Vec<(i64, TaskRecord)>> {
+    let mut sql = String::from(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks INDEXED BY tasks_running WHERE state = 'running' AND lease_expires_at < ?"
+    ));
+    let mut args = vec![SqlValue::Integer(now)];
+    if let Some(queues) = queues {
+        sql.push_str(" AND queue IN (SELECT value FROM json_each(?))");
+        args.push(SqlValue::Text(json(queues)?));
+    }
+    sql.push_str(&filters.sql);
+    args.extend(filters.args.iter().cloned());
+    sql.push_str(ORDER);
+    args.push(SqlValue::Integer(n as i64));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), task_at)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// How many tasks of `function` run under a live lease.
+fn live_count(conn: &Connection, now: i64, function: &str) -> Result<u32> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM tasks INDEXED BY tasks_running \
+             WHERE state = 'running' AND lease_expires_at > ?2 AND function = ?1",
+        )?
+        .query_row((function, now), |row| row.get(0))?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Claims up to `req.max` tasks; see [`Store::claim_tasks`](courier_core::Store::claim_tasks).
+pub(crate) fn claim(conn: &Connection, now: i64, req: &ClaimRequest) -> Result<Vec<Claimed>> {
+    let max = req.max as usize;
+    let queues: Option<Vec<String>> = req.queues.as_ref().map(|q| {
+        let mut q = q.clone();
+        q.sort();
+        q.dedup();
+        q
+    });
+    if max == 0 || queues.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
+    let lease_until = after(now, req.lease);
+    let mut claimed: Vec<Claimed> = Vec::new();
+    // Live leases per limited function, counted once, then kept up to date here.
+    let mut live: HashMap<String, u32> = HashMap::new();
+    let mut saturated: Vec<String> = Vec::new();
+    loop {
+        let need = max - claimed.len();
+        let filters = Filters::new(req, &saturated)?;
+        let mut candidates = Vec::new();
+        let mut more_exist = false;
+        let walk = match &queues {
+            Some(queues) => queues.clone(),
+            None => pending_queues(conn)?,
+        };
+        for queue in &walk {
+            let found = pending(conn, now, queue, &filters, need)?;
+            more_exist |= found.len() == need;
+            candidates.extend(found);
+        }
+        let found = expired(conn, now, queues.as_deref(), &filters, need)?;
+        more_exist |= found.len() == need;
+        candidates.extend(found);
+        candidates.sort_by(|a, b| claim_order(&a.1, &b.1));
+
+        let mut newly_saturated = false;
+        for (rowid, task) in candidates {
+            if claimed.len() == max {
+                break;
+            }
+            if let Some(&cap) = req.limits.get(&task.function) {
+                let running = match live.get(&task.function) {
+                    Some(n) => *n,
+                    None => live_count(conn, now, &task.function)?,
+                };
+                if running >= cap {
+                    if !saturated.contains(&task.function) {
+                        saturated.push(task.function.clone());
+                        newly_saturated = true;
+                    }
+                    live.insert(task.function.clone(), running);
+                    continue;
+                }
+                live.insert(task.function.clone(), running + 1);
+            }
+            claimed.push(claim_one(conn, now, lease_until, req, rowid, task)?);
+        }
+        // Without skips, a full candidate list fills the claim; only a function
+        // filling up mid-walk can leave room that a walk without it would fill.
+        if claimed.len() == max || !more_exist || !newly_saturated {
+            break;
+        }
+    }
+    Ok(claimed)
+}
+
+fn claim_one(
+    conn: &Connection,
+    now: i64,
+    lease_until: i64,
+    req: &ClaimRequest,
+    rowid: i64,
+    mut task: TaskRecord,
+) -> Result<Claimed> {
+    let token = LeaseToken::new();
+    conn.prepare_cached(
+        "UPDATE tasks SET state = 'running', attempt = attempt + 1, lease_token = ?2, lease_owner = ?3, \
+         lease_expires_at = ?4, heartbeat_at = ?5, started_at = ?5, stuck_at = NULL WHERE rowid = ?1",
+    )?
+    .execute((rowid, token.0.as_bytes(), &req.worker_id, lease_until, now))?;
+    let at = time(now);
+    task.state = TaskState::Running;
+    task.attempt += 1;
+    task.lease_token = Some(token);
+    task.lease_owner = Some(req.worker_id.clone());
+    task.lease_expires_at = Some(time(lease_until));
+    task.heartbeat_at = Some(at);
+    task.started_at = Some(at);
+    task.stuck_at = None;
+    let started = events::task_started(
+        task.execution_id,
+        task.id,
+        task.kind,
+        &task.function,
+        task.attempt,
+        &req.worker_id,
+    );
+    event_log::append(conn, now, &started)?;
+    // The root task's function is its execution's: dispatch writes both from one spec.
+    if task.step == 0 && executions::start(conn, now, task.execution_id)? {
+        event_log::append(conn, now, &events::execution_started(task.execution_id, &task.function))?;
+    }
+    let lease = Lease {
+        task_id: task.id,
+        token,
+        owner: req.worker_id.clone(),
+        attempt: task.attempt,
+        expires_at: time(lease_until),
+    };
+    Ok(Claimed { task, lease })
+}

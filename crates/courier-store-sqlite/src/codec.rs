@@ -1,0 +1,113 @@
+//! How values are spelled in SQLite: timestamps as INTEGER microseconds since the
+//! Unix epoch (UTC), ids as 16-byte BLOBs, JSON as TEXT, states and kinds as their
+//! `as_str()` TEXT, durations as INTEGER nanoseconds.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::Row;
+use rusqlite::types::{FromSqlError, Type, ValueRef};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+/// Microseconds since the epoch; the store's only spelling of time.
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// The time `us` microseconds after the epoch.
+pub(crate) fn time(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `at + d`, saturating instead of overflowing for absurd durations.
+pub(crate) fn after(at: i64, d: Duration) -> i64 {
+    at.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// `at - d`, saturating.
+pub(crate) fn before(at: i64, d: Duration) -> i64 {
+    at.saturating_sub(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A duration as nanoseconds (exact for any duration shorter than 292 years).
+pub(crate) fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// A JSON value as TEXT.
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
+    serde_json::to_string(value)
+}
+
+/// An optional JSON value as nullable TEXT (`Some(null)` is the text `null`, not SQL NULL).
+pub(crate) fn json_opt<T: Serialize>(value: Option<&T>) -> Result<Option<String>, serde_json::Error> {
+    value.map(serde_json::to_string).transpose()
+}
+
+fn conversion(idx: usize, ty: Type, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, ty, Box::new(e))
+}
+
+/// Reads a non-null id column.
+pub(crate) fn uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
+    row.get::<_, [u8; 16]>(idx).map(Uuid::from_bytes)
+}
+
+/// Reads a nullable id column.
+pub(crate) fn uuid_opt_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Uuid>> {
+    Ok(row.get::<_, Option<[u8; 16]>>(idx)?.map(Uuid::from_bytes))
+}
+
+/// Reads a non-null timestamp column.
+pub(crate) fn time_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
+    row.get::<_, i64>(idx).map(time)
+}
+
+/// Reads a nullable timestamp column.
+pub(crate) fn time_opt_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    Ok(row.get::<_, Option<i64>>(idx)?.map(time))
+}
+
+/// Reads a non-null JSON column without copying the text first.
+pub(crate) fn json_at<T: DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text = row.get_ref(idx)?.as_str().map_err(|e| from_sql(idx, e))?;
+    serde_json::from_str(text).map_err(|e| conversion(idx, Type::Text, e))
+}
+
+/// Reads a nullable JSON column.
+pub(crate) fn json_opt_at<T: DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<T>> {
+    match row.get_ref(idx)? {
+        ValueRef::Null => Ok(None),
+        v => {
+            let text = v.as_str().map_err(|e| from_sql(idx, e))?;
+            serde_json::from_str(text)
+                .map(Some)
+                .map_err(|e| conversion(idx, Type::Text, e))
+        }
+    }
+}
+
+/// Reads a TEXT column spelled as one of core's string enums.
+pub(crate) fn enum_at<T>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text = row.get_ref(idx)?.as_str().map_err(|e| from_sql(idx, e))?;
+    text.parse().map_err(|e| conversion(idx, Type::Text, e))
+}
+
+fn from_sql(idx: usize, e: FromSqlError) -> rusqlite::Error {
+    match e {
+        FromSqlError::InvalidType => rusqlite::Error::InvalidColumnType(idx, String::new(), Type::Null),
+        other => conversion(idx, Type::Text, other),
+    }
+}
+
+/// A listing's `limit` for SQL: 0 means no limit (as `LIMIT -1` does in SQLite).
+pub(crate) fn limit(limit: u32) -> i64 {
+    if limit == 0 { -1 } else { i64::from(limit) }
+}

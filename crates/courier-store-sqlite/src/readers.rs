@@ -1,0 +1,81 @@
+//! Reader threads for file databases: WAL lets readers run beside the writer, so
+//! reads (listings, event polling, dashboards) never queue behind writes.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+
+use courier_core::StoreError;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::error::Error;
+use crate::writer::closed;
+
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+enum Msg {
+    Job(ReadJob),
+    Shutdown,
+}
+
+/// A pool of threads, each owning one read connection, taking jobs from one queue.
+pub(crate) struct Readers {
+    sender: mpsc::Sender<Msg>,
+    threads: usize,
+}
+
+impl Readers {
+    /// Starts one thread per connection.
+    pub(crate) fn start(connections: Vec<Connection>) -> std::io::Result<Readers> {
+        let (sender, receiver) = mpsc::channel::<Msg>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        let threads = connections.len();
+        for (i, conn) in connections.into_iter().enumerate() {
+            let receiver = Arc::clone(&receiver);
+            thread::Builder::new()
+                .name(format!("sqlite-reader-{i}"))
+                .spawn(move || run(conn, receiver))?;
+        }
+        Ok(Readers { sender, threads })
+    }
+
+    /// Runs `f` on some reader connection.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let result = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+                Ok(r) => r.map_err(StoreError::from),
+                Err(_) => Err(StoreError::Backend("a store read panicked".into())),
+            };
+            let _ = tx.send(result);
+        });
+        self.sender.send(Msg::Job(job)).map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Ends every reader thread once the jobs queued before have run.
+    pub(crate) fn shutdown(&self) {
+        for _ in 0..self.threads {
+            let _ = self.sender.send(Msg::Shutdown);
+        }
+    }
+}
+
+fn run(conn: Connection, receiver: Arc<Mutex<mpsc::Receiver<Msg>>>) {
+    loop {
+        // The lock is held only while waiting for the next job, never while running one.
+        let msg = match receiver.lock() {
+            Ok(guard) => guard.recv(),
+            Err(_) => return,
+        };
+        match msg {
+            Ok(Msg::Job(job)) => job(&conn),
+            Ok(Msg::Shutdown) | Err(_) => return,
+        }
+    }
+}

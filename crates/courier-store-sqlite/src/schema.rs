@@ -1,0 +1,40 @@
+//! Versioned migrations. Each is a SQL file under `src/migrations/`, applied once,
+//! in order, and recorded in `courier_migrations`. To change the schema, append a
+//! file and a line to [`MIGRATIONS`]; never edit one that has shipped.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::Result;
+
+/// Every migration, by version, in the order they apply.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+
+/// Applies every migration not applied yet, in one IMMEDIATE transaction, so that
+/// several processes opening one file at once serialize on the write lock and the
+/// later ones find nothing left to do.
+pub(crate) fn migrate(conn: &mut Connection, now: i64) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS courier_migrations (
+             version    INTEGER PRIMARY KEY,
+             applied_at INTEGER NOT NULL
+         )",
+    )?;
+    let applied: i64 = tx
+        .query_row("SELECT max(version) FROM courier_migrations", [], |row| {
+            row.get::<_, Option<i64>>(0)
+        })
+        .optional()?
+        .flatten()
+        .unwrap_or(0);
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO courier_migrations (version, applied_at) VALUES (?1, ?2)",
+            (version, now),
+        )?;
+        tracing::debug!(version, "applied SQLite migration");
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! The writer thread: the one connection every write goes through.
+//!
+//! SQLite admits one writer at a time, so instead of letting async tasks contend
+//! for the lock, one thread owns the write connection and runs jobs sent to it.
+//! Jobs that queue up while a transaction runs are committed together (group
+//! commit), and every answer is delivered only after the shared COMMIT, so nobody
+//! is told "done" about something that is not durable yet.
+//!
+//! A job that *refuses* (a [`StoreError`]) has written nothing: every operation
+//! checks before it writes. The exceptions (raw multi-row inserts, which learn of
+//! a conflict half-way) run as *isolated* jobs inside their own SAVEPOINT. Other
+//! jobs get no savepoint on purpose: a savepoint open across many statements makes
+//! SQLite re-walk its statement journal at every statement, which costs more than
+//! the work. A job that fails outright (SQLite error, panic) rolls the whole group
+//! back; the jobs after it are retried in a fresh transaction.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+use std::thread;
+
+use courier_core::StoreError;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, sqlite_to_store};
+
+/// At most this many jobs share one transaction, so one group's latency stays bounded.
+const MAX_GROUP: usize = 256;
+
+/// How a grouped job went.
+enum Outcome {
+    /// It succeeded.
+    Done,
+    /// It refused, having written nothing (or, if isolated, had its writes undone).
+    Refused,
+    /// The database failed under it: the transaction cannot be trusted.
+    Failed(StoreError),
+}
+
+/// What a grouped job hands back: how it went, and how to deliver its answer once
+/// the group's fate is known (`Some(error)` if the group was rolled back).
+struct Ran {
+    outcome: Outcome,
+    deliver: Box<dyn FnOnce(Option<StoreError>) + Send>,
+}
+
+/// The work of a grouped job; given `Err` when the transaction could not even
+/// start, so that it answers without running.
+type JobFn = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Ran + Send>;
+
+/// A job sharing the group transaction.
+struct GroupedJob {
+    isolated: bool,
+    run: JobFn,
+}
+
+/// A job that needs the connection to itself, outside any transaction (migrations,
+/// ANALYZE).
+type AloneJob = Box<dyn FnOnce(&mut Connection) + Send>;
+
+enum Msg {
+    Grouped(GroupedJob),
+    Alone(AloneJob),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The handle async code uses to send work to the writer thread.
+pub(crate) struct Writer {
+    sender: mpsc::Sender<Msg>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub(crate) fn start(conn: Connection) -> std::io::Result<Writer> {
+        let (sender, receiver) = mpsc::channel();
+        thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, receiver))?;
+        Ok(Writer { sender })
+    }
+
+    /// Runs `f` inside a write transaction (shared with whatever else is queued)
+    /// and returns its answer once committed. `f` must refuse (return a
+    /// [`StoreError`]) only before it has written anything; see [`run_isolated`](Self::run_isolated).
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit(false, f).await
+    }
+
+    /// Like [`run`](Self::run), for a job that may refuse after writing: it gets
+    /// its own savepoint, rolled back if it refuses.
+    pub(crate) async fn run_isolated<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit(true, f).await
+    }
+
+    async fn submit<T, F>(&self, isolated: bool, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let run: JobFn = Box::new(move |conn: Result<&Connection, StoreError>| {
+            let (outcome, result) = match conn {
+                Ok(conn) => match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+                    Ok(Ok(value)) => (Outcome::Done, Ok(value)),
+                    Ok(Err(Error::Store(refusal))) => (Outcome::Refused, Err(refusal)),
+                    Ok(Err(failure)) => {
+                        let e = StoreError::from(failure);
+                        (Outcome::Failed(e.clone()), Err(e))
+                    }
+                    Err(_) => {
+                        let e = StoreError::Backend("a store operation panicked".into());
+                        (Outcome::Failed(e.clone()), Err(e))
+                    }
+                },
+                Err(e) => (Outcome::Refused, Err(e)),
+            };
+            Ran {
+                outcome,
+                deliver: Box::new(move |group_error: Option<StoreError>| {
+                    let _ = tx.send(match group_error {
+                        Some(e) => Err(e),
+                        None => result,
+                    });
+                }),
+            }
+        });
+        let job = GroupedJob { isolated, run };
+        self.sender.send(Msg::Grouped(job)).map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Runs `f` alone on the connection, outside any transaction `f` does not open itself.
+    pub(crate) async fn run_alone<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: AloneJob = Box::new(move |conn| {
+            let result = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+                Ok(r) => r.map_err(StoreError::from),
+                Err(_) => Err(StoreError::Backend("a store operation panicked".into())),
+            };
+            let _ = tx.send(result);
+        });
+        self.sender.send(Msg::Alone(job)).map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Lets queued jobs finish, then closes the connection and ends the thread.
+    pub(crate) async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.sender.send(Msg::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+pub(crate) fn closed() -> StoreError {
+    StoreError::Unavailable("the SQLite store is closed".into())
+}
+
+fn run(mut conn: Connection, receiver: mpsc::Receiver<Msg>) {
+    let mut next: Option<Msg> = None;
+    loop {
+        let msg = match next.take() {
+            Some(msg) => msg,
+            None => match receiver.recv() {
+                Ok(msg) => msg,
+                // Every handle is gone.
+                Err(_) => return,
+            },
+        };
+        match msg {
+            Msg::Shutdown(ack) => {
+                drop(conn);
+                let _ = ack.send(());
+                return;
+            }
+            Msg::Alone(job) => job(&mut conn),
+            Msg::Grouped(first) => {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match receiver.try_recv() {
+                        Ok(Msg::Grouped(job)) => group.push(job),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                run_group(&conn, group);
+            }
+        }
+    }
+}
+
+fn run_group(conn: &Connection, group: Vec<GroupedJob>) {
+    let mut jobs = group.into_iter();
+    let mut rest: Vec<GroupedJob> = Vec::new();
+    loop {
+        run_transaction(conn, &mut jobs, &mut rest);
+        if rest.is_empty() {
+            return;
+        }
+        // A failure cut the transaction short: the jobs it did not reach get a fresh one.
+        jobs = std::mem::take(&mut rest).into_iter();
+    }
+}
+
+/// Runs `jobs` in one transaction; on a failure, stops there, rolls back, and
+/// leaves the jobs not yet run in `rest`.
+fn run_transaction(conn: &Connection, jobs: &mut std::vec::IntoIter<GroupedJob>, rest: &mut Vec<GroupedJob>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let e = sqlite_to_store(e);
+        for job in jobs {
+            ((job.run)(Err(e.clone())).deliver)(None);
+        }
+        return;
+    }
+    let mut deliveries = Vec::with_capacity(jobs.len());
+    let mut failure: Option<StoreError> = None;
+    for job in jobs.by_ref() {
+        if job.isolated
+            && let Err(e) = savepoint(conn, "SAVEPOINT job")
+        {
+            deliveries.push((job.run)(Err(e.clone())).deliver);
+            failure = Some(e);
+            break;
+        }
+        let ran = (job.run)(Ok(conn));
+        let undo = match (&ran.outcome, job.isolated) {
+            (Outcome::Done, true) => savepoint(conn, "RELEASE job"),
+            (Outcome::Refused, true) => {
+                savepoint(conn, "ROLLBACK TO job").and_then(|()| savepoint(conn, "RELEASE job"))
+            }
+            (Outcome::Failed(e), _) => Err(e.clone()),
+            (_, false) => Ok(()),
+        };
+        deliveries.push(ran.deliver);
+        if let Err(e) = undo {
+            failure = Some(e);
+            break;
+        }
+    }
+    if let Some(e) = failure {
+        rollback(conn);
+        rest.extend(jobs);
+        for deliver in deliveries {
+            deliver(Some(e.clone()));
+        }
+        return;
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => deliveries.into_iter().for_each(|deliver| deliver(None)),
+        Err(e) => {
+            rollback(conn);
+            let e = sqlite_to_store(e);
+            for deliver in deliveries {
+                deliver(Some(e.clone()));
+            }
+        }
+    }
+}
+
+fn savepoint(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute([]))
+        .map(|_| ())
+        .map_err(sqlite_to_store)
+}
+
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
