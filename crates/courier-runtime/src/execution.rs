@@ -5,7 +5,7 @@
 //! [`Driver`], creates the children the code asks for (in batches, fenced by the
 //! orchestrator's lease, through the `StoreActor`), and resolves the code's
 //! waits as children settle: straight from the `StoreActor` when they settle on
-//! this node (`ChildSettled`), from notices and a polling safety net when they
+//! this node (`ChildrenSettled`), from notices and a polling safety net when they
 //! settle elsewhere. While it holds the execution, the code continues in
 //! memory; after a crash another node replays it from history.
 //!
@@ -36,10 +36,15 @@ const CHILD_CHUNK: usize = 1000;
 /// Tasks read per history page or status check.
 const READ_PAGE: u32 = 5000;
 
-/// A child of this execution settled on this node (sent by the `StoreActor`).
+/// Children of this execution that settled on this node, one commit's worth
+/// (sent by the `StoreActor`, with their results).
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
-pub(crate) struct ChildSettled {
+pub(crate) struct ChildrenSettled(pub Vec<Settled>);
+
+/// One settled child.
+#[derive(Clone, Debug)]
+pub(crate) struct Settled {
     pub parent_id: TaskId,
     pub task_id: TaskId,
     pub state: courier_core::TaskState,
@@ -96,7 +101,7 @@ pub(crate) struct ExecutionActor {
     seen_wake_gen: i64,
     suspending: bool,
     /// Children that settled while the history was loading, applied once it is.
-    early: Vec<ChildSettled>,
+    early: Vec<Settled>,
 }
 
 impl ExecutionActor {
@@ -522,22 +527,24 @@ impl Actor for ExecutionActor {
     }
 }
 
-/// Resolves the code's wait for a child that settled on this node.
-impl Handler<ChildSettled> for ExecutionActor {
+/// Resolves the code's waits for children that settled on this node.
+impl Handler<ChildrenSettled> for ExecutionActor {
     type Result = ();
 
-    fn handle(&mut self, msg: ChildSettled, _: &mut Self::Context) {
-        if msg.parent_id != self.task.id {
-            return;
-        }
+    fn handle(&mut self, msg: ChildrenSettled, _: &mut Self::Context) {
+        let mine = msg.0.into_iter().filter(|s| s.parent_id == self.task.id);
         let Some(driver) = &self.driver else {
-            // Still loading the history, which may have read this child before it settled.
-            self.early.push(msg);
+            // Still loading the history, which may have read these before they settled.
+            self.early.extend(mine);
             return;
         };
-        if let Some(outcome) = settled_outcome(msg.state, msg.result, msg.error)
-            && driver.borrow_mut().settle(msg.task_id, outcome)
-        {
+        let mut any = false;
+        for settled in mine {
+            if let Some(outcome) = settled_outcome(settled.state, settled.result, settled.error) {
+                any |= driver.borrow_mut().settle(settled.task_id, outcome);
+            }
+        }
+        if any {
             self.touch();
         }
     }

@@ -24,7 +24,7 @@ struct NodeInner {
     maintenance: MaintenanceOptions,
     /// Orchestrators held in memory here, so the store actor can hand them their
     /// children's results directly instead of through a store round trip.
-    live: DashMap<ExecutionId, actix::Recipient<crate::execution::ChildSettled>>,
+    live: DashMap<ExecutionId, actix::Recipient<crate::execution::ChildrenSettled>>,
 }
 
 impl Node {
@@ -73,7 +73,7 @@ impl Node {
         &self.inner.maintenance
     }
 
-    pub(crate) fn live_executions(&self) -> &DashMap<ExecutionId, actix::Recipient<crate::execution::ChildSettled>> {
+    pub(crate) fn live_executions(&self) -> &DashMap<ExecutionId, actix::Recipient<crate::execution::ChildrenSettled>> {
         &self.inner.live
     }
 }

@@ -8,7 +8,7 @@
 //! orchestrators live on this node. Claims and lease renewals (renewals batched
 //! the same way) take their own lane, so they never wait behind a big commit.
 //!
-//! Talks to: the store; the notifier; `ExecutionActor`s (via `ChildSettled`).
+//! Talks to: the store; the notifier; `ExecutionActor`s (via `ChildrenSettled`).
 //! Callers: `WorkerActor`, `TaskLeaseActor`, `ExecutionActor`, the `Courier` handle.
 
 use std::collections::BTreeSet;
@@ -25,7 +25,7 @@ use courier_core::{
 use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
-use crate::execution::ChildSettled;
+use crate::execution::{ChildrenSettled, Settled};
 use crate::node::Node;
 
 /// Most operations in one transaction; the rest wait for the next commit.
@@ -390,6 +390,8 @@ async fn answer_and_publish(node: &Node, queue: Queue, results: WriteResults) {
         let _ = reply.send(result);
     }
     let mut settled = 0u64;
+    // Settled children by the execution whose orchestrator waits for them.
+    let mut routes: std::collections::HashMap<courier_core::ExecutionId, Vec<Settled>> = std::collections::HashMap::new();
     for ((completion, reply), result) in batch.completions.iter().zip(completions).zip(results.completions) {
         if let Ok(done) = &result {
             settled += 1;
@@ -404,20 +406,41 @@ async fn answer_and_publish(node: &Node, queue: Queue, results: WriteResults) {
                     child: None,
                 });
             }
-            if let Some(parent) = done.parent_id
-                && done.state.is_terminal()
-            {
-                route_to_parent(node, done, parent, &completion.outcome);
-                notices.push(Notice::Execution {
-                    execution_id: done.execution_id,
-                    state: courier_core::ExecutionState::Running,
-                    child: Some((done.task_id, done.state)),
-                });
+            if done.parent_id.is_some() && done.state.is_terminal() {
+                match settled_of(done, &completion.outcome) {
+                    // The orchestrator lives here: hand it the result directly.
+                    Some(s) if node.live_executions().contains_key(&done.execution_id) => {
+                        routes.entry(done.execution_id).or_default().push(s);
+                    }
+                    // It lives elsewhere (or nowhere yet): tell whoever holds it.
+                    _ => notices.push(Notice::Execution {
+                        execution_id: done.execution_id,
+                        state: courier_core::ExecutionState::Running,
+                        child: Some((done.task_id, done.state)),
+                    }),
+                }
                 // The parent may have been woken from `waiting`.
                 work_queues.insert(String::new());
             }
         }
         let _ = reply.send(result);
+    }
+    for (execution, children) in routes {
+        let delivered = node
+            .live_executions()
+            .get(&execution)
+            .map(|r| r.clone())
+            .map(|recipient| recipient.try_send(ChildrenSettled(children.clone())).is_ok())
+            .unwrap_or(false);
+        if !delivered {
+            // Its mailbox is full or it just stopped: fall back to notices (it, or
+            // its replay, reads the store).
+            notices.extend(children.iter().map(|c| Notice::Execution {
+                execution_id: execution,
+                state: courier_core::ExecutionState::Running,
+                child: Some((c.task_id, c.state)),
+            }));
+        }
     }
     metrics::counter!("courier_tasks_settled_total").increment(settled);
     let mut seqs = results.events.into_iter();
@@ -432,23 +455,20 @@ async fn answer_and_publish(node: &Node, queue: Queue, results: WriteResults) {
     }
 }
 
-/// Hands a settled child's outcome to its orchestrator if it is live on this node.
-fn route_to_parent(node: &Node, done: &Completed, parent: courier_core::TaskId, outcome: &Outcome) {
-    let Some(recipient) = node.live_executions().get(&done.execution_id).map(|r| r.clone()) else {
-        return;
-    };
+/// A settled child's outcome, as its orchestrator needs it.
+fn settled_of(done: &Completed, outcome: &Outcome) -> Option<Settled> {
     let (result, error) = match outcome {
         Outcome::Succeeded { result, .. } => (Some(result.clone()), None),
         Outcome::Failed { error, .. } => (None, Some(error.clone())),
-        Outcome::Retry { .. } => return,
+        Outcome::Retry { .. } => return None,
     };
-    recipient.do_send(ChildSettled {
-        parent_id: parent,
+    Some(Settled {
+        parent_id: done.parent_id?,
         task_id: done.task_id,
         state: done.state,
         result,
         error,
-    });
+    })
 }
 
 impl Actor for StoreActor {
