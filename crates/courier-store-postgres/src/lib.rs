@@ -1,1 +1,159 @@
-//! Courier Postgres store (being written).
+//! Courier's cluster store: [`courier_core::Store`] on PostgreSQL.
+//!
+//! Every node of a cluster points at one database; this crate makes them agree.
+//! Claims lock rows with `FOR UPDATE SKIP LOCKED` so racing workers never take
+//! one task twice; per-function concurrency limits are counted under an advisory
+//! lock so they hold across processes; every time the store writes or compares
+//! is the database's `now()`, so nodes with skewed clocks still agree; and the
+//! event log is numbered in commit order (see [`event_log`](self#event-log)).
+//! Group commit ([`Store::commit`](courier_core::Store::commit)) applies a whole
+//! batch of dispatches, children, effects and completions in one transaction with
+//! set-based statements, which is where throughput comes from.
+//!
+//! It is not the place for policy (retry decisions, replay) — the runtime makes
+//! those and hands the store their outcome — nor for notifications: LISTEN/NOTIFY
+//! and webhooks live in other crates, which may share this store's
+//! [`pool`](PostgresStore::pool). It speaks plain TCP only; put a TLS-terminating
+//! proxy in front of a server that requires TLS.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), courier_core::StoreError> {
+//! use courier_core::{NewExecution, Store, TaskKind, TaskSpec};
+//! use courier_store_postgres::{PostgresOptions, PostgresStore};
+//!
+//! let store = PostgresStore::connect(
+//!     PostgresOptions::new("postgres://courier@127.0.0.1:5432/courier").schema("courier"),
+//! )
+//! .await?;
+//! store.init().await?;
+//! let spec = TaskSpec::new(TaskKind::Activity, "send_email", serde_json::json!({"to": "a@b.c"}));
+//! let dispatched = store.dispatch(vec![NewExecution::new(spec)]).await?;
+//! assert_eq!(dispatched.len(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! # Event log
+//!
+//! Sequence numbers are gap-free in commit order and never reused: each
+//! transaction that appends events bumps the one-row `courier_event_head` as its
+//! last statement, holding that row's lock through its commit.
+#![deny(missing_docs)]
+
+mod batch;
+mod cache;
+mod children;
+mod claim;
+mod codec;
+mod complete;
+mod context;
+mod dead_letters;
+mod dispatch;
+mod error;
+mod event_log;
+mod executions;
+mod leases;
+mod maintenance;
+mod migrations;
+mod options;
+mod rows;
+mod signals;
+mod statements;
+mod store;
+mod tasks;
+mod transaction;
+mod wake;
+
+pub use options::{DEFAULT_POOL_SIZE, PostgresOptions};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_core::{StoreError, StoreResult};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+/// A handle on a Postgres store: cheap to clone, all clones share one pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    schema: Option<Arc<str>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Builds the pool and checks that the database answers. Does not create or
+    /// migrate the schema: call [`Store::init`](courier_core::Store::init) for that.
+    pub async fn connect(options: PostgresOptions) -> Result<Self, StoreError> {
+        let config = options.driver_config()?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // A connection is checked with a round trip before it is handed out,
+                // so a server restart costs one failed check, not one failed operation.
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections())
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(10)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("cannot build the Postgres pool: {e}")))?;
+        let store = PostgresStore {
+            pool,
+            schema: options.schema_name().map(Arc::from),
+        };
+        let client = store.client().await?;
+        client.simple_query("SELECT 1").await.map_err(|e| error::from_db(&e))?;
+        Ok(store)
+    }
+
+    /// Drops the configured schema and everything in it (tests use a schema each).
+    /// [`StoreError::Invalid`] if the store has no schema of its own.
+    pub async fn drop_schema(&self) -> Result<(), StoreError> {
+        let Some(schema) = &self.schema else {
+            return Err(StoreError::Invalid(
+                "drop_schema needs a store opened with PostgresOptions::schema".into(),
+            ));
+        };
+        let client = self.client().await?;
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .map_err(|e| error::from_db(&e))?;
+        Ok(())
+    }
+
+    /// The connection pool, for crates that keep their own tables beside the
+    /// store's (webhooks, notifications). Its connections have `search_path` set
+    /// to the store's schema (if it has one) and JIT compilation off.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The configured schema, if any.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn client(&self) -> StoreResult<deadpool_postgres::Client> {
+        self.pool.get().await.map_err(error::from_pool)
+    }
+
+    /// A name for cluster-wide advisory locks that is distinct per schema, so
+    /// deployments sharing a database do not contend.
+    pub(crate) fn lock_name(&self, what: &str) -> String {
+        format!("courier.{what}:{}", self.schema.as_deref().unwrap_or(""))
+    }
+}

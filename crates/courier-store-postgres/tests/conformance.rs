@@ -18,7 +18,12 @@ async fn fresh() -> Fixture {
     let schema = format!("conformance_{}", uuid::Uuid::new_v4().simple());
     let store = PostgresStore::connect(PostgresOptions::new(url()).schema(schema).pool_size(8))
         .await
-        .unwrap_or_else(|e| panic!("PostgreSQL must be reachable at {} ({e}); scripts/test starts it", url()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL must be reachable at {} ({e}); scripts/test starts it",
+                url()
+            )
+        });
     store.init().await.expect("init");
     let handle = store.clone();
     Fixture::new(Arc::new(store)).with_teardown(async move {

@@ -1,0 +1,48 @@
+//! Group commit: one transaction for a whole [`WriteBatch`].
+//!
+//! Sections apply in the documented order (dispatches, children, effects,
+//! completions, free events), each with a few set-based statements however many
+//! items it has. Refusals are per item and abort nothing; an unexpected database
+//! error rolls the whole batch back and fails the call, so the caller can retry
+//! items one by one. Parents woken by anything in the batch are bumped once each
+//! at the end, and the events of the whole batch are appended last, as the event
+//! log requires.
+
+use courier_core::{StoreResult, WriteBatch, WriteResults};
+use deadpool_postgres::Transaction;
+
+use crate::PostgresStore;
+use crate::children::{self, Fences};
+use crate::error::Result;
+use crate::transaction::in_transaction;
+use crate::wake::Wakes;
+use crate::{complete, dispatch, event_log};
+
+/// Applies `batch` in one transaction.
+pub(crate) async fn commit(store: &PostgresStore, batch: &WriteBatch) -> StoreResult<WriteResults> {
+    if batch.is_empty() {
+        return Ok(WriteResults::default());
+    }
+    in_transaction!(store, |tx| apply(tx, batch))
+}
+
+async fn apply(tx: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteResults> {
+    let mut events = Vec::new();
+    let mut wakes = Wakes::default();
+    let dispatches = dispatch::apply(tx, &batch.dispatches, &mut events).await?;
+    let fences = Fences::lock(tx, batch).await?;
+    let children = children::create(tx, &batch.children, &fences, &mut events, &mut wakes).await?;
+    let effects = children::apply_effects(tx, &batch.effects, &fences, &mut events).await?;
+    let completions = complete::apply(tx, &batch.completions, &mut events, &mut wakes).await?;
+    wakes.apply(tx, &mut events).await?;
+    let first_free = events.len();
+    events.extend(batch.events.iter().cloned());
+    let seqs = event_log::append(tx, &events).await?;
+    Ok(WriteResults {
+        dispatches,
+        children,
+        effects,
+        completions,
+        events: seqs[first_free..].to_vec(),
+    })
+}

@@ -1,0 +1,320 @@
+//! Claims: handing due work to workers under leases.
+//!
+//! One statement finds and takes the work. Candidates come from two branches,
+//! each served by its own partial index: `pending` tasks that are due (read one
+//! queue at a time in claim order, so the index delivers them already sorted and
+//! the scan stops after `max`), and `running` tasks whose lease expired. Both lock
+//! with `FOR UPDATE SKIP LOCKED`, so concurrent claimers pass over each other's
+//! rows instead of queueing behind them; the best `max` candidates are then
+//! updated to `running` under fresh tokens.
+//!
+//! Concurrency limits are counted, not estimated: for each limited function the
+//! claim takes a transaction-scoped advisory lock (in name order, so claimers never
+//! deadlock), counts that function's live leases, and lets only the remaining
+//! budget through a branch of its own. A second claimer of the same function
+//! waits for the first to commit and then counts its claims too, so the limit
+//! holds across processes.
+
+use std::collections::HashMap;
+
+use courier_core::{ClaimRequest, Claimed, ExecutionId, Lease, NewEvent, StoreResult, TaskKind, TaskRecord, events};
+use deadpool_postgres::Transaction;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::PostgresStore;
+use crate::codec::micros;
+use crate::error::{Result, corrupt};
+use crate::event_log;
+use crate::rows::{self, TASK_COLUMNS_T};
+use crate::statements::{execute, query, query_typed};
+use crate::transaction::in_transaction;
+
+/// Which optional parts a claim statement has; each combination is its own
+/// prepared statement.
+#[derive(Clone, Copy)]
+struct Shape {
+    queues: bool,
+    functions: bool,
+    tags: bool,
+    limited: bool,
+}
+
+/// Parameter types of every claim statement (unused ones are still declared).
+const PARAM_TYPES: &[Type] = &[
+    Type::INT8,       // $1 max
+    Type::INT8,       // $2 lease length, µs
+    Type::TEXT,       // $3 worker
+    Type::TEXT_ARRAY, // $4 kinds
+    Type::TEXT_ARRAY, // $5 queues
+    Type::TEXT_ARRAY, // $6 functions
+    Type::TEXT_ARRAY, // $7 worker tags
+    Type::TEXT_ARRAY, // $8 limited functions (kept out of the unlimited branches)
+    Type::TEXT_ARRAY, // $9 limited functions with budget left
+    Type::INT8_ARRAY, // $10 their budgets
+];
+
+const ORDER: &str = "ORDER BY priority DESC, scheduled_for, created_at";
+const CANDIDATE: &str = "id, function, priority, scheduled_for, created_at";
+
+fn statement(shape: Shape) -> String {
+    let mut filters = String::from("kind = ANY($4)");
+    if shape.functions {
+        filters.push_str(" AND (kind IN ('sleep', 'signal_wait') OR function = ANY($6))");
+    }
+    if shape.tags {
+        filters.push_str(" AND (tags = '{}' OR tags && $7)");
+    }
+    let in_queues = if shape.queues { " AND queue = ANY($5)" } else { "" };
+    let unlimited = if shape.limited {
+        " AND NOT (kind IN ('orchestrator', 'activity') AND function = ANY($8))"
+    } else {
+        ""
+    };
+    // With no queue filter the queues are found by walking the pending index
+    // (one probe per distinct queue), so pending work is still read per queue.
+    let queues = if shape.queues {
+        "queues(name) AS (SELECT DISTINCT unnest($5::text[]))".to_string()
+    } else {
+        "queues(name) AS (
+             SELECT min(queue) FROM tasks WHERE state = 'pending'
+             UNION ALL
+             SELECT (SELECT min(queue) FROM tasks WHERE state = 'pending' AND queue > queues.name)
+             FROM queues WHERE queues.name IS NOT NULL
+         )"
+        .to_string()
+    };
+    let mut sql = format!(
+        "WITH RECURSIVE {queues},
+         pending_due AS (
+             SELECT c.* FROM queues CROSS JOIN LATERAL (
+                 SELECT {CANDIDATE} FROM tasks
+                 WHERE state = 'pending' AND queue = queues.name AND scheduled_for <= now() AND {filters}{unlimited}
+                 {ORDER} LIMIT $1 FOR UPDATE SKIP LOCKED
+             ) c
+         ),
+         expired AS (
+             SELECT {CANDIDATE} FROM tasks
+             WHERE state = 'running' AND lease_expires_at < now() AND {filters}{in_queues}{unlimited}
+             {ORDER} LIMIT $1 FOR UPDATE SKIP LOCKED
+         ),"
+    );
+    let mut candidates = String::from("SELECT * FROM pending_due UNION ALL SELECT * FROM expired");
+    if shape.limited {
+        sql.push_str(&format!(
+            "
+         budget AS (SELECT * FROM unnest($9::text[], $10::int8[]) AS b(function, n) WHERE n > 0),
+         limited_pending AS (
+             SELECT c.* FROM budget b CROSS JOIN LATERAL (
+                 SELECT {CANDIDATE} FROM tasks
+                 WHERE state = 'pending' AND scheduled_for <= now() AND function = b.function
+                     AND kind IN ('orchestrator', 'activity') AND {filters}{in_queues}
+                 {ORDER} LIMIT b.n FOR UPDATE SKIP LOCKED
+             ) c
+         ),
+         limited_expired AS (
+             SELECT c.* FROM budget b CROSS JOIN LATERAL (
+                 SELECT {CANDIDATE} FROM tasks
+                 WHERE state = 'running' AND lease_expires_at < now() AND function = b.function
+                     AND kind IN ('orchestrator', 'activity') AND {filters}{in_queues}
+                 {ORDER} LIMIT b.n FOR UPDATE SKIP LOCKED
+             ) c
+         ),
+         limited_ranked AS (
+             SELECT l.*, row_number() OVER (PARTITION BY l.function {ORDER}) AS rank
+             FROM (SELECT * FROM limited_pending UNION ALL SELECT * FROM limited_expired) l
+         ),
+         limited AS (
+             SELECT r.id, r.function, r.priority, r.scheduled_for, r.created_at
+             FROM limited_ranked r JOIN budget b ON b.function = r.function
+             WHERE r.rank <= b.n
+         ),"
+        ));
+        candidates.push_str(" UNION ALL SELECT * FROM limited");
+    }
+    sql.push_str(&format!(
+        "
+         picked AS (SELECT id FROM ({candidates}) u {ORDER} LIMIT $1)
+         UPDATE tasks t SET state = 'running', attempt = t.attempt + 1, lease_token = gen_random_uuid(),
+             lease_owner = $3, lease_expires_at = now() + $2::int8::float8 * interval '1 microsecond',
+             heartbeat_at = now(), started_at = now(), stuck_at = NULL
+         WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
+         RETURNING {columns}",
+        columns = *TASK_COLUMNS_T
+    ));
+    sql
+}
+
+/// What a claim request asks for, resolved.
+struct Plan<'a> {
+    req: &'a ClaimRequest,
+    kinds: Vec<&'static str>,
+    /// Limited functions this request could claim, in name order, with their limits.
+    limits: Vec<(&'a str, u32)>,
+    lock_prefix: String,
+}
+
+/// Claims up to `req.max` tasks.
+pub(crate) async fn claim(store: &PostgresStore, req: &ClaimRequest) -> StoreResult<Vec<Claimed>> {
+    let mut kinds: Vec<&'static str> = req
+        .effective_kinds()
+        .into_iter()
+        .filter(|k| *k != TaskKind::Effect)
+        .map(TaskKind::as_str)
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    if req.max == 0 || kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let limits_apply = kinds
+        .iter()
+        .any(|k| *k == TaskKind::Orchestrator.as_str() || *k == TaskKind::Activity.as_str());
+    let mut limits: Vec<(&str, u32)> = req
+        .limits
+        .iter()
+        .filter(|_| limits_apply)
+        .filter(|(f, _)| req.functions.as_ref().is_none_or(|fs| fs.contains(f)))
+        .map(|(f, n)| (f.as_str(), *n))
+        .collect();
+    limits.sort_unstable();
+    let plan = Plan {
+        req,
+        kinds,
+        limits,
+        lock_prefix: store.lock_name("limit"),
+    };
+    in_transaction!(store, |tx| plan.run(tx))
+}
+
+impl Plan<'_> {
+    async fn run(&self, tx: &Transaction<'_>) -> Result<Vec<Claimed>> {
+        let req = self.req;
+        let limited: Vec<&str> = self.limits.iter().map(|(f, _)| *f).collect();
+        let (budget_functions, budgets) = self.budgets(tx, &limited).await?;
+        let shape = Shape {
+            queues: req.queues.is_some(),
+            functions: req.functions.is_some(),
+            tags: req.tags.is_some(),
+            limited: !limited.is_empty(),
+        };
+        let empty: Vec<String> = Vec::new();
+        let max = i64::from(req.max);
+        let lease = micros(req.lease);
+        let rows = query_typed(
+            tx,
+            &statement(shape),
+            PARAM_TYPES,
+            &[
+                &max,
+                &lease,
+                &req.worker_id,
+                &self.kinds,
+                req.queues.as_ref().unwrap_or(&empty),
+                req.functions.as_ref().unwrap_or(&empty),
+                req.tags.as_ref().unwrap_or(&empty),
+                &limited,
+                &budget_functions,
+                &budgets,
+            ],
+        )
+        .await?;
+        let mut tasks: Vec<TaskRecord> = rows.iter().map(rows::task).collect::<Result<_>>()?;
+        tasks.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.scheduled_for.cmp(&b.scheduled_for))
+                .then(a.created_at.cmp(&b.created_at))
+                .then(a.id.cmp(&b.id))
+        });
+
+        // A pending execution whose root task is claimed starts now.
+        let roots: Vec<Uuid> = tasks.iter().filter(|t| t.step == 0).map(|t| t.execution_id.0).collect();
+        let mut started: HashMap<ExecutionId, String> = HashMap::new();
+        if !roots.is_empty() {
+            for r in query(
+                tx,
+                "UPDATE executions SET state = 'running', started_at = COALESCE(started_at, now()), updated_at = now()
+                 WHERE id = ANY($1) AND state = 'pending'
+                 RETURNING id, function",
+                &[&roots],
+            )
+            .await?
+            {
+                started.insert(ExecutionId(r.try_get(0)?), r.try_get(1)?);
+            }
+        }
+
+        let mut new_events: Vec<NewEvent> = Vec::with_capacity(tasks.len() + started.len());
+        let mut claimed = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            new_events.push(events::task_started(
+                task.execution_id,
+                task.id,
+                task.kind,
+                &task.function,
+                task.attempt,
+                &req.worker_id,
+            ));
+            if task.step == 0
+                && let Some(function) = started.get(&task.execution_id)
+            {
+                new_events.push(events::execution_started(task.execution_id, function));
+            }
+            let lease = Lease {
+                task_id: task.id,
+                token: task
+                    .lease_token
+                    .ok_or_else(|| corrupt("a claimed task has no lease token"))?,
+                owner: req.worker_id.clone(),
+                attempt: task.attempt,
+                expires_at: task
+                    .lease_expires_at
+                    .ok_or_else(|| corrupt("a claimed task has no lease expiry"))?,
+            };
+            claimed.push(Claimed { task, lease });
+        }
+        event_log::append(tx, &new_events).await?;
+        Ok(claimed)
+    }
+
+    /// Locks each limited function's advisory lock and returns what is left of
+    /// each limit, counting live leases only (an expired one is claimable, and
+    /// claiming it counts against the budget).
+    async fn budgets(&self, tx: &Transaction<'_>, limited: &[&str]) -> Result<(Vec<String>, Vec<i64>)> {
+        if limited.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let keys: Vec<String> = limited.iter().map(|f| format!("{}:{f}", self.lock_prefix)).collect();
+        // unnest yields the keys in array (name) order, so every claimer locks in
+        // the same order.
+        execute(
+            tx,
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest($1::text[]) AS k",
+            &[&keys],
+        )
+        .await?;
+        let running: HashMap<String, i64> = query(
+            tx,
+            "SELECT function, count(*) FROM tasks
+             WHERE state = 'running' AND lease_expires_at > now() AND kind IN ('orchestrator', 'activity')
+                 AND function = ANY($1)
+             GROUP BY function",
+            &[&limited],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_>>()?;
+        let mut functions = Vec::new();
+        let mut budgets = Vec::new();
+        for (function, limit) in &self.limits {
+            let left = i64::from(*limit) - running.get(*function).copied().unwrap_or(0);
+            if left > 0 {
+                functions.push(function.to_string());
+                budgets.push(left);
+            }
+        }
+        Ok((functions, budgets))
+    }
+}

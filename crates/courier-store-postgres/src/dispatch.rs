@@ -1,0 +1,214 @@
+//! Dispatch: new executions with their root tasks, deduplicated by idempotency key.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use courier_core::{Dispatched, NewEvent, NewExecution, StoreError, StoreResult, TaskId, TaskState, events};
+use deadpool_postgres::Transaction;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::codec::{now_plus, opt_micros, tags_json, tags_sql};
+use crate::error::{Error, Result};
+use crate::statements::query;
+use crate::tasks::{NewTaskRow, NewTaskRows};
+
+/// What to do with one item of the batch.
+enum Plan {
+    /// Insert it (it may still turn out to exist).
+    Insert,
+    /// An earlier item of the batch has the same idempotency key.
+    SameKeyAs(usize),
+    /// An earlier item of the batch has the same id.
+    DuplicateId,
+}
+
+static INSERT_EXECUTIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH inserted AS (
+             INSERT INTO executions (id, function, version, state, args, queue, tags, priority, idempotency_key,
+                 created_at, updated_at, deadline)
+             SELECT x.id, x.function, x.version, 'pending', x.args, x.queue, {tags}, x.priority, x.key, now(), now(),
+                 {deadline}
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::jsonb[], $7::int4[],
+                         $8::text[], $9::int8[])
+                 AS x(id, function, version, args, queue, tags, priority, key, expiry_us)
+             ON CONFLICT DO NOTHING
+             RETURNING id, deadline
+         ),
+         deadlines AS (
+             INSERT INTO execution_deadlines (execution_id, deadline)
+             SELECT id, deadline FROM inserted WHERE deadline IS NOT NULL
+         )
+         SELECT id FROM inserted",
+        tags = tags_sql("x.tags"),
+        deadline = now_plus("x.expiry_us"),
+    )
+});
+
+/// Creates the executions of a batch and their root tasks; appends their events.
+///
+/// A key already taken (in the database, or earlier in the batch) yields the
+/// existing execution. Concurrent dispatches of one key meet in the unique index:
+/// the later insert waits for the earlier transaction and then finds its row.
+pub(crate) async fn apply(
+    tx: &Transaction<'_>,
+    items: &[NewExecution],
+    events: &mut Vec<NewEvent>,
+) -> Result<Vec<StoreResult<Dispatched>>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut by_key: HashMap<&str, usize> = HashMap::new();
+    let mut ids: HashSet<Uuid> = HashSet::new();
+    let plans: Vec<Plan> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            if let Some(key) = item.idempotency_key.as_deref() {
+                if let Some(&first) = by_key.get(key) {
+                    return Plan::SameKeyAs(first);
+                }
+                by_key.insert(key, i);
+            }
+            if ids.insert(item.id.0) {
+                Plan::Insert
+            } else {
+                Plan::DuplicateId
+            }
+        })
+        .collect();
+
+    let mut inserting: Vec<&NewExecution> = items
+        .iter()
+        .zip(&plans)
+        .filter(|(_, p)| matches!(p, Plan::Insert))
+        .map(|(item, _)| item)
+        .collect();
+    // Batches that share keys then wait on each other's rows in one order, never
+    // in a cycle.
+    inserting.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+    let created = insert_executions(tx, &inserting).await?;
+
+    // Keys whose insert found an execution already there.
+    let taken: Vec<&str> = inserting
+        .iter()
+        .filter(|item| !created.contains(&item.id.0))
+        .filter_map(|item| item.idempotency_key.as_deref())
+        .collect();
+    let existing: HashMap<String, Uuid> = if taken.is_empty() {
+        HashMap::new()
+    } else {
+        query(
+            tx,
+            "SELECT idempotency_key, id FROM executions WHERE idempotency_key = ANY($1)",
+            &[&taken],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_>>()?
+    };
+
+    let mut roots = NewTaskRows::default();
+    for item in inserting.iter().filter(|item| created.contains(&item.id.0)) {
+        roots.push(NewTaskRow {
+            id: TaskId::root_of(item.id),
+            execution_id: item.id,
+            parent_id: None,
+            step: 0,
+            kind: item.spec.kind,
+            function: &item.spec.function,
+            spec: &item.spec,
+            args: &item.spec.args,
+            state: TaskState::Pending,
+            result: None,
+            delay: item.spec.delay.unwrap_or_default(),
+        })?;
+    }
+    let inserted_roots = roots.insert(tx).await?;
+    if let Some(item) = inserting
+        .iter()
+        .find(|item| created.contains(&item.id.0) && !inserted_roots.contains(&TaskId::root_of(item.id).0))
+    {
+        // The root task's id is taken by a row of another execution: the batch
+        // fails as a whole so that no execution is left without its root.
+        return Err(Error::Store(StoreError::Conflict {
+            id: TaskId::root_of(item.id).to_string(),
+            detail: format!("the root task id of execution {} is already taken", item.id),
+        }));
+    }
+
+    let mut results: Vec<StoreResult<Dispatched>> = Vec::with_capacity(items.len());
+    for (item, plan) in items.iter().zip(&plans) {
+        let result = match plan {
+            Plan::SameKeyAs(first) => match &results[*first] {
+                Ok(d) => Ok(Dispatched::Existing(d.id())),
+                Err(e) => Err(e.clone()),
+            },
+            Plan::DuplicateId => Err(duplicate_id(item)),
+            Plan::Insert if created.contains(&item.id.0) => {
+                let root = TaskId::root_of(item.id);
+                events.push(events::execution_created(
+                    item.id,
+                    &item.spec.function,
+                    &item.spec.queue,
+                ));
+                events.push(events::task_created(
+                    item.id,
+                    root,
+                    item.spec.kind,
+                    &item.spec.function,
+                    0,
+                    &item.spec.queue,
+                ));
+                Ok(Dispatched::Created(item.id))
+            }
+            Plan::Insert => match item.idempotency_key.as_deref().and_then(|k| existing.get(k)) {
+                Some(id) => Ok(Dispatched::Existing((*id).into())),
+                None => Err(duplicate_id(item)),
+            },
+        };
+        results.push(result);
+    }
+    Ok(results)
+}
+
+fn duplicate_id(item: &NewExecution) -> StoreError {
+    StoreError::Conflict {
+        id: item.id.to_string(),
+        detail: "an execution with this id already exists".into(),
+    }
+}
+
+async fn insert_executions(tx: &Transaction<'_>, items: &[&NewExecution]) -> Result<HashSet<Uuid>> {
+    if items.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let ids: Vec<Uuid> = items.iter().map(|i| i.id.0).collect();
+    let functions: Vec<&str> = items.iter().map(|i| i.spec.function.as_str()).collect();
+    let versions: Vec<Option<&str>> = items.iter().map(|i| i.spec.version.as_deref()).collect();
+    let args: Vec<&Value> = items.iter().map(|i| &i.spec.args).collect();
+    let queues: Vec<&str> = items.iter().map(|i| i.spec.queue.as_str()).collect();
+    let tags: Vec<Value> = items.iter().map(|i| tags_json(&i.spec.tags)).collect();
+    let priorities: Vec<i32> = items.iter().map(|i| i.spec.priority).collect();
+    let keys: Vec<Option<&str>> = items.iter().map(|i| i.idempotency_key.as_deref()).collect();
+    let expiries: Vec<Option<i64>> = items.iter().map(|i| opt_micros(i.expiry)).collect();
+    let rows = query(
+        tx,
+        &INSERT_EXECUTIONS,
+        &[
+            &ids,
+            &functions,
+            &versions,
+            &args,
+            &queues,
+            &tags,
+            &priorities,
+            &keys,
+            &expiries,
+        ],
+    )
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get::<_, Uuid>(0)?)).collect()
+}

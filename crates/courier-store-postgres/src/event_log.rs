@@ -1,0 +1,101 @@
+//! The event log: appending in commit order, reading after a cursor, trimming.
+//!
+//! Sequence numbers come from the single row of `courier_event_head`, not from a
+//! Postgres sequence. A sequence hands numbers out when a transaction asks, so
+//! transactions commit out of order (a reader at seq 12 has not seen 11 yet, and
+//! may skip it for good) and rollbacks leave holes. Here every transaction that
+//! appends events bumps the head row as its *last* statement before COMMIT; the
+//! row lock it takes is held until the commit, so the next appender reads the
+//! head only after this one is visible. Commit order is therefore seq order, a
+//! rollback gives its numbers back, and a reader that has seen `n` has seen
+//! everything committed before it. The price is that appending transactions
+//! serialise for the span of one statement and a commit, which group commit
+//! amortises.
+
+use courier_core::{Event, EventFilter, NewEvent, StoreResult};
+use deadpool_postgres::{GenericClient, Transaction};
+use serde_json::Value;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::PostgresStore;
+use crate::codec::limit;
+use crate::error::Result;
+use crate::rows::{self, EVENT_COLUMNS};
+use crate::statements::{execute, query_one, query_typed};
+
+/// Appends `events` in order and returns their sequence numbers. Must be the last
+/// statement of its transaction (see the module documentation).
+pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<Vec<i64>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = events.len() as i64;
+    let mut types: Vec<&str> = Vec::with_capacity(events.len());
+    let mut executions: Vec<Option<Uuid>> = Vec::with_capacity(events.len());
+    let mut tasks: Vec<Option<Uuid>> = Vec::with_capacity(events.len());
+    let mut data: Vec<&Value> = Vec::with_capacity(events.len());
+    for e in events {
+        types.push(e.event_type.as_str());
+        executions.push(e.execution_id.map(|id| id.0));
+        tasks.push(e.task_id.map(|id| id.0));
+        data.push(&e.data);
+    }
+    let row = query_one(
+        tx,
+        "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
+         appended AS (
+             INSERT INTO events (seq, type, execution_id, task_id, ts, data)
+             SELECT head.last - $1 + e.ord, e.type, e.execution_id, e.task_id, now(), e.data
+             FROM head, unnest($2::text[], $3::uuid[], $4::uuid[], $5::jsonb[])
+                 WITH ORDINALITY AS e(type, execution_id, task_id, data, ord)
+         )
+         SELECT last FROM head",
+        &[&n, &types, &executions, &tasks, &data],
+    )
+    .await?;
+    let last: i64 = row.try_get(0)?;
+    Ok(((last - n + 1)..=last).collect())
+}
+
+/// Events after `filter.after`, oldest first. Each filter shape has its own
+/// statement so that the planner can use the execution or task index.
+pub(crate) async fn read(store: &PostgresStore, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+    let client = store.client().await?;
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1");
+    if filter.execution_id.is_some() {
+        sql.push_str(" AND execution_id = $2");
+    }
+    if filter.task_id.is_some() {
+        sql.push_str(" AND task_id = $3");
+    }
+    if !filter.types.is_empty() {
+        sql.push_str(" AND type = ANY($4)");
+    }
+    sql.push_str(" ORDER BY seq LIMIT $5");
+    let execution = filter.execution_id.map(|id| id.0);
+    let task = filter.task_id.map(|id| id.0);
+    let types: Vec<&str> = filter.types.iter().map(|t| t.as_str()).collect();
+    let limit = limit(filter.limit);
+    let rows = query_typed(
+        &client,
+        &sql,
+        &[Type::INT8, Type::UUID, Type::UUID, Type::TEXT_ARRAY, Type::INT8],
+        &[&filter.after, &execution, &task, &types, &limit],
+    )
+    .await?;
+    Ok(rows.iter().map(rows::event).collect::<Result<_>>()?)
+}
+
+/// The highest sequence number ever assigned.
+pub(crate) async fn last_seq(store: &PostgresStore) -> StoreResult<i64> {
+    let client = store.client().await?;
+    let row = query_one(&client, "SELECT last FROM courier_event_head", &[]).await?;
+    Ok(row.try_get::<_, i64>(0).map_err(crate::error::Error::from)?)
+}
+
+/// Deletes events appended before `older_than`. The head row is untouched, so the
+/// numbers are never handed out again.
+pub(crate) async fn trim<C: GenericClient>(client: &C, older_than: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+    execute(client, "DELETE FROM events WHERE ts < $1", &[&older_than]).await
+}

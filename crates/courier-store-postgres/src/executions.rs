@@ -1,0 +1,345 @@
+//! Execution rows: the raw seed-parity operations, listings, cancel and time-out.
+
+use std::sync::LazyLock;
+
+use courier_core::{
+    Cancelled, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, NewEvent, StoreError, StoreResult,
+    TaskError, TaskId, TaskKind, TaskRecord, events,
+};
+use deadpool_postgres::{GenericClient, Transaction};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::PostgresStore;
+use crate::codec::{count, limit, parse, to_json};
+use crate::error::{Error, Result};
+use crate::event_log;
+use crate::rows::{self, EXECUTION_COLUMNS};
+use crate::statements::{execute, query, query_one, query_opt, query_typed};
+use crate::tasks::insert_record;
+use crate::transaction::in_transaction;
+
+static INSERT_RECORD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO executions ({EXECUTION_COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+    )
+});
+
+async fn insert_record_execution<C: GenericClient>(client: &C, e: &ExecutionRecord) -> Result<()> {
+    let error = e.error.as_ref().map(to_json).transpose()?;
+    execute(
+        client,
+        &INSERT_RECORD,
+        &[
+            &e.id.0,
+            &e.function,
+            &e.version,
+            &e.state.as_str(),
+            &e.args,
+            &e.result,
+            &error,
+            &e.queue,
+            &e.tags,
+            &e.priority,
+            &e.idempotency_key,
+            &e.created_at,
+            &e.updated_at,
+            &e.started_at,
+            &e.completed_at,
+            &e.deadline,
+        ],
+    )
+    .await
+    .map_err(|err| err.conflict_on(e.id))?;
+    Ok(())
+}
+
+/// Makes `execution_deadlines` agree with the execution's row: a deadline row
+/// while it is unfinished and has a deadline, none otherwise.
+pub(crate) async fn sync_deadline<C: GenericClient>(client: &C, id: ExecutionId) -> Result<()> {
+    execute(
+        client,
+        "DELETE FROM execution_deadlines WHERE execution_id = $1",
+        &[&id.0],
+    )
+    .await?;
+    execute(
+        client,
+        "INSERT INTO execution_deadlines (execution_id, deadline)
+         SELECT id, deadline FROM executions
+         WHERE id = $1 AND deadline IS NOT NULL AND state IN ('pending', 'running')",
+        &[&id.0],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Forgets the deadlines of executions that finished.
+pub(crate) async fn forget_deadlines<C: GenericClient>(client: &C, ids: &[Uuid]) -> Result<()> {
+    execute(
+        client,
+        "DELETE FROM execution_deadlines WHERE execution_id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts an execution record as given.
+pub(crate) async fn create(store: &PostgresStore, record: &ExecutionRecord) -> StoreResult<()> {
+    in_transaction!(store, |tx| async move {
+        insert_record_execution(tx, record).await?;
+        sync_deadline(tx, record.id).await
+    })
+}
+
+/// Inserts an execution record and its root task record, both or neither.
+pub(crate) async fn create_with_root(
+    store: &PostgresStore,
+    record: &ExecutionRecord,
+    task: &TaskRecord,
+) -> StoreResult<()> {
+    in_transaction!(store, |tx| async move {
+        insert_record_execution(tx, record).await?;
+        insert_record(tx, task).await?;
+        sync_deadline(tx, record.id).await
+    })
+}
+
+/// One execution.
+pub(crate) async fn get(store: &PostgresStore, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
+    let client = store.client().await?;
+    let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
+    let row = query_opt(&client, &sql, &[&id.0]).await?;
+    Ok(row.as_ref().map(rows::execution).transpose()?)
+}
+
+/// Overwrites every field but the id and creation time.
+pub(crate) async fn update(store: &PostgresStore, e: &ExecutionRecord) -> StoreResult<()> {
+    in_transaction!(store, |tx| update_in(tx, e))
+}
+
+async fn update_in(tx: &Transaction<'_>, e: &ExecutionRecord) -> Result<()> {
+    let error = e.error.as_ref().map(to_json).transpose()?;
+    let n = execute(
+        tx,
+        "UPDATE executions SET function = $2, version = $3, state = $4, args = $5, result = $6, error = $7,
+             queue = $8, tags = $9, priority = $10, idempotency_key = $11, updated_at = $12, started_at = $13,
+             completed_at = $14, deadline = $15
+         WHERE id = $1",
+        &[
+            &e.id.0,
+            &e.function,
+            &e.version,
+            &e.state.as_str(),
+            &e.args,
+            &e.result,
+            &error,
+            &e.queue,
+            &e.tags,
+            &e.priority,
+            &e.idempotency_key,
+            &e.updated_at,
+            &e.started_at,
+            &e.completed_at,
+            &e.deadline,
+        ],
+    )
+    .await
+    .map_err(|err| err.conflict_on(e.id))?;
+    if n == 0 {
+        return Err(StoreError::ExecutionNotFound(e.id).into());
+    }
+    sync_deadline(tx, e.id).await
+}
+
+/// Executions by filter, newest first.
+pub(crate) async fn list(store: &PostgresStore, f: &ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
+    let client = store.client().await?;
+    let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE true");
+    if f.state.is_some() {
+        sql.push_str(" AND state = $1");
+    }
+    if f.function.is_some() {
+        sql.push_str(" AND function = $2");
+    }
+    sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4");
+    let rows = query_typed(
+        &client,
+        &sql,
+        &[Type::TEXT, Type::TEXT, Type::INT8, Type::INT8],
+        &[
+            &f.state.map(|s| s.as_str()),
+            &f.function,
+            &limit(f.limit),
+            &i64::from(f.offset),
+        ],
+    )
+    .await?;
+    Ok(rows.iter().map(rows::execution).collect::<Result<_>>()?)
+}
+
+/// How many executions (in `state`, if given).
+pub(crate) async fn count_executions(store: &PostgresStore, state: Option<ExecutionState>) -> StoreResult<u64> {
+    let client = store.client().await?;
+    let row = query_one(
+        &client,
+        "SELECT count(*) FROM executions WHERE $1::text IS NULL OR state = $1",
+        &[&state.map(|s| s.as_str())],
+    )
+    .await?;
+    Ok(count(row.try_get(0).map_err(Error::from)?))
+}
+
+/// A task cancelled with its execution.
+struct CancelledTask {
+    execution: ExecutionId,
+    step: i64,
+    id: TaskId,
+    kind: TaskKind,
+    function: String,
+}
+
+/// Cancels the unfinished tasks of `executions` (their leases go with them), in
+/// step order per execution.
+async fn cancel_tasks(tx: &Transaction<'_>, executions: &[Uuid]) -> Result<Vec<CancelledTask>> {
+    let rows = query(
+        tx,
+        "UPDATE tasks SET state = 'cancelled', completed_at = now(), lease_token = NULL, lease_expires_at = NULL
+         WHERE execution_id = ANY($1) AND state IN ('pending', 'running', 'waiting')
+         RETURNING execution_id, step, id, kind, function",
+        &[&executions],
+    )
+    .await?;
+    let mut cancelled: Vec<CancelledTask> = rows
+        .iter()
+        .map(|r| {
+            Ok(CancelledTask {
+                execution: ExecutionId(r.try_get(0)?),
+                step: r.try_get(1)?,
+                id: TaskId(r.try_get(2)?),
+                kind: parse(r.try_get::<_, &str>(3)?)?,
+                function: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    cancelled.sort_by_key(|t| (t.execution, t.step));
+    Ok(cancelled)
+}
+
+/// The tasks of `execution` among `cancelled`, each with its `task.cancelled`.
+fn report(
+    execution: ExecutionId,
+    cancelled: &[CancelledTask],
+    reason: &str,
+    events: &mut Vec<NewEvent>,
+) -> Vec<TaskId> {
+    cancelled
+        .iter()
+        .filter(|t| t.execution == execution)
+        .map(|t| {
+            events.push(events::task_cancelled(t.execution, t.id, t.kind, &t.function, reason));
+            t.id
+        })
+        .collect()
+}
+
+/// Cancels an execution and its unfinished tasks.
+pub(crate) async fn cancel(store: &PostgresStore, id: ExecutionId, reason: &str) -> StoreResult<Cancelled> {
+    in_transaction!(store, |tx| cancel_in(tx, id, reason))
+}
+
+async fn cancel_in(tx: &Transaction<'_>, id: ExecutionId, reason: &str) -> Result<Cancelled> {
+    // The execution row is locked first, so a concurrent completion of its root
+    // cannot settle it between this check and the update.
+    let row = query_opt(
+        tx,
+        "SELECT state, function FROM executions WHERE id = $1 FOR UPDATE",
+        &[&id.0],
+    )
+    .await?
+    .ok_or(StoreError::ExecutionNotFound(id))?;
+    let previous: ExecutionState = parse(row.try_get::<_, &str>(0)?)?;
+    if previous.is_terminal() {
+        return Ok(Cancelled {
+            execution_id: id,
+            previous,
+            tasks: Vec::new(),
+        });
+    }
+    let function: String = row.try_get(1)?;
+    let mut new_events = Vec::new();
+    let cancelled = cancel_tasks(tx, &[id.0]).await?;
+    let tasks = report(id, &cancelled, reason, &mut new_events);
+    let error = to_json(&TaskError::new(TaskError::CANCELLED, reason))?;
+    execute(
+        tx,
+        "UPDATE executions SET state = 'cancelled', error = $2, completed_at = now(), updated_at = now()
+         WHERE id = $1",
+        &[&id.0, &error],
+    )
+    .await?;
+    forget_deadlines(tx, &[id.0]).await?;
+    new_events.push(events::execution_cancelled(id, &function, reason));
+    event_log::append(tx, &new_events).await?;
+    Ok(Cancelled {
+        execution_id: id,
+        previous,
+        tasks,
+    })
+}
+
+/// Times out unfinished executions past their deadline.
+pub(crate) async fn time_out(store: &PostgresStore, max: u32) -> StoreResult<Vec<Cancelled>> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    in_transaction!(store, |tx| time_out_in(tx, max))
+}
+
+async fn time_out_in(tx: &Transaction<'_>, max: u32) -> Result<Vec<Cancelled>> {
+    let due = query(
+        tx,
+        "SELECT e.id, e.state, e.function FROM execution_deadlines d JOIN executions e ON e.id = d.execution_id
+         WHERE d.deadline <= now() AND e.state IN ('pending', 'running')
+         ORDER BY d.deadline LIMIT $1 FOR UPDATE OF e SKIP LOCKED",
+        &[&i64::from(max)],
+    )
+    .await?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut expired: Vec<(ExecutionId, ExecutionState, String)> = Vec::with_capacity(due.len());
+    for r in &due {
+        expired.push((
+            ExecutionId(r.try_get(0)?),
+            parse(r.try_get::<_, &str>(1)?)?,
+            r.try_get(2)?,
+        ));
+    }
+    let ids: Vec<Uuid> = expired.iter().map(|(id, _, _)| id.0).collect();
+    let cancelled = cancel_tasks(tx, &ids).await?;
+    let error = to_json(&TaskError::new(TaskError::TIMEOUT, "the execution outlived its expiry"))?;
+    execute(
+        tx,
+        "UPDATE executions SET state = 'timed_out', error = $2, completed_at = now(), updated_at = now()
+         WHERE id = ANY($1)",
+        &[&ids, &error],
+    )
+    .await?;
+    forget_deadlines(tx, &ids).await?;
+    let mut new_events = Vec::new();
+    let mut out = Vec::with_capacity(expired.len());
+    for (id, previous, function) in expired {
+        let tasks = report(id, &cancelled, "execution timed out", &mut new_events);
+        new_events.push(events::execution_timed_out(id, &function));
+        out.push(Cancelled {
+            execution_id: id,
+            previous,
+            tasks,
+        });
+    }
+    event_log::append(tx, &new_events).await?;
+    Ok(out)
+}

@@ -1,0 +1,47 @@
+//! Versioned migrations. Each is a SQL file in this folder, applied once, in
+//! order, and recorded in `courier_migrations`. To change the schema, append a
+//! file and a line to [`MIGRATIONS`]; never edit one that has shipped.
+
+use deadpool_postgres::Transaction;
+
+use crate::error::Result;
+use crate::statements::{execute, query};
+
+/// Every migration, by version, in the order they apply.
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("0001_initial.sql"))];
+
+/// Creates the schema (if one is configured) and applies every migration not yet
+/// applied. Nodes starting together serialize on an advisory lock held to the end
+/// of the transaction, so the later ones find nothing left to do.
+pub(crate) async fn migrate(tx: &Transaction<'_>, schema: Option<&str>) -> Result<()> {
+    let lock_key = format!("courier.migrate:{}", schema.unwrap_or(""));
+    execute(
+        tx,
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&lock_key],
+    )
+    .await?;
+    if let Some(schema) = schema {
+        // The name was validated as a plain identifier when the store connected.
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await?;
+    }
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS courier_migrations (
+             version    int PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )
+    .await?;
+    let applied: Vec<i32> = query(tx, "SELECT version FROM courier_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
+        tx.batch_execute(sql).await?;
+        execute(tx, "INSERT INTO courier_migrations (version) VALUES ($1)", &[version]).await?;
+        tracing::info!(version, "applied Postgres migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! How to reach the database: a DSN, an optional schema, a pool size.
+
+use std::str::FromStr;
+
+use courier_core::{StoreError, StoreResult};
+use tokio_postgres::config::SslMode;
+
+/// Connection settings for [`PostgresStore::connect`](crate::PostgresStore::connect).
+///
+/// ```
+/// use courier_store_postgres::PostgresOptions;
+/// let options = PostgresOptions::new("postgres://courier@db.internal:5432/courier?sslmode=disable")
+///     .schema("courier")
+///     .pool_size(32);
+/// assert_eq!(options.url(), "postgres://courier@db.internal:5432/courier?sslmode=disable");
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    url: String,
+    schema: Option<String>,
+    pool_size: usize,
+}
+
+/// Connections the pool keeps at most unless told otherwise.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+impl PostgresOptions {
+    /// Settings for the database a `postgres://` or `postgresql://` DSN names (user,
+    /// password, host, port, database, `sslmode=disable` or `prefer`).
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresOptions {
+            url: url.into(),
+            schema: None,
+            pool_size: DEFAULT_POOL_SIZE,
+        }
+    }
+
+    /// Keeps every table in schema `name` (created by `init`), so that several
+    /// deployments or test runs can share one database. The name must be a plain
+    /// lower-case SQL identifier.
+    pub fn schema(mut self, name: impl Into<String>) -> Self {
+        self.schema = Some(name.into());
+        self
+    }
+
+    /// Keeps at most `n` connections open (at least one).
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n.max(1);
+        self
+    }
+
+    /// The DSN.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The schema, if one was set.
+    pub fn schema_name(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// The pool size.
+    pub fn max_connections(&self) -> usize {
+        self.pool_size
+    }
+
+    /// The driver configuration, with `search_path` pinned to the schema on every
+    /// connection so that no statement needs to name it.
+    pub(crate) fn driver_config(&self) -> StoreResult<tokio_postgres::Config> {
+        let url = self.url.trim();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::Invalid(format!(
+                "a Postgres store URL starts with postgres:// or postgresql://, got {url:?}"
+            )));
+        }
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Invalid(format!("cannot parse the Postgres URL: {e}")))?;
+        if config.get_ssl_mode() == SslMode::Require {
+            // The workspace carries no TLS implementation; refusing here beats a
+            // confusing handshake error on every pooled connection.
+            return Err(StoreError::Invalid(
+                "sslmode=require needs TLS, which this build of Courier does not include; \
+                 use sslmode=disable or prefer (or terminate TLS in a local proxy)"
+                    .into(),
+            ));
+        }
+        // JIT compilation costs milliseconds whenever a plan's estimate crosses
+        // jit_above_cost, and never pays for statements as short as the store's.
+        let mut session = String::from("-c jit=off");
+        if let Some(schema) = &self.schema {
+            validate_schema(schema)?;
+            session.push_str(&format!(" -c search_path={schema}"));
+        }
+        let options = match config.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {session}"),
+            _ => session,
+        };
+        config.options(options);
+        if config.get_application_name().is_none() {
+            config.application_name("courier");
+        }
+        Ok(config)
+    }
+}
+
+/// Schema names go into `search_path` and DDL unquoted, so only names that need
+/// no quoting are accepted.
+fn validate_schema(name: &str) -> StoreResult<()> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if name.starts_with("pg_") {
+        return Err(StoreError::Invalid(format!(
+            "schema name {name:?} starts with pg_, which Postgres reserves for itself"
+        )));
+    }
+    if first_ok && rest_ok && name.len() <= 63 {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "schema name {name:?} must be a lower-case identifier (a-z, 0-9, _; at most 63 characters)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_required_is_refused_clearly() {
+        let err = PostgresOptions::new("postgres://u@h/db?sslmode=require")
+            .driver_config()
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(m) if m.contains("TLS")));
+    }
+
+    #[test]
+    fn schema_names_are_checked_and_pinned() {
+        assert!(
+            PostgresOptions::new("postgres://u@h/db")
+                .schema("Bad-Name")
+                .driver_config()
+                .is_err()
+        );
+        assert!(
+            PostgresOptions::new("postgres://u@h/db")
+                .schema("pg_mine")
+                .driver_config()
+                .is_err()
+        );
+        let config = PostgresOptions::new("postgresql://u:p@h:5433/db?sslmode=prefer")
+            .schema("courier_1")
+            .driver_config()
+            .unwrap();
+        assert_eq!(config.get_options(), Some("-c jit=off -c search_path=courier_1"));
+        assert_eq!(config.get_dbname(), Some("db"));
+    }
+
+    #[test]
+    fn other_schemes_are_refused() {
+        assert!(PostgresOptions::new("mysql://h/db").driver_config().is_err());
+    }
+}

@@ -1,0 +1,100 @@
+//! Time-outs read deadlines from their own table (so that finishing an execution
+//! touches no index of `executions`); every way an execution is written keeps
+//! that table in step.
+
+mod common;
+
+use std::time::Duration;
+
+use courier_core::{
+    ClaimRequest, Completion, ExecutionId, ExecutionRecord, ExecutionState, NewExecution, Outcome, Store, TaskError,
+    TaskKind, TaskSpec,
+};
+use serde_json::json;
+
+fn record(id: ExecutionId, deadline_in: chrono::Duration) -> ExecutionRecord {
+    let now = chrono::Utc::now();
+    ExecutionRecord {
+        id,
+        function: "raw".into(),
+        version: None,
+        state: ExecutionState::Running,
+        args: json!(null),
+        result: None,
+        error: None,
+        queue: "default".into(),
+        tags: Vec::new(),
+        priority: 0,
+        idempotency_key: None,
+        created_at: now,
+        updated_at: now,
+        started_at: Some(now),
+        completed_at: None,
+        deadline: Some(now + deadline_in),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_records_time_out_by_their_deadline_unless_finished() {
+    let store = common::fresh("deadlines_raw").await;
+    let late = ExecutionId::new();
+    let finished = ExecutionId::new();
+    let future = ExecutionId::new();
+    store
+        .create_execution(&record(late, chrono::Duration::seconds(-5)))
+        .await
+        .unwrap();
+    let mut done = record(finished, chrono::Duration::seconds(-5));
+    store.create_execution(&done).await.unwrap();
+    done.state = ExecutionState::Completed;
+    store.update_execution(&done).await.unwrap();
+    store
+        .create_execution(&record(future, chrono::Duration::hours(1)))
+        .await
+        .unwrap();
+
+    let timed_out = store.time_out_executions(10).await.unwrap();
+    assert_eq!(timed_out.iter().map(|c| c.execution_id).collect::<Vec<_>>(), vec![late]);
+    assert!(store.time_out_executions(10).await.unwrap().is_empty());
+    store.drop_schema().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_execution_gets_its_deadline_back() {
+    let store = common::fresh("deadlines_replay").await;
+    let new = NewExecution::new(TaskSpec::new(TaskKind::Activity, "fragile", json!(null)))
+        .with_expiry(Duration::from_millis(600));
+    let id = new.id;
+    store.dispatch(vec![new]).await.unwrap();
+    let claim = store
+        .claim_tasks(&ClaimRequest::new("w", 1, Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    store
+        .complete_tasks(vec![Completion {
+            lease: claim.lease.key(),
+            outcome: Outcome::Failed {
+                error: TaskError::new("bug", "boom"),
+                reason: "no retries".into(),
+                dead_letter: true,
+            },
+        }])
+        .await
+        .unwrap()[0]
+        .as_ref()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        store.time_out_executions(10).await.unwrap().is_empty(),
+        "a failed execution does not time out"
+    );
+
+    store.replay_dead_letter(claim.task.id).await.unwrap();
+    let timed_out = store.time_out_executions(10).await.unwrap();
+    assert_eq!(timed_out.len(), 1, "reopened past its deadline, it times out");
+    assert_eq!(timed_out[0].execution_id, id);
+    assert_eq!(timed_out[0].previous, ExecutionState::Running);
+    store.drop_schema().await.unwrap();
+}
