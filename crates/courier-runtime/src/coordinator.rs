@@ -13,7 +13,7 @@ use actix::prelude::*;
 use courier_core::{Claimed, ExecutionId};
 
 use crate::execution::{Drain, ExecutionActor, ExecutionEnded};
-use crate::maintenance::MaintenanceActor;
+use crate::maintenance::{MaintenanceActor, StopMaintenance};
 use crate::node::Node;
 use crate::store_actor::StoreActor;
 use crate::worker::{DrainWorker, WorkerActor};
@@ -125,6 +125,9 @@ impl Handler<Shutdown> for Coordinator {
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         self.shutting_down = true;
+        if let Some(maintenance) = &self.maintenance {
+            maintenance.do_send(StopMaintenance);
+        }
         let worker = self.worker.clone();
         let drain = async move {
             if let Some(worker) = worker {

@@ -13,10 +13,16 @@ use courier_core::{ExecutionState, Notice};
 
 use crate::node::Node;
 
+/// Stop doing housekeeping (node shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct StopMaintenance;
+
 /// The actor. See the module documentation.
 pub(crate) struct MaintenanceActor {
     node: Node,
     running: bool,
+    stopped: bool,
     last_cleanup: Option<Instant>,
 }
 
@@ -25,12 +31,13 @@ impl MaintenanceActor {
         MaintenanceActor {
             node,
             running: false,
+            stopped: false,
             last_cleanup: None,
         }
     }
 
     fn round(&mut self, ctx: &mut Context<Self>) {
-        if self.running {
+        if self.running || self.stopped {
             return;
         }
         self.running = true;
@@ -107,5 +114,14 @@ impl Actor for MaintenanceActor {
 impl Supervised for MaintenanceActor {
     fn restarting(&mut self, _: &mut Self::Context) {
         self.running = false;
+    }
+}
+
+/// Stops for good: a supervised actor would be restarted if it stopped, so it goes idle.
+impl Handler<StopMaintenance> for MaintenanceActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StopMaintenance, _: &mut Self::Context) {
+        self.stopped = true;
     }
 }
