@@ -20,12 +20,19 @@ use serde_json::json;
 const WORKERS: usize = 4;
 const RUNS: usize = 3;
 
-async fn open(backend: &str) -> (Arc<dyn Store>, Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()>>) {
+async fn open(
+    backend: &str,
+) -> (
+    Arc<dyn Store>,
+    Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()>>,
+) {
     match backend {
         "sqlite" => {
             let dir = std::env::temp_dir().join(format!("courier-store-bench-{}", uuid::Uuid::new_v4().simple()));
             std::fs::create_dir_all(&dir).unwrap();
-            let store = SqliteStore::open(SqliteOptions::file(dir.join("bench.db"))).await.unwrap();
+            let store = SqliteStore::open(SqliteOptions::file(dir.join("bench.db")))
+                .await
+                .unwrap();
             store.init().await.unwrap();
             let handle = store.clone();
             (
@@ -96,7 +103,11 @@ async fn run(backend: &str, batch: u32, n: usize) -> f64 {
             }
         })
     });
-    let done: usize = futures::future::join_all(workers).await.into_iter().map(|r| r.unwrap()).sum();
+    let done: usize = futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .sum();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(done, n);
     cleanup().await;

@@ -28,7 +28,10 @@ static CALLS: AtomicU32 = AtomicU32::new(0);
 /// Charges a card. The first call fails with a transient error; the retry policy retries it.
 async fn charge(ctx: ActivityContext, order: Order) -> Result<u64, TaskError> {
     if CALLS.fetch_add(1, Ordering::SeqCst) == 0 {
-        println!("charge: attempt {} failed (payment gateway timeout), will retry", ctx.attempt());
+        println!(
+            "charge: attempt {} failed (payment gateway timeout), will retry",
+            ctx.attempt()
+        );
         return Err(TaskError::new("gateway_timeout", "the payment gateway did not answer"));
     }
     println!("charge: attempt {} charged {} cents", ctx.attempt(), order.cents);

@@ -42,11 +42,17 @@ async fn cancel_sticks_while_the_orchestrator_runs() {
         .await
         .unwrap();
     let id = courier.dispatch("two_steps", ()).await.unwrap();
-    eventually(Duration::from_secs(10), "the blocking step runs", || async { counters.get("blocking") == 1 }).await;
+    eventually(Duration::from_secs(10), "the blocking step runs", || async {
+        counters.get("blocking") == 1
+    })
+    .await;
 
     let cancelled = courier.cancel(id, "changed my mind").await.unwrap();
     assert_eq!(cancelled.previous, ExecutionState::Running);
-    assert_eq!(courier.wait_for(id, WAIT).await.unwrap().state, ExecutionState::Cancelled);
+    assert_eq!(
+        courier.wait_for(id, WAIT).await.unwrap().state,
+        ExecutionState::Cancelled
+    );
 
     // The running step finishes anyway; nothing it or the orchestrator writes lands.
     gate.notify_one();
@@ -57,7 +63,11 @@ async fn cancel_sticks_while_the_orchestrator_runs() {
     assert_eq!(execution.result, None);
     let blocking = courier.task(TaskId::for_step(id, 1)).await.unwrap().unwrap();
     assert_eq!(blocking.state, TaskState::Cancelled);
-    assert_eq!(courier.live_executions().await.unwrap(), 0, "the orchestrator's actor stopped");
+    assert_eq!(
+        courier.live_executions().await.unwrap(),
+        0,
+        "the orchestrator's actor stopped"
+    );
 }
 
 #[actix_rt::test]
@@ -74,7 +84,11 @@ async fn an_execution_past_its_expiry_times_out() {
         .await
         .unwrap();
     let id = courier
-        .dispatch_with("napper", (), DispatchOptions::default().expiry(Duration::from_millis(400)))
+        .dispatch_with(
+            "napper",
+            (),
+            DispatchOptions::default().expiry(Duration::from_millis(400)),
+        )
         .await
         .unwrap()
         .id();

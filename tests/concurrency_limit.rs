@@ -21,16 +21,20 @@ async fn max_concurrent_holds_across_two_runtimes_on_postgres() {
         Courier::builder()
             .store(store)
             .node_id(name)
-            .activity_with("limited", FunctionOptions::default().max_concurrent(2), move |_ctx, _: u32| {
-                let (running, peak) = (running.clone(), peak.clone());
-                async move {
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(now, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(60)).await;
-                    running.fetch_sub(1, Ordering::SeqCst);
-                    Ok::<_, TaskError>(())
-                }
-            })
+            .activity_with(
+                "limited",
+                FunctionOptions::default().max_concurrent(2),
+                move |_ctx, _: u32| {
+                    let (running, peak) = (running.clone(), peak.clone());
+                    async move {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(60)).await;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        Ok::<_, TaskError>(())
+                    }
+                },
+            )
             .worker(fast_worker().max_concurrency(10))
             .start()
     };

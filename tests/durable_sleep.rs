@@ -47,7 +47,11 @@ async fn a_durable_sleep_survives_a_restart() {
     let b = node(store.clone(), &counters, Some(fast_worker())).await;
     let n: u32 = b.result_when_done(id, WAIT).await.unwrap();
     assert_eq!(n, 1);
-    assert!(started.elapsed() >= Duration::from_millis(1200), "woke early: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "woke early: {:?}",
+        started.elapsed()
+    );
 }
 
 #[actix_rt::test]
@@ -57,7 +61,11 @@ async fn a_delayed_dispatch_survives_a_restart() {
     let client = node(store.clone(), &counters, None).await;
     let started = Instant::now();
     let id = client
-        .dispatch_with("after", (), DispatchOptions::default().delay(Duration::from_millis(800)))
+        .dispatch_with(
+            "after",
+            (),
+            DispatchOptions::default().delay(Duration::from_millis(800)),
+        )
         .await
         .unwrap()
         .id();
@@ -71,19 +79,37 @@ async fn a_delayed_dispatch_survives_a_restart() {
 #[actix_rt::test]
 async fn a_sleeping_execution_holds_no_worker_slot_and_is_suspended_when_idle() {
     let counters = Counters::default();
-    let worker = fast_worker().max_concurrency(1).suspend_after(Duration::from_millis(300));
+    let worker = fast_worker()
+        .max_concurrency(1)
+        .suspend_after(Duration::from_millis(300));
     let courier = node(sqlite().await, &counters, Some(worker)).await;
     let nap = courier.dispatch("nap", 2500u64).await.unwrap();
-    eventually(Duration::from_secs(5), "the orchestrator is suspended while it sleeps", || async {
-        courier.live_executions().await.unwrap() == 0
+    eventually(Duration::from_secs(5), "the orchestrator starts sleeping", || async {
+        courier.steps(nap, None, 10).await.unwrap().len() == 2
     })
     .await;
-    assert_eq!(courier.wait_for(nap, Some(Duration::ZERO)).await.unwrap_err().to_string().contains("running"), true);
+    eventually(
+        Duration::from_secs(5),
+        "the orchestrator is suspended while it sleeps",
+        || async { courier.live_executions().await.unwrap() == 0 },
+    )
+    .await;
+    let sleeping = courier.state_of(nap).await.unwrap().execution;
+    assert_eq!(sleeping.state, ExecutionState::Running);
+    let orchestrator = courier.task(sleeping.root_task_id()).await.unwrap().unwrap();
+    assert_eq!(
+        orchestrator.state,
+        courier::core::TaskState::Waiting,
+        "parked, holding no lease"
+    );
 
     // The one activity slot is free for other work during the sleep.
     let quick = courier.dispatch("quick", ()).await.unwrap();
     courier.wait_for(quick, Some(Duration::from_secs(2))).await.unwrap();
-    assert_eq!(courier.state_of(nap).await.unwrap().execution.state, ExecutionState::Running);
+    assert_eq!(
+        courier.state_of(nap).await.unwrap().execution.state,
+        ExecutionState::Running
+    );
 
     // The sleep's end wakes the suspended orchestrator, which replays and finishes.
     let n: u32 = courier.result_when_done(nap, WAIT).await.unwrap();

@@ -32,11 +32,12 @@ async fn a_fan_out_over_100_000_children_finishes() {
         .unwrap();
     let elapsed = started.elapsed();
     assert_eq!(sum, (0..N).map(|n| n * n % 1000).sum::<u64>());
-    let children = store
-        .count_tasks(None, None)
-        .await
-        .unwrap();
-    assert_eq!(children, N + 1, "one task per child and the orchestrator: nothing ran twice");
+    let children = store.count_tasks(None, None).await.unwrap();
+    assert_eq!(
+        children,
+        N + 1,
+        "one task per child and the orchestrator: nothing ran twice"
+    );
     let steps = store
         .list_tasks(&TaskFilter {
             execution_id: Some(id),
@@ -48,5 +49,8 @@ async fn a_fan_out_over_100_000_children_finishes() {
         .unwrap();
     assert_eq!(steps.len(), 1);
     assert!(steps.iter().all(|t| t.attempt == 1));
-    eprintln!("fan-out of {N} children took {elapsed:?} ({:.0} children/s, test profile)", N as f64 / elapsed.as_secs_f64());
+    eprintln!(
+        "fan-out of {N} children took {elapsed:?} ({:.0} children/s, test profile)",
+        N as f64 / elapsed.as_secs_f64()
+    );
 }

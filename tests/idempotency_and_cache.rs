@@ -26,13 +26,17 @@ async fn node(counters: &Counters) -> Courier {
                 }
             },
         )
-        .activity_with("lookup", FunctionOptions::default().cached(None), move |_ctx, _key: String| {
-            let c = c2.clone();
-            async move {
-                c.bump("lookup");
-                Ok::<_, TaskError>(false)
-            }
-        })
+        .activity_with(
+            "lookup",
+            FunctionOptions::default().cached(None),
+            move |_ctx, _key: String| {
+                let c = c2.clone();
+                async move {
+                    c.bump("lookup");
+                    Ok::<_, TaskError>(false)
+                }
+            },
+        )
         .orchestrator("twice", |ctx: OrchestratorContext, order: u32| async move {
             let a: Value = ctx.call("charge", json!({"order": order})).await?;
             let b: Value = ctx.call("charge", json!({"order": order})).await?;
@@ -52,7 +56,10 @@ async fn an_idempotent_call_with_a_null_result_runs_once() {
     let results: Vec<Value> = courier.result_when_done(id, WAIT).await.unwrap();
     assert_eq!(results, vec![Value::Null, Value::Null]);
     let again = courier.dispatch("charge", json!({"order": 1})).await.unwrap();
-    assert_eq!(courier.result_when_done::<Value>(again, WAIT).await.unwrap(), Value::Null);
+    assert_eq!(
+        courier.result_when_done::<Value>(again, WAIT).await.unwrap(),
+        Value::Null
+    );
     assert_eq!(counters.get("charge"), 1);
 }
 

@@ -33,7 +33,13 @@ async fn flow(ctx: OrchestratorContext, _: ()) -> Result<Vec<Value>, TaskError> 
     Ok(vec![a, b, c, d])
 }
 
-async fn start(store: Arc<dyn Store>, counters: &Counters, name: &'static str, worker: WorkerOptions, slow: Duration) -> Courier {
+async fn start(
+    store: Arc<dyn Store>,
+    counters: &Counters,
+    name: &'static str,
+    worker: WorkerOptions,
+    slow: Duration,
+) -> Courier {
     let (c1, c2) = (counters.clone(), counters.clone());
     Courier::builder()
         .store(store)
@@ -63,7 +69,14 @@ async fn start(store: Arc<dyn Store>, counters: &Counters, name: &'static str, w
 
 async fn replay_after_a_lost_lease(store: Arc<dyn Store>, other: Arc<dyn Store>) {
     let counters = Counters::default();
-    let a = start(store.clone(), &counters, "a", stalling_worker(), Duration::from_millis(2500)).await;
+    let a = start(
+        store.clone(),
+        &counters,
+        "a",
+        stalling_worker(),
+        Duration::from_millis(2500),
+    )
+    .await;
     let id = a.dispatch("flow", ()).await.unwrap();
     eventually(Duration::from_secs(20), "node A reaches the slow step", || async {
         counters.get("slow_a") == 1
@@ -89,12 +102,11 @@ async fn replay_after_a_lost_lease(store: Arc<dyn Store>, other: Arc<dyn Store>)
     // A's slow attempt finishes late; its write is fenced off.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let after = a.wait_for(id, WAIT).await.unwrap();
-    assert_eq!(after.result, done.result, "the stale worker did not overwrite the new owner's result");
-    let slow = store
-        .get_task_at_step(id, 3)
-        .await
-        .unwrap()
-        .expect("slow step");
+    assert_eq!(
+        after.result, done.result,
+        "the stale worker did not overwrite the new owner's result"
+    );
+    let slow = store.get_task_at_step(id, 3).await.unwrap().expect("slow step");
     assert_eq!(slow.result, Some(json!("3 by b")));
     assert_eq!(slow.attempt, 2);
     assert_eq!(counters.get("step4"), 1, "the stale orchestrator created nothing");
@@ -146,7 +158,10 @@ async fn a_replay_that_diverges_from_history_fails_with_non_determinism() {
     assert_eq!(error.kind, TaskError::NON_DETERMINISM);
     assert!(error.message.contains("step 3"), "{}", error.message);
     assert!(
-        b.dead_letter(courier::core::TaskId::root_of(id)).await.unwrap().is_some(),
+        b.dead_letter(courier::core::TaskId::root_of(id))
+            .await
+            .unwrap()
+            .is_some(),
         "kept for replay once the code is fixed"
     );
 }

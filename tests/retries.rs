@@ -24,7 +24,12 @@ fn policy() -> RetryPolicy {
 }
 
 /// Fails with kind `io` until its third attempt.
-fn flaky(counters: &Counters) -> impl Fn(courier::ActivityContext, ()) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, TaskError>>>> + Send + Sync + 'static {
+fn flaky(
+    counters: &Counters,
+) -> impl Fn(courier::ActivityContext, ()) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, TaskError>>>>
++ Send
++ Sync
++ 'static {
     let counters = counters.clone();
     move |ctx, _| {
         let counters = counters.clone();
@@ -51,13 +56,20 @@ async fn the_persisted_retry_policy_governs_after_a_restart() {
         .await
         .unwrap();
     let id = a.dispatch("flaky", ()).await.unwrap();
-    eventually(Duration::from_secs(10), "first attempt", || async { counters.get("flaky") == 1 }).await;
+    eventually(Duration::from_secs(10), "first attempt", || async {
+        counters.get("flaky") == 1
+    })
+    .await;
     a.shutdown().await.unwrap();
 
     // The restarted node registers the function without retries; the task keeps its own policy.
     let b = Courier::builder()
         .store(store)
-        .activity_with("flaky", FunctionOptions::default().retry(RetryPolicy::no_retry()), flaky(&counters))
+        .activity_with(
+            "flaky",
+            FunctionOptions::default().retry(RetryPolicy::no_retry()),
+            flaky(&counters),
+        )
         .worker(fast_worker())
         .start()
         .await
@@ -77,17 +89,21 @@ async fn an_error_the_policy_does_not_retry_dead_letters_and_replay_resumes_the_
     let (c, f) = (counters.clone(), fixed.clone());
     let courier = Courier::builder()
         .store(store)
-        .activity_with("charge", FunctionOptions::default().retry(policy()), move |_ctx, cents: u64| {
-            let (c, f) = (c.clone(), f.clone());
-            async move {
-                c.bump("charge");
-                if f.load(Ordering::SeqCst) {
-                    Ok(cents)
-                } else {
-                    Err(TaskError::new("card_declined", "not an io error: not retried"))
+        .activity_with(
+            "charge",
+            FunctionOptions::default().retry(policy()),
+            move |_ctx, cents: u64| {
+                let (c, f) = (c.clone(), f.clone());
+                async move {
+                    c.bump("charge");
+                    if f.load(Ordering::SeqCst) {
+                        Ok(cents)
+                    } else {
+                        Err(TaskError::new("card_declined", "not an io error: not retried"))
+                    }
                 }
-            }
-        })
+            },
+        )
         .orchestrator("checkout", |ctx: OrchestratorContext, cents: u64| async move {
             let charged: u64 = ctx.call("charge", cents).await?;
             Ok::<_, TaskError>(charged + 1)

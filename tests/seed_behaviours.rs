@@ -11,7 +11,12 @@ use courier::{Courier, DispatchOptions, WorkerOptions};
 use support::*;
 use tokio::sync::Notify;
 
-async fn job_node(store: Arc<dyn courier::core::Store>, counters: &Counters, name: &'static str, worker: WorkerOptions) -> Courier {
+async fn job_node(
+    store: Arc<dyn courier::core::Store>,
+    counters: &Counters,
+    name: &'static str,
+    worker: WorkerOptions,
+) -> Courier {
     let c = counters.clone();
     Courier::builder()
         .store(store)
@@ -33,27 +38,51 @@ async fn job_node(store: Arc<dyn courier::core::Store>, counters: &Counters, nam
 async fn work_is_routed_by_queue_and_tags() {
     let store = sqlite().await;
     let counters = Counters::default();
-    let gpu = job_node(store.clone(), &counters, "gpu", fast_worker().queues(["q1"]).tags(["gpu"])).await;
+    let gpu = job_node(
+        store.clone(),
+        &counters,
+        "gpu",
+        fast_worker().queues(["q1"]).tags(["gpu"]),
+    )
+    .await;
     let on_q1_gpu = gpu
         .dispatch_with("job", (), DispatchOptions::default().queue("q1").tags(["gpu"]))
         .await
         .unwrap()
         .id();
-    let on_q1_untagged = gpu.dispatch_with("job", (), DispatchOptions::default().queue("q1")).await.unwrap().id();
+    let on_q1_untagged = gpu
+        .dispatch_with("job", (), DispatchOptions::default().queue("q1"))
+        .await
+        .unwrap()
+        .id();
     let on_q1_tpu = gpu
         .dispatch_with("job", (), DispatchOptions::default().queue("q1").tags(["tpu"]))
         .await
         .unwrap()
         .id();
-    let on_q2 = gpu.dispatch_with("job", (), DispatchOptions::default().queue("q2")).await.unwrap().id();
+    let on_q2 = gpu
+        .dispatch_with("job", (), DispatchOptions::default().queue("q2"))
+        .await
+        .unwrap()
+        .id();
     for id in [on_q1_gpu, on_q1_untagged] {
         assert_eq!(gpu.result_when_done::<String>(id, WAIT).await.unwrap(), "gpu");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     for id in [on_q1_tpu, on_q2] {
-        assert_eq!(gpu.state_of(id).await.unwrap().execution.state, ExecutionState::Pending, "not routed here");
+        assert_eq!(
+            gpu.state_of(id).await.unwrap().execution.state,
+            ExecutionState::Pending,
+            "not routed here"
+        );
     }
-    let other = job_node(store, &counters, "other", fast_worker().queues(["q1", "q2"]).tags(["tpu"])).await;
+    let other = job_node(
+        store,
+        &counters,
+        "other",
+        fast_worker().queues(["q1", "q2"]).tags(["tpu"]),
+    )
+    .await;
     for id in [on_q1_tpu, on_q2] {
         assert_eq!(other.result_when_done::<String>(id, WAIT).await.unwrap(), "other");
     }
@@ -63,7 +92,11 @@ async fn work_is_routed_by_queue_and_tags() {
 async fn heartbeats_keep_a_long_activity_alive_across_two_workers_exactly_once() {
     let store = sqlite().await;
     let counters = Counters::default();
-    let short_lease = || fast_worker().lease(Duration::from_millis(300)).heartbeat(Duration::from_millis(80));
+    let short_lease = || {
+        fast_worker()
+            .lease(Duration::from_millis(300))
+            .heartbeat(Duration::from_millis(80))
+    };
     let node = |name: &'static str| {
         let c = counters.clone();
         Courier::builder()
@@ -120,8 +153,14 @@ async fn cleanup_keeps_unfinished_executions() {
     let report = courier.cleanup(Duration::ZERO).await.unwrap();
     assert_eq!(report.executions, 1);
     assert!(courier.state_of(done).await.is_err(), "the finished one is gone");
-    assert_eq!(courier.state_of(running).await.unwrap().execution.state, ExecutionState::Running);
-    assert_eq!(courier.state_of(pending).await.unwrap().execution.state, ExecutionState::Pending);
+    assert_eq!(
+        courier.state_of(running).await.unwrap().execution.state,
+        ExecutionState::Running
+    );
+    assert_eq!(
+        courier.state_of(pending).await.unwrap().execution.state,
+        ExecutionState::Pending
+    );
     gate.notify_one();
     courier.wait_for(running, WAIT).await.unwrap();
 }

@@ -31,7 +31,10 @@ async fn wait_for_is_woken_by_every_completion_without_polling() {
     for n in 0..200u32 {
         let id = courier.dispatch("echo", n).await.unwrap();
         // Without a notice this would sleep a minute; the bound catches a lost wake-up.
-        let got: u32 = courier.result_when_done(id, Some(Duration::from_secs(5))).await.unwrap();
+        let got: u32 = courier
+            .result_when_done(id, Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
         assert_eq!(got, n);
     }
 }
@@ -53,7 +56,10 @@ async fn a_signal_racing_its_wait_always_wakes_the_orchestrator() {
         // Vary when the signal lands: before, around, and after the wait is created.
         tokio::time::sleep(Duration::from_micros(u64::from(n % 6) * 400)).await;
         courier.send_signal(id, "open", n).await.unwrap();
-        let got: u32 = courier.result_when_done(id, Some(Duration::from_secs(5))).await.unwrap();
+        let got: u32 = courier
+            .result_when_done(id, Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
         assert_eq!(got, n);
     }
 }

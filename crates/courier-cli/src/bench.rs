@@ -54,7 +54,11 @@ pub struct BenchArgs {
     #[arg(short = 'n', long, default_value_t = 10_000)]
     pub n: usize,
     /// Postgres DSN (with --store postgres).
-    #[arg(long, env = "COURIER_BENCH_DSN", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    #[arg(
+        long,
+        env = "COURIER_BENCH_DSN",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
     pub dsn: String,
     /// Runs; a last line reports the medians.
     #[arg(long, default_value_t = 1)]
@@ -99,7 +103,8 @@ async fn fresh(args: &BenchArgs) -> Result<Fresh, Box<dyn std::error::Error>> {
         }
         StoreKind::Postgres => {
             let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-            let store = PostgresStore::connect(PostgresOptions::new(args.dsn.clone()).schema(schema).pool_size(16)).await?;
+            let store =
+                PostgresStore::connect(PostgresOptions::new(args.dsn.clone()).schema(schema).pool_size(16)).await?;
             store.init().await?;
             let handle = store.clone();
             Ok(Fresh {
@@ -115,11 +120,13 @@ async fn fresh(args: &BenchArgs) -> Result<Fresh, Box<dyn std::error::Error>> {
 }
 
 fn worker(args: &BenchArgs) -> WorkerOptions {
-    let mut options = WorkerOptions::default().max_concurrency(args.concurrency).poll(PollBackoff {
-        min: Duration::from_millis(5),
-        max: Duration::from_millis(100),
-        factor: 2.0,
-    });
+    let mut options = WorkerOptions::default()
+        .max_concurrency(args.concurrency)
+        .poll(PollBackoff {
+            min: Duration::from_millis(5),
+            max: Duration::from_millis(100),
+            factor: 2.0,
+        });
     options.claim_batch = args.claim_batch;
     options
 }
@@ -183,7 +190,11 @@ async fn independent(args: &BenchArgs) -> Result<Run, Box<dyn std::error::Error>
     worker_node.shutdown().await?;
     let executions = all_executions(&fresh.store, args.n).await?;
     let first = executions.iter().filter_map(|e| e.started_at).min().ok_or("no start")?;
-    let last = executions.iter().filter_map(|e| e.completed_at).max().ok_or("no completion")?;
+    let last = executions
+        .iter()
+        .filter_map(|e| e.completed_at)
+        .max()
+        .ok_or("no completion")?;
     let secs = (last - first).to_std()?.as_secs_f64();
     (fresh.cleanup)().await;
     Ok(Run {

@@ -147,6 +147,10 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let second = ExecutionId::new();
         assert!(TaskId::for_step(first, 99_999) < TaskId::for_step(second, 0));
-        assert_ne!(TaskId::root_of(first), TaskId(first.0), "a task id is not its execution's id");
+        assert_ne!(
+            TaskId::root_of(first),
+            TaskId(first.0),
+            "a task id is not its execution's id"
+        );
     }
 }

@@ -22,6 +22,7 @@
 //!   of the whole call (connection lost) means nothing was written.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -200,8 +201,9 @@ pub trait Store: Send + Sync + 'static {
     // ----- group commit ------------------------------------------------------
 
     /// Applies `batch` in one transaction and reports per item. The single-purpose
-    /// methods below are this with one kind of item.
-    async fn commit(&self, batch: WriteBatch) -> StoreResult<WriteResults>;
+    /// methods below are this with one kind of item. The batch is shared, not
+    /// consumed, so the caller can still read it to route the results.
+    async fn commit(&self, batch: Arc<WriteBatch>) -> StoreResult<WriteResults>;
 
     // ----- executions --------------------------------------------------------
 
@@ -217,10 +219,10 @@ pub trait Store: Send + Sync + 'static {
     async fn dispatch(&self, batch: Vec<NewExecution>) -> StoreResult<Vec<Dispatched>> {
         let n = batch.len();
         let results = self
-            .commit(WriteBatch {
+            .commit(Arc::new(WriteBatch {
                 dispatches: batch,
                 ..WriteBatch::default()
-            })
+            }))
             .await?;
         debug_assert_eq!(results.dispatches.len(), n);
         results.dispatches.into_iter().collect()
@@ -280,10 +282,10 @@ pub trait Store: Send + Sync + 'static {
     /// signal wait that found its signal).
     async fn create_children(&self, fence: Option<LeaseKey>, tasks: Vec<NewTask>) -> StoreResult<Vec<ChildCreated>> {
         let mut results = self
-            .commit(WriteBatch {
+            .commit(Arc::new(WriteBatch {
                 children: vec![ChildGroup { fence, tasks }],
                 ..WriteBatch::default()
-            })
+            }))
             .await?;
         results.children.pop().expect("one result per child group")
     }
@@ -293,10 +295,10 @@ pub trait Store: Send + Sync + 'static {
     /// the same step apply nothing and return the recorded result.
     async fn apply_effect(&self, write: EffectWrite) -> StoreResult<EffectApplied> {
         let mut results = self
-            .commit(WriteBatch {
+            .commit(Arc::new(WriteBatch {
                 effects: vec![write],
                 ..WriteBatch::default()
-            })
+            }))
             .await?;
         results.effects.pop().expect("one result per effect")
     }
@@ -377,10 +379,10 @@ pub trait Store: Send + Sync + 'static {
     /// for a retry or a woken parent, `execution.completed` / `execution.failed`.
     async fn complete_tasks(&self, completions: Vec<Completion>) -> StoreResult<Vec<StoreResult<Completed>>> {
         Ok(self
-            .commit(WriteBatch {
+            .commit(Arc::new(WriteBatch {
                 completions,
                 ..WriteBatch::default()
-            })
+            }))
             .await?
             .completions)
     }
@@ -525,10 +527,10 @@ pub trait Store: Send + Sync + 'static {
     /// Appends events; returns their sequence numbers in input order.
     async fn append_events(&self, events: Vec<NewEvent>) -> StoreResult<Vec<i64>> {
         Ok(self
-            .commit(WriteBatch {
+            .commit(Arc::new(WriteBatch {
                 events,
                 ..WriteBatch::default()
-            })
+            }))
             .await?
             .events)
     }

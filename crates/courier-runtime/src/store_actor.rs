@@ -199,21 +199,25 @@ impl StoreActor {
         }
         self.overflow = rest;
 
+        let mut queue = queue;
+        let batch = Arc::new(mem::take(&mut queue.batch));
         let store = self.node.store().clone();
-        let batch = queue.batch.clone();
         let ops = queue.weight;
         let started = std::time::Instant::now();
-        let fut = async move { store.commit(batch).await };
+        let fut = {
+            let batch = batch.clone();
+            async move { store.commit(batch).await }
+        };
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             metrics::histogram!("courier_commit_seconds").record(started.elapsed().as_secs_f64());
             metrics::counter!("courier_commit_operations_total").increment(ops as u64);
             match result {
-                Ok(results) => act.answer(queue, results),
+                Ok(results) => act.answer(queue, batch, results),
                 Err(e) if e.is_transient() || queue.weight <= 1 => fail_all(queue, e),
                 // One bad write must not sink its neighbours: retry each alone.
                 Err(e) => {
                     tracing::warn!(error = %e, ops, "group commit failed; retrying its writes one by one");
-                    act.retry_one_by_one(queue, ctx);
+                    act.retry_one_by_one(queue, batch, ctx);
                 }
             }
             act.committing = false;
@@ -221,9 +225,9 @@ impl StoreActor {
         }));
     }
 
-    fn retry_one_by_one(&mut self, queue: Queue, ctx: &mut Context<Self>) {
+    fn retry_one_by_one(&mut self, queue: Queue, batch: Arc<WriteBatch>, ctx: &mut Context<Self>) {
+        let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
         let Queue {
-            batch,
             dispatches,
             children,
             effects,
@@ -271,9 +275,9 @@ impl StoreActor {
                 for item in singles {
                     let mut queue = Queue::default();
                     queue.push(item);
-                    let batch = queue.batch.clone();
-                    match store.commit(batch).await {
-                        Ok(results) => answer_and_publish(&node, queue, results).await,
+                    let batch = Arc::new(mem::take(&mut queue.batch));
+                    match store.commit(batch.clone()).await {
+                        Ok(results) => answer_and_publish(&node, queue, &batch, results).await,
                         Err(e) => fail_all(queue, e),
                     }
                 }
@@ -282,10 +286,10 @@ impl StoreActor {
         );
     }
 
-    fn answer(&mut self, queue: Queue, results: WriteResults) {
+    fn answer(&mut self, queue: Queue, batch: Arc<WriteBatch>, results: WriteResults) {
         let node = self.node.clone();
         // Publishing is fire-and-forget: a lost notice costs latency, never correctness.
-        actix::spawn(async move { answer_and_publish(&node, queue, results).await });
+        actix::spawn(async move { answer_and_publish(&node, queue, &batch, results).await });
     }
 
     fn renew(&mut self, ctx: &mut Context<Self>) {
@@ -350,9 +354,8 @@ fn fail_all(queue: Queue, e: StoreError) {
 
 /// Answers every caller of a committed batch, routes settled children to
 /// orchestrators on this node, and publishes the notices the batch calls for.
-async fn answer_and_publish(node: &Node, queue: Queue, results: WriteResults) {
+async fn answer_and_publish(node: &Node, queue: Queue, batch: &WriteBatch, results: WriteResults) {
     let Queue {
-        batch,
         dispatches,
         children,
         effects,
@@ -391,7 +394,8 @@ async fn answer_and_publish(node: &Node, queue: Queue, results: WriteResults) {
     }
     let mut settled = 0u64;
     // Settled children by the execution whose orchestrator waits for them.
-    let mut routes: std::collections::HashMap<courier_core::ExecutionId, Vec<Settled>> = std::collections::HashMap::new();
+    let mut routes: std::collections::HashMap<courier_core::ExecutionId, Vec<Settled>> =
+        std::collections::HashMap::new();
     for ((completion, reply), result) in batch.completions.iter().zip(completions).zip(results.completions) {
         if let Ok(done) = &result {
             settled += 1;

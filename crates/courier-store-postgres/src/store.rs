@@ -43,7 +43,7 @@ impl Store for PostgresStore {
         maintenance::analyze(self).await
     }
 
-    async fn commit(&self, batch: WriteBatch) -> StoreResult<WriteResults> {
+    async fn commit(&self, batch: std::sync::Arc<WriteBatch>) -> StoreResult<WriteResults> {
         batch::commit(self, &batch).await
     }
 

@@ -168,7 +168,7 @@ async fn a_refused_child_group_does_not_spoil_its_batch() {
         result: None,
     };
     let results = store
-        .commit(WriteBatch {
+        .commit(std::sync::Arc::new(WriteBatch {
             children: vec![
                 ChildGroup {
                     fence: Some(orch_b.lease.key()),
@@ -180,7 +180,7 @@ async fn a_refused_child_group_does_not_spoil_its_batch() {
                 },
             ],
             ..WriteBatch::default()
-        })
+        }))
         .await
         .unwrap();
     assert!(matches!(

@@ -222,7 +222,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn commit(&self, batch: WriteBatch) -> StoreResult<WriteResults> {
+    async fn commit(&self, batch: Arc<WriteBatch>) -> StoreResult<WriteResults> {
         if batch.is_empty() {
             self.check_open()?;
             return Ok(WriteResults::default());

@@ -218,7 +218,7 @@ pub async fn one_commit_carries_many_kinds_and_isolates_refusals(store: DynStore
     let x = NewExecution::new(activity("x"));
     let x_id = x.id;
     let results = store
-        .commit(WriteBatch {
+        .commit(std::sync::Arc::new(WriteBatch {
             dispatches: vec![x],
             children: vec![ChildGroup {
                 fence: Some(orch.lease.key()),
@@ -251,7 +251,7 @@ pub async fn one_commit_carries_many_kinds_and_isolates_refusals(store: DynStore
                 },
             ],
             events: vec![NewEvent::execution(EventType::TaskProgress, a, json!({"free": true}))],
-        })
+        }))
         .await
         .unwrap();
     assert_eq!(results.dispatches.len(), 1);
