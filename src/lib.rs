@@ -6,9 +6,9 @@
 //! moment anything changes. This facade re-exports the public API of the
 //! workspace's crates:
 //!
-//! * [`core`]: records, states, events, errors, and the `Store` / `Notifier` contracts;
-//! * [`store`]: the SQLite (embedded default) and Postgres stores;
-//! * [`notify`]: notifiers;
+//! * [`core`], records, states, events, errors, and the `Store` / `Notifier` contracts;
+//! * [`store`], the SQLite (embedded default) and Postgres stores;
+//! * [`notify`], notifiers;
 //! * the runtime ([`Courier`], [`OrchestratorContext`], [`ActivityContext`], ...) at the top level.
 //!
 //! ```no_run
