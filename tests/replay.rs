@@ -165,3 +165,36 @@ async fn a_replay_that_diverges_from_history_fails_with_non_determinism() {
         "kept for replay once the code is fixed"
     );
 }
+
+#[actix_rt::test]
+async fn an_execution_started_under_one_version_is_replayed_only_by_that_version() {
+    let store = sqlite().await;
+    let node = |version: &'static str| {
+        let mut worker = fast_worker();
+        worker.version_backoff = Duration::from_millis(200);
+        Courier::builder()
+            .store(store.clone())
+            .node_id(version)
+            .orchestrator_with(
+                "versioned",
+                courier::FunctionOptions::default().version(version),
+                move |_ctx: OrchestratorContext, _: ()| async move { Ok::<_, TaskError>(version) },
+            )
+            .worker(worker)
+            .start()
+    };
+    let v2 = node("v2").await.unwrap();
+    // Dispatched as if by a v1 deployment.
+    let mut new = v2.new_execution("versioned", json!(null), &courier::DispatchOptions::default());
+    new.spec.version = Some("v1".into());
+    let id = v2.dispatch_many(vec![new]).await.unwrap()[0].id();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !v2.state_of(id).await.unwrap().execution.state.is_terminal(),
+        "v2 does not run v1's history"
+    );
+
+    let v1 = node("v1").await.unwrap();
+    let ran_on: String = v1.result_when_done(id, WAIT).await.unwrap();
+    assert_eq!(ran_on, "v1");
+}

@@ -168,7 +168,7 @@ impl ExecutionActor {
                 Ok(history) => act.run(history, ctx),
                 Err(e) => {
                     tracing::warn!(execution = %act.execution_id(), error = %e, "could not load history; giving the execution back");
-                    act.give_back(ctx);
+                    act.give_back(Duration::ZERO, ctx);
                 }
             })
             .spawn(ctx);
@@ -187,16 +187,30 @@ impl ExecutionActor {
                 record.error = early.error;
             }
         }
-        let Some(FnHandler::Orchestrator(code)) = self
+        let Some((FnHandler::Orchestrator(code), version)) = self
             .node
             .registry()
             .get(&self.task.function)
-            .and_then(|def| def.handler.clone())
+            .and_then(|def| def.handler.clone().map(|h| (h, def.options.version.clone())))
         else {
             let error = TaskError::non_retryable(TaskError::UNKNOWN_FUNCTION, "no orchestrator of that name here");
             self.finish(outcome_of_error(&self.task, error), ctx);
             return;
         };
+        // Replaying history with other code risks non-determinism: leave an
+        // execution started under another version to a node that runs that version.
+        if let (Some(recorded), Some(ours)) = (&self.task.version, &version)
+            && recorded != ours
+        {
+            let delay = self.node.worker_options().version_backoff;
+            tracing::warn!(
+                execution = %self.execution_id(), function = %self.task.function, %recorded, running = %ours,
+                "orchestrator version differs from this node's; handing it back"
+            );
+            metrics::counter!("courier_version_mismatches_total").increment(1);
+            self.give_back(delay, ctx);
+            return;
+        }
         let driver = Rc::new(RefCell::new(Driver::new(
             self.execution_id(),
             self.task.id,
@@ -261,11 +275,11 @@ impl ExecutionActor {
             .spawn(ctx);
     }
 
-    /// Stops and hands the task back so it is replayed (here or elsewhere).
-    fn give_back(&mut self, ctx: &mut Context<Self>) {
+    /// Stops and hands the task back so it is replayed (here or elsewhere) after `delay`.
+    fn give_back(&mut self, delay: Duration, ctx: &mut Context<Self>) {
         self.finishing = true;
         if let Some(lease) = self.lease_actor.take() {
-            lease.do_send(Release);
+            lease.do_send(Release { delay });
         }
         ctx.stop();
     }
@@ -519,7 +533,7 @@ impl Actor for ExecutionActor {
         if !self.finishing
             && let Some(lease) = self.lease_actor.take()
         {
-            lease.do_send(Release);
+            lease.do_send(Release::now());
         }
         self.ended.do_send(ExecutionEnded {
             execution_id: execution,
@@ -607,7 +621,7 @@ impl Handler<Drain> for ExecutionActor {
 
     fn handle(&mut self, _: Drain, ctx: &mut Self::Context) {
         if !self.finishing {
-            self.give_back(ctx);
+            self.give_back(Duration::ZERO, ctx);
         }
     }
 }

@@ -42,10 +42,20 @@ pub(crate) struct Suspend {
     pub seen_wake_gen: i64,
 }
 
-/// Gives the lease back without using the attempt (drain), then stops.
+/// Gives the lease back without using the attempt (drain, wrong version), claimable
+/// again after `delay`, then stops.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Release;
+pub(crate) struct Release {
+    pub delay: Duration,
+}
+
+impl Release {
+    /// Claimable again at once.
+    pub(crate) fn now() -> Self {
+        Release { delay: Duration::ZERO }
+    }
+}
 
 /// Sent to the owner when the lease is gone for good.
 #[derive(Message, Clone, Debug)]
@@ -449,11 +459,11 @@ impl Handler<Suspend> for TaskLeaseActor {
 impl Handler<Release> for TaskLeaseActor {
     type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: Release, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Release, _: &mut Self::Context) -> Self::Result {
         self.finishing = true;
         let lease = self.lease.key();
         let fut = self.store.send(Exec(Box::new(move |store| {
-            async move { store.release_task(lease, Duration::ZERO).await }.boxed()
+            async move { store.release_task(lease, msg.delay).await }.boxed()
         })));
         Box::pin(fut.into_actor(self).map(|result, act, ctx| {
             if let Ok(Err(e)) | Err(e) = result.map_err(|e| StoreError::Unavailable(e.to_string())) {

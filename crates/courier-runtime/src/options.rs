@@ -43,7 +43,8 @@ pub struct FunctionOptions {
     pub idempotency_key: Option<KeyFn>,
     /// Per-attempt time limit of an activity.
     pub timeout: Option<Duration>,
-    /// Version recorded with each task.
+    /// Version recorded with each task. An orchestrator's execution is only
+    /// replayed by nodes registering the version it started under (when both name one).
     pub version: Option<String>,
 }
 
@@ -279,6 +280,9 @@ pub struct WorkerOptions {
     pub suspend_after: Duration,
     /// How long shutdown waits for running activities before releasing their leases.
     pub drain_timeout: Duration,
+    /// An orchestrator claimed here but recorded under another version of its code
+    /// is handed back, claimable again after this long (by a node with that version).
+    pub version_backoff: Duration,
 }
 
 impl Default for WorkerOptions {
@@ -294,6 +298,7 @@ impl Default for WorkerOptions {
             max_executions: 10_000,
             suspend_after: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
+            version_backoff: Duration::from_secs(10),
         }
     }
 }

@@ -203,7 +203,7 @@ impl WorkerActor {
             return;
         }
         for (_, lease) in self.running.drain() {
-            lease.do_send(Release);
+            lease.do_send(Release::now());
         }
         if let Some((_, done)) = self.drain.take() {
             let _ = done.send(());
