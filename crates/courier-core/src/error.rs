@@ -50,6 +50,9 @@ pub struct TaskError {
     /// Never retry this error, whatever the policy says.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub non_retryable: bool,
+    /// Retry no sooner than this many milliseconds (an HTTP `Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl TaskError {
@@ -75,6 +78,7 @@ impl TaskError {
             message: message.into(),
             details: None,
             non_retryable: false,
+            retry_after_ms: None,
         }
     }
 

@@ -53,6 +53,28 @@ pub struct RetryPolicy {
     /// These error kinds never retry.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub non_retryable: Vec<String>,
+    /// An explicit schedule instead of exponential backoff: the delay before
+    /// retry *n* is `schedule[n-1]` (with jitter), and there are
+    /// `schedule.len() + 1` attempts in all (`max_attempts` is then ignored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "schedule_serde")]
+    pub schedule: Vec<Duration>,
+}
+
+mod schedule_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct D(#[serde(with = "crate::duration::serde_duration")] Duration);
+
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        v.iter().map(|d| D(*d)).collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, De: Deserializer<'de>>(d: De) -> Result<Vec<Duration>, De::Error> {
+        Ok(Vec::<D>::deserialize(d)?.into_iter().map(|D(d)| d).collect())
+    }
 }
 
 impl Default for RetryPolicy {
@@ -65,6 +87,7 @@ impl Default for RetryPolicy {
             jitter: 0.1,
             retry_on: None,
             non_retryable: Vec::new(),
+            schedule: Vec::new(),
         }
     }
 }
@@ -100,30 +123,66 @@ impl RetryPolicy {
         }
     }
 
+    /// The schedule seed 002's webhook dispatcher and Svix use: retries 5 s, 5 min,
+    /// 30 min, 2 h, 5 h, 10 h and 10 h after the first attempt.
+    pub fn webhook_schedule() -> Self {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        RetryPolicy {
+            schedule: vec![
+                Duration::from_secs(5),
+                minutes(5),
+                minutes(30),
+                minutes(120),
+                minutes(300),
+                minutes(600),
+                minutes(600),
+            ],
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Total attempts this policy allows.
+    pub fn attempts(&self) -> u32 {
+        if self.schedule.is_empty() {
+            self.max_attempts
+        } else {
+            self.schedule.len() as u32 + 1
+        }
+    }
+
     /// The delay before the attempt after `attempt` (1-based), with `unit_random`
     /// in `[0, 1)` choosing where in the jitter band it falls.
     pub fn delay_after(&self, attempt: u32, unit_random: f64) -> Duration {
-        let exponent = attempt.saturating_sub(1).min(64) as i32;
-        let factor = if self.backoff_factor.is_finite() && self.backoff_factor >= 1.0 {
-            self.backoff_factor
+        let capped = if self.schedule.is_empty() {
+            let exponent = attempt.saturating_sub(1).min(64) as i32;
+            let factor = if self.backoff_factor.is_finite() && self.backoff_factor >= 1.0 {
+                self.backoff_factor
+            } else {
+                1.0
+            };
+            let base = self.initial_delay.as_secs_f64() * factor.powi(exponent);
+            base.min(self.max_delay.as_secs_f64())
         } else {
-            1.0
+            let index = (attempt.max(1) as usize - 1).min(self.schedule.len() - 1);
+            self.schedule[index].as_secs_f64()
         };
-        let base = self.initial_delay.as_secs_f64() * factor.powi(exponent);
-        let capped = base.min(self.max_delay.as_secs_f64());
         let jitter = self.jitter.clamp(0.0, 1.0);
         let spread = 1.0 + jitter * (2.0 * unit_random.clamp(0.0, 1.0) - 1.0);
         Duration::try_from_secs_f64((capped * spread).max(0.0)).unwrap_or(self.max_delay)
     }
 
-    /// The verdict for `error` raised by attempt number `attempt` (1-based).
+    /// The verdict for `error` raised by attempt number `attempt` (1-based). An
+    /// error that asks to be retried no sooner than some time (`Retry-After`) is
+    /// retried no sooner than that.
     pub fn verdict(&self, error: &TaskError, attempt: u32, unit_random: f64) -> RetryVerdict {
         if error.non_retryable || !self.retries_kind(&error.kind) {
             RetryVerdict::NotRetryable
-        } else if attempt >= self.max_attempts {
+        } else if attempt >= self.attempts() {
             RetryVerdict::Exhausted
         } else {
-            RetryVerdict::RetryAfter(self.delay_after(attempt, unit_random))
+            let delay = self.delay_after(attempt, unit_random);
+            let asked = error.retry_after_ms.map(Duration::from_millis).unwrap_or_default();
+            RetryVerdict::RetryAfter(delay.max(asked))
         }
     }
 }
@@ -167,6 +226,28 @@ mod tests {
         assert!(p.retries_kind("io"));
         assert!(!p.retries_kind("bad"));
         assert!(!p.retries_kind("other"));
+    }
+
+    #[test]
+    fn a_schedule_replaces_exponential_backoff_and_retry_after_is_honoured() {
+        let p = RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::webhook_schedule()
+        };
+        assert_eq!(p.attempts(), 8);
+        let e = TaskError::new("http_500", "oops");
+        assert_eq!(p.verdict(&e, 1, 0.5), RetryVerdict::RetryAfter(Duration::from_secs(5)));
+        assert_eq!(p.verdict(&e, 2, 0.5), RetryVerdict::RetryAfter(Duration::from_secs(300)));
+        assert_eq!(p.verdict(&e, 7, 0.5), RetryVerdict::RetryAfter(Duration::from_secs(36_000)));
+        assert_eq!(p.verdict(&e, 8, 0.5), RetryVerdict::Exhausted);
+        let slow_down = TaskError {
+            retry_after_ms: Some(60_000),
+            ..e.clone()
+        };
+        assert_eq!(p.verdict(&slow_down, 1, 0.5), RetryVerdict::RetryAfter(Duration::from_secs(60)));
+        let text = serde_json::to_string(&p).unwrap();
+        assert!(text.contains(r#""schedule":["5s","5m","30m","2h","5h","10h","10h"]"#), "{text}");
+        assert_eq!(serde_json::from_str::<RetryPolicy>(&text).unwrap(), p);
     }
 
     #[test]

@@ -22,6 +22,8 @@
 //!   of the whole call (connection lost) means nothing was written.
 
 use std::collections::BTreeMap;
+
+use uuid::Uuid;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +40,7 @@ use crate::id::{ExecutionId, TaskId};
 use crate::progress::{Progress, ProgressEntry};
 use crate::signal::{SignalRecord, SignalSent};
 use crate::state::{ExecutionState, TaskState};
+use crate::webhook::{DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, WebhookRecord};
 use crate::task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, LeaseKey, NewTask, QueueDepth, Renewed, TaskFilter,
     TaskRecord,
@@ -428,8 +431,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes terminal executions finished before `older_than`, with all their
     /// rows (tasks, signals, progress, counters, state values, dead letters,
-    /// events). Unfinished executions are kept however old. Returns how many
-    /// executions were deleted.
+    /// events, and the webhook deliveries they made, with their attempts).
+    /// Unfinished executions are kept however old. Returns how many executions
+    /// were deleted.
     async fn cleanup_executions(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
 
     /// Deletes dead letters that failed before `older_than`; how many.
@@ -552,4 +556,46 @@ pub trait Store: Send + Sync + 'static {
     /// for `ttl`: true if `owner` holds it now (it was free, expired, or already
     /// `owner`'s).
     async fn try_acquire_singleton(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool>;
+
+    // ----- webhooks ----------------------------------------------------------
+
+    /// Registers a webhook as given. `Conflict` if the id is taken.
+    async fn create_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()>;
+
+    /// One webhook.
+    async fn get_webhook(&self, id: Uuid) -> StoreResult<Option<WebhookRecord>>;
+
+    /// Webhooks, oldest first.
+    async fn list_webhooks(&self, limit: u32, offset: u32) -> StoreResult<Vec<WebhookRecord>>;
+
+    /// Deletes a webhook with its deliveries and their attempts (the deliveries'
+    /// executions stay, to finish or be cleaned up); whether it existed.
+    async fn delete_webhook(&self, id: Uuid) -> StoreResult<bool>;
+
+    /// Enables or disables a webhook, recording `reason` when disabling; whether it exists.
+    async fn set_webhook_enabled(&self, id: Uuid, enabled: bool, reason: Option<&str>) -> StoreResult<bool>;
+
+    /// The webhook dispatcher's position in the event log (0 at first).
+    async fn webhook_cursor(&self) -> StoreResult<i64>;
+
+    /// Atomically, if the cursor still equals `from`: creates each delivery and
+    /// its execution (exactly as [`dispatch`](Store::dispatch) would, events
+    /// included) and moves the cursor to `to`. Returns false, writing nothing, if
+    /// the cursor moved (another node enqueued these events), so each event is
+    /// delivered once per webhook however many nodes race.
+    async fn enqueue_deliveries(&self, from: i64, to: i64, deliveries: Vec<NewDelivery>) -> StoreResult<bool>;
+
+    /// Records an attempt and sets the delivery's `state`, `attempts` (to the
+    /// attempt's number), `last_status` and `last_error`. `Invalid` if the
+    /// delivery does not exist.
+    async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()>;
+
+    /// One delivery.
+    async fn get_delivery(&self, id: Uuid) -> StoreResult<Option<DeliveryRecord>>;
+
+    /// A webhook's deliveries, newest first.
+    async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>>;
+
+    /// A delivery's attempts, oldest first.
+    async fn list_delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<DeliveryAttempt>>;
 }

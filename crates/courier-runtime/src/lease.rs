@@ -342,7 +342,7 @@ pub(crate) fn outcome_of_error(task: &TaskRecord, error: TaskError) -> Outcome {
     match task.retry.verdict(&error, task.attempt, rand::random::<f64>()) {
         RetryVerdict::RetryAfter(delay) => Outcome::Retry { error, delay },
         RetryVerdict::Exhausted => Outcome::Failed {
-            reason: format!("attempts exhausted ({} of {})", task.attempt, task.retry.max_attempts),
+            reason: format!("attempts exhausted ({} of {})", task.attempt, task.retry.attempts()),
             error,
             dead_letter: true,
         },

@@ -1,0 +1,165 @@
+//! Webhooks: registrations, deliveries (each a durable execution of the built-in
+//! `courier.webhook.deliver` activity), and the attempts made for each.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::{Event, EventType};
+use crate::execution::NewExecution;
+use crate::id::{ExecutionId, TaskId};
+use crate::state::string_enum;
+
+/// A registered webhook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    /// Its id.
+    pub id: Uuid,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// Only these event types (empty: every type).
+    #[serde(default)]
+    pub event_types: Vec<EventType>,
+    /// Only events of this execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<ExecutionId>,
+    /// Only events of this task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<TaskId>,
+    /// Extra headers sent with every delivery.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The signing secret (`whsec_` + base64). Shown once at registration; never listed.
+    pub secret: String,
+    /// A human description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Whether deliveries are made (a `410 Gone` answer disables it).
+    pub enabled: bool,
+    /// Why it was disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// When it was registered (store clock).
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Function names of Courier's own built-in work start with this; their events
+/// are never delivered to webhooks (a delivery's own events would loop).
+pub const INTERNAL_PREFIX: &str = "courier.";
+
+impl WebhookRecord {
+    /// Whether `event` should be delivered to this webhook.
+    ///
+    /// ```
+    /// # use courier_core::*;
+    /// # use chrono::Utc;
+    /// let mut hook = WebhookRecord {
+    ///     id: uuid::Uuid::new_v4(), url: "https://example.com/hook".into(),
+    ///     event_types: vec![EventType::ExecutionCompleted], execution_id: None, task_id: None,
+    ///     headers: Default::default(), secret: "whsec_x".into(), description: None,
+    ///     enabled: true, disabled_reason: None, created_at: Utc::now(), updated_at: Utc::now(),
+    /// };
+    /// let event = Event {
+    ///     seq: 1, event_type: EventType::ExecutionCompleted, execution_id: Some(ExecutionId::new()),
+    ///     task_id: None, timestamp: Utc::now(), data: serde_json::json!({"function": "charge"}),
+    /// };
+    /// assert!(hook.matches(&event));
+    /// hook.enabled = false;
+    /// assert!(!hook.matches(&event));
+    /// ```
+    pub fn matches(&self, event: &Event) -> bool {
+        let internal = event
+            .data
+            .get("function")
+            .and_then(|f| f.as_str())
+            .is_some_and(|f| f.starts_with(INTERNAL_PREFIX));
+        self.enabled
+            && !internal
+            && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
+            && self.execution_id.is_none_or(|id| event.execution_id == Some(id))
+            && self.task_id.is_none_or(|id| event.task_id == Some(id))
+    }
+}
+
+string_enum! {
+    /// Where a delivery is.
+    DeliveryState {
+        /// Not yet delivered; being attempted or waiting for a retry.
+        Pending => "pending",
+        /// A 2xx answer arrived.
+        Delivered => "delivered",
+        /// Given up (attempts exhausted, or the endpoint answered 410); its task is
+        /// a dead letter and can be replayed.
+        Failed => "failed",
+    }
+}
+
+/// One event's delivery to one webhook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// Its id (also the `webhook-id` header, stable across retries).
+    pub id: Uuid,
+    /// The webhook.
+    pub webhook_id: Uuid,
+    /// The event's sequence number.
+    pub event_seq: i64,
+    /// The event's type.
+    pub event_type: EventType,
+    /// The durable execution that makes the attempts.
+    pub execution_id: ExecutionId,
+    /// Where it is.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The last HTTP status received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    /// The last error (transport failure or non-2xx summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One attempt of a delivery.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    /// The delivery.
+    pub delivery_id: Uuid,
+    /// Which attempt (1-based).
+    pub attempt: u32,
+    /// The HTTP status, if a response arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// How long the request took.
+    pub latency_ms: u64,
+    /// The start of the response body (at most 1 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    /// What went wrong, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was made (the store stamps it when recorded).
+    pub at: DateTime<Utc>,
+}
+
+/// A delivery to create, with the execution that will make its attempts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewDelivery {
+    /// Its id.
+    pub id: Uuid,
+    /// The webhook.
+    pub webhook_id: Uuid,
+    /// The event's sequence number.
+    pub event_seq: i64,
+    /// The event's type.
+    pub event_type: EventType,
+    /// The execution to dispatch for it (as [`Store::dispatch`](crate::Store::dispatch) would).
+    pub execution: NewExecution,
+}
