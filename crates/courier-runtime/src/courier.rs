@@ -262,6 +262,14 @@ impl Courier {
         self.node.worker_options()
     }
 
+    pub(crate) fn store_actor(&self) -> &Addr<StoreActor> {
+        &self.store_actor
+    }
+
+    pub(crate) fn registry_limits(&self) -> crate::options::Limits {
+        self.node.registry().limits()
+    }
+
     /// Runs a store write through the store actor (which owns this node's writes).
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, RuntimeError>
     where

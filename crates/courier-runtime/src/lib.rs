@@ -43,6 +43,7 @@ mod coordinator;
 mod courier;
 mod error;
 mod execution;
+mod external;
 mod function;
 mod lease;
 mod maintenance;

@@ -1,0 +1,113 @@
+//! `courier serve`: a node with its HTTP surface on one port.
+//!
+//! Zero configuration runs the embedded default (SQLite `./courier.db`, the
+//! in-process notifier, a worker, the API and dashboard on 127.0.0.1:8080).
+//! On SIGINT/SIGTERM it shuts down in order: `/readyz` turns 503, streams get a
+//! final event and close, the listener stops, workers drain.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer};
+use clap::Args;
+use courier_core::Notifier;
+use courier_runtime::Courier;
+
+use crate::config::Config;
+
+/// `courier serve` arguments.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A TOML config file over the built-in defaults (see config/default.toml).
+    #[arg(long, env = "COURIER_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if config.log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Opens the notifier `notifier.url` names.
+async fn notifier(config: &Config) -> Result<Arc<dyn Notifier>, Box<dyn std::error::Error>> {
+    match config.notifier.url.as_str() {
+        "memory" | "" => Ok(Arc::new(courier_notify::LocalNotifier::new())),
+        other => Err(format!("notifier.url {other:?} is not supported by this build (use \"memory\")").into()),
+    }
+}
+
+/// Runs a node until a signal stops it.
+pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    init_logging(&config);
+    let store = courier_store::open(&config.store.url).await?;
+    let mut builder = Courier::builder()
+        .store(store)
+        .notifier(notifier(&config).await?)
+        .maintenance(config.maintenance_options());
+    if !config.node.id.is_empty() {
+        builder = builder.node_id(config.node.id.clone());
+    }
+    if config.worker.enabled {
+        builder = builder.worker(config.worker_options());
+    }
+    let options = config.http_options();
+    let http = courier_http::prepare(builder, options.clone()).start().await?;
+    let for_app = http.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(courier_http::json_errors())
+            .wrap(courier_http::cors(&options))
+            .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("courier::http"))
+            .configure(|cfg| courier_http::configure(cfg, &for_app))
+    })
+    .disable_signals()
+    .shutdown_timeout(config.http.shutdown_timeout.as_secs().max(1));
+    if config.http.workers > 0 {
+        server = server.workers(config.http.workers);
+    }
+    let server = server.bind(&config.http.addr)?.run();
+    let handle = server.handle();
+    tracing::info!(
+        addr = %config.http.addr,
+        node = http.courier().node_id(),
+        store = http.courier().store().backend(),
+        notifier = %config.notifier.url,
+        prefix = %config.notifier.prefix,
+        "courier serving"
+    );
+    let stopping = http.clone();
+    actix_rt::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: closing streams, draining workers");
+        stopping.shutdown().await;
+        handle.stop(true).await;
+    });
+    server.await?;
+    tracing::info!("courier stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

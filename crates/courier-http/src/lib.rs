@@ -1,0 +1,300 @@
+//! Courier over HTTP: the REST API, the event log as SSE, WebSocket and
+//! polling, webhooks, Prometheus metrics, health checks, the OpenAPI document
+//! and the dashboard, mountable into any actix-web app.
+//!
+//! This crate is the outside world's door; it holds no durable state of its own
+//! (that is the store's) and runs no user code (that is the runtime's).
+//!
+//! ```no_run
+//! # #[actix_web::main] async fn main() -> std::io::Result<()> {
+//! use actix_web::{App, HttpServer};
+//! use courier_http::{HttpOptions, configure};
+//! use courier_runtime::{Courier, WorkerOptions};
+//!
+//! let options = HttpOptions::default();
+//! let builder = Courier::builder().store_url("./courier.db").worker(WorkerOptions::default());
+//! let http = courier_http::prepare(builder, options).start().await.expect("node starts");
+//! let for_app = http.clone();
+//! HttpServer::new(move || App::new().configure(|cfg| configure(cfg, &for_app)))
+//!     .bind("127.0.0.1:8080")?
+//!     .run()
+//!     .await?;
+//! http.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod admin;
+mod auth;
+mod dashboard;
+mod error;
+mod events;
+mod executions;
+mod follow;
+mod health;
+mod metrics;
+mod openapi;
+mod options;
+mod params;
+mod sse;
+mod tail;
+mod tasks;
+pub mod webhooks;
+mod wire;
+mod workers;
+mod ws;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use actix::prelude::*;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::web;
+use courier_runtime::{Courier, CourierBuilder, RuntimeError};
+
+pub use error::ApiError;
+pub use options::{HttpOptions, WebhookOptions};
+
+/// A node with its HTTP surface: the runtime handle plus the actors that feed
+/// streams and webhooks. Cheap to clone; pass it to [`configure`].
+#[derive(Clone)]
+pub struct Http {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    courier: Courier,
+    options: HttpOptions,
+    tail: Addr<tail::LogTail>,
+    tail_cursor: Arc<AtomicI64>,
+    stopping: AtomicBool,
+}
+
+/// A node builder with Courier's built-in HTTP work (webhook deliveries)
+/// registered; [`start`](Prepared::start) it.
+pub struct Prepared {
+    builder: CourierBuilder,
+    options: HttpOptions,
+    slot: Arc<OnceLock<Courier>>,
+}
+
+/// Registers the webhook delivery activity on `builder`.
+pub fn prepare(builder: CourierBuilder, options: HttpOptions) -> Prepared {
+    let slot: Arc<OnceLock<Courier>> = Arc::new(OnceLock::new());
+    let client = webhooks::deliver::client(&options.webhooks);
+    let (for_activity, webhook_options) = (slot.clone(), options.webhooks.clone());
+    let builder = builder.activity_with(
+        webhooks::deliver::DELIVER,
+        webhooks::deliver::function_options(&options.webhooks),
+        move |ctx, args: webhooks::deliver::DeliverArgs| {
+            let (slot, client, options) = (for_activity.clone(), client.clone(), webhook_options.clone());
+            async move {
+                let courier = slot
+                    .get()
+                    .cloned()
+                    .ok_or_else(|| courier_core::TaskError::new("not_ready", "the node is still starting"))?;
+                webhooks::deliver::deliver(courier, client, options, ctx, args).await
+            }
+        },
+    );
+    Prepared { builder, options, slot }
+}
+
+impl Prepared {
+    /// Starts the node (in the current actix system), then its HTTP actors.
+    pub async fn start(self) -> Result<Http, RuntimeError> {
+        let courier = self.builder.start().await?;
+        let _ = self.slot.set(courier.clone());
+        Ok(Http::start(courier, self.options))
+    }
+}
+
+impl Http {
+    /// Starts the HTTP actors (the event log tail and the webhook dispatcher) for
+    /// a running node. Webhook deliveries run only on nodes built with [`prepare`].
+    pub fn start(courier: Courier, options: HttpOptions) -> Http {
+        metrics::handle();
+        let tail_cursor = Arc::new(AtomicI64::new(0));
+        let tail = tail::LogTail::new(
+            courier.store().clone(),
+            courier.notifier().clone(),
+            options.tail_poll,
+            tail_cursor.clone(),
+        )
+        .start();
+        webhooks::dispatcher::WebhookDispatcher::new(courier.clone(), options.webhooks.clone()).start();
+        Http {
+            inner: Arc::new(Inner {
+                courier,
+                options,
+                tail,
+                tail_cursor,
+                stopping: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The runtime.
+    pub fn courier(&self) -> &Courier {
+        &self.inner.courier
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &HttpOptions {
+        &self.inner.options
+    }
+
+    pub(crate) fn tail(&self) -> &Addr<tail::LogTail> {
+        &self.inner.tail
+    }
+
+    /// The last event sequence number the streams have seen.
+    pub fn tail_cursor(&self) -> i64 {
+        self.inner.tail_cursor.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Graceful shutdown: `/readyz` turns 503, every SSE and WebSocket stream gets
+    /// a final event and closes, and the node drains its workers.
+    pub async fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let _ = self.inner.tail.send(tail::CloseAll).await;
+        if let Err(e) = self.inner.courier.shutdown().await {
+            tracing::warn!(error = %e, "node shutdown");
+        }
+    }
+}
+
+/// CORS for the configured origins (none: no CORS headers).
+pub fn cors(options: &HttpOptions) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allow_any_method()
+        .allow_any_header()
+        .expose_headers(["Content-Type"])
+        .max_age(3600);
+    for origin in &options.cors_origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
+}
+
+/// Turns every error response that is not already JSON (extractor errors,
+/// unknown routes, wrong methods, oversized bodies) into `{"error","detail"}`.
+pub fn json_errors<B: actix_web::body::MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: actix_web::dev::ServiceResponse<B>| {
+        let is_json = res
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let error = match status.as_u16() {
+            404 => "not found",
+            405 => "method not allowed",
+            413 => "payload too large",
+            415 => "unsupported media type",
+            _ => status.canonical_reason().unwrap_or("error"),
+        };
+        let (req, old) = res.into_parts();
+        let detail = old
+            .error()
+            .map(|e| serde_json::Value::String(e.to_string()))
+            .unwrap_or(serde_json::Value::Null);
+        let body = serde_json::json!({"error": error, "detail": detail}).to_string();
+        let mut response = actix_web::HttpResponse::build(status)
+            .content_type("application/json")
+            .body(body);
+        for (name, value) in old.headers() {
+            if name != actix_web::http::header::CONTENT_TYPE && name != actix_web::http::header::CONTENT_LENGTH {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        Ok(ErrorHandlerResponse::Response(
+            actix_web::dev::ServiceResponse::new(req, response).map_into_right_body(),
+        ))
+    })
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default().limit(limit).error_handler(|err, _| {
+        use actix_web::error::JsonPayloadError as E;
+        let api = match &err {
+            E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::new(
+                actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload too large",
+                serde_json::json!({ "limit": limit }),
+            ),
+            E::ContentType => ApiError::new(
+                actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the body must be application/json",
+                serde_json::Value::Null,
+            ),
+            other => ApiError::bad_request("invalid JSON body", serde_json::json!(other.to_string())),
+        };
+        api.into()
+    })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|err, _| ApiError::bad_request("invalid query", serde_json::json!(err.to_string())).into())
+}
+
+/// Mounts Courier's endpoints (see `/openapi.json`) into an actix-web app.
+/// Wrap the app with [`json_errors`] (and [`cors`] if wanted) so that every
+/// error is a JSON body.
+pub fn configure(cfg: &mut web::ServiceConfig, http: &Http) {
+    let limit = http.options().body_limit;
+    cfg.app_data(web::Data::new(http.clone()))
+        .app_data(json_config(limit))
+        .app_data(web::PayloadConfig::new(limit))
+        .app_data(query_config())
+        .route("/", web::get().to(dashboard::page))
+        .route("/metrics", web::get().to(metrics::render))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/openapi.json", web::get().to(openapi::document))
+        .service(
+            web::scope("/v1")
+                .wrap(actix_web::middleware::from_fn(auth::require_token))
+                .route("/executions", web::post().to(executions::create))
+                .route("/executions", web::get().to(executions::list))
+                .route("/executions/{id}", web::get().to(executions::get))
+                .route("/executions/{id}/result", web::get().to(executions::result))
+                .route("/executions/{id}/cancel", web::post().to(executions::cancel))
+                .route("/executions/{id}/signals/{name}", web::post().to(executions::signal))
+                .route("/tasks/{id}", web::get().to(tasks::get))
+                .route("/tasks/{id}/heartbeat", web::post().to(workers::heartbeat))
+                .route("/tasks/{id}/checkpoint", web::post().to(workers::checkpoint))
+                .route("/tasks/{id}/progress", web::post().to(workers::progress))
+                .route("/tasks/{id}/complete", web::post().to(workers::complete))
+                .route("/tasks/{id}/fail", web::post().to(workers::fail))
+                .route("/queues", web::get().to(tasks::queues))
+                .route("/workers/claim", web::post().to(workers::claim))
+                .route("/dead-letters", web::get().to(admin::dead_letters))
+                .route("/dead-letters/{id}", web::get().to(admin::dead_letter))
+                .route("/dead-letters/{id}", web::delete().to(admin::discard))
+                .route("/dead-letters/{id}/replay", web::post().to(admin::replay))
+                .route("/cleanup", web::post().to(admin::cleanup))
+                .route("/events", web::get().to(events::poll))
+                .route("/events/stream", web::get().to(sse::stream))
+                .route("/ws", web::get().to(ws::upgrade))
+                .route("/webhooks", web::post().to(webhooks::create))
+                .route("/webhooks", web::get().to(webhooks::list))
+                .route("/webhooks/{id}", web::get().to(webhooks::get))
+                .route("/webhooks/{id}", web::delete().to(webhooks::delete))
+                .route("/webhooks/{id}/enable", web::post().to(webhooks::enable))
+                .route("/webhooks/{id}/disable", web::post().to(webhooks::disable))
+                .route("/webhooks/{id}/deliveries", web::get().to(webhooks::deliveries)),
+        );
+}

@@ -1,0 +1,48 @@
+//! `/metrics`: Prometheus text exposition of the process's metrics.
+//!
+//! Counters are recorded where things happen (claims, completions, failures,
+//! retries, lease renewals in the runtime; webhook attempts in the delivery
+//! activity; stream connections in the sessions). Gauges that describe the
+//! store (queue depth, event log head and lag) are refreshed at scrape time.
+
+use std::sync::OnceLock;
+
+use actix_web::{HttpResponse, web};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::Http;
+use crate::error::ApiResult;
+
+static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once (several servers in one
+/// process share it). `None` if another recorder was installed first.
+pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
+    RECORDER
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "another metrics recorder is installed; /metrics will be empty");
+                None
+            }
+        })
+        .as_ref()
+}
+
+/// Renders the metrics.
+pub(crate) async fn render(http: web::Data<Http>) -> ApiResult<HttpResponse> {
+    let store = http.courier().store();
+    for depth in store.queue_depths().await? {
+        let queue = depth.queue.clone();
+        metrics::gauge!("courier_queue_ready", "queue" => queue.clone()).set(depth.ready as f64);
+        metrics::gauge!("courier_queue_scheduled", "queue" => queue.clone()).set(depth.scheduled as f64);
+        metrics::gauge!("courier_queue_running", "queue" => queue).set(depth.running as f64);
+    }
+    let head = store.last_event_seq().await?;
+    metrics::gauge!("courier_event_log_head").set(head as f64);
+    metrics::gauge!("courier_event_log_lag").set((head - http.tail_cursor()).max(0) as f64);
+    let body = handle().map(|h| h.render()).unwrap_or_default();
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body))
+}

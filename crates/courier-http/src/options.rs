@@ -1,0 +1,77 @@
+//! Settings of the HTTP surface.
+
+use std::time::Duration;
+
+use courier_core::RetryPolicy;
+
+/// How the HTTP surface behaves. Every field has a `config/default.toml` key
+/// (section `[api]`, `[http]`, `[streams]`, `[webhooks]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpOptions {
+    /// Bearer tokens accepted on the API (`api.tokens`, `COURIER_API_TOKENS`); empty: no auth.
+    pub tokens: Vec<String>,
+    /// Largest request body accepted; larger ones get 413 (`http.body_limit`).
+    pub body_limit: usize,
+    /// Origins allowed by CORS (`http.cors_origins`); `*` allows any; empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Longest `?wait=` a result or claim long-poll may ask for (`http.max_wait`).
+    pub max_wait: Duration,
+    /// How often an idle SSE stream gets a keepalive comment (`streams.keepalive`).
+    pub sse_keepalive: Duration,
+    /// How often the server pings WebSocket peers (`streams.ws_ping`).
+    pub ws_ping: Duration,
+    /// A WebSocket peer silent this long is dropped (`streams.ws_timeout`).
+    pub ws_timeout: Duration,
+    /// Event batches a stream session may have queued before it is told it lags
+    /// and catches up from the log itself (`streams.session_mailbox`).
+    pub session_mailbox: usize,
+    /// How often the log tail looks for events even without a notice (`streams.poll`).
+    pub tail_poll: Duration,
+    /// Webhook delivery settings.
+    pub webhooks: WebhookOptions,
+}
+
+/// How webhooks are delivered.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookOptions {
+    /// A delivery attempt must answer 2xx within this (`webhooks.timeout`).
+    pub timeout: Duration,
+    /// Retry schedule (`webhooks.schedule`; default: immediately, then 5s, 5m,
+    /// 30m, 2h, 5h, 10h, 10h, with jitter).
+    pub retry: RetryPolicy,
+    /// The queue deliveries run on (`webhooks.queue`).
+    pub queue: String,
+    /// Most deliveries attempted at once by one node (`webhooks.concurrency`).
+    pub concurrency: u32,
+    /// How often the dispatcher looks for new events without a notice (`webhooks.poll`).
+    pub poll: Duration,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        WebhookOptions {
+            timeout: Duration::from_secs(10),
+            retry: RetryPolicy::webhook_schedule(),
+            queue: "courier.webhooks".into(),
+            concurrency: 64,
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            tokens: Vec::new(),
+            body_limit: 1024 * 1024,
+            cors_origins: Vec::new(),
+            max_wait: Duration::from_secs(60),
+            sse_keepalive: Duration::from_secs(15),
+            ws_ping: Duration::from_secs(20),
+            ws_timeout: Duration::from_secs(60),
+            session_mailbox: 256,
+            tail_poll: Duration::from_millis(500),
+            webhooks: WebhookOptions::default(),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Work done by external workers (any language, over HTTP): claims with
+//! long-poll, heartbeats, and fenced outcomes, through the same `StoreActor`
+//! and the same retry policies as in-process work.
+
+use std::time::Duration;
+
+use courier_core::{
+    ClaimRequest, Claimed, Completed, Completion, LeaseKey, Notice, Outcome, Progress, Renewed, StoreError, TaskError,
+    TaskKind, Topic,
+};
+use futures::FutureExt;
+use serde_json::Value;
+
+use crate::courier::Courier;
+use crate::error::RuntimeError;
+use crate::lease::outcome_of_error;
+use crate::store_actor::{Claim, Complete};
+
+impl Courier {
+    /// Claims activities for an external worker: the request as given (only the
+    /// `activity` kind; this cluster's registered concurrency caps apply), waiting
+    /// up to `wait` for work to appear. Wakes on new-work notices, polls as a
+    /// safety net.
+    pub async fn claim_external(
+        &self,
+        mut request: ClaimRequest,
+        wait: Duration,
+    ) -> Result<Vec<Claimed>, RuntimeError> {
+        request.kinds = vec![TaskKind::Activity];
+        for (function, max) in self.registry_limits() {
+            request.limits.entry(function).or_insert(max);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut sub = self.notifier().subscribe(vec![Topic::Work]).await?;
+        let poll = self.worker_options().poll;
+        let mut interval = poll.min;
+        loop {
+            let claimed = self.store_actor().send(Claim(request.clone())).await??;
+            if !claimed.is_empty() {
+                return Ok(claimed);
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Ok(Vec::new());
+            }
+            if sub.next_within(interval.min(left)).await.is_none() {
+                interval = poll.next(interval);
+            }
+        }
+    }
+
+    /// Renews an external worker's lease (and records a `task.heartbeat`).
+    pub async fn heartbeat_external(
+        &self,
+        lease: LeaseKey,
+        extend: Duration,
+        details: Option<Value>,
+    ) -> Result<Renewed, RuntimeError> {
+        self.write(move |store| async move { store.heartbeat(lease, extend, details).await }.boxed())
+            .await
+    }
+
+    /// Saves a checkpoint for an external worker's task.
+    pub async fn checkpoint_external(&self, lease: LeaseKey, data: Value) -> Result<(), RuntimeError> {
+        self.write(move |store| async move { store.checkpoint(lease, data).await }.boxed())
+            .await
+    }
+
+    /// Records progress of an external worker's task (the lease must still be held).
+    pub async fn progress_external(&self, lease: LeaseKey, progress: Progress) -> Result<(), RuntimeError> {
+        let task = self
+            .store()
+            .get_task(lease.task_id)
+            .await?
+            .ok_or(StoreError::TaskNotFound(lease.task_id))?;
+        if task.lease_token != Some(lease.token) {
+            return Err(StoreError::LeaseLost {
+                task_id: lease.task_id,
+                reason: match task.state {
+                    courier_core::TaskState::Running => courier_core::LeaseLost::Reclaimed,
+                    state => courier_core::LeaseLost::NotRunning(state),
+                },
+            }
+            .into());
+        }
+        self.write(move |store| {
+            async move { store.append_progress(task.execution_id, Some(task.id), &progress).await }.boxed()
+        })
+        .await?;
+        self.notifier().publish(vec![Notice::Events]).await?;
+        Ok(())
+    }
+
+    /// Completes an external worker's task with `result`, fenced by its lease.
+    pub async fn complete_external(&self, lease: LeaseKey, result: Value) -> Result<Completed, RuntimeError> {
+        self.finish_external(
+            lease,
+            Outcome::Succeeded {
+                result,
+                remember: Vec::new(),
+            },
+        )
+        .await
+    }
+
+    /// Fails an external worker's task: retried by the task's persisted policy
+    /// unless the error is marked non-retryable; fenced by its lease.
+    pub async fn fail_external(&self, lease: LeaseKey, error: TaskError) -> Result<Completed, RuntimeError> {
+        let task = self
+            .store()
+            .get_task(lease.task_id)
+            .await?
+            .ok_or(StoreError::TaskNotFound(lease.task_id))?;
+        self.finish_external(lease, outcome_of_error(&task, error)).await
+    }
+
+    async fn finish_external(&self, lease: LeaseKey, outcome: Outcome) -> Result<Completed, RuntimeError> {
+        let done = self
+            .store_actor()
+            .send(Complete(Completion { lease, outcome }))
+            .await??;
+        Ok(done)
+    }
+}
