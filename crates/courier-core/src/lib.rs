@@ -50,8 +50,8 @@ pub use retry::{RetryPolicy, RetryVerdict};
 pub use signal::{SignalRecord, SignalSent};
 pub use state::{ExecutionState, TaskKind, TaskState};
 pub use store::{ChildGroup, Effect, EffectApplied, EffectWrite, Reservation, Store, WriteBatch, WriteResults};
-pub use webhook::{DeliveryAttempt, DeliveryRecord, DeliveryState, INTERNAL_PREFIX, NewDelivery, WebhookRecord};
 pub use task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, DEFAULT_QUEUE, Lease, LeaseKey, NewTask, Outcome,
     QueueDepth, Remember, Renewed, TaskFilter, TaskRecord, TaskSpec,
 };
+pub use webhook::{DeliveryAttempt, DeliveryRecord, DeliveryState, INTERNAL_PREFIX, NewDelivery, WebhookRecord};

@@ -237,16 +237,28 @@ mod tests {
         assert_eq!(p.attempts(), 8);
         let e = TaskError::new("http_500", "oops");
         assert_eq!(p.verdict(&e, 1, 0.5), RetryVerdict::RetryAfter(Duration::from_secs(5)));
-        assert_eq!(p.verdict(&e, 2, 0.5), RetryVerdict::RetryAfter(Duration::from_secs(300)));
-        assert_eq!(p.verdict(&e, 7, 0.5), RetryVerdict::RetryAfter(Duration::from_secs(36_000)));
+        assert_eq!(
+            p.verdict(&e, 2, 0.5),
+            RetryVerdict::RetryAfter(Duration::from_secs(300))
+        );
+        assert_eq!(
+            p.verdict(&e, 7, 0.5),
+            RetryVerdict::RetryAfter(Duration::from_secs(36_000))
+        );
         assert_eq!(p.verdict(&e, 8, 0.5), RetryVerdict::Exhausted);
         let slow_down = TaskError {
             retry_after_ms: Some(60_000),
             ..e.clone()
         };
-        assert_eq!(p.verdict(&slow_down, 1, 0.5), RetryVerdict::RetryAfter(Duration::from_secs(60)));
+        assert_eq!(
+            p.verdict(&slow_down, 1, 0.5),
+            RetryVerdict::RetryAfter(Duration::from_secs(60))
+        );
         let text = serde_json::to_string(&p).unwrap();
-        assert!(text.contains(r#""schedule":["5s","5m","30m","2h","5h","10h","10h"]"#), "{text}");
+        assert!(
+            text.contains(r#""schedule":["5s","5m","30m","2h","5h","10h","10h"]"#),
+            "{text}"
+        );
         assert_eq!(serde_json::from_str::<RetryPolicy>(&text).unwrap(), p);
     }
 

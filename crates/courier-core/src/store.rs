@@ -23,9 +23,9 @@
 
 use std::collections::BTreeMap;
 
-use uuid::Uuid;
 use std::sync::Arc;
 use std::time::Duration;
+use uuid::Uuid;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -40,11 +40,11 @@ use crate::id::{ExecutionId, TaskId};
 use crate::progress::{Progress, ProgressEntry};
 use crate::signal::{SignalRecord, SignalSent};
 use crate::state::{ExecutionState, TaskState};
-use crate::webhook::{DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, WebhookRecord};
 use crate::task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, LeaseKey, NewTask, QueueDepth, Renewed, TaskFilter,
     TaskRecord,
 };
+use crate::webhook::{DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, WebhookRecord};
 
 /// Writes that group-commit: everything in one batch lands in one transaction.
 ///

@@ -114,6 +114,15 @@ macro_rules! conformance_tests {
                 maintenance::stuck_tasks_are_reported_once_per_attempt,
                 maintenance::a_singleton_role_has_one_holder_until_it_expires,
                 maintenance::the_store_clock_is_utc_now,
+                webhooks::webhooks_are_created_read_listed_and_conflict_on_a_taken_id,
+                webhooks::webhooks_are_disabled_and_enabled,
+                webhooks::deleting_a_webhook_deletes_its_deliveries_and_their_attempts,
+                webhooks::enqueueing_deliveries_dispatches_their_executions_and_moves_the_cursor,
+                webhooks::a_stale_or_refused_enqueue_writes_nothing,
+                webhooks::racing_enqueuers_enqueue_a_range_once,
+                webhooks::delivery_attempts_update_their_delivery_and_list_in_order,
+                webhooks::deliveries_list_newest_first_with_paging,
+                webhooks::cleanup_deletes_the_deliveries_of_cleaned_executions,
             }
         }
     };

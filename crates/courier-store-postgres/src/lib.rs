@@ -62,6 +62,7 @@ mod store;
 mod tasks;
 mod transaction;
 mod wake;
+mod webhooks;
 
 pub use options::{DEFAULT_POOL_SIZE, PostgresOptions};
 

@@ -35,7 +35,8 @@ pub(crate) async fn analyze(store: &PostgresStore) -> StoreResult<()> {
     Ok(())
 }
 
-/// Deletes finished executions older than `older_than` with every row they own.
+/// Deletes finished executions older than `older_than` with every row they own
+/// (the webhook deliveries they made and those deliveries' attempts included).
 pub(crate) async fn clean_up_executions(store: &PostgresStore, older_than: DateTime<Utc>) -> StoreResult<u64> {
     let mut total = 0;
     loop {
@@ -65,7 +66,11 @@ async fn clean_up_chunk(tx: &Transaction<'_>, older_than: DateTime<Utc>) -> Resu
          counters_gone AS (DELETE FROM execution_counters WHERE execution_id IN (SELECT id FROM gone)),
          state_gone AS (DELETE FROM execution_state WHERE execution_id IN (SELECT id FROM gone)),
          letters_gone AS (DELETE FROM dead_letters WHERE execution_id IN (SELECT id FROM gone)),
-         events_gone AS (DELETE FROM events WHERE execution_id IN (SELECT id FROM gone))
+         events_gone AS (DELETE FROM events WHERE execution_id IN (SELECT id FROM gone)),
+         deliveries_gone AS (
+             DELETE FROM webhook_deliveries WHERE execution_id IN (SELECT id FROM gone) RETURNING id
+         ),
+         attempts_gone AS (DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM deliveries_gone))
          SELECT count(*) FROM gone",
         &[&older_than, &CLEANUP_CHUNK],
     )

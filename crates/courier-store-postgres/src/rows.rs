@@ -6,8 +6,8 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use courier_core::{
-    DeadLetterRecord, Event, ExecutionId, ExecutionRecord, LeaseToken, ProgressEntry, SignalRecord, TaskError, TaskId,
-    TaskRecord,
+    DeadLetterRecord, DeliveryAttempt, DeliveryRecord, Event, EventType, ExecutionId, ExecutionRecord, LeaseToken,
+    ProgressEntry, SignalRecord, TaskError, TaskId, TaskRecord, WebhookRecord,
 };
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -39,6 +39,17 @@ pub(crate) const EVENT_COLUMNS: &str = "seq, type, execution_id, task_id, ts, da
 
 /// The progress columns, in decoding order.
 pub(crate) const PROGRESS_COLUMNS: &str = "execution_id, task_id, step, status, percent, message, detail, created_at";
+
+/// The webhook columns, in decoding order.
+pub(crate) const WEBHOOK_COLUMNS: &str = "id, url, event_types, execution_id, task_id, headers, secret, description, \
+     enabled, disabled_reason, created_at, updated_at";
+
+/// The webhook delivery columns, in decoding order.
+pub(crate) const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, event_type, execution_id, state, attempts, \
+     last_status, last_error, created_at, updated_at";
+
+/// The delivery attempt columns, in decoding order.
+pub(crate) const ATTEMPT_COLUMNS: &str = "delivery_id, attempt, status, latency_ms, response, error, at";
 
 fn qualify(columns: &str, alias: &str) -> String {
     columns
@@ -158,5 +169,71 @@ pub(crate) fn progress(row: &Row) -> Result<ProgressEntry> {
             detail: row.try_get(6)?,
         },
         created_at: row.try_get::<_, DateTime<Utc>>(7)?,
+    })
+}
+
+/// A webhook from a row of [`WEBHOOK_COLUMNS`].
+pub(crate) fn webhook(row: &Row) -> Result<WebhookRecord> {
+    let event_types = row
+        .try_get::<_, Vec<&str>>(2)?
+        .into_iter()
+        .map(parse::<EventType>)
+        .collect::<Result<_>>()?;
+    Ok(WebhookRecord {
+        id: row.try_get(0)?,
+        url: row.try_get(1)?,
+        event_types,
+        execution_id: row.try_get::<_, Option<Uuid>>(3)?.map(ExecutionId),
+        task_id: row.try_get::<_, Option<Uuid>>(4)?.map(TaskId),
+        headers: from_json(row.try_get(5)?, "webhook headers")?,
+        secret: row.try_get(6)?,
+        description: row.try_get(7)?,
+        enabled: row.try_get(8)?,
+        disabled_reason: row.try_get(9)?,
+        created_at: row.try_get(10)?,
+        updated_at: row.try_get(11)?,
+    })
+}
+
+/// An HTTP status stored as `int`.
+fn http_status(value: Option<i32>) -> Result<Option<u16>> {
+    value
+        .map(|s| u16::try_from(s).map_err(|_| corrupt(format!("HTTP status {s}"))))
+        .transpose()
+}
+
+/// An attempt count or number stored as `bigint`.
+fn attempt_number(value: i64) -> Result<u32> {
+    u32::try_from(value).map_err(|_| corrupt(format!("attempt number {value}")))
+}
+
+/// A webhook delivery from a row of [`DELIVERY_COLUMNS`].
+pub(crate) fn delivery(row: &Row) -> Result<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: row.try_get(0)?,
+        webhook_id: row.try_get(1)?,
+        event_seq: row.try_get(2)?,
+        event_type: parse(row.try_get::<_, &str>(3)?)?,
+        execution_id: ExecutionId(row.try_get(4)?),
+        state: parse(row.try_get::<_, &str>(5)?)?,
+        attempts: attempt_number(row.try_get(6)?)?,
+        last_status: http_status(row.try_get(7)?)?,
+        last_error: row.try_get(8)?,
+        created_at: row.try_get(9)?,
+        updated_at: row.try_get(10)?,
+    })
+}
+
+/// A delivery attempt from a row of [`ATTEMPT_COLUMNS`].
+pub(crate) fn attempt(row: &Row) -> Result<DeliveryAttempt> {
+    let latency: i64 = row.try_get(3)?;
+    Ok(DeliveryAttempt {
+        delivery_id: row.try_get(0)?,
+        attempt: attempt_number(row.try_get(1)?)?,
+        status: http_status(row.try_get(2)?)?,
+        latency_ms: u64::try_from(latency).map_err(|_| corrupt(format!("latency {latency} ms")))?,
+        response: row.try_get(4)?,
+        error: row.try_get(5)?,
+        at: row.try_get(6)?,
     })
 }

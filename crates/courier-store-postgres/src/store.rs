@@ -8,16 +8,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{
-    Cancelled, ClaimRequest, Claimed, DeadLetterRecord, Event, EventFilter, ExecutionFilter, ExecutionId,
-    ExecutionRecord, ExecutionState, LeaseKey, Progress, ProgressEntry, QueueDepth, Renewed, Replayed, Reservation,
-    SignalRecord, SignalSent, Store, StoreResult, TaskFilter, TaskId, TaskRecord, TaskState, WriteBatch, WriteResults,
+    Cancelled, ClaimRequest, Claimed, DeadLetterRecord, DeliveryAttempt, DeliveryRecord, DeliveryState, Event,
+    EventFilter, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, LeaseKey, NewDelivery, Progress,
+    ProgressEntry, QueueDepth, Renewed, Replayed, Reservation, SignalRecord, SignalSent, Store, StoreResult,
+    TaskFilter, TaskId, TaskRecord, TaskState, WebhookRecord, WriteBatch, WriteResults,
 };
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::transaction::in_transaction;
 use crate::{
     PostgresStore, batch, cache, claim, context, dead_letters, event_log, executions, leases, maintenance, migrations,
-    signals, tasks,
+    signals, tasks, webhooks,
 };
 
 #[async_trait]
@@ -276,5 +278,49 @@ impl Store for PostgresStore {
 
     async fn try_acquire_singleton(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {
         maintenance::try_acquire_singleton(self, name, owner, ttl).await
+    }
+
+    async fn create_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()> {
+        webhooks::create(self, webhook).await
+    }
+
+    async fn get_webhook(&self, id: Uuid) -> StoreResult<Option<WebhookRecord>> {
+        webhooks::get(self, id).await
+    }
+
+    async fn list_webhooks(&self, limit: u32, offset: u32) -> StoreResult<Vec<WebhookRecord>> {
+        webhooks::list(self, limit, offset).await
+    }
+
+    async fn delete_webhook(&self, id: Uuid) -> StoreResult<bool> {
+        webhooks::delete(self, id).await
+    }
+
+    async fn set_webhook_enabled(&self, id: Uuid, enabled: bool, reason: Option<&str>) -> StoreResult<bool> {
+        webhooks::set_enabled(self, id, enabled, reason).await
+    }
+
+    async fn webhook_cursor(&self) -> StoreResult<i64> {
+        webhooks::cursor(self).await
+    }
+
+    async fn enqueue_deliveries(&self, from: i64, to: i64, deliveries: Vec<NewDelivery>) -> StoreResult<bool> {
+        webhooks::enqueue(self, from, to, &deliveries).await
+    }
+
+    async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()> {
+        webhooks::record_attempt(self, attempt, state).await
+    }
+
+    async fn get_delivery(&self, id: Uuid) -> StoreResult<Option<DeliveryRecord>> {
+        webhooks::get_delivery(self, id).await
+    }
+
+    async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>> {
+        webhooks::list_deliveries(self, webhook_id, limit, offset).await
+    }
+
+    async fn list_delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<DeliveryAttempt>> {
+        webhooks::list_attempts(self, delivery_id).await
     }
 }

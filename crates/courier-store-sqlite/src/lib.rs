@@ -50,6 +50,7 @@ mod schema;
 mod signals;
 mod store;
 mod tasks;
+mod webhooks;
 mod writer;
 
 pub use options::SqliteOptions;

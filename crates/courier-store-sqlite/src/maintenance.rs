@@ -19,10 +19,14 @@ const EXECUTION_TABLES: &[&str] = &[
     "DELETE FROM execution_state WHERE execution_id = ?1",
     "DELETE FROM dead_letters WHERE execution_id = ?1",
     "DELETE FROM events WHERE execution_id = ?1",
+    "DELETE FROM webhook_attempts WHERE delivery_id IN \
+     (SELECT id FROM webhook_deliveries WHERE execution_id = ?1)",
+    "DELETE FROM webhook_deliveries WHERE execution_id = ?1",
     "DELETE FROM executions WHERE id = ?1",
 ];
 
-/// Deletes terminal executions finished before `older_than`, with all their rows.
+/// Deletes terminal executions finished before `older_than`, with all their rows
+/// (the webhook deliveries they made and those deliveries' attempts included).
 pub(crate) fn cleanup_executions(conn: &Connection, older_than: i64) -> Result<u64> {
     let ids: Vec<ExecutionId> = conn
         .prepare_cached(

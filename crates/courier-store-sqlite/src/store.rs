@@ -12,13 +12,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{
-    Cancelled, ClaimRequest, Claimed, Clock, DeadLetterRecord, Event, EventFilter, ExecutionFilter, ExecutionId,
-    ExecutionRecord, ExecutionState, LeaseKey, Progress, ProgressEntry, QueueDepth, Renewed, Replayed, Reservation,
-    SignalRecord, SignalSent, Store, StoreError, StoreResult, TaskFilter, TaskId, TaskRecord, TaskState, WriteBatch,
-    WriteResults,
+    Cancelled, ClaimRequest, Claimed, Clock, DeadLetterRecord, DeliveryAttempt, DeliveryRecord, DeliveryState, Event,
+    EventFilter, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, LeaseKey, NewDelivery, Progress,
+    ProgressEntry, QueueDepth, Renewed, Replayed, Reservation, SignalRecord, SignalSent, Store, StoreError,
+    StoreResult, TaskFilter, TaskId, TaskRecord, TaskState, WebhookRecord, WriteBatch, WriteResults,
 };
 use rusqlite::Connection;
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::codec::{json, micros, time};
 use crate::error::{Result, sqlite_to_store};
@@ -27,6 +28,7 @@ use crate::readers::Readers;
 use crate::writer::{Writer, closed};
 use crate::{
     cache, claim, commit, context, dead_letters, event_log, executions, lease, maintenance, schema, signals, tasks,
+    webhooks,
 };
 
 /// How long a connection waits for another process's write lock before giving up
@@ -517,6 +519,60 @@ impl Store for SqliteStore {
     async fn try_acquire_singleton(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {
         let (name, owner) = (name.to_string(), owner.to_string());
         self.write(move |conn, now| maintenance::try_acquire_singleton(conn, now, &name, &owner, ttl))
+            .await
+    }
+
+    async fn create_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()> {
+        let webhook = webhook.clone();
+        self.write(move |conn, _| webhooks::create(conn, &webhook)).await
+    }
+
+    async fn get_webhook(&self, id: Uuid) -> StoreResult<Option<WebhookRecord>> {
+        self.read(move |conn, _| webhooks::get(conn, id)).await
+    }
+
+    async fn list_webhooks(&self, limit: u32, offset: u32) -> StoreResult<Vec<WebhookRecord>> {
+        self.read(move |conn, _| webhooks::list(conn, limit, offset)).await
+    }
+
+    async fn delete_webhook(&self, id: Uuid) -> StoreResult<bool> {
+        self.write(move |conn, _| webhooks::delete(conn, id)).await
+    }
+
+    async fn set_webhook_enabled(&self, id: Uuid, enabled: bool, reason: Option<&str>) -> StoreResult<bool> {
+        let reason = reason.map(str::to_string);
+        self.write(move |conn, now| webhooks::set_enabled(conn, now, id, enabled, reason.as_deref()))
+            .await
+    }
+
+    async fn webhook_cursor(&self) -> StoreResult<i64> {
+        self.read(|conn, _| webhooks::cursor(conn)).await
+    }
+
+    async fn enqueue_deliveries(&self, from: i64, to: i64, deliveries: Vec<NewDelivery>) -> StoreResult<bool> {
+        // Isolated: a refused dispatch or a taken delivery id must undo the cursor
+        // move and every delivery written before it.
+        self.write_isolated(move |conn, now| webhooks::enqueue(conn, now, from, to, &deliveries))
+            .await
+    }
+
+    async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()> {
+        let attempt = attempt.clone();
+        self.write(move |conn, now| webhooks::record_attempt(conn, now, &attempt, state))
+            .await
+    }
+
+    async fn get_delivery(&self, id: Uuid) -> StoreResult<Option<DeliveryRecord>> {
+        self.read(move |conn, _| webhooks::get_delivery(conn, id)).await
+    }
+
+    async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>> {
+        self.read(move |conn, _| webhooks::list_deliveries(conn, webhook_id, limit, offset))
+            .await
+    }
+
+    async fn list_delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<DeliveryAttempt>> {
+        self.read(move |conn, _| webhooks::list_attempts(conn, delivery_id))
             .await
     }
 }

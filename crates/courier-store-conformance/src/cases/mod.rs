@@ -13,3 +13,4 @@ pub mod executions;
 pub mod maintenance;
 pub mod signals;
 pub mod tasks;
+pub mod webhooks;

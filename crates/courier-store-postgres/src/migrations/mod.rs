@@ -8,7 +8,10 @@ use crate::error::Result;
 use crate::statements::{execute, query};
 
 /// Every migration, by version, in the order they apply.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("0001_initial.sql")),
+    (2, include_str!("0002_webhooks.sql")),
+];
 
 /// Creates the schema (if one is configured) and applies every migration not yet
 /// applied. Nodes starting together serialize on an advisory lock held to the end

@@ -1,0 +1,549 @@
+//! Webhooks: registrations, the dispatcher's cursor, enqueueing deliveries with
+//! their executions, delivery attempts, and cleanup of finished deliveries.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use courier_core::{
+    DeliveryAttempt, DeliveryRecord, DeliveryState, EventType, ExecutionId, ExecutionState, NewDelivery, NewExecution,
+    StoreError, TaskId, TaskState, WebhookRecord,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::*;
+
+/// A webhook registered at `created_at`, with every optional field set.
+fn webhook(created_at: chrono::DateTime<chrono::Utc>) -> WebhookRecord {
+    WebhookRecord {
+        id: Uuid::new_v4(),
+        url: "https://example.com/hook".into(),
+        event_types: vec![EventType::ExecutionCompleted, EventType::TaskFailed],
+        execution_id: Some(ExecutionId::new()),
+        task_id: Some(TaskId(Uuid::new_v4())),
+        headers: BTreeMap::from([("x-team".to_string(), "billing".to_string())]),
+        secret: "whsec_c2VjcmV0".into(),
+        description: Some("billing events".into()),
+        enabled: true,
+        disabled_reason: None,
+        created_at,
+        updated_at: created_at,
+    }
+}
+
+/// A webhook with only the required fields.
+fn plain_webhook(created_at: chrono::DateTime<chrono::Utc>) -> WebhookRecord {
+    WebhookRecord {
+        event_types: Vec::new(),
+        execution_id: None,
+        task_id: None,
+        headers: BTreeMap::new(),
+        description: None,
+        ..webhook(created_at)
+    }
+}
+
+/// Registers a plain webhook and returns its id.
+async fn registered(store: &DynStore) -> Uuid {
+    let hook = plain_webhook(now_micros());
+    store.create_webhook(&hook).await.expect("create webhook");
+    hook.id
+}
+
+/// A delivery of event `seq` to `webhook`, made by an execution of `function`.
+fn delivery(webhook: Uuid, seq: i64, function: &str) -> NewDelivery {
+    NewDelivery {
+        id: Uuid::new_v4(),
+        webhook_id: webhook,
+        event_seq: seq,
+        event_type: EventType::ExecutionCompleted,
+        execution: NewExecution::new(activity(function)),
+    }
+}
+
+/// A delivery, which must exist.
+async fn delivery_record(store: &DynStore, id: Uuid) -> DeliveryRecord {
+    store
+        .get_delivery(id)
+        .await
+        .expect("get delivery")
+        .expect("delivery exists")
+}
+
+/// An attempt as the delivering activity would report it (`at` is the store's to stamp).
+fn attempt(delivery: Uuid, attempt: u32, status: Option<u16>, error: Option<&str>) -> DeliveryAttempt {
+    DeliveryAttempt {
+        delivery_id: delivery,
+        attempt,
+        status,
+        latency_ms: 100 + u64::from(attempt),
+        response: status.map(|s| format!("answered {s}")),
+        error: error.map(str::to_string),
+        at: chrono::DateTime::UNIX_EPOCH,
+    }
+}
+
+/// Webhooks are stored as given, read back, listed oldest first with paging
+/// (limit 0: no limit), and a taken id is a conflict.
+pub async fn webhooks_are_created_read_listed_and_conflict_on_a_taken_id(store: DynStore) {
+    let base = now_micros();
+    let first = webhook(base);
+    let second = plain_webhook(base + chrono::Duration::seconds(1));
+    let mut third = webhook(base + chrono::Duration::seconds(2));
+    third.enabled = false;
+    third.disabled_reason = Some("410 Gone".into());
+    // Registered out of order: listings follow created_at, not insertion.
+    for hook in [&third, &first, &second] {
+        store.create_webhook(hook).await.unwrap();
+    }
+
+    assert_eq!(store.get_webhook(first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.get_webhook(second.id).await.unwrap(), Some(second.clone()));
+    assert_eq!(store.get_webhook(third.id).await.unwrap(), Some(third.clone()));
+    assert_eq!(store.get_webhook(Uuid::new_v4()).await.unwrap(), None);
+
+    let ids = |hooks: Vec<WebhookRecord>| hooks.into_iter().map(|h| h.id).collect::<Vec<_>>();
+    assert_eq!(
+        store.list_webhooks(0, 0).await.unwrap(),
+        vec![first.clone(), second.clone(), third.clone()]
+    );
+    assert_eq!(ids(store.list_webhooks(2, 0).await.unwrap()), vec![first.id, second.id]);
+    assert_eq!(ids(store.list_webhooks(2, 2).await.unwrap()), vec![third.id]);
+    assert_eq!(ids(store.list_webhooks(0, 1).await.unwrap()), vec![second.id, third.id]);
+    assert!(store.list_webhooks(5, 3).await.unwrap().is_empty());
+
+    let mut again = plain_webhook(now_micros());
+    again.id = first.id;
+    match store.create_webhook(&again).await {
+        Err(StoreError::Conflict { .. }) => {}
+        other => panic!("expected a conflict on a taken webhook id, got {other:?}"),
+    }
+    assert_eq!(store.get_webhook(first.id).await.unwrap(), Some(first));
+    assert_eq!(store.list_webhooks(0, 0).await.unwrap().len(), 3);
+}
+
+/// Disabling records the reason, enabling clears it, both stamp `updated_at`
+/// with the store clock; a missing webhook is reported, not created.
+pub async fn webhooks_are_disabled_and_enabled(store: DynStore) {
+    let created = now_micros() - chrono::Duration::hours(1);
+    let hook = plain_webhook(created);
+    store.create_webhook(&hook).await.unwrap();
+
+    assert!(
+        store
+            .set_webhook_enabled(hook.id, false, Some("410 Gone"))
+            .await
+            .unwrap()
+    );
+    let got = store.get_webhook(hook.id).await.unwrap().unwrap();
+    assert!(!got.enabled);
+    assert_eq!(got.disabled_reason.as_deref(), Some("410 Gone"));
+    assert_eq!(got.created_at, created);
+    assert_close(
+        got.updated_at,
+        store.now().await.unwrap(),
+        Duration::from_secs(5),
+        "updated_at on disabling",
+    );
+
+    // Enabling clears the reason, even if one is passed.
+    assert!(store.set_webhook_enabled(hook.id, true, Some("ignored")).await.unwrap());
+    let got = store.get_webhook(hook.id).await.unwrap().unwrap();
+    assert!(got.enabled);
+    assert_eq!(got.disabled_reason, None);
+
+    assert!(store.set_webhook_enabled(hook.id, false, None).await.unwrap());
+    let got = store.get_webhook(hook.id).await.unwrap().unwrap();
+    assert_eq!((got.enabled, got.disabled_reason), (false, None));
+    assert_eq!((got.url, got.secret), (hook.url, hook.secret));
+
+    let missing = Uuid::new_v4();
+    assert!(!store.set_webhook_enabled(missing, false, Some("x")).await.unwrap());
+    assert!(!store.set_webhook_enabled(missing, true, None).await.unwrap());
+    assert_eq!(store.get_webhook(missing).await.unwrap(), None);
+}
+
+/// Deleting a webhook deletes its deliveries and their attempts, not other
+/// webhooks' deliveries, and not the deliveries' executions.
+pub async fn deleting_a_webhook_deletes_its_deliveries_and_their_attempts(store: DynStore) {
+    let doomed = registered(&store).await;
+    let kept = registered(&store).await;
+    let mine = [delivery(doomed, 1, "deliver"), delivery(doomed, 2, "deliver")];
+    let theirs = delivery(kept, 1, "deliver");
+    let mut all = mine.to_vec();
+    all.push(theirs.clone());
+    assert!(store.enqueue_deliveries(0, 2, all).await.unwrap());
+    for d in mine.iter().chain([&theirs]) {
+        store
+            .record_delivery_attempt(
+                &attempt(d.id, 1, Some(503), Some("unavailable")),
+                DeliveryState::Pending,
+            )
+            .await
+            .unwrap();
+    }
+
+    assert!(store.delete_webhook(doomed).await.unwrap());
+    assert_eq!(store.get_webhook(doomed).await.unwrap(), None);
+    assert!(store.list_deliveries(doomed, 0, 0).await.unwrap().is_empty());
+    for d in &mine {
+        assert_eq!(store.get_delivery(d.id).await.unwrap(), None);
+        assert!(store.list_delivery_attempts(d.id).await.unwrap().is_empty());
+        // The execution stays, to finish or be cleaned up.
+        assert_eq!(execution(&store, d.execution.id).await.state, ExecutionState::Pending);
+    }
+
+    assert!(store.get_webhook(kept).await.unwrap().is_some());
+    assert_eq!(delivery_record(&store, theirs.id).await.attempts, 1);
+    assert_eq!(store.list_delivery_attempts(theirs.id).await.unwrap().len(), 1);
+
+    assert!(!store.delete_webhook(doomed).await.unwrap());
+    assert!(!store.delete_webhook(Uuid::new_v4()).await.unwrap());
+}
+
+/// The cursor starts at 0. Enqueueing at the cursor creates pending deliveries
+/// and dispatches their executions exactly as dispatch does (root task pending
+/// and claimable, `execution.created` and `task.created`), and moves the cursor.
+pub async fn enqueueing_deliveries_dispatches_their_executions_and_moves_the_cursor(store: DynStore) {
+    assert_eq!(store.webhook_cursor().await.unwrap(), 0);
+    let hook = registered(&store).await;
+    let batch = vec![
+        delivery(hook, 3, "deliver-a"),
+        NewDelivery {
+            event_type: EventType::TaskFailed,
+            ..delivery(hook, 5, "deliver-b")
+        },
+    ];
+    let before = store.last_event_seq().await.unwrap();
+    assert!(store.enqueue_deliveries(0, 5, batch.clone()).await.unwrap());
+    assert_eq!(store.webhook_cursor().await.unwrap(), 5);
+    assert_eq!(store.last_event_seq().await.unwrap(), before + 4);
+
+    let now = store.now().await.unwrap();
+    for d in &batch {
+        let got = delivery_record(&store, d.id).await;
+        assert_eq!(
+            (got.id, got.webhook_id, got.event_seq, got.event_type),
+            (d.id, hook, d.event_seq, d.event_type)
+        );
+        assert_eq!(got.execution_id, d.execution.id);
+        assert_eq!((got.state, got.attempts), (DeliveryState::Pending, 0));
+        assert_eq!((got.last_status, got.last_error), (None, None));
+        assert_close(got.created_at, now, Duration::from_secs(5), "delivery created_at");
+        assert_eq!(got.updated_at, got.created_at);
+
+        let e = execution(&store, d.execution.id).await;
+        assert_eq!(
+            (e.state, e.function.as_str()),
+            (ExecutionState::Pending, d.execution.spec.function.as_str())
+        );
+        let root = task(&store, TaskId::root_of(d.execution.id)).await;
+        assert_eq!((root.state, root.step, root.attempt), (TaskState::Pending, 0, 0));
+        assert_eq!(root.args, d.execution.spec.args);
+
+        let events = events_of(&store, d.execution.id).await;
+        assert_eq!(
+            types(&events),
+            vec![EventType::ExecutionCreated, EventType::TaskCreated]
+        );
+        assert_eq!(events[1].task_id, Some(root.id));
+        assert!(events.iter().all(|e| e.seq > before));
+
+        let claimed = claim_one(
+            &store,
+            &claim_any("w", 1).functions([d.execution.spec.function.as_str()]),
+        )
+        .await;
+        assert_eq!(claimed.task.id, root.id);
+    }
+
+    // Enqueueing nothing still moves the cursor (events that matched no webhook).
+    assert!(store.enqueue_deliveries(5, 8, Vec::new()).await.unwrap());
+    assert_eq!(store.webhook_cursor().await.unwrap(), 8);
+
+    // An idempotency key is honoured as dispatch honours it: the delivery is made
+    // by the execution that already holds the key.
+    let keyed = NewExecution::new(activity("deliver-c")).with_idempotency_key("hook-key");
+    let existing = keyed.id;
+    store.dispatch(vec![keyed]).await.unwrap();
+    let mut again = delivery(hook, 9, "deliver-c");
+    again.execution = again.execution.with_idempotency_key("hook-key");
+    assert!(store.enqueue_deliveries(8, 9, vec![again.clone()]).await.unwrap());
+    assert_eq!(delivery_record(&store, again.id).await.execution_id, existing);
+    assert_eq!(store.get_execution(again.execution.id).await.unwrap(), None);
+}
+
+/// An enqueue whose `from` is stale writes nothing and returns false; one that is
+/// refused part-way (a taken id) writes nothing either, the cursor included.
+pub async fn a_stale_or_refused_enqueue_writes_nothing(store: DynStore) {
+    let hook = registered(&store).await;
+    let first = delivery(hook, 1, "deliver");
+    assert!(store.enqueue_deliveries(0, 4, vec![first.clone()]).await.unwrap());
+
+    let snapshot = |store: DynStore| async move {
+        (
+            store.webhook_cursor().await.unwrap(),
+            store.count_executions(None).await.unwrap(),
+            store.count_tasks(None, None).await.unwrap(),
+            store.list_deliveries(hook, 0, 0).await.unwrap().len(),
+            store.last_event_seq().await.unwrap(),
+        )
+    };
+    let before = snapshot(store.clone()).await;
+    assert_eq!((before.0, before.1, before.3), (4, 1, 1));
+
+    let stale = delivery(hook, 2, "deliver");
+    assert!(!store.enqueue_deliveries(0, 9, vec![stale.clone()]).await.unwrap());
+    assert!(!store.enqueue_deliveries(3, 9, vec![stale.clone()]).await.unwrap());
+    assert_eq!(snapshot(store.clone()).await, before);
+    assert_eq!(store.get_delivery(stale.id).await.unwrap(), None);
+    assert_eq!(store.get_execution(stale.execution.id).await.unwrap(), None);
+
+    // The second delivery's execution id is taken: the first is not left behind.
+    let fine = delivery(hook, 5, "deliver");
+    let mut clash = delivery(hook, 6, "deliver");
+    clash.execution.id = first.execution.id;
+    match store.enqueue_deliveries(4, 6, vec![fine.clone(), clash]).await {
+        Err(StoreError::Conflict { .. }) => {}
+        other => panic!("expected a conflict on a taken execution id, got {other:?}"),
+    }
+    // The second delivery's own id is taken.
+    let mut twice = delivery(hook, 6, "deliver");
+    twice.id = first.id;
+    match store.enqueue_deliveries(4, 6, vec![fine.clone(), twice]).await {
+        Err(StoreError::Conflict { .. }) => {}
+        other => panic!("expected a conflict on a taken delivery id, got {other:?}"),
+    }
+    assert_eq!(snapshot(store.clone()).await, before);
+    assert_eq!(store.get_delivery(fine.id).await.unwrap(), None);
+    assert_eq!(store.get_execution(fine.execution.id).await.unwrap(), None);
+    assert_eq!(delivery_record(&store, first.id).await.event_seq, 1);
+
+    // The cursor did not move, so the same range can still be enqueued.
+    assert!(store.enqueue_deliveries(4, 6, vec![fine.clone()]).await.unwrap());
+    assert_eq!(store.webhook_cursor().await.unwrap(), 6);
+    assert!(store.get_delivery(fine.id).await.unwrap().is_some());
+}
+
+/// Eight nodes enqueueing the same range at once: exactly one succeeds, and only
+/// its deliveries and executions exist.
+pub async fn racing_enqueuers_enqueue_a_range_once(store: DynStore) {
+    let hook = registered(&store).await;
+    let racers = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let batch = vec![delivery(hook, 1, "deliver"), delivery(hook, 2, "deliver")];
+            let won = store.enqueue_deliveries(0, 2, batch.clone()).await.unwrap();
+            (won, batch)
+        })
+    });
+    let outcomes: Vec<(bool, Vec<NewDelivery>)> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let winners: Vec<&Vec<NewDelivery>> = outcomes.iter().filter(|(won, _)| *won).map(|(_, b)| b).collect();
+    assert_eq!(winners.len(), 1, "exactly one enqueuer wins");
+
+    assert_eq!(store.webhook_cursor().await.unwrap(), 2);
+    assert_eq!(store.count_executions(None).await.unwrap(), 2);
+    let mut listed: Vec<Uuid> = store
+        .list_deliveries(hook, 0, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let mut expected: Vec<Uuid> = winners[0].iter().map(|d| d.id).collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+    for (won, batch) in &outcomes {
+        for d in batch {
+            assert_eq!(store.get_execution(d.execution.id).await.unwrap().is_some(), *won);
+        }
+    }
+}
+
+/// Each attempt sets the delivery's state, attempt count, last status and last
+/// error; attempts list by number, and the same number replaces; the store
+/// stamps `at`. A missing delivery is `Invalid`.
+pub async fn delivery_attempts_update_their_delivery_and_list_in_order(store: DynStore) {
+    let hook = registered(&store).await;
+    let d = delivery(hook, 1, "deliver");
+    assert!(store.enqueue_deliveries(0, 1, vec![d.clone()]).await.unwrap());
+
+    store
+        .record_delivery_attempt(&attempt(d.id, 1, Some(500), Some("HTTP 500")), DeliveryState::Pending)
+        .await
+        .unwrap();
+    let got = delivery_record(&store, d.id).await;
+    assert_eq!((got.state, got.attempts), (DeliveryState::Pending, 1));
+    assert_eq!(
+        (got.last_status, got.last_error.as_deref()),
+        (Some(500), Some("HTTP 500"))
+    );
+    assert!(got.updated_at >= got.created_at);
+
+    store
+        .record_delivery_attempt(
+            &attempt(d.id, 2, None, Some("connection refused")),
+            DeliveryState::Pending,
+        )
+        .await
+        .unwrap();
+    let got = delivery_record(&store, d.id).await;
+    assert_eq!(got.attempts, 2);
+    assert_eq!(
+        (got.last_status, got.last_error.as_deref()),
+        (None, Some("connection refused"))
+    );
+
+    // Attempt 2 again (a retried record of the same attempt) replaces it.
+    let replaced = DeliveryAttempt {
+        latency_ms: 999,
+        response: Some("late".into()),
+        ..attempt(d.id, 2, Some(502), Some("HTTP 502"))
+    };
+    store
+        .record_delivery_attempt(&replaced, DeliveryState::Pending)
+        .await
+        .unwrap();
+    store
+        .record_delivery_attempt(&attempt(d.id, 3, Some(200), None), DeliveryState::Delivered)
+        .await
+        .unwrap();
+    let got = delivery_record(&store, d.id).await;
+    assert_eq!((got.state, got.attempts), (DeliveryState::Delivered, 3));
+    assert_eq!((got.last_status, got.last_error), (Some(200), None));
+
+    let attempts = store.list_delivery_attempts(d.id).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        (attempts[0].status, attempts[0].latency_ms, attempts[0].error.as_deref()),
+        (Some(500), 101, Some("HTTP 500"))
+    );
+    assert_eq!(attempts[0].response.as_deref(), Some("answered 500"));
+    assert_eq!(
+        (attempts[1].status, attempts[1].latency_ms, attempts[1].error.as_deref()),
+        (Some(502), 999, Some("HTTP 502"))
+    );
+    assert_eq!(attempts[1].response.as_deref(), Some("late"));
+    assert_eq!((attempts[2].status, attempts[2].error.as_deref()), (Some(200), None));
+    let now = store.now().await.unwrap();
+    for a in &attempts {
+        assert_eq!(a.delivery_id, d.id);
+        assert_close(a.at, now, Duration::from_secs(5), "attempt at (stamped by the store)");
+    }
+    assert!(attempts[0].at <= attempts[2].at);
+    assert!(store.list_delivery_attempts(Uuid::new_v4()).await.unwrap().is_empty());
+
+    // A failed delivery.
+    store
+        .record_delivery_attempt(&attempt(d.id, 4, Some(410), Some("HTTP 410")), DeliveryState::Failed)
+        .await
+        .unwrap();
+    assert_eq!(delivery_record(&store, d.id).await.state, DeliveryState::Failed);
+
+    let missing = Uuid::new_v4();
+    match store
+        .record_delivery_attempt(&attempt(missing, 1, Some(200), None), DeliveryState::Delivered)
+        .await
+    {
+        Err(StoreError::Invalid(message)) => {
+            assert!(message.contains(&missing.to_string()), "{message:?} names the delivery")
+        }
+        other => panic!("expected Invalid for a missing delivery, got {other:?}"),
+    }
+    assert!(store.list_delivery_attempts(missing).await.unwrap().is_empty());
+    assert_eq!(store.get_delivery(missing).await.unwrap(), None);
+}
+
+/// A webhook's deliveries list newest first with paging (limit 0: no limit),
+/// and only its own.
+pub async fn deliveries_list_newest_first_with_paging(store: DynStore) {
+    let hook = registered(&store).await;
+    let other = registered(&store).await;
+    let mut made = Vec::new();
+    for seq in 1..=3 {
+        let d = delivery(hook, seq, "deliver");
+        made.push(d.id);
+        assert!(store.enqueue_deliveries(seq - 1, seq, vec![d]).await.unwrap());
+        sleep_ms(5).await;
+    }
+    assert!(
+        store
+            .enqueue_deliveries(3, 4, vec![delivery(other, 4, "deliver")])
+            .await
+            .unwrap()
+    );
+
+    let ids = |list: Vec<DeliveryRecord>| list.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_deliveries(hook, 0, 0).await.unwrap()),
+        vec![made[2], made[1], made[0]]
+    );
+    assert_eq!(
+        ids(store.list_deliveries(hook, 2, 0).await.unwrap()),
+        vec![made[2], made[1]]
+    );
+    assert_eq!(ids(store.list_deliveries(hook, 2, 2).await.unwrap()), vec![made[0]]);
+    assert_eq!(
+        ids(store.list_deliveries(hook, 0, 1).await.unwrap()),
+        vec![made[1], made[0]]
+    );
+    assert!(store.list_deliveries(hook, 10, 3).await.unwrap().is_empty());
+    assert_eq!(store.list_deliveries(other, 0, 0).await.unwrap().len(), 1);
+    assert!(store.list_deliveries(Uuid::new_v4(), 0, 0).await.unwrap().is_empty());
+}
+
+/// Cleaning up a finished delivery execution deletes its delivery and the
+/// delivery's attempts; unfinished deliveries and the webhook stay.
+pub async fn cleanup_deletes_the_deliveries_of_cleaned_executions(store: DynStore) {
+    let hook = registered(&store).await;
+    let done = delivery(hook, 1, "deliver-done");
+    let open = delivery(hook, 2, "deliver-open");
+    assert!(
+        store
+            .enqueue_deliveries(0, 2, vec![done.clone(), open.clone()])
+            .await
+            .unwrap()
+    );
+    for d in [&done, &open] {
+        store
+            .record_delivery_attempt(&attempt(d.id, 1, Some(500), Some("HTTP 500")), DeliveryState::Pending)
+            .await
+            .unwrap();
+    }
+    store
+        .record_delivery_attempt(&attempt(done.id, 2, Some(204), None), DeliveryState::Delivered)
+        .await
+        .unwrap();
+    let c = claim_one(&store, &claim_any("w", 1).functions(["deliver-done"])).await;
+    assert_eq!(c.task.execution_id, done.execution.id);
+    succeed(&store, c.lease.key(), json!({"status": 204})).await.unwrap();
+
+    sleep_ms(50).await;
+    let cutoff = store.now().await.unwrap();
+    sleep_ms(50).await;
+    assert_eq!(store.cleanup_executions(cutoff).await.unwrap(), 1);
+
+    assert_eq!(store.get_execution(done.execution.id).await.unwrap(), None);
+    assert_eq!(store.get_delivery(done.id).await.unwrap(), None);
+    assert!(store.list_delivery_attempts(done.id).await.unwrap().is_empty());
+
+    assert!(store.get_execution(open.execution.id).await.unwrap().is_some());
+    assert_eq!(delivery_record(&store, open.id).await.attempts, 1);
+    assert_eq!(store.list_delivery_attempts(open.id).await.unwrap().len(), 1);
+    assert!(store.get_webhook(hook).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .list_deliveries(hook, 0, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect::<Vec<_>>(),
+        vec![open.id]
+    );
+}

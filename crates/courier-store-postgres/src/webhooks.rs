@@ -1,0 +1,286 @@
+//! Webhooks: registrations, deliveries (each made by an execution dispatched with
+//! it), their attempts, and the dispatcher's cursor in the event log.
+//!
+//! Enqueueing is where nodes race: every node's dispatcher reads the event log
+//! from the cursor and offers the same deliveries. The cursor row is moved by
+//! compare-and-set as the transaction's first statement; its row lock makes the
+//! losers wait for the winner's commit, then find the cursor moved and write
+//! nothing, so each event is delivered once per webhook.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use courier_core::{
+    DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewExecution, StoreError, StoreResult, WebhookRecord,
+};
+use deadpool_postgres::Transaction;
+use uuid::Uuid;
+
+use crate::PostgresStore;
+use crate::codec::{limit, to_json};
+use crate::error::{Error, Result};
+use crate::rows::{self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
+use crate::statements::{execute, query, query_one, query_opt};
+use crate::transaction::in_transaction;
+use crate::{dispatch, event_log};
+
+static INSERT_WEBHOOK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO webhooks ({WEBHOOK_COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    )
+});
+
+/// Registers a webhook as given; a taken id is a conflict.
+pub(crate) async fn create(store: &PostgresStore, w: &WebhookRecord) -> StoreResult<()> {
+    let client = store.client().await?;
+    let event_types: Vec<&str> = w.event_types.iter().map(|t| t.as_str()).collect();
+    let headers = to_json(&w.headers)?;
+    execute(
+        &client,
+        &INSERT_WEBHOOK,
+        &[
+            &w.id,
+            &w.url,
+            &event_types,
+            &w.execution_id.map(|e| e.0),
+            &w.task_id.map(|t| t.0),
+            &headers,
+            &w.secret,
+            &w.description,
+            &w.enabled,
+            &w.disabled_reason,
+            &w.created_at,
+            &w.updated_at,
+        ],
+    )
+    .await
+    .map_err(|e| e.conflict_on(w.id))?;
+    Ok(())
+}
+
+/// One webhook.
+pub(crate) async fn get(store: &PostgresStore, id: Uuid) -> StoreResult<Option<WebhookRecord>> {
+    let client = store.client().await?;
+    let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1");
+    let row = query_opt(&client, &sql, &[&id]).await?;
+    Ok(row.as_ref().map(rows::webhook).transpose()?)
+}
+
+/// Webhooks, oldest first.
+pub(crate) async fn list(store: &PostgresStore, max: u32, offset: u32) -> StoreResult<Vec<WebhookRecord>> {
+    let client = store.client().await?;
+    let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id LIMIT $1 OFFSET $2");
+    let rows = query(&client, &sql, &[&limit(max), &i64::from(offset)]).await?;
+    Ok(rows.iter().map(rows::webhook).collect::<Result<_>>()?)
+}
+
+/// Deletes a webhook with its deliveries and their attempts (not the deliveries'
+/// executions); whether it existed.
+pub(crate) async fn delete(store: &PostgresStore, id: Uuid) -> StoreResult<bool> {
+    in_transaction!(store, |tx| delete_in(tx, id))
+}
+
+async fn delete_in(tx: &Transaction<'_>, id: Uuid) -> Result<bool> {
+    let existed = execute(tx, "DELETE FROM webhooks WHERE id = $1", &[&id]).await? > 0;
+    let deliveries: Vec<Uuid> = query(
+        tx,
+        "DELETE FROM webhook_deliveries WHERE webhook_id = $1 RETURNING id",
+        &[&id],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<std::result::Result<_, _>>()?;
+    // A statement of its own, after the deliveries are locked and gone: an attempt
+    // recorded by a transaction that committed meanwhile is visible to it (a CTE
+    // beside the delete would read the older snapshot and leave that attempt behind).
+    if !deliveries.is_empty() {
+        execute(
+            tx,
+            "DELETE FROM webhook_attempts WHERE delivery_id = ANY($1)",
+            &[&deliveries],
+        )
+        .await?;
+    }
+    Ok(existed)
+}
+
+/// Enables or disables a webhook; a reason is kept only while it is disabled.
+/// Whether it exists.
+pub(crate) async fn set_enabled(
+    store: &PostgresStore,
+    id: Uuid,
+    enabled: bool,
+    reason: Option<&str>,
+) -> StoreResult<bool> {
+    let client = store.client().await?;
+    let reason = if enabled { None } else { reason };
+    let n = execute(
+        &client,
+        "UPDATE webhooks SET enabled = $2, disabled_reason = $3, updated_at = now() WHERE id = $1",
+        &[&id, &enabled, &reason],
+    )
+    .await?;
+    Ok(n > 0)
+}
+
+/// The dispatcher's position in the event log.
+pub(crate) async fn cursor(store: &PostgresStore) -> StoreResult<i64> {
+    let client = store.client().await?;
+    let row = query_one(&client, "SELECT last FROM webhook_cursor", &[]).await?;
+    Ok(row.try_get(0).map_err(Error::from)?)
+}
+
+/// If the cursor is still at `from`: moves it to `to` and creates each delivery
+/// with its execution, in one transaction. False, with nothing written, if it moved.
+pub(crate) async fn enqueue(
+    store: &PostgresStore,
+    from: i64,
+    to: i64,
+    deliveries: &[NewDelivery],
+) -> StoreResult<bool> {
+    in_transaction!(store, |tx| enqueue_in(tx, from, to, deliveries))
+}
+
+async fn enqueue_in(tx: &Transaction<'_>, from: i64, to: i64, deliveries: &[NewDelivery]) -> Result<bool> {
+    // Compare-and-set first: a racer waits here for the winner's commit, then
+    // matches no row and leaves before doing any work.
+    if execute(tx, "UPDATE webhook_cursor SET last = $2 WHERE last = $1", &[&from, &to]).await? == 0 {
+        return Ok(false);
+    }
+    // The executions go through dispatch's own code path, so that rows and events
+    // are exactly a dispatch's (idempotency keys included).
+    let executions: Vec<NewExecution> = deliveries.iter().map(|d| d.execution.clone()).collect();
+    let mut events = Vec::new();
+    let dispatched = dispatch::apply(tx, &executions, &mut events).await?;
+    let execution_ids = dispatched
+        .into_iter()
+        .map(|d| d.map(|d| d.id().0).map_err(Error::Store))
+        .collect::<Result<Vec<Uuid>>>()?;
+    insert_deliveries(tx, deliveries, &execution_ids).await?;
+    // The event head bump must be the transaction's last statement (see event_log).
+    event_log::append(tx, &events).await?;
+    Ok(true)
+}
+
+/// Inserts pending deliveries; a taken id (in the table or twice in the batch)
+/// fails the whole enqueue with a conflict.
+async fn insert_deliveries(tx: &Transaction<'_>, deliveries: &[NewDelivery], execution_ids: &[Uuid]) -> Result<()> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let mut seen = HashSet::with_capacity(deliveries.len());
+    if let Some(twice) = deliveries.iter().find(|d| !seen.insert(d.id)) {
+        return Err(taken(twice.id));
+    }
+    let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();
+    let webhooks: Vec<Uuid> = deliveries.iter().map(|d| d.webhook_id).collect();
+    let seqs: Vec<i64> = deliveries.iter().map(|d| d.event_seq).collect();
+    let types: Vec<&str> = deliveries.iter().map(|d| d.event_type.as_str()).collect();
+    let inserted: HashSet<Uuid> = query(
+        tx,
+        "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, event_type, execution_id, state, attempts,
+             created_at, updated_at)
+         SELECT x.id, x.webhook_id, x.event_seq, x.event_type, x.execution_id, $6, 0, now(), now()
+         FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::uuid[])
+             AS x(id, webhook_id, event_seq, event_type, execution_id)
+         ON CONFLICT DO NOTHING
+         RETURNING id",
+        &[
+            &ids,
+            &webhooks,
+            &seqs,
+            &types,
+            &execution_ids,
+            &DeliveryState::Pending.as_str(),
+        ],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<std::result::Result<_, _>>()?;
+    match ids.iter().find(|id| !inserted.contains(id)) {
+        Some(id) => Err(taken(*id)),
+        None => Ok(()),
+    }
+}
+
+fn taken(id: Uuid) -> Error {
+    Error::Store(StoreError::Conflict {
+        id: id.to_string(),
+        detail: "a webhook delivery with this id already exists".into(),
+    })
+}
+
+/// Records an attempt (replacing one with the same number) and updates its
+/// delivery, in one statement; `Invalid` if there is no such delivery.
+pub(crate) async fn record_attempt(
+    store: &PostgresStore,
+    a: &DeliveryAttempt,
+    state: DeliveryState,
+) -> StoreResult<()> {
+    let client = store.client().await?;
+    let n = execute(
+        &client,
+        "WITH delivery AS (
+             UPDATE webhook_deliveries SET state = $2, attempts = $3, last_status = $4, last_error = $5,
+                 updated_at = now()
+             WHERE id = $1
+             RETURNING id
+         )
+         INSERT INTO webhook_attempts (delivery_id, attempt, status, latency_ms, response, error, at)
+         SELECT id, $3, $4, $6::int8, $7::text, $5, now() FROM delivery
+         ON CONFLICT (delivery_id, attempt) DO UPDATE SET status = excluded.status, latency_ms = excluded.latency_ms,
+             response = excluded.response, error = excluded.error, at = excluded.at",
+        &[
+            &a.delivery_id,
+            &state.as_str(),
+            &i64::from(a.attempt),
+            &a.status.map(i32::from),
+            &a.error,
+            &i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
+            &a.response,
+        ],
+    )
+    .await?;
+    if n == 0 {
+        return Err(StoreError::Invalid(format!(
+            "webhook delivery {} does not exist",
+            a.delivery_id
+        )));
+    }
+    Ok(())
+}
+
+/// One delivery.
+pub(crate) async fn get_delivery(store: &PostgresStore, id: Uuid) -> StoreResult<Option<DeliveryRecord>> {
+    let client = store.client().await?;
+    let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1");
+    let row = query_opt(&client, &sql, &[&id]).await?;
+    Ok(row.as_ref().map(rows::delivery).transpose()?)
+}
+
+/// A webhook's deliveries, newest first.
+pub(crate) async fn list_deliveries(
+    store: &PostgresStore,
+    webhook: Uuid,
+    max: u32,
+    offset: u32,
+) -> StoreResult<Vec<DeliveryRecord>> {
+    let client = store.client().await?;
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1
+         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+    );
+    let rows = query(&client, &sql, &[&webhook, &limit(max), &i64::from(offset)]).await?;
+    Ok(rows.iter().map(rows::delivery).collect::<Result<_>>()?)
+}
+
+/// A delivery's attempts, oldest first.
+pub(crate) async fn list_attempts(store: &PostgresStore, delivery: Uuid) -> StoreResult<Vec<DeliveryAttempt>> {
+    let client = store.client().await?;
+    let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt");
+    let rows = query(&client, &sql, &[&delivery]).await?;
+    Ok(rows.iter().map(rows::attempt).collect::<Result<_>>()?)
+}

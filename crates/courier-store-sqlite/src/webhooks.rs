@@ -1,0 +1,257 @@
+//! Webhooks: registrations, deliveries (each made by an execution dispatched with
+//! it), their attempts, and the dispatcher's cursor in the event log.
+
+use courier_core::{
+    DeliveryAttempt, DeliveryRecord, DeliveryState, ExecutionId, NewDelivery, StoreError, TaskId, WebhookRecord,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use uuid::Uuid;
+
+use crate::codec::{enum_at, json, json_at, limit, micros, time_at, uuid_at, uuid_opt_at};
+use crate::error::{Result, conflict_on};
+use crate::executions;
+
+/// The columns of `webhooks`, in the order [`webhook_at`] reads them.
+macro_rules! webhook_columns {
+    () => {
+        "id, url, event_types, execution_id, task_id, headers, secret, description, enabled, disabled_reason, \
+         created_at, updated_at"
+    };
+}
+
+/// The columns of `webhook_deliveries`, in the order [`delivery_at`] reads them.
+macro_rules! delivery_columns {
+    () => {
+        "id, webhook_id, event_seq, event_type, execution_id, state, attempts, last_status, last_error, created_at, \
+         updated_at"
+    };
+}
+
+fn webhook_at(row: &Row<'_>) -> rusqlite::Result<WebhookRecord> {
+    Ok(WebhookRecord {
+        id: uuid_at(row, 0)?,
+        url: row.get(1)?,
+        event_types: json_at(row, 2)?,
+        execution_id: uuid_opt_at(row, 3)?.map(ExecutionId),
+        task_id: uuid_opt_at(row, 4)?.map(TaskId),
+        headers: json_at(row, 5)?,
+        secret: row.get(6)?,
+        description: row.get(7)?,
+        enabled: row.get(8)?,
+        disabled_reason: row.get(9)?,
+        created_at: time_at(row, 10)?,
+        updated_at: time_at(row, 11)?,
+    })
+}
+
+fn delivery_at(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: uuid_at(row, 0)?,
+        webhook_id: uuid_at(row, 1)?,
+        event_seq: row.get(2)?,
+        event_type: enum_at(row, 3)?,
+        execution_id: ExecutionId(uuid_at(row, 4)?),
+        state: enum_at(row, 5)?,
+        attempts: row.get(6)?,
+        last_status: row.get(7)?,
+        last_error: row.get(8)?,
+        created_at: time_at(row, 9)?,
+        updated_at: time_at(row, 10)?,
+    })
+}
+
+fn attempt_at(row: &Row<'_>) -> rusqlite::Result<DeliveryAttempt> {
+    Ok(DeliveryAttempt {
+        delivery_id: uuid_at(row, 0)?,
+        attempt: row.get(1)?,
+        status: row.get(2)?,
+        latency_ms: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+        response: row.get(4)?,
+        error: row.get(5)?,
+        at: time_at(row, 6)?,
+    })
+}
+
+/// Inserts a webhook as given; a taken id is a conflict.
+pub(crate) fn create(conn: &Connection, w: &WebhookRecord) -> Result<()> {
+    conn.prepare_cached(concat!(
+        "INSERT INTO webhooks (",
+        webhook_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))?
+    .execute(params![
+        w.id.as_bytes(),
+        w.url,
+        json(&w.event_types)?,
+        w.execution_id.map(|e| *e.0.as_bytes()),
+        w.task_id.map(|t| *t.0.as_bytes()),
+        json(&w.headers)?,
+        w.secret,
+        w.description,
+        w.enabled,
+        w.disabled_reason,
+        micros(w.created_at),
+        micros(w.updated_at),
+    ])
+    .map_err(conflict_on(w.id, "webhook"))?;
+    Ok(())
+}
+
+/// One webhook.
+pub(crate) fn get(conn: &Connection, id: Uuid) -> Result<Option<WebhookRecord>> {
+    Ok(conn
+        .prepare_cached(concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE id = ?1"))?
+        .query_row([id.as_bytes()], webhook_at)
+        .optional()?)
+}
+
+/// Webhooks, oldest first.
+pub(crate) fn list(conn: &Connection, max: u32, offset: u32) -> Result<Vec<WebhookRecord>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        webhook_columns!(),
+        " FROM webhooks ORDER BY created_at, id LIMIT ?1 OFFSET ?2"
+    ))?;
+    let rows = stmt.query_map((limit(max), i64::from(offset)), webhook_at)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Deletes a webhook with its deliveries and their attempts (not the deliveries'
+/// executions); whether it existed.
+pub(crate) fn delete(conn: &Connection, id: Uuid) -> Result<bool> {
+    conn.prepare_cached(
+        "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = ?1)",
+    )?
+    .execute([id.as_bytes()])?;
+    conn.prepare_cached("DELETE FROM webhook_deliveries WHERE webhook_id = ?1")?
+        .execute([id.as_bytes()])?;
+    let n = conn
+        .prepare_cached("DELETE FROM webhooks WHERE id = ?1")?
+        .execute([id.as_bytes()])?;
+    Ok(n > 0)
+}
+
+/// Enables or disables a webhook; a reason is kept only while it is disabled.
+/// Whether it exists.
+pub(crate) fn set_enabled(conn: &Connection, now: i64, id: Uuid, enabled: bool, reason: Option<&str>) -> Result<bool> {
+    let reason = if enabled { None } else { reason };
+    let n = conn
+        .prepare_cached("UPDATE webhooks SET enabled = ?2, disabled_reason = ?3, updated_at = ?4 WHERE id = ?1")?
+        .execute(params![id.as_bytes(), enabled, reason, now])?;
+    Ok(n > 0)
+}
+
+/// The dispatcher's position in the event log.
+pub(crate) fn cursor(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT last FROM webhook_cursor WHERE id = 1")?
+        .query_row([], |row| row.get(0))?)
+}
+
+/// If the cursor is still at `from`, moves it to `to` and creates each delivery
+/// with its execution (dispatched exactly as [`executions::dispatch`] does, events
+/// included); false, with nothing written, if it moved.
+///
+/// Runs as an isolated writer job: a refusal part-way (a taken execution or
+/// delivery id) must undo the cursor move and the deliveries made before it.
+pub(crate) fn enqueue(conn: &Connection, now: i64, from: i64, to: i64, deliveries: &[NewDelivery]) -> Result<bool> {
+    // Compare-and-set first: a loser learns so before doing any work.
+    let moved = conn
+        .prepare_cached("UPDATE webhook_cursor SET last = ?2 WHERE id = 1 AND last = ?1")?
+        .execute((from, to))?;
+    if moved == 0 {
+        return Ok(false);
+    }
+    for d in deliveries {
+        // An idempotency key that names an existing execution makes that one the
+        // delivery's, as dispatch would answer.
+        let execution = executions::dispatch(conn, now, &d.execution)?.id();
+        conn.prepare_cached(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, event_type, execution_id, state, attempts, \
+             last_status, last_error, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, NULL, NULL, ?7, ?7)",
+        )?
+        .execute(params![
+            d.id.as_bytes(),
+            d.webhook_id.as_bytes(),
+            d.event_seq,
+            d.event_type.as_str(),
+            execution.0.as_bytes(),
+            DeliveryState::Pending.as_str(),
+            now,
+        ])
+        .map_err(conflict_on(d.id, "webhook delivery"))?;
+    }
+    Ok(true)
+}
+
+/// Records an attempt (replacing one with the same number) and updates its
+/// delivery; `Invalid` if there is no such delivery.
+pub(crate) fn record_attempt(conn: &Connection, now: i64, a: &DeliveryAttempt, state: DeliveryState) -> Result<()> {
+    // The delivery first: if it is missing, the refusal comes before any write.
+    let n = conn
+        .prepare_cached(
+            "UPDATE webhook_deliveries SET state = ?2, attempts = ?3, last_status = ?4, last_error = ?5, \
+             updated_at = ?6 WHERE id = ?1",
+        )?
+        .execute(params![
+            a.delivery_id.as_bytes(),
+            state.as_str(),
+            a.attempt,
+            a.status,
+            a.error,
+            now
+        ])?;
+    if n == 0 {
+        return Err(StoreError::Invalid(format!("webhook delivery {} does not exist", a.delivery_id)).into());
+    }
+    conn.prepare_cached(
+        "INSERT INTO webhook_attempts (delivery_id, attempt, status, latency_ms, response, error, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (delivery_id, attempt) DO UPDATE SET status = excluded.status, \
+         latency_ms = excluded.latency_ms, response = excluded.response, error = excluded.error, at = excluded.at",
+    )?
+    .execute(params![
+        a.delivery_id.as_bytes(),
+        a.attempt,
+        a.status,
+        i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
+        a.response,
+        a.error,
+        now,
+    ])?;
+    Ok(())
+}
+
+/// One delivery.
+pub(crate) fn get_delivery(conn: &Connection, id: Uuid) -> Result<Option<DeliveryRecord>> {
+    Ok(conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM webhook_deliveries WHERE id = ?1"
+        ))?
+        .query_row([id.as_bytes()], delivery_at)
+        .optional()?)
+}
+
+/// A webhook's deliveries, newest first.
+pub(crate) fn list_deliveries(conn: &Connection, webhook: Uuid, max: u32, offset: u32) -> Result<Vec<DeliveryRecord>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        delivery_columns!(),
+        " FROM webhook_deliveries WHERE webhook_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3"
+    ))?;
+    let rows = stmt.query_map((webhook.as_bytes(), limit(max), i64::from(offset)), delivery_at)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A delivery's attempts, oldest first.
+pub(crate) fn list_attempts(conn: &Connection, delivery: Uuid) -> Result<Vec<DeliveryAttempt>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT delivery_id, attempt, status, latency_ms, response, error, at FROM webhook_attempts \
+         WHERE delivery_id = ?1 ORDER BY attempt",
+    )?;
+    let rows = stmt.query_map([delivery.as_bytes()], attempt_at)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
