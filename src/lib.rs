@@ -9,6 +9,7 @@
 //! * [`core`], records, states, events, errors, and the `Store` / `Notifier` contracts;
 //! * [`store`], the SQLite (embedded default) and Postgres stores;
 //! * [`notify`], notifiers;
+//! * [`http`], the HTTP surface (REST API, streams, webhooks), mountable into an actix-web app;
 //! * the runtime ([`Courier`], [`OrchestratorContext`], [`ActivityContext`], ...) at the top level.
 //!
 //! ```no_run
@@ -27,6 +28,7 @@
 #![deny(missing_docs)]
 
 pub use courier_core as core;
+pub use courier_http as http;
 pub use courier_notify as notify;
 pub use courier_runtime::*;
 pub use courier_store as store;

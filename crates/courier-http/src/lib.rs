@@ -68,6 +68,8 @@ struct Inner {
     tail: Addr<tail::LogTail>,
     tail_cursor: Arc<AtomicI64>,
     stopping: AtomicBool,
+    /// Queues `/metrics` has reported, so an emptied one reads 0.
+    seen_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// A node builder with Courier's built-in HTTP work (webhook deliveries)
@@ -130,6 +132,7 @@ impl Http {
                 tail,
                 tail_cursor,
                 stopping: AtomicBool::new(false),
+                seen_queues: Default::default(),
             }),
         }
     }
@@ -151,6 +154,13 @@ impl Http {
     /// The last event sequence number the streams have seen.
     pub fn tail_cursor(&self) -> i64 {
         self.inner.tail_cursor.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn seen_queues(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.inner
+            .seen_queues
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn is_stopping(&self) -> bool {
@@ -259,42 +269,54 @@ pub fn configure(cfg: &mut web::ServiceConfig, http: &Http) {
         .app_data(json_config(limit))
         .app_data(web::PayloadConfig::new(limit))
         .app_data(query_config())
-        .route("/", web::get().to(dashboard::page))
-        .route("/metrics", web::get().to(metrics::render))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/openapi.json", web::get().to(openapi::document))
+        .service(web::resource("/").route(web::get().to(dashboard::page)))
+        .service(web::resource("/metrics").route(web::get().to(metrics::render)))
+        .service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/openapi.json").route(web::get().to(openapi::document)))
         .service(
             web::scope("/v1")
                 .wrap(actix_web::middleware::from_fn(auth::require_token))
-                .route("/executions", web::post().to(executions::create))
-                .route("/executions", web::get().to(executions::list))
-                .route("/executions/{id}", web::get().to(executions::get))
-                .route("/executions/{id}/result", web::get().to(executions::result))
-                .route("/executions/{id}/cancel", web::post().to(executions::cancel))
-                .route("/executions/{id}/signals/{name}", web::post().to(executions::signal))
-                .route("/tasks/{id}", web::get().to(tasks::get))
-                .route("/tasks/{id}/heartbeat", web::post().to(workers::heartbeat))
-                .route("/tasks/{id}/checkpoint", web::post().to(workers::checkpoint))
-                .route("/tasks/{id}/progress", web::post().to(workers::progress))
-                .route("/tasks/{id}/complete", web::post().to(workers::complete))
-                .route("/tasks/{id}/fail", web::post().to(workers::fail))
-                .route("/queues", web::get().to(tasks::queues))
-                .route("/workers/claim", web::post().to(workers::claim))
-                .route("/dead-letters", web::get().to(admin::dead_letters))
-                .route("/dead-letters/{id}", web::get().to(admin::dead_letter))
-                .route("/dead-letters/{id}", web::delete().to(admin::discard))
-                .route("/dead-letters/{id}/replay", web::post().to(admin::replay))
-                .route("/cleanup", web::post().to(admin::cleanup))
-                .route("/events", web::get().to(events::poll))
-                .route("/events/stream", web::get().to(sse::stream))
-                .route("/ws", web::get().to(ws::upgrade))
-                .route("/webhooks", web::post().to(webhooks::create))
-                .route("/webhooks", web::get().to(webhooks::list))
-                .route("/webhooks/{id}", web::get().to(webhooks::get))
-                .route("/webhooks/{id}", web::delete().to(webhooks::delete))
-                .route("/webhooks/{id}/enable", web::post().to(webhooks::enable))
-                .route("/webhooks/{id}/disable", web::post().to(webhooks::disable))
-                .route("/webhooks/{id}/deliveries", web::get().to(webhooks::deliveries)),
+                .service(
+                    web::resource("/executions")
+                        .route(web::post().to(executions::create))
+                        .route(web::get().to(executions::list)),
+                )
+                .service(web::resource("/executions/{id}").route(web::get().to(executions::get)))
+                .service(web::resource("/executions/{id}/result").route(web::get().to(executions::result)))
+                .service(web::resource("/executions/{id}/cancel").route(web::post().to(executions::cancel)))
+                .service(web::resource("/executions/{id}/signals/{name}").route(web::post().to(executions::signal)))
+                .service(web::resource("/tasks/{id}").route(web::get().to(tasks::get)))
+                .service(web::resource("/tasks/{id}/heartbeat").route(web::post().to(workers::heartbeat)))
+                .service(web::resource("/tasks/{id}/checkpoint").route(web::post().to(workers::checkpoint)))
+                .service(web::resource("/tasks/{id}/progress").route(web::post().to(workers::progress)))
+                .service(web::resource("/tasks/{id}/complete").route(web::post().to(workers::complete)))
+                .service(web::resource("/tasks/{id}/fail").route(web::post().to(workers::fail)))
+                .service(web::resource("/queues").route(web::get().to(tasks::queues)))
+                .service(web::resource("/workers/claim").route(web::post().to(workers::claim)))
+                .service(web::resource("/dead-letters").route(web::get().to(admin::dead_letters)))
+                .service(
+                    web::resource("/dead-letters/{id}")
+                        .route(web::get().to(admin::dead_letter))
+                        .route(web::delete().to(admin::discard)),
+                )
+                .service(web::resource("/dead-letters/{id}/replay").route(web::post().to(admin::replay)))
+                .service(web::resource("/cleanup").route(web::post().to(admin::cleanup)))
+                .service(web::resource("/events").route(web::get().to(events::poll)))
+                .service(web::resource("/events/stream").route(web::get().to(sse::stream)))
+                .service(web::resource("/ws").route(web::get().to(ws::upgrade)))
+                .service(
+                    web::resource("/webhooks")
+                        .route(web::post().to(webhooks::create))
+                        .route(web::get().to(webhooks::list)),
+                )
+                .service(
+                    web::resource("/webhooks/{id}")
+                        .route(web::get().to(webhooks::get))
+                        .route(web::delete().to(webhooks::delete)),
+                )
+                .service(web::resource("/webhooks/{id}/enable").route(web::post().to(webhooks::enable)))
+                .service(web::resource("/webhooks/{id}/disable").route(web::post().to(webhooks::disable)))
+                .service(web::resource("/webhooks/{id}/deliveries").route(web::get().to(webhooks::deliveries))),
         );
 }

@@ -1,0 +1,259 @@
+//! The REST API end to end over loopback: create → wait → result, idempotent
+//! create, external workers (claim, heartbeat, complete, fail; stale tokens
+//! refused), auth refusals, and clear 4xx errors for bad input.
+
+mod support;
+
+use std::time::Duration;
+
+use courier::Courier;
+use courier::core::TaskError;
+use courier::http::HttpOptions;
+use serde_json::{Value, json};
+use support::http::*;
+use support::*;
+
+async fn server(options: HttpOptions) -> Server {
+    let builder = Courier::builder()
+        .store(sqlite().await)
+        .activity("double", |_ctx, n: i64| async move { Ok::<_, TaskError>(n * 2) })
+        .activity("slow", |_ctx, ms: u64| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, TaskError>(ms)
+        })
+        .worker(fast_worker());
+    Server::start(builder, options).await
+}
+
+#[actix_rt::test]
+async fn create_then_wait_then_result() {
+    let s = server(HttpOptions::default()).await;
+    let (status, created) = post(&s.at("/v1/executions"), &json!({"function": "double", "args": 21})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["function"], "double");
+    let (status, result) = get(&s.at(&format!("/v1/executions/{id}/result?wait=10s"))).await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["state"], "completed");
+    assert_eq!(result["result"], 42);
+
+    let (status, detail) = get(&s.at(&format!("/v1/executions/{id}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["execution"]["state"], "completed");
+    assert_eq!(detail["steps"].as_array().unwrap().len(), 1);
+
+    let (_, slow) = post(&s.at("/v1/executions"), &json!({"function": "slow", "args": 2000})).await;
+    let slow_id = slow["id"].as_str().unwrap();
+    let (status, body) = get(&s.at(&format!("/v1/executions/{slow_id}/result?wait=100ms"))).await;
+    assert_eq!(status, 202, "still running after the wait: {body}");
+    assert!(matches!(body["state"].as_str(), Some("pending" | "running")));
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_same_idempotency_key_returns_the_same_execution() {
+    let s = server(HttpOptions::default()).await;
+    let body = json!({"function": "double", "args": 1, "idempotency_key": "order-9"});
+    let (first, a) = post(&s.at("/v1/executions"), &body).await;
+    let (second, b) = post(&s.at("/v1/executions"), &body).await;
+    assert_eq!((first, second), (201, 200));
+    assert_eq!(a["id"], b["id"]);
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_external_worker_claims_heartbeats_and_completes_with_fencing() {
+    let s = server(HttpOptions::default()).await;
+    // A long-poll claim waits for work to appear.
+    let claim_url = s.at("/v1/workers/claim");
+    let claimer = actix_rt::spawn(async move {
+        post(&claim_url, &json!({"worker_id": "py-1", "queues": ["ext"], "wait": "10s", "lease": "30s"})).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, created) = post(
+        &s.at("/v1/executions"),
+        &json!({"function": "resize", "args": {"w": 800}, "queue": "ext"}),
+    )
+    .await;
+    let (status, claimed) = claimer.await.unwrap();
+    assert_eq!(status, 200, "{claimed}");
+    let task = &claimed[0];
+    assert_eq!(task["function"], "resize");
+    assert_eq!(task["args"], json!({"w": 800}));
+    assert_eq!(task["execution_id"], created["id"]);
+    let task_id = task["task_id"].as_str().unwrap();
+    let token = task["lease_token"].as_str().unwrap();
+
+    let (status, renewed) = post(
+        &s.at(&format!("/v1/tasks/{task_id}/heartbeat")),
+        &json!({"lease_token": token, "details": {"pct": 10}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{renewed}");
+    let (status, _) = post(
+        &s.at(&format!("/v1/tasks/{task_id}/progress")),
+        &json!({"lease_token": token, "percent": 50, "message": "half"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let stale = json!({"lease_token": uuid::Uuid::new_v4(), "result": "forged"});
+    let (status, error) = post(&s.at(&format!("/v1/tasks/{task_id}/complete")), &stale).await;
+    assert_eq!(status, 409, "a stale token is refused: {error}");
+    assert!(error["error"].is_string() && error.get("detail").is_some());
+
+    let (status, done) = post(
+        &s.at(&format!("/v1/tasks/{task_id}/complete")),
+        &json!({"lease_token": token, "result": {"url": "x.png"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["execution_state"], "completed");
+    let (status, _) = post(
+        &s.at(&format!("/v1/tasks/{task_id}/complete")),
+        &json!({"lease_token": token, "result": "again"}),
+    )
+    .await;
+    assert_eq!(status, 409, "a finished task takes no second result");
+    let id = created["id"].as_str().unwrap();
+    let (_, result) = get(&s.at(&format!("/v1/executions/{id}/result"))).await;
+    assert_eq!(result["result"], json!({"url": "x.png"}));
+
+    // A non-retryable failure fails the execution and leaves a dead letter.
+    let (_, failing) = post(&s.at("/v1/executions"), &json!({"function": "resize", "queue": "ext"})).await;
+    let (_, claimed) = post(&s.at("/v1/workers/claim"), &json!({"worker_id": "py-1", "queues": ["ext"]})).await;
+    let t = &claimed[0];
+    let (status, failed) = post(
+        &s.at(&format!("/v1/tasks/{}/fail", t["task_id"].as_str().unwrap())),
+        &json!({"lease_token": t["lease_token"], "error": {"kind": "bad_image", "message": "not a PNG"}, "retryable": false}),
+    )
+    .await;
+    assert_eq!(status, 200, "{failed}");
+    assert_eq!(failed["state"], "failed");
+    let fid = failing["id"].as_str().unwrap();
+    let (_, result) = get(&s.at(&format!("/v1/executions/{fid}/result"))).await;
+    assert_eq!(result["state"], "failed");
+    assert_eq!(result["error"]["kind"], "bad_image");
+    let (status, dead) = get(&s.at(&format!("/v1/dead-letters/{}", t["task_id"].as_str().unwrap()))).await;
+    assert_eq!(status, 200, "{dead}");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn tokens_are_required_when_configured() {
+    let s = server(HttpOptions {
+        tokens: vec!["t0ken".into()],
+        ..HttpOptions::default()
+    })
+    .await;
+    let (status, body) = get(&s.at("/v1/executions")).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "missing bearer token");
+    let wrong = client()
+        .get(s.at("/v1/executions"))
+        .insert_header(("Authorization", "Bearer nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(wrong).await.0, 401);
+    let right = client()
+        .get(s.at("/v1/executions"))
+        .insert_header(("Authorization", "Bearer t0ken"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(right).await.0, 200);
+    let (status, _) = get(&s.at("/v1/executions?access_token=t0ken")).await;
+    assert_eq!(status, 200, "a query token works for clients that cannot set headers");
+    assert_eq!(get(&s.at("/healthz")).await.0, 200, "health checks need no token");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn bad_input_gets_clear_4xx_json_errors() {
+    let s = server(HttpOptions {
+        body_limit: 1024,
+        ..HttpOptions::default()
+    })
+    .await;
+    let c = client();
+    let raw = |body: &'static str| {
+        c.post(s.at("/v1/executions"))
+            .insert_header(("Content-Type", "application/json"))
+            .send_body(body)
+    };
+    let cases: Vec<(u16, (u16, Value))> = vec![
+        (400, json_of(raw("{not json").await.unwrap()).await),
+        (400, json_of(raw(r#"{"function": "x", "surprise": 1}"#).await.unwrap()).await),
+        (400, json_of(raw(r#"{"function": ""}"#).await.unwrap()).await),
+        (400, json_of(raw(r#"{"function": "x", "delay": "soon"}"#).await.unwrap()).await),
+        (413, post(&s.at("/v1/executions"), &json!({"function": "x", "args": "a".repeat(4096)})).await),
+        (
+            415,
+            json_of(c.post(s.at("/v1/executions")).insert_header(("Content-Type", "text/plain")).send_body("hi").await.unwrap()).await,
+        ),
+        (404, get(&s.at(&format!("/v1/executions/{}", uuid::Uuid::new_v4()))).await),
+        (400, get(&s.at("/v1/executions/not-a-uuid")).await),
+        (400, get(&s.at("/v1/executions?limit=5000")).await),
+        (400, get(&s.at("/v1/executions?state=sleepy")).await),
+        (400, get(&s.at(&format!("/v1/executions/{}/result?wait=forever", uuid::Uuid::new_v4()))).await),
+        (400, get(&s.at("/v1/events?type=task.exploded")).await),
+        (404, get(&s.at("/v1/nowhere")).await),
+        (405, json_of(c.delete(s.at("/v1/executions")).send().await.unwrap()).await),
+        (404, post(&s.at(&format!("/v1/dead-letters/{}/replay", uuid::Uuid::new_v4())), &json!(null)).await),
+        (400, post(&s.at("/v1/workers/claim"), &json!({"worker_id": "w", "max": 0})).await),
+        (400, post(&s.at("/v1/webhooks"), &json!({"url": "ftp://example.com"})).await),
+    ];
+    for (i, (expected, (status, body))) in cases.into_iter().enumerate() {
+        assert_eq!(status, expected, "case {i}: {body}");
+        assert!(body["error"].is_string(), "case {i}: not a JSON error: {body}");
+        assert!(body.get("detail").is_some(), "case {i}: no detail: {body}");
+    }
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn cancel_signal_dead_letters_queues_and_cleanup_over_http() {
+    let s = server(HttpOptions::default()).await;
+    let (_, slow) = post(&s.at("/v1/executions"), &json!({"function": "slow", "args": 60_000})).await;
+    let id = slow["id"].as_str().unwrap();
+    let (status, signal) = post(&s.at(&format!("/v1/executions/{id}/signals/poke")), &json!({"n": 1})).await;
+    assert_eq!(status, 202, "{signal}");
+    let (status, cancelled) = post(&s.at(&format!("/v1/executions/{id}/cancel")), &json!({"reason": "test"})).await;
+    assert_eq!(status, 200, "{cancelled}");
+    let (status, _) = post(&s.at(&format!("/v1/executions/{id}/cancel")), &json!(null)).await;
+    assert_eq!(status, 200, "cancelling twice is fine");
+    let (status, refused) = post(&s.at(&format!("/v1/executions/{id}/signals/poke")), &json!(1)).await;
+    assert_eq!(status, 409, "{refused}");
+
+    let (_, done) = post(&s.at("/v1/executions"), &json!({"function": "double", "args": 2})).await;
+    let done_id = done["id"].as_str().unwrap();
+    get(&s.at(&format!("/v1/executions/{done_id}/result?wait=10s"))).await;
+    let (status, _) = post(&s.at(&format!("/v1/executions/{done_id}/cancel")), &json!(null)).await;
+    assert_eq!(status, 409, "a completed execution cannot be cancelled");
+
+    let (status, queues) = get(&s.at("/v1/queues")).await;
+    assert_eq!(status, 200);
+    assert!(queues["queues"].is_array());
+    let task_id = courier::core::TaskId::root_of(done_id.parse().unwrap());
+    let (status, task) = get(&s.at(&format!("/v1/tasks/{task_id}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(task["state"], "completed");
+
+    let (status, list) = get(&s.at("/v1/executions?state=completed")).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["executions"].as_array().unwrap().len(), 1);
+    let (status, report) = post(&s.at("/v1/cleanup"), &json!({"older_than": 0})).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["executions"], 2, "the cancelled and the completed one");
+
+    let (status, metrics) = json_of(client().get(s.at("/metrics")).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    let text = metrics.as_str().unwrap_or_default().to_string();
+    for name in ["courier_claims_total", "courier_completions_total", "courier_queue_ready", "courier_event_log_lag"] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+    let (status, ready) = get(&s.at("/readyz")).await;
+    assert_eq!(status, 200, "{ready}");
+    s.stop().await;
+}

@@ -1,0 +1,235 @@
+//! The event log streamed: SSE resumes with Last-Event-ID without missing an
+//! event, a stalled SSE client never delays another, WebSocket subscribe /
+//! resume / ping, and streams end with a final event on shutdown.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use courier::Courier;
+use courier::core::{EventType, ExecutionId, NewEvent, Notice, TaskError};
+use courier::http::HttpOptions;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::http::*;
+use support::*;
+
+async fn server() -> Server {
+    let builder = Courier::builder()
+        .store(sqlite().await)
+        .activity("echo", |_ctx, v: Value| async move { Ok::<_, TaskError>(v) })
+        .worker(fast_worker().max_concurrency(512));
+    Server::start(builder, HttpOptions::default()).await
+}
+
+/// Appends `n` events with `size` bytes of data each, and announces them.
+async fn append(s: &Server, n: usize, size: usize) -> i64 {
+    let exec = ExecutionId::new();
+    let mut last = 0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let events = chunk
+            .iter()
+            .map(|i| NewEvent::execution(EventType::TaskProgress, exec, json!({"i": i, "pad": "x".repeat(size)})))
+            .collect();
+        last = *s.http.courier().store().append_events(events).await.unwrap().last().unwrap();
+        s.http.courier().notifier().publish(vec![Notice::Events]).await.unwrap();
+    }
+    last
+}
+
+async fn open_sse(
+    url: String,
+    last_event_id: Option<i64>,
+) -> SseReader<impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin> {
+    let mut request = client().get(url).timeout(Duration::from_secs(600));
+    if let Some(id) = last_event_id {
+        request = request.insert_header(("Last-Event-ID", id.to_string()));
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers().get("content-type").unwrap(), "text/event-stream");
+    SseReader::new(response)
+}
+
+#[actix_rt::test]
+async fn sse_reconnect_with_last_event_id_misses_none_of_1000_events() {
+    let s = server().await;
+    let mut first = open_sse(s.at("/v1/events/stream?after=0"), None).await;
+    // Work starts while the client is connected: executions, their tasks, their events.
+    let ids: Vec<_> = (0..200)
+        .map(|i| s.http.courier().new_execution("echo", json!(i), &Default::default()))
+        .collect();
+    s.http.courier().dispatch_many(ids).await.unwrap();
+    let mut seen = BTreeSet::new();
+    let mut last = 0;
+    while seen.len() < 300 {
+        let frame = first.next(Duration::from_secs(20)).await.expect("events flow");
+        // A frame without an id is a notice (`lagged` if this reader fell behind the burst).
+        let Some(id) = frame.id else { continue };
+        assert!(seen.insert(id), "event {id} delivered twice");
+        last = id;
+    }
+    drop(first);
+    // Events keep coming while the client is away.
+    append(&s, 400, 10).await;
+    let mut second = open_sse(s.at("/v1/events/stream"), Some(last)).await;
+    let head = loop {
+        let head = s.http.courier().store().last_event_seq().await.unwrap();
+        let all_done = s
+            .http
+            .courier()
+            .store()
+            .count_executions(Some(courier::core::ExecutionState::Completed))
+            .await
+            .unwrap()
+            == 200;
+        if all_done {
+            break head;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(head >= 1000, "at least 1000 events in the test: {head}");
+    while seen.len() < head as usize {
+        let frame = second.next(Duration::from_secs(20)).await.expect("the rest arrives");
+        let Some(id) = frame.id else { continue };
+        assert!(seen.insert(id), "event {id} delivered twice");
+        assert!(frame.event.is_some());
+    }
+    assert_eq!(seen, (1..=head).collect::<BTreeSet<i64>>(), "no gap across the reconnect");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_stalled_sse_client_does_not_delay_another() {
+    let s = server().await;
+    // The stalled client connects and never reads.
+    let stalled = client()
+        .get(s.at("/v1/events/stream"))
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .unwrap();
+    let mut reader = open_sse(s.at("/v1/events/stream"), None).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Far more than the stalled client's socket buffers and mailbox can hold.
+    let head = append(&s, 8000, 4000).await;
+    let mut got = BTreeSet::new();
+    loop {
+        let frame = reader.next(Duration::from_secs(30)).await.expect("the reading client keeps getting events");
+        if let Some(id) = frame.id {
+            assert!(got.insert(id), "no duplicates");
+        }
+        if frame.id == Some(head) {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 8000, "the reading client got every event while the other stalled");
+
+    // The stalled client reads at last: it is told it lagged and catches up without a gap.
+    let mut late = SseReader::new(stalled);
+    let mut ids = Vec::new();
+    let mut lagged = false;
+    while ids.last() != Some(&head) {
+        let frame = late.next(Duration::from_secs(60)).await.expect("the stalled client catches up");
+        match frame.id {
+            Some(id) => ids.push(id),
+            None if frame.event.as_deref() == Some("lagged") => lagged = true,
+            None => {}
+        }
+    }
+    assert!(lagged, "the stalled client was told it lagged");
+    let unique: BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "no duplicates");
+    assert_eq!(unique.len(), 8000, "no gap");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn websocket_subscribe_resume_unsubscribe_and_ping() {
+    let s = server().await;
+    let id = s.http.courier().dispatch("echo", json!("hi")).await.unwrap();
+    s.http.courier().wait_for(id, WAIT).await.unwrap();
+    let (_, mut ws) = client().ws(s.at("/v1/ws")).connect().await.unwrap();
+    let send = |v: Value| awc::ws::Message::Text(v.to_string().into());
+    let next_json = async |ws: &mut actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>| loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+        match frame {
+            awc::ws::Frame::Text(t) => return serde_json::from_slice::<Value>(&t).unwrap(),
+            awc::ws::Frame::Ping(p) => ws.send(awc::ws::Message::Pong(p)).await.unwrap(),
+            _ => {}
+        }
+    };
+
+    ws.send(send(json!({"type": "ping"}))).await.unwrap();
+    assert_eq!(next_json(&mut ws).await, json!({"type": "pong"}));
+
+    ws.send(send(json!({"type": "subscribe", "id": "mine", "execution_id": id, "after": 0}))).await.unwrap();
+    let ack = next_json(&mut ws).await;
+    assert_eq!(ack["type"], "subscribed");
+    let mut types = Vec::new();
+    let mut last_seq = 0;
+    while types.last() != Some(&"execution.completed".to_string()) {
+        let event = next_json(&mut ws).await;
+        assert_eq!(event["subscription"], "mine");
+        assert_eq!(event["execution_id"], json!(id));
+        assert!(event["seq"].as_i64().unwrap() > last_seq, "in order");
+        last_seq = event["seq"].as_i64().unwrap();
+        types.push(event["type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(types.first().map(String::as_str), Some("execution.created"));
+
+    // Resume after a sequence number: only what came later.
+    ws.send(send(json!({"type": "unsubscribe", "id": "mine"}))).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "unsubscribed");
+    ws.send(send(json!({"type": "subscribe", "id": "again", "execution_id": id, "after": last_seq - 1})))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+    let replayed = next_json(&mut ws).await;
+    assert_eq!(replayed["seq"], last_seq);
+    assert_eq!(replayed["type"], "execution.completed");
+
+    // Live events arrive on a subscription without a cursor.
+    ws.send(send(json!({"type": "subscribe", "id": "live", "types": ["execution.completed"]}))).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+    let other = s.http.courier().dispatch("echo", json!(2)).await.unwrap();
+    let live = next_json(&mut ws).await;
+    assert_eq!(live["subscription"], "live");
+    assert_eq!(live["execution_id"], json!(other));
+
+    ws.send(send(json!({"type": "nonsense"}))).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "error");
+
+    // Shutdown: a final message and a close frame.
+    let http = s.http.clone();
+    actix_rt::spawn(async move { http.shutdown().await });
+    let mut closed = false;
+    let mut shutdown_seen = false;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        match frame {
+            awc::ws::Frame::Text(t) => {
+                let v: Value = serde_json::from_slice(&t).unwrap();
+                shutdown_seen |= v["type"] == "shutdown";
+            }
+            awc::ws::Frame::Close(_) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(shutdown_seen && closed, "shutdown message and close frame");
+}
+
+#[actix_rt::test]
+async fn sse_streams_end_with_a_final_event_on_shutdown() {
+    let s = server().await;
+    let mut reader = open_sse(s.at("/v1/events/stream"), None).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let http = s.http.clone();
+    actix_rt::spawn(async move { http.shutdown().await });
+    let frame = reader.next(Duration::from_secs(10)).await.expect("a final event");
+    assert_eq!(frame.event.as_deref(), Some("shutdown"));
+    assert!(reader.next(Duration::from_secs(5)).await.is_none(), "then the stream ends");
+}
