@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod client;
 mod config;
 mod serve;
 
@@ -20,6 +21,36 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Measure throughput and latency; prints one JSON line per run.
     Bench(bench::BenchArgs),
+    /// Executions on a node: list, show, cancel, wait (with a progress bar).
+    Exec(client::exec::ExecArgs),
+    /// Send a signal to an execution.
+    Signal(client::SignalArgs),
+    /// Dead letters on a node: list, replay, discard.
+    Dlq(client::dlq::DlqArgs),
+    /// Delete finished executions and dead letters older than a duration.
+    Cleanup(client::CleanupArgs),
+    /// Webhooks on a node: create, list, show, delete, deliveries, enable, disable.
+    Webhooks(client::webhooks::WebhooksArgs),
+}
+
+/// Runs a client command; its error printed, and the exit code it asks for.
+async fn client_command(command: Command) -> i32 {
+    let result = match command {
+        Command::Exec(args) => client::exec::run(args).await,
+        Command::Signal(args) => client::signal(args).await,
+        Command::Dlq(args) => client::dlq::run(args).await,
+        Command::Cleanup(args) => client::cleanup(args).await,
+        Command::Webhooks(args) => client::webhooks::run(args).await,
+        Command::Serve(_) | Command::Bench(_) => unreachable!("not a client command"),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(client::ClientError::Exit(code)) => code,
+        Err(e) => {
+            eprintln!("courier: {e}");
+            e.exit_code()
+        }
+    }
 }
 
 fn main() {
@@ -38,6 +69,13 @@ fn main() {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            command => {
+                let code = client_command(command).await;
+                if code != 0 {
+                    std::process::exit(code);
+                }
+                Ok(())
+            }
         }
     });
     if let Err(e) = result {

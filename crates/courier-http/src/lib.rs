@@ -156,11 +156,17 @@ impl Http {
         self.inner.tail_cursor.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn seen_queues(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
-        self.inner
+    /// Adds `queues` (and the default queue) to those `/metrics` has reported, and
+    /// returns them all.
+    pub(crate) fn remember_queues(&self, queues: impl Iterator<Item = String>) -> Vec<String> {
+        let mut seen = self
+            .inner
             .seen_queues
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen.insert(courier_core::DEFAULT_QUEUE.to_string());
+        seen.extend(queues);
+        seen.iter().cloned().collect()
     }
 
     pub(crate) fn is_stopping(&self) -> bool {

@@ -34,23 +34,13 @@ pub(crate) async fn render(http: web::Data<Http>) -> ApiResult<HttpResponse> {
     let store = http.courier().store();
     let depths = store.queue_depths().await?;
     // A queue that emptied reads 0 rather than vanishing; the default queue always shows.
-    let mut seen = http.seen_queues();
-    seen.insert(courier_core::DEFAULT_QUEUE.to_string());
-    for queue in seen.iter() {
-        let depth = depths.iter().find(|d| &d.queue == queue);
+    for queue in http.remember_queues(depths.iter().map(|d| d.queue.clone())) {
+        let depth = depths.iter().find(|d| d.queue == queue);
         let (ready, scheduled, running) = depth.map_or((0, 0, 0), |d| (d.ready, d.scheduled, d.running));
         metrics::gauge!("courier_queue_ready", "queue" => queue.clone()).set(ready as f64);
         metrics::gauge!("courier_queue_scheduled", "queue" => queue.clone()).set(scheduled as f64);
-        metrics::gauge!("courier_queue_running", "queue" => queue.clone()).set(running as f64);
+        metrics::gauge!("courier_queue_running", "queue" => queue).set(running as f64);
     }
-    for depth in &depths {
-        if seen.insert(depth.queue.clone()) {
-            metrics::gauge!("courier_queue_ready", "queue" => depth.queue.clone()).set(depth.ready as f64);
-            metrics::gauge!("courier_queue_scheduled", "queue" => depth.queue.clone()).set(depth.scheduled as f64);
-            metrics::gauge!("courier_queue_running", "queue" => depth.queue.clone()).set(depth.running as f64);
-        }
-    }
-    drop(seen);
     let head = store.last_event_seq().await?;
     metrics::gauge!("courier_event_log_head").set(head as f64);
     metrics::gauge!("courier_event_log_lag").set((head - http.tail_cursor()).max(0) as f64);

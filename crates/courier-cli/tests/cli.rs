@@ -1,0 +1,673 @@
+//! The client commands end to end: a real `courier serve` on a free loopback port
+//! with a fresh SQLite store, driven by the test over plain HTTP (as an external
+//! worker would), and the `courier` commands run as subprocesses against it.
+//!
+//! Every wait is bounded: the server must be ready within 30 s, each command must
+//! finish within 60 s, and servers are killed when their test ends.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_courier");
+const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn temp_dir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "courier-cli-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// What a command did.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn ok(self) -> Out {
+        assert_eq!(self.code, 0, "command failed: {self:#?}");
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:#?}"))
+    }
+}
+
+/// Waits for `child` (killing it after `limit`) and collects its output.
+fn finish(mut child: Child, limit: Duration) -> Out {
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("command still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+/// A `courier` client command with no URL or token from the test's environment.
+fn courier(args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("COURIER_URL")
+        .env_remove("COURIER_TOKEN")
+        .env("COURIER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// A running `courier serve`, killed (and its store deleted) on drop.
+struct Server {
+    child: Child,
+    url: String,
+    dir: PathBuf,
+    token: Option<String>,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl Server {
+    fn start(tokens: Option<&str>) -> Server {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = temp_dir();
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .env_remove("COURIER_CONFIG")
+            .env("COURIER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("COURIER_STORE_URL", dir.join("courier.db"))
+            .env("COURIER_LOG_LEVEL", "warn")
+            .env("COURIER_HTTP_WORKERS", "2")
+            .env("COURIER_WEBHOOKS_POLL", "200ms")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        match tokens {
+            Some(tokens) => cmd.env("COURIER_API_TOKENS", tokens),
+            None => cmd.env_remove("COURIER_API_TOKENS"),
+        };
+        let child = cmd.spawn().expect("courier serve starts");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let http = rt.block_on(async {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client")
+        });
+        let mut server = Server {
+            child,
+            url,
+            dir,
+            token: tokens.map(|t| t.split(',').next().unwrap_or_default().to_string()),
+            rt,
+            http,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("courier serve exited ({status}): {}", self.log());
+            }
+            let ready = self.rt.block_on(async {
+                self.http
+                    .get(format!("{}/readyz", self.url))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            });
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not ready within 30s: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// One API request; the status and the JSON body (null when empty).
+    fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.rt.block_on(async {
+            let mut request = self.http.request(method, format!("{}{path}", self.url));
+            if let Some(token) = &self.token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.expect("API request");
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.expect("API body");
+            let value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            };
+            (status, value)
+        })
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        let (status, value) = self.api(reqwest::Method::POST, path, Some(body));
+        assert!((200..300).contains(&status), "POST {path}: {status} {value}");
+        value
+    }
+
+    /// Dispatches an execution of `function`; its id.
+    fn dispatch(&self, function: &str, args: Value) -> String {
+        let created = self.post("/v1/executions", json!({"function": function, "args": args}));
+        created["id"].as_str().expect("an id").to_string()
+    }
+
+    /// Claims one task of `function` as an external worker: (task id, lease token).
+    fn claim(&self, function: &str) -> (String, String) {
+        let claimed = self.post(
+            "/v1/workers/claim",
+            json!({"worker_id": "test-worker", "functions": [function], "wait": "10s", "lease": "5m"}),
+        );
+        let task = &claimed[0];
+        (
+            task["task_id"].as_str().expect("a task id").to_string(),
+            task["lease_token"].as_str().expect("a lease token").to_string(),
+        )
+    }
+
+    /// Fails a claimed task for good (it becomes a dead letter).
+    fn fail(&self, task: &str, lease: &str) {
+        self.post(
+            &format!("/v1/tasks/{task}/fail"),
+            json!({"lease_token": lease, "error": "boom", "retryable": false}),
+        );
+    }
+
+    /// Runs a client command against this server.
+    fn run(&self, args: &[&str]) -> Out {
+        finish(self.spawn(args), COMMAND_LIMIT)
+    }
+
+    /// Starts a client command against this server.
+    fn spawn(&self, args: &[&str]) -> Child {
+        courier(args)
+            .env("COURIER_URL", &self.url)
+            .spawn()
+            .expect("courier runs")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("server log:\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn executions_are_listed_shown_signalled_cancelled_and_cleaned_up() {
+    let server = Server::start(None);
+    let work = server.dispatch("ext.work", json!({"n": 1}));
+    let other = server.dispatch("ext.other", json!(null));
+
+    let out = server.run(&["exec", "list"]).ok();
+    assert!(out.stdout.starts_with("ID "), "{out:#?}");
+    for needle in [&work, &other, "ext.work", "ext.other", "pending", "default"] {
+        assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
+    }
+    let out = server.run(&["exec", "list", "--function", "ext.work"]).ok();
+    assert!(out.stdout.contains(&work) && !out.stdout.contains(&other), "{out:#?}");
+    let out = server.run(&["exec", "list", "--state", "completed"]).ok();
+    assert_eq!(out.stdout.trim(), "no executions");
+    let out = server.run(&["exec", "list", "--limit", "1"]).ok();
+    assert_eq!(out.stdout.lines().count(), 3, "{out:#?}");
+    assert!(out.stdout.contains(&other) != out.stdout.contains(&work), "{out:#?}");
+    assert!(out.stdout.contains("(more with --offset 1)"), "{out:#?}");
+    let out = server.run(&["exec", "list", "--json"]).ok();
+    assert_eq!(out.json()["executions"].as_array().map(Vec::len), Some(2));
+    let out = server.run(&["exec", "list", "--state", "bogus"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("unknown state \"bogus\""), "{out:#?}");
+
+    let out = server.run(&["exec", "show", &work]).ok();
+    for needle in [
+        "function:",
+        "ext.work",
+        "state:",
+        "pending",
+        "\"n\": 1",
+        "steps:",
+        "activity",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
+    }
+    let out = server.run(&["exec", "show", &work, "--json"]).ok();
+    assert_eq!(out.json()["execution"]["id"], json!(work));
+    let missing = "01a20000-0000-7000-8000-000000000000";
+    let out = server.run(&["exec", "show", missing]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim(),
+        format!("courier: execution not found (id: {missing})")
+    );
+    let out = server.run(&["exec", "show", "not-an-id"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("invalid execution id"), "{out:#?}");
+
+    let out = server.run(&["signal", &work, "approve", r#"{"ok": true}"#]).ok();
+    assert!(out.stdout.contains("sent signal \"approve\""), "{out:#?}");
+    let out = server.run(&["signal", &work, "approve", "--json"]).ok();
+    assert!(out.json()["signal_id"].is_string(), "{out:#?}");
+    let out = server.run(&["signal", &work, "approve", "{oops"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("not valid JSON"), "{out:#?}");
+
+    let out = server
+        .run(&["exec", "cancel", &other, "--reason", "no longer needed"])
+        .ok();
+    assert!(
+        out.stdout
+            .contains(&format!("cancelled execution {other} (was pending")),
+        "{out:#?}"
+    );
+    let out = server.run(&["exec", "show", &other, "--json"]).ok();
+    assert_eq!(out.json()["execution"]["state"], "cancelled");
+    let out = server.run(&["exec", "cancel", &other]).ok();
+    assert!(out.stdout.contains("already cancelled"), "{out:#?}");
+    // A cancelled execution ends `wait` with exit 2 and its reason.
+    let out = server.run(&["exec", "wait", &other, "--timeout", "20s"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(
+        out.stderr.contains("cancelled") && out.stderr.contains("no longer needed"),
+        "{out:#?}"
+    );
+
+    // Complete `work`, then a cancel is refused with the API's 409.
+    let (task, lease) = server.claim("ext.work");
+    server.post(
+        &format!("/v1/tasks/{task}/complete"),
+        json!({"lease_token": lease, "result": 7}),
+    );
+    let out = server.run(&["exec", "cancel", &work]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.starts_with("courier: execution is already completed ("),
+        "{out:#?}"
+    );
+
+    let out = server.run(&["cleanup", "--older-than", "soon"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("--older-than: invalid duration"), "{out:#?}");
+    let out = server.run(&["cleanup", "--older-than", "7d"]).ok();
+    assert!(
+        out.stdout
+            .contains("deleted 0 finished execution(s) and 0 dead letter(s) older than 7d"),
+        "{out:#?}"
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    let out = server.run(&["cleanup", "--older-than", "0s", "--json"]).ok();
+    assert_eq!(out.json()["executions"], 2, "{out:#?}");
+    let out = server.run(&["exec", "list"]).ok();
+    assert_eq!(out.stdout.trim(), "no executions");
+}
+
+#[test]
+fn dead_letters_are_listed_replayed_and_discarded() {
+    let server = Server::start(None);
+    let execution = server.dispatch("ext.fail", json!({}));
+    let (task, lease) = server.claim("ext.fail");
+    server.fail(&task, &lease);
+
+    // The execution failed: `wait` says why and exits 2.
+    let out = server.run(&["exec", "wait", &execution, "--timeout", "20s"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(
+        out.stderr.contains(&format!("courier: execution {execution} failed")),
+        "{out:#?}"
+    );
+    assert!(out.stderr.contains("boom"), "{out:#?}");
+    let out = server.run(&["exec", "wait", &execution, "--json"]);
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert_eq!(out.json()["state"], "failed");
+
+    let out = server.run(&["dlq", "list"]).ok();
+    assert!(out.stdout.starts_with("TASK "), "{out:#?}");
+    for needle in [&task, &execution, "ext.fail", "boom (error)"] {
+        assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
+    }
+    let out = server.run(&["dlq", "list", "--limit", "10", "--json"]).ok();
+    assert_eq!(out.json()["dead_letters"][0]["task_id"], json!(task));
+
+    let out = server.run(&["dlq", "replay", &task]).ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "replayed task {task} of execution {execution} (execution resumed)"
+        )),
+        "{out:#?}"
+    );
+    let out = server.run(&["dlq", "list"]).ok();
+    assert_eq!(out.stdout.trim(), "no dead letters");
+    let out = server.run(&["exec", "show", &execution, "--json"]).ok();
+    assert_eq!(out.json()["execution"]["state"], "running");
+
+    let (task_again, lease) = server.claim("ext.fail");
+    assert_eq!(task_again, task);
+    server.fail(&task, &lease);
+    let out = server.run(&["dlq", "discard", &task]).ok();
+    assert_eq!(out.stdout.trim(), format!("discarded dead letter {task}"));
+    let out = server.run(&["dlq", "list"]).ok();
+    assert_eq!(out.stdout.trim(), "no dead letters");
+    let out = server.run(&["dlq", "discard", &task]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim(),
+        format!("courier: dead letter not found (id: {task})")
+    );
+    let out = server.run(&["dlq", "replay", "nope"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("invalid task id"), "{out:#?}");
+}
+
+#[test]
+fn wait_follows_progress_to_the_result() {
+    let server = Server::start(None);
+    let execution = server.dispatch("ext.slow", json!({"size": 3}));
+    let (task, lease) = server.claim("ext.slow");
+
+    let mut waiting = server.spawn(&["exec", "wait", &execution, "--timeout", "30s"]);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(waiting.try_wait().expect("try_wait").is_none(), "wait returned early");
+    server.post(
+        &format!("/v1/tasks/{task}/progress"),
+        json!({"lease_token": lease, "percent": 50, "message": "half"}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(waiting.try_wait().expect("try_wait").is_none(), "wait returned early");
+    server.post(
+        &format!("/v1/tasks/{task}/complete"),
+        json!({"lease_token": lease, "result": {"answer": 42}}),
+    );
+    let out = finish(waiting, COMMAND_LIMIT).ok();
+    for needle in [
+        "task.started",
+        "task.progress",
+        "50% half",
+        "task.completed",
+        &format!("execution {execution} completed"),
+        r#"result: {"answer":42}"#,
+    ] {
+        assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
+    }
+
+    // Once finished, `wait` answers at once; with --json it prints the execution.
+    let out = server.run(&["exec", "wait", &execution, "--json"]).ok();
+    let record = out.json();
+    assert_eq!(record["state"], "completed");
+    assert_eq!(record["result"]["answer"], 42);
+    let out = server.run(&["exec", "show", &execution]).ok();
+    assert!(out.stdout.contains("half") && out.stdout.contains("50%"), "{out:#?}");
+
+    // Nothing runs this one: --timeout gives up with exit 3.
+    let stuck = server.dispatch("ext.never", json!(null));
+    let started = Instant::now();
+    let out = server.run(&["exec", "wait", &stuck, "--timeout", "1s"]);
+    assert_eq!(out.code, 3, "{out:#?}");
+    assert!(
+        out.stderr.contains("gave up waiting") && out.stderr.contains("pending"),
+        "{out:#?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+/// A webhook receiver that answers 200 to every request; its URL.
+fn receiver() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Read the head, then as much body as Content-Length says.
+                loop {
+                    let Ok(n) = stream.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let length = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0usize);
+                        if request.len() >= head_end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}/hook")
+}
+
+#[test]
+fn webhooks_are_created_inspected_paused_and_deleted() {
+    let server = Server::start(None);
+    let endpoint = receiver();
+    let out = server
+        .run(&[
+            "webhooks",
+            "create",
+            &endpoint,
+            "--event",
+            "execution.created",
+            "--header",
+            "X-Test=1",
+            "--description",
+            "test hook",
+        ])
+        .ok();
+    let first = out.stdout.lines().next().unwrap_or_default();
+    let id = first
+        .strip_prefix("created webhook ")
+        .unwrap_or_else(|| panic!("{out:#?}"))
+        .to_string();
+    assert!(out.stdout.contains("secret: whsec_"), "{out:#?}");
+    assert!(out.stdout.contains(&endpoint), "{out:#?}");
+
+    let out = server.run(&["webhooks", "create", &endpoint, "--event", "bogus"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("unknown event type \"bogus\""), "{out:#?}");
+    let out = server.run(&["webhooks", "create", &endpoint, "--header", "novalue"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("expected NAME=VALUE"), "{out:#?}");
+    let out = server.run(&["webhooks", "create", "ftp://example.com/x"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.starts_with("courier: the url must be http(s)"), "{out:#?}");
+
+    let out = server.run(&["webhooks", "list"]).ok();
+    for needle in [&id, &endpoint, "execution.created", "yes", "test hook"] {
+        assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
+    }
+    let out = server.run(&["webhooks", "show", &id]).ok();
+    for needle in ["X-Test: 1", "test hook", "enabled:", "yes"] {
+        assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
+    }
+    assert!(
+        !out.stdout.contains("whsec_"),
+        "the secret is shown once only: {out:#?}"
+    );
+
+    // An event it subscribes to is delivered to the receiver.
+    server.dispatch("ext.hooked", json!(null));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = server.run(&["webhooks", "deliveries", &id, "--json"]).ok();
+        let deliveries = out.json()["deliveries"].clone();
+        if deliveries[0]["state"] == "delivered" {
+            assert_eq!(deliveries[0]["last_status"], 200);
+            assert_eq!(deliveries[0]["event_type"], "execution.created");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not delivered within 30s: {deliveries}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = server.run(&["webhooks", "deliveries", &id]).ok();
+    assert!(out.stdout.starts_with("DELIVERY "), "{out:#?}");
+    for needle in ["execution.created", "delivered", "200"] {
+        assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
+    }
+
+    let out = server.run(&["webhooks", "disable", &id]).ok();
+    assert_eq!(out.stdout.trim(), format!("webhook {id} disabled"));
+    let out = server.run(&["webhooks", "show", &id, "--json"]).ok();
+    assert_eq!(out.json()["enabled"], false);
+    let out = server.run(&["webhooks", "enable", &id]).ok();
+    assert_eq!(out.stdout.trim(), format!("webhook {id} enabled"));
+    let out = server.run(&["webhooks", "delete", &id]).ok();
+    assert_eq!(out.stdout.trim(), format!("deleted webhook {id}"));
+    let out = server.run(&["webhooks", "show", &id]);
+    assert_eq!(out.code, 1);
+    assert_eq!(out.stderr.trim(), format!("courier: webhook not found (id: {id})"));
+    let out = server.run(&["webhooks", "list", "--json"]).ok();
+    assert_eq!(out.json()["webhooks"], json!([]));
+}
+
+#[test]
+fn a_token_protected_server_needs_the_token() {
+    let server = Server::start(Some("secret"));
+    let execution = server.dispatch("ext.auth", json!(null));
+
+    let out = server.run(&["exec", "list"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim(),
+        "courier: missing bearer token (send Authorization: Bearer <token>)"
+    );
+    let out = server.run(&["exec", "list", "--token", "wrong"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(out.stderr.trim(), "courier: invalid token");
+    let out = server.run(&["exec", "list", "--token", "secret"]).ok();
+    assert!(out.stdout.contains(&execution), "{out:#?}");
+    let out = finish(
+        courier(&["exec", "show", &execution])
+            .env("COURIER_URL", &server.url)
+            .env("COURIER_TOKEN", "secret")
+            .spawn()
+            .expect("courier runs"),
+        COMMAND_LIMIT,
+    )
+    .ok();
+    assert!(out.stdout.contains("ext.auth"), "{out:#?}");
+
+    // The event stream takes the token too.
+    let (task, lease) = server.claim("ext.auth");
+    server.post(
+        &format!("/v1/tasks/{task}/complete"),
+        json!({"lease_token": lease, "result": "fine"}),
+    );
+    let out = server
+        .run(&["exec", "wait", &execution, "--token", "secret", "--timeout", "20s"])
+        .ok();
+    assert!(out.stdout.contains("result: \"fine\""), "{out:#?}");
+    let out = server.run(&["exec", "wait", &execution, "--timeout", "20s"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("missing bearer token"), "{out:#?}");
+}
+
+#[test]
+fn an_unreachable_server_is_named() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = finish(
+        courier(&["exec", "list", "--url", &url]).spawn().expect("runs"),
+        COMMAND_LIMIT,
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.starts_with(&format!("courier: could not reach {url}: ")),
+        "{out:#?}"
+    );
+    let out = finish(
+        courier(&["dlq", "list"])
+            .env("COURIER_URL", &url)
+            .spawn()
+            .expect("runs"),
+        COMMAND_LIMIT,
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains(&format!("could not reach {url}")), "{out:#?}");
+    let out = finish(
+        courier(&["exec", "list", "--url", "not a url"]).spawn().expect("runs"),
+        COMMAND_LIMIT,
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.starts_with("courier: invalid --url"), "{out:#?}");
+}
