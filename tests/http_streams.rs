@@ -195,7 +195,7 @@ async fn websocket_subscribe_resume_unsubscribe_and_ping() {
     assert_eq!(next_json(&mut ws).await["type"], "subscribed");
     let other = s.http.courier().dispatch("echo", json!(2)).await.unwrap();
     let live = next_json(&mut ws).await;
-    assert_eq!(live["subscription"], "live");
+    assert_eq!(live["subscription"], "live", "{live}");
     assert_eq!(live["execution_id"], json!(other));
 
     ws.send(send(json!({"type": "nonsense"}))).await.unwrap();
@@ -232,4 +232,29 @@ async fn sse_streams_end_with_a_final_event_on_shutdown() {
     let frame = reader.next(Duration::from_secs(10)).await.expect("a final event");
     assert_eq!(frame.event.as_deref(), Some("shutdown"));
     assert!(reader.next(Duration::from_secs(5)).await.is_none(), "then the stream ends");
+}
+
+#[actix_rt::test]
+async fn a_live_stream_starts_at_the_log_head_not_at_the_tails_position() {
+    let s = server().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Committed without a notice: the tail has not read these yet.
+    let exec = ExecutionId::new();
+    let before = s
+        .http
+        .courier()
+        .store()
+        .append_events(vec![NewEvent::execution(EventType::TaskProgress, exec, json!({"old": true}))])
+        .await
+        .unwrap()[0];
+    let mut reader = open_sse(s.at("/v1/events/stream"), None).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Now the tail reads the old event and hands it to every session it has.
+    s.http.courier().notifier().publish(vec![Notice::Events]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let id = s.http.courier().dispatch("echo", json!("new")).await.unwrap();
+    let first = reader.next(Duration::from_secs(10)).await.expect("an event");
+    assert!(first.id.unwrap() > before, "an event from before the stream opened was sent: {first:?}");
+    assert_eq!(first.data["execution_id"], json!(id));
+    s.stop().await;
 }

@@ -23,8 +23,9 @@ pub(crate) struct Follower {
 
 /// What to do with a batch.
 pub(crate) enum Applied {
-    /// These events (possibly none) are new and match; the cursor moved past the batch.
-    Emit(Vec<Event>),
+    /// The indexes in the batch of the events (possibly none) that are new and
+    /// match; the cursor moved past the batch.
+    Emit(Vec<usize>),
     /// Events before the batch were missed: read them (up to `upto`) first.
     Gap { upto: i64 },
 }
@@ -38,14 +39,15 @@ impl Follower {
         if batch.from > self.cursor {
             return Applied::Gap { upto: batch.from };
         }
-        let events = batch
+        let picked = batch
             .events
             .iter()
-            .filter(|e| e.seq > self.cursor && self.filter.matches(e))
-            .cloned()
+            .enumerate()
+            .filter(|(_, e)| e.seq > self.cursor && self.filter.matches(e))
+            .map(|(i, _)| i)
             .collect();
         self.cursor = batch.to;
-        Applied::Emit(events)
+        Applied::Emit(picked)
     }
 
     /// Reads one page of what this follower missed, up to at least `upto`;

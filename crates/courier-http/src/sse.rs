@@ -46,9 +46,15 @@ pub(crate) async fn stream(
         ),
         None => query.after,
     };
-    filter.after = resume.unwrap_or(0);
+    // A live stream starts at the log's head as of now, read before the client sees
+    // the response: whatever it commits after that reaches it (live, or through the
+    // session's gap check), and nothing from before does.
+    filter.after = match resume {
+        Some(after) => after,
+        None => http.courier().store().last_event_seq().await?,
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(OUTBOX);
-    SseSession::new(http.get_ref().clone(), filter, resume.is_some(), tx).start();
+    SseSession::new(http.get_ref().clone(), filter, tx).start();
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (Ok::<_, actix_web::Error>(chunk), rx))
     });
@@ -63,7 +69,6 @@ pub(crate) async fn stream(
 pub(crate) struct SseSession {
     http: Http,
     follower: Follower,
-    resume: bool,
     tx: mpsc::Sender<Bytes>,
     tail_id: Option<u64>,
     catching_up: bool,
@@ -71,7 +76,8 @@ pub(crate) struct SseSession {
     last_write: Instant,
 }
 
-fn frame(event: &Event) -> Bytes {
+/// The SSE frame of an event.
+pub(crate) fn frame(event: &Event) -> Bytes {
     let mut data = match &event.data {
         Value::Object(map) => map.clone(),
         other => {
@@ -97,12 +103,11 @@ fn frame(event: &Event) -> Bytes {
 }
 
 impl SseSession {
-    fn new(http: Http, filter: courier_core::EventFilter, resume: bool, tx: mpsc::Sender<Bytes>) -> Self {
+    fn new(http: Http, filter: courier_core::EventFilter, tx: mpsc::Sender<Bytes>) -> Self {
         let cursor = filter.after;
         SseSession {
             http,
             follower: Follower { filter, cursor },
-            resume,
             tx,
             tail_id: None,
             catching_up: false,
@@ -217,10 +222,8 @@ impl Actor for SseSession {
             .map(|joined, act, ctx| match joined {
                 Ok(crate::tail::Joined { id, cursor }) => {
                     act.tail_id = Some(id);
-                    if act.resume {
+                    if cursor > act.follower.cursor {
                         act.catch_up(cursor, ctx);
-                    } else {
-                        act.follower.cursor = cursor;
                     }
                 }
                 Err(_) => ctx.stop(),
@@ -254,7 +257,14 @@ impl Handler<Batch> for SseSession {
             return;
         }
         match self.follower.apply(&batch) {
-            Applied::Emit(events) => self.emit(events, ctx),
+            Applied::Emit(picked) => {
+                for i in picked {
+                    if !self.write(batch.frames[i].clone(), ctx) {
+                        self.follower.cursor = batch.events[i].seq - 1;
+                        return;
+                    }
+                }
+            }
             Applied::Gap { upto } => self.catch_up(upto, ctx),
         }
     }

@@ -20,13 +20,27 @@ use courier_core::{Event, EventFilter, Notice, Notifier, Store, Topic};
 /// Events read from the store per query.
 const READ_PAGE: u32 = 1000;
 
-/// A batch of the log: every event with `from < seq <= to`.
+/// A batch of the log: every event with `from < seq <= to`, and each event's
+/// SSE frame, rendered once for every session that sends it.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub(crate) struct Batch {
     pub from: i64,
     pub to: i64,
     pub events: Arc<Vec<Event>>,
+    pub frames: Arc<Vec<bytes::Bytes>>,
+}
+
+impl Batch {
+    pub(crate) fn new(from: i64, to: i64, events: Vec<Event>) -> Self {
+        let frames = events.iter().map(crate::sse::frame).collect();
+        Batch {
+            from,
+            to,
+            events: Arc::new(events),
+            frames: Arc::new(frames),
+        }
+    }
 }
 
 /// The server is shutting down: send a final event and close.
@@ -117,11 +131,7 @@ impl LogTail {
                         let full = events.len() as u32 == READ_PAGE;
                         let to = events.last().map_or(from, |e| e.seq);
                         act.cursor.store(to, Ordering::SeqCst);
-                        act.broadcast(Batch {
-                            from,
-                            to,
-                            events: Arc::new(events),
-                        });
+                        act.broadcast(Batch::new(from, to, events));
                         if full || act.again {
                             act.read(ctx);
                         }
@@ -168,11 +178,7 @@ impl LogTail {
                 self.behind.remove(&id);
                 continue;
             };
-            let nudge = Batch {
-                from: cursor,
-                to: cursor,
-                events: Arc::new(Vec::new()),
-            };
+            let nudge = Batch::new(cursor, cursor, Vec::new());
             if member.batches.try_send(nudge).is_ok() {
                 self.behind.remove(&id);
             }

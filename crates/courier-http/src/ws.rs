@@ -48,7 +48,6 @@ pub(crate) async fn upgrade(http: web::Data<Http>, req: HttpRequest, body: web::
         subs: HashMap::new(),
         next_sub: 0,
         tail_id: None,
-        tail_cursor: 0,
         last_heard: Instant::now(),
         stalled: false,
     };
@@ -122,7 +121,6 @@ pub(crate) struct WsSession {
     subs: HashMap<String, Subscription>,
     next_sub: u64,
     tail_id: Option<u64>,
-    tail_cursor: i64,
     last_heard: Instant,
     stalled: bool,
 }
@@ -281,24 +279,44 @@ impl WsSession {
                     after: 0,
                     limit: 0,
                 };
-                let cursor = after.unwrap_or(self.tail_cursor);
-                self.subs.insert(
-                    id.clone(),
-                    Subscription {
-                        follower: Follower { filter, cursor },
-                        catching_up: false,
-                    },
-                );
-                self.reply(json!({"type": "subscribed", "id": id, "after": cursor}), ctx);
-                if after.is_some() {
-                    let upto = self.http.tail_cursor();
-                    self.catch_up(id, upto, ctx);
+                match after {
+                    Some(cursor) => self.start_subscription(id, filter, cursor, ctx),
+                    // Live: from the log's head as of now (the tail may not have read it yet).
+                    None => {
+                        let store = self.http.courier().store().clone();
+                        async move { store.last_event_seq().await }
+                            .into_actor(self)
+                            .map(move |head, act, ctx| match head {
+                                Ok(head) => act.start_subscription(id, filter, head, ctx),
+                                Err(e) => act.reply(
+                                    json!({"type": "error", "error": "store unavailable", "detail": e.to_string()}),
+                                    ctx,
+                                ),
+                            })
+                            .spawn(ctx);
+                    }
                 }
             }
         }
     }
 
     /// Closes after what is queued; if the queue is full, at once.
+    /// Adds a subscription at `cursor`, acknowledges it, and catches it up to the tail.
+    fn start_subscription(&mut self, id: String, filter: EventFilter, cursor: i64, ctx: &mut Context<Self>) {
+        self.subs.insert(
+            id.clone(),
+            Subscription {
+                follower: Follower { filter, cursor },
+                catching_up: false,
+            },
+        );
+        self.reply(json!({"type": "subscribed", "id": id, "after": cursor}), ctx);
+        let upto = self.http.tail_cursor();
+        if upto > cursor {
+            self.catch_up(id, upto, ctx);
+        }
+    }
+
     fn close(&mut self, reason: Option<CloseReason>, ctx: &mut Context<Self>) {
         if let Err(e) = self.out.try_send(Outgoing::Close(reason))
             && let (mpsc::error::TrySendError::Full(Outgoing::Close(reason)), Some(session)) = (e, self.session.take())
@@ -326,10 +344,7 @@ impl Actor for WsSession {
             .send(join)
             .into_actor(self)
             .map(|joined, act, ctx| match joined {
-                Ok(crate::tail::Joined { id, cursor }) => {
-                    act.tail_id = Some(id);
-                    act.tail_cursor = cursor;
-                }
+                Ok(crate::tail::Joined { id, .. }) => act.tail_id = Some(id),
                 Err(_) => ctx.stop(),
             })
             .spawn(ctx);
@@ -384,7 +399,6 @@ impl Handler<Batch> for WsSession {
     type Result = ();
 
     fn handle(&mut self, batch: Batch, ctx: &mut Self::Context) {
-        self.tail_cursor = self.tail_cursor.max(batch.to);
         if self.stalled {
             return;
         }
@@ -399,7 +413,10 @@ impl Handler<Batch> for WsSession {
                 continue;
             }
             match sub.follower.apply(&batch) {
-                Applied::Emit(events) => self.emit(&id, events, ctx),
+                Applied::Emit(picked) => {
+                    let events = picked.into_iter().map(|i| batch.events[i].clone()).collect();
+                    self.emit(&id, events, ctx)
+                }
                 Applied::Gap { upto } => self.catch_up(id, upto, ctx),
             }
         }

@@ -1,0 +1,472 @@
+// Drives the dashboard (GET /) in Debian's headless Chromium against a real
+// `courier serve`, and checks through the page what a person would see.
+//
+//   COURIER_BIN=/path/to/courier node dashboard.test.mjs
+//
+// COURIER_BIN defaults to ../../target/debug/courier (relative to this folder);
+// CHROMIUM to /usr/bin/chromium. Nothing is built or downloaded here. The whole
+// run is bounded by 90 s; the exit code is non-zero on any failure. With
+// SCREENSHOTS=<dir> it also saves a picture of each view there.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const BIN = process.env.COURIER_BIN ? path.resolve(process.env.COURIER_BIN) : path.resolve(HERE, '../../target/debug/courier');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const OVERALL_MS = 90_000;
+const WAIT_MS = 15_000; // for any one thing to show up on the page
+const TOKEN = 'dashboard-test-token';
+const SCREENSHOTS = process.env.SCREENSHOTS ? path.resolve(process.env.SCREENSHOTS) : null;
+
+const started = Date.now();
+const servers = [];
+const tempDirs = [];
+let browser = null;
+let receiver = null;
+const pageErrors = []; // uncaught errors and console errors of every page
+let passed = 0;
+let failed = 0;
+
+// ---------- plumbing ----------
+function log(...args) {
+  console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s]`, ...args);
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, fn, ms = WAIT_MS) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value) return value;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await sleep(100);
+  }
+}
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+// Starts `courier serve` on a free port with a new store, or (given `again`) on
+// the port and store of a server stopped before.
+async function startServer(name, tokens = '', again = null) {
+  const dir = again ? again.dir : fs.mkdtempSync(path.join(os.tmpdir(), 'courier-dash-'));
+  if (!again) tempDirs.push(dir);
+  const port = again ? again.port : await freePort();
+  const env = {
+    ...process.env,
+    COURIER_HTTP_ADDR: `127.0.0.1:${port}`,
+    COURIER_STORE_URL: path.join(dir, 'courier.db'),
+    COURIER_API_TOKENS: tokens,
+    COURIER_WEBHOOKS_SCHEDULE: '300ms,300ms',
+    COURIER_LOG: process.env.COURIER_LOG || 'warn',
+  };
+  delete env.COURIER_CONFIG;
+  const child = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const server = { name, child, dir, port, base: `http://127.0.0.1:${port}`, token: tokens.split(',')[0] || '', output: '' };
+  child.stdout.on('data', (d) => { server.output += d; });
+  child.stderr.on('data', (d) => { server.output += d; });
+  child.on('exit', (code, signal) => { server.exited = { code, signal }; });
+  servers.push(server);
+  await until(`${name} to answer /healthz`, async () => {
+    if (server.exited) throw new Error(`server exited ${JSON.stringify(server.exited)}:\n${server.output}`);
+    return (await fetch(`${server.base}/healthz`)).ok;
+  }, 20_000);
+  log(`${name}: courier serve on ${server.base}`);
+  return server;
+}
+
+async function stopServer(server) {
+  if (server.exited) return;
+  const gone = new Promise((resolve) => server.child.once('exit', resolve));
+  server.child.kill('SIGTERM');
+  const killed = await Promise.race([gone.then(() => true), sleep(5000).then(() => false)]);
+  if (!killed) {
+    server.child.kill('SIGKILL');
+    await gone;
+  }
+}
+
+// The API, as a client other than the page.
+async function api(server, method, urlPath, body) {
+  const headers = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (server.token) headers.authorization = `Bearer ${server.token}`;
+  const res = await fetch(server.base + urlPath, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!res.ok) throw new Error(`${method} ${urlPath}: ${res.status} ${text}`);
+  return { status: res.status, data };
+}
+// Executions of functions no node runs, so only this test's claims take their tasks.
+const dispatch = async (server, fn, args = {}) =>
+  (await api(server, 'POST', '/v1/executions', { function: fn, args })).data;
+async function claim(server, execution) {
+  const { data } = await api(server, 'POST', '/v1/workers/claim', {
+    worker_id: 'browser-test', wait: '2s', functions: [execution.function],
+  });
+  assert(data.length === 1, `expected one claimed task, got ${JSON.stringify(data)}`);
+  assert(data[0].execution_id === execution.id, `claimed a task of ${data[0].execution_id}, not of ${execution.id}`);
+  return data[0];
+}
+
+async function shot(page, name) {
+  if (!SCREENSHOTS) return;
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
+}
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed += 1;
+    log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed += 1;
+    log(`FAIL ${name}: ${e.stack || e}`);
+    throw e;
+  }
+}
+
+// A webhook endpoint that answers 500 to its first request and 200 after.
+async function startReceiver() {
+  const port = await freePort();
+  const got = [];
+  const srv = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => { body += d; });
+    req.on('end', () => {
+      got.push({ headers: req.headers, body });
+      res.writeHead(got.length === 1 ? 500 : 200, { 'content-type': 'text/plain' });
+      res.end(got.length === 1 ? 'try again' : 'ok');
+    });
+  });
+  await new Promise((r) => srv.listen(port, '127.0.0.1', r));
+  return { srv, url: `http://127.0.0.1:${port}/hook`, got };
+}
+
+async function newPage(label) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(`${label}: page error: ${e.stack || e.message}`));
+  page.on('console', (m) => {
+    // A refused request (the 401 that asks for a token) is logged by Chromium itself; that is expected.
+    if (m.type() === 'error' && !/status of 401/.test(m.text())) pageErrors.push(`${label}: console: ${m.text()}`);
+  });
+  page.loads = 0;
+  page.on('load', () => { page.loads += 1; });
+  return page;
+}
+
+const row = (page, id) => page.locator(`[data-testid="execution-row"][data-id="${id}"]`);
+const rowState = (page, id) => row(page, id).locator('[data-testid="execution-state"]');
+const expectText = (locator, text, what) =>
+  until(what || `"${text}"`, async () => (await locator.textContent({ timeout: 500 })).trim() === text);
+
+async function cleanup() {
+  if (browser) await browser.close().catch(() => {});
+  browser = null;
+  for (const s of servers) await stopServer(s).catch(() => {});
+  if (receiver) receiver.srv.close();
+  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+}
+
+process.on('exit', () => {
+  for (const s of servers) if (!s.exited) s.child.kill('SIGKILL');
+});
+
+const overall = setTimeout(async () => {
+  log(`FAIL: the test did not finish within ${OVERALL_MS / 1000} s`);
+  for (const s of servers) console.log(`--- ${s.name} output ---\n${s.output.slice(-4000)}`);
+  await Promise.race([cleanup(), sleep(5000)]);
+  process.exit(2);
+}, OVERALL_MS);
+
+// ---------- the checks ----------
+async function withoutTokens() {
+  receiver = await startReceiver();
+  const server = await startServer('open server');
+  const hook = (await api(server, 'POST', '/v1/webhooks', {
+    url: receiver.url, event_types: ['execution.completed'], description: 'browser test hook',
+  })).data;
+
+  const page = await newPage('open');
+  await step('the dashboard loads and its event stream goes live', async () => {
+    await page.goto(server.base + '/');
+    await until('connection status "live"', async () =>
+      (await page.getAttribute('[data-testid="conn-status"]', 'data-state')) === 'live');
+    await page.evaluate(() => { window.__noReload = true; });
+  });
+
+  let first;
+  await step('an execution dispatched over the API appears without a reload', async () => {
+    first = await dispatch(server, 'external_fn', { n: 1 });
+    await row(page, first.id).waitFor({ timeout: WAIT_MS });
+    await expectText(rowState(page, first.id), 'pending');
+  });
+
+  await step('claiming and completing it turn it running, then completed, live over SSE', async () => {
+    const task = await claim(server, first);
+    await expectText(rowState(page, first.id), 'running');
+    await api(server, 'POST', `/v1/tasks/${task.task_id}/complete`, { lease_token: task.lease_token, result: { ok: true } });
+    await expectText(rowState(page, first.id), 'completed');
+    assert(await page.evaluate(() => window.__noReload === true) && page.loads === 1, 'the page reloaded');
+  });
+
+  await step('its detail shows its steps and events', async () => {
+    await row(page, first.id).click();
+    const detail = page.locator('[data-testid="execution-detail"]');
+    await detail.waitFor({ timeout: WAIT_MS });
+    await expectText(detail.locator('[data-testid="detail-id"]'), first.id);
+    await expectText(detail.locator('[data-testid="detail-state"]'), 'completed');
+    const steps = detail.locator('[data-testid="step-row"]');
+    await until('one step row', async () => (await steps.count()) === 1);
+    const cells = (await steps.first().locator('td').allTextContents()).map((c) => c.trim());
+    assert(JSON.stringify(cells.slice(0, 5)) === JSON.stringify(['0', 'activity', 'external_fn', 'completed', '1']),
+      `step row: ${JSON.stringify(cells)}`);
+    const types = await until('the execution\'s events', async () => {
+      const t = await detail.locator('[data-testid="event-row"]').evaluateAll((rows) => rows.map((r) => r.dataset.type));
+      return t.includes('execution.completed') && t;
+    });
+    for (const t of ['execution.created', 'task.created', 'task.started', 'execution.started', 'task.completed', 'execution.completed']) {
+      assert(types.includes(t), `events lack ${t}: ${types}`);
+    }
+    assert(await detail.locator('[data-testid="cancel-button"]').count() === 0, 'a finished execution offers Cancel');
+    assert(!(await detail.textContent()).includes('[object'), 'the detail shows an unrendered object');
+    await shot(page, 'execution-detail');
+  });
+
+  await step('filtering by state lists only executions in that state', async () => {
+    const other = await dispatch(server, 'other_fn');
+    await row(page, other.id).waitFor({ timeout: WAIT_MS });
+    await page.selectOption('[data-testid="state-filter"]', 'completed');
+    await until('the pending one to leave the list', async () => (await row(page, other.id).count()) === 0);
+    await row(page, first.id).waitFor({ timeout: WAIT_MS });
+    await page.selectOption('[data-testid="state-filter"]', '');
+    await row(page, other.id).waitFor({ timeout: WAIT_MS });
+    await api(server, 'POST', `/v1/executions/${other.id}/cancel`, {});
+    await expectText(rowState(page, other.id), 'cancelled');
+  });
+
+  await step('cancel from the page cancels an unfinished execution', async () => {
+    const x = await dispatch(server, 'cancel_fn');
+    await row(page, x.id).click();
+    const detail = page.locator('[data-testid="execution-detail"]');
+    await expectText(detail.locator('[data-testid="detail-id"]'), x.id);
+    await expectText(detail.locator('[data-testid="detail-state"]'), 'pending');
+    const cancel = detail.locator('[data-testid="cancel-button"]');
+    await cancel.click(); // arms it
+    await expectText(cancel, 'Confirm cancel');
+    await cancel.click(); // confirms
+    await expectText(detail.locator('[data-testid="detail-state"]'), 'cancelled');
+    await expectText(rowState(page, x.id), 'cancelled');
+    await shot(page, 'cancelled');
+    const { data } = await api(server, 'GET', `/v1/executions/${x.id}`);
+    assert(data.execution.state === 'cancelled', `server says ${data.execution.state}`);
+    assert(data.steps[0].state === 'cancelled', `its task is ${data.steps[0].state}`);
+  });
+
+  let failedTask;
+  let failedExecution;
+  await step('a dead-lettered execution turns failed and its dead letter is listed', async () => {
+    failedExecution = await dispatch(server, 'flaky_fn');
+    failedTask = await claim(server, failedExecution);
+    await api(server, 'POST', `/v1/tasks/${failedTask.task_id}/fail`, {
+      lease_token: failedTask.lease_token, error: 'boom', retryable: false,
+    });
+    await expectText(rowState(page, failedExecution.id), 'failed');
+    await page.click('[data-testid="tab-dead-letters"]');
+    const dl = page.locator(`[data-testid="dead-letter-row"][data-id="${failedTask.task_id}"]`);
+    await dl.waitFor({ timeout: WAIT_MS });
+    assert((await dl.textContent()).includes('boom'), 'the dead letter does not show its error');
+    await shot(page, 'dead-letters');
+  });
+
+  await step('Replay on the page re-queues the task and resumes the execution', async () => {
+    const dl = page.locator(`[data-testid="dead-letter-row"][data-id="${failedTask.task_id}"]`);
+    await dl.locator('[data-testid="replay-button"]').click();
+    await until('the dead letter to leave the list', async () => (await dl.count()) === 0);
+    const { data } = await api(server, 'GET', `/v1/executions/${failedExecution.id}`);
+    assert(data.execution.state === 'running', `execution is ${data.execution.state}`);
+    assert(data.steps[0].state === 'pending', `task is ${data.steps[0].state}`);
+    await page.click('[data-testid="tab-executions"]');
+    await expectText(rowState(page, failedExecution.id), 'running');
+  });
+
+  await step('Discard on the page deletes a dead letter', async () => {
+    const x = await dispatch(server, 'discard_fn');
+    const task = await claim(server, x);
+    await api(server, 'POST', `/v1/tasks/${task.task_id}/fail`, { lease_token: task.lease_token, error: 'bad', retryable: false });
+    await page.click('[data-testid="tab-dead-letters"]');
+    const dl = page.locator(`[data-testid="dead-letter-row"][data-id="${task.task_id}"]`);
+    await dl.waitFor({ timeout: WAIT_MS });
+    const discard = dl.locator('[data-testid="discard-button"]');
+    await discard.click(); // arms it
+    await expectText(discard, 'Confirm discard');
+    await discard.click(); // confirms
+    await until('the dead letter to leave the list', async () => (await dl.count()) === 0);
+    const res = await fetch(`${server.base}/v1/dead-letters/${task.task_id}`);
+    assert(res.status === 404, `the server still has it (${res.status})`);
+  });
+
+  await step('the webhook is listed with its delivery and both attempts', async () => {
+    await until('the delivery to succeed on its second attempt', async () => {
+      const { data } = await api(server, 'GET', `/v1/webhooks/${hook.id}/deliveries`);
+      return data.deliveries.length === 1 && data.deliveries[0].state === 'delivered';
+    });
+    await page.click('[data-testid="tab-webhooks"]');
+    const hookRow = page.locator(`[data-testid="webhook-row"][data-id="${hook.id}"]`);
+    await hookRow.waitFor({ timeout: WAIT_MS });
+    await expectText(hookRow.locator('[data-testid="webhook-url"]'), receiver.url);
+    await expectText(hookRow.locator('[data-testid="webhook-state"]'), 'enabled');
+    await hookRow.locator('[data-testid="deliveries-button"]').click();
+    const delivery = page.locator(`[data-testid="deliveries-table"][data-webhook="${hook.id}"] [data-testid="delivery-row"]`);
+    await delivery.first().waitFor({ timeout: WAIT_MS });
+    assert(await delivery.count() === 1, 'expected one delivery');
+    await expectText(delivery.locator('[data-testid="delivery-state"]'), 'delivered');
+    assert((await delivery.textContent()).includes('execution.completed'), 'the delivery does not name its event');
+    const statuses = (await delivery.locator('[data-testid="attempt-status"]').allTextContents()).map((s) => s.trim());
+    assert(JSON.stringify(statuses) === '["500","200"]', `attempt statuses: ${statuses}`);
+    const attempts = await delivery.locator('[data-testid="attempt-row"]').allTextContents();
+    assert(attempts.every((a) => / ms /.test(a)), `attempts lack latency: ${attempts}`);
+    assert(await delivery.locator('[data-testid="attempt-error"]').count() === 1, 'the failed attempt shows no error');
+    assert(receiver.got.length === 2, `the receiver got ${receiver.got.length} requests`);
+    await shot(page, 'webhooks');
+  });
+
+  await step('Disable and Enable on the page switch the webhook', async () => {
+    const hookRow = page.locator(`[data-testid="webhook-row"][data-id="${hook.id}"]`);
+    await hookRow.locator('[data-testid="toggle-webhook"]').click();
+    await expectText(hookRow.locator('[data-testid="webhook-state"]'), 'disabled');
+    assert((await api(server, 'GET', `/v1/webhooks/${hook.id}`)).data.enabled === false, 'the server still has it enabled');
+    await hookRow.locator('[data-testid="toggle-webhook"]').click();
+    await expectText(hookRow.locator('[data-testid="webhook-state"]'), 'enabled');
+    assert((await api(server, 'GET', `/v1/webhooks/${hook.id}`)).data.enabled === true, 'the server still has it disabled');
+  });
+
+  await page.context().close();
+}
+
+async function withTokens() {
+  const server = await startServer('token server', TOKEN);
+  const page = await newPage('token');
+
+  await step('with tokens configured the page asks for one', async () => {
+    await page.goto(server.base + '/');
+    await page.locator('[data-testid="token-dialog"]').waitFor({ state: 'visible', timeout: WAIT_MS });
+    await until('connection status "needs-token"', async () =>
+      (await page.getAttribute('[data-testid="conn-status"]', 'data-state')) === 'needs-token');
+    await shot(page, 'token-prompt');
+  });
+
+  await step('a wrong token is refused and asked again', async () => {
+    await page.fill('[data-testid="token-input"]', 'not-the-token');
+    await page.click('[data-testid="token-submit"]');
+    await expectText(page.locator('[data-testid="token-error"]'), 'That token was refused.');
+    await page.locator('[data-testid="token-dialog"]').waitFor({ state: 'visible', timeout: WAIT_MS });
+  });
+
+  await step('with the right token the page works, live', async () => {
+    await page.fill('[data-testid="token-input"]', TOKEN);
+    await page.click('[data-testid="token-submit"]');
+    await page.locator('[data-testid="token-dialog"]').waitFor({ state: 'hidden', timeout: WAIT_MS });
+    await until('connection status "live"', async () =>
+      (await page.getAttribute('[data-testid="conn-status"]', 'data-state')) === 'live');
+    const x = await dispatch(server, 'external_fn', { n: 'authed' });
+    await row(page, x.id).waitFor({ timeout: WAIT_MS });
+    const task = await claim(server, x);
+    await api(server, 'POST', `/v1/tasks/${task.task_id}/complete`, { lease_token: task.lease_token, result: 1 });
+    await expectText(rowState(page, x.id), 'completed');
+    assert(await page.evaluate(() => localStorage.getItem('courier.token')) === TOKEN, 'the token was not stored');
+  });
+
+  await step('after a reload the stored token is used without asking', async () => {
+    await page.reload();
+    await until('connection status "live"', async () =>
+      (await page.getAttribute('[data-testid="conn-status"]', 'data-state')) === 'live');
+    assert(await page.locator('[data-testid="token-dialog"]').isHidden(), 'the token dialog is shown again');
+    await until('the executions list', async () => (await page.locator('[data-testid="execution-row"]').count()) === 1);
+  });
+
+  await step('when the server restarts the page shows it, reconnects by itself and goes on live', async () => {
+    await stopServer(server);
+    await until('connection status to leave "live"', async () =>
+      (await page.getAttribute('[data-testid="conn-status"]', 'data-state')) !== 'live');
+    const again = await startServer('token server (restarted)', TOKEN, server);
+    const x = await dispatch(again, 'external_fn', { n: 'after restart' });
+    await until('connection status "live" again', async () =>
+      (await page.getAttribute('[data-testid="conn-status"]', 'data-state')) === 'live');
+    await row(page, x.id).waitFor({ timeout: WAIT_MS });
+    const task = await claim(again, x);
+    await api(again, 'POST', `/v1/tasks/${task.task_id}/complete`, { lease_token: task.lease_token, result: 2 });
+    await expectText(rowState(page, x.id), 'completed');
+    assert(page.loads === 2, 'the page reloaded itself');
+  });
+
+  await page.context().close();
+}
+
+async function main() {
+  assert(fs.existsSync(BIN), `no server binary at ${BIN} (set COURIER_BIN, or cargo build -p courier-cli)`);
+  assert(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    // Playwright starts Chromium with a new, empty temporary --user-data-dir of its own.
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
+      '--no-first-run', '--disable-component-update', '--disable-sync'],
+    timeout: 30_000,
+  });
+  log(`chromium ${browser.version()}`);
+  await withoutTokens();
+  await withTokens();
+  await step('no page raised an error', async () => assert(pageErrors.length === 0, pageErrors.join('\n')));
+}
+
+let code = 0;
+try {
+  await main();
+} catch (e) {
+  code = 1;
+  if (!failed) log(`FAIL: ${e.stack || e}`);
+  if (pageErrors.length) console.log(`--- page errors ---\n${pageErrors.join('\n')}`);
+  for (const [i, page] of (browser ? browser.contexts().flatMap((c) => c.pages()) : []).entries()) {
+    const shot = path.join(os.tmpdir(), `courier-dashboard-failure-${i}.png`);
+    await page.screenshot({ path: shot, fullPage: true }).then(() => console.log(`screenshot: ${shot}`), () => {});
+  }
+  for (const s of servers) console.log(`--- ${s.name} output (last 4000 chars) ---\n${s.output.slice(-4000)}`);
+}
+await cleanup();
+clearTimeout(overall);
+console.log(`${passed} passed, ${code ? Math.max(failed, 1) : 0} failed`);
+log(code ? 'dashboard browser test FAILED' : 'dashboard browser test passed');
+process.exit(code);
