@@ -31,7 +31,11 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct ServerProcess(Child);
@@ -134,7 +138,12 @@ async fn main() {
     for i in 0..EVENTS {
         let marker = format!("marker_{i}");
         let sent = Instant::now();
-        post(port, "/v1/executions", &format!("{{\"function\":\"{marker}\",\"queue\":\"bench\"}}")).await;
+        post(
+            port,
+            "/v1/executions",
+            &format!("{{\"function\":\"{marker}\",\"queue\":\"bench\"}}"),
+        )
+        .await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let count = seen.lock().unwrap().get(&marker).map_or(0, Vec::len);

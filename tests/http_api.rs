@@ -67,7 +67,11 @@ async fn an_external_worker_claims_heartbeats_and_completes_with_fencing() {
     // A long-poll claim waits for work to appear.
     let claim_url = s.at("/v1/workers/claim");
     let claimer = actix_rt::spawn(async move {
-        post(&claim_url, &json!({"worker_id": "py-1", "queues": ["ext"], "wait": "10s", "lease": "30s"})).await
+        post(
+            &claim_url,
+            &json!({"worker_id": "py-1", "queues": ["ext"], "wait": "10s", "lease": "30s"}),
+        )
+        .await
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, created) = post(
@@ -121,7 +125,11 @@ async fn an_external_worker_claims_heartbeats_and_completes_with_fencing() {
 
     // A non-retryable failure fails the execution and leaves a dead letter.
     let (_, failing) = post(&s.at("/v1/executions"), &json!({"function": "resize", "queue": "ext"})).await;
-    let (_, claimed) = post(&s.at("/v1/workers/claim"), &json!({"worker_id": "py-1", "queues": ["ext"]})).await;
+    let (_, claimed) = post(
+        &s.at("/v1/workers/claim"),
+        &json!({"worker_id": "py-1", "queues": ["ext"]}),
+    )
+    .await;
     let t = &claimed[0];
     let (status, failed) = post(
         &s.at(&format!("/v1/tasks/{}/fail", t["task_id"].as_str().unwrap())),
@@ -184,25 +192,67 @@ async fn bad_input_gets_clear_4xx_json_errors() {
     };
     let cases: Vec<(u16, (u16, Value))> = vec![
         (400, json_of(raw("{not json").await.unwrap()).await),
-        (400, json_of(raw(r#"{"function": "x", "surprise": 1}"#).await.unwrap()).await),
+        (
+            400,
+            json_of(raw(r#"{"function": "x", "surprise": 1}"#).await.unwrap()).await,
+        ),
         (400, json_of(raw(r#"{"function": ""}"#).await.unwrap()).await),
-        (400, json_of(raw(r#"{"function": "x", "delay": "soon"}"#).await.unwrap()).await),
-        (413, post(&s.at("/v1/executions"), &json!({"function": "x", "args": "a".repeat(4096)})).await),
+        (
+            400,
+            json_of(raw(r#"{"function": "x", "delay": "soon"}"#).await.unwrap()).await,
+        ),
+        (
+            413,
+            post(
+                &s.at("/v1/executions"),
+                &json!({"function": "x", "args": "a".repeat(4096)}),
+            )
+            .await,
+        ),
         (
             415,
-            json_of(c.post(s.at("/v1/executions")).insert_header(("Content-Type", "text/plain")).send_body("hi").await.unwrap()).await,
+            json_of(
+                c.post(s.at("/v1/executions"))
+                    .insert_header(("Content-Type", "text/plain"))
+                    .send_body("hi")
+                    .await
+                    .unwrap(),
+            )
+            .await,
         ),
-        (404, get(&s.at(&format!("/v1/executions/{}", uuid::Uuid::new_v4()))).await),
+        (
+            404,
+            get(&s.at(&format!("/v1/executions/{}", uuid::Uuid::new_v4()))).await,
+        ),
         (400, get(&s.at("/v1/executions/not-a-uuid")).await),
         (400, get(&s.at("/v1/executions?limit=5000")).await),
         (400, get(&s.at("/v1/executions?state=sleepy")).await),
-        (400, get(&s.at(&format!("/v1/executions/{}/result?wait=forever", uuid::Uuid::new_v4()))).await),
+        (
+            400,
+            get(&s.at(&format!("/v1/executions/{}/result?wait=forever", uuid::Uuid::new_v4()))).await,
+        ),
         (400, get(&s.at("/v1/events?type=task.exploded")).await),
         (404, get(&s.at("/v1/nowhere")).await),
-        (405, json_of(c.delete(s.at("/v1/executions")).send().await.unwrap()).await),
-        (404, post(&s.at(&format!("/v1/dead-letters/{}/replay", uuid::Uuid::new_v4())), &json!(null)).await),
-        (400, post(&s.at("/v1/workers/claim"), &json!({"worker_id": "w", "max": 0})).await),
-        (400, post(&s.at("/v1/webhooks"), &json!({"url": "ftp://example.com"})).await),
+        (
+            405,
+            json_of(c.delete(s.at("/v1/executions")).send().await.unwrap()).await,
+        ),
+        (
+            404,
+            post(
+                &s.at(&format!("/v1/dead-letters/{}/replay", uuid::Uuid::new_v4())),
+                &json!(null),
+            )
+            .await,
+        ),
+        (
+            400,
+            post(&s.at("/v1/workers/claim"), &json!({"worker_id": "w", "max": 0})).await,
+        ),
+        (
+            400,
+            post(&s.at("/v1/webhooks"), &json!({"url": "ftp://example.com"})).await,
+        ),
     ];
     for (i, (expected, (status, body))) in cases.into_iter().enumerate() {
         assert_eq!(status, expected, "case {i}: {body}");
@@ -219,7 +269,11 @@ async fn cancel_signal_dead_letters_queues_and_cleanup_over_http() {
     let id = slow["id"].as_str().unwrap();
     let (status, signal) = post(&s.at(&format!("/v1/executions/{id}/signals/poke")), &json!({"n": 1})).await;
     assert_eq!(status, 202, "{signal}");
-    let (status, cancelled) = post(&s.at(&format!("/v1/executions/{id}/cancel")), &json!({"reason": "test"})).await;
+    let (status, cancelled) = post(
+        &s.at(&format!("/v1/executions/{id}/cancel")),
+        &json!({"reason": "test"}),
+    )
+    .await;
     assert_eq!(status, 200, "{cancelled}");
     let (status, _) = post(&s.at(&format!("/v1/executions/{id}/cancel")), &json!(null)).await;
     assert_eq!(status, 200, "cancelling twice is fine");
@@ -250,7 +304,12 @@ async fn cancel_signal_dead_letters_queues_and_cleanup_over_http() {
     let (status, metrics) = json_of(client().get(s.at("/metrics")).send().await.unwrap()).await;
     assert_eq!(status, 200);
     let text = metrics.as_str().unwrap_or_default().to_string();
-    for name in ["courier_claims_total", "courier_completions_total", "courier_queue_ready", "courier_event_log_lag"] {
+    for name in [
+        "courier_claims_total",
+        "courier_completions_total",
+        "courier_queue_ready",
+        "courier_event_log_lag",
+    ] {
         assert!(text.contains(name), "{name} missing from /metrics");
     }
     let (status, ready) = get(&s.at("/readyz")).await;

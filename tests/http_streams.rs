@@ -32,7 +32,15 @@ async fn append(s: &Server, n: usize, size: usize) -> i64 {
             .iter()
             .map(|i| NewEvent::execution(EventType::TaskProgress, exec, json!({"i": i, "pad": "x".repeat(size)})))
             .collect();
-        last = *s.http.courier().store().append_events(events).await.unwrap().last().unwrap();
+        last = *s
+            .http
+            .courier()
+            .store()
+            .append_events(events)
+            .await
+            .unwrap()
+            .last()
+            .unwrap();
         s.http.courier().notifier().publish(vec![Notice::Events]).await.unwrap();
     }
     last
@@ -96,7 +104,11 @@ async fn sse_reconnect_with_last_event_id_misses_none_of_1000_events() {
         assert!(seen.insert(id), "event {id} delivered twice");
         assert!(frame.event.is_some());
     }
-    assert_eq!(seen, (1..=head).collect::<BTreeSet<i64>>(), "no gap across the reconnect");
+    assert_eq!(
+        seen,
+        (1..=head).collect::<BTreeSet<i64>>(),
+        "no gap across the reconnect"
+    );
     s.stop().await;
 }
 
@@ -116,7 +128,10 @@ async fn a_stalled_sse_client_does_not_delay_another() {
     let head = append(&s, 8000, 4000).await;
     let mut got = BTreeSet::new();
     loop {
-        let frame = reader.next(Duration::from_secs(30)).await.expect("the reading client keeps getting events");
+        let frame = reader
+            .next(Duration::from_secs(30))
+            .await
+            .expect("the reading client keeps getting events");
         if let Some(id) = frame.id {
             assert!(got.insert(id), "no duplicates");
         }
@@ -124,14 +139,21 @@ async fn a_stalled_sse_client_does_not_delay_another() {
             break;
         }
     }
-    assert_eq!(got.len(), 8000, "the reading client got every event while the other stalled");
+    assert_eq!(
+        got.len(),
+        8000,
+        "the reading client got every event while the other stalled"
+    );
 
     // The stalled client reads at last: it is told it lagged and catches up without a gap.
     let mut late = SseReader::new(stalled);
     let mut ids = Vec::new();
     let mut lagged = false;
     while ids.last() != Some(&head) {
-        let frame = late.next(Duration::from_secs(60)).await.expect("the stalled client catches up");
+        let frame = late
+            .next(Duration::from_secs(60))
+            .await
+            .expect("the stalled client catches up");
         match frame.id {
             Some(id) => ids.push(id),
             None if frame.event.as_deref() == Some("lagged") => lagged = true,
@@ -153,7 +175,11 @@ async fn websocket_subscribe_resume_unsubscribe_and_ping() {
     let (_, mut ws) = client().ws(s.at("/v1/ws")).connect().await.unwrap();
     let send = |v: Value| awc::ws::Message::Text(v.to_string().into());
     let next_json = async |ws: &mut actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>| loop {
-        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap();
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         match frame {
             awc::ws::Frame::Text(t) => return serde_json::from_slice::<Value>(&t).unwrap(),
             awc::ws::Frame::Ping(p) => ws.send(awc::ws::Message::Pong(p)).await.unwrap(),
@@ -164,7 +190,11 @@ async fn websocket_subscribe_resume_unsubscribe_and_ping() {
     ws.send(send(json!({"type": "ping"}))).await.unwrap();
     assert_eq!(next_json(&mut ws).await, json!({"type": "pong"}));
 
-    ws.send(send(json!({"type": "subscribe", "id": "mine", "execution_id": id, "after": 0}))).await.unwrap();
+    ws.send(send(
+        json!({"type": "subscribe", "id": "mine", "execution_id": id, "after": 0}),
+    ))
+    .await
+    .unwrap();
     let ack = next_json(&mut ws).await;
     assert_eq!(ack["type"], "subscribed");
     let mut types = Vec::new();
@@ -180,18 +210,26 @@ async fn websocket_subscribe_resume_unsubscribe_and_ping() {
     assert_eq!(types.first().map(String::as_str), Some("execution.created"));
 
     // Resume after a sequence number: only what came later.
-    ws.send(send(json!({"type": "unsubscribe", "id": "mine"}))).await.unwrap();
-    assert_eq!(next_json(&mut ws).await["type"], "unsubscribed");
-    ws.send(send(json!({"type": "subscribe", "id": "again", "execution_id": id, "after": last_seq - 1})))
+    ws.send(send(json!({"type": "unsubscribe", "id": "mine"})))
         .await
         .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "unsubscribed");
+    ws.send(send(
+        json!({"type": "subscribe", "id": "again", "execution_id": id, "after": last_seq - 1}),
+    ))
+    .await
+    .unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "subscribed");
     let replayed = next_json(&mut ws).await;
     assert_eq!(replayed["seq"], last_seq);
     assert_eq!(replayed["type"], "execution.completed");
 
     // Live events arrive on a subscription without a cursor.
-    ws.send(send(json!({"type": "subscribe", "id": "live", "types": ["execution.completed"]}))).await.unwrap();
+    ws.send(send(
+        json!({"type": "subscribe", "id": "live", "types": ["execution.completed"]}),
+    ))
+    .await
+    .unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "subscribed");
     let other = s.http.courier().dispatch("echo", json!(2)).await.unwrap();
     let live = next_json(&mut ws).await;
@@ -231,7 +269,10 @@ async fn sse_streams_end_with_a_final_event_on_shutdown() {
     actix_rt::spawn(async move { http.shutdown().await });
     let frame = reader.next(Duration::from_secs(10)).await.expect("a final event");
     assert_eq!(frame.event.as_deref(), Some("shutdown"));
-    assert!(reader.next(Duration::from_secs(5)).await.is_none(), "then the stream ends");
+    assert!(
+        reader.next(Duration::from_secs(5)).await.is_none(),
+        "then the stream ends"
+    );
 }
 
 #[actix_rt::test]
@@ -244,7 +285,11 @@ async fn a_live_stream_starts_at_the_log_head_not_at_the_tails_position() {
         .http
         .courier()
         .store()
-        .append_events(vec![NewEvent::execution(EventType::TaskProgress, exec, json!({"old": true}))])
+        .append_events(vec![NewEvent::execution(
+            EventType::TaskProgress,
+            exec,
+            json!({"old": true}),
+        )])
         .await
         .unwrap()[0];
     let mut reader = open_sse(s.at("/v1/events/stream"), None).await;
@@ -254,7 +299,10 @@ async fn a_live_stream_starts_at_the_log_head_not_at_the_tails_position() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let id = s.http.courier().dispatch("echo", json!("new")).await.unwrap();
     let first = reader.next(Duration::from_secs(10)).await.expect("an event");
-    assert!(first.id.unwrap() > before, "an event from before the stream opened was sent: {first:?}");
+    assert!(
+        first.id.unwrap() > before,
+        "an event from before the stream opened was sent: {first:?}"
+    );
     assert_eq!(first.data["execution_id"], json!(id));
     s.stop().await;
 }

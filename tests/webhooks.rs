@@ -27,7 +27,10 @@ struct Received {
 
 impl Received {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -136,29 +139,53 @@ async fn deliveries_carry_both_signatures_and_the_event() {
     let s = node(sqlite().await, options(&[100])).await;
     let hook = register(&s, &receiver.url, &["execution.completed"]).await;
     let secret = hook["secret"].as_str().unwrap();
-    let id = s.http.courier().dispatch("echo", json!({"hello": "world"})).await.unwrap();
+    let id = s
+        .http
+        .courier()
+        .dispatch("echo", json!({"hello": "world"}))
+        .await
+        .unwrap();
     s.http.courier().wait_for(id, WAIT).await.unwrap();
-    eventually(Duration::from_secs(20), "the receiver is called", || async { !receiver.received().is_empty() }).await;
+    eventually(Duration::from_secs(20), "the receiver is called", || async {
+        !receiver.received().is_empty()
+    })
+    .await;
 
     let got = &receiver.received()[0];
     let body: Value = serde_json::from_slice(&got.body).unwrap();
     assert_eq!(body["event_type"], "execution.completed");
     assert_eq!(body["execution_id"], json!(id));
     assert_eq!(body["data"]["result"], json!({"hello": "world"}));
-    assert!(verify_seed(secret, &got.body, got.header("X-Webhook-Signature").unwrap()), "seed 002 signature");
+    assert!(
+        verify_seed(secret, &got.body, got.header("X-Webhook-Signature").unwrap()),
+        "seed 002 signature"
+    );
     let webhook_id = got.header("webhook-id").unwrap();
     let timestamp: i64 = got.header("webhook-timestamp").unwrap().parse().unwrap();
     assert!(
-        verify_standard(secret, webhook_id, timestamp, &got.body, got.header("webhook-signature").unwrap()),
+        verify_standard(
+            secret,
+            webhook_id,
+            timestamp,
+            &got.body,
+            got.header("webhook-signature").unwrap()
+        ),
         "Standard Webhooks signature"
     );
-    assert!(!verify_seed("whsec_d3Jvbmc=", &got.body, got.header("X-Webhook-Signature").unwrap()));
+    assert!(!verify_seed(
+        "whsec_d3Jvbmc=",
+        &got.body,
+        got.header("X-Webhook-Signature").unwrap()
+    ));
     assert_eq!(got.header("X-Event-Type"), Some("execution.completed"));
     assert_eq!(got.header("X-Tenant"), Some("acme"), "custom headers are sent");
     assert_eq!(webhook_id, body["id"].as_str().unwrap());
 
     eventually(Duration::from_secs(10), "the delivery is recorded", || async {
-        deliveries(&s, &hook).await.first().is_some_and(|d| d["state"] == "delivered")
+        deliveries(&s, &hook)
+            .await
+            .first()
+            .is_some_and(|d| d["state"] == "delivered")
     })
     .await;
     let d = &deliveries(&s, &hook).await[0];
@@ -166,7 +193,10 @@ async fn deliveries_carry_both_signatures_and_the_event() {
     assert_eq!(d["attempt_log"][0]["status"], 200);
     assert_eq!(d["attempt_log"][0]["response"], "receiver says hi");
     let (_, listed) = get(&s.at("/v1/webhooks")).await;
-    assert!(listed["webhooks"][0].get("secret").is_none(), "the secret is shown once");
+    assert!(
+        listed["webhooks"][0].get("secret").is_none(),
+        "the secret is shown once"
+    );
     s.stop().await;
 }
 
@@ -177,16 +207,26 @@ async fn a_flaky_receiver_sees_retries_that_honour_retry_after() {
     let hook = register(&s, &receiver.url, &["execution.completed"]).await;
     let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
     s.http.courier().wait_for(id, WAIT).await.unwrap();
-    eventually(Duration::from_secs(30), "three attempts", || async { receiver.received().len() == 3 }).await;
+    eventually(Duration::from_secs(30), "three attempts", || async {
+        receiver.received().len() == 3
+    })
+    .await;
     let got = receiver.received();
     assert!(
         got[1].at - got[0].at >= Duration::from_millis(950),
         "Retry-After: 1 is honoured over the 50 ms schedule ({:?})",
         got[1].at - got[0].at
     );
-    assert_eq!(got[0].header("webhook-id"), got[2].header("webhook-id"), "one message id across retries");
+    assert_eq!(
+        got[0].header("webhook-id"),
+        got[2].header("webhook-id"),
+        "one message id across retries"
+    );
     eventually(Duration::from_secs(10), "delivered", || async {
-        deliveries(&s, &hook).await.first().is_some_and(|d| d["state"] == "delivered")
+        deliveries(&s, &hook)
+            .await
+            .first()
+            .is_some_and(|d| d["state"] == "delivered")
     })
     .await;
     let statuses: Vec<Value> = deliveries(&s, &hook).await[0]["attempt_log"]
@@ -235,7 +275,10 @@ async fn an_exhausted_delivery_is_a_dead_letter_that_replays() {
     let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
     s.http.courier().wait_for(id, WAIT).await.unwrap();
     eventually(Duration::from_secs(20), "the delivery fails for good", || async {
-        deliveries(&s, &hook).await.first().is_some_and(|d| d["state"] == "failed")
+        deliveries(&s, &hook)
+            .await
+            .first()
+            .is_some_and(|d| d["state"] == "failed")
     })
     .await;
     assert_eq!(receiver.received().len(), 3, "the first attempt and two retries");
@@ -249,7 +292,10 @@ async fn an_exhausted_delivery_is_a_dead_letter_that_replays() {
     let (status, replayed) = post(&s.at(&format!("/v1/dead-letters/{task}/replay")), &json!(null)).await;
     assert_eq!(status, 200, "{replayed}");
     eventually(Duration::from_secs(20), "the replay delivers", || async {
-        deliveries(&s, &hook).await.first().is_some_and(|d| d["state"] == "delivered")
+        deliveries(&s, &hook)
+            .await
+            .first()
+            .is_some_and(|d| d["state"] == "delivered")
     })
     .await;
     assert_eq!(receiver.received().len(), 4);
@@ -268,7 +314,10 @@ async fn two_nodes_deliver_each_event_once() {
         let id = via.http.courier().dispatch("echo", json!(i)).await.unwrap();
         via.http.courier().wait_for(id, WAIT).await.unwrap();
     }
-    eventually(Duration::from_secs(30), "20 deliveries", || async { receiver.received().len() >= 20 }).await;
+    eventually(Duration::from_secs(30), "20 deliveries", || async {
+        receiver.received().len() >= 20
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let ids: std::collections::BTreeSet<String> = receiver
         .received()

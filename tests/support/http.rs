@@ -58,7 +58,11 @@ pub fn client() -> awc::Client {
 }
 
 /// Status and JSON body of a response.
-pub async fn json_of(mut response: awc::ClientResponse<impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin>) -> (u16, Value) {
+pub async fn json_of(
+    mut response: awc::ClientResponse<
+        impl futures::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+    >,
+) -> (u16, Value) {
     let status = response.status().as_u16();
     let body = response.body().limit(64 * 1024 * 1024).await.unwrap();
     let value = if body.is_empty() {

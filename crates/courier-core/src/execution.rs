@@ -135,6 +135,10 @@ pub struct ExecutionFilter {
     pub state: Option<ExecutionState>,
     /// Only executions of this function.
     pub function: Option<String>,
+    /// Also Courier's own executions (functions named `courier.*`, such as webhook
+    /// deliveries); without this they are left out.
+    #[serde(default)]
+    pub include_internal: bool,
     /// At most this many (newest first).
     pub limit: u32,
     /// Skip this many.

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::Http;
 use crate::error::{ApiError, ApiResult};
-use crate::params::{page_limit, task_id};
+use crate::params::{check_duration, page_limit, task_id};
 use crate::wire::{CleanupBody, Page};
 
 /// Dead letters, newest first.
@@ -48,6 +48,7 @@ pub(crate) async fn discard(http: web::Data<Http>, id: web::Path<String>) -> Api
 
 /// Deletes finished executions and dead letters older than `older_than`.
 pub(crate) async fn cleanup(http: web::Data<Http>, body: web::Json<CleanupBody>) -> ApiResult<HttpResponse> {
+    check_duration("older_than", Some(body.older_than))?;
     let report = http.courier().cleanup(body.older_than).await?;
     Ok(HttpResponse::Ok().json(report))
 }

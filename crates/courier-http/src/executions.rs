@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::Http;
 use crate::error::{ApiError, ApiResult};
-use crate::params::{execution_id, page_limit};
+use crate::params::{check_duration, execution_id, page_limit};
 use crate::wire::{
     CancelBody, CreateExecution, ExecutionDetail, ExecutionList, ListExecutions, ResultBody, ResultQuery,
 };
@@ -44,6 +44,8 @@ pub(crate) async fn create(http: web::Data<Http>, body: web::Json<CreateExecutio
     if let Some(key) = &body.idempotency_key {
         check_name("idempotency_key", key)?;
     }
+    check_duration("delay", body.delay)?;
+    check_duration("expiry", body.expiry)?;
     let options = DispatchOptions {
         delay: body.delay,
         expiry: body.expiry,
@@ -81,6 +83,7 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListExecutions
         .list_executions(&ExecutionFilter {
             state: query.state,
             function: query.function,
+            include_internal: query.internal.unwrap_or(false),
             limit,
             offset,
         })
@@ -141,14 +144,16 @@ pub(crate) async fn result(
 }
 
 /// Cancels an execution and its unfinished tasks (409 if it already finished otherwise).
-pub(crate) async fn cancel(
-    http: web::Data<Http>,
-    id: web::Path<String>,
-    body: Option<web::Json<CancelBody>>,
-) -> ApiResult<HttpResponse> {
+/// The body is optional (none, or `null`); one that is there must be a valid [`CancelBody`].
+pub(crate) async fn cancel(http: web::Data<Http>, id: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
     let id = execution_id(&id)?;
+    let body: Option<CancelBody> = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string())))?
+    };
     let reason = body
-        .and_then(|b| b.into_inner().reason)
+        .and_then(|b| b.reason)
         .unwrap_or_else(|| "cancelled over the API".into());
     let cancelled = http.courier().cancel(id, &reason).await?;
     if cancelled.previous.is_terminal() && cancelled.previous != courier_core::ExecutionState::Cancelled {

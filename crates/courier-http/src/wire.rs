@@ -42,6 +42,8 @@ pub struct CreateExecution {
 pub struct ListExecutions {
     pub state: Option<ExecutionState>,
     pub function: Option<String>,
+    /// Include Courier's own executions (webhook deliveries); default false.
+    pub internal: Option<bool>,
     pub limit: Option<u32>,
     pub offset: Option<u32>,
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::Http;
 use crate::error::{ApiError, ApiResult};
 use crate::executions::check_name;
-use crate::params::task_id;
+use crate::params::{check_duration, task_id};
 use crate::wire::{CheckpointBody, ClaimBody, ClaimedTask, CompleteBody, FailBody, HeartbeatBody, ProgressBody};
 
 /// Most tasks one claim may take.
@@ -145,6 +145,7 @@ pub(crate) async fn fail(
     body: web::Json<FailBody>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
+    check_duration("retry_after", body.retry_after)?;
     let key = lease(&id, body.lease_token)?;
     let done = http.courier().fail_external(key, body.task_error()).await?;
     Ok(HttpResponse::Ok().json(done))

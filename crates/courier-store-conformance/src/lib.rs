@@ -69,6 +69,7 @@ macro_rules! conformance_tests {
                 executions::executions_list_newest_first_with_filters_and_paging,
                 executions::cancel_sticks_and_fences_running_tasks,
                 executions::executions_past_their_deadline_time_out,
+                executions::internal_executions_are_listed_only_when_asked_for,
                 tasks::raw_task_records_round_trip,
                 tasks::queue_depths_count_ready_scheduled_and_running_tasks,
                 claims::six_claimers_claim_each_of_500_tasks_exactly_once,

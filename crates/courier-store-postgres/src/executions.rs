@@ -161,6 +161,9 @@ pub(crate) async fn list(store: &PostgresStore, f: &ExecutionFilter) -> StoreRes
     if f.state.is_some() {
         sql.push_str(" AND state = $1");
     }
+    if !f.include_internal {
+        sql.push_str(" AND function NOT LIKE 'courier.%'");
+    }
     if f.function.is_some() {
         sql.push_str(" AND function = $2");
     }

@@ -143,6 +143,9 @@ pub(crate) fn list(conn: &Connection, filter: &ExecutionFilter) -> Result<Vec<Ex
         sql.push_str(" AND function = ?");
         args.push(SqlValue::Text(function.clone()));
     }
+    if !filter.include_internal {
+        sql.push_str(" AND function NOT LIKE 'courier.%'");
+    }
     sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?");
     args.push(SqlValue::Integer(limit(filter.limit)));
     args.push(SqlValue::Integer(i64::from(filter.offset)));

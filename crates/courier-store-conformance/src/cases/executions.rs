@@ -380,3 +380,32 @@ pub async fn executions_past_their_deadline_time_out(store: DynStore) {
     }
     assert!(store.time_out_executions(100).await.unwrap().is_empty());
 }
+
+/// Courier's own executions (`courier.*` functions) are listed only when asked for.
+pub async fn internal_executions_are_listed_only_when_asked_for(store: DynStore) {
+    let mine = dispatch(&store, activity("send")).await;
+    let internal = dispatch(&store, activity("courier.webhook.deliver")).await;
+    let listed = |include_internal| {
+        let store = store.clone();
+        async move {
+            store
+                .list_executions(&ExecutionFilter {
+                    include_internal,
+                    limit: 10,
+                    ..ExecutionFilter::default()
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(false).await, vec![mine]);
+    assert_eq!(listed(true).await, vec![internal, mine]);
+    assert_eq!(
+        store.count_executions(None).await.unwrap(),
+        2,
+        "counts include everything"
+    );
+}
