@@ -106,3 +106,4 @@ where
 pub const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 
 pub mod http;
+pub mod cluster;

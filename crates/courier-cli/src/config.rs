@@ -36,6 +36,7 @@ pub struct Config {
     pub streams: Streams,
     pub webhooks: Webhooks,
     pub log: Log,
+    pub testing: Testing,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -148,6 +149,15 @@ pub struct Webhooks {
 pub struct Log {
     pub level: String,
     pub format: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Testing {
+    pub fixtures: bool,
+    pub effects_file: String,
+    #[serde(with = "serde_duration")]
+    pub clock_offset: Duration,
 }
 
 /// Why the configuration could not be loaded.

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod client;
 mod config;
+mod fixtures;
 mod serve;
 
 /// Courier: durable task execution with real-time notification delivery.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use actix_web::{App, HttpServer};
 use clap::Args;
-use courier_core::Notifier;
+use courier_core::{Clock, Notifier};
 use courier_runtime::Courier;
 
 use crate::config::Config;
@@ -44,17 +44,34 @@ async fn notifier(config: &Config) -> Result<Arc<dyn Notifier>, Box<dyn std::err
     }
 }
 
+/// This node's name: `node.id`, or a random one.
+fn node_id(config: &Config) -> String {
+    if config.node.id.is_empty() {
+        format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    } else {
+        config.node.id.clone()
+    }
+}
+
 /// Runs a node until a signal stops it.
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     init_logging(&config);
-    let store = courier_store::open(&config.store.url).await?;
+    let clock = Clock::shifted(config.testing.clock_offset, true);
+    if clock.offset_ms() != 0 {
+        tracing::warn!(offset_ms = clock.offset_ms(), "testing.clock_offset: this node's clock is shifted");
+    }
+    let store = courier_store::open_with_clock(&config.store.url, clock).await?;
+    let node = node_id(&config);
     let mut builder = Courier::builder()
         .store(store)
         .notifier(notifier(&config).await?)
-        .maintenance(config.maintenance_options());
-    if !config.node.id.is_empty() {
-        builder = builder.node_id(config.node.id.clone());
+        .clock(clock)
+        .maintenance(config.maintenance_options())
+        .node_id(node.clone());
+    if config.testing.fixtures {
+        tracing::warn!("testing.fixtures: registering the fixture.* test functions");
+        builder = crate::fixtures::register(builder, &config.testing.effects_file, &node);
     }
     if config.worker.enabled {
         builder = builder.worker(config.worker_options());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use courier_core::{
-    Cancelled, DeadLetterRecord, Dispatched, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState,
+    Cancelled, Clock, DeadLetterRecord, Dispatched, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState,
     NewExecution, Notice, Notifier, ProgressEntry, QueueDepth, Replayed, SignalSent, Store, StoreResult, TaskFilter,
     TaskId, TaskKind, TaskRecord, TaskState, Topic,
 };
@@ -55,6 +55,7 @@ pub struct CourierBuilder {
     store: Option<Arc<dyn Store>>,
     store_url: Option<String>,
     notifier: Option<Arc<dyn Notifier>>,
+    clock: Clock,
     registry: Registry,
     worker: Option<WorkerOptions>,
     maintenance: MaintenanceOptions,
@@ -151,6 +152,13 @@ impl CourierBuilder {
         self
     }
 
+    /// This node's wall clock (default: the system's). Only tests shift it, to play
+    /// a node whose clock is wrong; pass the same clock to the store you open.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Names this node (lease owner, maintenance role holder). Default: a random id.
     pub fn node_id(mut self, id: impl Into<String>) -> Self {
         self.node_id = Some(id.into());
@@ -162,8 +170,8 @@ impl CourierBuilder {
     pub async fn start(self) -> Result<Courier, RuntimeError> {
         let store = match (self.store, self.store_url) {
             (Some(store), _) => store,
-            (None, Some(url)) => courier_store::open(&url).await?,
-            (None, None) => courier_store::open(crate::DEFAULT_STORE_URL).await?,
+            (None, Some(url)) => courier_store::open_with_clock(&url, self.clock).await?,
+            (None, None) => courier_store::open_with_clock(crate::DEFAULT_STORE_URL, self.clock).await?,
         };
         store.init().await?;
         let notifier = self
@@ -180,6 +188,7 @@ impl CourierBuilder {
             self.registry,
             self.worker.unwrap_or_default(),
             self.maintenance,
+            self.clock,
         );
         let store_node = node.clone();
         let store_actor = Supervisor::start(move |_| StoreActor::new(store_node));
@@ -230,6 +239,7 @@ impl Courier {
             store: None,
             store_url: None,
             notifier: None,
+            clock: Clock::system(),
             registry: Registry::default(),
             worker: None,
             maintenance: MaintenanceOptions::default(),

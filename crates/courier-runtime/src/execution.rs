@@ -65,7 +65,12 @@ pub(crate) struct NonDeterminism(pub TaskError);
 /// The code started a durable sleep of this length (nudge the worker when due).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct SleepStarted(pub Duration);
+pub(crate) enum SleepStarted {
+    /// A new sleep of this long.
+    After(Duration),
+    /// A sleep recorded earlier, due then (by the store's clock).
+    Until(chrono::DateTime<chrono::Utc>),
+}
 
 /// Give the execution back and stop (node shutdown).
 #[derive(Message)]
@@ -590,12 +595,16 @@ impl Handler<SleepStarted> for ExecutionActor {
     type Result = ();
 
     fn handle(&mut self, msg: SleepStarted, ctx: &mut Self::Context) {
-        if msg.0 >= self.node.worker_options().suspend_after {
+        let due = match msg {
+            SleepStarted::After(delay) => delay,
+            SleepStarted::Until(at) => (at - self.node.clock().now()).to_std().unwrap_or_default(),
+        };
+        if due >= self.node.worker_options().suspend_after {
             return;
         }
         let notifier = self.node.notifier().clone();
         let queue = self.task.queue.clone();
-        ctx.run_later(msg.0 + Duration::from_millis(2), move |_, _| {
+        ctx.run_later(due + Duration::from_millis(2), move |_, _| {
             actix::spawn(async move {
                 let _ = notifier.publish(vec![Notice::Work { queue }]).await;
             });

@@ -54,6 +54,8 @@ impl MaintenanceActor {
             if !held {
                 return Ok(false);
             }
+            // Counted per node: across a cluster only the role holder's grows.
+            metrics::counter!("courier_maintenance_rounds_total").increment(1);
             let timed_out = store.time_out_executions(500).await?;
             if !timed_out.is_empty() {
                 metrics::counter!("courier_executions_timed_out_total").increment(timed_out.len() as u64);
@@ -75,6 +77,7 @@ impl MaintenanceActor {
                 let _ = node.notifier().publish(vec![Notice::Events]).await;
             }
             if cleanup_due {
+                metrics::counter!("courier_cleanup_runs_total").increment(1);
                 let now = store.now().await?;
                 let cutoff = now - chrono::Duration::from_std(options.retention).unwrap_or(chrono::Duration::MAX);
                 let executions = store.cleanup_executions(cutoff).await?;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use courier_core::{ExecutionId, Notifier, Store};
+use courier_core::{Clock, ExecutionId, Notifier, Store};
 use dashmap::DashMap;
 
 use crate::function::Registry;
@@ -22,6 +22,8 @@ struct NodeInner {
     registry: Registry,
     worker: WorkerOptions,
     maintenance: MaintenanceOptions,
+    /// This node's wall clock (shifted only in tests that play a skewed node).
+    clock: Clock,
     /// Orchestrators held in memory here, so the store actor can hand them their
     /// children's results directly instead of through a store round trip.
     live: DashMap<ExecutionId, actix::Recipient<crate::execution::ChildrenSettled>>,
@@ -35,6 +37,7 @@ impl Node {
         registry: Registry,
         worker: WorkerOptions,
         maintenance: MaintenanceOptions,
+        clock: Clock,
     ) -> Self {
         Node {
             inner: Arc::new(NodeInner {
@@ -44,6 +47,7 @@ impl Node {
                 registry,
                 worker,
                 maintenance,
+                clock,
                 live: DashMap::new(),
             }),
         }
@@ -71,6 +75,10 @@ impl Node {
 
     pub(crate) fn maintenance_options(&self) -> &MaintenanceOptions {
         &self.inner.maintenance
+    }
+
+    pub(crate) fn clock(&self) -> Clock {
+        self.inner.clock
     }
 
     pub(crate) fn live_executions(&self) -> &DashMap<ExecutionId, actix::Recipient<crate::execution::ChildrenSettled>> {

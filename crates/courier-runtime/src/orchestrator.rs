@@ -238,14 +238,13 @@ impl Driver {
                 return;
             }
             if record.kind == TaskKind::Sleep {
-                let due = (record.scheduled_for - Utc::now()).to_std().unwrap_or_default();
-                self.actor.do_send(SleepStarted(due));
+                self.actor.do_send(SleepStarted::Until(record.scheduled_for));
             }
             self.waiting.insert(id, (step, spec.kind, spec.function, waiter));
             return;
         }
         if spec.kind == TaskKind::Sleep {
-            self.actor.do_send(SleepStarted(spec.delay.unwrap_or_default()));
+            self.actor.do_send(SleepStarted::After(spec.delay.unwrap_or_default()));
         }
         self.waiting
             .insert(id, (step, spec.kind, spec.function.clone(), waiter));

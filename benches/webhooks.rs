@@ -1,0 +1,230 @@
+//! Webhook delivery bench: deliveries per second from one `courier serve` node to
+//! a local receiver. Prints one JSON line per store.
+//!
+//!     cargo build --release -p courier-cli && cargo bench --bench webhooks
+//!
+//! One webhook listens for `execution.created`; the bench dispatches N executions
+//! of a function nobody runs (each appends exactly one matching event) over 16
+//! keep-alive connections, and the receiver answers 200 to every signed POST.
+//! `per_sec` is deliveries received / (last receipt - first dispatch): each one a
+//! durable execution claimed by a worker, signed, posted and recorded as an
+//! attempt. The server runs as its own process (`COURIER_BIN`, default
+//! target/release/courier). Postgres (`COURIER_TEST_POSTGRES_URL`) runs in a
+//! throwaway schema-free database it creates and drops.
+//!
+//! Settings: `COURIER_BENCH_WEBHOOKS_N` (default 5000), `COURIER_BENCH_STORES`
+//! (default `sqlite,postgres`).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const CONNECTIONS: usize = 16;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads one HTTP/1.1 message head and its `Content-Length` body; `None` at EOF.
+async fn read_message(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await?;
+    Ok(Some((head, body)))
+}
+
+/// A receiver that answers 200 to everything and counts signed deliveries.
+async fn receiver(listener: TcpListener, received: Arc<AtomicU64>, last: Arc<std::sync::Mutex<Option<Instant>>>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        let received = received.clone();
+        let last = last.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stream);
+            while let Ok(Some((head, _))) = read_message(&mut reader).await {
+                if head.to_ascii_lowercase().contains("webhook-signature:") {
+                    received.fetch_add(1, Ordering::Relaxed);
+                    *last.lock().unwrap() = Some(Instant::now());
+                }
+                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                if reader.get_mut().write_all(ok).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// One keep-alive API connection.
+struct Api(BufReader<TcpStream>);
+
+impl Api {
+    async fn connect(port: u16) -> Api {
+        Api(BufReader::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap()))
+    }
+
+    async fn post(&mut self, path: &str, body: &str) -> (String, Vec<u8>) {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.0.get_mut().write_all(request.as_bytes()).await.unwrap();
+        read_message(&mut self.0).await.unwrap().expect("the server closed the connection")
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let status = Command::new("psql")
+        .args([url, "-qAtc", sql])
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql {sql:?} failed");
+}
+
+async fn run(store: &str, n: usize, bin: &str) -> serde_json::Value {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("courier-webhook-bench-{}-{store}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let admin = std::env::var("COURIER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into());
+    let database = format!("courier_webhook_bench_{}", std::process::id());
+    let store_url = match store {
+        "sqlite" => dir.join("bench.db").display().to_string(),
+        "postgres" => {
+            psql(&admin, &format!("CREATE DATABASE {database}"));
+            let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
+            format!("{base}/{database}")
+        }
+        other => panic!("unknown store {other:?} (sqlite or postgres)"),
+    };
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_port = listener.local_addr().unwrap().port();
+    let received = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(std::sync::Mutex::new(None));
+    let receiving = tokio::spawn(receiver(listener, received.clone(), last.clone()));
+
+    let child = Command::new(bin)
+        .arg("serve")
+        .env("COURIER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("COURIER_STORE_URL", &store_url)
+        .env("COURIER_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); build it with cargo build --release -p courier-cli"));
+    let server = ServerProcess(child);
+    let mut ready = false;
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "courier serve did not listen on {port}");
+
+    let mut api = Api::connect(port).await;
+    let (head, body) = api
+        .post(
+            "/v1/webhooks",
+            &format!(
+                r#"{{"url":"http://127.0.0.1:{receiver_port}/hook","event_types":["execution.created"]}}"#
+            ),
+        )
+        .await;
+    assert!(head.starts_with("HTTP/1.1 201"), "{head}{}", String::from_utf8_lossy(&body));
+
+    let started = Instant::now();
+    let per_connection = n / CONNECTIONS;
+    let total = per_connection * CONNECTIONS;
+    let mut dispatchers = Vec::new();
+    for c in 0..CONNECTIONS {
+        dispatchers.push(tokio::spawn(async move {
+            let mut api = Api::connect(port).await;
+            for i in 0..per_connection {
+                let (head, _) = api
+                    .post(
+                        "/v1/executions",
+                        &format!(r#"{{"function":"bench.nobody_{c}_{i}","queue":"bench.parked"}}"#),
+                    )
+                    .await;
+                assert!(head.starts_with("HTTP/1.1 201"), "{head}");
+            }
+        }));
+    }
+    for d in dispatchers {
+        d.await.unwrap();
+    }
+    let dispatched = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while (received.load(Ordering::Relaxed) as usize) < total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let delivered = received.load(Ordering::Relaxed) as usize;
+    let elapsed = last.lock().unwrap().map_or(started.elapsed(), |t| t - started);
+    drop(server);
+    receiving.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+    if store == "postgres" {
+        psql(&admin, &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+    }
+    serde_json::json!({
+        "bench": "webhook_deliveries",
+        "store": store,
+        "n": total,
+        "delivered": delivered,
+        "per_sec": (delivered as f64 / elapsed.as_secs_f64()).round(),
+        "dispatch_per_sec": (total as f64 / dispatched.as_secs_f64()).round(),
+        "secs": (elapsed.as_secs_f64() * 100.0).round() / 100.0,
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    let bin = std::env::var("COURIER_BIN").unwrap_or_else(|_| "target/release/courier".into());
+    let n = std::env::var("COURIER_BENCH_WEBHOOKS_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let stores = std::env::var("COURIER_BENCH_STORES").unwrap_or_else(|_| "sqlite,postgres".into());
+    for store in stores.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        println!("{}", run(store, n, &bin).await);
+    }
+}
