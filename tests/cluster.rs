@@ -58,7 +58,10 @@ async fn dispatched_on_a_runs_elsewhere_and_wakes_a(notifier: Notifier) {
         assert_eq!(body["state"], "completed", "{body}");
         assert_eq!(body["result"], 3);
         // 3 claims and a result, each of which polling would take 20 s to notice.
-        assert!(took < Duration::from_secs(10), "round {round} took {took:?}: not woken by notices");
+        assert!(
+            took < Duration::from_secs(10),
+            "round {round} took {took:?}: not woken by notices"
+        );
     }
     let effects = cluster.effects();
     assert_eq!(effects.iter().filter(|e| e.what == "end").count(), 9);
@@ -126,7 +129,11 @@ async fn an_sse_subscriber_on_c_sees_events_from_a_and_b_in_order_without_gaps()
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while seen.last().copied().unwrap_or(0) < last {
-        assert!(Instant::now() < deadline, "C's stream stopped at {:?} of {last}", seen.last());
+        assert!(
+            Instant::now() < deadline,
+            "C's stream stopped at {:?} of {last}",
+            seen.last()
+        );
         let frame = sse
             .next(Duration::from_secs(10))
             .await
@@ -203,7 +210,14 @@ async fn max_concurrent_holds_across_nodes() {
     let cluster = Cluster::start(&["a", "b", "c"], redis(), &[], |_| Vec::new()).await;
     let mut ids = Vec::new();
     for (i, node) in cluster.nodes.iter().cycle().take(12).enumerate() {
-        ids.push(dispatch(node, "fixture.limited", json!({ "key": format!("l{i}"), "sleep_ms": 300 })).await);
+        ids.push(
+            dispatch(
+                node,
+                "fixture.limited",
+                json!({ "key": format!("l{i}"), "sleep_ms": 300 }),
+            )
+            .await,
+        );
     }
     for id in &ids {
         let (status, body) = result(cluster.node("a"), id, Duration::from_secs(60)).await;
@@ -222,7 +236,10 @@ async fn max_concurrent_holds_across_nodes() {
         most = most.max(running);
     }
     assert_eq!(effects.iter().filter(|e| e.what == "end").count(), 12);
-    assert!(most <= 2, "at most 2 fixture.limited at once across the cluster, saw {most}");
+    assert!(
+        most <= 2,
+        "at most 2 fixture.limited at once across the cluster, saw {most}"
+    );
 }
 
 #[actix_rt::test]

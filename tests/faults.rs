@@ -37,8 +37,11 @@ async fn dispatch_pipelines(nodes: &[Node], n: usize, sleep_ms: u64, prefix: &st
 
 /// Steps `node` started and has not ended.
 fn unfinished_on(effects: &[Effect], node: &str) -> usize {
-    let ended: std::collections::HashSet<&str> =
-        effects.iter().filter(|e| e.what == "end").map(|e| e.key.as_str()).collect();
+    let ended: std::collections::HashSet<&str> = effects
+        .iter()
+        .filter(|e| e.what == "end")
+        .map(|e| e.key.as_str())
+        .collect();
     effects
         .iter()
         .filter(|e| e.node == node && e.what == "start" && !ended.contains(e.key.as_str()))
@@ -84,7 +87,10 @@ fn exactly_once_on_survivors(effects: &[Effect], executions: usize, killed: Opti
     assert_eq!(ends.len(), executions * 2, "every step ran");
     for (key, runs) in &ends {
         let on_survivors = runs.iter().filter(|e| Some(e.node.as_str()) != killed).count();
-        assert!(on_survivors <= 1, "step {key} ran to its end {on_survivors} times on survivors: {runs:?}");
+        assert!(
+            on_survivors <= 1,
+            "step {key} ran to its end {on_survivors} times on survivors: {runs:?}"
+        );
     }
 }
 
@@ -112,7 +118,10 @@ async fn kill_9_of_a_node_holding_leases_loses_nothing_and_repeats_no_committed_
     exactly_once_on_survivors(&cluster.effects(), N, Some("b"));
     let completed = events_per_execution(cluster.node("c"), "execution.completed").await;
     assert_eq!(completed.len(), N);
-    assert!(completed.values().all(|&n| n == 1), "every execution completed exactly once");
+    assert!(
+        completed.values().all(|&n| n == 1),
+        "every execution completed exactly once"
+    );
 }
 
 #[actix_rt::test]
@@ -155,7 +164,10 @@ async fn redis_stopped_and_restarted_mid_run_loses_nothing_and_subscribers_recov
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = 0;
     while seen < last {
-        assert!(Instant::now() < deadline, "the SSE subscriber stalled at {seen} of {last}");
+        assert!(
+            Instant::now() < deadline,
+            "the SSE subscriber stalled at {seen} of {last}"
+        );
         if let Some(frame) = sse.next(Duration::from_secs(10)).await {
             if let Some(id) = frame.id {
                 assert!(id > seen, "sequence went backwards: {id} after {seen}");
@@ -197,7 +209,12 @@ async fn postgres_restarted_mid_run_nodes_reconnect_and_nothing_is_left_stuck() 
     let ends = Effect::ends_by_key(&cluster.effects());
     assert_eq!(ends.len(), N * 2, "every step ran");
     for node in &cluster.nodes {
-        assert!(!node.log().contains("panicked"), "node {} panicked:\n{}", node.name, node.log());
+        assert!(
+            !node.log().contains("panicked"),
+            "node {} panicked:\n{}",
+            node.name,
+            node.log()
+        );
     }
 }
 
@@ -209,7 +226,14 @@ async fn a_node_whose_clock_runs_30s_ahead_steals_no_live_lease() {
     let mut ids = Vec::new();
     for i in 0..4 {
         // 8 s each: two lease lengths (4 s), renewed by a's heartbeats every second.
-        ids.push(dispatch(a, "fixture.effect", json!({ "key": format!("long{i}"), "sleep_ms": 8000 })).await);
+        ids.push(
+            dispatch(
+                a,
+                "fixture.effect",
+                json!({ "key": format!("long{i}"), "sleep_ms": 8000 }),
+            )
+            .await,
+        );
     }
     support::eventually(Duration::from_secs(20), "a runs all four", || {
         let started = cluster.effects().iter().filter(|e| e.what == "start").count();
@@ -219,7 +243,10 @@ async fn a_node_whose_clock_runs_30s_ahead_steals_no_live_lease() {
     let mut env = vec![
         ("COURIER_STORE_URL".to_string(), cluster.db.url.clone()),
         ("COURIER_TESTING_CLOCK_OFFSET".to_string(), "30s".to_string()),
-        ("COURIER_TESTING_EFFECTS_FILE".to_string(), cluster.effects.display().to_string()),
+        (
+            "COURIER_TESTING_EFFECTS_FILE".to_string(),
+            cluster.effects.display().to_string(),
+        ),
         ("COURIER_WORKER_LEASE".to_string(), "4s".to_string()),
         ("COURIER_WORKER_HEARTBEAT".to_string(), "1s".to_string()),
         ("COURIER_WORKER_POLL_MAX".to_string(), "200ms".to_string()),

@@ -181,7 +181,11 @@ impl Node {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!("node {} exited ({status}) before it was ready:\n{}", self.name, self.log());
+                panic!(
+                    "node {} exited ({status}) before it was ready:\n{}",
+                    self.name,
+                    self.log()
+                );
             }
             let ok = super::http::client()
                 .get(self.at("/readyz"))
@@ -193,7 +197,12 @@ impl Node {
             if ok {
                 return;
             }
-            assert!(Instant::now() < deadline, "node {} not ready after 60s:\n{}", self.name, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "node {} not ready after 60s:\n{}",
+                self.name,
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -339,7 +348,10 @@ impl Cluster {
 
     /// The node called `name`, mutably.
     pub fn node_mut(&mut self, name: &str) -> &mut Node {
-        self.nodes.iter_mut().find(|n| n.name == name).expect("a node of that name")
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .expect("a node of that name")
     }
 
     /// The effects journal so far.
@@ -460,7 +472,11 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {}", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -570,7 +586,21 @@ impl PostgresServer {
             self.dir.display()
         );
         let log = self.dir.join("server.log").display().to_string();
-        self.run("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "-t", "60", "start"]);
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
     }
 
     /// A URL of its `postgres` database.

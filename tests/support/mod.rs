@@ -105,5 +105,5 @@ where
 /// A wait bound for tests (generous: CI machines are slow).
 pub const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 
-pub mod http;
 pub mod cluster;
+pub mod http;

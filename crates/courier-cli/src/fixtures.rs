@@ -99,14 +99,17 @@ pub fn register(builder: CourierBuilder, effects_file: &str, node: &str) -> Cour
                 async move { journal.effect(args).await }
             },
         )
-        .orchestrator("fixture.pipeline", |ctx: OrchestratorContext, args: Pipeline| async move {
-            for i in 0..args.steps {
-                let step = Effect {
-                    key: format!("{}/{i}", args.key),
-                    sleep_ms: args.sleep_ms,
-                };
-                let _: String = ctx.call("fixture.effect", step).await?;
-            }
-            Ok::<_, TaskError>(args.steps)
-        })
+        .orchestrator(
+            "fixture.pipeline",
+            |ctx: OrchestratorContext, args: Pipeline| async move {
+                for i in 0..args.steps {
+                    let step = Effect {
+                        key: format!("{}/{i}", args.key),
+                        sleep_ms: args.sleep_ms,
+                    };
+                    let _: String = ctx.call("fixture.effect", step).await?;
+                }
+                Ok::<_, TaskError>(args.steps)
+            },
+        )
 }

@@ -59,7 +59,10 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     init_logging(&config);
     let clock = Clock::shifted(config.testing.clock_offset, true);
     if clock.offset_ms() != 0 {
-        tracing::warn!(offset_ms = clock.offset_ms(), "testing.clock_offset: this node's clock is shifted");
+        tracing::warn!(
+            offset_ms = clock.offset_ms(),
+            "testing.clock_offset: this node's clock is shifted"
+        );
     }
     let store = courier_store::open_with_clock(&config.store.url, clock).await?;
     let node = node_id(&config);

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use courier_core::{
-    Claimed, Completed, Completion, Lease, Outcome, Remember, Reservation, RetryVerdict, StoreError, StoreResult,
-    TaskError, TaskId, TaskKind, TaskRecord, Topic,
+    Claimed, Completed, Completion, Lease, Notice, Outcome, Remember, Reservation, RetryVerdict, StoreError,
+    StoreResult, TaskError, TaskId, TaskKind, TaskRecord, Topic,
 };
 use futures::FutureExt;
 use serde_json::Value;
@@ -78,6 +78,8 @@ pub(crate) struct TaskLeaseActor {
     store: Addr<StoreActor>,
     lease: Lease,
     task: TaskRecord,
+    /// Whether the function has a cluster-wide concurrency limit.
+    limited: bool,
     /// Set for activities: the code to run.
     activity: Option<(ActivityFn, FunctionDef)>,
     /// Who to tell when the lease ends (the orchestrator's actor).
@@ -108,6 +110,7 @@ impl TaskLeaseActor {
             store,
             lease: claimed.lease,
             task: claimed.task,
+            limited: def.options.max_concurrent.is_some(),
             activity: code,
             owner: None,
             worker: Some(worker),
@@ -128,6 +131,7 @@ impl TaskLeaseActor {
             store,
             lease: claimed.lease,
             task: claimed.task,
+            limited: false,
             activity: None,
             owner: Some(owner),
             worker: None,
@@ -421,6 +425,15 @@ impl Actor for TaskLeaseActor {
     fn stopped(&mut self, _: &mut Self::Context) {
         if let Some(worker) = &self.worker {
             worker.do_send(SlotFreed { task_id: self.task.id });
+        }
+        if self.limited {
+            // A cluster-wide slot of a limited function is free: any node's worker
+            // may claim the next one now instead of at the end of its backoff.
+            let notifier = self.node.notifier().clone();
+            let queue = self.task.queue.clone();
+            actix::spawn(async move {
+                let _ = notifier.publish(vec![Notice::Work { queue }]).await;
+            });
         }
     }
 }
