@@ -403,6 +403,16 @@ mod tests {
     }
 
     #[test]
+    fn the_production_example_loads_and_names_a_cluster() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/production.toml");
+        let config = Config::load(Some(&path), |_| None).unwrap();
+        assert!(config.store.url.starts_with("postgres://"));
+        assert!(config.notifier.url.starts_with("redis://"));
+        assert_eq!(config.http.addr, "0.0.0.0:8080");
+        assert!(!config.testing.fixtures);
+    }
+
+    #[test]
     fn bad_values_are_refused_with_their_name() {
         let err = Config::load(None, |k| (k == "COURIER_WORKER_MAX_CONCURRENCY").then(|| "lots".into())).unwrap_err();
         assert!(err.to_string().contains("worker.max_concurrency"), "{err}");
