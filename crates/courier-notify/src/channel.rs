@@ -56,6 +56,14 @@ pub struct Channels {
 }
 
 /// A message understood: the notice, and who published it (if it said).
+///
+/// ```
+/// use courier_core::Notice;
+/// use courier_notify::Channels;
+/// let decoded = Channels::default().decode("courier:work", br#"{"queue": "emails"}"#).unwrap();
+/// assert_eq!(decoded.notice, Notice::Work { queue: "emails".into() });
+/// assert_eq!(decoded.origin, None); // a publisher that does not say who it is
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decoded {
     /// What changed.
@@ -65,6 +73,12 @@ pub struct Decoded {
 }
 
 /// Why a prefix cannot be used.
+///
+/// ```
+/// use courier_notify::Channels;
+/// let err = Channels::new("my app").unwrap_err();
+/// assert!(err.to_string().contains("without spaces"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[error("invalid channel prefix {prefix:?}: {reason}")]
 pub struct PrefixError {
@@ -75,6 +89,13 @@ pub struct PrefixError {
 }
 
 /// Why a message that arrived on a channel was ignored.
+///
+/// ```
+/// use courier_notify::{Channels, Malformed};
+/// let channels = Channels::default();
+/// assert!(matches!(channels.decode("elsewhere:work", b"{}"), Err(Malformed::Channel(_))));
+/// assert!(matches!(channels.decode("courier:work", b"oops"), Err(Malformed::Payload { .. })));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum Malformed {
     /// The channel is not one of ours.

@@ -239,3 +239,84 @@ impl Drop for Cluster {
 pub(crate) fn new_origin() -> Arc<str> {
     format!("{:016x}", rand::random::<u64>()).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use courier_core::Notifier as _;
+
+    use super::*;
+    use crate::fanout::{Connection, Link};
+
+    /// A transport that confirms everything and never delivers anything.
+    struct Silent;
+
+    #[async_trait]
+    impl Link for Silent {
+        async fn subscribe(&self, _: Vec<String>) -> Result<(), String> {
+            Ok(())
+        }
+        async fn unsubscribe(&self, _: Vec<String>) -> Result<(), String> {
+            Ok(())
+        }
+        async fn ping(&self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Connector for Silent {
+        async fn connect(&self) -> Result<Connection, String> {
+            Ok(Connection {
+                link: Arc::new(Silent),
+                messages: Box::pin(futures::stream::pending()),
+            })
+        }
+    }
+
+    /// Records each call's batch size.
+    #[derive(Clone, Default)]
+    struct Calls(Arc<Mutex<Vec<usize>>>);
+
+    #[async_trait]
+    impl Publisher for Calls {
+        async fn publish(&self, messages: Vec<(String, String)>) -> Result<(), String> {
+            self.0.lock().unwrap().push(messages.len());
+            Ok(())
+        }
+    }
+
+    #[actix_rt::test]
+    async fn one_publish_call_is_one_transport_round_trip_however_many_notices() {
+        let calls = Calls::default();
+        let cluster = Cluster::start(
+            "test",
+            Channels::default(),
+            Arc::new(Silent),
+            Box::new(calls.clone()),
+            new_origin(),
+            ClusterOptions::default(),
+        )
+        .await
+        .unwrap();
+        let burst: Vec<Notice> = (0..5000).map(|i| Notice::Work { queue: format!("q{i}") }).collect();
+        cluster.publish(burst).await.unwrap();
+        // A resync is local only: nothing to send, no call.
+        cluster.publish(vec![Notice::Resync]).await.unwrap();
+        assert_eq!(*calls.0.lock().unwrap(), vec![5000]);
+        assert_eq!(cluster.stats().published, 5000);
+    }
+
+    #[actix_rt::test]
+    async fn the_in_process_notifier_reports_hub_numbers() {
+        let local = crate::LocalNotifier::new();
+        let _sub = local.subscribe(vec![Topic::Work, Topic::Events]).await.unwrap();
+        local.publish(vec![Notice::Events, Notice::Events]).await.unwrap();
+        let stats = local.stats();
+        assert_eq!(
+            (stats.published, stats.subscribed_channels, stats.connected),
+            (2, 2, true)
+        );
+    }
+}

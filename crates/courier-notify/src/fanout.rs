@@ -106,6 +106,18 @@ impl Counters {
 /// Makes sure the server delivers `topics`' channels to this node. `done` fires once
 /// the server has confirmed them (at once if it already had, or if the connection
 /// is down: the resync after the reconnect covers that case).
+///
+/// ```no_run
+/// # #[actix_rt::main] async fn main() {
+/// use courier_core::{Notifier, Topic};
+/// use courier_notify::*;
+/// let notifier = RedisNotifier::connect("redis://127.0.0.1:6379", "courier").await.unwrap();
+/// // What `subscribe` does once the subscription is registered in the hub:
+/// let (done, confirmed) = tokio::sync::oneshot::channel();
+/// notifier.fanout().send(Activate { topics: vec![Topic::Work], done }).await.unwrap();
+/// confirmed.await.unwrap();
+/// # }
+/// ```
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Activate {
@@ -116,16 +128,48 @@ pub struct Activate {
 }
 
 /// Some topic lost its last local subscriber: unsubscribe unused channels soon.
+///
+/// ```no_run
+/// # #[actix_rt::main] async fn main() {
+/// use courier_core::{Notifier, Topic};
+/// use courier_notify::*;
+/// let notifier = RedisNotifier::connect("redis://127.0.0.1:6379", "courier").await.unwrap();
+/// let sub = notifier.subscribe(vec![Topic::Work]).await.unwrap();
+/// drop(sub); // the hub's listener sends `Sweep` by itself; sending one is harmless
+/// notifier.fanout().send(Sweep).await.unwrap();
+/// # }
+/// ```
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Sweep;
 
 /// The channels the server has confirmed for this node, sorted.
+///
+/// ```no_run
+/// # #[actix_rt::main] async fn main() {
+/// use courier_core::{Notifier, Topic};
+/// use courier_notify::*;
+/// let notifier = RedisNotifier::connect("redis://127.0.0.1:6379", "courier").await.unwrap();
+/// let _sub = notifier.subscribe(vec![Topic::Events]).await.unwrap();
+/// let channels = notifier.fanout().send(SubscribedChannels).await.unwrap();
+/// assert_eq!(channels, vec!["courier:events".to_string()]);
+/// # }
+/// ```
 #[derive(Message)]
 #[rtype(result = "Vec<String>")]
 pub struct SubscribedChannels;
 
-/// Closes the subscription connection and stops the actor.
+/// Closes the subscription connection and stops the actor (dropping the notifier
+/// sends it).
+///
+/// ```no_run
+/// # #[actix_rt::main] async fn main() {
+/// use courier_core::{Notifier, Topic};
+/// use courier_notify::*;
+/// let notifier = RedisNotifier::connect("redis://127.0.0.1:6379", "courier").await.unwrap();
+/// notifier.fanout().send(Shutdown).await.unwrap();
+/// # }
+/// ```
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
@@ -433,27 +477,23 @@ impl FanoutActor {
         let add_names: Vec<String> = add.iter().map(|t| self.channels.name(t)).collect();
         let remove_names: Vec<String> = remove.iter().map(|t| self.channels.name(t)).collect();
         let round = async move {
-            let work = async {
-                // Both go out at once (pipelined on the one connection); they name
-                // disjoint channels, so their order does not matter.
-                let unsubscribe = async {
-                    for chunk in remove_names.chunks(CHUNK) {
-                        link.unsubscribe(chunk.to_vec()).await?;
-                    }
-                    Ok::<(), String>(())
-                };
-                let subscribe = async {
-                    for chunk in add_names.chunks(CHUNK) {
-                        link.subscribe(chunk.to_vec()).await?;
-                    }
-                    Ok::<(), String>(())
-                };
-                futures::try_join!(unsubscribe, subscribe).map(|_| ())
+            // Both go out at once (pipelined on the one connection); they name
+            // disjoint channels, so their order does not matter. The time limit is
+            // per batch, so re-subscribing many channels after a reconnect is not
+            // mistaken for a dead connection.
+            let unsubscribe = async {
+                for chunk in remove_names.chunks(CHUNK) {
+                    bounded(limit, link.unsubscribe(chunk.to_vec())).await?;
+                }
+                Ok::<(), String>(())
             };
-            match tokio::time::timeout(limit, work).await {
-                Ok(result) => result,
-                Err(_) => Err(format!("the server did not confirm within {limit:?}")),
-            }
+            let subscribe = async {
+                for chunk in add_names.chunks(CHUNK) {
+                    bounded(limit, link.subscribe(chunk.to_vec())).await?;
+                }
+                Ok::<(), String>(())
+            };
+            futures::try_join!(unsubscribe, subscribe).map(|_| ())
         };
         ctx.spawn(round.into_actor(self).map(move |result, act, ctx| {
             if act.generation != generation {
@@ -513,12 +553,7 @@ impl FanoutActor {
         self.pinging = true;
         let generation = self.generation;
         let limit = self.options.operation_timeout;
-        let ping = async move {
-            match tokio::time::timeout(limit, link.ping()).await {
-                Ok(result) => result,
-                Err(_) => Err(format!("no answer to a ping within {limit:?}")),
-            }
-        };
+        let ping = async move { bounded(limit, link.ping()).await };
         ctx.spawn(ping.into_actor(self).map(move |result, act, ctx| {
             if act.generation != generation {
                 return;
@@ -554,6 +589,14 @@ impl FanoutActor {
     }
 }
 
+/// `operation`'s result, or an error if the server took longer than `limit`.
+async fn bounded(limit: Duration, operation: impl Future<Output = Result<(), String>>) -> Result<(), String> {
+    match tokio::time::timeout(limit, operation).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("the server did not answer within {limit:?}")),
+    }
+}
+
 /// The delay before connection attempt `attempt` (0 = at once): doubling from `min`,
 /// capped at `max`, with ±20% jitter so that a cluster's nodes do not reconnect in step.
 fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
@@ -578,7 +621,8 @@ impl Actor for FanoutActor {
                 "the hub already had a topic listener; channels will not be unsubscribed"
             );
         }
-        ctx.run_interval(self.options.ping_interval, |act, ctx| act.ping(ctx));
+        let every = self.options.ping_interval.max(Duration::from_millis(100));
+        ctx.run_interval(every, |act, ctx| act.ping(ctx));
         self.connect(ctx);
     }
 

@@ -89,6 +89,15 @@ impl Default for Hub {
 }
 
 /// Counters of what the hub did, for metrics.
+///
+/// ```
+/// use courier_core::{Notice, Topic};
+/// use courier_notify::Hub;
+/// let hub = Hub::new();
+/// let _sub = hub.subscribe(vec![Topic::Events]);
+/// hub.deliver(&[Notice::Events]);
+/// assert_eq!((hub.stats().topics, hub.stats().delivered), (1, 1));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HubStats {
     /// Notices queued into a mailbox.

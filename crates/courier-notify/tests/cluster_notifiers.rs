@@ -239,6 +239,37 @@ async fn a_burst_of_5000_notices_in_one_publish_arrives_intact<B: Backend>() {
     assert_eq!(b.stats().received, 5000);
 }
 
+async fn churn_on_one_topic_never_leaves_a_listener_unsubscribed<B: Backend>() {
+    if !B::available().await {
+        return;
+    }
+    let prefix = fresh_prefix();
+    let a = B::node(test_options(&prefix)).await;
+    let b = B::node(test_options(&prefix)).await;
+    let exec = ExecutionId::new();
+    let topic = Topic::Execution(exec);
+    // Subscribers come and go around the unsubscribe delay, so that unsubscribe
+    // rounds and new subscriptions of the same channel interleave.
+    for round in 0..30u64 {
+        let mut subs = Vec::new();
+        for _ in 0..3 {
+            subs.push(b.subscribe(vec![topic.clone()]).await.unwrap());
+        }
+        drop(subs);
+        tokio::time::sleep(Duration::from_millis(10 + (round * 7) % 60)).await;
+    }
+    let mut last = b.subscribe(vec![topic.clone()]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await; // past any pending sweep
+    let notice = Notice::Execution {
+        execution_id: exec,
+        state: ExecutionState::Failed,
+        child: None,
+    };
+    a.publish(vec![notice.clone()]).await.unwrap();
+    assert_eq!(last.next_within(WAIT).await, Some(notice), "{}", B::NAME);
+    assert_eq!(B::subscribed(&b).await, vec![format!("{prefix}:execution:{exec}")]);
+}
+
 macro_rules! cluster_cases {
     ($($module:ident => $backend:ident),*) => {$(
         mod $module {
@@ -267,6 +298,11 @@ macro_rules! cluster_cases {
             #[actix_rt::test]
             async fn a_lost_subscription_connection_is_replaced_and_subscribers_resync() {
                 super::a_lost_subscription_connection_is_replaced_and_subscribers_resync::<$backend>().await;
+            }
+
+            #[actix_rt::test]
+            async fn churn_on_one_topic_never_leaves_a_listener_unsubscribed() {
+                super::churn_on_one_topic_never_leaves_a_listener_unsubscribed::<$backend>().await;
             }
 
             #[actix_rt::test]

@@ -131,6 +131,15 @@ impl fmt::Display for RedisConfig {
 }
 
 /// Why a Redis connection string was refused.
+///
+/// ```
+/// use courier_notify::{RedisConfig, RedisUrlError};
+/// let err = RedisConfig::parse("redis://sentinel-host:26379/mymaster").unwrap_err();
+/// assert!(matches!(err, RedisUrlError::Sentinel { .. }));
+/// let err = RedisConfig::parse("redis://:hunter2@host:port").unwrap_err();
+/// assert!(matches!(err, RedisUrlError::Invalid { .. }));
+/// assert!(!err.to_string().contains("hunter2"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RedisUrlError {
     /// Not a `redis://` or `rediss://` URL.

@@ -30,10 +30,19 @@ pub fn reachable(service: &str, result: Result<(), String>) -> bool {
         Ok(()) => true,
         Err(reason) if in_ci() => panic!("{service} is unreachable and CI=true: {reason}"),
         Err(reason) => {
-            eprintln!("\n!!!!! SKIPPED: {service} is unreachable ({reason}); run scripts/test to start it !!!!!\n");
+            skip(&format!(
+                "{service} is unreachable ({reason}); run scripts/test to start it"
+            ));
             false
         }
     }
+}
+
+/// Says loudly that a test did not run. Written straight to stderr, which the test
+/// harness does not capture (it captures only `eprintln!`), so a skip is seen.
+pub fn skip(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n!!!!! SKIPPED: {why} !!!!!\n");
 }
 
 /// A plain client to the test Redis, for looking behind the notifier's back.
