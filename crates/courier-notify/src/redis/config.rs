@@ -63,7 +63,24 @@ pub struct RedisTls {
     pub ca_file: Option<PathBuf>,
 }
 
-/// Where and how to reach Redis.
+/// Where and how to reach Redis, read from seed 000's connection strings:
+///
+/// ```text
+/// redis://[[username]:password@]host[:port][,host[:port]...][/db][?option=value&...]
+/// rediss://...    TLS (rustls), verified against the system's roots, or against the
+///                 CA file given by ?ssl_ca_certs=/path/ca.pem
+/// ```
+///
+/// Options: `db=N` (same as `/N`), `ssl_ca_certs=PATH`, `ssl_cert_reqs=required`
+/// (certificates are always verified; `none` is refused). Anything else is an error.
+///
+/// Several hosts (`redis://node1:6379,node2:6379`) are an ordered failover list: the
+/// notifier connects to the first one that answers, on every (re)connection. That
+/// is also right for Redis Cluster: classic pub/sub (PUBLISH/SUBSCRIBE, not the
+/// sharded SPUBLISH) is broadcast to every node of a cluster, so one connection to
+/// any node hears every channel. Redis Sentinel (`redis+sentinel://...`, or the
+/// seed's `redis://sentinel-host:26379/mymaster`) is refused with an error that
+/// says so: point Courier at the master, or list the nodes.
 ///
 /// ```
 /// use courier_notify::{RedisConfig, RedisNode};
@@ -193,7 +210,7 @@ impl RedisConfig {
         }
     }
 
-    /// Reads a connection string (see the [module docs](self)).
+    /// Reads a connection string (the forms are listed under [`RedisConfig`]).
     pub fn parse(url: &str) -> Result<Self, RedisUrlError> {
         let url = url.trim();
         let shown = mask_password(url);
