@@ -44,7 +44,7 @@ pub use error::{LeaseLost, ParseEnumError, StoreError, StoreResult, TaskError};
 pub use event::{Event, EventFilter, EventType, NewEvent};
 pub use execution::{Cancelled, Dispatched, ExecutionFilter, ExecutionRecord, NewExecution};
 pub use id::{ExecutionId, LeaseToken, TaskId};
-pub use notifier::{Delivery, Mailbox, Notice, Notifier, NotifyError, Subscription, Topic};
+pub use notifier::{Delivery, Mailbox, Notice, Notifier, NotifierStats, NotifyError, Subscription, Topic};
 pub use progress::{Progress, ProgressEntry};
 pub use retry::{RetryPolicy, RetryVerdict};
 pub use signal::{SignalRecord, SignalSent};

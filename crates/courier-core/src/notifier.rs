@@ -88,6 +88,39 @@ pub enum NotifyError {
     Closed,
 }
 
+/// What a notifier has done so far, for metrics (`GET /metrics`) and health checks.
+///
+/// Counters only grow; `connected` and `subscribed_channels` are gauges. A backend
+/// that has no such thing reports the default (for example, the in-process notifier
+/// never reconnects).
+///
+/// ```
+/// use courier_core::NotifierStats;
+/// let stats = NotifierStats { published: 3, connected: true, ..NotifierStats::default() };
+/// assert_eq!(stats.publish_failures, 0);
+/// assert!(stats.connected);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NotifierStats {
+    /// Notices sent: to the transport for a cluster backend, to local subscribers for
+    /// the in-process one.
+    pub published: u64,
+    /// Publish calls whose notices could not be sent to the transport (they were
+    /// still delivered to this node's subscribers).
+    pub publish_failures: u64,
+    /// Messages that arrived on the subscription connection (including this node's
+    /// own echoes, which are then ignored).
+    pub received: u64,
+    /// Times the subscription connection was re-established after it was lost.
+    pub reconnects: u64,
+    /// Messages that arrived but could not be understood (logged and ignored).
+    pub malformed: u64,
+    /// Whether the subscription connection is up now (always true in process).
+    pub connected: bool,
+    /// Channels (topics) currently subscribed for this node.
+    pub subscribed_channels: usize,
+}
+
 /// The receiving end of a subscription. Dropping it unsubscribes.
 ///
 /// Its mailbox is bounded: when a publisher finds it full, the notice is not
@@ -205,6 +238,11 @@ pub trait Notifier: Send + Sync + 'static {
     /// Subscribes to `topics`; the subscription is active when this returns, so a
     /// caller that subscribes, then checks the store, then waits misses nothing.
     async fn subscribe(&self, topics: Vec<Topic>) -> Result<Subscription, NotifyError>;
+
+    /// Counters and gauges for metrics; the default reports nothing.
+    fn stats(&self) -> NotifierStats {
+        NotifierStats::default()
+    }
 
     /// Seed 000: a task completed.
     async fn notify_task_completed(&self, task_id: TaskId) -> Result<(), NotifyError> {

@@ -3,9 +3,14 @@
 //! Every notifier delivers to this node's subscribers through a hub, whether the
 //! notice was published here or arrived from another node, so local waiters wake
 //! the instant a commit is published.
+//!
+//! A cluster transport also needs to know when a topic's last local subscriber has
+//! gone, so that it can stop listening to that channel: it installs a
+//! [`TopicListener`] with [`Hub::set_listener`]. (It learns about first subscribers
+//! from its own `subscribe`, which must wait for the server's confirmation anyway.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use courier_core::{Delivery, Mailbox, Notice, Subscription, Topic};
 use dashmap::DashMap;
@@ -25,21 +30,74 @@ pub const DEFAULT_MAILBOX: usize = 256;
 /// assert_eq!(sub.next().await, Some(Notice::Work { queue: "default".into() }));
 /// # }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Hub {
     inner: Arc<HubInner>,
+}
+
+/// Told by a [`Hub`] when a topic's subscriber list changes between empty and not.
+///
+/// Called synchronously from [`Hub::subscribe`] and from a subscription's drop, on
+/// whatever thread that happens: an implementation must not block and must not call
+/// back into the hub (sending a message to an actor is the intended use).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use courier_core::Topic;
+/// use courier_notify::{Hub, TopicListener};
+///
+/// #[derive(Default)]
+/// struct Count(AtomicUsize, AtomicUsize);
+/// impl TopicListener for Count {
+///     fn first_subscriber(&self, _: &Topic) { self.0.fetch_add(1, Ordering::SeqCst); }
+///     fn last_unsubscribed(&self, _: &Topic) { self.1.fetch_add(1, Ordering::SeqCst); }
+/// }
+///
+/// let hub = Hub::new();
+/// let count = Arc::new(Count::default());
+/// assert!(hub.set_listener(count.clone()));
+/// let a = hub.subscribe(vec![Topic::Work]);
+/// let b = hub.subscribe(vec![Topic::Work]);
+/// drop(a);
+/// drop(b);
+/// assert_eq!(count.0.load(Ordering::SeqCst), 1);
+/// assert_eq!(count.1.load(Ordering::SeqCst), 1);
+/// ```
+pub trait TopicListener: Send + Sync + 'static {
+    /// `topic` got its first subscriber on this node.
+    fn first_subscriber(&self, topic: &Topic);
+    /// `topic`'s last subscriber on this node went away.
+    fn last_unsubscribed(&self, topic: &Topic);
 }
 
 #[derive(Default)]
 struct HubInner {
     topics: DashMap<Topic, Vec<(u64, Mailbox)>>,
+    listener: OnceLock<Arc<dyn TopicListener>>,
     next_id: AtomicU64,
     mailbox: AtomicU64,
     lagged: AtomicU64,
     delivered: AtomicU64,
 }
 
+impl Default for Hub {
+    /// The same as [`Hub::new`].
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
 /// Counters of what the hub did, for metrics.
+///
+/// ```
+/// use courier_core::{Notice, Topic};
+/// use courier_notify::Hub;
+/// let hub = Hub::new();
+/// let _sub = hub.subscribe(vec![Topic::Events]);
+/// hub.deliver(&[Notice::Events]);
+/// assert_eq!((hub.stats().topics, hub.stats().delivered), (1, 1));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HubStats {
     /// Notices queued into a mailbox.
@@ -61,10 +119,15 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let Some(hub) = self.hub.upgrade() else { return };
         for topic in &self.topics {
-            hub.topics.remove_if_mut(topic, |_, subs| {
+            let emptied = hub.topics.remove_if_mut(topic, |_, subs| {
                 subs.retain(|(id, _)| *id != self.id);
                 subs.is_empty()
             });
+            if emptied.is_some()
+                && let Some(listener) = hub.listener.get()
+            {
+                listener.last_unsubscribed(topic);
+            }
         }
     }
 }
@@ -77,7 +140,7 @@ impl Hub {
 
     /// An empty hub whose subscriptions hold up to `capacity` notices.
     pub fn with_mailbox(capacity: usize) -> Self {
-        let hub = Hub::default();
+        let hub = Hub { inner: Arc::default() };
         hub.inner.mailbox.store(capacity.max(1) as u64, Ordering::Relaxed);
         hub
     }
@@ -93,9 +156,28 @@ impl Hub {
         };
         let (subscription, mailbox) = Subscription::channel(capacity, Box::new(registration));
         for topic in topics {
-            self.inner.topics.entry(topic).or_default().push((id, mailbox.clone()));
+            let first = match self.inner.topics.entry(topic.clone()) {
+                dashmap::mapref::entry::Entry::Occupied(mut subs) => {
+                    subs.get_mut().push((id, mailbox.clone()));
+                    false
+                }
+                dashmap::mapref::entry::Entry::Vacant(slot) => {
+                    slot.insert(vec![(id, mailbox.clone())]);
+                    true
+                }
+            };
+            // Called with no map guard held, so the listener may read the hub.
+            if first && let Some(listener) = self.inner.listener.get() {
+                listener.first_subscriber(&topic);
+            }
         }
         subscription
+    }
+
+    /// Installs the one listener told about topics gaining their first subscriber or
+    /// losing their last. `false` (and no change) if one is already installed.
+    pub fn set_listener(&self, listener: Arc<dyn TopicListener>) -> bool {
+        self.inner.listener.set(listener).is_ok()
     }
 
     /// Delivers each notice to the subscribers of its topic.

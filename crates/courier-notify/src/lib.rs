@@ -1,26 +1,70 @@
 //! Courier's notifiers: implementations of [`courier_core::Notifier`], which
 //! wakes waiters (in-process `wait_for`, orchestrators, workers, SSE and
-//! WebSocket sessions) when the store changes.
+//! WebSocket sessions) when the store changes, on this node and on the others.
 //!
-//! [`LocalNotifier`] is the default for a single node. Every notifier delivers to
-//! this node's subscribers through a [`Hub`]; cluster transports add a way for
-//! notices to cross nodes. Notices only say *that* something changed; the store
-//! says what. This crate is not the event log (that lives in the store) and does
-//! not deliver to the outside world (that is `courier-http`).
+//! - [`LocalNotifier`]: in process, the default for a single node.
+//! - [`RedisNotifier`]: Redis pub/sub, seed 000's channels (`<prefix>:task:{id}`,
+//!   `<prefix>:execution:{id}`) and JSON, plus `<prefix>:work` and `<prefix>:events`
+//!   (see [`Channels`]); seed 000's connection strings (see [`RedisConfig`]).
+//! - [`PostgresNotifier`]: LISTEN/NOTIFY on the same channel names.
+//! - [`open`] picks one from a URL (`COURIER_NOTIFIER_URL`).
+//!
+//! Every notifier delivers to this node's subscribers through a [`Hub`]
+//! (per-subscriber bounded mailboxes: a full one turns into a `Resync`, never a
+//! silent drop). A cluster notifier adds one [`FanoutActor`] per node, which owns
+//! the node's single subscription connection however many subscribers there are,
+//! subscribes a channel when its first local subscriber arrives (and `subscribe`
+//! returns only once the server confirmed it), unsubscribes lazily when the last
+//! one leaves, and after a reconnection re-subscribes and tells every subscriber to
+//! resync from the store. Publishing delivers locally at once, then sends the whole
+//! call to the server in one round trip; each node ignores its own echoes.
+//!
+//! Notices only say *that* something changed; the store says what. Delivery across
+//! nodes is lossy by nature, so no wake-up depends on it alone: a subscriber that
+//! may have missed notices gets [`Notice::Resync`](courier_core::Notice::Resync),
+//! and waiters poll as a safety net. This crate is not the event log (that lives
+//! in the store) and does not deliver to the outside world (that is `courier-http`).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use courier_core::{Notice, Notifier, Topic};
-//! let notifier = courier_notify::LocalNotifier::new();
+//! let notifier = courier_notify::open("memory", "courier").await.unwrap();
 //! let mut work = notifier.subscribe(vec![Topic::Work]).await.unwrap();
 //! notifier.publish(vec![Notice::Work { queue: "default".into() }]).await.unwrap();
 //! assert!(matches!(work.next().await, Some(Notice::Work { .. })));
 //! # }
 //! ```
+//!
+//! Across nodes (with a Redis server at hand; `postgres://...` works the same):
+//!
+//! ```no_run
+//! # #[actix_rt::main] async fn main() {
+//! use courier_core::{Notice, Notifier, Topic};
+//! let node_a = courier_notify::open("redis://127.0.0.1:6379", "courier").await.unwrap();
+//! let node_b = courier_notify::open("redis://127.0.0.1:6379", "courier").await.unwrap();
+//! let mut events = node_b.subscribe(vec![Topic::Events]).await.unwrap();
+//! node_a.publish(vec![Notice::Events]).await.unwrap();
+//! assert_eq!(events.next().await, Some(Notice::Events));
+//! println!("{:?}", node_b.stats());
+//! # }
+//! ```
 #![deny(missing_docs)]
 
+mod channel;
+mod cluster;
+mod fanout;
 mod hub;
 mod local;
+mod open;
+mod postgres;
+mod redis;
+mod throttle;
 
-pub use hub::{DEFAULT_MAILBOX, Hub, HubStats};
+pub use channel::{Channels, DEFAULT_PREFIX, Decoded, LONGEST_SUFFIX, Malformed, PrefixError};
+pub use cluster::ClusterOptions;
+pub use fanout::{Activate, FanoutActor, Shutdown, SubscribedChannels, Sweep};
+pub use hub::{DEFAULT_MAILBOX, Hub, HubStats, TopicListener};
 pub use local::LocalNotifier;
+pub use open::{OpenError, open};
+pub use postgres::{MAX_CHANNEL_NAME, MAX_POSTGRES_PREFIX, PostgresNotifier};
+pub use redis::{DEFAULT_REDIS_PORT, RedisConfig, RedisNode, RedisNotifier, RedisTls, RedisUrlError};
