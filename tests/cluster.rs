@@ -264,7 +264,7 @@ async fn housekeeping_runs_on_one_node_at_a_time_and_moves_when_it_dies() {
     )
     .await;
     assert_eq!(status, 200, "{claimed}");
-    assert_eq!(claimed["tasks"][0]["execution_id"], id.as_str(), "{claimed}");
+    assert_eq!(claimed[0]["execution_id"], id.as_str(), "{claimed}");
 
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut holders = Vec::new();

@@ -36,12 +36,13 @@ fn init_logging(config: &Config) {
     };
 }
 
-/// Opens the notifier `notifier.url` names.
+/// Opens the notifier `notifier.url` names ("memory", "redis://...", "postgres://...").
 async fn notifier(config: &Config) -> Result<Arc<dyn Notifier>, Box<dyn std::error::Error>> {
-    match config.notifier.url.as_str() {
-        "memory" | "" => Ok(Arc::new(courier_notify::LocalNotifier::new())),
-        other => Err(format!("notifier.url {other:?} is not supported by this build (use \"memory\")").into()),
-    }
+    let url = match config.notifier.url.trim() {
+        "" => "memory",
+        url => url,
+    };
+    Ok(courier_notify::open(url, &config.notifier.prefix).await?)
 }
 
 /// This node's name: `node.id`, or a random one.
@@ -100,7 +101,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         addr = %config.http.addr,
         node = http.courier().node_id(),
         store = http.courier().store().backend(),
-        notifier = %config.notifier.url,
+        notifier = http.courier().notifier().backend(),
         prefix = %config.notifier.prefix,
         "courier serving"
     );
