@@ -155,8 +155,16 @@ async fn redis_stopped_and_restarted_mid_run_loses_nothing_and_subscribers_recov
     all_complete(b, &more, Duration::from_secs(60)).await;
     exactly_once_on_survivors(&cluster.effects(), N + 20, None);
 
-    // After the restart, notices flow again: a wait on a wakes for work done by
-    // either node, and the SSE subscriber reaches the end of the log.
+    // Both nodes reconnect by themselves (their backoff is at most 5 s) ...
+    for node in &cluster.nodes {
+        support::eventually(Duration::from_secs(30), "the notifier reconnected", || async move {
+            node.counter("courier_notifier_reconnects").await >= 1.0
+                && node.counter("courier_notifier_connected").await == 1.0
+        })
+        .await;
+    }
+    // ... and notices flow again: a wait on a wakes for work done by either node,
+    // and the SSE subscriber reaches the end of the log.
     let id = dispatch(b, "fixture.pipeline", json!({ "key": "after", "steps": 2 })).await;
     let (status, body) = result(a, &id, Duration::from_secs(30)).await;
     assert_eq!(status, 200, "{body}");

@@ -44,6 +44,17 @@ pub(crate) async fn render(http: web::Data<Http>) -> ApiResult<HttpResponse> {
     let head = store.last_event_seq().await?;
     metrics::gauge!("courier_event_log_head").set(head as f64);
     metrics::gauge!("courier_event_log_lag").set((head - http.tail_cursor()).max(0) as f64);
+    // The notifier's own counters, read as gauges of their running totals.
+    let notifier = http.courier().notifier();
+    let stats = notifier.stats();
+    let backend = notifier.backend();
+    metrics::gauge!("courier_notifier_published", "backend" => backend).set(stats.published as f64);
+    metrics::gauge!("courier_notifier_publish_failures", "backend" => backend).set(stats.publish_failures as f64);
+    metrics::gauge!("courier_notifier_received", "backend" => backend).set(stats.received as f64);
+    metrics::gauge!("courier_notifier_reconnects", "backend" => backend).set(stats.reconnects as f64);
+    metrics::gauge!("courier_notifier_malformed", "backend" => backend).set(stats.malformed as f64);
+    metrics::gauge!("courier_notifier_connected", "backend" => backend).set(if stats.connected { 1.0 } else { 0.0 });
+    metrics::gauge!("courier_notifier_channels", "backend" => backend).set(stats.subscribed_channels as f64);
     let body = handle().map(|h| h.render()).unwrap_or_default();
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -291,7 +291,8 @@ impl Courier {
 
     async fn publish(&self, notices: Vec<Notice>) {
         if let Err(e) = self.node.notifier().publish(notices).await {
-            tracing::warn!(error = %e, "could not publish notices; waiters will poll");
+            // The notifier counts and logs (rate-limited) its own failures.
+            tracing::debug!(error = %e, "could not publish notices; waiters will poll");
         }
     }
 

@@ -455,7 +455,8 @@ async fn answer_and_publish(node: &Node, queue: Queue, batch: &WriteBatch, resul
     notices.extend(work_queues.into_iter().map(|queue| Notice::Work { queue }));
     notices.push(Notice::Events);
     if let Err(e) = node.notifier().publish(notices).await {
-        tracing::warn!(error = %e, "could not publish notices; waiters will find out by polling");
+        // The notifier counts and logs (rate-limited) its own failures.
+        tracing::debug!(error = %e, "could not publish notices; waiters will find out by polling");
     }
 }
 
