@@ -93,9 +93,11 @@ impl Node {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); build it with cargo build --release -p courier-cli"));
+        // Owned at once, so that it is killed and reaped however this ends.
+        let node = Node(child);
         for _ in 0..400 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Node(child);
+                return node;
             }
             std::thread::sleep(Duration::from_millis(25));
         }

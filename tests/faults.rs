@@ -176,11 +176,9 @@ async fn redis_stopped_and_restarted_mid_run_loses_nothing_and_subscribers_recov
             Instant::now() < deadline,
             "the SSE subscriber stalled at {seen} of {last}"
         );
-        if let Some(frame) = sse.next(Duration::from_secs(10)).await {
-            if let Some(id) = frame.id {
-                assert!(id > seen, "sequence went backwards: {id} after {seen}");
-                seen = id;
-            }
+        if let Some(id) = sse.next(Duration::from_secs(10)).await.and_then(|frame| frame.id) {
+            assert!(id > seen, "sequence went backwards: {id} after {seen}");
+            seen = id;
         }
     }
 }

@@ -34,17 +34,20 @@ impl Received {
     }
 }
 
+/// One scripted answer: a status, and a `Retry-After` value to send with it.
+type Answer = (u16, Option<&'static str>);
+
 /// A real HTTP receiver answering each request with the next scripted status
 /// (the last one repeats), recording everything.
 #[derive(Clone)]
 struct Receiver {
     url: String,
     log: Arc<Mutex<Vec<Received>>>,
-    script: Arc<Mutex<Vec<(u16, Option<&'static str>)>>>,
+    script: Arc<Mutex<Vec<Answer>>>,
 }
 
 impl Receiver {
-    async fn start(script: Vec<(u16, Option<&'static str>)>) -> Receiver {
+    async fn start(script: Vec<Answer>) -> Receiver {
         let log: Arc<Mutex<Vec<Received>>> = Arc::default();
         let script = Arc::new(Mutex::new(script));
         let (l, sc) = (log.clone(), script.clone());
