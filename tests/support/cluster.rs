@@ -23,10 +23,14 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-/// The `courier` binary, built once per test run (a no-op when it is up to date).
+/// The `courier` binary: `COURIER_BIN` if set (scripts/test sets it to the one
+/// its workspace build made), else built once per test run.
 pub fn courier_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("COURIER_BIN") {
+            return PathBuf::from(bin);
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--quiet", "-p", "courier-cli"])
@@ -548,9 +552,9 @@ impl PostgresServer {
 
     /// Runs a server program as the owner of the data directory (initdb and the
     /// server refuse to run as root).
-    fn run(&self, program: &str, args: &[&str]) {
+    fn run_as_owner(&self, program: &str, args: &[&str]) -> std::io::Result<std::process::Output> {
         let path = self.bin.join(program);
-        let out = if running_as_root() {
+        if running_as_root() {
             Command::new("runuser")
                 .args(["-u", "postgres", "--"])
                 .arg(&path)
@@ -559,7 +563,13 @@ impl PostgresServer {
         } else {
             Command::new(&path).args(args).output()
         }
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    }
+
+    /// [`run_as_owner`](Self::run_as_owner), which must succeed.
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self
+            .run_as_owner(program, args)
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
         assert!(
             out.status.success(),
             "{program} {args:?} failed: {}{}",
@@ -619,18 +629,8 @@ impl PostgresServer {
 
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        let path = self.bin.join("pg_ctl");
         let data = self.data();
-        let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
-        let _ = if running_as_root() {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&path)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&path).args(args).output()
-        };
+        let _ = self.run_as_owner("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
