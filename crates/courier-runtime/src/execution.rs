@@ -358,6 +358,7 @@ impl ExecutionActor {
         self.fetching = true;
         let ids: Vec<TaskId> = self.to_fetch.drain().collect();
         let store = self.node.store().clone();
+        let asked = ids.clone();
         async move {
             let mut out = Vec::with_capacity(ids.len());
             for page in ids.chunks(READ_PAGE as usize) {
@@ -366,11 +367,20 @@ impl ExecutionActor {
             Ok::<_, StoreError>(out)
         }
         .into_actor(self)
-        .map(|result, act, ctx| {
+        .map(move |result, act, ctx| {
             act.fetching = false;
             match result {
                 Ok(tasks) => act.settle_from_store(tasks),
-                Err(e) => tracing::warn!(execution = %act.execution_id(), error = %e, "could not read children; the poll will retry"),
+                Err(e) => {
+                    // Keep what we meant to read: the wake-up that asked for it has
+                    // been spent, and the poll only looks again when something new
+                    // settles, so dropping these ids would leave the code waiting
+                    // for a child that settled long ago.
+                    tracing::warn!(execution = %act.execution_id(), error = %e, "could not read children; retrying");
+                    act.to_fetch.extend(asked);
+                    ctx.run_later(Duration::from_millis(200), |act, ctx| act.fetch(ctx));
+                    return;
+                }
             }
             act.fetch(ctx);
         })

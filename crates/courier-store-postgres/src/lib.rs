@@ -108,6 +108,9 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(Duration::from_secs(10)))
             .recycle_timeout(Some(Duration::from_secs(5)))
+            // Waiting for a free connection is bounded too: a caller gets an error it
+            // retries, never a wait that outlives every lease it holds.
+            .wait_timeout(Some(Duration::from_secs(30)))
             .build()
             .map_err(|e| StoreError::Invalid(format!("cannot build the Postgres pool: {e}")))?;
         let store = PostgresStore {
