@@ -117,7 +117,7 @@ impl Courier {
     async fn finish_external(&self, lease: LeaseKey, outcome: Outcome) -> Result<Completed, RuntimeError> {
         let done = self
             .store_actor()
-            .send(Complete(Completion { lease, outcome }))
+            .send(Complete::plain(Completion { lease, outcome }))
             .await??;
         Ok(done)
     }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use courier_core::{
-    Claimed, Completed, Completion, Lease, Notice, Outcome, Remember, Reservation, RetryVerdict, StoreError,
-    StoreResult, TaskError, TaskId, TaskKind, TaskRecord, Topic,
+    Claimed, Completed, Completion, Lease, Outcome, Remember, Reservation, RetryVerdict, StoreError, StoreResult,
+    TaskError, TaskId, TaskKind, TaskRecord, Topic,
 };
 use futures::FutureExt;
 use serde_json::Value;
@@ -198,11 +198,15 @@ impl TaskLeaseActor {
             outcome,
         };
         let task = self.task.id;
+        let frees_slot_on = self.limited.then(|| self.task.queue.clone());
         let fut = async move {
             let mut wait = Duration::from_millis(50);
             loop {
                 let result = store
-                    .send(Complete(completion.clone()))
+                    .send(Complete {
+                        completion: completion.clone(),
+                        frees_slot_on: frees_slot_on.clone(),
+                    })
                     .await
                     .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())));
                 match result {
@@ -425,15 +429,6 @@ impl Actor for TaskLeaseActor {
     fn stopped(&mut self, _: &mut Self::Context) {
         if let Some(worker) = &self.worker {
             worker.do_send(SlotFreed { task_id: self.task.id });
-        }
-        if self.limited {
-            // A cluster-wide slot of a limited function is free: any node's worker
-            // may claim the next one now instead of at the end of its backoff.
-            let notifier = self.node.notifier().clone();
-            let queue = self.task.queue.clone();
-            actix::spawn(async move {
-                let _ = notifier.publish(vec![Notice::Work { queue }]).await;
-            });
         }
     }
 }

@@ -49,7 +49,29 @@ pub(crate) struct ApplyEffect(pub EffectWrite);
 /// Finishes an attempt, fenced by its lease.
 #[derive(Message)]
 #[rtype(result = "StoreResult<Completed>")]
-pub(crate) struct Complete(pub Completion);
+pub(crate) struct Complete {
+    pub completion: Completion,
+    /// The queue of a concurrency-limited function whose cluster-wide slot this
+    /// frees: the commit announces work there, so any node's worker takes the
+    /// next task at once instead of at the end of its backoff.
+    pub frees_slot_on: Option<String>,
+}
+
+impl Complete {
+    /// A completion that frees no limited slot.
+    pub(crate) fn plain(completion: Completion) -> Self {
+        Complete {
+            completion,
+            frees_slot_on: None,
+        }
+    }
+}
+
+/// Whom to answer for a queued completion, and the limited queue it frees.
+struct CompletionReply {
+    reply: Reply<Completed>,
+    frees_slot_on: Option<String>,
+}
 
 /// Appends free-standing events.
 #[derive(Message)]
@@ -89,7 +111,7 @@ struct Queue {
     dispatches: Vec<Reply<Dispatched>>,
     children: Vec<Reply<Vec<ChildCreated>>>,
     effects: Vec<Reply<EffectApplied>>,
-    completions: Vec<Reply<Completed>>,
+    completions: Vec<CompletionReply>,
     /// Per caller of `AppendEvents`: how many of `batch.events` are theirs.
     events: Vec<(usize, Reply<Vec<i64>>)>,
     /// Operations counted toward MAX_BATCH (a child group counts its tasks).
@@ -144,7 +166,7 @@ enum Queued {
     Dispatch(NewExecution, Reply<Dispatched>),
     Children(ChildGroup, Reply<Vec<ChildCreated>>),
     Effect(EffectWrite, Reply<EffectApplied>),
-    Completion(Completion, Reply<Completed>),
+    Completion(Completion, CompletionReply),
     Events(Vec<NewEvent>, Reply<Vec<i64>>),
 }
 
@@ -345,7 +367,7 @@ fn fail_all(queue: Queue, e: StoreError) {
         let _ = r.send(Err(e.clone()));
     }
     for r in queue.completions {
-        let _ = r.send(Err(e.clone()));
+        let _ = r.reply.send(Err(e.clone()));
     }
     for (_, r) in queue.events {
         let _ = r.send(Err(e.clone()));
@@ -396,9 +418,12 @@ async fn answer_and_publish(node: &Node, queue: Queue, batch: &WriteBatch, resul
     // Settled children by the execution whose orchestrator waits for them.
     let mut routes: std::collections::HashMap<courier_core::ExecutionId, Vec<Settled>> =
         std::collections::HashMap::new();
-    for ((completion, reply), result) in batch.completions.iter().zip(completions).zip(results.completions) {
+    for ((completion, answer), result) in batch.completions.iter().zip(completions).zip(results.completions) {
         if let Ok(done) = &result {
             settled += 1;
+            if let Some(queue) = answer.frees_slot_on {
+                work_queues.insert(queue);
+            }
             notices.push(Notice::Task {
                 task_id: done.task_id,
                 state: done.state,
@@ -427,7 +452,7 @@ async fn answer_and_publish(node: &Node, queue: Queue, batch: &WriteBatch, resul
                 work_queues.insert(String::new());
             }
         }
-        let _ = reply.send(result);
+        let _ = answer.reply.send(result);
     }
     for (execution, children) in routes {
         let delivered = node
@@ -542,7 +567,13 @@ queued_handler!(CreateChildren, Vec<ChildCreated>, |msg, reply| Queued::Children
     msg.0, reply
 ));
 queued_handler!(ApplyEffect, EffectApplied, |msg, reply| Queued::Effect(msg.0, reply));
-queued_handler!(Complete, Completed, |msg, reply| Queued::Completion(msg.0, reply));
+queued_handler!(Complete, Completed, |msg, reply| Queued::Completion(
+    msg.completion,
+    CompletionReply {
+        reply,
+        frees_slot_on: msg.frees_slot_on
+    }
+));
 queued_handler!(AppendEvents, Vec<i64>, |msg, reply| Queued::Events(msg.0, reply));
 
 /// Claims run at once on their own lane.

@@ -218,7 +218,7 @@ impl WorkerActor {
         };
         let store = self.store.clone();
         actix::spawn(async move {
-            match store.send(Complete(completion)).await {
+            match store.send(Complete::plain(completion)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(task = %claimed.task.id, error = %e, "could not end a timer; it will be reclaimed")
