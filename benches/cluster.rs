@@ -17,7 +17,6 @@
 //! Settings: `COURIER_BIN` (default target/release/courier), `COURIER_TEST_POSTGRES_URL`,
 //! `COURIER_TEST_REDIS_URL`, `COURIER_BENCH_CLUSTER_N` (default 20000).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,21 +24,15 @@ use courier::core::{ExecutionFilter, ExecutionState, Store};
 use courier::{Courier, DispatchOptions, PollBackoff, WorkerOptions};
 use serde_json::json;
 
+mod support;
+use support::{Server, psql};
+
 fn postgres_admin() -> String {
     std::env::var("COURIER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 fn redis_url() -> String {
     std::env::var("COURIER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn psql(url: &str, sql: &str) {
-    let status = Command::new("psql")
-        .args([url, "-qAtc", sql])
-        .stdout(Stdio::null())
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "psql {sql:?} failed");
 }
 
 /// A fresh database, dropped on drop.
@@ -70,46 +63,16 @@ impl Drop for Database {
     }
 }
 
-struct Node(Child);
-
-impl Node {
-    fn spawn(db: &Database, notifier: &str, prefix: &str, name: &str) -> Node {
-        let bin = std::env::var("COURIER_BIN").unwrap_or_else(|_| "target/release/courier".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&bin)
-            .arg("serve")
-            .env("COURIER_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("COURIER_NODE_ID", name)
-            .env("COURIER_STORE_URL", &db.url)
-            .env("COURIER_NOTIFIER_URL", notifier)
-            .env("COURIER_NOTIFIER_PREFIX", prefix)
-            .env("COURIER_TESTING_FIXTURES", "true")
-            .env("COURIER_LOG_LEVEL", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); build it with cargo build --release -p courier-cli"));
-        // Owned at once, so that it is killed and reaped however this ends.
-        let node = Node(child);
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return node;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("node {name} did not listen");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A node running the work: a `courier serve` with the fixtures.
+fn node(db: &Database, notifier: &str, prefix: &str, name: &str) -> Server {
+    Server::start(&[
+        ("COURIER_NODE_ID", name.to_string()),
+        ("COURIER_STORE_URL", db.url.clone()),
+        ("COURIER_NOTIFIER_URL", notifier.to_string()),
+        ("COURIER_NOTIFIER_PREFIX", prefix.to_string()),
+        ("COURIER_TESTING_FIXTURES", "true".into()),
+        ("COURIER_LOG_LEVEL", "error".into()),
+    ])
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -141,7 +104,7 @@ async fn wakeup(kind: &str, samples: usize) -> serde_json::Value {
     let db = Database::create();
     let prefix = format!("cb{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let notifier = if kind == "redis" { redis_url() } else { db.url.clone() };
-    let _b = Node::spawn(&db, &notifier, &prefix, "b");
+    let _b = node(&db, &notifier, &prefix, "b");
     let a = client(&db, &notifier, &prefix).await;
     let mut wake = Vec::with_capacity(samples);
     let mut round_trip = Vec::with_capacity(samples);
@@ -200,8 +163,8 @@ async fn throughput(nodes: usize, n: usize) -> serde_json::Value {
         a.dispatch_many(chunk.to_vec()).await.unwrap();
     }
     store.analyze().await.unwrap();
-    let running: Vec<Node> = (0..nodes)
-        .map(|i| Node::spawn(&db, &redis, &prefix, &format!("n{i}")))
+    let running: Vec<Server> = (0..nodes)
+        .map(|i| node(&db, &redis, &prefix, &format!("n{i}")))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(600);
     while (store.count_executions(Some(ExecutionState::Completed)).await.unwrap() as usize) < n {

@@ -9,12 +9,14 @@
 //! plain TCP connections in this process.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+mod support;
+use support::Server;
 
 const CLIENTS: usize = 10_000;
 const EVENTS: usize = 20;
@@ -28,23 +30,6 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn post(port: u16, path: &str, body: &str) -> String {
@@ -89,28 +74,13 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
-    let bin = std::env::var("COURIER_BIN").unwrap_or_else(|_| "target/release/courier".into());
-    let port = free_port();
     let dir = std::env::temp_dir().join(format!("courier-sse-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let child = Command::new(&bin)
-        .arg("serve")
-        .env("COURIER_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("COURIER_STORE_URL", dir.join("bench.db"))
-        .env("COURIER_WORKER_ENABLED", "false")
-        .env("COURIER_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); build it with cargo build --release -p courier-cli"));
-    let server = ServerProcess(child);
-    let pid = server.0.id();
-    for _ in 0..100 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let server = Server::start(&[
+        ("COURIER_STORE_URL", dir.join("bench.db").display().to_string()),
+        ("COURIER_WORKER_ENABLED", "false".into()),
+    ]);
+    let (port, pid) = (server.port, server.pid());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let baseline = rss_kib(pid);
 

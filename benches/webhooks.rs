@@ -15,7 +15,6 @@
 //! Settings: `COURIER_BENCH_WEBHOOKS_N` (default 5000), `COURIER_BENCH_STORES`
 //! (default `sqlite,postgres`).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,24 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
+mod support;
+use support::{Server, psql};
+
 const CONNECTIONS: usize = 16;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Reads one HTTP/1.1 message head and its `Content-Length` body; `None` at EOF.
 async fn read_message(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<(String, Vec<u8>)>> {
@@ -122,37 +107,6 @@ impl Api {
     }
 }
 
-fn psql(url: &str, sql: &str) {
-    let status = Command::new("psql")
-        .args([url, "-qAtc", sql])
-        .stdout(Stdio::null())
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "psql {sql:?} failed");
-}
-
-/// Starts `courier serve` on `port` and waits until it listens.
-async fn serve(bin: &str, port: u16, store_url: &str, worker: bool) -> ServerProcess {
-    let child = Command::new(bin)
-        .arg("serve")
-        .env("COURIER_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("COURIER_STORE_URL", store_url)
-        .env("COURIER_WORKER_ENABLED", worker.to_string())
-        .env("COURIER_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); build it with cargo build --release -p courier-cli"));
-    let server = ServerProcess(child);
-    for _ in 0..400 {
-        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("courier serve did not listen on {port}");
-}
-
 /// Deliveries waiting on the webhook queue.
 async fn queued(api: &mut Api) -> u64 {
     let (_, body) = api.get("/v1/queues").await;
@@ -166,8 +120,7 @@ async fn queued(api: &mut Api) -> u64 {
         .sum()
 }
 
-async fn run(store: &str, n: usize, bin: &str) -> serde_json::Value {
-    let port = free_port();
+async fn run(store: &str, n: usize) -> serde_json::Value {
     let dir = std::env::temp_dir().join(format!("courier-webhook-bench-{}-{store}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let admin = std::env::var("COURIER_TEST_POSTGRES_URL")
@@ -190,7 +143,11 @@ async fn run(store: &str, n: usize, bin: &str) -> serde_json::Value {
     let receiving = tokio::spawn(receiver(listener, received.clone(), last.clone()));
 
     // Phase 1, no workers: the webhook, N matching events, N deliveries queued.
-    let server = serve(bin, port, &store_url, false).await;
+    let server = Server::start(&[
+        ("COURIER_STORE_URL", store_url.clone()),
+        ("COURIER_WORKER_ENABLED", "false".into()),
+    ]);
+    let port = server.port;
     let mut api = Api::connect(port).await;
     let (head, body) = api
         .post(
@@ -233,7 +190,7 @@ async fn run(store: &str, n: usize, bin: &str) -> serde_json::Value {
 
     // Phase 2: a node with workers drains the queue; the clock runs from its start.
     let started = Instant::now();
-    let server = serve(bin, port, &store_url, true).await;
+    let server = Server::start(&[("COURIER_STORE_URL", store_url.clone())]);
     let deadline = Instant::now() + Duration::from_secs(300);
     while (received.load(Ordering::Relaxed) as usize) < total && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -258,13 +215,12 @@ async fn run(store: &str, n: usize, bin: &str) -> serde_json::Value {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
-    let bin = std::env::var("COURIER_BIN").unwrap_or_else(|_| "target/release/courier".into());
     let n = std::env::var("COURIER_BENCH_WEBHOOKS_N")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
     let stores = std::env::var("COURIER_BENCH_STORES").unwrap_or_else(|_| "sqlite,postgres".into());
     for store in stores.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        println!("{}", run(store, n, &bin).await);
+        println!("{}", run(store, n).await);
     }
 }

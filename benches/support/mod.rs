@@ -1,0 +1,71 @@
+//! What the process-level benches share: a `courier serve` process of their own,
+//! a free loopback port, and `psql` for making and dropping databases.
+#![allow(dead_code)] // each bench uses a part
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `sql` on the database `url` names, which must succeed.
+pub fn psql(url: &str, sql: &str) {
+    let status = Command::new("psql")
+        .args([url, "-qAtc", sql])
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "psql {sql:?} failed");
+}
+
+/// A `courier serve` process (`COURIER_BIN`, default target/release/courier),
+/// killed and reaped when dropped.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl Server {
+    /// Starts a node on a free port with these `COURIER_*` settings (logging at
+    /// `warn` unless they say otherwise) and waits until it listens.
+    pub fn start(env: &[(&str, String)]) -> Server {
+        let bin = std::env::var("COURIER_BIN").unwrap_or_else(|_| "target/release/courier".into());
+        let port = free_port();
+        let child = Command::new(&bin)
+            .arg("serve")
+            .env("COURIER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("COURIER_LOG_LEVEL", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} ({e}); build it with cargo build --release -p courier-cli"));
+        // Owned at once, so that it is killed and reaped however this ends.
+        let server = Server { child, port };
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("courier serve did not listen on {port}");
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
