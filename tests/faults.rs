@@ -54,7 +54,10 @@ async fn all_complete(node: &Node, ids: &[String], within: Duration) {
     for id in ids {
         let left = deadline.saturating_duration_since(Instant::now());
         let (status, body) = result(node, id, left).await;
-        assert_eq!(status, 200, "execution {id} did not finish in time: {body}");
+        if status != 200 {
+            let (_, detail) = get(&node.at(&format!("/v1/executions/{id}"))).await;
+            panic!("execution {id} did not finish in time ({status}: {body}); its steps: {detail}");
+        }
         assert_eq!(body["state"], "completed", "{body}");
         assert_eq!(body["result"], 2, "{body}");
     }

@@ -59,7 +59,7 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn psql(url: &str, sql: &str) -> String {
+fn psql(url: &str, sql: &str) {
     let out = Command::new("psql")
         .args([url, "-qAtc", sql])
         .output()
@@ -69,7 +69,6 @@ fn psql(url: &str, sql: &str) -> String {
         "psql {sql:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A database of its own on the test Postgres, dropped at the end.
@@ -96,11 +95,6 @@ impl Database {
             admin,
             name,
         }
-    }
-
-    /// Runs `sql` on this database; its output, one row per line.
-    pub fn query(&self, sql: &str) -> String {
-        psql(&self.url, sql)
     }
 }
 
@@ -173,11 +167,6 @@ impl Node {
         format!("{}{}", self.url, path)
     }
 
-    /// The process id (while it runs).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-
     /// Waits until `/readyz` answers 200.
     pub async fn ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -233,13 +222,6 @@ impl Node {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    /// Starts the process again on the same port with the same settings.
-    pub async fn restart(&mut self) {
-        self.kill9();
-        self.start();
-        self.ready().await;
     }
 
     /// The node's log so far.
