@@ -198,3 +198,58 @@ async fn an_execution_started_under_one_version_is_replayed_only_by_that_version
     let ran_on: String = v1.result_when_done(id, WAIT).await.unwrap();
     assert_eq!(ran_on, "v1");
 }
+
+/// A child whose creation the database acknowledged and then lost (a crash with
+/// asynchronous commit, a failover to a lagging standby) is created again by a
+/// replay, instead of leaving its orchestrator parked forever.
+#[actix_rt::test]
+async fn an_orchestrator_whose_child_the_database_lost_replays_and_creates_it_again() {
+    let (store, schema) = postgres_in_schema().await;
+    let flow = |ctx: OrchestratorContext, _: ()| async move {
+        let made: Value = ctx.call("elsewhere", 7).await?;
+        Ok::<_, TaskError>(made)
+    };
+    // This node runs the orchestrator; "elsewhere" runs on another node only.
+    let a = Courier::builder()
+        .store(store.clone())
+        .node_id("a")
+        .orchestrator("lossy", flow)
+        .external("elsewhere", courier::FunctionOptions::default())
+        // Long enough for the test to lose the child before the orchestrator parks.
+        .worker(fast_worker().suspend_after(Duration::from_millis(1500)))
+        .start()
+        .await
+        .unwrap();
+    let id = a.dispatch("lossy", ()).await.unwrap();
+    let child = || async { store.get_task_at_step(id, 1).await.unwrap().map(|t| t.created_at) };
+    eventually(Duration::from_secs(10), "the child is created", || async {
+        child().await.is_some()
+    })
+    .await;
+    let first = child().await.unwrap();
+
+    psql(&format!(
+        "DELETE FROM {schema}.tasks WHERE execution_id = '{}' AND step = 1",
+        id.0
+    ));
+    eventually(Duration::from_secs(10), "a replay creates the child again", || async {
+        child().await.is_some_and(|created| created > first)
+    })
+    .await;
+
+    let b = Courier::builder()
+        .store(store.clone())
+        .node_id("b")
+        .activity(
+            "elsewhere",
+            |_ctx, n: i64| async move { Ok::<_, TaskError>(json!(n * 6)) },
+        )
+        .worker(fast_worker())
+        .start()
+        .await
+        .unwrap();
+    let done = a.wait_for(id, WAIT).await.unwrap();
+    assert_eq!(done.state, ExecutionState::Completed, "{done:?}");
+    assert_eq!(done.result, Some(json!(42)));
+    drop(b);
+}

@@ -572,6 +572,9 @@ impl PostgresServer {
     }
 
     fn up(&self) {
+        // Asynchronous commit on purpose: an immediate stop then loses the last
+        // commits the nodes were told succeeded, as a failover to a lagging
+        // standby would, and the nodes must recover from that too.
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200",
             self.port,

@@ -30,6 +30,31 @@ pub fn postgres_url() -> String {
 /// A fresh Postgres store in its own schema; `connections` pools on one schema
 /// (as separate nodes would have).
 pub async fn postgres_pair() -> (Arc<dyn Store>, Arc<dyn Store>) {
+    let (a, b, _) = postgres_pair_in_schema().await;
+    (a, b)
+}
+
+/// A fresh Postgres store in its own schema, and that schema's name (for a
+/// test that must reach behind the store, as a failing database would).
+pub async fn postgres_in_schema() -> (Arc<dyn Store>, String) {
+    let (a, _, schema) = postgres_pair_in_schema().await;
+    (a, schema)
+}
+
+/// Runs `sql` on the test Postgres with psql.
+pub fn psql(sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([postgres_url().as_str(), "-qAtc", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("psql must be installed ({e}); scripts/test installs it"));
+    assert!(
+        out.status.success(),
+        "psql {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn postgres_pair_in_schema() -> (Arc<dyn Store>, Arc<dyn Store>, String) {
     let schema = format!("rt_{}", uuid::Uuid::new_v4().simple());
     let open = || async {
         let store = PostgresStore::connect(PostgresOptions::new(postgres_url()).schema(schema.clone()).pool_size(8))
@@ -43,7 +68,7 @@ pub async fn postgres_pair() -> (Arc<dyn Store>, Arc<dyn Store>) {
         store.init().await.unwrap();
         Arc::new(store) as Arc<dyn Store>
     };
-    (open().await, open().await)
+    (open().await, open().await, schema)
 }
 
 /// A fresh Postgres store in its own schema.

@@ -435,23 +435,34 @@ impl ExecutionActor {
             // Read the wake generation first: anything settling after this bumps it
             // and makes the suspension fail, so no wake-up slips between.
             let me = store.get_task(id).await?.ok_or(StoreError::TaskNotFound(id))?;
-            let mut settled = Vec::new();
+            let mut found = Vec::with_capacity(awaited.len());
             for page in awaited.chunks(READ_PAGE as usize) {
-                settled.extend(
-                    store
-                        .get_tasks(page)
-                        .await?
-                        .into_iter()
-                        .filter(|t| t.state.is_terminal()),
-                );
+                found.extend(store.get_tasks(page).await?);
             }
-            Ok::<_, StoreError>((me.wake_gen, settled))
+            let missing = awaited.len() - found.len();
+            found.retain(|t| t.state.is_terminal());
+            Ok::<_, StoreError>((me.wake_gen, found, missing))
         }
         .into_actor(self)
-        .then(move |result, act, _| {
+        .then(move |result, act, ctx| {
             let seen = match result {
-                Ok((wake_gen, settled)) if settled.is_empty() => Some(wake_gen),
-                Ok((_, settled)) => {
+                // Every awaited child was acknowledged as created, and task rows
+                // are only deleted with their finished execution: a missing one
+                // is a write the database lost (a crash with asynchronous
+                // commit, a failover to a lagging standby). Parking would wait
+                // for it forever; a replay creates it again.
+                Ok((_, _, missing)) if missing > 0 => {
+                    tracing::warn!(
+                        execution = %act.execution_id(), missing,
+                        "children this orchestrator waits for are gone from the store; replaying it to create them again"
+                    );
+                    metrics::counter!("courier_lost_children_total").increment(missing as u64);
+                    act.suspending = false;
+                    act.give_back(Duration::ZERO, ctx);
+                    None
+                }
+                Ok((wake_gen, settled, _)) if settled.is_empty() => Some(wake_gen),
+                Ok((_, settled, _)) => {
                     act.settle_from_store(settled);
                     None
                 }
