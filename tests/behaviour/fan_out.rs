@@ -1,13 +1,11 @@
 //! Fan-out cost per child stays constant: an orchestrator maps an activity over
 //! 100,000 items and finishes, doing a bounded number of store writes per child.
 
-mod support;
-
 use std::time::Instant;
 
+use crate::support::*;
 use courier::core::{TaskError, TaskFilter};
 use courier::{Courier, OrchestratorContext};
-use support::*;
 
 #[actix_rt::test]
 async fn a_fan_out_over_100_000_children_finishes() {

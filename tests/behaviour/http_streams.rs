@@ -2,18 +2,16 @@
 //! event, a stalled SSE client never delays another, WebSocket subscribe /
 //! resume / ping, and streams end with a final event on shutdown.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::support::http::*;
+use crate::support::*;
 use courier::Courier;
 use courier::core::{EventType, ExecutionId, NewEvent, Notice, TaskError};
 use courier::http::HttpOptions;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::http::*;
-use support::*;
 
 async fn server() -> Server {
     let builder = Courier::builder()

@@ -1,14 +1,12 @@
 //! The seed engine's own behaviours: routing by queue and tags, heartbeats that
 //! keep a long activity alive across workers, cleanup that keeps unfinished work.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use courier::core::{ExecutionState, TaskError};
 use courier::{Courier, DispatchOptions, WorkerOptions};
-use support::*;
 use tokio::sync::Notify;
 
 async fn job_node(

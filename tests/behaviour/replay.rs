@@ -3,15 +3,13 @@
 //! diverges from history fails loudly; a stale worker cannot overwrite the new
 //! owner's result.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use courier::core::{ExecutionState, Store, TaskError};
 use courier::{Courier, OrchestratorContext, WorkerOptions};
 use serde_json::{Value, json};
-use support::*;
 
 /// Node A's leases run out after 600 ms and are never renewed, and it has no
 /// slot free to claim anything else: it stalls as a frozen node would, while its

@@ -1,15 +1,13 @@
 //! `max_concurrent` holds cluster-wide: two runtimes on one Postgres never run
 //! more than the limit at once.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::*;
 use courier::core::TaskError;
 use courier::{Courier, FunctionOptions};
-use support::*;
 
 #[actix_rt::test]
 async fn max_concurrent_holds_across_two_runtimes_on_postgres() {

@@ -1,14 +1,12 @@
 //! Idempotent and cached calls run once, also when their result is falsy, and
 //! also when two calls with one key race.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use courier::core::TaskError;
 use courier::{Courier, FunctionOptions, OrchestratorContext};
 use serde_json::{Value, json};
-use support::*;
 
 async fn node(counters: &Counters) -> Courier {
     let (c1, c2) = (counters.clone(), counters.clone());

@@ -2,16 +2,14 @@
 //! create, external workers (claim, heartbeat, complete, fail; stale tokens
 //! refused), auth refusals, and clear 4xx errors for bad input.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::http::*;
+use crate::support::*;
 use courier::Courier;
 use courier::core::TaskError;
 use courier::http::HttpOptions;
 use serde_json::{Value, json};
-use support::http::*;
-use support::*;
 
 async fn server(options: HttpOptions) -> Server {
     let builder = Courier::builder()

@@ -1,14 +1,12 @@
 //! Durable sleep and delayed dispatch survive a restart; a sleeping execution
 //! holds no worker slot, and an idle one gives its memory back.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use courier::core::{ExecutionState, Store, TaskError};
 use courier::{Courier, DispatchOptions, OrchestratorContext, WorkerOptions};
-use support::*;
 
 async fn node(store: Arc<dyn Store>, counters: &Counters, worker: Option<WorkerOptions>) -> Courier {
     let c = counters.clone();

@@ -3,19 +3,17 @@
 //! exhausted deliveries become dead letters that replay, and two nodes deliver
 //! each event once.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::http::*;
+use crate::support::*;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use courier::Courier;
 use courier::core::{RetryPolicy, TaskError};
 use courier::http::webhooks::signing::{verify_seed, verify_standard};
 use courier::http::{HttpOptions, WebhookOptions};
 use serde_json::{Value, json};
-use support::http::*;
-use support::*;
 
 /// What the receiver got.
 #[derive(Clone, Debug)]

@@ -1,13 +1,11 @@
 //! No lost wake-ups: with polling effectively off, every waiter is woken by the
 //! commit it waits for, however the commit races its subscription.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use courier::core::TaskError;
 use courier::{Courier, OrchestratorContext, PollBackoff};
-use support::*;
 
 fn no_polling() -> courier::WorkerOptions {
     let mut worker = fast_worker();

@@ -1,13 +1,11 @@
 //! Cancel sticks, also while the orchestrator runs; expiry times an execution out.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use courier::core::{ExecutionState, TaskError, TaskId, TaskState};
 use courier::{Courier, DispatchOptions, OrchestratorContext};
-use support::*;
 use tokio::sync::Notify;
 
 #[actix_rt::test]

@@ -1,14 +1,12 @@
 //! The durable-function API end to end on the embedded store: dispatch,
 //! activities, orchestrators with calls, fan-out, sleeps, signals, effects.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use courier::core::{ExecutionState, TaskError};
 use courier::{Courier, DispatchOptions, OrchestratorContext};
 use serde_json::json;
-use support::*;
 
 async fn node(store: std::sync::Arc<dyn courier::core::Store>) -> Courier {
     Courier::builder()

@@ -2,15 +2,13 @@
 //! exhausted or non-retryable failures become dead letters; replaying one
 //! resumes the execution.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::support::*;
 use courier::core::{ExecutionState, RetryPolicy, TaskError, TaskId};
 use courier::{Courier, FunctionOptions, OrchestratorContext};
-use support::*;
 
 fn policy() -> RetryPolicy {
     RetryPolicy {

@@ -1,0 +1,23 @@
+//! The runtime's behaviour tests, in-process and over loopback HTTP, as one
+//! test binary: each module used to be a binary of its own, and linking thirteen
+//! copies of the runtime and its support code was a large part of the suite's
+//! build. The cluster and fault tests, which start `courier serve` processes,
+//! stay binaries of their own (`tests/cluster.rs`, `tests/faults.rs`) so that
+//! they never run beside these.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cancel_and_expiry;
+mod concurrency_limit;
+mod durable_functions;
+mod durable_sleep;
+mod fan_out;
+mod http_api;
+mod http_streams;
+mod idempotency_and_cache;
+mod replay;
+mod retries;
+mod seed_behaviours;
+mod wakeups;
+mod webhooks;
