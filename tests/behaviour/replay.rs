@@ -226,10 +226,13 @@ async fn an_orchestrator_whose_child_the_database_lost_replays_and_creates_it_ag
     .await;
     let first = child().await.unwrap();
 
-    psql(&format!(
-        "DELETE FROM {schema}.tasks WHERE execution_id = '{}' AND step = 1",
-        id.0
-    ));
+    crate::support::cluster::psql(
+        &postgres_url(),
+        &format!(
+            "DELETE FROM {schema}.tasks WHERE execution_id = '{}' AND step = 1",
+            id.0
+        ),
+    );
     eventually(Duration::from_secs(10), "a replay creates the child again", || async {
         child().await.is_some_and(|created| created > first)
     })

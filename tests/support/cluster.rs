@@ -59,7 +59,8 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn psql(url: &str, sql: &str) {
+/// Runs `sql` on the database `url` names, which must succeed.
+pub fn psql(url: &str, sql: &str) {
     let out = Command::new("psql")
         .args([url, "-qAtc", sql])
         .output()

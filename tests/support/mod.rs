@@ -41,19 +41,6 @@ pub async fn postgres_in_schema() -> (Arc<dyn Store>, String) {
     (a, schema)
 }
 
-/// Runs `sql` on the test Postgres with psql.
-pub fn psql(sql: &str) {
-    let out = std::process::Command::new("psql")
-        .args([postgres_url().as_str(), "-qAtc", sql])
-        .output()
-        .unwrap_or_else(|e| panic!("psql must be installed ({e}); scripts/test installs it"));
-    assert!(
-        out.status.success(),
-        "psql {sql:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 async fn postgres_pair_in_schema() -> (Arc<dyn Store>, Arc<dyn Store>, String) {
     let schema = format!("rt_{}", uuid::Uuid::new_v4().simple());
     let open = || async {
