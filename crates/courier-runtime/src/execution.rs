@@ -457,7 +457,6 @@ impl ExecutionActor {
                         "children this orchestrator waits for are gone from the store; replaying it to create them again"
                     );
                     metrics::counter!("courier_lost_children_total").increment(missing as u64);
-                    act.suspending = false;
                     act.give_back(Duration::ZERO, ctx);
                     None
                 }
