@@ -13,7 +13,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use courier::core::{ClaimRequest, Completion, NewExecution, Outcome, Store, TaskKind, TaskSpec};
+use courier::core::store::*;
+use courier::core::{ClaimRequest, Completion, NewExecution, Outcome, TaskKind, TaskSpec};
 use courier::store::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore};
 use serde_json::json;
 
@@ -82,7 +83,7 @@ async fn run(backend: &str, batch: u32, n: usize) -> f64 {
             let req = ClaimRequest::new(format!("bench-{w}"), batch, Duration::from_secs(60));
             let mut done = 0usize;
             loop {
-                let claimed = store.claim_tasks(&req).await.unwrap();
+                let claimed = store.claim_tasks(&req).await.unwrap().value;
                 if claimed.is_empty() {
                     return done;
                 }
@@ -96,7 +97,11 @@ async fn run(backend: &str, batch: u32, n: usize) -> f64 {
                         },
                     })
                     .collect();
-                for r in store.complete_tasks(completions).await.unwrap() {
+                let batch = WriteBatch {
+                    completions,
+                    ..WriteBatch::default()
+                };
+                for r in store.commit(Arc::new(batch)).await.unwrap().completions {
                     r.unwrap();
                 }
                 done += claimed.len();

@@ -8,7 +8,7 @@
 use actix_web::{App, HttpResponse, HttpServer, web};
 use courier::core::TaskError;
 use courier::http::{Http, HttpOptions};
-use courier::{Courier, WorkerOptions};
+use courier::{Courier, CourierBuilderExt, WorkerOptions};
 
 /// An ordinary route of the host app that starts durable work.
 async fn place_order(http: web::Data<Http>, id: web::Path<u64>) -> HttpResponse {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-use courier::core::{ExecutionState, Store, TaskError};
+use courier::core::{ExecutionState, Store, TaskError, TaskId};
 use courier::{Courier, DispatchOptions, OrchestratorContext, WorkerOptions};
 
 async fn node(store: Arc<dyn Store>, counters: &Counters, worker: Option<WorkerOptions>) -> Courier {
@@ -36,7 +36,7 @@ async fn a_durable_sleep_survives_a_restart() {
     let started = Instant::now();
     let id = a.dispatch("nap", 1200u64).await.unwrap();
     eventually(Duration::from_secs(10), "the sleep is recorded", || async {
-        store.get_task_at_step(id, 1).await.unwrap().is_some()
+        store.get_task(TaskId::for_step(id, 1)).await.unwrap().is_some()
     })
     .await;
     a.shutdown().await.unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::*;
-use courier::core::{ExecutionState, Store, TaskError};
+use courier::core::{ExecutionState, Store, TaskError, TaskId};
 use courier::{Courier, OrchestratorContext, WorkerOptions};
 use serde_json::{Value, json};
 
@@ -104,7 +104,11 @@ async fn replay_after_a_lost_lease(store: Arc<dyn Store>, other: Arc<dyn Store>)
         after.result, done.result,
         "the stale worker did not overwrite the new owner's result"
     );
-    let slow = store.get_task_at_step(id, 3).await.unwrap().expect("slow step");
+    let slow = store
+        .get_task(TaskId::for_step(id, 3))
+        .await
+        .unwrap()
+        .expect("slow step");
     assert_eq!(slow.result, Some(json!("3 by b")));
     assert_eq!(slow.attempt, 2);
     assert_eq!(counters.get("step4"), 1, "the stale orchestrator created nothing");
@@ -219,7 +223,13 @@ async fn an_orchestrator_whose_child_the_database_lost_replays_and_creates_it_ag
         .await
         .unwrap();
     let id = a.dispatch("lossy", ()).await.unwrap();
-    let child = || async { store.get_task_at_step(id, 1).await.unwrap().map(|t| t.created_at) };
+    let child = || async {
+        store
+            .get_task(TaskId::for_step(id, 1))
+            .await
+            .unwrap()
+            .map(|t| t.created_at)
+    };
     eventually(Duration::from_secs(10), "the child is created", || async {
         child().await.is_some()
     })

@@ -114,6 +114,47 @@ where
     }
 }
 
+/// Appends `n` progress events (each padded with `pad` bytes) straight to the
+/// store, behind the runtime's back, so nobody is told: a test that wants the log
+/// to have grown silently, or to grow faster than any worker writes. The events
+/// belong to one execution dispatched for the purpose (its two dispatch events
+/// come first). Returns the last sequence number.
+pub async fn append_silently(store: &Arc<dyn Store>, n: usize, pad: usize) -> i64 {
+    use courier::core::{Effect, EffectWrite, NewExecution, Progress, TaskKind, TaskSpec, WriteBatch};
+    let spec =
+        TaskSpec::new(TaskKind::Activity, "silent", serde_json::Value::Null).with_delay(Duration::from_secs(86_400));
+    let new = NewExecution::new(spec);
+    let execution = new.id;
+    store.dispatch(vec![new]).await.unwrap();
+    let mut step = 1;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let effects = chunk
+            .iter()
+            .map(|i| {
+                step += 1;
+                EffectWrite {
+                    fence: None,
+                    execution_id: execution,
+                    parent_id: None,
+                    step,
+                    effect: Effect::Progress(Progress {
+                        detail: Some(serde_json::json!({"i": i, "pad": "x".repeat(pad)})),
+                        ..Progress::default()
+                    }),
+                }
+            })
+            .collect();
+        let batch = WriteBatch {
+            effects,
+            ..WriteBatch::default()
+        };
+        for result in store.commit(Arc::new(batch)).await.unwrap().effects {
+            result.unwrap();
+        }
+    }
+    store.last_event_seq().await.unwrap()
+}
+
 /// A wait bound for tests (generous: CI machines are slow).
 pub const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 

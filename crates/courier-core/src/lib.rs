@@ -20,23 +20,25 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod change;
 mod clock;
 mod dead_letter;
 mod duration;
 mod error;
 mod event;
-pub mod events;
 mod execution;
 mod id;
+pub mod metric;
 mod notifier;
 mod progress;
 mod retry;
 mod signal;
 mod state;
-mod store;
+pub mod store;
 mod task;
 mod webhook;
 
+pub use change::{AttemptEnd, Change, Committed, Requeue, TaskRef, events_of, notices_of};
 pub use clock::Clock;
 pub use dead_letter::{DeadLetterRecord, Replayed};
 pub use duration::{DurationError, format_duration, parse_duration, serde_duration};
@@ -44,12 +46,18 @@ pub use error::{LeaseLost, ParseEnumError, StoreError, StoreResult, TaskError};
 pub use event::{Event, EventFilter, EventType, NewEvent};
 pub use execution::{Cancelled, Dispatched, ExecutionFilter, ExecutionRecord, NewExecution};
 pub use id::{ExecutionId, LeaseToken, TaskId};
-pub use notifier::{Delivery, Mailbox, Notice, Notifier, NotifierStats, NotifyError, Subscription, Topic};
+pub use notifier::{
+    DEFAULT_MAILBOX, Delivery, Hub, HubStats, LocalNotifier, Mailbox, Notice, Notifier, NotifierStats, NotifyError,
+    Subscription, Topic, TopicListener,
+};
 pub use progress::{Progress, ProgressEntry};
 pub use retry::{RetryPolicy, RetryVerdict};
 pub use signal::{SignalRecord, SignalSent};
 pub use state::{ExecutionState, TaskKind, TaskState};
-pub use store::{ChildGroup, Effect, EffectApplied, EffectWrite, Reservation, Store, WriteBatch, WriteResults};
+pub use store::{
+    CacheStore, ChildGroup, ContextStore, DeadLetterStore, Effect, EffectApplied, EffectWrite, EventStore,
+    ExecutionStore, Reservation, SeedRecords, Store, TaskStore, WebhookStore, WriteBatch, WriteResults,
+};
 pub use task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, DEFAULT_QUEUE, Lease, LeaseKey, NewTask, Outcome,
     QueueDepth, Remember, Renewed, TaskFilter, TaskRecord, TaskSpec,

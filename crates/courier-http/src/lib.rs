@@ -11,8 +11,10 @@
 //! use courier_http::{HttpOptions, configure};
 //! use courier_runtime::{Courier, WorkerOptions};
 //!
+//! # let store: std::sync::Arc<dyn courier_core::Store> = unimplemented!();
+//! // `store`: any courier_core::Store (the `courier` facade opens one by URL).
 //! let options = HttpOptions::default();
-//! let builder = Courier::builder().store_url("./courier.db").worker(WorkerOptions::default());
+//! let builder = Courier::builder().store(store).worker(WorkerOptions::default());
 //! let http = courier_http::prepare(builder, options).start().await.expect("node starts");
 //! let for_app = http.clone();
 //! HttpServer::new(move || App::new().configure(|cfg| configure(cfg, &for_app)))

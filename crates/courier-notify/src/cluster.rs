@@ -17,8 +17,8 @@ use tokio::sync::oneshot;
 
 use crate::channel::{Channels, DEFAULT_PREFIX};
 use crate::fanout::{Activate, Connector, Counters, FanoutActor, FanoutParts, Shutdown};
-use crate::hub::{DEFAULT_MAILBOX, Hub};
 use crate::throttle::Throttle;
+use courier_core::{DEFAULT_MAILBOX, Hub};
 
 /// Settings shared by [`RedisNotifier`](crate::RedisNotifier) and
 /// [`PostgresNotifier`](crate::PostgresNotifier).

@@ -37,8 +37,8 @@ use tokio::sync::oneshot;
 
 use crate::channel::Channels;
 use crate::cluster::ClusterOptions;
-use crate::hub::{Hub, TopicListener};
 use crate::throttle::Throttle;
+use courier_core::{Hub, TopicListener};
 
 /// How many channels go into one SUBSCRIBE/LISTEN batch.
 const CHUNK: usize = 1000;

@@ -2,7 +2,8 @@
 //! wakes waiters (in-process `wait_for`, orchestrators, workers, SSE and
 //! WebSocket sessions) when the store changes, on this node and on the others.
 //!
-//! - [`LocalNotifier`]: in process, the default for a single node.
+//! - [`LocalNotifier`]: in process, the default for a single node (it lives in
+//!   `courier-core`, re-exported here, so the runtime needs no transport crate).
 //! - [`RedisNotifier`]: Redis pub/sub, seed 000's channels (`<prefix>:task:{id}`,
 //!   `<prefix>:execution:{id}`) and JSON, plus `<prefix>:work` and `<prefix>:events`
 //!   (see [`Channels`]); seed 000's connection strings (see [`RedisConfig`]).
@@ -53,8 +54,6 @@
 mod channel;
 mod cluster;
 mod fanout;
-mod hub;
-mod local;
 mod open;
 mod postgres;
 mod redis;
@@ -63,8 +62,9 @@ mod throttle;
 pub use channel::{Channels, DEFAULT_PREFIX, Decoded, LONGEST_SUFFIX, Malformed, PrefixError};
 pub use cluster::ClusterOptions;
 pub use fanout::{Activate, FanoutActor, Shutdown, SubscribedChannels, Sweep};
-pub use hub::{DEFAULT_MAILBOX, Hub, HubStats, TopicListener};
-pub use local::LocalNotifier;
+// The in-process hub and notifier live in `courier-core` (the runtime's default
+// needs no transport); they are re-exported here beside the cluster notifiers.
+pub use courier_core::{DEFAULT_MAILBOX, Hub, HubStats, LocalNotifier, TopicListener};
 pub use open::{OpenError, open};
 pub use postgres::{MAX_CHANNEL_NAME, MAX_POSTGRES_PREFIX, PostgresNotifier};
 pub use redis::{DEFAULT_REDIS_PORT, RedisConfig, RedisNode, RedisNotifier, RedisTls, RedisUrlError};

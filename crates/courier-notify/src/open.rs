@@ -6,9 +6,9 @@ use courier_core::Notifier;
 use thiserror::Error;
 
 use crate::channel::PrefixError;
-use crate::local::LocalNotifier;
 use crate::postgres::PostgresNotifier;
 use crate::redis::{RedisNotifier, RedisUrlError, mask_password};
+use courier_core::LocalNotifier;
 
 /// Why a notifier could not be opened.
 ///

@@ -20,75 +20,32 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use courier_core::metric;
 use courier_core::{
     ChildGroup, Claimed, ExecutionId, Notice, Outcome, StoreError, TaskError, TaskFilter, TaskId, TaskRecord, Topic,
 };
-use serde_json::Value;
 
-use crate::function::Handler as FnHandler;
-use crate::lease::{Finish, LeaseEnded, Release, Suspend, TaskLeaseActor, outcome_of_error};
+use crate::function::Handler as Code;
+use crate::lease::{Finish, LeaseEnded, Release, Suspend, TaskLeaseActor};
+use crate::live::{ChildrenSettled, Drain, Entry, Settled};
 use crate::node::Node;
-use crate::orchestrator::{Driver, OrchestratorContext, StepRecord, settled_outcome};
-use crate::store_actor::{CreateChildren, StoreActor};
+use crate::orchestrator::{
+    Driver, DriverPort, FlushOutbox, NonDeterminism, OrchestratorContext, SleepStarted, StepRecord, settled_outcome,
+};
+use crate::retry::outcome_of_error;
+use crate::store_actor::CreateChildren;
+use crate::wake;
 
 /// Children created per `ChildGroup`.
 const CHILD_CHUNK: usize = 1000;
 /// Tasks read per history page or status check.
 const READ_PAGE: u32 = 5000;
 
-/// Children of this execution that settled on this node, one commit's worth
-/// (sent by the `StoreActor`, with their results).
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
-pub(crate) struct ChildrenSettled(pub Vec<Settled>);
-
-/// One settled child.
-#[derive(Clone, Debug)]
-pub(crate) struct Settled {
-    pub parent_id: TaskId,
-    pub task_id: TaskId,
-    pub state: courier_core::TaskState,
-    pub result: Option<Value>,
-    pub error: Option<TaskError>,
-}
-
-/// The code queued children; create them.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct FlushOutbox;
-
-/// The code diverged from its history; fail the execution.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct NonDeterminism(pub TaskError);
-
-/// The code started a durable sleep of this length (nudge the worker when due).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) enum SleepStarted {
-    /// A new sleep of this long.
-    After(Duration),
-    /// A sleep recorded earlier, due then (by the store's clock).
-    Until(chrono::DateTime<chrono::Utc>),
-}
-
-/// Give the execution back and stop (node shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Drain;
-
-/// Sent to the coordinator when this actor stops.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct ExecutionEnded {
-    pub execution_id: ExecutionId,
-}
-
 /// The actor. See the module documentation.
 pub(crate) struct ExecutionActor {
     node: Node,
-    store: Addr<StoreActor>,
-    ended: Recipient<ExecutionEnded>,
+    /// Which registration in the node's live registry is this actor's.
+    generation: u64,
     claimed: Option<Claimed>,
     task: TaskRecord,
     lease_actor: Option<Addr<TaskLeaseActor>>,
@@ -110,14 +67,13 @@ pub(crate) struct ExecutionActor {
 }
 
 impl ExecutionActor {
-    pub(crate) fn new(node: Node, store: Addr<StoreActor>, ended: Recipient<ExecutionEnded>, claimed: Claimed) -> Self {
+    pub(crate) fn new(node: Node, claimed: Claimed) -> Self {
         let poll = node.worker_options().poll.min;
         ExecutionActor {
             task: claimed.task.clone(),
             seen_wake_gen: claimed.task.wake_gen,
+            generation: node.live().next_generation(),
             node,
-            store,
-            ended,
             claimed: Some(claimed),
             lease_actor: None,
             driver: None,
@@ -192,7 +148,7 @@ impl ExecutionActor {
                 record.error = early.error;
             }
         }
-        let Some((FnHandler::Orchestrator(code), version)) = self
+        let Some((Code::Orchestrator(code), version)) = self
             .node
             .registry()
             .get(&self.task.function)
@@ -212,18 +168,24 @@ impl ExecutionActor {
                 execution = %self.execution_id(), function = %self.task.function, %recorded, running = %ours,
                 "orchestrator version differs from this node's; handing it back"
             );
-            metrics::counter!("courier_version_mismatches_total").increment(1);
+            metrics::counter!(metric::VERSION_MISMATCHES).increment(1);
             self.give_back(delay, ctx);
             return;
         }
+        let me = ctx.address();
+        let port = DriverPort {
+            flush: me.clone().recipient(),
+            diverged: me.clone().recipient(),
+            sleeping: me.recipient(),
+            effects: self.node.writes().clone().recipient(),
+        };
         let driver = Rc::new(RefCell::new(Driver::new(
             self.execution_id(),
             self.task.id,
             self.claimed.as_ref().map(|c| c.lease.key()).expect("claimed"),
             history,
-            self.node.registry().clone(),
-            ctx.address(),
-            self.store.clone(),
+            self.node.functions().clone(),
+            port,
         )));
         self.driver = Some(driver.clone());
         let code_fut = std::panic::AssertUnwindSafe(code(OrchestratorContext::new(driver), self.task.args.clone()));
@@ -309,7 +271,8 @@ impl ExecutionActor {
                 fence: Some(fence),
                 tasks: chunk.clone(),
             };
-            self.store
+            self.node
+                .writes()
                 .send(CreateChildren(group))
                 .into_actor(self)
                 .map(move |result, act, ctx| {
@@ -456,7 +419,7 @@ impl ExecutionActor {
                         execution = %act.execution_id(), missing,
                         "children this orchestrator waits for are gone from the store; replaying it to create them again"
                     );
-                    metrics::counter!("courier_lost_children_total").increment(missing as u64);
+                    metrics::counter!(metric::LOST_CHILDREN).increment(missing as u64);
                     act.give_back(Duration::ZERO, ctx);
                     None
                 }
@@ -524,13 +487,25 @@ impl Actor for ExecutionActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(4096);
         let execution = self.execution_id();
-        self.node.live_executions().insert(execution, ctx.address().recipient());
+        let me = ctx.address();
+        let replaced = self.node.live().register(
+            execution,
+            Entry {
+                generation: self.generation,
+                settled: me.clone().recipient(),
+                drain: me.clone().recipient(),
+            },
+        );
+        if let Some(stale) = replaced {
+            // Its lease was lost and the task claimed again; it stops on its own.
+            stale.drain.do_send(Drain);
+        }
         let claimed = self.claimed.clone().expect("claimed");
         let lease = TaskLeaseActor::keep_alive(
-            self.node.clone(),
-            self.store.clone(),
+            self.node.writes().clone(),
+            self.node.lease_terms(),
             claimed,
-            ctx.address().recipient(),
+            me.recipient(),
         );
         self.lease_actor = Some(lease.start());
 
@@ -553,16 +528,12 @@ impl Actor for ExecutionActor {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        let execution = self.execution_id();
-        self.node.live_executions().remove(&execution);
+        self.node.live().deregister(self.execution_id(), self.generation);
         if !self.finishing
             && let Some(lease) = self.lease_actor.take()
         {
             lease.do_send(Release::now());
         }
-        self.ended.do_send(ExecutionEnded {
-            execution_id: execution,
-        });
     }
 }
 
@@ -605,7 +576,7 @@ impl Handler<NonDeterminism> for ExecutionActor {
 
     fn handle(&mut self, msg: NonDeterminism, ctx: &mut Self::Context) {
         tracing::error!(execution = %self.execution_id(), error = %msg.0, "non-determinism");
-        metrics::counter!("courier_non_determinism_total").increment(1);
+        metrics::counter!(metric::NON_DETERMINISM).increment(1);
         self.finish(non_determinism(msg.0), ctx);
     }
 }
@@ -625,9 +596,7 @@ impl Handler<SleepStarted> for ExecutionActor {
         let notifier = self.node.notifier().clone();
         let queue = self.task.queue.clone();
         ctx.run_later(due + Duration::from_millis(2), move |_, _| {
-            actix::spawn(async move {
-                let _ = notifier.publish(vec![Notice::Work { queue }]).await;
-            });
+            actix::spawn(async move { wake::publish(&notifier, wake::timer_due(queue)).await });
         });
     }
 }

@@ -1,20 +1,19 @@
 //! Work done by external workers (any language, over HTTP): claims with
-//! long-poll, heartbeats, and fenced outcomes, through the same `StoreActor`
-//! and the same retry policies as in-process work.
+//! long-poll, heartbeats, checkpoints, progress and fenced outcomes, through the
+//! same `StoreActor` and the same retry policies as in-process work.
 
 use std::time::Duration;
 
 use courier_core::{
-    ClaimRequest, Claimed, Completed, Completion, LeaseKey, Notice, Outcome, Progress, Renewed, StoreError, TaskError,
+    ClaimRequest, Claimed, Completed, Completion, LeaseKey, Outcome, Progress, Renewed, StoreError, TaskError,
     TaskKind, Topic,
 };
-use futures::FutureExt;
 use serde_json::Value;
 
-use crate::courier::Courier;
 use crate::error::RuntimeError;
-use crate::lease::outcome_of_error;
-use crate::store_actor::{Claim, Complete};
+use crate::handle::Courier;
+use crate::retry::outcome_of_error;
+use crate::store_actor::{Checkpoint, Claim, Complete, Heartbeat, ReportProgress};
 
 impl Courier {
     /// Claims activities for an external worker: the request as given (only the
@@ -27,7 +26,7 @@ impl Courier {
         wait: Duration,
     ) -> Result<Vec<Claimed>, RuntimeError> {
         request.kinds = vec![TaskKind::Activity];
-        for (function, max) in self.registry_limits() {
+        for (function, max) in self.node.functions().limits() {
             request.limits.entry(function).or_insert(max);
         }
         let deadline = tokio::time::Instant::now() + wait;
@@ -35,7 +34,7 @@ impl Courier {
         let poll = self.worker_options().poll;
         let mut interval = poll.min;
         loop {
-            let claimed = self.store_actor().send(Claim(request.clone())).await??;
+            let claimed = self.node.writes().send(Claim(request.clone())).await??;
             if !claimed.is_empty() {
                 return Ok(claimed);
             }
@@ -56,39 +55,29 @@ impl Courier {
         extend: Duration,
         details: Option<Value>,
     ) -> Result<Renewed, RuntimeError> {
-        self.write(move |store| async move { store.heartbeat(lease, extend, details).await }.boxed())
-            .await
+        let write = Heartbeat { lease, extend, details };
+        Ok(self.node.writes().send(write).await??)
     }
 
     /// Saves a checkpoint for an external worker's task.
     pub async fn checkpoint_external(&self, lease: LeaseKey, data: Value) -> Result<(), RuntimeError> {
-        self.write(move |store| async move { store.checkpoint(lease, data).await }.boxed())
-            .await
+        Ok(self.node.writes().send(Checkpoint { lease, data }).await??)
     }
 
-    /// Records progress of an external worker's task (the lease must still be held).
+    /// Records progress of an external worker's task, fenced by its lease.
     pub async fn progress_external(&self, lease: LeaseKey, progress: Progress) -> Result<(), RuntimeError> {
         let task = self
             .store()
             .get_task(lease.task_id)
             .await?
             .ok_or(StoreError::TaskNotFound(lease.task_id))?;
-        if task.lease_token != Some(lease.token) {
-            return Err(StoreError::LeaseLost {
-                task_id: lease.task_id,
-                reason: match task.state {
-                    courier_core::TaskState::Running => courier_core::LeaseLost::Reclaimed,
-                    state => courier_core::LeaseLost::NotRunning(state),
-                },
-            }
-            .into());
-        }
-        self.write(move |store| {
-            async move { store.append_progress(task.execution_id, Some(task.id), &progress).await }.boxed()
-        })
-        .await?;
-        self.notifier().publish(vec![Notice::Events]).await?;
-        Ok(())
+        let write = ReportProgress {
+            execution: task.execution_id,
+            task: Some(task.id),
+            progress,
+            fence: Some(lease),
+        };
+        Ok(self.node.writes().send(write).await??)
     }
 
     /// Completes an external worker's task with `result`, fenced by its lease.
@@ -116,7 +105,8 @@ impl Courier {
 
     async fn finish_external(&self, lease: LeaseKey, outcome: Outcome) -> Result<Completed, RuntimeError> {
         let done = self
-            .store_actor()
+            .node
+            .writes()
             .send(Complete::plain(Completion { lease, outcome }))
             .await??;
         Ok(done)

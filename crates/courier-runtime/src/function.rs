@@ -5,21 +5,15 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use courier_core::{TaskError, TaskKind, TaskSpec};
+use courier_core::{TaskError, TaskKind};
 use futures::FutureExt;
-use futures::future::LocalBoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::activity::ActivityContext;
-use crate::options::{FunctionOptions, Limits};
-use crate::orchestrator::OrchestratorContext;
-
-pub(crate) type ActivityFn =
-    Arc<dyn Fn(ActivityContext, Value) -> LocalBoxFuture<'static, Result<Value, TaskError>> + Send + Sync>;
-pub(crate) type OrchestratorFn =
-    Arc<dyn Fn(OrchestratorContext, Value) -> LocalBoxFuture<'static, Result<Value, TaskError>> + Send + Sync>;
+use crate::activity::{ActivityContext, ActivityFn};
+use crate::options::{FunctionOptions, FunctionTable};
+use crate::orchestrator::{OrchestratorContext, OrchestratorFn};
 
 /// A registered function's code.
 #[derive(Clone)]
@@ -171,20 +165,13 @@ impl Registry {
         names
     }
 
-    /// Per-function concurrency caps, for claims.
-    pub(crate) fn limits(&self) -> Limits {
-        self.functions
-            .iter()
-            .filter_map(|(name, def)| def.options.max_concurrent.map(|m| (name.clone(), m)))
-            .collect()
-    }
-
-    /// The spec of a task of `function` with `args`: from its registration, or
-    /// defaults (an activity for an external worker) if it is not registered here.
-    pub(crate) fn spec(&self, function: &str, args: Value) -> TaskSpec {
-        match self.functions.get(function) {
-            Some(def) => def.options.spec(def.kind, function, args),
-            None => FunctionOptions::default().spec(TaskKind::Activity, function, args),
-        }
+    /// Every function's kind and options, frozen for a running node.
+    pub(crate) fn table(&self) -> FunctionTable {
+        FunctionTable::new(
+            self.functions
+                .iter()
+                .map(|(name, def)| (name.clone(), (def.kind, def.options.clone())))
+                .collect(),
+        )
     }
 }

@@ -1,19 +1,29 @@
 //! Courier's runtime: the actix actors that run durable functions, and the Rust
 //! API to register, dispatch, wait for and steer them.
 //!
-//! A node is a tree of actors under a `Coordinator`: the `StoreActor` owns the
-//! node's writes and group-commits them; the `WorkerActor` claims work in
-//! batches; a `TaskLeaseActor` holds each lease (renewing it, fencing its
-//! result); an `ExecutionActor` drives each orchestrator held in memory,
-//! replaying it deterministically from history after a crash; the
-//! `MaintenanceActor` does cluster-wide housekeeping. `actors.md` at the
-//! repository root draws the tree and lists every message.
+//! It sees the store and the notifier only through their contracts
+//! ([`courier_core::Store`], [`courier_core::Notifier`]) and holds no SQL and no
+//! network client: opening a store or a notifier by URL is the `courier` facade's
+//! and the CLI's job.
 //!
-//! The runtime sees the store and the notifier only through their traits
-//! ([`courier_core::Store`], [`courier_core::Notifier`]); it holds no SQL.
+//! A node is a tree of actors under a `Coordinator`; `actors.md` at the
+//! repository root draws it and lists every message. Which part holds what:
+//!
+//! | module | holds |
+//! |---|---|
+//! | `builder`, `handle`, `admin`, `external` | the public API: [`CourierBuilder`], and [`Courier`]'s dispatch and reads, its writes from outside (cancel, signals, dead letters, cleanup, roles, webhook records), and external workers' calls |
+//! | `store_actor` | the `StoreActor`, the node's one door for writes: every write is a named message there |
+//! | `wake` | whom a write's changes wake, decided in one place |
+//! | `coordinator`, `worker`, `maintenance` | the node's supervised actors: start and drain, claiming, cluster housekeeping |
+//! | `lease` | the `TaskLeaseActor`: holds one lease, renews it, writes the outcome fenced |
+//! | `activity` | [`ActivityContext`] and the runner of one activity attempt (cache, idempotency, time limit, panics) |
+//! | `orchestrator`, `execution` | [`OrchestratorContext`] and its replay driver; the `ExecutionActor` that runs an orchestrator |
+//! | `live` | the registry of executions held in memory on this node |
+//! | `function`, `options`, `retry` | registered functions, options, the retry verdict |
 //!
 //! ```no_run
 //! # #[actix::main] async fn main() -> Result<(), courier_runtime::RuntimeError> {
+//! use std::sync::Arc;
 //! use std::time::Duration;
 //! use courier_runtime::{Courier, OrchestratorContext, WorkerOptions};
 //! use courier_core::TaskError;
@@ -24,8 +34,10 @@
 //!     Ok(greeting)
 //! }
 //!
+//! # let store: Arc<dyn courier_core::Store> = unimplemented!();
+//! // `store` is any courier_core::Store, e.g. courier_store::open("sqlite::memory:").
 //! let courier = Courier::builder()
-//!     .store_url("sqlite::memory:")
+//!     .store(store)
 //!     .activity("format", |_ctx, name: String| async move { Ok::<_, TaskError>(format!("hello {name}")) })
 //!     .orchestrator("greet", greet)
 //!     .worker(WorkerOptions::default())
@@ -39,39 +51,30 @@
 #![deny(missing_docs)]
 
 mod activity;
+mod admin;
+mod builder;
 mod coordinator;
-mod courier;
 mod error;
 mod execution;
 mod external;
 mod function;
+mod handle;
 mod lease;
+mod live;
 mod maintenance;
 mod node;
 mod options;
 mod orchestrator;
+mod retry;
 mod store_actor;
+mod wake;
 mod worker;
 
 pub use activity::ActivityContext;
-pub use courier::{CleanupReport, Courier, CourierBuilder, ExecutionView};
+pub use builder::{CourierBuilder, StoreOpener};
 pub use error::RuntimeError;
 pub use function::Registry;
+pub use handle::{Courier, ExecutionView};
 pub use options::{DispatchOptions, FunctionOptions, KeyFn, MaintenanceOptions, PollBackoff, WorkerOptions};
 pub use orchestrator::OrchestratorContext;
-
-/// Where the embedded default keeps its data: `COURIER_STORE_URL`'s default.
-pub const DEFAULT_STORE_URL: &str = "./courier.db";
-
-/// Starts a node on the embedded default in one call: SQLite at
-/// `COURIER_STORE_URL` (default `./courier.db`), the in-process notifier, and an
-/// in-process worker running `registry`'s functions.
-pub async fn bootstrap(registry: Registry) -> Result<Courier, RuntimeError> {
-    let url = std::env::var("COURIER_STORE_URL").unwrap_or_else(|_| DEFAULT_STORE_URL.to_string());
-    Courier::builder()
-        .store_url(url)
-        .registry(registry)
-        .worker(WorkerOptions::default())
-        .start()
-        .await
-}
+pub use store_actor::CleanupReport;

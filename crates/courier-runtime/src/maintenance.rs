@@ -9,9 +9,14 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use courier_core::{ExecutionState, Notice};
+use courier_core::metric;
+use courier_core::{StoreError, StoreResult};
 
 use crate::node::Node;
+use crate::store_actor::{AcquireRole, Cleanup, DetectStuckTasks, TimeOutExecutions};
+
+/// The role whose holder does housekeeping.
+const ROLE: &str = "courier.maintenance";
 
 /// Stop doing housekeeping (node shutdown).
 #[derive(Message)]
@@ -47,50 +52,67 @@ impl MaintenanceActor {
             .last_cleanup
             .is_none_or(|t| t.elapsed() >= options.cleanup_interval);
         async move {
-            let store = node.store();
-            let held = store
-                .try_acquire_singleton("courier.maintenance", node.id(), options.interval * 3)
-                .await?;
+            let writes = node.writes();
+            let held = writes
+                .send(AcquireRole {
+                    name: ROLE,
+                    owner: node.id().to_string(),
+                    ttl: options.interval * 3,
+                })
+                .await
+                .map_err(unreachable)??;
             if !held {
                 return Ok(false);
             }
             // Counted per node: across a cluster only the role holder's grows.
-            metrics::counter!("courier_maintenance_rounds_total").increment(1);
-            let timed_out = store.time_out_executions(500).await?;
+            metrics::counter!(metric::MAINTENANCE_ROUNDS).increment(1);
+            let timed_out = writes
+                .send(TimeOutExecutions { limit: 500 })
+                .await
+                .map_err(unreachable)??;
             if !timed_out.is_empty() {
-                metrics::counter!("courier_executions_timed_out_total").increment(timed_out.len() as u64);
-                let notices = timed_out
-                    .iter()
-                    .map(|c| Notice::Execution {
-                        execution_id: c.execution_id,
-                        state: ExecutionState::TimedOut,
-                        child: None,
-                    })
-                    .chain([Notice::Events])
-                    .collect();
-                let _ = node.notifier().publish(notices).await;
+                metrics::counter!(metric::EXECUTIONS_TIMED_OUT).increment(timed_out.len() as u64);
             }
-            let stuck = store.detect_stuck_tasks(options.stuck_after, 500).await?;
+            let stuck = writes
+                .send(DetectStuckTasks {
+                    heartbeat_timeout: options.stuck_after,
+                    limit: 500,
+                })
+                .await
+                .map_err(unreachable)??;
             if !stuck.is_empty() {
                 tracing::warn!(count = stuck.len(), "tasks stuck: heartbeats are late");
-                metrics::counter!("courier_tasks_stuck_total").increment(stuck.len() as u64);
-                let _ = node.notifier().publish(vec![Notice::Events]).await;
+                metrics::counter!(metric::TASKS_STUCK).increment(stuck.len() as u64);
             }
             if cleanup_due {
-                metrics::counter!("courier_cleanup_runs_total").increment(1);
-                let now = store.now().await?;
-                let cutoff = now - chrono::Duration::from_std(options.retention).unwrap_or(chrono::Duration::MAX);
-                let executions = store.cleanup_executions(cutoff).await?;
-                let dead = store.cleanup_dead_letters(cutoff).await?;
-                let event_cutoff =
-                    now - chrono::Duration::from_std(options.event_retention).unwrap_or(chrono::Duration::MAX);
-                let events = store.trim_events(event_cutoff).await?;
-                let cache = store.purge_expired_cache().await?;
-                if executions + dead + events + cache > 0 {
-                    tracing::info!(executions, dead_letters = dead, events, cache, "cleanup");
+                metrics::counter!(metric::CLEANUP_RUNS).increment(1);
+                let now = node.store().now().await?;
+                let before = |age: std::time::Duration| {
+                    chrono::Duration::from_std(age)
+                        .ok()
+                        .and_then(|age| now.checked_sub_signed(age))
+                        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+                };
+                let report = writes
+                    .send(Cleanup {
+                        executions_before: Some(before(options.retention)),
+                        dead_letters_before: Some(before(options.retention)),
+                        events_before: Some(before(options.event_retention)),
+                        expired_cache: true,
+                    })
+                    .await
+                    .map_err(unreachable)??;
+                if report.executions + report.dead_letters + report.events + report.cache_entries > 0 {
+                    tracing::info!(
+                        executions = report.executions,
+                        dead_letters = report.dead_letters,
+                        events = report.events,
+                        cache = report.cache_entries,
+                        "cleanup"
+                    );
                 }
             }
-            Ok::<_, courier_core::StoreError>(cleanup_due)
+            StoreResult::Ok(cleanup_due)
         }
         .into_actor(self)
         .map(|result, act, _| {
@@ -103,6 +125,10 @@ impl MaintenanceActor {
         })
         .spawn(ctx);
     }
+}
+
+fn unreachable(e: MailboxError) -> StoreError {
+    StoreError::Unavailable(format!("the store actor is unreachable: {e}"))
 }
 
 impl Actor for MaintenanceActor {

@@ -1,13 +1,18 @@
-//! What every actor of one node shares: the store, the notifier, the registry,
-//! and the orchestrators live on this node.
+//! What every actor of one node shares: the store (for reads), the `StoreActor`
+//! (for writes), the notifier, the registered functions, the options, the clock,
+//! and the executions live here.
 
 use std::sync::Arc;
 
-use courier_core::{Clock, ExecutionId, Notifier, Store};
-use dashmap::DashMap;
+use actix::Addr;
+use courier_core::{Clock, Notifier, Store};
 
+use crate::activity::{ActivityPort, Runner};
 use crate::function::Registry;
-use crate::options::{MaintenanceOptions, WorkerOptions};
+use crate::lease::LeaseTerms;
+use crate::live::Live;
+use crate::options::{FunctionTable, MaintenanceOptions, WorkerOptions};
+use crate::store_actor::StoreActor;
 
 /// A node's shared state. Cheap to clone.
 #[derive(Clone)]
@@ -18,37 +23,45 @@ pub(crate) struct Node {
 struct NodeInner {
     id: String,
     store: Arc<dyn Store>,
+    writes: Addr<StoreActor>,
     notifier: Arc<dyn Notifier>,
     registry: Registry,
+    functions: FunctionTable,
     worker: WorkerOptions,
     maintenance: MaintenanceOptions,
     /// This node's wall clock (shifted only in tests that play a skewed node).
     clock: Clock,
-    /// Orchestrators held in memory here, so the store actor can hand them their
-    /// children's results directly instead of through a store round trip.
-    live: DashMap<ExecutionId, actix::Recipient<crate::execution::ChildrenSettled>>,
+    live: Live,
+}
+
+/// What a node is made of (see [`Node`]).
+pub(crate) struct NodeParts {
+    pub id: String,
+    pub store: Arc<dyn Store>,
+    pub writes: Addr<StoreActor>,
+    pub notifier: Arc<dyn Notifier>,
+    pub registry: Registry,
+    pub worker: WorkerOptions,
+    pub maintenance: MaintenanceOptions,
+    pub clock: Clock,
+    pub live: Live,
 }
 
 impl Node {
-    pub(crate) fn new(
-        id: String,
-        store: Arc<dyn Store>,
-        notifier: Arc<dyn Notifier>,
-        registry: Registry,
-        worker: WorkerOptions,
-        maintenance: MaintenanceOptions,
-        clock: Clock,
-    ) -> Self {
+    pub(crate) fn new(parts: NodeParts) -> Self {
+        let functions = parts.registry.table();
         Node {
             inner: Arc::new(NodeInner {
-                id,
-                store,
-                notifier,
-                registry,
-                worker,
-                maintenance,
-                clock,
-                live: DashMap::new(),
+                id: parts.id,
+                store: parts.store,
+                writes: parts.writes,
+                notifier: parts.notifier,
+                registry: parts.registry,
+                functions,
+                worker: parts.worker,
+                maintenance: parts.maintenance,
+                clock: parts.clock,
+                live: parts.live,
             }),
         }
     }
@@ -57,8 +70,14 @@ impl Node {
         &self.inner.id
     }
 
+    /// The store, for reads. Writes go through [`writes`](Self::writes).
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The `StoreActor`: the node's one door for writes.
+    pub(crate) fn writes(&self) -> &Addr<StoreActor> {
+        &self.inner.writes
     }
 
     pub(crate) fn notifier(&self) -> &Arc<dyn Notifier> {
@@ -67,6 +86,10 @@ impl Node {
 
     pub(crate) fn registry(&self) -> &Registry {
         &self.inner.registry
+    }
+
+    pub(crate) fn functions(&self) -> &FunctionTable {
+        &self.inner.functions
     }
 
     pub(crate) fn worker_options(&self) -> &WorkerOptions {
@@ -81,7 +104,26 @@ impl Node {
         self.inner.clock
     }
 
-    pub(crate) fn live_executions(&self) -> &DashMap<ExecutionId, actix::Recipient<crate::execution::ChildrenSettled>> {
+    pub(crate) fn live(&self) -> &Live {
         &self.inner.live
+    }
+
+    /// How this node's leases last and renew.
+    pub(crate) fn lease_terms(&self) -> LeaseTerms {
+        LeaseTerms {
+            length: self.inner.worker.lease,
+            renew_every: self.inner.worker.heartbeat,
+        }
+    }
+
+    /// What activity attempts on this node run with.
+    pub(crate) fn activity_runner(&self) -> Runner {
+        Runner {
+            store: self.inner.store.clone(),
+            notifier: self.inner.notifier.clone(),
+            port: ActivityPort::new(&self.inner.writes),
+            poll: self.inner.worker.poll,
+            lease_length: self.inner.worker.lease,
+        }
     }
 }

@@ -377,3 +377,35 @@ impl Default for MaintenanceOptions {
 
 /// Per-function limits handed to claims.
 pub(crate) type Limits = HashMap<String, u32>;
+
+/// Every registered function's kind and options, by name: what a task of each
+/// looks like. Cheap to clone (shared); frozen when the node starts.
+#[derive(Clone, Default)]
+pub(crate) struct FunctionTable {
+    functions: Arc<HashMap<String, (TaskKind, FunctionOptions)>>,
+}
+
+impl FunctionTable {
+    pub(crate) fn new(functions: HashMap<String, (TaskKind, FunctionOptions)>) -> Self {
+        FunctionTable {
+            functions: Arc::new(functions),
+        }
+    }
+
+    /// The spec of a task of `function` with `args`: from its registration, or
+    /// defaults (an activity for an external worker) if it is not registered here.
+    pub(crate) fn spec(&self, function: &str, args: Value) -> TaskSpec {
+        match self.functions.get(function) {
+            Some((kind, options)) => options.spec(*kind, function, args),
+            None => FunctionOptions::default().spec(TaskKind::Activity, function, args),
+        }
+    }
+
+    /// Per-function concurrency caps, for claims.
+    pub(crate) fn limits(&self) -> Limits {
+        self.functions
+            .iter()
+            .filter_map(|(name, (_, options))| options.max_concurrent.map(|m| (name.clone(), m)))
+            .collect()
+    }
+}

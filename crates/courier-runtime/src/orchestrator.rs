@@ -14,7 +14,7 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
-use actix::Addr;
+use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use courier_core::{
     ChildCreated, Effect, EffectWrite, ExecutionId, LeaseKey, NewTask, Progress, TaskError, TaskId, TaskKind,
@@ -25,9 +25,45 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::execution::{ExecutionActor, FlushOutbox, NonDeterminism, SleepStarted};
-use crate::function::Registry;
-use crate::store_actor::{ApplyEffect, StoreActor};
+use crate::options::FunctionTable;
+use crate::store_actor::ApplyEffect;
+
+/// The code queued children; create them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct FlushOutbox;
+
+/// The code diverged from its history; fail the execution.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct NonDeterminism(pub TaskError);
+
+/// The code started a durable sleep (nudge the worker when it falls due).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) enum SleepStarted {
+    /// A new sleep of this long.
+    After(Duration),
+    /// A sleep recorded earlier, due then (by the store's clock).
+    Until(DateTime<Utc>),
+}
+
+/// Whom the driver tells what its code did: the execution's actor (children to
+/// create, a divergence, a sleep) and the `StoreActor` (effects to record).
+#[derive(Clone)]
+pub(crate) struct DriverPort {
+    pub flush: Recipient<FlushOutbox>,
+    pub diverged: Recipient<NonDeterminism>,
+    pub sleeping: Recipient<SleepStarted>,
+    pub effects: Recipient<ApplyEffect>,
+}
+
+/// An orchestrator's code, type-erased to speak JSON.
+pub(crate) type OrchestratorFn = std::sync::Arc<
+    dyn Fn(OrchestratorContext, Value) -> futures::future::LocalBoxFuture<'static, Result<Value, TaskError>>
+        + Send
+        + Sync,
+>;
 
 /// How a step ended: its result, or its error.
 pub(crate) type StepOutcome = Result<Value, TaskError>;
@@ -118,9 +154,8 @@ pub(crate) struct Driver {
     pub outbox: Vec<NewTask>,
     flush_scheduled: bool,
     pub failed: Option<TaskError>,
-    registry: Registry,
-    actor: Addr<ExecutionActor>,
-    store: Addr<StoreActor>,
+    functions: FunctionTable,
+    port: DriverPort,
 }
 
 impl Driver {
@@ -129,9 +164,8 @@ impl Driver {
         task_id: TaskId,
         lease: LeaseKey,
         history: HashMap<i64, StepRecord>,
-        registry: Registry,
-        actor: Addr<ExecutionActor>,
-        store: Addr<StoreActor>,
+        functions: FunctionTable,
+        port: DriverPort,
     ) -> Self {
         Driver {
             execution_id,
@@ -143,9 +177,8 @@ impl Driver {
             outbox: Vec::new(),
             flush_scheduled: false,
             failed: None,
-            registry,
-            actor,
-            store,
+            functions,
+            port,
         }
     }
 
@@ -187,7 +220,7 @@ impl Driver {
         );
         if self.failed.is_none() {
             self.failed = Some(error.clone());
-            self.actor.do_send(NonDeterminism(error.clone()));
+            self.port.diverged.do_send(NonDeterminism(error.clone()));
         }
         error
     }
@@ -207,7 +240,7 @@ impl Driver {
     fn schedule_flush(&mut self) {
         if !self.flush_scheduled {
             self.flush_scheduled = true;
-            self.actor.do_send(FlushOutbox);
+            self.port.flush.do_send(FlushOutbox);
         }
     }
 
@@ -238,13 +271,15 @@ impl Driver {
                 return;
             }
             if record.kind == TaskKind::Sleep {
-                self.actor.do_send(SleepStarted::Until(record.scheduled_for));
+                self.port.sleeping.do_send(SleepStarted::Until(record.scheduled_for));
             }
             self.waiting.insert(id, (step, spec.kind, spec.function, waiter));
             return;
         }
         if spec.kind == TaskKind::Sleep {
-            self.actor.do_send(SleepStarted::After(spec.delay.unwrap_or_default()));
+            self.port
+                .sleeping
+                .do_send(SleepStarted::After(spec.delay.unwrap_or_default()));
         }
         self.waiting
             .insert(id, (step, spec.kind, spec.function.clone(), waiter));
@@ -332,7 +367,7 @@ impl OrchestratorContext {
         function: &str,
         args: A,
     ) -> impl Future<Output = Result<R, TaskError>> + use<A, R> {
-        let spec = to_value(args).map(|args| self.driver.borrow().registry.spec(function, args));
+        let spec = to_value(args).map(|args| self.driver.borrow().functions.spec(function, args));
         let rx = spec.map(|spec| self.step(spec));
         async move { from_value(receive(rx?).await?) }
     }
@@ -344,7 +379,7 @@ impl OrchestratorContext {
         args: A,
         adjust: F,
     ) -> impl Future<Output = Result<R, TaskError>> + use<A, R, F> {
-        let spec = to_value(args).map(|args| adjust(self.driver.borrow().registry.spec(function, args)));
+        let spec = to_value(args).map(|args| adjust(self.driver.borrow().functions.spec(function, args)));
         let rx = spec.map(|spec| self.step(spec));
         async move { from_value(receive(rx?).await?) }
     }
@@ -361,7 +396,7 @@ impl OrchestratorContext {
             let driver = self.driver.borrow();
             items
                 .into_iter()
-                .map(|item| to_value(item).map(|args| driver.registry.spec(function, args)))
+                .map(|item| to_value(item).map(|args| driver.functions.spec(function, args)))
                 .collect()
         };
         let started = specs.map(|specs| {
@@ -449,10 +484,10 @@ impl OrchestratorContext {
             step,
             effect,
         };
-        let store = driver.store.clone();
+        let effects = driver.port.effects.clone();
         let driver = self.driver.clone();
         futures::future::Either::Right(async move {
-            let applied = store
+            let applied = effects
                 .send(ApplyEffect(write))
                 .await
                 .map_err(|e| TaskError::new(TaskError::CANCELLED, e.to_string()))?

@@ -1,37 +1,57 @@
-//! `StoreActor`: owns this node's writes to the store and group-commits them.
+//! `StoreActor`: the one door through which this node writes to the store.
 //!
-//! Dispatches, child creations, recorded effects, completions and free events
-//! queue here; whenever no commit is in flight, everything queued goes into one
-//! [`WriteBatch`] (one transaction), so a busy node commits hundreds of writes
-//! at once and an idle one commits each write immediately. After a commit it
-//! publishes who to wake, and hands settled children's results straight to
-//! orchestrators live on this node. Claims and lease renewals (renewals batched
-//! the same way) take their own lane, so they never wait behind a big commit.
+//! Every write is a named message here; nothing else in the node (or above it:
+//! HTTP, webhooks, ingestion) writes to the store. Each write reports what it
+//! changed, and [`wake`](crate::wake) publishes whom those changes wake, so the
+//! places that write never decide who hears of it.
 //!
-//! Talks to: the store; the notifier; `ExecutionActor`s (via `ChildrenSettled`).
-//! Callers: `WorkerActor`, `TaskLeaseActor`, `ExecutionActor`, the `Courier` handle.
+//! Three lanes, so that no write waits behind one it need not:
+//!
+//! * **Group commit** (`Dispatch`, `CreateChildren`, `ApplyEffect`, `Complete`):
+//!   the writes that come many times a second queue up; whenever no commit is in
+//!   flight, everything queued goes into one [`WriteBatch`] (one transaction), so
+//!   a busy node commits thousands at once and an idle one commits each at once.
+//!   After the commit, settled children go straight to orchestrators live on this
+//!   node.
+//! * **Claims and renewals** (`Claim`, `Renew`): a claim runs at once; renewals
+//!   batch among themselves. Neither waits behind a big commit.
+//! * **Everything else** (cancel, signals, heartbeats, checkpoints, progress,
+//!   releases, suspensions, dead letters, housekeeping, idempotency keys,
+//!   webhooks): one store call each, run at once.
+//!
+//! Talks to: the store; the notifier (through `wake`); live `ExecutionActor`s
+//! (`ChildrenSettled`, through the [`Live`] registry).
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::mem;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use courier_core::metric;
 use courier_core::{
-    ChildCreated, ChildGroup, ClaimRequest, Claimed, Completed, Completion, Dispatched, EffectApplied, EffectWrite,
-    LeaseKey, NewEvent, NewExecution, Notice, Outcome, Renewed, Store, StoreError, StoreResult, TaskState, WriteBatch,
-    WriteResults,
+    Cancelled, ChildCreated, ChildGroup, ClaimRequest, Claimed, Committed, Completed, Completion, DeliveryAttempt,
+    DeliveryState, Dispatched, EffectApplied, EffectWrite, ExecutionId, LeaseKey, NewDelivery, NewExecution, Notifier,
+    Progress, Renewed, Replayed, Reservation, SignalSent, Store, StoreError, StoreResult, TaskId, WebhookRecord,
+    WriteBatch, WriteResults,
 };
-use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
-use crate::execution::{ChildrenSettled, Settled};
-use crate::node::Node;
+use crate::live::Live;
+use crate::wake;
 
 /// Most operations in one transaction; the rest wait for the next commit.
 const MAX_BATCH: usize = 4096;
 
-/// Creates executions with their root tasks.
+// ----- group commit ----------------------------------------------------------
+
+/// Creates executions with their root tasks (or finds those their idempotency
+/// keys name).
 #[derive(Message)]
 #[rtype(result = "StoreResult<Vec<Dispatched>>")]
 pub(crate) struct Dispatch(pub Vec<NewExecution>);
@@ -67,16 +87,7 @@ impl Complete {
     }
 }
 
-/// Whom to answer for a queued completion, and the limited queue it frees.
-struct CompletionReply {
-    reply: Reply<Completed>,
-    frees_slot_on: Option<String>,
-}
-
-/// Appends free-standing events.
-#[derive(Message)]
-#[rtype(result = "StoreResult<Vec<i64>>")]
-pub(crate) struct AppendEvents(pub Vec<NewEvent>);
+// ----- claims and renewals -----------------------------------------------------
 
 /// Claims tasks (own lane, not batched).
 #[derive(Message)]
@@ -91,18 +102,199 @@ pub(crate) struct Renew {
     pub extend: Duration,
 }
 
-/// A store call to run as is.
-pub(crate) type StoreCall<T> = Box<dyn FnOnce(Arc<dyn Store>) -> BoxFuture<'static, StoreResult<T>> + Send>;
+// ----- everything else ---------------------------------------------------------
 
-/// Any other store write, run as is (cancel, signals, heartbeats, admin).
-pub(crate) struct Exec<T: Send + 'static>(pub StoreCall<T>);
-
-impl<T: Send + 'static> Message for Exec<T> {
-    type Result = StoreResult<T>;
+/// A heartbeat from a task's own code: renews its lease, records `task.heartbeat`.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Renewed>")]
+pub(crate) struct Heartbeat {
+    pub lease: LeaseKey,
+    pub extend: Duration,
+    pub details: Option<Value>,
 }
+
+/// Saves a checkpoint for the task's next attempt.
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub(crate) struct Checkpoint {
+    pub lease: LeaseKey,
+    pub data: Value,
+}
+
+/// Records a progress report of a task (of the root task if none), fenced by a
+/// claim if one is given.
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub(crate) struct ReportProgress {
+    pub execution: ExecutionId,
+    pub task: Option<TaskId>,
+    pub progress: Progress,
+    pub fence: Option<LeaseKey>,
+}
+
+/// Gives a claim back without using its attempt, claimable again after `delay`.
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub(crate) struct ReleaseLease {
+    pub lease: LeaseKey,
+    pub delay: Duration,
+}
+
+/// Parks an orchestrator unless a child settled since `seen_wake_gen`.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct SuspendTask {
+    pub lease: LeaseKey,
+    pub seen_wake_gen: i64,
+}
+
+/// Cancels an execution and its unfinished tasks.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Cancelled>")]
+pub(crate) struct CancelExecution {
+    pub execution: ExecutionId,
+    pub reason: String,
+}
+
+/// Sends a signal to an execution.
+#[derive(Message)]
+#[rtype(result = "StoreResult<SignalSent>")]
+pub(crate) struct SendSignal {
+    pub execution: ExecutionId,
+    pub name: String,
+    pub payload: Value,
+}
+
+/// Replays a dead letter.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Replayed>")]
+pub(crate) struct ReplayDeadLetter(pub TaskId);
+
+/// Discards a dead letter; whether there was one.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct DiscardDeadLetter(pub TaskId);
+
+/// Times out executions past their deadline (housekeeping).
+#[derive(Message)]
+#[rtype(result = "StoreResult<Vec<Cancelled>>")]
+pub(crate) struct TimeOutExecutions {
+    pub limit: u32,
+}
+
+/// Reports running tasks whose heartbeat is late (housekeeping).
+#[derive(Message)]
+#[rtype(result = "StoreResult<Vec<TaskId>>")]
+pub(crate) struct DetectStuckTasks {
+    pub heartbeat_timeout: Duration,
+    pub limit: u32,
+}
+
+/// Deletes old history: what `before` names, each part only if given.
+#[derive(Message, Clone, Copy, Debug, Default)]
+#[rtype(result = "StoreResult<CleanupReport>")]
+pub(crate) struct Cleanup {
+    /// Finished executions (with all their rows) that finished before this.
+    pub executions_before: Option<DateTime<Utc>>,
+    /// Dead letters that failed before this.
+    pub dead_letters_before: Option<DateTime<Utc>>,
+    /// Events appended before this.
+    pub events_before: Option<DateTime<Utc>>,
+    /// Expired cache entries.
+    pub expired_cache: bool,
+}
+
+/// What a cleanup deleted.
+///
+/// ```
+/// let report = courier_runtime::CleanupReport::default();
+/// assert_eq!(report.executions + report.dead_letters + report.events + report.cache_entries, 0);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupReport {
+    /// Finished executions (with all their rows).
+    pub executions: u64,
+    /// Dead letters.
+    pub dead_letters: u64,
+    /// Events trimmed from the log.
+    #[serde(default)]
+    pub events: u64,
+    /// Expired cache entries purged.
+    #[serde(default)]
+    pub cache_entries: u64,
+}
+
+/// Takes or keeps a cluster-wide role for `ttl`; whether `owner` holds it.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct AcquireRole {
+    pub name: &'static str,
+    pub owner: String,
+    pub ttl: Duration,
+}
+
+/// Reserves an idempotency key for a task about to run its work.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Reservation>")]
+pub(crate) struct ReserveKey {
+    pub key: String,
+    pub owner: TaskId,
+}
+
+/// Drops a task's reservation of a key whose work failed.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct ReleaseKey {
+    pub key: String,
+    pub owner: TaskId,
+}
+
+/// Registers a webhook.
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub(crate) struct CreateWebhook(pub WebhookRecord);
+
+/// Deletes a webhook with its deliveries; whether it existed.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct DeleteWebhook(pub Uuid);
+
+/// Enables or disables a webhook; whether it exists.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct SetWebhookEnabled {
+    pub id: Uuid,
+    pub enabled: bool,
+    pub reason: Option<String>,
+}
+
+/// Enqueues webhook deliveries for events `(from, to]`, if the cursor is still at `from`.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct EnqueueDeliveries {
+    pub from: i64,
+    pub to: i64,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// Records a delivery attempt and the delivery's new state.
+#[derive(Message)]
+#[rtype(result = "StoreResult<()>")]
+pub(crate) struct RecordDeliveryAttempt {
+    pub attempt: DeliveryAttempt,
+    pub state: DeliveryState,
+}
+
+// ----- the actor ------------------------------------------------------------------
 
 type Reply<T> = oneshot::Sender<StoreResult<T>>;
 type RenewGroup = Vec<(LeaseKey, Reply<Renewed>)>;
+
+/// Whom to answer for a queued completion, and the limited queue it frees.
+struct CompletionReply {
+    reply: Reply<Completed>,
+    frees_slot_on: Option<String>,
+}
 
 /// Writes waiting for the next commit, with whom to answer.
 #[derive(Default)]
@@ -112,10 +304,25 @@ struct Queue {
     children: Vec<Reply<Vec<ChildCreated>>>,
     effects: Vec<Reply<EffectApplied>>,
     completions: Vec<CompletionReply>,
-    /// Per caller of `AppendEvents`: how many of `batch.events` are theirs.
-    events: Vec<(usize, Reply<Vec<i64>>)>,
     /// Operations counted toward MAX_BATCH (a child group counts its tasks).
     weight: usize,
+}
+
+/// One write waiting for a commit.
+enum Queued {
+    Dispatch(NewExecution, Reply<Dispatched>),
+    Children(ChildGroup, Reply<Vec<ChildCreated>>),
+    Effect(EffectWrite, Reply<EffectApplied>),
+    Completion(Completion, CompletionReply),
+}
+
+impl Queued {
+    fn weight(&self) -> usize {
+        match self {
+            Queued::Children(group, _) => group.tasks.len().max(1),
+            _ => 1,
+        }
+    }
 }
 
 impl Queue {
@@ -142,17 +349,65 @@ impl Queue {
                 self.batch.completions.push(completion);
                 self.completions.push(reply);
             }
-            Queued::Events(events, reply) => {
-                self.events.push((events.len(), reply));
-                self.batch.events.extend(events);
-            }
         }
+    }
+
+    /// Answers every caller with `e`.
+    fn fail(self, e: StoreError) {
+        for r in self.dispatches {
+            let _ = r.send(Err(e.clone()));
+        }
+        for r in self.children {
+            let _ = r.send(Err(e.clone()));
+        }
+        for r in self.effects {
+            let _ = r.send(Err(e.clone()));
+        }
+        for r in self.completions {
+            let _ = r.reply.send(Err(e.clone()));
+        }
+    }
+
+    /// Splits the queue back into single writes (to retry them one by one).
+    fn into_items(self, batch: WriteBatch) -> Vec<Queued> {
+        let mut items = Vec::with_capacity(batch.len());
+        items.extend(
+            batch
+                .dispatches
+                .into_iter()
+                .zip(self.dispatches)
+                .map(|(n, r)| Queued::Dispatch(n, r)),
+        );
+        items.extend(
+            batch
+                .children
+                .into_iter()
+                .zip(self.children)
+                .map(|(g, r)| Queued::Children(g, r)),
+        );
+        items.extend(
+            batch
+                .effects
+                .into_iter()
+                .zip(self.effects)
+                .map(|(e, r)| Queued::Effect(e, r)),
+        );
+        items.extend(
+            batch
+                .completions
+                .into_iter()
+                .zip(self.completions)
+                .map(|(c, r)| Queued::Completion(c, r)),
+        );
+        items
     }
 }
 
 /// The actor. See the module documentation.
 pub(crate) struct StoreActor {
-    node: Node,
+    store: Arc<dyn Store>,
+    notifier: Arc<dyn Notifier>,
+    live: Live,
     queue: Queue,
     /// Writes that did not fit the current commit, in arrival order.
     overflow: Vec<Queued>,
@@ -161,29 +416,12 @@ pub(crate) struct StoreActor {
     renewing: bool,
 }
 
-/// One write waiting in the overflow.
-enum Queued {
-    Dispatch(NewExecution, Reply<Dispatched>),
-    Children(ChildGroup, Reply<Vec<ChildCreated>>),
-    Effect(EffectWrite, Reply<EffectApplied>),
-    Completion(Completion, CompletionReply),
-    Events(Vec<NewEvent>, Reply<Vec<i64>>),
-}
-
-impl Queued {
-    fn weight(&self) -> usize {
-        match self {
-            Queued::Children(group, _) => group.tasks.len().max(1),
-            Queued::Events(events, _) => events.len().max(1),
-            _ => 1,
-        }
-    }
-}
-
 impl StoreActor {
-    pub(crate) fn new(node: Node) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, notifier: Arc<dyn Notifier>, live: Live) -> Self {
         StoreActor {
-            node,
+            store,
+            notifier,
+            live,
             queue: Queue::default(),
             overflow: Vec::new(),
             committing: false,
@@ -208,7 +446,7 @@ impl StoreActor {
             return;
         }
         self.committing = true;
-        let queue = mem::take(&mut self.queue);
+        let mut queue = mem::take(&mut self.queue);
         // Refill from the overflow for the commit after this one.
         let overflow = mem::take(&mut self.overflow);
         let mut rest = Vec::new();
@@ -221,9 +459,8 @@ impl StoreActor {
         }
         self.overflow = rest;
 
-        let mut queue = queue;
         let batch = Arc::new(mem::take(&mut queue.batch));
-        let store = self.node.store().clone();
+        let store = self.store.clone();
         let ops = queue.weight;
         let started = std::time::Instant::now();
         let fut = {
@@ -231,11 +468,15 @@ impl StoreActor {
             async move { store.commit(batch).await }
         };
         ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-            metrics::histogram!("courier_commit_seconds").record(started.elapsed().as_secs_f64());
-            metrics::counter!("courier_commit_operations_total").increment(ops as u64);
+            metrics::histogram!(metric::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+            metrics::counter!(metric::COMMIT_OPERATIONS).increment(ops as u64);
             match result {
-                Ok(results) => act.answer(queue, batch, results),
-                Err(e) if e.is_transient() || queue.weight <= 1 => fail_all(queue, e),
+                Ok(results) => {
+                    let (live, notifier) = (act.live.clone(), act.notifier.clone());
+                    // Publishing never holds up the next commit.
+                    actix::spawn(async move { answer(&live, &notifier, queue, &batch, results).await });
+                }
+                Err(e) if e.is_transient() || queue.weight <= 1 => queue.fail(e),
                 // One bad write must not sink its neighbours: retry each alone.
                 Err(e) => {
                     tracing::warn!(error = %e, ops, "group commit failed; retrying its writes one by one");
@@ -249,49 +490,8 @@ impl StoreActor {
 
     fn retry_one_by_one(&mut self, queue: Queue, batch: Arc<WriteBatch>, ctx: &mut Context<Self>) {
         let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-        let Queue {
-            dispatches,
-            children,
-            effects,
-            completions,
-            events,
-            ..
-        } = queue;
-        let mut singles = Vec::new();
-        singles.extend(
-            batch
-                .dispatches
-                .into_iter()
-                .zip(dispatches)
-                .map(|(n, r)| Queued::Dispatch(n, r)),
-        );
-        singles.extend(
-            batch
-                .children
-                .into_iter()
-                .zip(children)
-                .map(|(g, r)| Queued::Children(g, r)),
-        );
-        singles.extend(
-            batch
-                .effects
-                .into_iter()
-                .zip(effects)
-                .map(|(e, r)| Queued::Effect(e, r)),
-        );
-        singles.extend(
-            batch
-                .completions
-                .into_iter()
-                .zip(completions)
-                .map(|(c, r)| Queued::Completion(c, r)),
-        );
-        let mut free = batch.events.into_iter();
-        for (n, reply) in events {
-            singles.push(Queued::Events(free.by_ref().take(n).collect(), reply));
-        }
-        let store = self.node.store().clone();
-        let node = self.node.clone();
+        let singles = queue.into_items(batch);
+        let (store, live, notifier) = (self.store.clone(), self.live.clone(), self.notifier.clone());
         ctx.spawn(
             async move {
                 for item in singles {
@@ -299,19 +499,13 @@ impl StoreActor {
                     queue.push(item);
                     let batch = Arc::new(mem::take(&mut queue.batch));
                     match store.commit(batch.clone()).await {
-                        Ok(results) => answer_and_publish(&node, queue, &batch, results).await,
-                        Err(e) => fail_all(queue, e),
+                        Ok(results) => answer(&live, &notifier, queue, &batch, results).await,
+                        Err(e) => queue.fail(e),
                     }
                 }
             }
             .into_actor(self),
         );
-    }
-
-    fn answer(&mut self, queue: Queue, batch: Arc<WriteBatch>, results: WriteResults) {
-        let node = self.node.clone();
-        // Publishing is fire-and-forget: a lost notice costs latency, never correctness.
-        actix::spawn(async move { answer_and_publish(&node, queue, &batch, results).await });
     }
 
     fn renew(&mut self, ctx: &mut Context<Self>) {
@@ -320,7 +514,7 @@ impl StoreActor {
         }
         self.renewing = true;
         let pending = mem::take(&mut self.renewals);
-        let store = self.node.store().clone();
+        let store = self.store.clone();
         ctx.spawn(
             async move {
                 // Group by extension so each group is one statement.
@@ -354,151 +548,77 @@ impl StoreActor {
             }),
         );
     }
+
+    /// Runs a write that reports its changes, then publishes whom they wake.
+    fn logged<T, F, Fut>(&self, write: F) -> ResponseFuture<StoreResult<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn Store>) -> Fut,
+        Fut: Future<Output = StoreResult<Committed<T>>> + 'static,
+    {
+        let notifier = self.notifier.clone();
+        let fut = write(self.store.clone());
+        Box::pin(async move {
+            let committed = fut.await?;
+            let notices = wake::notices(&committed.changes);
+            // The writer's answer never waits for the notifier.
+            actix::spawn(async move { wake::publish(&notifier, notices).await });
+            Ok(committed.value)
+        })
+    }
+
+    /// Runs a write that changes nothing anyone waits for.
+    fn quiet<T, F, Fut>(&self, write: F) -> ResponseFuture<StoreResult<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn Store>) -> Fut,
+        Fut: Future<Output = StoreResult<T>> + 'static,
+    {
+        Box::pin(write(self.store.clone()))
+    }
 }
 
-fn fail_all(queue: Queue, e: StoreError) {
-    for r in queue.dispatches {
-        let _ = r.send(Err(e.clone()));
-    }
-    for r in queue.children {
-        let _ = r.send(Err(e.clone()));
-    }
-    for r in queue.effects {
-        let _ = r.send(Err(e.clone()));
-    }
-    for r in queue.completions {
-        let _ = r.reply.send(Err(e.clone()));
-    }
-    for (_, r) in queue.events {
-        let _ = r.send(Err(e.clone()));
-    }
-}
-
-/// Answers every caller of a committed batch, routes settled children to
-/// orchestrators on this node, and publishes the notices the batch calls for.
-async fn answer_and_publish(node: &Node, queue: Queue, batch: &WriteBatch, results: WriteResults) {
+/// Answers every caller of a committed batch and publishes whom it wakes.
+async fn answer(live: &Live, notifier: &Arc<dyn Notifier>, queue: Queue, batch: &WriteBatch, results: WriteResults) {
     let Queue {
         dispatches,
         children,
         effects,
         completions,
-        events,
         ..
     } = queue;
-    let mut notices = Vec::new();
-    let mut work_queues: BTreeSet<String> = BTreeSet::new();
-
-    for ((new, reply), result) in batch.dispatches.iter().zip(dispatches).zip(results.dispatches) {
-        if let Ok(Dispatched::Created(_)) = &result
-            && new.spec.delay.is_none_or(|d| d.is_zero())
-        {
-            work_queues.insert(new.spec.queue.clone());
-        }
-        let _ = reply.send(result);
-    }
-    for ((group, reply), result) in batch.children.iter().zip(children).zip(results.children) {
-        if let Ok(created) = &result {
-            for (task, outcome) in group.tasks.iter().zip(created) {
-                if let ChildCreated::Created {
-                    state: TaskState::Pending,
-                    ..
-                } = outcome
-                    && task.spec.delay.is_none_or(|d| d.is_zero())
-                {
-                    work_queues.insert(task.spec.queue.clone());
-                }
-            }
-        }
-        let _ = reply.send(result);
-    }
-    for (reply, result) in effects.into_iter().zip(results.effects) {
-        let _ = reply.send(result);
-    }
+    let WriteResults {
+        dispatches: dispatched,
+        children: created,
+        effects: applied,
+        completions: completed,
+        changes,
+    } = results;
+    let mut freed: BTreeSet<String> = BTreeSet::new();
     let mut settled = 0u64;
-    // Settled children by the execution whose orchestrator waits for them.
-    let mut routes: std::collections::HashMap<courier_core::ExecutionId, Vec<Settled>> =
-        std::collections::HashMap::new();
-    for ((completion, answer), result) in batch.completions.iter().zip(completions).zip(results.completions) {
-        if let Ok(done) = &result {
+    for (answer, result) in completions.iter().zip(&completed) {
+        if result.is_ok() {
             settled += 1;
-            if let Some(queue) = answer.frees_slot_on {
-                work_queues.insert(queue);
-            }
-            notices.push(Notice::Task {
-                task_id: done.task_id,
-                state: done.state,
-            });
-            if let Some(state) = done.execution_state {
-                notices.push(Notice::Execution {
-                    execution_id: done.execution_id,
-                    state,
-                    child: None,
-                });
-            }
-            if done.parent_id.is_some() && done.state.is_terminal() {
-                match settled_of(done, &completion.outcome) {
-                    // The orchestrator lives here: hand it the result directly.
-                    Some(s) if node.live_executions().contains_key(&done.execution_id) => {
-                        routes.entry(done.execution_id).or_default().push(s);
-                    }
-                    // It lives elsewhere (or nowhere yet): tell whoever holds it.
-                    _ => notices.push(Notice::Execution {
-                        execution_id: done.execution_id,
-                        state: courier_core::ExecutionState::Running,
-                        child: Some((done.task_id, done.state)),
-                    }),
-                }
-                // The parent may have been woken from `waiting`.
-                work_queues.insert(String::new());
+            if let Some(queue) = &answer.frees_slot_on {
+                freed.insert(queue.clone());
             }
         }
+    }
+    metrics::counter!(metric::TASKS_SETTLED).increment(settled);
+    let notices = wake::commit_notices(live, batch, &completed, &changes, freed);
+    for (reply, result) in dispatches.into_iter().zip(dispatched) {
+        let _ = reply.send(result);
+    }
+    for (reply, result) in children.into_iter().zip(created) {
+        let _ = reply.send(result);
+    }
+    for (reply, result) in effects.into_iter().zip(applied) {
+        let _ = reply.send(result);
+    }
+    for (answer, result) in completions.into_iter().zip(completed) {
         let _ = answer.reply.send(result);
     }
-    for (execution, children) in routes {
-        let delivered = node
-            .live_executions()
-            .get(&execution)
-            .map(|r| r.clone())
-            .map(|recipient| recipient.try_send(ChildrenSettled(children.clone())).is_ok())
-            .unwrap_or(false);
-        if !delivered {
-            // Its mailbox is full or it just stopped: fall back to notices (it, or
-            // its replay, reads the store).
-            notices.extend(children.iter().map(|c| Notice::Execution {
-                execution_id: execution,
-                state: courier_core::ExecutionState::Running,
-                child: Some((c.task_id, c.state)),
-            }));
-        }
-    }
-    metrics::counter!("courier_tasks_settled_total").increment(settled);
-    let mut seqs = results.events.into_iter();
-    for (n, reply) in events {
-        let _ = reply.send(Ok(seqs.by_ref().take(n).collect()));
-    }
-
-    notices.extend(work_queues.into_iter().map(|queue| Notice::Work { queue }));
-    notices.push(Notice::Events);
-    if let Err(e) = node.notifier().publish(notices).await {
-        // The notifier counts and logs (rate-limited) its own failures.
-        tracing::debug!(error = %e, "could not publish notices; waiters will find out by polling");
-    }
-}
-
-/// A settled child's outcome, as its orchestrator needs it.
-fn settled_of(done: &Completed, outcome: &Outcome) -> Option<Settled> {
-    let (result, error) = match outcome {
-        Outcome::Succeeded { result, .. } => (Some(result.clone()), None),
-        Outcome::Failed { error, .. } => (None, Some(error.clone())),
-        Outcome::Retry { .. } => return None,
-    };
-    Some(Settled {
-        parent_id: done.parent_id?,
-        task_id: done.task_id,
-        state: done.state,
-        result,
-        error,
-    })
+    wake::publish(notifier, notices).await;
 }
 
 impl Actor for StoreActor {
@@ -519,6 +639,10 @@ impl Supervised for StoreActor {
     }
 }
 
+fn stopped() -> StoreError {
+    StoreError::Unavailable("store actor stopped".into())
+}
+
 macro_rules! queued_handler {
     ($msg:ty, $out:ty, |$m:ident, $reply:ident| $item:expr) => {
         impl Handler<$msg> for StoreActor {
@@ -527,10 +651,7 @@ macro_rules! queued_handler {
             fn handle(&mut self, $m: $msg, ctx: &mut Self::Context) -> Self::Result {
                 let ($reply, rx) = oneshot::channel();
                 self.enqueue($item, ctx);
-                Box::pin(async move {
-                    rx.await
-                        .unwrap_or_else(|_| Err(StoreError::Unavailable("store actor stopped".into())))
-                })
+                Box::pin(async move { rx.await.unwrap_or_else(|_| Err(stopped())) })
             }
         }
     };
@@ -553,10 +674,7 @@ impl Handler<Dispatch> for StoreActor {
         Box::pin(async move {
             let mut out = Vec::with_capacity(receivers.len());
             for rx in receivers {
-                out.push(
-                    rx.await
-                        .unwrap_or_else(|_| Err(StoreError::Unavailable("store actor stopped".into())))?,
-                );
+                out.push(rx.await.unwrap_or_else(|_| Err(stopped()))?);
             }
             Ok(out)
         })
@@ -574,17 +692,16 @@ queued_handler!(Complete, Completed, |msg, reply| Queued::Completion(
         frees_slot_on: msg.frees_slot_on
     }
 ));
-queued_handler!(AppendEvents, Vec<i64>, |msg, reply| Queued::Events(msg.0, reply));
 
 /// Claims run at once on their own lane.
 impl Handler<Claim> for StoreActor {
     type Result = ResponseFuture<StoreResult<Vec<Claimed>>>;
 
     fn handle(&mut self, msg: Claim, _: &mut Self::Context) -> Self::Result {
-        let store = self.node.store().clone();
+        let claiming = self.logged(|store| async move { store.claim_tasks(&msg.0).await });
         Box::pin(async move {
-            let claimed = store.claim_tasks(&msg.0).await?;
-            metrics::counter!("courier_claims_total").increment(claimed.len() as u64);
+            let claimed = claiming.await?;
+            metrics::counter!(metric::CLAIMS).increment(claimed.len() as u64);
             Ok(claimed)
         })
     }
@@ -599,23 +716,206 @@ impl Handler<Renew> for StoreActor {
         self.renewals.push((msg, tx));
         self.renew(ctx);
         Box::pin(async move {
-            let renewed = rx
-                .await
-                .unwrap_or_else(|_| Err(StoreError::Unavailable("store actor stopped".into())));
+            let renewed = rx.await.unwrap_or_else(|_| Err(stopped()));
             if renewed.is_ok() {
-                metrics::counter!("courier_lease_renewals_total").increment(1);
+                metrics::counter!(metric::LEASE_RENEWALS).increment(1);
             }
             renewed
         })
     }
 }
 
-/// Other writes run as given.
-impl<T: Send + 'static> Handler<Exec<T>> for StoreActor {
-    type Result = ResponseFuture<StoreResult<T>>;
+/// Renews the lease and records the heartbeat.
+impl Handler<Heartbeat> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Renewed>>;
 
-    fn handle(&mut self, msg: Exec<T>, _: &mut Self::Context) -> Self::Result {
-        let store = self.node.store().clone();
-        Box::pin((msg.0)(store))
+    fn handle(&mut self, m: Heartbeat, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.heartbeat(m.lease, m.extend, m.details).await })
+    }
+}
+
+/// Saves the checkpoint.
+impl Handler<Checkpoint> for StoreActor {
+    type Result = ResponseFuture<StoreResult<()>>;
+
+    fn handle(&mut self, m: Checkpoint, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.checkpoint(m.lease, m.data).await })
+    }
+}
+
+/// Records the progress report.
+impl Handler<ReportProgress> for StoreActor {
+    type Result = ResponseFuture<StoreResult<()>>;
+
+    fn handle(&mut self, m: ReportProgress, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.append_progress(m.execution, m.task, &m.progress, m.fence).await })
+    }
+}
+
+/// Gives the claim back.
+impl Handler<ReleaseLease> for StoreActor {
+    type Result = ResponseFuture<StoreResult<()>>;
+
+    fn handle(&mut self, m: ReleaseLease, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.release_task(m.lease, m.delay).await })
+    }
+}
+
+/// Parks the orchestrator if nothing settled since it looked.
+impl Handler<SuspendTask> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: SuspendTask, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.suspend_task(m.lease, m.seen_wake_gen).await })
+    }
+}
+
+/// Cancels the execution.
+impl Handler<CancelExecution> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Cancelled>>;
+
+    fn handle(&mut self, m: CancelExecution, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.cancel_execution(m.execution, &m.reason).await })
+    }
+}
+
+/// Sends the signal.
+impl Handler<SendSignal> for StoreActor {
+    type Result = ResponseFuture<StoreResult<SignalSent>>;
+
+    fn handle(&mut self, m: SendSignal, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.send_signal(m.execution, &m.name, m.payload).await })
+    }
+}
+
+/// Replays the dead letter.
+impl Handler<ReplayDeadLetter> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Replayed>>;
+
+    fn handle(&mut self, m: ReplayDeadLetter, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.replay_dead_letter(m.0).await })
+    }
+}
+
+/// Discards the dead letter.
+impl Handler<DiscardDeadLetter> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: DiscardDeadLetter, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.delete_dead_letter(m.0).await })
+    }
+}
+
+/// Times out expired executions.
+impl Handler<TimeOutExecutions> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Vec<Cancelled>>>;
+
+    fn handle(&mut self, m: TimeOutExecutions, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.time_out_executions(m.limit).await })
+    }
+}
+
+/// Reports stuck tasks.
+impl Handler<DetectStuckTasks> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Vec<TaskId>>>;
+
+    fn handle(&mut self, m: DetectStuckTasks, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.detect_stuck_tasks(m.heartbeat_timeout, m.limit).await })
+    }
+}
+
+/// Deletes old history.
+impl Handler<Cleanup> for StoreActor {
+    type Result = ResponseFuture<StoreResult<CleanupReport>>;
+
+    fn handle(&mut self, m: Cleanup, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move {
+            let mut report = CleanupReport::default();
+            if let Some(before) = m.executions_before {
+                report.executions = store.cleanup_executions(before).await?;
+            }
+            if let Some(before) = m.dead_letters_before {
+                report.dead_letters = store.cleanup_dead_letters(before).await?;
+            }
+            if let Some(before) = m.events_before {
+                report.events = store.trim_events(before).await?;
+            }
+            if m.expired_cache {
+                report.cache_entries = store.purge_expired_cache().await?;
+            }
+            Ok(report)
+        })
+    }
+}
+
+/// Takes or keeps the role.
+impl Handler<AcquireRole> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: AcquireRole, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.try_acquire_singleton(m.name, &m.owner, m.ttl).await })
+    }
+}
+
+/// Reserves the idempotency key.
+impl Handler<ReserveKey> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Reservation>>;
+
+    fn handle(&mut self, m: ReserveKey, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.reserve_idempotency_key(&m.key, m.owner).await })
+    }
+}
+
+/// Drops the reservation.
+impl Handler<ReleaseKey> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: ReleaseKey, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.release_idempotency_key(&m.key, m.owner).await })
+    }
+}
+
+/// Registers the webhook.
+impl Handler<CreateWebhook> for StoreActor {
+    type Result = ResponseFuture<StoreResult<()>>;
+
+    fn handle(&mut self, m: CreateWebhook, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.create_webhook(&m.0).await })
+    }
+}
+
+/// Deletes the webhook.
+impl Handler<DeleteWebhook> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: DeleteWebhook, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.delete_webhook(m.0).await })
+    }
+}
+
+/// Enables or disables the webhook.
+impl Handler<SetWebhookEnabled> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: SetWebhookEnabled, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.set_webhook_enabled(m.id, m.enabled, m.reason.as_deref()).await })
+    }
+}
+
+/// Enqueues the deliveries (and dispatches their executions).
+impl Handler<EnqueueDeliveries> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: EnqueueDeliveries, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.enqueue_deliveries(m.from, m.to, m.deliveries).await })
+    }
+}
+
+/// Records the attempt.
+impl Handler<RecordDeliveryAttempt> for StoreActor {
+    type Result = ResponseFuture<StoreResult<()>>;
+
+    fn handle(&mut self, m: RecordDeliveryAttempt, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.record_delivery_attempt(&m.attempt, m.state).await })
     }
 }

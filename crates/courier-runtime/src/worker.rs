@@ -1,8 +1,9 @@
 //! `WorkerActor`: claims work for this node and hands it out.
 //!
 //! It claims in batches (up to its free activity slots), starts a
-//! `TaskLeaseActor` per claimed activity, asks the `Coordinator` to start an
-//! `ExecutionActor` per claimed orchestrator, and ends due timers itself. When a
+//! `TaskLeaseActor` per claimed activity (running the activity runner's attempt
+//! under the lease), asks the `Coordinator` to start an `ExecutionActor` per
+//! claimed orchestrator (`StartExecution`), and ends due timers itself. When a
 //! claim comes back empty it backs off (seed 000: 0.1 s doubling to 5 s) but
 //! wakes at once on a "new work" notice. On drain it stops claiming, waits for
 //! running activities up to the drain timeout, then gives the rest back.
@@ -16,10 +17,15 @@ use courier_core::{
 };
 use serde_json::Value;
 
-use crate::coordinator::{Coordinator, StartExecution};
+use crate::function::Handler as Code;
 use crate::lease::{Release, SlotFreed, TaskLeaseActor};
 use crate::node::Node;
-use crate::store_actor::{Claim, Complete, StoreActor};
+use crate::store_actor::{Claim, Complete};
+
+/// Start an `ExecutionActor` for a claimed orchestrator task (to the `Coordinator`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct StartExecution(pub Claimed);
 
 /// Stop claiming; finish or give back what runs. Answers when done.
 #[derive(Message)]
@@ -34,8 +40,7 @@ pub(crate) struct PollNow;
 /// The actor. See the module documentation.
 pub(crate) struct WorkerActor {
     node: Node,
-    store: Addr<StoreActor>,
-    coordinator: Addr<Coordinator>,
+    executions: Recipient<StartExecution>,
     worker_id: String,
     running: HashMap<TaskId, Addr<TaskLeaseActor>>,
     claiming: bool,
@@ -49,13 +54,12 @@ pub(crate) struct WorkerActor {
 }
 
 impl WorkerActor {
-    pub(crate) fn new(node: Node, store: Addr<StoreActor>, coordinator: Addr<Coordinator>) -> Self {
+    pub(crate) fn new(node: Node, executions: Recipient<StartExecution>) -> Self {
         let worker_id = format!("{}/worker", node.id());
         let idle_wait = node.worker_options().poll.min;
         WorkerActor {
             node,
-            store,
-            coordinator,
+            executions,
             worker_id,
             running: HashMap::new(),
             claiming: false,
@@ -70,7 +74,7 @@ impl WorkerActor {
     fn request(&self) -> Option<ClaimRequest> {
         let options = self.node.worker_options();
         let free = options.max_concurrency.saturating_sub(self.running.len());
-        let live = self.node.live_executions().len();
+        let live = self.node.live().len();
         let mut kinds = vec![TaskKind::Sleep, TaskKind::SignalWait];
         if free > 0 {
             kinds.push(TaskKind::Activity);
@@ -94,7 +98,7 @@ impl WorkerActor {
             kinds,
             max,
             lease: options.lease,
-            limits: self.node.registry().limits(),
+            limits: self.node.functions().limits(),
         })
     }
 
@@ -113,7 +117,8 @@ impl WorkerActor {
         self.claiming = true;
         self.again = false;
         let max = request.max as usize;
-        self.store
+        self.node
+            .writes()
             .send(Claim(request))
             .into_actor(self)
             .map(move |result, act, ctx| {
@@ -157,23 +162,34 @@ impl WorkerActor {
     fn start(&mut self, claimed: Claimed, ctx: &mut Context<Self>) {
         match claimed.task.kind {
             TaskKind::Activity => {
-                let Some(def) = self.node.registry().get(&claimed.task.function).cloned() else {
-                    // Claims only name registered functions; a stale registry is the only way here.
+                let Some((Some(Code::Activity(code)), def)) = self
+                    .node
+                    .registry()
+                    .get(&claimed.task.function)
+                    .map(|def| (def.handler.clone(), def.clone()))
+                else {
+                    // Claims only name functions this node runs; a stale registry is the only way here.
                     self.end_timer(claimed, unknown_function());
                     return;
                 };
                 let id = claimed.task.id;
-                let actor = TaskLeaseActor::activity(
-                    self.node.clone(),
-                    self.store.clone(),
+                let work =
+                    self.node
+                        .activity_runner()
+                        .attempt(code, &def.options, claimed.task.clone(), claimed.lease.key());
+                let frees_slot_on = def.options.max_concurrent.map(|_| claimed.task.queue.clone());
+                let actor = TaskLeaseActor::running(
+                    self.node.writes().clone(),
+                    self.node.lease_terms(),
                     claimed,
-                    def,
+                    work,
+                    frees_slot_on,
                     ctx.address().recipient(),
                 )
                 .start();
                 self.running.insert(id, actor);
             }
-            TaskKind::Orchestrator => self.coordinator.do_send(StartExecution(claimed)),
+            TaskKind::Orchestrator => self.executions.do_send(StartExecution(claimed)),
             TaskKind::Sleep => self.end_timer(
                 claimed,
                 Outcome::Succeeded {
@@ -216,7 +232,7 @@ impl WorkerActor {
             lease: claimed.lease.key(),
             outcome,
         };
-        let store = self.store.clone();
+        let store = self.node.writes().clone();
         actix::spawn(async move {
             match store.send(Complete::plain(completion)).await {
                 Ok(Ok(_)) => {}

@@ -60,79 +60,91 @@ impl Fixture {
 macro_rules! conformance_tests {
     ($backend:ident, $fresh:ident) => {
         mod $backend {
-            $crate::__conformance_cases! { $fresh;
-                executions::dispatch_creates_the_execution_and_its_root_task,
-                executions::dispatching_twice_with_one_idempotency_key_creates_one_execution,
-                executions::a_delayed_dispatch_is_not_claimable_before_its_time,
-                executions::creating_an_execution_with_its_root_task_is_atomic,
-                executions::raw_execution_records_round_trip,
-                executions::executions_list_newest_first_with_filters_and_paging,
-                executions::cancel_sticks_and_fences_running_tasks,
-                executions::executions_past_their_deadline_time_out,
-                executions::internal_executions_are_listed_only_when_asked_for,
-                tasks::raw_task_records_round_trip,
-                tasks::queue_depths_count_ready_scheduled_and_running_tasks,
-                claims::six_claimers_claim_each_of_500_tasks_exactly_once,
-                claims::a_concurrency_limit_of_two_holds_with_eight_claimers,
-                claims::a_stale_lease_owner_cannot_write,
-                claims::an_expired_lease_is_reclaimed_as_a_new_attempt,
-                claims::an_expired_but_unclaimed_lease_still_completes,
-                claims::a_task_scheduled_in_the_future_is_claimable_only_when_due,
-                claims::claims_follow_priority_then_age,
-                claims::claims_route_by_queue_tags_function_and_kind,
-                claims::claiming_a_root_task_starts_its_execution_once,
-                claims::lease_renewal_extends_live_leases_and_reports_lost_ones,
-                claims::heartbeats_and_checkpoints_are_recorded_and_survive_a_retry,
-                claims::releasing_a_claim_gives_the_attempt_back,
-                completion::success_completes_the_task_and_its_execution,
-                completion::falsy_results_are_real_results,
-                completion::a_retry_requeues_the_task_after_its_delay,
-                completion::a_final_failure_dead_letters_the_task_and_fails_the_execution,
-                completion::remembered_results_land_with_the_completion,
-                completion::settled_children_wake_their_parent,
-                completion::suspending_is_refused_once_a_child_has_settled,
-                children::children_are_created_under_the_parents_lease,
-                children::effects_apply_once_per_step,
-                children::one_commit_carries_many_kinds_and_isolates_refusals,
-                signals::a_signal_sent_before_anyone_waits_is_kept,
-                signals::a_signal_completes_the_oldest_wait_and_wakes_its_parent,
-                signals::a_signal_wait_with_a_timeout_is_claimable_when_due,
-                signals::raw_signal_records_round_trip,
-                dead_letters::dead_letters_are_listed_counted_read_and_deleted,
-                dead_letters::replaying_a_dead_letter_resumes_a_failed_execution,
-                dead_letters::replaying_a_child_dead_letter_reopens_its_orchestrator,
-                cleanup::cleanup_removes_only_old_terminal_executions_with_all_their_rows,
-                cleanup::old_dead_letters_are_cleaned_up,
-                cache::cache_entries_expire,
-                cache::idempotency_results_persist,
-                cache::an_idempotency_key_admits_one_holder_at_a_time,
-                counters::counters_stay_exact_under_eight_concurrent_incrementers,
-                counters::ensuring_counters_and_state_values_keeps_existing_entries,
-                counters::progress_reports_list_the_latest_window_oldest_first,
-                event_log::event_sequences_are_gap_free_and_readable_after_a_cursor,
-                event_log::a_tailing_reader_never_skips_a_committed_event,
-                event_log::trimmed_sequence_numbers_are_never_reused,
-                maintenance::stuck_tasks_are_reported_once_per_attempt,
-                maintenance::a_singleton_role_has_one_holder_until_it_expires,
-                maintenance::the_store_clock_is_utc_now,
-                webhooks::webhooks_are_created_read_listed_and_conflict_on_a_taken_id,
-                webhooks::webhooks_are_disabled_and_enabled,
-                webhooks::deleting_a_webhook_deletes_its_deliveries_and_their_attempts,
-                webhooks::enqueueing_deliveries_dispatches_their_executions_and_moves_the_cursor,
-                webhooks::a_stale_or_refused_enqueue_writes_nothing,
-                webhooks::racing_enqueuers_enqueue_a_range_once,
-                webhooks::delivery_attempts_update_their_delivery_and_list_in_order,
-                webhooks::deliveries_list_newest_first_with_paging,
-                webhooks::cleanup_deletes_the_deliveries_of_cleaned_executions,
-            }
+            $crate::__cases! { @tests $fresh }
         }
     };
 }
 
+/// The names of every case (`module::case`), in the order the suite runs them.
+pub const CASES: &[&str] = __cases!(@names);
+
+/// The one list of cases. A case written in `src/cases/` and not listed here
+/// fails this crate's own tests, so no case is silently left out.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __conformance_cases {
-    ($fresh:ident; $($module:ident :: $case:ident),* $(,)?) => {
+macro_rules! __cases {
+    (@$mode:ident $($fresh:ident)?) => {
+        $crate::__cases! { @emit $mode $($fresh)?;
+            executions::dispatch_creates_the_execution_and_its_root_task,
+            executions::dispatching_twice_with_one_idempotency_key_creates_one_execution,
+            executions::a_delayed_dispatch_is_not_claimable_before_its_time,
+            executions::creating_an_execution_with_its_root_task_is_atomic,
+            executions::raw_execution_records_round_trip,
+            executions::executions_list_newest_first_with_filters_and_paging,
+            executions::cancel_sticks_and_fences_running_tasks,
+            executions::executions_past_their_deadline_time_out,
+            executions::internal_executions_are_listed_only_when_asked_for,
+            tasks::raw_task_records_round_trip,
+            tasks::queue_depths_count_ready_scheduled_and_running_tasks,
+            claims::six_claimers_claim_each_of_500_tasks_exactly_once,
+            claims::a_concurrency_limit_of_two_holds_with_eight_claimers,
+            claims::a_stale_lease_owner_cannot_write,
+            claims::an_expired_lease_is_reclaimed_as_a_new_attempt,
+            claims::an_expired_but_unclaimed_lease_still_completes,
+            claims::a_task_scheduled_in_the_future_is_claimable_only_when_due,
+            claims::claims_follow_priority_then_age,
+            claims::claims_route_by_queue_tags_function_and_kind,
+            claims::claiming_a_root_task_starts_its_execution_once,
+            claims::lease_renewal_extends_live_leases_and_reports_lost_ones,
+            claims::heartbeats_and_checkpoints_are_recorded_and_survive_a_retry,
+            claims::releasing_a_claim_gives_the_attempt_back,
+            claims::the_seed_claim_takes_one_task_at_a_time,
+            completion::success_completes_the_task_and_its_execution,
+            completion::falsy_results_are_real_results,
+            completion::a_retry_requeues_the_task_after_its_delay,
+            completion::a_final_failure_dead_letters_the_task_and_fails_the_execution,
+            completion::remembered_results_land_with_the_completion,
+            completion::settled_children_wake_their_parent,
+            completion::suspending_is_refused_once_a_child_has_settled,
+            children::children_are_created_under_the_parents_lease,
+            children::effects_apply_once_per_step,
+            children::one_commit_carries_many_kinds_and_isolates_refusals,
+            signals::a_signal_sent_before_anyone_waits_is_kept,
+            signals::a_signal_completes_the_oldest_wait_and_wakes_its_parent,
+            signals::a_signal_wait_with_a_timeout_is_claimable_when_due,
+            signals::raw_signal_records_round_trip,
+            dead_letters::dead_letters_are_listed_counted_read_and_deleted,
+            dead_letters::replaying_a_dead_letter_resumes_a_failed_execution,
+            dead_letters::replaying_a_child_dead_letter_reopens_its_orchestrator,
+            cleanup::cleanup_removes_only_old_terminal_executions_with_all_their_rows,
+            cleanup::old_dead_letters_are_cleaned_up,
+            cache::cache_entries_expire,
+            cache::idempotency_results_persist,
+            cache::an_idempotency_key_admits_one_holder_at_a_time,
+            counters::counters_stay_exact_under_eight_concurrent_incrementers,
+            counters::ensuring_counters_and_state_values_keeps_existing_entries,
+            counters::progress_reports_list_the_latest_window_oldest_first,
+            event_log::event_sequences_are_gap_free_and_readable_after_a_cursor,
+            event_log::a_tailing_reader_never_skips_a_committed_event,
+            event_log::trimmed_sequence_numbers_are_never_reused,
+            maintenance::stuck_tasks_are_reported_once_per_attempt,
+            maintenance::a_singleton_role_has_one_holder_until_it_expires,
+            maintenance::the_store_clock_is_utc_now,
+            webhooks::webhooks_are_created_read_listed_and_conflict_on_a_taken_id,
+            webhooks::webhooks_are_disabled_and_enabled,
+            webhooks::deleting_a_webhook_deletes_its_deliveries_and_their_attempts,
+            webhooks::enqueueing_deliveries_dispatches_their_executions_and_moves_the_cursor,
+            webhooks::a_stale_or_refused_enqueue_writes_nothing,
+            webhooks::racing_enqueuers_enqueue_a_range_once,
+            webhooks::delivery_attempts_update_their_delivery_and_list_in_order,
+            webhooks::deliveries_list_newest_first_with_paging,
+            webhooks::cleanup_deletes_the_deliveries_of_cleaned_executions,
+            changes::every_write_reports_exactly_the_changes_it_logged,
+            changes::fenced_progress_is_refused_after_the_lease_is_lost,
+            maintenance::initialising_again_is_harmless,
+        }
+    };
+    (@emit tests $fresh:ident; $($module:ident :: $case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
@@ -142,4 +154,88 @@ macro_rules! __conformance_cases {
             }
         )*
     };
+    (@emit names; $($module:ident :: $case:ident),* $(,)?) => {
+        &[$(concat!(stringify!($module), "::", stringify!($case))),*]
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    fn sources(dir: &str) -> Vec<(String, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .map(|entry| entry.expect("a directory entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+            .map(|path| {
+                let module = path.file_stem().unwrap().to_string_lossy().into_owned();
+                (module, std::fs::read_to_string(&path).expect("readable source"))
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Names after `prefix` at the start of a line (ignoring indentation).
+    fn declared(source: &str, prefix: &str) -> Vec<String> {
+        source
+            .lines()
+            .filter_map(|line| line.trim_start().strip_prefix(prefix))
+            .map(|rest| rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect())
+            .collect()
+    }
+
+    #[test]
+    fn every_case_written_is_registered_and_every_registered_case_exists() {
+        let written: BTreeSet<String> = sources("src/cases")
+            .into_iter()
+            .flat_map(|(module, source)| {
+                declared(&source, "pub async fn ")
+                    .into_iter()
+                    .map(move |case| format!("{module}::{case}"))
+            })
+            .collect();
+        let registered: BTreeSet<String> = super::CASES.iter().map(|c| c.to_string()).collect();
+        assert_eq!(super::CASES.len(), registered.len(), "a case is registered twice");
+        let forgotten: Vec<_> = written.difference(&registered).collect();
+        assert!(
+            forgotten.is_empty(),
+            "cases written but not registered in `__cases!`: {forgotten:?}"
+        );
+        let missing: Vec<_> = registered.difference(&written).collect();
+        assert!(missing.is_empty(), "cases registered but not written: {missing:?}");
+    }
+
+    #[test]
+    fn every_store_operation_is_exercised_by_some_case() {
+        // Lifecycle calls the fixtures make themselves (`close` is each store
+        // crate's own test: closing a shared Postgres pool would break teardown).
+        const EXEMPT: &[&str] = &["close"];
+        let operations: BTreeSet<String> = sources("../courier-core/src/store")
+            .into_iter()
+            .flat_map(|(_, source)| {
+                let mut ops = declared(&source, "async fn ");
+                ops.extend(declared(&source, "fn backend"));
+                ops
+            })
+            .filter(|op| !op.is_empty())
+            .collect();
+        let cases: String = sources("src/cases")
+            .into_iter()
+            .chain(sources("src").into_iter().filter(|(m, _)| m == "support"))
+            .map(|(_, source)| source)
+            .collect();
+        let unexercised: Vec<_> = operations
+            .iter()
+            .filter(|op| !EXEMPT.contains(&op.as_str()))
+            .filter(|op| !cases.contains(&format!(".{op}(")))
+            .collect();
+        assert!(
+            unexercised.is_empty(),
+            "store operations no case calls: {unexercised:?}"
+        );
+    }
 }

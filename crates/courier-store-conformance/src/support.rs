@@ -4,15 +4,85 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
+pub use courier_core::store::{
+    CacheStore, ContextStore, DeadLetterStore, EventStore, ExecutionStore, SeedRecords, Store, TaskStore, WebhookStore,
+};
 use courier_core::{
-    ClaimRequest, Claimed, Completed, Completion, Event, EventFilter, EventType, ExecutionId, ExecutionRecord,
-    ExecutionState, LeaseKey, LeaseLost, NewExecution, NewTask, Outcome, RetryPolicy, Store, StoreError, StoreResult,
-    TaskError, TaskId, TaskKind, TaskRecord, TaskSpec, TaskState,
+    Change, ChildCreated, ChildGroup, ClaimRequest, Claimed, Completed, Completion, EffectApplied, EffectWrite, Event,
+    EventFilter, EventType, ExecutionId, ExecutionRecord, ExecutionState, LeaseKey, LeaseLost, NewExecution, NewTask,
+    Outcome, RetryPolicy, StoreError, StoreResult, TaskError, TaskId, TaskKind, TaskRecord, TaskSpec, TaskState,
+    WriteBatch, events_of as events_of_changes,
 };
 use serde_json::{Value, json};
 
 /// A shared store handle.
 pub type DynStore = Arc<dyn Store>;
+
+/// The batch writes one at a time, as the cases use them: each commits a one-kind
+/// [`WriteBatch`] through [`Store::commit`].
+#[async_trait::async_trait]
+pub trait BatchWrites {
+    /// Commits `completions`; one result each.
+    async fn complete_tasks(&self, completions: Vec<Completion>) -> StoreResult<Vec<StoreResult<Completed>>>;
+    /// Commits one group of children.
+    async fn create_children(&self, fence: Option<LeaseKey>, tasks: Vec<NewTask>) -> StoreResult<Vec<ChildCreated>>;
+    /// Commits one effect.
+    async fn apply_effect(&self, write: EffectWrite) -> StoreResult<EffectApplied>;
+}
+
+#[async_trait::async_trait]
+impl BatchWrites for DynStore {
+    async fn complete_tasks(&self, completions: Vec<Completion>) -> StoreResult<Vec<StoreResult<Completed>>> {
+        let batch = WriteBatch {
+            completions,
+            ..WriteBatch::default()
+        };
+        Ok(self.commit(Arc::new(batch)).await?.completions)
+    }
+
+    async fn create_children(&self, fence: Option<LeaseKey>, tasks: Vec<NewTask>) -> StoreResult<Vec<ChildCreated>> {
+        let batch = WriteBatch {
+            children: vec![ChildGroup { fence, tasks }],
+            ..WriteBatch::default()
+        };
+        self.commit(Arc::new(batch))
+            .await?
+            .children
+            .pop()
+            .expect("one result per child group")
+    }
+
+    async fn apply_effect(&self, write: EffectWrite) -> StoreResult<EffectApplied> {
+        let batch = WriteBatch {
+            effects: vec![write],
+            ..WriteBatch::default()
+        };
+        self.commit(Arc::new(batch))
+            .await?
+            .effects
+            .pop()
+            .expect("one result per effect")
+    }
+}
+
+/// Asserts that the events appended after `after` are exactly those of `changes`,
+/// in order: what a write reports is what it logged.
+pub async fn assert_logged(store: &DynStore, after: i64, changes: &[Change], what: &str) {
+    let logged = store
+        .read_events(&EventFilter::after(after).limit(10_000))
+        .await
+        .expect("read events");
+    let expected = events_of_changes(changes);
+    let shape = |e: &Event| (e.event_type, e.execution_id, e.task_id, e.data.clone());
+    assert_eq!(
+        logged.iter().map(shape).collect::<Vec<_>>(),
+        expected
+            .iter()
+            .map(|e| (e.event_type, e.execution_id, e.task_id, e.data.clone()))
+            .collect::<Vec<_>>(),
+        "{what}: the events logged differ from the changes reported"
+    );
+}
 
 /// An activity spec on the default queue.
 pub fn activity(function: &str) -> TaskSpec {
@@ -28,7 +98,7 @@ pub fn orchestrator(function: &str) -> TaskSpec {
 pub async fn dispatch(store: &DynStore, spec: TaskSpec) -> ExecutionId {
     let new = NewExecution::new(spec);
     let id = new.id;
-    let out = store.dispatch(vec![new]).await.expect("dispatch");
+    let out = store.dispatch(vec![new]).await.expect("dispatch").value;
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].id(), id);
     id
@@ -38,7 +108,7 @@ pub async fn dispatch(store: &DynStore, spec: TaskSpec) -> ExecutionId {
 pub async fn dispatch_many(store: &DynStore, function: &str, n: usize) -> Vec<ExecutionId> {
     let batch: Vec<NewExecution> = (0..n).map(|_| NewExecution::new(activity(function))).collect();
     let ids: Vec<ExecutionId> = batch.iter().map(|e| e.id).collect();
-    let out = store.dispatch(batch).await.expect("dispatch batch");
+    let out = store.dispatch(batch).await.expect("dispatch batch").value;
     assert_eq!(out.iter().map(|d| d.id()).collect::<Vec<_>>(), ids);
     ids
 }
@@ -50,7 +120,7 @@ pub fn claim_any(worker: &str, max: u32) -> ClaimRequest {
 
 /// Claims with `req`.
 pub async fn claim(store: &DynStore, req: &ClaimRequest) -> Vec<Claimed> {
-    store.claim_tasks(req).await.expect("claim")
+    store.claim_tasks(req).await.expect("claim").value
 }
 
 /// Claims exactly one task (panics otherwise).

@@ -1,9 +1,13 @@
 //! The result cache (entries with a time to live) and idempotency keys
-//! (reservations while the work runs, results once it finished).
+//! (reservations while the work runs, results once it finished): [`CacheStore`]
+//! for [`PostgresStore`], and the raw seed-parity writes
+//! ([`SeedRecords`](courier_core::SeedRecords) delegates here). Completions
+//! remember their results themselves (see `complete`).
 
 use std::time::Duration;
 
-use courier_core::{Reservation, StoreResult, TaskId, TaskState};
+use async_trait::async_trait;
+use courier_core::{CacheStore, Reservation, StoreResult, TaskId, TaskState};
 use deadpool_postgres::Transaction;
 use serde_json::Value;
 use uuid::Uuid;
@@ -14,8 +18,27 @@ use crate::error::{Error, Result, corrupt};
 use crate::statements::{execute, query_opt};
 use crate::transaction::in_transaction;
 
+#[async_trait]
+impl CacheStore for PostgresStore {
+    async fn get_cached_result(&self, key: &str) -> StoreResult<Option<Value>> {
+        get(self, key).await
+    }
+
+    async fn purge_expired_cache(&self) -> StoreResult<u64> {
+        purge_expired(self).await
+    }
+
+    async fn reserve_idempotency_key(&self, key: &str, owner: TaskId) -> StoreResult<Reservation> {
+        reserve(self, key, owner).await
+    }
+
+    async fn release_idempotency_key(&self, key: &str, owner: TaskId) -> StoreResult<bool> {
+        release(self, key, owner).await
+    }
+}
+
 /// A cached result that has not expired.
-pub(crate) async fn get(store: &PostgresStore, key: &str) -> StoreResult<Option<Value>> {
+async fn get(store: &PostgresStore, key: &str) -> StoreResult<Option<Value>> {
     let client = store.client().await?;
     let row = query_opt(
         &client,
@@ -44,7 +67,7 @@ pub(crate) async fn set(store: &PostgresStore, key: &str, value: &Value, ttl: Op
 }
 
 /// Deletes expired entries.
-pub(crate) async fn purge_expired(store: &PostgresStore) -> StoreResult<u64> {
+async fn purge_expired(store: &PostgresStore) -> StoreResult<u64> {
     let client = store.client().await?;
     Ok(execute(&client, "DELETE FROM cache WHERE expires_at <= now()", &[]).await?)
 }
@@ -75,7 +98,7 @@ pub(crate) async fn set_idempotency_result(store: &PostgresStore, key: &str, val
 }
 
 /// Reserves a key for `owner`.
-pub(crate) async fn reserve(store: &PostgresStore, key: &str, owner: TaskId) -> StoreResult<Reservation> {
+async fn reserve(store: &PostgresStore, key: &str, owner: TaskId) -> StoreResult<Reservation> {
     in_transaction!(store, |tx| reserve_in(tx, key, owner))
 }
 
@@ -138,7 +161,7 @@ async fn reserve_in(tx: &Transaction<'_>, key: &str, owner: TaskId) -> Result<Re
 }
 
 /// Drops `owner`'s reservation of a key that has no result.
-pub(crate) async fn release(store: &PostgresStore, key: &str, owner: TaskId) -> StoreResult<bool> {
+async fn release(store: &PostgresStore, key: &str, owner: TaskId) -> StoreResult<bool> {
     let client = store.client().await?;
     let n = execute(
         &client,

@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use courier_core::{
-    ChildCreated, ChildGroup, Effect, EffectApplied, EffectWrite, ExecutionId, LeaseKey, LeaseLost, LeaseToken,
-    NewEvent, NewTask, StoreError, StoreResult, TaskId, TaskKind, TaskSpec, TaskState, WriteBatch, events,
+    AttemptEnd, Change, ChildCreated, ChildGroup, Effect, EffectApplied, EffectWrite, ExecutionId, LeaseKey, LeaseLost,
+    LeaseToken, NewTask, StoreError, StoreResult, TaskId, TaskKind, TaskRef, TaskSpec, TaskState, WriteBatch,
 };
 use deadpool_postgres::Transaction;
 use serde_json::Value;
@@ -123,14 +123,20 @@ fn existing(row: &tokio_postgres::Row) -> Result<ChildCreated> {
     })
 }
 
+/// Whether a new child in `state` can be claimed at once: pending and not delayed.
+fn claimable_now(spec: &TaskSpec, state: TaskState) -> bool {
+    state == TaskState::Pending && spec.delay.is_none_or(|d| d.is_zero())
+}
+
 /// Creates the children of every group whose fence holds, with one insert for
-/// the whole batch; appends `task.created` (and `task.completed` for a signal
-/// wait that consumed a waiting signal).
+/// the whole batch; records `TaskCreated` per new task that is not an effect
+/// (and `AttemptEnded` for a signal wait that consumed a waiting signal; its
+/// parent is woken with the batch's other parents).
 pub(crate) async fn create(
     tx: &Transaction<'_>,
     groups: &[ChildGroup],
     fences: &Fences,
-    events: &mut Vec<NewEvent>,
+    changes: &mut Vec<Change>,
     wakes: &mut Wakes,
 ) -> Result<Vec<StoreResult<Vec<ChildCreated>>>> {
     let checks: Vec<StoreResult<()>> = groups.iter().map(|g| fences.check(g.fence)).collect();
@@ -185,25 +191,23 @@ pub(crate) async fn create(
             let id = task.id();
             if inserted.contains(&id.0) && reported.insert(id) {
                 let mut state = initial_state(&task.spec);
+                let task_ref = || TaskRef::new(task.execution_id, id, task.spec.kind, task.spec.function.clone());
                 if task.spec.kind != TaskKind::Effect {
-                    events.push(events::task_created(
-                        task.execution_id,
-                        id,
-                        task.spec.kind,
-                        &task.spec.function,
-                        task.step,
-                        &task.spec.queue,
-                    ));
+                    changes.push(Change::TaskCreated {
+                        task: task_ref(),
+                        step: task.step,
+                        queue: task.spec.queue.clone(),
+                        state,
+                        claimable_now: claimable_now(&task.spec, state),
+                    });
                 }
                 if consumed.contains(&id) {
                     state = TaskState::Completed;
-                    events.push(events::task_completed(
-                        task.execution_id,
-                        id,
-                        task.spec.kind,
-                        &task.spec.function,
-                        0,
-                    ));
+                    changes.push(Change::AttemptEnded {
+                        task: task_ref(),
+                        attempt: 0,
+                        end: AttemptEnd::Completed,
+                    });
                 }
                 created.push(ChildCreated::Created { id, state });
             } else if let Some(existing) = found.get(&(task.execution_id.0, task.step)) {
@@ -301,14 +305,15 @@ async fn consume_signals<'a>(
     Ok(consumed)
 }
 
-/// Records each effect whose fence holds, once per step. Effects are rare next to
-/// children and completions, and increments of one counter must apply in order,
-/// so they go one by one.
+/// Records each effect whose fence holds, once per step (a progress effect
+/// records its `TaskProgress` the first time). Effects are rare next to children
+/// and completions, and increments of one counter must apply in order, so they go
+/// one by one.
 pub(crate) async fn apply_effects(
     tx: &Transaction<'_>,
     writes: &[EffectWrite],
     fences: &Fences,
-    events: &mut Vec<NewEvent>,
+    changes: &mut Vec<Change>,
 ) -> Result<Vec<StoreResult<EffectApplied>>> {
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
@@ -316,12 +321,12 @@ pub(crate) async fn apply_effects(
             results.push(Err(e));
             continue;
         }
-        results.push(Ok(apply_effect(tx, write, events).await?));
+        results.push(Ok(apply_effect(tx, write, changes).await?));
     }
     Ok(results)
 }
 
-async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, events: &mut Vec<NewEvent>) -> Result<EffectApplied> {
+async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut Vec<Change>) -> Result<EffectApplied> {
     let id = TaskId::for_step(write.execution_id, write.step);
     let function = write.effect.function_name();
     let args = to_json(&write.effect)?;
@@ -366,7 +371,11 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, events: &mut Ve
         Effect::Progress(progress) => {
             let reporter = write.parent_id.unwrap_or_else(|| TaskId::root_of(write.execution_id));
             context::insert_progress(tx, write.execution_id, reporter, progress).await?;
-            events.push(events::task_progress(write.execution_id, reporter, progress));
+            changes.push(Change::TaskProgress {
+                execution: write.execution_id,
+                task: reporter,
+                progress: progress.clone(),
+            });
             Value::Null
         }
     };

@@ -14,10 +14,15 @@
 //! budget through a branch of its own. A second claimer of the same function
 //! waits for the first to commit and then counts its claims too, so the limit
 //! holds across processes.
+//!
+//! Each claim records a `TaskStarted` (and an `ExecutionStarted` when it starts
+//! its execution), in claim order, appended in the claim's transaction.
 
 use std::collections::HashMap;
 
-use courier_core::{ClaimRequest, Claimed, ExecutionId, Lease, NewEvent, StoreResult, TaskKind, TaskRecord, events};
+use courier_core::{
+    Change, ClaimRequest, Claimed, Committed, ExecutionId, Lease, StoreResult, TaskKind, TaskRecord, TaskRef, events_of,
+};
 use deadpool_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -155,7 +160,7 @@ struct Plan<'a> {
 }
 
 /// Claims up to `req.max` tasks.
-pub(crate) async fn claim(store: &PostgresStore, req: &ClaimRequest) -> StoreResult<Vec<Claimed>> {
+pub(crate) async fn claim(store: &PostgresStore, req: &ClaimRequest) -> StoreResult<Committed<Vec<Claimed>>> {
     let mut kinds: Vec<&'static str> = req
         .effective_kinds()
         .into_iter()
@@ -165,7 +170,7 @@ pub(crate) async fn claim(store: &PostgresStore, req: &ClaimRequest) -> StoreRes
     kinds.sort_unstable();
     kinds.dedup();
     if req.max == 0 || kinds.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Committed::unchanged(Vec::new()));
     }
     let limits_apply = kinds
         .iter()
@@ -188,7 +193,7 @@ pub(crate) async fn claim(store: &PostgresStore, req: &ClaimRequest) -> StoreRes
 }
 
 impl Plan<'_> {
-    async fn run(&self, tx: &Transaction<'_>) -> Result<Vec<Claimed>> {
+    async fn run(&self, tx: &Transaction<'_>) -> Result<Committed<Vec<Claimed>>> {
         let req = self.req;
         let limited: Vec<&str> = self.limits.iter().map(|(f, _)| *f).collect();
         let (budget_functions, budgets) = self.budgets(tx, &limited).await?;
@@ -245,21 +250,21 @@ impl Plan<'_> {
             }
         }
 
-        let mut new_events: Vec<NewEvent> = Vec::with_capacity(tasks.len() + started.len());
+        let mut changes: Vec<Change> = Vec::with_capacity(tasks.len() + started.len());
         let mut claimed = Vec::with_capacity(tasks.len());
         for task in tasks {
-            new_events.push(events::task_started(
-                task.execution_id,
-                task.id,
-                task.kind,
-                &task.function,
-                task.attempt,
-                &req.worker_id,
-            ));
+            changes.push(Change::TaskStarted {
+                task: TaskRef::new(task.execution_id, task.id, task.kind, task.function.clone()),
+                attempt: task.attempt,
+                worker: req.worker_id.clone(),
+            });
             if task.step == 0
                 && let Some(function) = started.get(&task.execution_id)
             {
-                new_events.push(events::execution_started(task.execution_id, function));
+                changes.push(Change::ExecutionStarted {
+                    execution: task.execution_id,
+                    function: function.clone(),
+                });
             }
             let lease = Lease {
                 task_id: task.id,
@@ -274,8 +279,8 @@ impl Plan<'_> {
             };
             claimed.push(Claimed { task, lease });
         }
-        event_log::append(tx, &new_events).await?;
-        Ok(claimed)
+        event_log::append(tx, &events_of(&changes)).await?;
+        Ok(Committed::new(claimed, changes))
     }
 
     /// Locks each limited function's advisory lock and returns what is left of

@@ -4,14 +4,16 @@
 //! fence is in its WHERE, so a refusal changes nothing and aborts nothing); the
 //! refused ones are then explained from a read of their rows. Root tasks settle
 //! their executions, results are remembered, dead letters kept and parents woken,
-//! each with one statement for the whole batch.
+//! each with one statement for the whole batch. Each finished attempt records an
+//! `AttemptEnded` (then a `TaskQueued` if it is retried, and an `ExecutionEnded`
+//! if it settled its execution).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use courier_core::{
-    Completed, Completion, ExecutionId, ExecutionState, LeaseKey, LeaseToken, NewEvent, Outcome, Remember, StoreError,
-    StoreResult, TaskId, TaskKind, TaskRecord, TaskState, events,
+    AttemptEnd, Change, Completed, Completion, ExecutionId, ExecutionState, LeaseKey, LeaseToken, Outcome, Remember,
+    Requeue, StoreError, StoreResult, TaskId, TaskKind, TaskRecord, TaskRef, TaskState,
 };
 use deadpool_postgres::Transaction;
 use serde_json::Value;
@@ -38,12 +40,12 @@ static FINISH: LazyLock<String> = LazyLock::new(|| {
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::jsonb[], $5::jsonb[], $6::int8[])
              AS c(id, token, state, result, error, delay_us)
          WHERE t.id = c.id AND t.state = 'running' AND t.lease_token = c.token
-         RETURNING t.id, t.execution_id, t.parent_id, t.step, t.kind, t.function, t.attempt, t.state",
+         RETURNING t.id, t.execution_id, t.parent_id, t.step, t.kind, t.function, t.attempt, t.state, t.queue",
         due = now_plus("c.delay_us"),
     )
 });
 
-/// What a finished attempt's row says now: what the events, the execution and
+/// What a finished attempt's row says now: what the changes, the execution and
 /// the parent need (the whole record is read only for dead letters).
 struct Finished {
     id: TaskId,
@@ -54,6 +56,7 @@ struct Finished {
     function: String,
     attempt: u32,
     state: TaskState,
+    queue: String,
 }
 
 impl Finished {
@@ -68,16 +71,22 @@ impl Finished {
             function: r.try_get(5)?,
             attempt: u32::try_from(attempt).unwrap_or(0),
             state: parse(r.try_get::<_, &str>(7)?)?,
+            queue: r.try_get(8)?,
         })
+    }
+
+    /// The task as changes name it.
+    fn task_ref(&self) -> TaskRef {
+        TaskRef::new(self.execution_id, self.id, self.kind, self.function.clone())
     }
 }
 
 /// Applies `completions` (in passes, should one task appear more than once, so
-/// that the second sees what the first did); appends their events.
+/// that the second sees what the first did); records their changes.
 pub(crate) async fn apply(
     tx: &Transaction<'_>,
     completions: &[Completion],
-    events: &mut Vec<NewEvent>,
+    changes: &mut Vec<Change>,
     wakes: &mut Wakes,
 ) -> Result<Vec<StoreResult<Completed>>> {
     let mut results: Vec<Option<StoreResult<Completed>>> = vec![None; completions.len()];
@@ -87,7 +96,7 @@ pub(crate) async fn apply(
         let (pass, later): (Vec<usize>, Vec<usize>) = remaining
             .into_iter()
             .partition(|&i| seen.insert(completions[i].lease.task_id));
-        let pass_results = apply_pass(tx, completions, &pass, events, wakes).await?;
+        let pass_results = apply_pass(tx, completions, &pass, changes, wakes).await?;
         for (i, r) in pass.into_iter().zip(pass_results) {
             results[i] = Some(r);
         }
@@ -104,7 +113,7 @@ async fn apply_pass(
     tx: &Transaction<'_>,
     all: &[Completion],
     pass: &[usize],
-    events: &mut Vec<NewEvent>,
+    changes: &mut Vec<Change>,
     wakes: &mut Wakes,
 ) -> Result<Vec<StoreResult<Completed>>> {
     let items: Vec<&Completion> = pass.iter().map(|&i| &all[i]).collect();
@@ -200,43 +209,38 @@ async fn apply_pass(
         let (id, execution) = (task.id, task.execution_id);
         match &c.outcome {
             Outcome::Succeeded { .. } => {
-                events.push(events::task_completed(
-                    execution,
-                    id,
-                    task.kind,
-                    &task.function,
-                    task.attempt,
-                ));
+                changes.push(Change::AttemptEnded {
+                    task: task.task_ref(),
+                    attempt: task.attempt,
+                    end: AttemptEnd::Completed,
+                });
             }
             Outcome::Retry { error, delay } => {
-                events.push(events::task_failed(
-                    execution,
-                    id,
-                    task.kind,
-                    &task.function,
-                    task.attempt,
-                    error,
-                    Some(*delay),
-                ));
-                events.push(events::task_queued(
-                    execution,
-                    id,
-                    task.kind,
-                    &task.function,
-                    task.attempt,
-                    "retry",
-                ));
+                changes.push(Change::AttemptEnded {
+                    task: task.task_ref(),
+                    attempt: task.attempt,
+                    end: AttemptEnd::Failed {
+                        error: error.clone(),
+                        retry_in: Some(*delay),
+                    },
+                });
+                changes.push(Change::TaskQueued {
+                    task: task.task_ref(),
+                    queue: task.queue.clone(),
+                    attempt: task.attempt,
+                    reason: Requeue::Retry,
+                    claimable_now: delay.is_zero(),
+                });
             }
             Outcome::Failed { error, .. } => {
-                events.push(events::task_failed(
-                    execution,
-                    id,
-                    task.kind,
-                    &task.function,
-                    task.attempt,
-                    error,
-                    None,
-                ));
+                changes.push(Change::AttemptEnded {
+                    task: task.task_ref(),
+                    attempt: task.attempt,
+                    end: AttemptEnd::Failed {
+                        error: error.clone(),
+                        retry_in: None,
+                    },
+                });
             }
         }
         let execution_state = settled
@@ -245,10 +249,24 @@ async fn apply_pass(
             .map(|(state, function)| {
                 match (&c.outcome, state) {
                     (Outcome::Succeeded { result, .. }, ExecutionState::Completed) => {
-                        events.push(events::execution_completed(execution, function, result));
+                        changes.push(Change::ExecutionEnded {
+                            execution,
+                            function: function.clone(),
+                            state: ExecutionState::Completed,
+                            result: Some(result.clone()),
+                            error: None,
+                            reason: None,
+                        });
                     }
                     (Outcome::Failed { error, .. }, ExecutionState::Failed) => {
-                        events.push(events::execution_failed(execution, function, error));
+                        changes.push(Change::ExecutionEnded {
+                            execution,
+                            function: function.clone(),
+                            state: ExecutionState::Failed,
+                            error: Some(error.clone()),
+                            result: None,
+                            reason: None,
+                        });
                     }
                     _ => {}
                 }

@@ -1,17 +1,59 @@
-//! An execution's context: progress reports, counters and custom state values.
+//! An execution's context: [`ContextStore`] for [`PostgresStore`] (signals are
+//! sent by `signals`), progress reports, counters and custom state values, and
+//! the raw seed-parity writes of counters and state values
+//! ([`SeedRecords`](courier_core::SeedRecords) delegates here). Orchestrators
+//! record counters, state values and progress as effects (see `children`).
 
 use std::collections::BTreeMap;
 
-use courier_core::{ExecutionId, Progress, ProgressEntry, StoreResult, TaskId, events};
+use async_trait::async_trait;
+use courier_core::{
+    Change, Committed, ContextStore, ExecutionId, LeaseKey, Progress, ProgressEntry, SignalSent, StoreResult, TaskId,
+    events_of,
+};
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
 
 use crate::PostgresStore;
 use crate::error::{Error, Result};
-use crate::event_log;
 use crate::rows::{self, PROGRESS_COLUMNS};
 use crate::statements::{execute, query, query_one};
 use crate::transaction::in_transaction;
+use crate::{event_log, leases, signals};
+
+#[async_trait]
+impl ContextStore for PostgresStore {
+    async fn send_signal(
+        &self,
+        execution_id: ExecutionId,
+        name: &str,
+        payload: Value,
+    ) -> StoreResult<Committed<SignalSent>> {
+        signals::send(self, execution_id, name, &payload).await
+    }
+
+    async fn append_progress(
+        &self,
+        execution_id: ExecutionId,
+        task_id: Option<TaskId>,
+        progress: &Progress,
+        fence: Option<LeaseKey>,
+    ) -> StoreResult<Committed<()>> {
+        append_progress(self, execution_id, task_id, progress, fence).await
+    }
+
+    async fn list_progress(&self, execution_id: ExecutionId, limit: u32) -> StoreResult<Vec<ProgressEntry>> {
+        list_progress(self, execution_id, limit).await
+    }
+
+    async fn get_execution_counters(&self, execution_id: ExecutionId) -> StoreResult<BTreeMap<String, f64>> {
+        counters(self, execution_id).await
+    }
+
+    async fn get_execution_state_values(&self, execution_id: ExecutionId) -> StoreResult<BTreeMap<String, Value>> {
+        state_values(self, execution_id).await
+    }
+}
 
 /// Stores one progress report.
 pub(crate) async fn insert_progress(
@@ -38,27 +80,69 @@ pub(crate) async fn insert_progress(
     Ok(())
 }
 
-/// Appends a progress report of `task` (the root task if none) and its event.
-pub(crate) async fn append_progress(
+/// Stores one progress report if `fence` still holds its task; whether it did.
+/// The fence is in the WHERE clause, and the task row is share-locked until the
+/// commit, so a reclaim cannot slip in between the check and the commit.
+async fn insert_fenced_progress(
+    tx: &Transaction<'_>,
+    execution: ExecutionId,
+    task: TaskId,
+    p: &Progress,
+    fence: LeaseKey,
+) -> Result<bool> {
+    let n = execute(
+        tx,
+        "INSERT INTO progress (execution_id, task_id, step, status, percent, message, detail, created_at)
+         SELECT $1, $2, $3, $4, $5, $6, $7, now() FROM tasks
+         WHERE id = $8 AND state = 'running' AND lease_token = $9
+         FOR SHARE",
+        &[
+            &execution.0,
+            &task.0,
+            &p.step,
+            &p.status,
+            &p.percent,
+            &p.message,
+            &p.detail,
+            &fence.task_id.0,
+            &fence.token.0,
+        ],
+    )
+    .await?;
+    Ok(n > 0)
+}
+
+/// Appends a progress report of `task` (the root task if none) and its
+/// `TaskProgress`; with a `fence`, only if that claim still holds its task.
+async fn append_progress(
     store: &PostgresStore,
     execution: ExecutionId,
     task: Option<TaskId>,
     progress: &Progress,
-) -> StoreResult<()> {
+    fence: Option<LeaseKey>,
+) -> StoreResult<Committed<()>> {
     let task = task.unwrap_or_else(|| TaskId::root_of(execution));
     in_transaction!(store, |tx| async move {
-        insert_progress(tx, execution, task, progress).await?;
-        event_log::append(tx, &[events::task_progress(execution, task, progress)]).await?;
-        Ok::<_, Error>(())
+        match fence {
+            None => insert_progress(tx, execution, task, progress).await?,
+            Some(fence) => {
+                if !insert_fenced_progress(tx, execution, task, progress, fence).await? {
+                    return Err(Error::Store(leases::refused(tx, fence).await?));
+                }
+            }
+        }
+        let changes = vec![Change::TaskProgress {
+            execution,
+            task,
+            progress: progress.clone(),
+        }];
+        event_log::append(tx, &events_of(&changes)).await?;
+        Ok::<_, Error>(Committed::new((), changes))
     })
 }
 
 /// The latest `max` reports, oldest first; reads only those (index on `(execution_id, id)`).
-pub(crate) async fn list_progress(
-    store: &PostgresStore,
-    execution: ExecutionId,
-    max: u32,
-) -> StoreResult<Vec<ProgressEntry>> {
+async fn list_progress(store: &PostgresStore, execution: ExecutionId, max: u32) -> StoreResult<Vec<ProgressEntry>> {
     let client = store.client().await?;
     let sql = format!(
         "SELECT {PROGRESS_COLUMNS} FROM (
@@ -112,7 +196,7 @@ pub(crate) async fn increment(
 }
 
 /// All counters of an execution.
-pub(crate) async fn counters(store: &PostgresStore, execution: ExecutionId) -> StoreResult<BTreeMap<String, f64>> {
+async fn counters(store: &PostgresStore, execution: ExecutionId) -> StoreResult<BTreeMap<String, f64>> {
     let client = store.client().await?;
     let rows = query(
         &client,
@@ -149,6 +233,17 @@ pub(crate) async fn ensure_state_values(
     Ok(())
 }
 
+/// Sets a state value (raw, outside any transaction of the caller's).
+pub(crate) async fn set_state(
+    store: &PostgresStore,
+    execution: ExecutionId,
+    key: &str,
+    value: &Value,
+) -> StoreResult<()> {
+    let client = store.client().await?;
+    Ok(set_state_value(&client, execution, key, value).await?)
+}
+
 /// Sets a state value.
 pub(crate) async fn set_state_value<C: GenericClient>(
     client: &C,
@@ -167,10 +262,7 @@ pub(crate) async fn set_state_value<C: GenericClient>(
 }
 
 /// All state values of an execution.
-pub(crate) async fn state_values(
-    store: &PostgresStore,
-    execution: ExecutionId,
-) -> StoreResult<BTreeMap<String, Value>> {
+async fn state_values(store: &PostgresStore, execution: ExecutionId) -> StoreResult<BTreeMap<String, Value>> {
     let client = store.client().await?;
     let rows = query(
         &client,

@@ -1,9 +1,13 @@
-//! Dead letters: tasks that failed for good, kept for inspection and replay.
+//! Dead letters: tasks that failed for good, kept for inspection and replay;
+//! [`DeadLetterStore`] for [`PostgresStore`], and the raw seed-parity insert
+//! ([`SeedRecords`](courier_core::SeedRecords) delegates here). Completions keep
+//! their dead letters themselves (see `complete`).
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{
-    DeadLetterRecord, ExecutionId, ExecutionState, Replayed, StoreError, StoreResult, TaskId, TaskKind, TaskRecord,
-    TaskState, events,
+    Change, Committed, DeadLetterRecord, DeadLetterStore, ExecutionId, ExecutionState, Replayed, Requeue, StoreError,
+    StoreResult, TaskId, TaskKind, TaskRecord, TaskRef, TaskState, events_of,
 };
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
@@ -17,6 +21,33 @@ use crate::rows::{self, DEAD_LETTER_COLUMNS};
 use crate::statements::{execute, query, query_one, query_opt};
 use crate::tasks::insert_record;
 use crate::transaction::in_transaction;
+
+#[async_trait]
+impl DeadLetterStore for PostgresStore {
+    async fn list_dead_letters(&self, limit: u32, offset: u32) -> StoreResult<Vec<DeadLetterRecord>> {
+        list(self, limit, offset).await
+    }
+
+    async fn count_dead_letters(&self) -> StoreResult<u64> {
+        count_all(self).await
+    }
+
+    async fn get_dead_letter(&self, task_id: TaskId) -> StoreResult<Option<DeadLetterRecord>> {
+        get(self, task_id).await
+    }
+
+    async fn delete_dead_letter(&self, task_id: TaskId) -> StoreResult<bool> {
+        delete(self, task_id).await
+    }
+
+    async fn replay_dead_letter(&self, task_id: TaskId) -> StoreResult<Committed<Replayed>> {
+        replay(self, task_id).await
+    }
+
+    async fn cleanup_dead_letters(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        clean_up(self, older_than).await
+    }
+}
 
 /// Stores (or replaces) a dead letter for `task` as given.
 pub(crate) async fn put(store: &PostgresStore, task: &TaskRecord, reason: &str) -> StoreResult<()> {
@@ -34,7 +65,7 @@ pub(crate) async fn put(store: &PostgresStore, task: &TaskRecord, reason: &str) 
 }
 
 /// Dead letters, newest first.
-pub(crate) async fn list(store: &PostgresStore, max: u32, offset: u32) -> StoreResult<Vec<DeadLetterRecord>> {
+async fn list(store: &PostgresStore, max: u32, offset: u32) -> StoreResult<Vec<DeadLetterRecord>> {
     let client = store.client().await?;
     let sql = format!(
         "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters ORDER BY failed_at DESC, task_id DESC LIMIT $1 OFFSET $2"
@@ -44,14 +75,14 @@ pub(crate) async fn list(store: &PostgresStore, max: u32, offset: u32) -> StoreR
 }
 
 /// How many dead letters.
-pub(crate) async fn count_all(store: &PostgresStore) -> StoreResult<u64> {
+async fn count_all(store: &PostgresStore) -> StoreResult<u64> {
     let client = store.client().await?;
     let row = query_one(&client, "SELECT count(*) FROM dead_letters", &[]).await?;
     Ok(count(row.try_get(0).map_err(Error::from)?))
 }
 
 /// The dead letter of a task.
-pub(crate) async fn get(store: &PostgresStore, task_id: TaskId) -> StoreResult<Option<DeadLetterRecord>> {
+async fn get(store: &PostgresStore, task_id: TaskId) -> StoreResult<Option<DeadLetterRecord>> {
     let client = store.client().await?;
     let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE task_id = $1");
     let row = query_opt(&client, &sql, &[&task_id.0]).await?;
@@ -59,23 +90,23 @@ pub(crate) async fn get(store: &PostgresStore, task_id: TaskId) -> StoreResult<O
 }
 
 /// Deletes a dead letter; whether there was one.
-pub(crate) async fn delete(store: &PostgresStore, task_id: TaskId) -> StoreResult<bool> {
+async fn delete(store: &PostgresStore, task_id: TaskId) -> StoreResult<bool> {
     let client = store.client().await?;
     Ok(execute(&client, "DELETE FROM dead_letters WHERE task_id = $1", &[&task_id.0]).await? > 0)
 }
 
 /// Deletes dead letters that failed before `older_than`.
-pub(crate) async fn clean_up(store: &PostgresStore, older_than: DateTime<Utc>) -> StoreResult<u64> {
+async fn clean_up(store: &PostgresStore, older_than: DateTime<Utc>) -> StoreResult<u64> {
     let client = store.client().await?;
     Ok(execute(&client, "DELETE FROM dead_letters WHERE failed_at < $1", &[&older_than]).await?)
 }
 
 /// Replays a dead letter.
-pub(crate) async fn replay(store: &PostgresStore, task_id: TaskId) -> StoreResult<Replayed> {
+async fn replay(store: &PostgresStore, task_id: TaskId) -> StoreResult<Committed<Replayed>> {
     in_transaction!(store, |tx| replay_in(tx, task_id))
 }
 
-async fn replay_in(tx: &Transaction<'_>, task_id: TaskId) -> Result<Replayed> {
+async fn replay_in(tx: &Transaction<'_>, task_id: TaskId) -> Result<Committed<Replayed>> {
     let letter = query_opt(
         tx,
         "SELECT execution_id, task FROM dead_letters WHERE task_id = $1 FOR UPDATE",
@@ -103,7 +134,7 @@ async fn replay_in(tx: &Transaction<'_>, task_id: TaskId) -> Result<Replayed> {
             detail: format!("cannot replay the dead letter of task {task_id}"),
         }));
     }
-    let mut new_events = Vec::new();
+    let mut changes = Vec::new();
     let resumed = state == ExecutionState::Failed;
     if resumed {
         execute(
@@ -115,13 +146,17 @@ async fn replay_in(tx: &Transaction<'_>, task_id: TaskId) -> Result<Replayed> {
         )
         .await?;
         sync_deadline(tx, execution_id).await?;
-        new_events.push(events::execution_resumed(execution_id, &function, task_id));
+        changes.push(Change::ExecutionResumed {
+            execution: execution_id,
+            function,
+            task: task_id,
+        });
     }
 
     let requeue = "UPDATE tasks SET state = 'pending', scheduled_for = now(), attempt = 0, error = NULL,
                        lease_token = NULL, lease_expires_at = NULL, stuck_at = NULL, completed_at = NULL
                    WHERE id = $1
-                   RETURNING kind, function, step";
+                   RETURNING kind, function, step, queue";
     let mut row = query_opt(tx, requeue, &[&task_id.0]).await?;
     if row.is_none() {
         // The task row is gone (a raw dead letter, or a cleaned-up row): bring it
@@ -134,6 +169,7 @@ async fn replay_in(tx: &Transaction<'_>, task_id: TaskId) -> Result<Replayed> {
     let kind: TaskKind = parse(row.try_get::<_, &str>(0)?)?;
     let task_function: String = row.try_get(1)?;
     let step: i64 = row.try_get(2)?;
+    let queue: String = row.try_get(3)?;
 
     if resumed && step != 0 {
         // The root failed because this task did; park it so that this task's
@@ -150,18 +186,20 @@ async fn replay_in(tx: &Transaction<'_>, task_id: TaskId) -> Result<Replayed> {
         execute(tx, "DELETE FROM dead_letters WHERE task_id = $1", &[&root]).await?;
     }
     execute(tx, "DELETE FROM dead_letters WHERE task_id = $1", &[&task_id.0]).await?;
-    new_events.push(events::task_queued(
-        execution_id,
-        task_id,
-        kind,
-        &task_function,
-        0,
-        "replayed",
-    ));
-    event_log::append(tx, &new_events).await?;
-    Ok(Replayed {
-        task_id,
-        execution_id,
-        execution_resumed: resumed,
-    })
+    changes.push(Change::TaskQueued {
+        task: TaskRef::new(execution_id, task_id, kind, task_function),
+        queue,
+        attempt: 0,
+        reason: Requeue::Replayed,
+        claimable_now: true,
+    });
+    event_log::append(tx, &events_of(&changes)).await?;
+    Ok(Committed::new(
+        Replayed {
+            task_id,
+            execution_id,
+            execution_resumed: resumed,
+        },
+        changes,
+    ))
 }

@@ -1,9 +1,10 @@
-//! Dispatch: new executions with their root tasks, deduplicated by idempotency key.
+//! Dispatch: new executions with their root tasks, deduplicated by idempotency key
+//! (the dispatch section of a commit, and webhook deliveries' executions).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
-use courier_core::{Dispatched, NewEvent, NewExecution, StoreError, StoreResult, TaskId, TaskState, events};
+use courier_core::{Change, Dispatched, NewExecution, StoreError, StoreResult, TaskId, TaskRef, TaskState};
 use deadpool_postgres::Transaction;
 use serde_json::Value;
 use uuid::Uuid;
@@ -46,7 +47,8 @@ static INSERT_EXECUTIONS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Creates the executions of a batch and their root tasks; appends their events.
+/// Creates the executions of a batch and their root tasks; records their changes
+/// (`ExecutionCreated`, then `TaskCreated`, per execution created, in batch order).
 ///
 /// A key already taken (in the database, or earlier in the batch) yields the
 /// existing execution. Concurrent dispatches of one key meet in the unique index:
@@ -54,7 +56,7 @@ static INSERT_EXECUTIONS: LazyLock<String> = LazyLock::new(|| {
 pub(crate) async fn apply(
     tx: &Transaction<'_>,
     items: &[NewExecution],
-    events: &mut Vec<NewEvent>,
+    changes: &mut Vec<Change>,
 ) -> Result<Vec<StoreResult<Dispatched>>> {
     if items.is_empty() {
         return Ok(Vec::new());
@@ -149,19 +151,18 @@ pub(crate) async fn apply(
             Plan::DuplicateId => Err(duplicate_id(item)),
             Plan::Insert if created.contains(&item.id.0) => {
                 let root = TaskId::root_of(item.id);
-                events.push(events::execution_created(
-                    item.id,
-                    &item.spec.function,
-                    &item.spec.queue,
-                ));
-                events.push(events::task_created(
-                    item.id,
-                    root,
-                    item.spec.kind,
-                    &item.spec.function,
-                    0,
-                    &item.spec.queue,
-                ));
+                changes.push(Change::ExecutionCreated {
+                    execution: item.id,
+                    function: item.spec.function.clone(),
+                    queue: item.spec.queue.clone(),
+                });
+                changes.push(Change::TaskCreated {
+                    task: TaskRef::new(item.id, root, item.spec.kind, item.spec.function.clone()),
+                    step: 0,
+                    queue: item.spec.queue.clone(),
+                    state: TaskState::Pending,
+                    claimable_now: item.spec.delay.is_none_or(|d| d.is_zero()),
+                });
                 Ok(Dispatched::Created(item.id))
             }
             Plan::Insert => match item.idempotency_key.as_deref().and_then(|k| existing.get(k)) {

@@ -1,4 +1,9 @@
-//! The event log: appending in commit order, reading after a cursor, trimming.
+//! The event log: appending in commit order, reading after a cursor, trimming;
+//! [`EventStore`] for [`PostgresStore`].
+//!
+//! Nothing calls for an append of its own: every write appends the events of the
+//! [`Change`](courier_core::Change)s it made (`events_of(&changes)`), in the same
+//! transaction, with `append` as its last statement.
 //!
 //! Sequence numbers come from the single row of `courier_event_head`, not from a
 //! Postgres sequence. A sequence hands numbers out when a transaction asks, so
@@ -12,7 +17,9 @@
 //! serialise for the span of one statement and a commit, which group commit
 //! amortises.
 
-use courier_core::{Event, EventFilter, NewEvent, StoreResult};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use courier_core::{Event, EventFilter, EventStore, NewEvent, StoreResult};
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
 use tokio_postgres::types::Type;
@@ -24,11 +31,27 @@ use crate::error::Result;
 use crate::rows::{self, EVENT_COLUMNS};
 use crate::statements::{execute, query_one, query_typed};
 
-/// Appends `events` in order and returns their sequence numbers. Must be the last
-/// statement of its transaction (see the module documentation).
-pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<Vec<i64>> {
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn read_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+        read(self, filter).await
+    }
+
+    async fn last_event_seq(&self) -> StoreResult<i64> {
+        last_seq(self).await
+    }
+
+    async fn trim_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        let client = self.client().await?;
+        Ok(trim(&client, older_than).await?)
+    }
+}
+
+/// Appends `events` in order (numbered consecutively). Must be the last statement
+/// of its transaction (see the module documentation).
+pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<()> {
     if events.is_empty() {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let n = events.len() as i64;
     let mut types: Vec<&str> = Vec::with_capacity(events.len());
@@ -41,7 +64,7 @@ pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<
         tasks.push(e.task_id.map(|id| id.0));
         data.push(&e.data);
     }
-    let row = query_one(
+    execute(
         tx,
         "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
          appended AS (
@@ -54,13 +77,12 @@ pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<
         &[&n, &types, &executions, &tasks, &data],
     )
     .await?;
-    let last: i64 = row.try_get(0)?;
-    Ok(((last - n + 1)..=last).collect())
+    Ok(())
 }
 
 /// Events after `filter.after`, oldest first. Each filter shape has its own
 /// statement so that the planner can use the execution or task index.
-pub(crate) async fn read(store: &PostgresStore, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+async fn read(store: &PostgresStore, filter: &EventFilter) -> StoreResult<Vec<Event>> {
     let client = store.client().await?;
     let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1");
     if filter.execution_id.is_some() {
@@ -88,7 +110,7 @@ pub(crate) async fn read(store: &PostgresStore, filter: &EventFilter) -> StoreRe
 }
 
 /// The highest sequence number ever assigned.
-pub(crate) async fn last_seq(store: &PostgresStore) -> StoreResult<i64> {
+async fn last_seq(store: &PostgresStore) -> StoreResult<i64> {
     let client = store.client().await?;
     let row = query_one(&client, "SELECT last FROM courier_event_head", &[]).await?;
     Ok(row.try_get::<_, i64>(0).map_err(crate::error::Error::from)?)
@@ -96,6 +118,6 @@ pub(crate) async fn last_seq(store: &PostgresStore) -> StoreResult<i64> {
 
 /// Deletes events appended before `older_than`. The head row is untouched, so the
 /// numbers are never handed out again.
-pub(crate) async fn trim<C: GenericClient>(client: &C, older_than: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+async fn trim<C: GenericClient>(client: &C, older_than: DateTime<Utc>) -> Result<u64> {
     execute(client, "DELETE FROM events WHERE ts < $1", &[&older_than]).await
 }

@@ -1,10 +1,15 @@
-//! Execution rows: the raw seed-parity operations, listings, cancel and time-out.
+//! Execution rows: [`ExecutionStore`] for [`PostgresStore`] (listings, cancel,
+//! time-out, clean-up), the raw seed-parity operations ([`SeedRecords`](courier_core::SeedRecords)
+//! delegates here), and the `execution_deadlines` table kept in step with them.
+//! Dispatching is a group-commit write (see `dispatch`).
 
 use std::sync::LazyLock;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use courier_core::{
-    Cancelled, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, NewEvent, StoreError, StoreResult,
-    TaskError, TaskId, TaskKind, TaskRecord, events,
+    Cancelled, Change, Committed, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, ExecutionStore,
+    StoreError, StoreResult, TaskError, TaskId, TaskKind, TaskRecord, TaskRef, events_of,
 };
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::types::Type;
@@ -18,6 +23,33 @@ use crate::rows::{self, EXECUTION_COLUMNS};
 use crate::statements::{execute, query, query_one, query_opt, query_typed};
 use crate::tasks::insert_record;
 use crate::transaction::in_transaction;
+
+#[async_trait]
+impl ExecutionStore for PostgresStore {
+    async fn get_execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
+        get(self, id).await
+    }
+
+    async fn list_executions(&self, filter: &ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
+        list(self, filter).await
+    }
+
+    async fn count_executions(&self, state: Option<ExecutionState>) -> StoreResult<u64> {
+        count_executions(self, state).await
+    }
+
+    async fn cancel_execution(&self, id: ExecutionId, reason: &str) -> StoreResult<Committed<Cancelled>> {
+        cancel(self, id, reason).await
+    }
+
+    async fn time_out_executions(&self, limit: u32) -> StoreResult<Committed<Vec<Cancelled>>> {
+        time_out(self, limit).await
+    }
+
+    async fn cleanup_executions(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        clean_up(self, older_than).await
+    }
+}
 
 static INSERT_RECORD: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -108,7 +140,7 @@ pub(crate) async fn create_with_root(
 }
 
 /// One execution.
-pub(crate) async fn get(store: &PostgresStore, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
+async fn get(store: &PostgresStore, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
     let client = store.client().await?;
     let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1");
     let row = query_opt(&client, &sql, &[&id.0]).await?;
@@ -155,7 +187,7 @@ async fn update_in(tx: &Transaction<'_>, e: &ExecutionRecord) -> Result<()> {
 }
 
 /// Executions by filter, newest first.
-pub(crate) async fn list(store: &PostgresStore, f: &ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
+async fn list(store: &PostgresStore, f: &ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
     let client = store.client().await?;
     let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE true");
     if f.state.is_some() {
@@ -184,7 +216,7 @@ pub(crate) async fn list(store: &PostgresStore, f: &ExecutionFilter) -> StoreRes
 }
 
 /// How many executions (in `state`, if given).
-pub(crate) async fn count_executions(store: &PostgresStore, state: Option<ExecutionState>) -> StoreResult<u64> {
+async fn count_executions(store: &PostgresStore, state: Option<ExecutionState>) -> StoreResult<u64> {
     let client = store.client().await?;
     let row = query_one(
         &client,
@@ -231,29 +263,27 @@ async fn cancel_tasks(tx: &Transaction<'_>, executions: &[Uuid]) -> Result<Vec<C
     Ok(cancelled)
 }
 
-/// The tasks of `execution` among `cancelled`, each with its `task.cancelled`.
-fn report(
-    execution: ExecutionId,
-    cancelled: &[CancelledTask],
-    reason: &str,
-    events: &mut Vec<NewEvent>,
-) -> Vec<TaskId> {
+/// The tasks of `execution` among `cancelled`, each with its `TaskCancelled`.
+fn report(execution: ExecutionId, cancelled: &[CancelledTask], reason: &str, changes: &mut Vec<Change>) -> Vec<TaskId> {
     cancelled
         .iter()
         .filter(|t| t.execution == execution)
         .map(|t| {
-            events.push(events::task_cancelled(t.execution, t.id, t.kind, &t.function, reason));
+            changes.push(Change::TaskCancelled {
+                task: TaskRef::new(t.execution, t.id, t.kind, t.function.clone()),
+                reason: reason.to_string(),
+            });
             t.id
         })
         .collect()
 }
 
 /// Cancels an execution and its unfinished tasks.
-pub(crate) async fn cancel(store: &PostgresStore, id: ExecutionId, reason: &str) -> StoreResult<Cancelled> {
+async fn cancel(store: &PostgresStore, id: ExecutionId, reason: &str) -> StoreResult<Committed<Cancelled>> {
     in_transaction!(store, |tx| cancel_in(tx, id, reason))
 }
 
-async fn cancel_in(tx: &Transaction<'_>, id: ExecutionId, reason: &str) -> Result<Cancelled> {
+async fn cancel_in(tx: &Transaction<'_>, id: ExecutionId, reason: &str) -> Result<Committed<Cancelled>> {
     // The execution row is locked first, so a concurrent completion of its root
     // cannot settle it between this check and the update.
     let row = query_opt(
@@ -265,16 +295,16 @@ async fn cancel_in(tx: &Transaction<'_>, id: ExecutionId, reason: &str) -> Resul
     .ok_or(StoreError::ExecutionNotFound(id))?;
     let previous: ExecutionState = parse(row.try_get::<_, &str>(0)?)?;
     if previous.is_terminal() {
-        return Ok(Cancelled {
+        return Ok(Committed::unchanged(Cancelled {
             execution_id: id,
             previous,
             tasks: Vec::new(),
-        });
+        }));
     }
     let function: String = row.try_get(1)?;
-    let mut new_events = Vec::new();
+    let mut changes = Vec::new();
     let cancelled = cancel_tasks(tx, &[id.0]).await?;
-    let tasks = report(id, &cancelled, reason, &mut new_events);
+    let tasks = report(id, &cancelled, reason, &mut changes);
     let error = to_json(&TaskError::new(TaskError::CANCELLED, reason))?;
     execute(
         tx,
@@ -284,24 +314,34 @@ async fn cancel_in(tx: &Transaction<'_>, id: ExecutionId, reason: &str) -> Resul
     )
     .await?;
     forget_deadlines(tx, &[id.0]).await?;
-    new_events.push(events::execution_cancelled(id, &function, reason));
-    event_log::append(tx, &new_events).await?;
-    Ok(Cancelled {
-        execution_id: id,
-        previous,
-        tasks,
-    })
+    changes.push(Change::ExecutionEnded {
+        execution: id,
+        function,
+        state: ExecutionState::Cancelled,
+        result: None,
+        error: None,
+        reason: Some(reason.to_string()),
+    });
+    event_log::append(tx, &events_of(&changes)).await?;
+    Ok(Committed::new(
+        Cancelled {
+            execution_id: id,
+            previous,
+            tasks,
+        },
+        changes,
+    ))
 }
 
 /// Times out unfinished executions past their deadline.
-pub(crate) async fn time_out(store: &PostgresStore, max: u32) -> StoreResult<Vec<Cancelled>> {
+async fn time_out(store: &PostgresStore, max: u32) -> StoreResult<Committed<Vec<Cancelled>>> {
     if max == 0 {
-        return Ok(Vec::new());
+        return Ok(Committed::unchanged(Vec::new()));
     }
     in_transaction!(store, |tx| time_out_in(tx, max))
 }
 
-async fn time_out_in(tx: &Transaction<'_>, max: u32) -> Result<Vec<Cancelled>> {
+async fn time_out_in(tx: &Transaction<'_>, max: u32) -> Result<Committed<Vec<Cancelled>>> {
     let due = query(
         tx,
         "SELECT e.id, e.state, e.function FROM execution_deadlines d JOIN executions e ON e.id = d.execution_id
@@ -311,7 +351,7 @@ async fn time_out_in(tx: &Transaction<'_>, max: u32) -> Result<Vec<Cancelled>> {
     )
     .await?;
     if due.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Committed::unchanged(Vec::new()));
     }
     let mut expired: Vec<(ExecutionId, ExecutionState, String)> = Vec::with_capacity(due.len());
     for r in &due {
@@ -332,17 +372,71 @@ async fn time_out_in(tx: &Transaction<'_>, max: u32) -> Result<Vec<Cancelled>> {
     )
     .await?;
     forget_deadlines(tx, &ids).await?;
-    let mut new_events = Vec::new();
+    let mut changes = Vec::new();
     let mut out = Vec::with_capacity(expired.len());
     for (id, previous, function) in expired {
-        let tasks = report(id, &cancelled, "execution timed out", &mut new_events);
-        new_events.push(events::execution_timed_out(id, &function));
+        let tasks = report(id, &cancelled, "execution timed out", &mut changes);
+        changes.push(Change::ExecutionEnded {
+            execution: id,
+            function,
+            state: ExecutionState::TimedOut,
+            result: None,
+            error: None,
+            reason: None,
+        });
         out.push(Cancelled {
             execution_id: id,
             previous,
             tasks,
         });
     }
-    event_log::append(tx, &new_events).await?;
-    Ok(out)
+    event_log::append(tx, &events_of(&changes)).await?;
+    Ok(Committed::new(out, changes))
+}
+
+/// Finished executions are deleted this many at a time, each chunk in its own
+/// transaction, so a first cleanup of a large backlog holds no locks for long.
+const CLEANUP_CHUNK: i64 = 2000;
+
+/// Deletes finished executions older than `older_than` with every row they own
+/// (the webhook deliveries they made and those deliveries' attempts included).
+async fn clean_up(store: &PostgresStore, older_than: DateTime<Utc>) -> StoreResult<u64> {
+    let mut total = 0;
+    loop {
+        let n = in_transaction!(store, |tx| clean_up_chunk(tx, older_than))?;
+        total += n;
+        if n < CLEANUP_CHUNK as u64 {
+            return Ok(total);
+        }
+    }
+}
+
+async fn clean_up_chunk(tx: &Transaction<'_>, older_than: DateTime<Utc>) -> Result<u64> {
+    let row = query_one(
+        tx,
+        "WITH gone AS (
+             DELETE FROM executions WHERE id IN (
+                 SELECT id FROM executions
+                 WHERE created_at < $1 AND state IN ('completed', 'failed', 'timed_out', 'cancelled')
+                     AND (completed_at < $1 OR (completed_at IS NULL AND updated_at < $1))
+                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING id
+         ),
+         deadlines_gone AS (DELETE FROM execution_deadlines WHERE execution_id IN (SELECT id FROM gone)),
+         tasks_gone AS (DELETE FROM tasks WHERE execution_id IN (SELECT id FROM gone)),
+         signals_gone AS (DELETE FROM signals WHERE execution_id IN (SELECT id FROM gone)),
+         progress_gone AS (DELETE FROM progress WHERE execution_id IN (SELECT id FROM gone)),
+         counters_gone AS (DELETE FROM execution_counters WHERE execution_id IN (SELECT id FROM gone)),
+         state_gone AS (DELETE FROM execution_state WHERE execution_id IN (SELECT id FROM gone)),
+         letters_gone AS (DELETE FROM dead_letters WHERE execution_id IN (SELECT id FROM gone)),
+         events_gone AS (DELETE FROM events WHERE execution_id IN (SELECT id FROM gone)),
+         deliveries_gone AS (
+             DELETE FROM webhook_deliveries WHERE execution_id IN (SELECT id FROM gone) RETURNING id
+         ),
+         attempts_gone AS (DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM deliveries_gone))
+         SELECT count(*) FROM gone",
+        &[&older_than, &CLEANUP_CHUNK],
+    )
+    .await?;
+    Ok(count(row.try_get(0)?))
 }

@@ -1,12 +1,16 @@
 //! What a claim does while it holds its task: renew, heartbeat, checkpoint, give
 //! the task back, or park it. Every write carries the claim's [`LeaseKey`] in its
 //! WHERE clause, so a claim that lost its task changes nothing; the reason is
-//! then read from the row.
+//! then read from the row. And the one write about claims made from outside:
+//! noticing those whose heartbeat is late.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use courier_core::{LeaseKey, LeaseToken, Renewed, StoreError, StoreResult, TaskId, TaskKind, events};
+use courier_core::{
+    Change, Committed, ExecutionId, LeaseKey, LeaseToken, Renewed, Requeue, StoreError, StoreResult, TaskId, TaskKind,
+    TaskRef, events_of,
+};
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
 use uuid::Uuid;
@@ -71,7 +75,7 @@ pub(crate) async fn renew(
 }
 
 /// Why `lease` was refused.
-async fn refused<C: GenericClient>(client: &C, lease: LeaseKey) -> Result<StoreError> {
+pub(crate) async fn refused<C: GenericClient>(client: &C, lease: LeaseKey) -> Result<StoreError> {
     let row = query_opt(
         client,
         "SELECT state, lease_token FROM tasks WHERE id = $1",
@@ -96,7 +100,7 @@ pub(crate) async fn heartbeat(
     lease: LeaseKey,
     extend: Duration,
     details: Option<&Value>,
-) -> StoreResult<Renewed> {
+) -> StoreResult<Committed<Renewed>> {
     in_transaction!(store, |tx| async move {
         let row = query_opt(
             tx,
@@ -112,17 +116,22 @@ pub(crate) async fn heartbeat(
         let Some(row) = row else {
             return Err(Error::Store(refused(tx, lease).await?));
         };
-        let execution = courier_core::ExecutionId(row.try_get(0)?);
-        event_log::append(tx, &[events::task_heartbeat(execution, lease.task_id, details)]).await?;
-        Ok(Renewed {
+        let renewed = Renewed {
             task_id: lease.task_id,
             expires_at: row.try_get(1)?,
-        })
+        };
+        let changes = vec![Change::TaskHeartbeat {
+            execution: ExecutionId(row.try_get(0)?),
+            task: lease.task_id,
+            details: details.cloned(),
+        }];
+        event_log::append(tx, &events_of(&changes)).await?;
+        Ok(Committed::new(renewed, changes))
     })
 }
 
 /// Saves a checkpoint for the next attempt.
-pub(crate) async fn checkpoint(store: &PostgresStore, lease: LeaseKey, data: &Value) -> StoreResult<()> {
+pub(crate) async fn checkpoint(store: &PostgresStore, lease: LeaseKey, data: &Value) -> StoreResult<Committed<()>> {
     in_transaction!(store, |tx| async move {
         let row = query_opt(
             tx,
@@ -134,25 +143,29 @@ pub(crate) async fn checkpoint(store: &PostgresStore, lease: LeaseKey, data: &Va
         let Some(row) = row else {
             return Err(Error::Store(refused(tx, lease).await?));
         };
-        let execution = courier_core::ExecutionId(row.try_get(0)?);
-        event_log::append(tx, &[events::task_checkpoint(execution, lease.task_id, data)]).await?;
-        Ok(())
+        let changes = vec![Change::TaskCheckpoint {
+            execution: ExecutionId(row.try_get(0)?),
+            task: lease.task_id,
+            checkpoint: data.clone(),
+        }];
+        event_log::append(tx, &events_of(&changes)).await?;
+        Ok(Committed::new((), changes))
     })
 }
 
 /// Gives a claim back without using an attempt.
-pub(crate) async fn release(store: &PostgresStore, lease: LeaseKey, delay: Duration) -> StoreResult<()> {
+pub(crate) async fn release(store: &PostgresStore, lease: LeaseKey, delay: Duration) -> StoreResult<Committed<()>> {
     in_transaction!(store, |tx| release_in(tx, lease, delay))
 }
 
-async fn release_in(tx: &Transaction<'_>, lease: LeaseKey, delay: Duration) -> Result<()> {
+async fn release_in(tx: &Transaction<'_>, lease: LeaseKey, delay: Duration) -> Result<Committed<()>> {
     let row = query_opt(
         tx,
         &format!(
             "UPDATE tasks SET state = 'pending', attempt = GREATEST(attempt - 1, 0), scheduled_for = {},
                  lease_token = NULL, lease_expires_at = NULL
              WHERE id = $1 AND state = 'running' AND lease_token = $2
-             RETURNING execution_id, kind, function, attempt",
+             RETURNING execution_id, kind, function, attempt, queue",
             now_plus("$3")
         ),
         &[&lease.task_id.0, &lease.token.0, &micros(delay)],
@@ -163,20 +176,20 @@ async fn release_in(tx: &Transaction<'_>, lease: LeaseKey, delay: Duration) -> R
     };
     let attempt: i32 = row.try_get(3)?;
     let kind: TaskKind = parse(row.try_get::<_, &str>(1)?)?;
-    let function: String = row.try_get(2)?;
-    event_log::append(
-        tx,
-        &[events::task_queued(
-            courier_core::ExecutionId(row.try_get(0)?),
+    let changes = vec![Change::TaskQueued {
+        task: TaskRef::new(
+            ExecutionId(row.try_get(0)?),
             lease.task_id,
             kind,
-            &function,
-            u32::try_from(attempt).unwrap_or(0),
-            "released",
-        )],
-    )
-    .await?;
-    Ok(())
+            row.try_get::<_, String>(2)?,
+        ),
+        queue: row.try_get(4)?,
+        attempt: u32::try_from(attempt).unwrap_or(0),
+        reason: Requeue::Released,
+        claimable_now: delay.is_zero(),
+    }];
+    event_log::append(tx, &events_of(&changes)).await?;
+    Ok(Committed::new((), changes))
 }
 
 /// Parks a running orchestrator unless a child settled since it looked.
@@ -212,4 +225,49 @@ pub(crate) async fn suspend(store: &PostgresStore, lease: LeaseKey, seen_wake_ge
         None => Ok(false),
         Some(e) => Err(e),
     }
+}
+
+/// Marks running tasks with a late heartbeat as stuck and reports each once
+/// (`TaskStuck`).
+pub(crate) async fn detect_stuck(
+    store: &PostgresStore,
+    timeout: Duration,
+    max: u32,
+) -> StoreResult<Committed<Vec<TaskId>>> {
+    if max == 0 {
+        return Ok(Committed::unchanged(Vec::new()));
+    }
+    in_transaction!(store, |tx| detect_stuck_in(tx, timeout, max))
+}
+
+async fn detect_stuck_in(tx: &Transaction<'_>, timeout: Duration, max: u32) -> Result<Committed<Vec<TaskId>>> {
+    let rows = query(
+        tx,
+        "WITH late AS (
+             SELECT id FROM tasks
+             WHERE state = 'running' AND stuck_at IS NULL
+                 AND COALESCE(heartbeat_at, started_at) < now() - $1::int8::float8 * interval '1 microsecond'
+             ORDER BY COALESCE(heartbeat_at, started_at) LIMIT $2 FOR UPDATE SKIP LOCKED
+         )
+         UPDATE tasks t SET stuck_at = now() FROM late WHERE t.id = late.id
+         RETURNING t.id, t.execution_id, t.kind, t.function, t.attempt, t.lease_owner, t.heartbeat_at",
+        &[&micros(timeout), &i64::from(max)],
+    )
+    .await?;
+    let mut stuck = Vec::with_capacity(rows.len());
+    let mut changes = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id = TaskId(r.try_get(0)?);
+        let kind: TaskKind = parse(r.try_get::<_, &str>(2)?)?;
+        let attempt: i32 = r.try_get(4)?;
+        changes.push(Change::TaskStuck {
+            task: TaskRef::new(ExecutionId(r.try_get(1)?), id, kind, r.try_get::<_, String>(3)?),
+            attempt: u32::try_from(attempt).unwrap_or(0),
+            worker: r.try_get(5)?,
+            heartbeat_at: r.try_get(6)?,
+        });
+        stuck.push(id);
+    }
+    event_log::append(tx, &events_of(&changes)).await?;
+    Ok(Committed::new(stuck, changes))
 }

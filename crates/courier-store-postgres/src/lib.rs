@@ -10,6 +10,25 @@
 //! batch of dispatches, children, effects and completions in one transaction with
 //! set-based statements, which is where throughput comes from.
 //!
+//! The crate is cut as the contract is, by concern: each of core's traits is
+//! implemented in the module that holds its tables' SQL.
+//!
+//! | trait | module |
+//! |---|---|
+//! | [`Store`](courier_core::Store): lifecycle, group commit, singleton roles | `store` (the commit itself in `commit`, with `dispatch`, `children`, `complete`, `wake`) |
+//! | [`ExecutionStore`](courier_core::ExecutionStore) | `executions` |
+//! | [`TaskStore`](courier_core::TaskStore) | `tasks` (claims in `claim`, lease writes and stuck detection in `leases`) |
+//! | [`EventStore`](courier_core::EventStore) | `event_log` |
+//! | [`DeadLetterStore`](courier_core::DeadLetterStore) | `dead_letters` |
+//! | [`WebhookStore`](courier_core::WebhookStore) | `webhooks` |
+//! | [`CacheStore`](courier_core::CacheStore) | `cache` |
+//! | [`ContextStore`](courier_core::ContextStore) | `context` (signals in `signals`) |
+//! | [`SeedRecords`](courier_core::SeedRecords) | `seed`, handing each raw record write to its table's module |
+//!
+//! Every write reports the [`Change`](courier_core::Change)s it made, in order,
+//! and appends their events to the log in its own transaction, as its last
+//! statement.
+//!
 //! It is not the place for policy (retry decisions, replay) — the runtime makes
 //! those and hands the store their outcome — nor for notifications: LISTEN/NOTIFY
 //! and webhooks live in other crates, which may share this store's
@@ -27,8 +46,10 @@
 //! .await?;
 //! store.init().await?;
 //! let spec = TaskSpec::new(TaskKind::Activity, "send_email", serde_json::json!({"to": "a@b.c"}));
+//! // The dispatched executions, with what the write changed (whom to wake).
 //! let dispatched = store.dispatch(vec![NewExecution::new(spec)]).await?;
-//! assert_eq!(dispatched.len(), 1);
+//! assert_eq!(dispatched.value.len(), 1);
+//! assert_eq!(dispatched.changes.len(), 2, "execution created, root task created");
 //! # Ok(()) }
 //! ```
 //!
@@ -39,11 +60,11 @@
 //! last statement, holding that row's lock through its commit.
 #![deny(missing_docs)]
 
-mod batch;
 mod cache;
 mod children;
 mod claim;
 mod codec;
+mod commit;
 mod complete;
 mod context;
 mod dead_letters;
@@ -56,6 +77,7 @@ mod maintenance;
 mod migrations;
 mod options;
 mod rows;
+mod seed;
 mod signals;
 mod statements;
 mod store;

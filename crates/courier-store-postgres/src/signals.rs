@@ -3,9 +3,14 @@
 //! Sending a signal and creating a signal wait both lock the execution's row
 //! first, so of a signal and a wait created at the same moment, whichever comes
 //! second sees the first: the sender finds the wait, or the wait finds the signal.
+//!
+//! Sending is [`ContextStore::send_signal`](courier_core::ContextStore::send_signal)
+//! (it delegates here); the raw record operations are for
+//! [`SeedRecords`](courier_core::SeedRecords).
 
 use courier_core::{
-    ExecutionId, ExecutionState, SignalRecord, SignalSent, StoreError, StoreResult, TaskId, TaskKind, events,
+    AttemptEnd, Change, Committed, ExecutionId, ExecutionState, SignalRecord, SignalSent, StoreError, StoreResult,
+    TaskId, TaskKind, TaskRef, events_of,
 };
 use deadpool_postgres::Transaction;
 use serde_json::Value;
@@ -20,17 +25,24 @@ use crate::statements::{execute, query_opt};
 use crate::transaction::in_transaction;
 use crate::wake::Wakes;
 
-/// Sends a signal, delivering it to the oldest wait for its name if there is one.
+/// Sends a signal, delivering it to the oldest wait for its name if there is one
+/// (then the wait's `AttemptEnded`, and its parent's `TaskQueued` if that was
+/// waiting).
 pub(crate) async fn send(
     store: &PostgresStore,
     execution: ExecutionId,
     name: &str,
     payload: &Value,
-) -> StoreResult<SignalSent> {
+) -> StoreResult<Committed<SignalSent>> {
     in_transaction!(store, |tx| send_in(tx, execution, name, payload))
 }
 
-async fn send_in(tx: &Transaction<'_>, execution: ExecutionId, name: &str, payload: &Value) -> Result<SignalSent> {
+async fn send_in(
+    tx: &Transaction<'_>,
+    execution: ExecutionId,
+    name: &str,
+    payload: &Value,
+) -> Result<Committed<SignalSent>> {
     let row = query_opt(
         tx,
         "SELECT state FROM executions WHERE id = $1 FOR NO KEY UPDATE",
@@ -63,11 +75,11 @@ async fn send_in(tx: &Transaction<'_>, execution: ExecutionId, name: &str, paylo
     )
     .await?;
     let Some(wait) = wait else {
-        return Ok(SignalSent {
+        return Ok(Committed::unchanged(SignalSent {
             signal_id,
             delivered_to: None,
             parent_id: None,
-        });
+        }));
     };
     let task = TaskId(wait.try_get(0)?);
     let parent = wait.try_get::<_, Option<Uuid>>(1)?.map(TaskId);
@@ -87,24 +99,25 @@ async fn send_in(tx: &Transaction<'_>, execution: ExecutionId, name: &str, paylo
         &[&signal_id, &task.0],
     )
     .await?;
-    let mut new_events = vec![events::task_completed(
-        execution,
-        task,
-        TaskKind::SignalWait,
-        &function,
-        u32::try_from(attempt).unwrap_or(0),
-    )];
+    let mut changes = vec![Change::AttemptEnded {
+        task: TaskRef::new(execution, task, TaskKind::SignalWait, function),
+        attempt: u32::try_from(attempt).unwrap_or(0),
+        end: AttemptEnd::Completed,
+    }];
     let mut wakes = Wakes::default();
     if let Some(parent) = parent {
         wakes.add(parent);
     }
-    wakes.apply(tx, &mut new_events).await?;
-    event_log::append(tx, &new_events).await?;
-    Ok(SignalSent {
-        signal_id,
-        delivered_to: Some(task),
-        parent_id: parent,
-    })
+    wakes.apply(tx, &mut changes).await?;
+    event_log::append(tx, &events_of(&changes)).await?;
+    Ok(Committed::new(
+        SignalSent {
+            signal_id,
+            delivered_to: Some(task),
+            parent_id: parent,
+        },
+        changes,
+    ))
 }
 
 /// Inserts a signal record as given.

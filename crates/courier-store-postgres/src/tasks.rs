@@ -1,11 +1,16 @@
-//! Task rows: bulk insertion of new tasks (dispatch, children, effects), the raw
-//! seed-parity record operations, listings and queue depths.
+//! Task rows: [`TaskStore`] for [`PostgresStore`] (reads and listings here,
+//! claims in `claim`, lease writes and stuck detection in `leases`), bulk
+//! insertion of new tasks (dispatch, children, effects), and the raw seed-parity
+//! record operations ([`SeedRecords`](courier_core::SeedRecords) delegates here).
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
+use std::time::Duration;
 
+use async_trait::async_trait;
 use courier_core::{
-    ExecutionId, NewTask, QueueDepth, StoreError, StoreResult, TaskFilter, TaskId, TaskKind, TaskRecord, TaskState,
+    ClaimRequest, Claimed, Committed, ExecutionId, LeaseKey, NewTask, QueueDepth, Renewed, StoreError, StoreResult,
+    TaskFilter, TaskId, TaskKind, TaskRecord, TaskState, TaskStore,
 };
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
@@ -18,6 +23,59 @@ use crate::error::{Error, Result};
 use crate::rows::{self, TASK_COLUMNS};
 use crate::statements::{execute, query, query_one, query_opt, query_typed};
 use crate::transaction::in_transaction;
+use crate::{claim, leases};
+
+#[async_trait]
+impl TaskStore for PostgresStore {
+    async fn get_task(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
+        get(self, id).await
+    }
+
+    async fn get_tasks(&self, ids: &[TaskId]) -> StoreResult<Vec<TaskRecord>> {
+        get_many(self, ids).await
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
+        list(self, filter).await
+    }
+
+    async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>> {
+        queue_depths(self).await
+    }
+
+    async fn claim_tasks(&self, req: &ClaimRequest) -> StoreResult<Committed<Vec<Claimed>>> {
+        claim::claim(self, req).await
+    }
+
+    async fn renew_leases(&self, leases: &[LeaseKey], extend: Duration) -> StoreResult<Vec<StoreResult<Renewed>>> {
+        leases::renew(self, leases, extend).await
+    }
+
+    async fn heartbeat(
+        &self,
+        lease: LeaseKey,
+        extend: Duration,
+        details: Option<Value>,
+    ) -> StoreResult<Committed<Renewed>> {
+        leases::heartbeat(self, lease, extend, details.as_ref()).await
+    }
+
+    async fn checkpoint(&self, lease: LeaseKey, data: Value) -> StoreResult<Committed<()>> {
+        leases::checkpoint(self, lease, &data).await
+    }
+
+    async fn release_task(&self, lease: LeaseKey, delay: Duration) -> StoreResult<Committed<()>> {
+        leases::release(self, lease, delay).await
+    }
+
+    async fn suspend_task(&self, lease: LeaseKey, seen_wake_gen: i64) -> StoreResult<bool> {
+        leases::suspend(self, lease, seen_wake_gen).await
+    }
+
+    async fn detect_stuck_tasks(&self, heartbeat_timeout: Duration, limit: u32) -> StoreResult<Committed<Vec<TaskId>>> {
+        leases::detect_stuck(self, heartbeat_timeout, limit).await
+    }
+}
 
 /// New task rows gathered column by column, inserted with one statement.
 #[derive(Default)]
@@ -53,7 +111,7 @@ pub(crate) struct NewTaskRow<'a> {
     pub state: TaskState,
     pub result: Option<&'a Value>,
     /// Due this long after now.
-    pub delay: std::time::Duration,
+    pub delay: Duration,
 }
 
 static INSERT_NEW: LazyLock<String> = LazyLock::new(|| {
@@ -100,7 +158,7 @@ impl<'a> NewTaskRows<'a> {
     /// Adds a child task at its initial state.
     pub(crate) fn push_child(&mut self, task: &'a NewTask, state: TaskState, result: Option<&'a Value>) -> Result<()> {
         let delay = match (task.spec.kind, state) {
-            (TaskKind::Effect, _) | (_, TaskState::Waiting) => std::time::Duration::ZERO,
+            (TaskKind::Effect, _) | (_, TaskState::Waiting) => Duration::ZERO,
             _ => task.spec.delay.unwrap_or_default(),
         };
         self.push(NewTaskRow {
@@ -270,7 +328,7 @@ pub(crate) async fn update_record(store: &PostgresStore, t: &TaskRecord) -> Stor
 }
 
 /// One task.
-pub(crate) async fn get(store: &PostgresStore, id: TaskId) -> StoreResult<Option<TaskRecord>> {
+async fn get(store: &PostgresStore, id: TaskId) -> StoreResult<Option<TaskRecord>> {
     let client = store.client().await?;
     let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
     let row = query_opt(&client, &sql, &[&id.0]).await?;
@@ -278,7 +336,7 @@ pub(crate) async fn get(store: &PostgresStore, id: TaskId) -> StoreResult<Option
 }
 
 /// The tasks among `ids` that exist.
-pub(crate) async fn get_many(store: &PostgresStore, ids: &[TaskId]) -> StoreResult<Vec<TaskRecord>> {
+async fn get_many(store: &PostgresStore, ids: &[TaskId]) -> StoreResult<Vec<TaskRecord>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -289,20 +347,8 @@ pub(crate) async fn get_many(store: &PostgresStore, ids: &[TaskId]) -> StoreResu
     Ok(rows.iter().map(rows::task).collect::<Result<_>>()?)
 }
 
-/// The task at a step.
-pub(crate) async fn at_step(
-    store: &PostgresStore,
-    execution: ExecutionId,
-    step: i64,
-) -> StoreResult<Option<TaskRecord>> {
-    let client = store.client().await?;
-    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE execution_id = $1 AND step = $2");
-    let row = query_opt(&client, &sql, &[&execution.0, &step]).await?;
-    Ok(row.as_ref().map(rows::task).transpose()?)
-}
-
 /// Tasks by filter: an execution's by step, otherwise newest first.
-pub(crate) async fn list(store: &PostgresStore, f: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
+async fn list(store: &PostgresStore, f: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
     let client = store.client().await?;
     let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE true");
     if f.execution_id.is_some() {
@@ -357,7 +403,7 @@ pub(crate) async fn count_tasks(
 }
 
 /// Work per queue with pending or running tasks.
-pub(crate) async fn queue_depths(store: &PostgresStore) -> StoreResult<Vec<QueueDepth>> {
+async fn queue_depths(store: &PostgresStore) -> StoreResult<Vec<QueueDepth>> {
     let client = store.client().await?;
     let rows = query(
         &client,

@@ -4,11 +4,12 @@
 //! `pending`, due now. Both happen in one UPDATE per parent, on the row locked
 //! first, so a concurrent `suspend_task` (which parks only if `wake_gen` is
 //! unchanged) either sees the bump or is seen as `waiting` and woken: no wake-up
-//! falls between.
+//! falls between. Each parent that was `waiting` is reported as a
+//! [`Change::TaskQueued`] (woken).
 
 use std::collections::HashMap;
 
-use courier_core::{ExecutionId, NewEvent, TaskId, TaskKind, TaskState, events};
+use courier_core::{Change, ExecutionId, Requeue, TaskId, TaskKind, TaskRef, TaskState};
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
@@ -33,9 +34,9 @@ impl Wakes {
         *n += 1;
     }
 
-    /// Bumps every parent once and requeues those that were waiting; appends a
-    /// `task.queued` (reason `woken`) for each requeued one.
-    pub(crate) async fn apply(self, tx: &Transaction<'_>, events: &mut Vec<NewEvent>) -> Result<()> {
+    /// Bumps every parent once and requeues those that were waiting; records a
+    /// `TaskQueued` (woken) for each requeued one, in first-seen order.
+    pub(crate) async fn apply(self, tx: &Transaction<'_>, changes: &mut Vec<Change>) -> Result<()> {
         if self.order.is_empty() {
             return Ok(());
         }
@@ -58,11 +59,11 @@ impl Wakes {
                  scheduled_for = CASE WHEN t.state = 'waiting' THEN now() ELSE t.scheduled_for END
              FROM unnest($1::uuid[], $2::int8[]) AS w(id, n)
              WHERE t.id = ANY($1) AND t.id = w.id
-             RETURNING t.id, t.execution_id, t.kind, t.function, t.attempt",
+             RETURNING t.id, t.execution_id, t.kind, t.function, t.attempt, t.queue",
             &[&ids, &counts],
         )
         .await?;
-        let mut woken: HashMap<Uuid, (ExecutionId, TaskKind, String, u32)> = HashMap::new();
+        let mut woken: HashMap<Uuid, (ExecutionId, TaskKind, String, u32, String)> = HashMap::new();
         for r in &rows {
             let id: Uuid = r.try_get(0)?;
             if before.get(&id).map(String::as_str) == Some(TaskState::Waiting.as_str()) {
@@ -74,15 +75,20 @@ impl Wakes {
                         parse(r.try_get::<_, &str>(2)?)?,
                         r.try_get(3)?,
                         u32::try_from(attempt).unwrap_or(0),
+                        r.try_get(5)?,
                     ),
                 );
             }
         }
         for parent in &self.order {
-            if let Some((execution, kind, function, attempt)) = woken.get(&parent.0) {
-                events.push(events::task_queued(
-                    *execution, *parent, *kind, function, *attempt, "woken",
-                ));
+            if let Some((execution, kind, function, attempt, queue)) = woken.remove(&parent.0) {
+                changes.push(Change::TaskQueued {
+                    task: TaskRef::new(execution, *parent, kind, function),
+                    queue,
+                    attempt,
+                    reason: Requeue::Woken,
+                    claimable_now: true,
+                });
             }
         }
         Ok(())

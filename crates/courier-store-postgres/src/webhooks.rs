@@ -1,17 +1,21 @@
-//! Webhooks: registrations, deliveries (each made by an execution dispatched with
-//! it), their attempts, and the dispatcher's cursor in the event log.
+//! Webhooks: [`WebhookStore`] for [`PostgresStore`]: registrations, deliveries
+//! (each made by an execution dispatched with it), their attempts, and the
+//! dispatcher's cursor in the event log.
 //!
 //! Enqueueing is where nodes race: every node's dispatcher reads the event log
 //! from the cursor and offers the same deliveries. The cursor row is moved by
 //! compare-and-set as the transaction's first statement; its row lock makes the
 //! losers wait for the winner's commit, then find the cursor moved and write
-//! nothing, so each event is delivered once per webhook.
+//! nothing, so each event is delivered once per webhook. The winner's changes are
+//! its deliveries' dispatches, exactly as a commit's.
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
+use async_trait::async_trait;
 use courier_core::{
-    DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewExecution, StoreError, StoreResult, WebhookRecord,
+    Committed, DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewExecution, StoreError, StoreResult,
+    WebhookRecord, WebhookStore, events_of,
 };
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
@@ -24,6 +28,58 @@ use crate::statements::{execute, query, query_one, query_opt};
 use crate::transaction::in_transaction;
 use crate::{dispatch, event_log};
 
+#[async_trait]
+impl WebhookStore for PostgresStore {
+    async fn create_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()> {
+        create(self, webhook).await
+    }
+
+    async fn get_webhook(&self, id: Uuid) -> StoreResult<Option<WebhookRecord>> {
+        get(self, id).await
+    }
+
+    async fn list_webhooks(&self, limit: u32, offset: u32) -> StoreResult<Vec<WebhookRecord>> {
+        list(self, limit, offset).await
+    }
+
+    async fn delete_webhook(&self, id: Uuid) -> StoreResult<bool> {
+        delete(self, id).await
+    }
+
+    async fn set_webhook_enabled(&self, id: Uuid, enabled: bool, reason: Option<&str>) -> StoreResult<bool> {
+        set_enabled(self, id, enabled, reason).await
+    }
+
+    async fn webhook_cursor(&self) -> StoreResult<i64> {
+        cursor(self).await
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: Vec<NewDelivery>,
+    ) -> StoreResult<Committed<bool>> {
+        enqueue(self, from, to, &deliveries).await
+    }
+
+    async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()> {
+        record_attempt(self, attempt, state).await
+    }
+
+    async fn get_delivery(&self, id: Uuid) -> StoreResult<Option<DeliveryRecord>> {
+        get_delivery(self, id).await
+    }
+
+    async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>> {
+        list_deliveries(self, webhook_id, limit, offset).await
+    }
+
+    async fn list_delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<DeliveryAttempt>> {
+        list_attempts(self, delivery_id).await
+    }
+}
+
 static INSERT_WEBHOOK: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO webhooks ({WEBHOOK_COLUMNS})
@@ -32,7 +88,7 @@ static INSERT_WEBHOOK: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Registers a webhook as given; a taken id is a conflict.
-pub(crate) async fn create(store: &PostgresStore, w: &WebhookRecord) -> StoreResult<()> {
+async fn create(store: &PostgresStore, w: &WebhookRecord) -> StoreResult<()> {
     let client = store.client().await?;
     let event_types: Vec<&str> = w.event_types.iter().map(|t| t.as_str()).collect();
     let headers = to_json(&w.headers)?;
@@ -60,7 +116,7 @@ pub(crate) async fn create(store: &PostgresStore, w: &WebhookRecord) -> StoreRes
 }
 
 /// One webhook.
-pub(crate) async fn get(store: &PostgresStore, id: Uuid) -> StoreResult<Option<WebhookRecord>> {
+async fn get(store: &PostgresStore, id: Uuid) -> StoreResult<Option<WebhookRecord>> {
     let client = store.client().await?;
     let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = $1");
     let row = query_opt(&client, &sql, &[&id]).await?;
@@ -68,7 +124,7 @@ pub(crate) async fn get(store: &PostgresStore, id: Uuid) -> StoreResult<Option<W
 }
 
 /// Webhooks, oldest first.
-pub(crate) async fn list(store: &PostgresStore, max: u32, offset: u32) -> StoreResult<Vec<WebhookRecord>> {
+async fn list(store: &PostgresStore, max: u32, offset: u32) -> StoreResult<Vec<WebhookRecord>> {
     let client = store.client().await?;
     let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id LIMIT $1 OFFSET $2");
     let rows = query(&client, &sql, &[&limit(max), &i64::from(offset)]).await?;
@@ -77,7 +133,7 @@ pub(crate) async fn list(store: &PostgresStore, max: u32, offset: u32) -> StoreR
 
 /// Deletes a webhook with its deliveries and their attempts (not the deliveries'
 /// executions); whether it existed.
-pub(crate) async fn delete(store: &PostgresStore, id: Uuid) -> StoreResult<bool> {
+async fn delete(store: &PostgresStore, id: Uuid) -> StoreResult<bool> {
     in_transaction!(store, |tx| delete_in(tx, id))
 }
 
@@ -108,12 +164,7 @@ async fn delete_in(tx: &Transaction<'_>, id: Uuid) -> Result<bool> {
 
 /// Enables or disables a webhook; a reason is kept only while it is disabled.
 /// Whether it exists.
-pub(crate) async fn set_enabled(
-    store: &PostgresStore,
-    id: Uuid,
-    enabled: bool,
-    reason: Option<&str>,
-) -> StoreResult<bool> {
+async fn set_enabled(store: &PostgresStore, id: Uuid, enabled: bool, reason: Option<&str>) -> StoreResult<bool> {
     let client = store.client().await?;
     let reason = if enabled { None } else { reason };
     let n = execute(
@@ -126,7 +177,7 @@ pub(crate) async fn set_enabled(
 }
 
 /// The dispatcher's position in the event log.
-pub(crate) async fn cursor(store: &PostgresStore) -> StoreResult<i64> {
+async fn cursor(store: &PostgresStore) -> StoreResult<i64> {
     let client = store.client().await?;
     let row = query_one(&client, "SELECT last FROM webhook_cursor", &[]).await?;
     Ok(row.try_get(0).map_err(Error::from)?)
@@ -134,34 +185,34 @@ pub(crate) async fn cursor(store: &PostgresStore) -> StoreResult<i64> {
 
 /// If the cursor is still at `from`: moves it to `to` and creates each delivery
 /// with its execution, in one transaction. False, with nothing written, if it moved.
-pub(crate) async fn enqueue(
+async fn enqueue(
     store: &PostgresStore,
     from: i64,
     to: i64,
     deliveries: &[NewDelivery],
-) -> StoreResult<bool> {
+) -> StoreResult<Committed<bool>> {
     in_transaction!(store, |tx| enqueue_in(tx, from, to, deliveries))
 }
 
-async fn enqueue_in(tx: &Transaction<'_>, from: i64, to: i64, deliveries: &[NewDelivery]) -> Result<bool> {
+async fn enqueue_in(tx: &Transaction<'_>, from: i64, to: i64, deliveries: &[NewDelivery]) -> Result<Committed<bool>> {
     // Compare-and-set first: a racer waits here for the winner's commit, then
     // matches no row and leaves before doing any work.
     if execute(tx, "UPDATE webhook_cursor SET last = $2 WHERE last = $1", &[&from, &to]).await? == 0 {
-        return Ok(false);
+        return Ok(Committed::unchanged(false));
     }
-    // The executions go through dispatch's own code path, so that rows and events
+    // The executions go through dispatch's own code path, so that rows and changes
     // are exactly a dispatch's (idempotency keys included).
     let executions: Vec<NewExecution> = deliveries.iter().map(|d| d.execution.clone()).collect();
-    let mut events = Vec::new();
-    let dispatched = dispatch::apply(tx, &executions, &mut events).await?;
+    let mut changes = Vec::new();
+    let dispatched = dispatch::apply(tx, &executions, &mut changes).await?;
     let execution_ids = dispatched
         .into_iter()
         .map(|d| d.map(|d| d.id().0).map_err(Error::Store))
         .collect::<Result<Vec<Uuid>>>()?;
     insert_deliveries(tx, deliveries, &execution_ids).await?;
     // The event head bump must be the transaction's last statement (see event_log).
-    event_log::append(tx, &events).await?;
-    Ok(true)
+    event_log::append(tx, &events_of(&changes)).await?;
+    Ok(Committed::new(true, changes))
 }
 
 /// Inserts pending deliveries; a taken id (in the table or twice in the batch)
@@ -215,11 +266,7 @@ fn taken(id: Uuid) -> Error {
 
 /// Records an attempt (replacing one with the same number) and updates its
 /// delivery, in one statement; `Invalid` if there is no such delivery.
-pub(crate) async fn record_attempt(
-    store: &PostgresStore,
-    a: &DeliveryAttempt,
-    state: DeliveryState,
-) -> StoreResult<()> {
+async fn record_attempt(store: &PostgresStore, a: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()> {
     let client = store.client().await?;
     let n = execute(
         &client,
@@ -254,7 +301,7 @@ pub(crate) async fn record_attempt(
 }
 
 /// One delivery.
-pub(crate) async fn get_delivery(store: &PostgresStore, id: Uuid) -> StoreResult<Option<DeliveryRecord>> {
+async fn get_delivery(store: &PostgresStore, id: Uuid) -> StoreResult<Option<DeliveryRecord>> {
     let client = store.client().await?;
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1");
     let row = query_opt(&client, &sql, &[&id]).await?;
@@ -262,7 +309,7 @@ pub(crate) async fn get_delivery(store: &PostgresStore, id: Uuid) -> StoreResult
 }
 
 /// A webhook's deliveries, newest first.
-pub(crate) async fn list_deliveries(
+async fn list_deliveries(
     store: &PostgresStore,
     webhook: Uuid,
     max: u32,
@@ -278,7 +325,7 @@ pub(crate) async fn list_deliveries(
 }
 
 /// A delivery's attempts, oldest first.
-pub(crate) async fn list_attempts(store: &PostgresStore, delivery: Uuid) -> StoreResult<Vec<DeliveryAttempt>> {
+async fn list_attempts(store: &PostgresStore, delivery: Uuid) -> StoreResult<Vec<DeliveryAttempt>> {
     let client = store.client().await?;
     let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt");
     let rows = query(&client, &sql, &[&delivery]).await?;

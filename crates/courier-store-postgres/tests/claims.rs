@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use courier_core::{ClaimRequest, NewExecution, Store, TaskKind, TaskSpec};
+use courier_core::{ClaimRequest, ExecutionStore, NewExecution, Store, TaskKind, TaskSpec, TaskStore};
 use serde_json::json;
 
 async fn dispatch(store: &impl Store, function: &str, queue: &str, priority: i32) {
@@ -29,16 +29,17 @@ async fn several_queues_are_merged_in_priority_order() {
     dispatch(&store, "b3", "b", 3).await;
 
     let req = ClaimRequest::new("w", 3, Duration::from_secs(30)).queues(["a", "b"]);
-    let got = store.claim_tasks(&req).await.unwrap();
+    let got = store.claim_tasks(&req).await.unwrap().value;
     assert_eq!(functions(&got), vec!["a7", "b5", "b3"]);
-    let rest = store.claim_tasks(&req).await.unwrap();
+    let rest = store.claim_tasks(&req).await.unwrap().value;
     assert_eq!(functions(&rest), vec!["a1"]);
 
     // Without a queue filter every queue is read.
     let any = store
         .claim_tasks(&ClaimRequest::new("w", 10, Duration::from_secs(30)))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(functions(&any), vec!["c9"]);
     store.drop_schema().await.unwrap();
 }
@@ -52,7 +53,8 @@ async fn every_queue_is_found_without_a_queue_filter() {
     let got = store
         .claim_tasks(&ClaimRequest::new("w", 10, Duration::from_secs(30)))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(functions(&got), vec!["f4", "f3", "f2", "f1", "f0"]);
     store.drop_schema().await.unwrap();
 }
@@ -64,14 +66,16 @@ async fn an_expired_lease_competes_by_priority_with_pending_work() {
     let first = store
         .claim_tasks(&ClaimRequest::new("w", 1, Duration::from_millis(150)))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(functions(&first), vec!["urgent"]);
     dispatch(&store, "routine", "default", 0).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = store
         .claim_tasks(&ClaimRequest::new("w", 1, Duration::from_secs(30)))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(functions(&got), vec!["urgent"], "the expired, more urgent task first");
     assert_eq!(got[0].task.attempt, 2);
     store.drop_schema().await.unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use courier_core::{ClaimRequest, Completion, NewExecution, Outcome, Store, TaskKind, TaskSpec};
+use courier_core::{ClaimRequest, Completion, NewExecution, Outcome, Store, TaskKind, TaskSpec, TaskStore, WriteBatch};
 use serde_json::json;
 
 async fn dispatch(store: &impl Store, function: &str, n: usize) {
@@ -19,15 +19,19 @@ async fn dispatch(store: &impl Store, function: &str, n: usize) {
 
 async fn succeed(store: &impl Store, lease: courier_core::LeaseKey) {
     let out = store
-        .complete_tasks(vec![Completion {
-            lease,
-            outcome: Outcome::Succeeded {
-                result: json!(null),
-                remember: Vec::new(),
-            },
-        }])
+        .commit(Arc::new(WriteBatch {
+            completions: vec![Completion {
+                lease,
+                outcome: Outcome::Succeeded {
+                    result: json!(null),
+                    remember: Vec::new(),
+                },
+            }],
+            ..WriteBatch::default()
+        }))
         .await
-        .unwrap();
+        .unwrap()
+        .completions;
     out[0].as_ref().unwrap();
 }
 
@@ -51,7 +55,7 @@ async fn a_limit_of_two_holds_for_eight_claimers_on_eight_pools() {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             while done.load(Ordering::SeqCst) < 60 {
                 assert!(tokio::time::Instant::now() < deadline, "the work did not finish");
-                let got = store.claim_tasks(&req).await.unwrap();
+                let got = store.claim_tasks(&req).await.unwrap().value;
                 let limited = got.iter().filter(|c| c.task.function == "limited").count();
                 let now = running.fetch_add(limited, Ordering::SeqCst) + limited;
                 peak.fetch_max(now, Ordering::SeqCst);
@@ -89,13 +93,13 @@ async fn a_saturated_limit_does_not_starve_other_functions() {
     dispatch(&store, "free", 5).await;
 
     let req = ClaimRequest::new("w", 10, Duration::from_secs(30)).limit("limited", 1);
-    let got = store.claim_tasks(&req).await.unwrap();
+    let got = store.claim_tasks(&req).await.unwrap().value;
     let limited = got.iter().filter(|c| c.task.function == "limited").count();
     assert_eq!(limited, 1, "one limited task, the best one");
     assert_eq!(got.len(), 6, "and every free task behind it");
     assert_eq!(got[0].task.function, "limited", "claims come back in claim order");
 
-    let again = store.claim_tasks(&req).await.unwrap();
+    let again = store.claim_tasks(&req).await.unwrap().value;
     assert!(
         again.is_empty(),
         "the limit is used up and nothing else is due: {again:?}"
@@ -108,13 +112,13 @@ async fn an_expired_lease_does_not_count_against_the_limit_and_is_reclaimed_with
     let store = common::fresh("limits_expired").await;
     dispatch(&store, "limited", 3).await;
     let short = ClaimRequest::new("w1", 5, Duration::from_millis(200)).limit("limited", 2);
-    let first = store.claim_tasks(&short).await.unwrap();
+    let first = store.claim_tasks(&short).await.unwrap().value;
     assert_eq!(first.len(), 2);
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     let req = ClaimRequest::new("w2", 5, Duration::from_secs(30)).limit("limited", 2);
-    let second = store.claim_tasks(&req).await.unwrap();
+    let second = store.claim_tasks(&req).await.unwrap().value;
     assert_eq!(second.len(), 2, "two expired leases free two places");
-    assert!(store.claim_tasks(&req).await.unwrap().is_empty());
+    assert!(store.claim_tasks(&req).await.unwrap().value.is_empty());
     store.drop_schema().await.unwrap();
 }

@@ -4,11 +4,12 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use courier_core::{
-    ClaimRequest, Completion, ExecutionId, ExecutionRecord, ExecutionState, NewExecution, Outcome, Store, TaskError,
-    TaskKind, TaskSpec,
+    ClaimRequest, Completion, DeadLetterStore, ExecutionId, ExecutionRecord, ExecutionState, ExecutionStore,
+    NewExecution, Outcome, SeedRecords, Store, TaskError, TaskKind, TaskSpec, TaskStore, WriteBatch,
 };
 use serde_json::json;
 
@@ -53,9 +54,9 @@ async fn raw_records_time_out_by_their_deadline_unless_finished() {
         .await
         .unwrap();
 
-    let timed_out = store.time_out_executions(10).await.unwrap();
+    let timed_out = store.time_out_executions(10).await.unwrap().value;
     assert_eq!(timed_out.iter().map(|c| c.execution_id).collect::<Vec<_>>(), vec![late]);
-    assert!(store.time_out_executions(10).await.unwrap().is_empty());
+    assert!(store.time_out_executions(10).await.unwrap().value.is_empty());
     store.drop_schema().await.unwrap();
 }
 
@@ -70,29 +71,34 @@ async fn a_replayed_execution_gets_its_deadline_back() {
         .claim_tasks(&ClaimRequest::new("w", 1, Duration::from_secs(30)))
         .await
         .unwrap()
+        .value
         .pop()
         .unwrap();
     store
-        .complete_tasks(vec![Completion {
-            lease: claim.lease.key(),
-            outcome: Outcome::Failed {
-                error: TaskError::new("bug", "boom"),
-                reason: "no retries".into(),
-                dead_letter: true,
-            },
-        }])
+        .commit(Arc::new(WriteBatch {
+            completions: vec![Completion {
+                lease: claim.lease.key(),
+                outcome: Outcome::Failed {
+                    error: TaskError::new("bug", "boom"),
+                    reason: "no retries".into(),
+                    dead_letter: true,
+                },
+            }],
+            ..WriteBatch::default()
+        }))
         .await
-        .unwrap()[0]
+        .unwrap()
+        .completions[0]
         .as_ref()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
-        store.time_out_executions(10).await.unwrap().is_empty(),
+        store.time_out_executions(10).await.unwrap().value.is_empty(),
         "a failed execution does not time out"
     );
 
     store.replay_dead_letter(claim.task.id).await.unwrap();
-    let timed_out = store.time_out_executions(10).await.unwrap();
+    let timed_out = store.time_out_executions(10).await.unwrap().value;
     assert_eq!(timed_out.len(), 1, "reopened past its deadline, it times out");
     assert_eq!(timed_out[0].execution_id, id);
     assert_eq!(timed_out[0].previous, ExecutionState::Running);

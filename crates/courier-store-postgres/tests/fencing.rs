@@ -2,11 +2,12 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use courier_core::{
-    ChildGroup, ClaimRequest, Completion, LeaseLost, NewExecution, NewTask, Outcome, Store, StoreError, TaskKind,
-    TaskSpec, TaskState, WriteBatch,
+    ChildGroup, ClaimRequest, Completion, ExecutionStore, LeaseLost, NewExecution, NewTask, Outcome, Store, StoreError,
+    TaskFilter, TaskKind, TaskSpec, TaskState, TaskStore, WriteBatch,
 };
 use serde_json::json;
 
@@ -31,27 +32,33 @@ async fn a_stale_completion_in_a_batch_changes_nothing_and_spoils_nothing() {
         .claim_tasks(&ClaimRequest::new("old", 1, Duration::from_millis(150)))
         .await
         .unwrap()
+        .value
         .pop()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let claims = store
         .claim_tasks(&ClaimRequest::new("new", 3, Duration::from_secs(30)))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert_eq!(claims.len(), 3, "the expired one comes back with the other two");
     let current = claims.iter().find(|c| c.task.id == stale.task.id).unwrap();
     let other = claims.iter().find(|c| c.task.id != stale.task.id).unwrap();
 
     // The stale completion sits between two good ones, and the same task twice.
     let results = store
-        .complete_tasks(vec![
-            success(other.lease.key()),
-            success(stale.lease.key()),
-            success(current.lease.key()),
-            success(current.lease.key()),
-        ])
+        .commit(Arc::new(WriteBatch {
+            completions: vec![
+                success(other.lease.key()),
+                success(stale.lease.key()),
+                success(current.lease.key()),
+                success(current.lease.key()),
+            ],
+            ..WriteBatch::default()
+        }))
         .await
-        .unwrap();
+        .unwrap()
+        .completions;
     assert!(results[0].is_ok(), "{results:?}");
     assert!(
         matches!(
@@ -99,6 +106,7 @@ async fn no_wake_up_is_lost_between_a_suspend_and_a_completion() {
             .claim_tasks(&ClaimRequest::new("o", 1, Duration::from_secs(30)).functions([format!("orch{round}")]))
             .await
             .unwrap()
+            .value
             .pop()
             .unwrap();
         let child = NewTask {
@@ -108,15 +116,23 @@ async fn no_wake_up_is_lost_between_a_suspend_and_a_completion() {
             spec: TaskSpec::new(TaskKind::Activity, format!("kid{round}"), json!(null)),
             result: None,
         };
-        store
-            .create_children(Some(orch.lease.key()), vec![child])
+        let results = store
+            .commit(Arc::new(WriteBatch {
+                children: vec![ChildGroup {
+                    fence: Some(orch.lease.key()),
+                    tasks: vec![child],
+                }],
+                ..WriteBatch::default()
+            }))
             .await
             .unwrap();
+        results.children[0].as_ref().unwrap();
         let seen = store.get_task(orch.task.id).await.unwrap().unwrap().wake_gen;
         let kid = store
             .claim_tasks(&ClaimRequest::new("k", 1, Duration::from_secs(30)).functions([format!("kid{round}")]))
             .await
             .unwrap()
+            .value
             .pop()
             .unwrap();
 
@@ -126,7 +142,16 @@ async fn no_wake_up_is_lost_between_a_suspend_and_a_completion() {
         });
         let complete = tokio::spawn({
             let store = store.clone();
-            async move { store.complete_tasks(vec![success(kid.lease.key())]).await.unwrap() }
+            async move {
+                store
+                    .commit(Arc::new(WriteBatch {
+                        completions: vec![success(kid.lease.key())],
+                        ..WriteBatch::default()
+                    }))
+                    .await
+                    .unwrap()
+                    .completions
+            }
         });
         let parked = suspend.await.unwrap();
         complete.await.unwrap()[0].as_ref().unwrap();
@@ -155,7 +180,8 @@ async fn a_refused_child_group_does_not_spoil_its_batch() {
     let claims = store
         .claim_tasks(&ClaimRequest::new("o", 2, Duration::from_secs(30)))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     let orch_a = claims.iter().find(|c| c.task.execution_id == a_id).unwrap();
     let orch_b = claims.iter().find(|c| c.task.execution_id == b_id).unwrap();
     store.cancel_execution(b_id, "stop").await.unwrap();
@@ -168,7 +194,7 @@ async fn a_refused_child_group_does_not_spoil_its_batch() {
         result: None,
     };
     let results = store
-        .commit(std::sync::Arc::new(WriteBatch {
+        .commit(Arc::new(WriteBatch {
             children: vec![
                 ChildGroup {
                     fence: Some(orch_b.lease.key()),
@@ -196,6 +222,13 @@ async fn a_refused_child_group_does_not_spoil_its_batch() {
         matches!(created[1], courier_core::ChildCreated::Existing { .. }),
         "the same step twice in one group: the second finds the first"
     );
-    assert!(store.get_task_at_step(b_id, 1).await.unwrap().is_none());
+    let b_tasks = store
+        .list_tasks(&TaskFilter {
+            execution_id: Some(b_id),
+            ..TaskFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(b_tasks.iter().all(|t| t.step != 1), "{b_tasks:?}");
     store.drop_schema().await.unwrap();
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use courier_core::{ClaimRequest, Completion, NewExecution, Outcome, Store, TaskKind, TaskSpec};
+use courier_core::{ClaimRequest, Completion, NewExecution, Outcome, Store, TaskKind, TaskSpec, TaskStore, WriteBatch};
 
 /// CPU seconds used so far by every Postgres process on this machine (server on
 /// the same box), so the cost per execution can be told apart from noise made by
@@ -71,7 +71,7 @@ async fn independent_executions_per_second() {
                 let req = ClaimRequest::new(format!("w{w}"), batch, Duration::from_secs(60)).queues(["default"]);
                 while done.load(Ordering::SeqCst) < n {
                     let t = Instant::now();
-                    let claimed = store.claim_tasks(&req).await.unwrap();
+                    let claimed = store.claim_tasks(&req).await.unwrap().value;
                     claim_us.fetch_add(t.elapsed().as_micros() as usize, Ordering::Relaxed);
                     if claimed.is_empty() {
                         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -88,7 +88,14 @@ async fn independent_executions_per_second() {
                         })
                         .collect();
                     let t = Instant::now();
-                    let results = store.complete_tasks(completions).await.unwrap();
+                    let results = store
+                        .commit(Arc::new(WriteBatch {
+                            completions,
+                            ..WriteBatch::default()
+                        }))
+                        .await
+                        .unwrap()
+                        .completions;
                     complete_us.fetch_add(t.elapsed().as_micros() as usize, Ordering::Relaxed);
                     assert!(results.iter().all(|r| r.is_ok()));
                     done.fetch_add(results.len(), Ordering::SeqCst);

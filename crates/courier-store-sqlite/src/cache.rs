@@ -1,13 +1,38 @@
 //! The result cache (with TTL) and idempotency keys (with reservations).
+//! [`CacheStore`] is implemented here.
 
 use std::time::Duration;
 
-use courier_core::{Reservation, TaskId, TaskState};
+use async_trait::async_trait;
+use courier_core::{CacheStore, Reservation, StoreResult, TaskId, TaskState};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
+use crate::SqliteStore;
 use crate::codec::{after, enum_at, json_opt_at, uuid_opt_at};
 use crate::error::Result;
+
+#[async_trait]
+impl CacheStore for SqliteStore {
+    async fn get_cached_result(&self, key: &str) -> StoreResult<Option<Value>> {
+        let key = key.to_string();
+        self.read(move |conn, now| get(conn, now, &key)).await
+    }
+
+    async fn purge_expired_cache(&self) -> StoreResult<u64> {
+        self.write(purge_expired).await
+    }
+
+    async fn reserve_idempotency_key(&self, key: &str, owner: TaskId) -> StoreResult<Reservation> {
+        let key = key.to_string();
+        self.write(move |conn, now| reserve(conn, now, &key, owner)).await
+    }
+
+    async fn release_idempotency_key(&self, key: &str, owner: TaskId) -> StoreResult<bool> {
+        let key = key.to_string();
+        self.write(move |conn, _| release(conn, &key, owner)).await
+    }
+}
 
 /// A cached value that has not expired.
 pub(crate) fn get(conn: &Connection, now: i64, key: &str) -> Result<Option<Value>> {
@@ -30,7 +55,7 @@ pub(crate) fn set(conn: &Connection, now: i64, key: &str, value: &str, ttl: Opti
 }
 
 /// Deletes expired entries; how many.
-pub(crate) fn purge_expired(conn: &Connection, now: i64) -> Result<u64> {
+fn purge_expired(conn: &Connection, now: i64) -> Result<u64> {
     let n = conn
         .prepare_cached("DELETE FROM cache WHERE expires_at IS NOT NULL AND expires_at <= ?1")?
         .execute([now])?;
@@ -57,7 +82,7 @@ pub(crate) fn set_idempotency_result(conn: &Connection, now: i64, key: &str, val
 }
 
 /// Reserves a key for `owner`; see [`Store::reserve_idempotency_key`](courier_core::Store::reserve_idempotency_key).
-pub(crate) fn reserve(conn: &Connection, now: i64, key: &str, owner: TaskId) -> Result<Reservation> {
+fn reserve(conn: &Connection, now: i64, key: &str, owner: TaskId) -> Result<Reservation> {
     let row: Option<(Option<Value>, Option<uuid::Uuid>)> = conn
         .prepare_cached("SELECT value, owner FROM idempotency WHERE key = ?1")?
         .query_row([key], |row| Ok((json_opt_at(row, 0)?, uuid_opt_at(row, 1)?)))
@@ -94,7 +119,7 @@ fn holder_is_live(conn: &Connection, holder: TaskId) -> Result<bool> {
 }
 
 /// Drops `owner`'s reservation of a key without a result; whether there was one.
-pub(crate) fn release(conn: &Connection, key: &str, owner: TaskId) -> Result<bool> {
+fn release(conn: &Connection, key: &str, owner: TaskId) -> Result<bool> {
     let n = conn
         .prepare_cached("DELETE FROM idempotency WHERE key = ?1 AND owner = ?2 AND value IS NULL")?
         .execute((key, owner.0.as_bytes()))?;

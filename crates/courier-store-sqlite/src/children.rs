@@ -3,8 +3,8 @@
 //! orchestrator finds its history instead of repeating it.
 
 use courier_core::{
-    ChildCreated, ChildGroup, Effect, EffectApplied, EffectWrite, ExecutionId, NewTask, TaskId, TaskKind, TaskSpec,
-    TaskState, events,
+    AttemptEnd, Change, ChildCreated, ChildGroup, Effect, EffectApplied, EffectWrite, ExecutionId, NewTask, TaskId,
+    TaskKind, TaskRef, TaskSpec, TaskState,
 };
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::codec::{after, enum_at, json, json_opt_at, uuid_at};
 use crate::error::Result;
 use crate::rows::{NewTaskRow, insert_new_task};
-use crate::{context, event_log, executions, lease, signals, tasks};
+use crate::{context, event_log, executions, leases, signals, tasks, wake};
 
 /// What sits at a step already, with its recorded result.
 fn existing_at(conn: &Connection, execution: ExecutionId, step: i64) -> Result<Option<(ChildCreated, Option<Value>)>> {
@@ -43,9 +43,14 @@ fn existing_by_id(conn: &Connection, id: TaskId) -> Result<ChildCreated> {
 
 /// Creates a group of children under one fence. Everything that can refuse the
 /// group is checked before anything is written.
-pub(crate) fn create_group(conn: &Connection, now: i64, group: &ChildGroup) -> Result<Vec<ChildCreated>> {
+pub(crate) fn create_group(
+    conn: &Connection,
+    now: i64,
+    group: &ChildGroup,
+    changes: &mut Vec<Change>,
+) -> Result<Vec<ChildCreated>> {
     if let Some(fence) = &group.fence {
-        lease::fenced(conn, fence)?;
+        leases::fenced(conn, fence)?;
     }
     let mut checked: Vec<ExecutionId> = Vec::new();
     for task in &group.tasks {
@@ -56,12 +61,12 @@ pub(crate) fn create_group(conn: &Connection, now: i64, group: &ChildGroup) -> R
     }
     let mut out = Vec::with_capacity(group.tasks.len());
     for task in &group.tasks {
-        out.push(create_child(conn, now, task)?);
+        out.push(create_child(conn, now, task, changes)?);
     }
     Ok(out)
 }
 
-fn create_child(conn: &Connection, now: i64, task: &NewTask) -> Result<ChildCreated> {
+fn create_child(conn: &Connection, now: i64, task: &NewTask, changes: &mut Vec<Change>) -> Result<ChildCreated> {
     if let Some((existing, _)) = existing_at(conn, task.execution_id, task.step)? {
         return Ok(existing);
     }
@@ -108,25 +113,41 @@ fn create_child(conn: &Connection, now: i64, task: &NewTask) -> Result<ChildCrea
     if !insert_new_task(conn, &row)? {
         return existing_by_id(conn, id);
     }
+    let task_ref = TaskRef::new(task.execution_id, id, spec.kind, spec.function.clone());
     if spec.kind != TaskKind::Effect {
-        let created = events::task_created(task.execution_id, id, spec.kind, &spec.function, task.step, &spec.queue);
-        event_log::append(conn, now, &created)?;
+        let created = Change::TaskCreated {
+            task: task_ref.clone(),
+            step: task.step,
+            queue: spec.queue.clone(),
+            state,
+            claimable_now: state == TaskState::Pending && spec.delay.is_none_or(|d| d.is_zero()),
+        };
+        event_log::record(conn, now, changes, created)?;
     }
     if let Some((rowid, _)) = signal {
         signals::consume(conn, now, rowid, id)?;
-        let completed = events::task_completed(task.execution_id, id, spec.kind, &spec.function, 0);
-        event_log::append(conn, now, &completed)?;
+        let completed = Change::AttemptEnded {
+            task: task_ref,
+            attempt: 0,
+            end: AttemptEnd::Completed,
+        };
+        event_log::record(conn, now, changes, completed)?;
         if let Some(parent) = task.parent_id {
-            tasks::wake_parent(conn, now, parent)?;
+            wake::wake_parent(conn, now, parent, changes)?;
         }
     }
     Ok(ChildCreated::Created { id, state })
 }
 
 /// Records an effect at its step, applying it only the first time.
-pub(crate) fn apply_effect(conn: &Connection, now: i64, write: &EffectWrite) -> Result<EffectApplied> {
+pub(crate) fn apply_effect(
+    conn: &Connection,
+    now: i64,
+    write: &EffectWrite,
+    changes: &mut Vec<Change>,
+) -> Result<EffectApplied> {
     if let Some(fence) = &write.fence {
-        lease::fenced(conn, fence)?;
+        leases::fenced(conn, fence)?;
     }
     if let Some((task, result)) = existing_at(conn, write.execution_id, write.step)? {
         return Ok(EffectApplied {
@@ -152,7 +173,7 @@ pub(crate) fn apply_effect(conn: &Connection, now: i64, write: &EffectWrite) -> 
             Value::Null
         }
         Effect::Progress(progress) => {
-            context::append_progress(conn, now, write.execution_id, write.parent_id, progress)?;
+            context::append_progress(conn, now, write.execution_id, write.parent_id, progress, changes)?;
             Value::Null
         }
     };

@@ -11,7 +11,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use courier_core::{ClaimRequest, Claimed, Lease, LeaseToken, TaskRecord, TaskState, events};
+use courier_core::{Change, ClaimRequest, Claimed, Lease, LeaseToken, TaskRecord, TaskRef, TaskState};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
@@ -146,7 +146,12 @@ fn live_count(conn: &Connection, now: i64, function: &str) -> Result<u32> {
 }
 
 /// Claims up to `req.max` tasks; see [`Store::claim_tasks`](courier_core::Store::claim_tasks).
-pub(crate) fn claim(conn: &Connection, now: i64, req: &ClaimRequest) -> Result<Vec<Claimed>> {
+pub(crate) fn claim(
+    conn: &Connection,
+    now: i64,
+    req: &ClaimRequest,
+    changes: &mut Vec<Change>,
+) -> Result<Vec<Claimed>> {
     let max = req.max as usize;
     let queues: Option<Vec<String>> = req.queues.as_ref().map(|q| {
         let mut q = q.clone();
@@ -201,7 +206,7 @@ pub(crate) fn claim(conn: &Connection, now: i64, req: &ClaimRequest) -> Result<V
                 }
                 live.insert(task.function.clone(), running + 1);
             }
-            claimed.push(claim_one(conn, now, lease_until, req, rowid, task)?);
+            claimed.push(claim_one(conn, now, lease_until, req, rowid, task, changes)?);
         }
         // Without skips, a full candidate list fills the claim; only a function
         // filling up mid-walk can leave room that a walk without it would fill.
@@ -219,6 +224,7 @@ fn claim_one(
     req: &ClaimRequest,
     rowid: i64,
     mut task: TaskRecord,
+    changes: &mut Vec<Change>,
 ) -> Result<Claimed> {
     let token = LeaseToken::new();
     conn.prepare_cached(
@@ -235,18 +241,19 @@ fn claim_one(
     task.heartbeat_at = Some(at);
     task.started_at = Some(at);
     task.stuck_at = None;
-    let started = events::task_started(
-        task.execution_id,
-        task.id,
-        task.kind,
-        &task.function,
-        task.attempt,
-        &req.worker_id,
-    );
-    event_log::append(conn, now, &started)?;
+    let started = Change::TaskStarted {
+        task: TaskRef::new(task.execution_id, task.id, task.kind, task.function.clone()),
+        attempt: task.attempt,
+        worker: req.worker_id.clone(),
+    };
+    event_log::record(conn, now, changes, started)?;
     // The root task's function is its execution's: dispatch writes both from one spec.
     if task.step == 0 && executions::start(conn, now, task.execution_id)? {
-        event_log::append(conn, now, &events::execution_started(task.execution_id, &task.function))?;
+        let started = Change::ExecutionStarted {
+            execution: task.execution_id,
+            function: task.function.clone(),
+        };
+        event_log::record(conn, now, changes, started)?;
     }
     let lease = Lease {
         task_id: task.id,

@@ -1,18 +1,24 @@
 //! Fenced completions: the end of an attempt, and what it sets off (the
 //! execution's end for a root task, a parent's wake-up, remembered results).
 
-use courier_core::{Completed, Completion, ExecutionState, Outcome, Remember, TaskState, events};
+use courier_core::{AttemptEnd, Change, Completed, Completion, ExecutionState, Outcome, Remember, Requeue, TaskState};
 use rusqlite::Connection;
 
 use crate::codec::{after, json};
 use crate::error::Result;
-use crate::{cache, dead_letters, event_log, executions, lease, tasks};
+use crate::{cache, dead_letters, event_log, executions, leases, tasks, wake};
 
 /// Applies one completion. The fence is checked before anything is written, so a
 /// refused completion changes nothing. A root task's function is its execution's
 /// (dispatch writes both from one spec), so execution events name it.
-pub(crate) fn complete(conn: &Connection, now: i64, completion: &Completion) -> Result<Completed> {
-    let task = lease::fenced(conn, &completion.lease)?;
+pub(crate) fn complete(
+    conn: &Connection,
+    now: i64,
+    completion: &Completion,
+    changes: &mut Vec<Change>,
+) -> Result<Completed> {
+    let task = leases::fenced(conn, &completion.lease)?;
+    let task_ref = task.task_ref();
     let execution = task.execution_id;
     let is_root = task.step == 0;
     let mut done = Completed {
@@ -36,11 +42,22 @@ pub(crate) fn complete(conn: &Connection, now: i64, completion: &Completion) -> 
                     Remember::Idempotency { key } => cache::set_idempotency_result(conn, now, key, &text)?,
                 }
             }
-            let event = events::task_completed(execution, task.id, task.kind, &task.function, task.attempt);
-            event_log::append(conn, now, &event)?;
+            let ended = Change::AttemptEnded {
+                task: task_ref,
+                attempt: task.attempt,
+                end: AttemptEnd::Completed,
+            };
+            event_log::record(conn, now, changes, ended)?;
             if is_root && executions::finish(conn, now, execution, ExecutionState::Completed, Some(&text), None)? {
-                let event = events::execution_completed(execution, &task.function, result);
-                event_log::append(conn, now, &event)?;
+                let ended = Change::ExecutionEnded {
+                    execution,
+                    function: task.function.clone(),
+                    state: ExecutionState::Completed,
+                    result: Some(result.clone()),
+                    error: None,
+                    reason: None,
+                };
+                event_log::record(conn, now, changes, ended)?;
                 done.execution_state = Some(ExecutionState::Completed);
             }
         }
@@ -50,18 +67,23 @@ pub(crate) fn complete(conn: &Connection, now: i64, completion: &Completion) -> 
                  lease_expires_at = NULL WHERE rowid = ?1",
             )?
             .execute((task.rowid, after(now, *delay), json(error)?))?;
-            let failed = events::task_failed(
-                execution,
-                task.id,
-                task.kind,
-                &task.function,
-                task.attempt,
-                error,
-                Some(*delay),
-            );
-            event_log::append(conn, now, &failed)?;
-            let queued = events::task_queued(execution, task.id, task.kind, &task.function, task.attempt, "retry");
-            event_log::append(conn, now, &queued)?;
+            let failed = Change::AttemptEnded {
+                task: task_ref.clone(),
+                attempt: task.attempt,
+                end: AttemptEnd::Failed {
+                    error: error.clone(),
+                    retry_in: Some(*delay),
+                },
+            };
+            event_log::record(conn, now, changes, failed)?;
+            let queued = Change::TaskQueued {
+                task: task_ref,
+                queue: task.queue.clone(),
+                attempt: task.attempt,
+                reason: Requeue::Retry,
+                claimable_now: delay.is_zero(),
+            };
+            event_log::record(conn, now, changes, queued)?;
             done.state = TaskState::Pending;
             done.parent_id = None;
             return Ok(done);
@@ -79,17 +101,32 @@ pub(crate) fn complete(conn: &Connection, now: i64, completion: &Completion) -> 
             if *dead_letter && let Some(record) = tasks::get_by_rowid(conn, task.rowid)? {
                 dead_letters::put(conn, now, &record, reason)?;
             }
-            let failed = events::task_failed(execution, task.id, task.kind, &task.function, task.attempt, error, None);
-            event_log::append(conn, now, &failed)?;
+            let failed = Change::AttemptEnded {
+                task: task_ref,
+                attempt: task.attempt,
+                end: AttemptEnd::Failed {
+                    error: error.clone(),
+                    retry_in: None,
+                },
+            };
+            event_log::record(conn, now, changes, failed)?;
             if is_root && executions::finish(conn, now, execution, ExecutionState::Failed, None, Some(error))? {
-                event_log::append(conn, now, &events::execution_failed(execution, &task.function, error))?;
+                let ended = Change::ExecutionEnded {
+                    execution,
+                    function: task.function.clone(),
+                    state: ExecutionState::Failed,
+                    result: None,
+                    error: Some(error.clone()),
+                    reason: None,
+                };
+                event_log::record(conn, now, changes, ended)?;
                 done.execution_state = Some(ExecutionState::Failed);
             }
             done.state = TaskState::Failed;
         }
     }
     if let Some(parent) = task.parent_id {
-        tasks::wake_parent(conn, now, parent)?;
+        wake::wake_parent(conn, now, parent, changes)?;
     }
     Ok(done)
 }

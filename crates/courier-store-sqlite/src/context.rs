@@ -1,29 +1,82 @@
-//! What an execution accumulates besides its tasks: progress reports, counters and
-//! custom state values.
+//! An execution's context besides its tasks: signals (in `signals.rs`), progress
+//! reports, counters and custom state values. [`ContextStore`] is implemented here.
 
 use std::collections::BTreeMap;
 
-use courier_core::{ExecutionId, Progress, ProgressEntry, TaskId, events};
+use async_trait::async_trait;
+use courier_core::{
+    Change, Committed, ContextStore, ExecutionId, LeaseKey, Progress, ProgressEntry, SignalSent, StoreResult, TaskId,
+};
 use rusqlite::Connection;
 use serde_json::Value;
 
+use crate::SqliteStore;
 use crate::codec::{json, json_at, time_at, uuid_at, uuid_opt_at};
 use crate::error::Result;
-use crate::event_log;
+use crate::{event_log, executions, leases, signals};
 
-/// Appends a progress report of `task` (else of the root task) and its `task.progress` event.
+#[async_trait]
+impl ContextStore for SqliteStore {
+    async fn send_signal(
+        &self,
+        execution_id: ExecutionId,
+        name: &str,
+        payload: Value,
+    ) -> StoreResult<Committed<SignalSent>> {
+        let name = name.to_string();
+        self.write_changes(move |conn, now, changes| signals::send(conn, now, execution_id, &name, &payload, changes))
+            .await
+    }
+
+    async fn append_progress(
+        &self,
+        execution_id: ExecutionId,
+        task_id: Option<TaskId>,
+        progress: &Progress,
+        fence: Option<LeaseKey>,
+    ) -> StoreResult<Committed<()>> {
+        let progress = progress.clone();
+        self.write_changes(move |conn, now, changes| {
+            if let Some(fence) = &fence {
+                leases::fenced(conn, fence)?;
+            }
+            executions::require(conn, execution_id)?;
+            append_progress(conn, now, execution_id, task_id, &progress, changes)
+        })
+        .await
+    }
+
+    async fn list_progress(&self, execution_id: ExecutionId, limit: u32) -> StoreResult<Vec<ProgressEntry>> {
+        self.read(move |conn, _| list_progress(conn, execution_id, limit)).await
+    }
+
+    async fn get_execution_counters(&self, execution_id: ExecutionId) -> StoreResult<BTreeMap<String, f64>> {
+        self.read(move |conn, _| counters(conn, execution_id)).await
+    }
+
+    async fn get_execution_state_values(&self, execution_id: ExecutionId) -> StoreResult<BTreeMap<String, Value>> {
+        self.read(move |conn, _| state_values(conn, execution_id)).await
+    }
+}
+
+/// Appends a progress report of `task` (else of the root task); records `TaskProgress`.
 pub(crate) fn append_progress(
     conn: &Connection,
     now: i64,
     execution: ExecutionId,
     task: Option<TaskId>,
     progress: &Progress,
+    changes: &mut Vec<Change>,
 ) -> Result<()> {
     let task = task.unwrap_or_else(|| TaskId::root_of(execution));
     conn.prepare_cached("INSERT INTO progress (execution_id, task_id, report, created_at) VALUES (?1, ?2, ?3, ?4)")?
         .execute((execution.0.as_bytes(), task.0.as_bytes(), json(progress)?, now))?;
-    event_log::append(conn, now, &events::task_progress(execution, task, progress))?;
-    Ok(())
+    let change = Change::TaskProgress {
+        execution,
+        task,
+        progress: progress.clone(),
+    };
+    event_log::record(conn, now, changes, change)
 }
 
 /// The latest `limit` reports, oldest first: an index range from the newest end,

@@ -1,14 +1,46 @@
 //! Dead letters: failed tasks kept for inspection, and their replay.
+//! [`DeadLetterStore`] is implemented here.
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use courier_core::{
-    DeadLetterRecord, ExecutionId, ExecutionState, Replayed, StoreError, TaskId, TaskKind, TaskRecord, TaskState,
-    events,
+    Change, Committed, DeadLetterRecord, DeadLetterStore, ExecutionId, ExecutionState, Replayed, Requeue, StoreError,
+    StoreResult, TaskId, TaskKind, TaskRecord, TaskState,
 };
 use rusqlite::{Connection, OptionalExtension, Row};
 
-use crate::codec::{json, json_at, time_at, uuid_at};
+use crate::SqliteStore;
+use crate::codec::{json, json_at, micros, time_at, uuid_at};
 use crate::error::Result;
 use crate::{event_log, executions, tasks};
+
+#[async_trait]
+impl DeadLetterStore for SqliteStore {
+    async fn list_dead_letters(&self, limit: u32, offset: u32) -> StoreResult<Vec<DeadLetterRecord>> {
+        self.read(move |conn, _| list(conn, limit, offset)).await
+    }
+
+    async fn count_dead_letters(&self) -> StoreResult<u64> {
+        self.read(|conn, _| count(conn)).await
+    }
+
+    async fn get_dead_letter(&self, task_id: TaskId) -> StoreResult<Option<DeadLetterRecord>> {
+        self.read(move |conn, _| get(conn, task_id)).await
+    }
+
+    async fn delete_dead_letter(&self, task_id: TaskId) -> StoreResult<bool> {
+        self.write(move |conn, _| delete(conn, task_id)).await
+    }
+
+    async fn replay_dead_letter(&self, task_id: TaskId) -> StoreResult<Committed<Replayed>> {
+        self.write_changes(move |conn, now, changes| replay(conn, now, task_id, changes))
+            .await
+    }
+
+    async fn cleanup_dead_letters(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        self.write(move |conn, _| cleanup(conn, micros(older_than))).await
+    }
+}
 
 /// Stores (or replaces) the dead letter of `task`, stamped `now`.
 pub(crate) fn put(conn: &Connection, now: i64, task: &TaskRecord, reason: &str) -> Result<()> {
@@ -71,8 +103,8 @@ pub(crate) fn delete(conn: &Connection, task: TaskId) -> Result<bool> {
     Ok(n > 0)
 }
 
-/// Replays a dead letter; see [`Store::replay_dead_letter`](courier_core::Store::replay_dead_letter).
-pub(crate) fn replay(conn: &Connection, now: i64, task_id: TaskId) -> Result<Replayed> {
+/// Replays a dead letter; see [`DeadLetterStore::replay_dead_letter`].
+fn replay(conn: &Connection, now: i64, task_id: TaskId, changes: &mut Vec<Change>) -> Result<Replayed> {
     let exists = conn
         .prepare_cached("SELECT 1 FROM dead_letters WHERE task_id = ?1")?
         .query_row([task_id.0.as_bytes()], |_| Ok(()))
@@ -103,8 +135,12 @@ pub(crate) fn replay(conn: &Connection, now: i64, task_id: TaskId) -> Result<Rep
         if task.step != 0 {
             park_failed_root(conn, task.execution_id)?;
         }
-        let event = events::execution_resumed(task.execution_id, &function, task_id);
-        event_log::append(conn, now, &event)?;
+        let resumed = Change::ExecutionResumed {
+            execution: task.execution_id,
+            function,
+            task: task_id,
+        };
+        event_log::record(conn, now, changes, resumed)?;
     }
     conn.prepare_cached(
         "UPDATE tasks SET state = 'pending', scheduled_for = ?2, attempt = 0, error = NULL, result = NULL, \
@@ -112,8 +148,14 @@ pub(crate) fn replay(conn: &Connection, now: i64, task_id: TaskId) -> Result<Rep
     )?
     .execute((task.rowid, now))?;
     delete(conn, task_id)?;
-    let event = events::task_queued(task.execution_id, task_id, task.kind, &task.function, 0, "replayed");
-    event_log::append(conn, now, &event)?;
+    let queued = Change::TaskQueued {
+        task: task.task_ref(),
+        queue: task.queue.clone(),
+        attempt: 0,
+        reason: Requeue::Replayed,
+        claimable_now: true,
+    };
+    event_log::record(conn, now, changes, queued)?;
     Ok(Replayed {
         task_id,
         execution_id: task.execution_id,
@@ -141,7 +183,7 @@ fn park_failed_root(conn: &Connection, execution: ExecutionId) -> Result<()> {
 }
 
 /// Deletes dead letters that failed before `older_than`; how many.
-pub(crate) fn cleanup(conn: &Connection, older_than: i64) -> Result<u64> {
+fn cleanup(conn: &Connection, older_than: i64) -> Result<u64> {
     let n = conn
         .prepare_cached("DELETE FROM dead_letters WHERE failed_at < ?1")?
         .execute([older_than])?;

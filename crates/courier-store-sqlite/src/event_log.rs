@@ -1,14 +1,44 @@
-//! The event log: appended in the same transaction as the change it describes.
+//! The event log: each change's event, appended in the same transaction as the
+//! change; reading after a cursor; the head; trimming.
 
-use courier_core::{Event, EventFilter, ExecutionId, NewEvent, TaskId};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use courier_core::{Change, Event, EventFilter, EventStore, ExecutionId, NewEvent, StoreResult, TaskId};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 use crate::codec::{enum_at, json, json_at, limit, time_at, uuid_opt_at};
 use crate::error::Result;
+use crate::{SqliteStore, codec::micros};
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn read_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+        let filter = filter.clone();
+        self.read(move |conn, _| read(conn, &filter)).await
+    }
+
+    async fn last_event_seq(&self) -> StoreResult<i64> {
+        self.read(|conn, _| last_seq(conn)).await
+    }
+
+    async fn trim_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        self.write(move |conn, _| trim(conn, micros(older_than))).await
+    }
+}
+
+/// Records a change a write made: appends its event (stamped `now`) and adds it
+/// to `changes`, which the write reports.
+pub(crate) fn record(conn: &Connection, now: i64, changes: &mut Vec<Change>, change: Change) -> Result<()> {
+    if let Some(event) = change.event() {
+        append(conn, now, &event)?;
+    }
+    changes.push(change);
+    Ok(())
+}
 
 /// Appends one event stamped `now`; returns its sequence number.
-pub(crate) fn append(conn: &Connection, now: i64, event: &NewEvent) -> Result<i64> {
+fn append(conn: &Connection, now: i64, event: &NewEvent) -> Result<i64> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO events (event_type, execution_id, task_id, timestamp, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -23,7 +53,7 @@ pub(crate) fn append(conn: &Connection, now: i64, event: &NewEvent) -> Result<i6
 }
 
 /// Events matching `filter`, oldest first.
-pub(crate) fn read(conn: &Connection, filter: &EventFilter) -> Result<Vec<Event>> {
+fn read(conn: &Connection, filter: &EventFilter) -> Result<Vec<Event>> {
     let mut sql =
         String::from("SELECT seq, event_type, execution_id, task_id, timestamp, data FROM events WHERE seq > ?");
     let mut args: Vec<SqlValue> = vec![SqlValue::Integer(filter.after)];
@@ -56,10 +86,19 @@ pub(crate) fn read(conn: &Connection, filter: &EventFilter) -> Result<Vec<Event>
 }
 
 /// The highest sequence number ever assigned, surviving trims of the newest events.
-pub(crate) fn last_seq(conn: &Connection) -> Result<i64> {
+fn last_seq(conn: &Connection) -> Result<i64> {
     let seq = conn
         .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'")?
         .query_row([], |row| row.get::<_, i64>(0))
         .optional()?;
     Ok(seq.unwrap_or(0))
+}
+
+/// Deletes events appended before `older_than`. AUTOINCREMENT keeps their
+/// sequence numbers from being handed out again.
+fn trim(conn: &Connection, older_than: i64) -> Result<u64> {
+    let n = conn
+        .prepare_cached("DELETE FROM events WHERE timestamp < ?1")?
+        .execute([older_than])?;
+    Ok(n as u64)
 }

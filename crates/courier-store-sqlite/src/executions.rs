@@ -1,88 +1,52 @@
-//! Executions: dispatch, reads, raw writes, and the moves that end one (finish,
-//! cancel, time out).
+//! Executions: reads, raw writes, and the moves that start and end one (start,
+//! finish, cancel, time out). [`ExecutionStore`] is implemented here; dispatch is
+//! in `dispatch.rs`.
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use courier_core::{
-    Cancelled, Dispatched, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, NewExecution, StoreError,
-    TaskError, TaskId, TaskKind, TaskRecord, TaskState, events,
+    Cancelled, Change, Committed, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, ExecutionStore,
+    StoreError, StoreResult, TaskError, TaskId, TaskKind, TaskRecord, TaskRef,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use crate::codec::{after, enum_at, json, limit, uuid_at};
+use crate::SqliteStore;
+use crate::codec::{enum_at, json, limit, micros, uuid_at};
 use crate::error::Result;
-use crate::event_log;
-use crate::rows::{
-    NewTaskRow, execution_at, execution_columns, insert_execution, insert_new_task, overwrite_execution,
-};
+use crate::rows::{execution_at, execution_columns, insert_execution, overwrite_execution};
+use crate::{event_log, maintenance};
 
-/// Creates an execution and its root task, or finds the one its idempotency key names.
-pub(crate) fn dispatch(conn: &Connection, now: i64, new: &NewExecution) -> Result<Dispatched> {
-    if let Some(key) = &new.idempotency_key {
-        let existing = conn
-            .prepare_cached("SELECT id FROM executions WHERE idempotency_key = ?1")?
-            .query_row([key], |row| uuid_at(row, 0))
-            .optional()?;
-        if let Some(id) = existing {
-            return Ok(Dispatched::Existing(ExecutionId(id)));
-        }
+#[async_trait]
+impl ExecutionStore for SqliteStore {
+    async fn get_execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
+        self.read(move |conn, _| get(conn, id)).await
     }
-    let spec = &new.spec;
-    let args = json(&spec.args)?;
-    let tags = json(&spec.tags)?;
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO executions (id, function, version, state, args, queue, tags, priority, idempotency_key, \
-             created_at, updated_at, deadline) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10) \
-             ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![
-            new.id.0.as_bytes(),
-            spec.function,
-            spec.version,
-            args,
-            spec.queue,
-            tags,
-            spec.priority,
-            new.idempotency_key,
-            now,
-            new.expiry.map(|e| after(now, e)),
-        ])?;
-    let taken = || StoreError::Conflict {
-        id: new.id.to_string(),
-        detail: "an execution with this id already exists".into(),
-    };
-    if inserted == 0 {
-        return Err(taken().into());
+
+    async fn list_executions(&self, filter: &ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
+        let filter = filter.clone();
+        self.read(move |conn, _| list(conn, &filter)).await
     }
-    let root = TaskId::root_of(new.id);
-    let row = NewTaskRow {
-        id: root,
-        execution_id: new.id,
-        parent_id: None,
-        step: 0,
-        spec,
-        args: &args,
-        tags: &tags,
-        state: TaskState::Pending,
-        result: None,
-        scheduled_for: after(now, spec.delay.unwrap_or_default()),
-        now,
-        completed_at: None,
-    };
-    if !insert_new_task(conn, &row)? {
-        // Refusals leave nothing behind.
-        conn.prepare_cached("DELETE FROM executions WHERE id = ?1")?
-            .execute([new.id.0.as_bytes()])?;
-        return Err(taken().into());
+
+    async fn count_executions(&self, state: Option<ExecutionState>) -> StoreResult<u64> {
+        self.read(move |conn, _| count(conn, state)).await
     }
-    event_log::append(
-        conn,
-        now,
-        &events::execution_created(new.id, &spec.function, &spec.queue),
-    )?;
-    let created = events::task_created(new.id, root, spec.kind, &spec.function, 0, &spec.queue);
-    event_log::append(conn, now, &created)?;
-    Ok(Dispatched::Created(new.id))
+
+    async fn cancel_execution(&self, id: ExecutionId, reason: &str) -> StoreResult<Committed<Cancelled>> {
+        let reason = reason.to_string();
+        self.write_changes(move |conn, now, changes| cancel(conn, now, id, &reason, changes))
+            .await
+    }
+
+    async fn time_out_executions(&self, limit: u32) -> StoreResult<Committed<Vec<Cancelled>>> {
+        self.write_changes(move |conn, now, changes| time_out(conn, now, limit, changes))
+            .await
+    }
+
+    async fn cleanup_executions(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        self.write(move |conn, _| maintenance::cleanup_executions(conn, micros(older_than)))
+            .await
+    }
 }
 
 /// Inserts an execution record as given.
@@ -132,7 +96,7 @@ pub(crate) fn require(conn: &Connection, id: ExecutionId) -> Result<(ExecutionSt
 }
 
 /// Executions matching `filter`, newest first.
-pub(crate) fn list(conn: &Connection, filter: &ExecutionFilter) -> Result<Vec<ExecutionRecord>> {
+fn list(conn: &Connection, filter: &ExecutionFilter) -> Result<Vec<ExecutionRecord>> {
     let mut sql = String::from(concat!("SELECT ", execution_columns!(), " FROM executions WHERE 1 = 1"));
     let mut args: Vec<SqlValue> = Vec::new();
     if let Some(state) = filter.state {
@@ -155,7 +119,7 @@ pub(crate) fn list(conn: &Connection, filter: &ExecutionFilter) -> Result<Vec<Ex
 }
 
 /// How many executions (in `state`).
-pub(crate) fn count(conn: &Connection, state: Option<ExecutionState>) -> Result<u64> {
+fn count(conn: &Connection, state: Option<ExecutionState>) -> Result<u64> {
     let n: i64 = conn
         .prepare_cached("SELECT count(*) FROM executions WHERE ?1 IS NULL OR state = ?1")?
         .query_row([state.map(ExecutionState::as_str)], |row| row.get(0))?;
@@ -203,7 +167,13 @@ pub(crate) fn start(conn: &Connection, now: i64, id: ExecutionId) -> Result<bool
 }
 
 /// Cancels every unfinished task of an execution (running ones lose their lease).
-fn cancel_tasks(conn: &Connection, now: i64, execution: ExecutionId, reason: &str) -> Result<Vec<TaskId>> {
+fn cancel_tasks(
+    conn: &Connection,
+    now: i64,
+    execution: ExecutionId,
+    reason: &str,
+    changes: &mut Vec<Change>,
+) -> Result<Vec<TaskId>> {
     let victims: Vec<(i64, TaskId, TaskKind, String)> = conn
         .prepare_cached(
             "SELECT rowid, id, kind, function FROM tasks \
@@ -220,18 +190,18 @@ fn cancel_tasks(conn: &Connection, now: i64, execution: ExecutionId, reason: &st
     let mut ids = Vec::with_capacity(victims.len());
     for (rowid, id, kind, function) in victims {
         cancel.execute((rowid, now))?;
-        event_log::append(
-            conn,
-            now,
-            &events::task_cancelled(execution, id, kind, &function, reason),
-        )?;
+        let cancelled = Change::TaskCancelled {
+            task: TaskRef::new(execution, id, kind, function),
+            reason: reason.to_string(),
+        };
+        event_log::record(conn, now, changes, cancelled)?;
         ids.push(id);
     }
     Ok(ids)
 }
 
 /// Cancels an execution and its unfinished tasks.
-pub(crate) fn cancel(conn: &Connection, now: i64, id: ExecutionId, reason: &str) -> Result<Cancelled> {
+fn cancel(conn: &Connection, now: i64, id: ExecutionId, reason: &str, changes: &mut Vec<Change>) -> Result<Cancelled> {
     let (previous, function) = require(conn, id)?;
     if previous.is_terminal() {
         return Ok(Cancelled {
@@ -240,10 +210,18 @@ pub(crate) fn cancel(conn: &Connection, now: i64, id: ExecutionId, reason: &str)
             tasks: Vec::new(),
         });
     }
-    let tasks = cancel_tasks(conn, now, id, reason)?;
+    let tasks = cancel_tasks(conn, now, id, reason, changes)?;
     let error = TaskError::new(TaskError::CANCELLED, reason);
     finish(conn, now, id, ExecutionState::Cancelled, None, Some(&error))?;
-    event_log::append(conn, now, &events::execution_cancelled(id, &function, reason))?;
+    let ended = Change::ExecutionEnded {
+        execution: id,
+        function,
+        state: ExecutionState::Cancelled,
+        result: None,
+        error: None,
+        reason: Some(reason.to_string()),
+    };
+    event_log::record(conn, now, changes, ended)?;
     Ok(Cancelled {
         execution_id: id,
         previous,
@@ -252,7 +230,7 @@ pub(crate) fn cancel(conn: &Connection, now: i64, id: ExecutionId, reason: &str)
 }
 
 /// Times out up to `max` unfinished executions whose deadline has come.
-pub(crate) fn time_out(conn: &Connection, now: i64, max: u32) -> Result<Vec<Cancelled>> {
+fn time_out(conn: &Connection, now: i64, max: u32, changes: &mut Vec<Change>) -> Result<Vec<Cancelled>> {
     let due: Vec<(ExecutionId, ExecutionState, String)> = conn
         .prepare_cached(
             "SELECT id, state, function FROM executions INDEXED BY executions_deadline \
@@ -266,9 +244,17 @@ pub(crate) fn time_out(conn: &Connection, now: i64, max: u32) -> Result<Vec<Canc
     let error = TaskError::new(TaskError::TIMEOUT, "the execution outlived its expiry");
     let mut out = Vec::with_capacity(due.len());
     for (id, previous, function) in due {
-        let tasks = cancel_tasks(conn, now, id, "execution timed out")?;
+        let tasks = cancel_tasks(conn, now, id, "execution timed out", changes)?;
         finish(conn, now, id, ExecutionState::TimedOut, None, Some(&error))?;
-        event_log::append(conn, now, &events::execution_timed_out(id, &function))?;
+        let ended = Change::ExecutionEnded {
+            execution: id,
+            function,
+            state: ExecutionState::TimedOut,
+            result: None,
+            error: None,
+            reason: None,
+        };
+        event_log::record(conn, now, changes, ended)?;
         out.push(Cancelled {
             execution_id: id,
             previous,

@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), courier_core::StoreError> {
-//! use courier_core::{ClaimRequest, NewExecution, Store, TaskKind, TaskSpec};
+//! use courier_core::{ClaimRequest, NewExecution, Store, TaskKind, TaskSpec, TaskStore};
 //! use courier_store_sqlite::{SqliteOptions, SqliteStore};
 //!
 //! let store = SqliteStore::open(SqliteOptions::file("courier.db")).await?;
@@ -25,7 +25,7 @@
 //! let claimed = store
 //!     .claim_tasks(&ClaimRequest::new("worker-1", 10, std::time::Duration::from_secs(30)))
 //!     .await?;
-//! assert_eq!(claimed.len(), 1);
+//! assert_eq!(claimed.value.len(), 1);
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
@@ -38,18 +38,21 @@ mod commit;
 mod complete;
 mod context;
 mod dead_letters;
+mod dispatch;
 mod error;
 mod event_log;
 mod executions;
-mod lease;
+mod leases;
 mod maintenance;
+mod migrations;
 mod options;
 mod readers;
 mod rows;
-mod schema;
+mod seed;
 mod signals;
 mod store;
 mod tasks;
+mod wake;
 mod webhooks;
 mod writer;
 

@@ -1,9 +1,9 @@
-//! Housekeeping: deleting old history, noticing stuck tasks, and cluster-wide roles.
+//! Housekeeping: deleting old executions, noticing stuck tasks, and cluster-wide roles.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use courier_core::{ExecutionId, TaskId, TaskKind, events};
+use courier_core::{Change, ExecutionId, TaskId, TaskKind, TaskRef};
 use rusqlite::Connection;
 
 use crate::codec::{after, before, enum_at, time_opt_at, uuid_at};
@@ -43,15 +43,6 @@ pub(crate) fn cleanup_executions(conn: &Connection, older_than: i64) -> Result<u
     Ok(ids.len() as u64)
 }
 
-/// Deletes events appended before `older_than`. AUTOINCREMENT keeps their
-/// sequence numbers from being handed out again.
-pub(crate) fn trim_events(conn: &Connection, older_than: i64) -> Result<u64> {
-    let n = conn
-        .prepare_cached("DELETE FROM events WHERE timestamp < ?1")?
-        .execute([older_than])?;
-    Ok(n as u64)
-}
-
 /// A running task whose heartbeat is late.
 struct Late {
     rowid: i64,
@@ -65,7 +56,13 @@ struct Late {
 }
 
 /// Marks running tasks with a late heartbeat as stuck, once per attempt.
-pub(crate) fn detect_stuck(conn: &Connection, now: i64, heartbeat_timeout: Duration, max: u32) -> Result<Vec<TaskId>> {
+pub(crate) fn detect_stuck(
+    conn: &Connection,
+    now: i64,
+    heartbeat_timeout: Duration,
+    max: u32,
+    changes: &mut Vec<Change>,
+) -> Result<Vec<TaskId>> {
     let cutoff = before(now, heartbeat_timeout);
     let late: Vec<Late> = conn
         .prepare_cached(
@@ -90,16 +87,13 @@ pub(crate) fn detect_stuck(conn: &Connection, now: i64, heartbeat_timeout: Durat
     let mut ids = Vec::with_capacity(late.len());
     for t in late {
         mark.execute((t.rowid, now))?;
-        let event = events::task_stuck(
-            t.execution,
-            t.id,
-            t.kind,
-            &t.function,
-            t.attempt,
-            t.worker.as_deref(),
-            t.heartbeat_at,
-        );
-        event_log::append(conn, now, &event)?;
+        let stuck = Change::TaskStuck {
+            task: TaskRef::new(t.execution, t.id, t.kind, t.function),
+            attempt: t.attempt,
+            worker: t.worker,
+            heartbeat_at: t.heartbeat_at,
+        };
+        event_log::record(conn, now, changes, stuck)?;
         ids.push(t.id);
     }
     Ok(ids)

@@ -1,14 +1,13 @@
 //! Signals: stored on arrival, consumed oldest first by signal waits.
 
-use courier_core::{ExecutionId, SignalRecord, SignalSent, StoreError, TaskId, TaskKind, events};
+use courier_core::{AttemptEnd, Change, ExecutionId, SignalRecord, SignalSent, StoreError, TaskId, TaskKind, TaskRef};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::codec::{enum_at, json, json_at, micros, time_at, time_opt_at, uuid_at, uuid_opt_at};
 use crate::error::{Result, conflict_on};
-use crate::executions;
-use crate::{event_log, tasks};
+use crate::{event_log, executions, wake};
 
 /// Sends a signal: stores it, and delivers it to the oldest wait for its name, if any.
 pub(crate) fn send(
@@ -17,6 +16,7 @@ pub(crate) fn send(
     execution: ExecutionId,
     name: &str,
     payload: &Value,
+    changes: &mut Vec<Change>,
 ) -> Result<SignalSent> {
     let (state, _) = executions::require(conn, execution)?;
     if state.is_terminal() {
@@ -72,9 +72,14 @@ pub(crate) fn send(
          lease_expires_at = NULL WHERE rowid = ?1",
     )?
     .execute((rowid, &payload, now))?;
-    event_log::append(conn, now, &events::task_completed(execution, task, kind, name, attempt))?;
+    let completed = Change::AttemptEnded {
+        task: TaskRef::new(execution, task, kind, name),
+        attempt,
+        end: AttemptEnd::Completed,
+    };
+    event_log::record(conn, now, changes, completed)?;
     if let Some(parent) = parent {
-        tasks::wake_parent(conn, now, parent)?;
+        wake::wake_parent(conn, now, parent, changes)?;
     }
     Ok(SignalSent {
         signal_id,

@@ -1,19 +1,89 @@
-//! Task reads, raw task writes, and two moves many operations share: loading a
-//! task's head (what fencing and events need, without decoding its JSON) and
-//! waking a parent.
+//! Tasks: reads, raw task writes, and loading a task's head (what fencing and
+//! changes need, without decoding its JSON). [`TaskStore`] is implemented here,
+//! with claims in `claim.rs` and a claim's writes in `leases.rs`.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use async_trait::async_trait;
 use courier_core::{
-    ExecutionId, LeaseToken, QueueDepth, StoreError, TaskFilter, TaskId, TaskKind, TaskRecord, TaskState, events,
+    ClaimRequest, Claimed, Committed, ExecutionId, LeaseKey, LeaseToken, QueueDepth, Renewed, StoreError, StoreResult,
+    TaskFilter, TaskId, TaskKind, TaskRecord, TaskRef, TaskState, TaskStore,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
+use serde_json::Value;
 
+use crate::SqliteStore;
 use crate::codec::{enum_at, limit, uuid_at, uuid_opt_at};
 use crate::error::Result;
-use crate::event_log;
 use crate::rows::{insert_task, overwrite_task, task_at, task_columns};
+use crate::{claim, leases, maintenance};
+
+#[async_trait]
+impl TaskStore for SqliteStore {
+    async fn get_task(&self, id: TaskId) -> StoreResult<Option<TaskRecord>> {
+        self.read(move |conn, _| get(conn, id)).await
+    }
+
+    async fn get_tasks(&self, ids: &[TaskId]) -> StoreResult<Vec<TaskRecord>> {
+        let ids = ids.to_vec();
+        self.read(move |conn, _| get_many(conn, &ids)).await
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRecord>> {
+        let filter = filter.clone();
+        self.read(move |conn, _| list(conn, &filter)).await
+    }
+
+    async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>> {
+        self.read(queue_depths).await
+    }
+
+    async fn claim_tasks(&self, req: &ClaimRequest) -> StoreResult<Committed<Vec<Claimed>>> {
+        let req = req.clone();
+        self.write_changes(move |conn, now, changes| claim::claim(conn, now, &req, changes))
+            .await
+    }
+
+    async fn renew_leases(&self, leases: &[LeaseKey], extend: Duration) -> StoreResult<Vec<StoreResult<Renewed>>> {
+        let leases = leases.to_vec();
+        self.write(move |conn, now| leases::renew(conn, now, &leases, extend))
+            .await
+    }
+
+    async fn heartbeat(
+        &self,
+        lease: LeaseKey,
+        extend: Duration,
+        details: Option<Value>,
+    ) -> StoreResult<Committed<Renewed>> {
+        self.write_changes(move |conn, now, changes| leases::heartbeat(conn, now, &lease, extend, details, changes))
+            .await
+    }
+
+    async fn checkpoint(&self, lease: LeaseKey, data: Value) -> StoreResult<Committed<()>> {
+        self.write_changes(move |conn, now, changes| leases::checkpoint(conn, now, &lease, data, changes))
+            .await
+    }
+
+    async fn release_task(&self, lease: LeaseKey, delay: Duration) -> StoreResult<Committed<()>> {
+        self.write_changes(move |conn, now, changes| leases::release(conn, now, &lease, delay, changes))
+            .await
+    }
+
+    async fn suspend_task(&self, lease: LeaseKey, seen_wake_gen: i64) -> StoreResult<bool> {
+        self.write(move |conn, _| leases::suspend(conn, &lease, seen_wake_gen))
+            .await
+    }
+
+    async fn detect_stuck_tasks(&self, heartbeat_timeout: Duration, limit: u32) -> StoreResult<Committed<Vec<TaskId>>> {
+        self.write_changes(move |conn, now, changes| {
+            maintenance::detect_stuck(conn, now, heartbeat_timeout, limit, changes)
+        })
+        .await
+    }
+}
 
 /// The parts of a task that fencing, state moves and events need.
 #[derive(Debug)]
@@ -25,10 +95,18 @@ pub(crate) struct Head {
     pub(crate) step: i64,
     pub(crate) kind: TaskKind,
     pub(crate) function: String,
+    pub(crate) queue: String,
     pub(crate) state: TaskState,
     pub(crate) lease_token: Option<LeaseToken>,
     pub(crate) attempt: u32,
     pub(crate) wake_gen: i64,
+}
+
+impl Head {
+    /// The task as changes name it.
+    pub(crate) fn task_ref(&self) -> TaskRef {
+        TaskRef::new(self.execution_id, self.id, self.kind, self.function.clone())
+    }
 }
 
 fn head_at(row: &Row<'_>) -> rusqlite::Result<Head> {
@@ -44,6 +122,7 @@ fn head_at(row: &Row<'_>) -> rusqlite::Result<Head> {
         lease_token: uuid_opt_at(row, 8)?.map(LeaseToken),
         attempt: row.get(9)?,
         wake_gen: row.get(10)?,
+        queue: row.get(11)?,
     })
 }
 
@@ -51,8 +130,8 @@ fn head_at(row: &Row<'_>) -> rusqlite::Result<Head> {
 pub(crate) fn head(conn: &Connection, id: TaskId) -> Result<Option<Head>> {
     Ok(conn
         .prepare_cached(
-            "SELECT rowid, id, execution_id, parent_id, step, kind, function, state, lease_token, attempt, wake_gen \
-             FROM tasks WHERE id = ?1",
+            "SELECT rowid, id, execution_id, parent_id, step, kind, function, state, lease_token, attempt, wake_gen, \
+             queue FROM tasks WHERE id = ?1",
         )?
         .query_row([id.0.as_bytes()], head_at)
         .optional()?)
@@ -83,18 +162,6 @@ pub(crate) fn get_many(conn: &Connection, ids: &[TaskId]) -> Result<Vec<TaskReco
         }
     }
     Ok(out)
-}
-
-/// The task at `step` of `execution`.
-pub(crate) fn at_step(conn: &Connection, execution: ExecutionId, step: i64) -> Result<Option<TaskRecord>> {
-    Ok(conn
-        .prepare_cached(concat!(
-            "SELECT ",
-            task_columns!(),
-            " FROM tasks WHERE execution_id = ?1 AND step = ?2"
-        ))?
-        .query_row((execution.0.as_bytes(), step), |row| task_at(row).map(|(_, t)| t))
-        .optional()?)
 }
 
 /// Tasks matching `filter`.
@@ -186,24 +253,4 @@ pub(crate) fn update(conn: &Connection, task: &TaskRecord) -> Result<()> {
     } else {
         Err(StoreError::TaskNotFound(task.id).into())
     }
-}
-
-/// A child of `parent` settled: bump its `wake_gen` so a suspend racing this sees
-/// it, and move it from `waiting` to `pending`, due now.
-pub(crate) fn wake_parent(conn: &Connection, now: i64, parent: TaskId) -> Result<()> {
-    let Some(p) = head(conn, parent)? else {
-        return Ok(());
-    };
-    if p.state == TaskState::Waiting {
-        conn.prepare_cached(
-            "UPDATE tasks SET wake_gen = wake_gen + 1, state = 'pending', scheduled_for = ?2 WHERE rowid = ?1",
-        )?
-        .execute((p.rowid, now))?;
-        let event = events::task_queued(p.execution_id, p.id, p.kind, &p.function, p.attempt, "woken");
-        event_log::append(conn, now, &event)?;
-    } else {
-        conn.prepare_cached("UPDATE tasks SET wake_gen = wake_gen + 1 WHERE rowid = ?1")?
-            .execute([p.rowid])?;
-    }
-    Ok(())
 }

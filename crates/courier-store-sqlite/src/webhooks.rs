@@ -1,15 +1,80 @@
 //! Webhooks: registrations, deliveries (each made by an execution dispatched with
 //! it), their attempts, and the dispatcher's cursor in the event log.
+//! [`WebhookStore`] is implemented here.
 
+use async_trait::async_trait;
 use courier_core::{
-    DeliveryAttempt, DeliveryRecord, DeliveryState, ExecutionId, NewDelivery, StoreError, TaskId, WebhookRecord,
+    Change, Committed, DeliveryAttempt, DeliveryRecord, DeliveryState, ExecutionId, NewDelivery, StoreError,
+    StoreResult, TaskId, WebhookRecord, WebhookStore,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use crate::SqliteStore;
 use crate::codec::{enum_at, json, json_at, limit, micros, time_at, uuid_at, uuid_opt_at};
+use crate::dispatch;
 use crate::error::{Result, conflict_on};
-use crate::executions;
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn create_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()> {
+        let webhook = webhook.clone();
+        self.write(move |conn, _| create(conn, &webhook)).await
+    }
+
+    async fn get_webhook(&self, id: Uuid) -> StoreResult<Option<WebhookRecord>> {
+        self.read(move |conn, _| get(conn, id)).await
+    }
+
+    async fn list_webhooks(&self, limit: u32, offset: u32) -> StoreResult<Vec<WebhookRecord>> {
+        self.read(move |conn, _| list(conn, limit, offset)).await
+    }
+
+    async fn delete_webhook(&self, id: Uuid) -> StoreResult<bool> {
+        self.write(move |conn, _| delete(conn, id)).await
+    }
+
+    async fn set_webhook_enabled(&self, id: Uuid, enabled: bool, reason: Option<&str>) -> StoreResult<bool> {
+        let reason = reason.map(str::to_string);
+        self.write(move |conn, now| set_enabled(conn, now, id, enabled, reason.as_deref()))
+            .await
+    }
+
+    async fn webhook_cursor(&self) -> StoreResult<i64> {
+        self.read(|conn, _| cursor(conn)).await
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: Vec<NewDelivery>,
+    ) -> StoreResult<Committed<bool>> {
+        // Isolated: a refused dispatch or a taken delivery id must undo the cursor
+        // move and every delivery written before it.
+        self.write_changes_isolated(move |conn, now, changes| enqueue(conn, now, from, to, &deliveries, changes))
+            .await
+    }
+
+    async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()> {
+        let attempt = attempt.clone();
+        self.write(move |conn, now| record_attempt(conn, now, &attempt, state))
+            .await
+    }
+
+    async fn get_delivery(&self, id: Uuid) -> StoreResult<Option<DeliveryRecord>> {
+        self.read(move |conn, _| get_delivery(conn, id)).await
+    }
+
+    async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>> {
+        self.read(move |conn, _| list_deliveries(conn, webhook_id, limit, offset))
+            .await
+    }
+
+    async fn list_delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<DeliveryAttempt>> {
+        self.read(move |conn, _| list_attempts(conn, delivery_id)).await
+    }
+}
 
 /// The columns of `webhooks`, in the order [`webhook_at`] reads them.
 macro_rules! webhook_columns {
@@ -73,7 +138,7 @@ fn attempt_at(row: &Row<'_>) -> rusqlite::Result<DeliveryAttempt> {
 }
 
 /// Inserts a webhook as given; a taken id is a conflict.
-pub(crate) fn create(conn: &Connection, w: &WebhookRecord) -> Result<()> {
+fn create(conn: &Connection, w: &WebhookRecord) -> Result<()> {
     conn.prepare_cached(concat!(
         "INSERT INTO webhooks (",
         webhook_columns!(),
@@ -98,7 +163,7 @@ pub(crate) fn create(conn: &Connection, w: &WebhookRecord) -> Result<()> {
 }
 
 /// One webhook.
-pub(crate) fn get(conn: &Connection, id: Uuid) -> Result<Option<WebhookRecord>> {
+fn get(conn: &Connection, id: Uuid) -> Result<Option<WebhookRecord>> {
     Ok(conn
         .prepare_cached(concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE id = ?1"))?
         .query_row([id.as_bytes()], webhook_at)
@@ -106,7 +171,7 @@ pub(crate) fn get(conn: &Connection, id: Uuid) -> Result<Option<WebhookRecord>> 
 }
 
 /// Webhooks, oldest first.
-pub(crate) fn list(conn: &Connection, max: u32, offset: u32) -> Result<Vec<WebhookRecord>> {
+fn list(conn: &Connection, max: u32, offset: u32) -> Result<Vec<WebhookRecord>> {
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",
         webhook_columns!(),
@@ -118,7 +183,7 @@ pub(crate) fn list(conn: &Connection, max: u32, offset: u32) -> Result<Vec<Webho
 
 /// Deletes a webhook with its deliveries and their attempts (not the deliveries'
 /// executions); whether it existed.
-pub(crate) fn delete(conn: &Connection, id: Uuid) -> Result<bool> {
+fn delete(conn: &Connection, id: Uuid) -> Result<bool> {
     conn.prepare_cached(
         "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = ?1)",
     )?
@@ -133,7 +198,7 @@ pub(crate) fn delete(conn: &Connection, id: Uuid) -> Result<bool> {
 
 /// Enables or disables a webhook; a reason is kept only while it is disabled.
 /// Whether it exists.
-pub(crate) fn set_enabled(conn: &Connection, now: i64, id: Uuid, enabled: bool, reason: Option<&str>) -> Result<bool> {
+fn set_enabled(conn: &Connection, now: i64, id: Uuid, enabled: bool, reason: Option<&str>) -> Result<bool> {
     let reason = if enabled { None } else { reason };
     let n = conn
         .prepare_cached("UPDATE webhooks SET enabled = ?2, disabled_reason = ?3, updated_at = ?4 WHERE id = ?1")?
@@ -142,7 +207,7 @@ pub(crate) fn set_enabled(conn: &Connection, now: i64, id: Uuid, enabled: bool, 
 }
 
 /// The dispatcher's position in the event log.
-pub(crate) fn cursor(conn: &Connection) -> Result<i64> {
+fn cursor(conn: &Connection) -> Result<i64> {
     Ok(conn
         .prepare_cached("SELECT last FROM webhook_cursor WHERE id = 1")?
         .query_row([], |row| row.get(0))?)
@@ -154,7 +219,14 @@ pub(crate) fn cursor(conn: &Connection) -> Result<i64> {
 ///
 /// Runs as an isolated writer job: a refusal part-way (a taken execution or
 /// delivery id) must undo the cursor move and the deliveries made before it.
-pub(crate) fn enqueue(conn: &Connection, now: i64, from: i64, to: i64, deliveries: &[NewDelivery]) -> Result<bool> {
+fn enqueue(
+    conn: &Connection,
+    now: i64,
+    from: i64,
+    to: i64,
+    deliveries: &[NewDelivery],
+    changes: &mut Vec<Change>,
+) -> Result<bool> {
     // Compare-and-set first: a loser learns so before doing any work.
     let moved = conn
         .prepare_cached("UPDATE webhook_cursor SET last = ?2 WHERE id = 1 AND last = ?1")?
@@ -165,7 +237,7 @@ pub(crate) fn enqueue(conn: &Connection, now: i64, from: i64, to: i64, deliverie
     for d in deliveries {
         // An idempotency key that names an existing execution makes that one the
         // delivery's, as dispatch would answer.
-        let execution = executions::dispatch(conn, now, &d.execution)?.id();
+        let execution = dispatch::dispatch(conn, now, &d.execution, changes)?.id();
         conn.prepare_cached(
             "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, event_type, execution_id, state, attempts, \
              last_status, last_error, created_at, updated_at) \
@@ -187,7 +259,7 @@ pub(crate) fn enqueue(conn: &Connection, now: i64, from: i64, to: i64, deliverie
 
 /// Records an attempt (replacing one with the same number) and updates its
 /// delivery; `Invalid` if there is no such delivery.
-pub(crate) fn record_attempt(conn: &Connection, now: i64, a: &DeliveryAttempt, state: DeliveryState) -> Result<()> {
+fn record_attempt(conn: &Connection, now: i64, a: &DeliveryAttempt, state: DeliveryState) -> Result<()> {
     // The delivery first: if it is missing, the refusal comes before any write.
     let n = conn
         .prepare_cached(
@@ -224,7 +296,7 @@ pub(crate) fn record_attempt(conn: &Connection, now: i64, a: &DeliveryAttempt, s
 }
 
 /// One delivery.
-pub(crate) fn get_delivery(conn: &Connection, id: Uuid) -> Result<Option<DeliveryRecord>> {
+fn get_delivery(conn: &Connection, id: Uuid) -> Result<Option<DeliveryRecord>> {
     Ok(conn
         .prepare_cached(concat!(
             "SELECT ",
@@ -236,7 +308,7 @@ pub(crate) fn get_delivery(conn: &Connection, id: Uuid) -> Result<Option<Deliver
 }
 
 /// A webhook's deliveries, newest first.
-pub(crate) fn list_deliveries(conn: &Connection, webhook: Uuid, max: u32, offset: u32) -> Result<Vec<DeliveryRecord>> {
+fn list_deliveries(conn: &Connection, webhook: Uuid, max: u32, offset: u32) -> Result<Vec<DeliveryRecord>> {
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",
         delivery_columns!(),
@@ -247,7 +319,7 @@ pub(crate) fn list_deliveries(conn: &Connection, webhook: Uuid, max: u32, offset
 }
 
 /// A delivery's attempts, oldest first.
-pub(crate) fn list_attempts(conn: &Connection, delivery: Uuid) -> Result<Vec<DeliveryAttempt>> {
+fn list_attempts(conn: &Connection, delivery: Uuid) -> Result<Vec<DeliveryAttempt>> {
     let mut stmt = conn.prepare_cached(
         "SELECT delivery_id, attempt, status, latency_ms, response, error, at FROM webhook_attempts \
          WHERE delivery_id = ?1 ORDER BY attempt",

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use courier_core::store::*;
 use courier_core::{
-    ChildCreated, ClaimRequest, Completion, ExecutionId, ExecutionRecord, ExecutionState, LeaseKey, LeaseLost,
-    LeaseToken, NewExecution, NewTask, Outcome, Store, StoreError, TaskId, TaskKind, TaskSpec, TaskState,
+    ChildCreated, ClaimRequest, Completed, Completion, ExecutionId, ExecutionRecord, ExecutionState, LeaseKey,
+    LeaseLost, LeaseToken, NewExecution, NewTask, Outcome, StoreError, StoreResult, TaskId, TaskKind, TaskSpec,
+    TaskState,
 };
 use courier_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
@@ -23,7 +25,27 @@ fn activity(function: &str) -> TaskSpec {
 }
 
 async fn dispatch(store: &SqliteStore, spec: TaskSpec) -> ExecutionId {
-    store.dispatch(vec![NewExecution::new(spec)]).await.unwrap()[0].id()
+    store.dispatch(vec![NewExecution::new(spec)]).await.unwrap().value[0].id()
+}
+
+async fn complete(store: &SqliteStore, completions: Vec<Completion>) -> StoreResult<Vec<StoreResult<Completed>>> {
+    let batch = WriteBatch {
+        completions,
+        ..WriteBatch::default()
+    };
+    Ok(store.commit(Arc::new(batch)).await?.completions)
+}
+
+async fn create_children(
+    store: &SqliteStore,
+    fence: Option<LeaseKey>,
+    tasks: Vec<NewTask>,
+) -> StoreResult<Vec<ChildCreated>> {
+    let batch = WriteBatch {
+        children: vec![ChildGroup { fence, tasks }],
+        ..WriteBatch::default()
+    };
+    store.commit(Arc::new(batch)).await?.children.pop().unwrap()
 }
 
 fn req(max: u32) -> ClaimRequest {
@@ -40,13 +62,13 @@ async fn a_saturated_limit_does_not_starve_other_functions_of_a_claim() {
     for _ in 0..3 {
         dispatch(&store, activity("cold")).await;
     }
-    let claimed = store.claim_tasks(&req(5).limit("hot", 2)).await.unwrap();
+    let claimed = store.claim_tasks(&req(5).limit("hot", 2)).await.unwrap().value;
     let hot = claimed.iter().filter(|c| c.task.function == "hot").count();
     let cold = claimed.iter().filter(|c| c.task.function == "cold").count();
     assert_eq!((hot, cold), (2, 3));
 
     // The two live leases count against the limit on the next claim too.
-    let again = store.claim_tasks(&req(5).limit("hot", 2)).await.unwrap();
+    let again = store.claim_tasks(&req(5).limit("hot", 2)).await.unwrap().value;
     assert!(again.is_empty(), "{again:?}");
 }
 
@@ -56,11 +78,11 @@ async fn an_expired_lease_frees_its_limit_slot_and_is_reclaimed() {
     dispatch(&store, activity("f")).await;
     dispatch(&store, activity("f")).await;
     let short = ClaimRequest::new("w", 1, Duration::from_millis(1)).limit("f", 1);
-    let first = store.claim_tasks(&short).await.unwrap();
+    let first = store.claim_tasks(&short).await.unwrap().value;
     assert_eq!(first.len(), 1);
     tokio::time::sleep(Duration::from_millis(5)).await;
     // The first lease expired: it no longer counts, and it is claimable itself.
-    let next = store.claim_tasks(&req(2).limit("f", 1)).await.unwrap();
+    let next = store.claim_tasks(&req(2).limit("f", 1)).await.unwrap().value;
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].task.id, first[0].task.id, "the expired task goes first (older)");
     assert_eq!(next[0].task.attempt, 2);
@@ -81,6 +103,7 @@ async fn filters_combine_kinds_functions_tags_and_queues() {
         .claim_tasks(&cpu)
         .await
         .unwrap()
+        .value
         .into_iter()
         .map(|c| c.task.execution_id)
         .collect();
@@ -91,7 +114,7 @@ async fn filters_combine_kinds_functions_tags_and_queues() {
 
     // Only activities, with a tag that overlaps.
     let gpu_worker = req(10).tags(["gpu", "x"]).kinds([TaskKind::Activity]);
-    let got = store.claim_tasks(&gpu_worker).await.unwrap();
+    let got = store.claim_tasks(&gpu_worker).await.unwrap().value;
     let ids: Vec<ExecutionId> = got.iter().map(|c| c.task.execution_id).collect();
     assert!(
         ids.contains(&gpu) && ids.contains(&other_queue) && ids.len() == 2,
@@ -103,7 +126,7 @@ async fn filters_combine_kinds_functions_tags_and_queues() {
 async fn fenced_writes_say_why_they_were_refused() {
     let store = memory().await;
     dispatch(&store, activity("f")).await;
-    let claimed = store.claim_tasks(&req(1)).await.unwrap().pop().unwrap();
+    let claimed = store.claim_tasks(&req(1)).await.unwrap().value.pop().unwrap();
     let stale = LeaseKey {
         task_id: claimed.task.id,
         token: LeaseToken::new(),
@@ -119,14 +142,13 @@ async fn fenced_writes_say_why_they_were_refused() {
             remember: vec![],
         },
     };
-    store
-        .complete_tasks(vec![done.clone()])
+    complete(&store, vec![done.clone()])
         .await
         .unwrap()
         .pop()
         .unwrap()
         .unwrap();
-    match store.complete_tasks(vec![done]).await.unwrap().pop().unwrap() {
+    match complete(&store, vec![done]).await.unwrap().pop().unwrap() {
         Err(StoreError::LeaseLost { reason, .. }) => assert_eq!(reason, LeaseLost::NotRunning(TaskState::Completed)),
         other => panic!("{other:?}"),
     }
@@ -144,7 +166,7 @@ async fn fenced_writes_say_why_they_were_refused() {
 async fn signal_waits_consume_signals_oldest_first() {
     let store = memory().await;
     let exec = dispatch(&store, TaskSpec::new(TaskKind::Orchestrator, "o", json!(null))).await;
-    let parent = store.claim_tasks(&req(1)).await.unwrap().pop().unwrap();
+    let parent = store.claim_tasks(&req(1)).await.unwrap().value.pop().unwrap();
     store.send_signal(exec, "go", json!(1)).await.unwrap();
     store.send_signal(exec, "go", json!(2)).await.unwrap();
     let wait = |step| NewTask {
@@ -154,8 +176,7 @@ async fn signal_waits_consume_signals_oldest_first() {
         spec: TaskSpec::new(TaskKind::SignalWait, "go", json!(null)),
         result: None,
     };
-    let created = store
-        .create_children(Some(parent.lease.key()), vec![wait(1), wait(2), wait(3)])
+    let created = create_children(&store, Some(parent.lease.key()), vec![wait(1), wait(2), wait(3)])
         .await
         .unwrap();
     let states: Vec<TaskState> = created
@@ -178,7 +199,7 @@ async fn signal_waits_consume_signals_oldest_first() {
     assert_eq!(store.get_task(parent.task.id).await.unwrap().unwrap().wake_gen, 2);
 
     // The third wait gets the next signal sent.
-    let sent = store.send_signal(exec, "go", json!(3)).await.unwrap();
+    let sent = store.send_signal(exec, "go", json!(3)).await.unwrap().value;
     assert_eq!(sent.delivered_to, Some(TaskId::for_step(exec, 3)));
     assert_eq!(sent.parent_id, Some(parent.task.id));
 }

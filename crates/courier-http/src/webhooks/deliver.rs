@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use courier_core::metric;
 use courier_core::{DeliveryAttempt, DeliveryState, TaskError, TaskKind, TaskSpec};
 use courier_runtime::{ActivityContext, Courier, FunctionOptions};
 use serde::{Deserialize, Serialize};
@@ -155,9 +156,10 @@ pub(crate) async fn deliver(
                     Ok(json!({"status": status.as_u16()})),
                 )
             } else if status == reqwest::StatusCode::GONE {
-                store
+                courier
                     .set_webhook_enabled(webhook.id, false, Some("the endpoint answered 410 Gone"))
-                    .await?;
+                    .await
+                    .map_err(|e| TaskError::new("store", e.to_string()))?;
                 let e = TaskError::non_retryable("http_410", "the endpoint answered 410 Gone; webhook disabled");
                 (Some(410), Some(excerpt), Some(e.message.clone()), Err(e))
             } else {
@@ -180,7 +182,7 @@ pub(crate) async fn deliver(
         Err(_) => DeliveryState::Pending,
     };
     metrics::counter!(
-        "courier_webhook_attempts_total",
+        metric::WEBHOOK_ATTEMPTS,
         "outcome" => match state {
             DeliveryState::Delivered => "delivered",
             DeliveryState::Failed => "failed",
@@ -188,9 +190,9 @@ pub(crate) async fn deliver(
         }
     )
     .increment(1);
-    store
+    courier
         .record_delivery_attempt(
-            &DeliveryAttempt {
+            DeliveryAttempt {
                 delivery_id: delivery.id,
                 attempt: attempt_no,
                 status,
@@ -201,6 +203,7 @@ pub(crate) async fn deliver(
             },
             state,
         )
-        .await?;
+        .await
+        .map_err(|e| TaskError::new("store", e.to_string()))?;
     outcome
 }

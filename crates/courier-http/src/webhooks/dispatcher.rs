@@ -11,8 +11,9 @@
 use std::time::Duration;
 
 use actix::prelude::*;
+use courier_core::metric;
 use courier_core::{EventFilter, NewDelivery, NewExecution, Notice, Topic};
-use courier_runtime::Courier;
+use courier_runtime::{Courier, RuntimeError};
 use uuid::Uuid;
 
 use super::deliver::spec;
@@ -20,6 +21,9 @@ use crate::options::WebhookOptions;
 
 /// Events matched per round.
 const PAGE: u32 = 500;
+
+/// The role whose holder turns events into deliveries.
+const ROLE: &str = "courier.webhooks";
 
 /// The actor. See the module documentation.
 pub(crate) struct WebhookDispatcher {
@@ -63,13 +67,10 @@ impl WebhookDispatcher {
 }
 
 /// One round; whether there may be more to do at once.
-async fn enqueue_round(courier: &Courier, options: &WebhookOptions) -> Result<bool, courier_core::StoreError> {
+async fn enqueue_round(courier: &Courier, options: &WebhookOptions) -> Result<bool, RuntimeError> {
     let store = courier.store();
     let role_ttl = options.poll * 5 + Duration::from_secs(5);
-    if !store
-        .try_acquire_singleton("courier.webhooks", courier.node_id(), role_ttl)
-        .await?
-    {
+    if !courier.hold_role(ROLE, role_ttl).await? {
         return Ok(false);
     }
     let from = store.webhook_cursor().await?;
@@ -97,19 +98,8 @@ async fn enqueue_round(courier: &Courier, options: &WebhookOptions) -> Result<bo
         }
     }
     let count = deliveries.len();
-    if store.enqueue_deliveries(from, to, deliveries).await? {
-        if count > 0 {
-            metrics::counter!("courier_webhook_deliveries_total").increment(count as u64);
-            let _ = courier
-                .notifier()
-                .publish(vec![
-                    Notice::Work {
-                        queue: options.queue.clone(),
-                    },
-                    Notice::Events,
-                ])
-                .await;
-        }
+    if courier.enqueue_deliveries(from, to, deliveries).await? {
+        metrics::counter!(metric::WEBHOOK_DELIVERIES).increment(count as u64);
         Ok(events.len() as u32 == PAGE)
     } else {
         // Another node moved the cursor: look again from where it left it.

@@ -59,7 +59,7 @@ pub(crate) async fn create(http: web::Data<Http>, body: web::Json<CreateWebhook>
         created_at: now,
         updated_at: now,
     };
-    http.courier().store().create_webhook(&hook).await?;
+    http.courier().create_webhook(hook.clone()).await?;
     Ok(HttpResponse::Created().json(hook))
 }
 
@@ -89,7 +89,7 @@ pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResu
 /// Deletes a webhook with its deliveries.
 pub(crate) async fn delete(http: web::Data<Http>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = uuid("webhook", &id)?;
-    if http.courier().store().delete_webhook(id).await? {
+    if http.courier().delete_webhook(id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::not_found("webhook", id))
@@ -109,10 +109,7 @@ pub(crate) async fn disable(http: web::Data<Http>, id: web::Path<String>) -> Api
 async fn set_enabled(http: &Http, id: &str, enabled: bool) -> ApiResult<HttpResponse> {
     let hook = find(http, id).await?;
     let reason = (!enabled).then_some("disabled over the API");
-    http.courier()
-        .store()
-        .set_webhook_enabled(hook.id, enabled, reason)
-        .await?;
+    http.courier().set_webhook_enabled(hook.id, enabled, reason).await?;
     Ok(HttpResponse::Ok().json(view(&find(http, id).await?)))
 }
 

@@ -362,7 +362,8 @@ pub async fn heartbeats_and_checkpoints_are_recorded_and_survive_a_retry(store: 
     let renewed = store
         .heartbeat(c.lease.key(), Duration::from_secs(120), Some(json!({"rows": 10})))
         .await
-        .unwrap();
+        .unwrap()
+        .value;
     assert!(renewed.expires_at > c.lease.expires_at);
     store.checkpoint(c.lease.key(), json!({"page": 3})).await.unwrap();
     let hb = events_of_type(&store, exec, EventType::TaskHeartbeat).await;
@@ -412,4 +413,23 @@ pub async fn releasing_a_claim_gives_the_attempt_back(store: DynStore) {
         claim(&store, &claim_any("w", 1)).await.is_empty(),
         "released with a delay"
     );
+}
+
+/// The seed's one-at-a-time claim takes the next task by the same rules, and
+/// nothing when nothing is claimable.
+pub async fn the_seed_claim_takes_one_task_at_a_time(store: DynStore) {
+    let ids = dispatch_many(&store, "one_by_one", 2).await;
+    let first = store
+        .claim_next_task(&claim_any("w", 10))
+        .await
+        .unwrap()
+        .expect("a task");
+    let second = store
+        .claim_next_task(&claim_any("w", 10))
+        .await
+        .unwrap()
+        .expect("another task");
+    let claimed: std::collections::BTreeSet<_> = [first.task.execution_id, second.task.execution_id].into();
+    assert_eq!(claimed, ids.into_iter().collect());
+    assert!(store.claim_next_task(&claim_any("w", 10)).await.unwrap().is_none());
 }

@@ -24,7 +24,7 @@ pub async fn cleanup_removes_only_old_terminal_executions_with_all_their_rows(st
         .unwrap();
     store.send_signal(old, "extra", json!(1)).await.unwrap();
     store
-        .append_progress(old, None, &Progress::percent(10.0, "x"))
+        .append_progress(old, None, &Progress::percent(10.0, "x"), None)
         .await
         .unwrap();
     store.increment_execution_counter(old, "n", 1.0).await.unwrap();

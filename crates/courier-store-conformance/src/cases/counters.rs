@@ -86,7 +86,7 @@ pub async fn progress_reports_list_the_latest_window_oldest_first(store: DynStor
     let id = dispatch(&store, activity("progressing")).await;
     for p in 1..=5 {
         store
-            .append_progress(id, None, &Progress::percent(p as f64 * 10.0, format!("step {p}")))
+            .append_progress(id, None, &Progress::percent(p as f64 * 10.0, format!("step {p}")), None)
             .await
             .unwrap();
     }
@@ -98,7 +98,7 @@ pub async fn progress_reports_list_the_latest_window_oldest_first(store: DynStor
         message: None,
         detail: Some(json!({"bytes": 10})),
     };
-    store.append_progress(id, Some(child), &detailed).await.unwrap();
+    store.append_progress(id, Some(child), &detailed, None).await.unwrap();
 
     let latest = store.list_progress(id, 3).await.unwrap();
     let percents: Vec<Option<f64>> = latest.iter().map(|e| e.progress.percent).collect();

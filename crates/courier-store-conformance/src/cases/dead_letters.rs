@@ -48,7 +48,7 @@ pub async fn replaying_a_dead_letter_resumes_a_failed_execution(store: DynStore)
     fail_for_good(&store, c.lease.key(), "bug").await.unwrap();
     assert_eq!(execution(&store, id).await.state, ExecutionState::Failed);
 
-    let replayed = store.replay_dead_letter(c.task.id).await.unwrap();
+    let replayed = store.replay_dead_letter(c.task.id).await.unwrap().value;
     assert_eq!((replayed.task_id, replayed.execution_id), (c.task.id, id));
     assert!(replayed.execution_resumed);
     let e = execution(&store, id).await;
@@ -109,7 +109,7 @@ pub async fn replaying_a_child_dead_letter_reopens_its_orchestrator(store: DynSt
     assert_eq!(execution(&store, id).await.state, ExecutionState::Failed);
     assert_eq!(store.count_dead_letters().await.unwrap(), 2);
 
-    let replayed = store.replay_dead_letter(kid.task.id).await.unwrap();
+    let replayed = store.replay_dead_letter(kid.task.id).await.unwrap().value;
     assert!(replayed.execution_resumed);
     assert_eq!(execution(&store, id).await.state, ExecutionState::Running);
     assert_eq!(task(&store, orch.task.id).await.state, TaskState::Waiting);

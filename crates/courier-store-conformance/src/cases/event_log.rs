@@ -4,53 +4,64 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use courier_core::{EventFilter, EventType, ExecutionId, NewEvent, TaskId};
+use courier_core::{Effect, EffectWrite, EventFilter, EventType, ExecutionId, Progress, TaskId, WriteBatch};
 use serde_json::json;
 
 use crate::support::*;
 
-fn free_event(execution: ExecutionId, n: usize) -> NewEvent {
-    NewEvent::task(
-        EventType::TaskProgress,
-        execution,
-        TaskId::for_step(execution, (n % 3) as i64 + 1),
-        json!({"n": n}),
-    )
+/// Appends `count` progress events to `execution` in one commit, numbered from
+/// `first` (in `detail.n`), reported by tasks at steps 1 to 3 in turn.
+async fn append_progress_events(store: &DynStore, execution: ExecutionId, first: usize, count: usize) {
+    let effects = (first..first + count)
+        .map(|n| EffectWrite {
+            fence: None,
+            execution_id: execution,
+            parent_id: Some(TaskId::for_step(execution, (n % 3) as i64 + 1)),
+            step: 1000 + n as i64,
+            effect: Effect::Progress(Progress {
+                detail: Some(json!({"n": n})),
+                ..Progress::default()
+            }),
+        })
+        .collect();
+    let results = store
+        .commit(Arc::new(WriteBatch {
+            effects,
+            ..WriteBatch::default()
+        }))
+        .await
+        .expect("commit");
+    assert!(results.effects.iter().all(Result::is_ok), "{:?}", results.effects);
+    assert_eq!(results.changes.len(), count, "one change per progress report");
+}
+
+fn n_of(event: &courier_core::Event) -> i64 {
+    event.data["detail"]["n"].as_i64().expect("a numbered progress event")
 }
 
 /// Concurrent appends get contiguous, unique sequence numbers; reads page after a
 /// cursor and filter by execution, task and type.
 pub async fn event_sequences_are_gap_free_and_readable_after_a_cursor(store: DynStore) {
+    let execs = dispatch_many(&store, "logged", 8).await;
     let base = store.last_event_seq().await.unwrap();
-    let execs: Vec<ExecutionId> = (0..8).map(|_| ExecutionId::new()).collect();
     let appenders = execs.iter().map(|exec| {
         let (store, exec) = (store.clone(), *exec);
         tokio::spawn(async move {
-            let mut seqs = Vec::new();
             for batch in 0..5 {
-                let events = (0..5).map(|i| free_event(exec, batch * 5 + i)).collect();
-                let got = store.append_events(events).await.unwrap();
-                assert_eq!(got.len(), 5);
-                assert!(got.windows(2).all(|w| w[0] < w[1]), "a batch's seqs follow its order");
-                seqs.extend(got);
+                append_progress_events(&store, exec, batch * 5, 5).await;
             }
-            seqs
         })
     });
-    let mut all = Vec::new();
     for a in futures::future::join_all(appenders).await {
-        all.extend(a.unwrap());
+        a.unwrap();
     }
-    all.sort();
+    assert_eq!(store.last_event_seq().await.unwrap(), base + 200);
+    let read = store.read_events(&EventFilter::after(base).limit(1000)).await.unwrap();
     assert_eq!(
-        all,
+        read.iter().map(|e| e.seq).collect::<Vec<_>>(),
         ((base + 1)..=(base + 200)).collect::<Vec<_>>(),
         "gap-free and unique"
     );
-    assert_eq!(store.last_event_seq().await.unwrap(), base + 200);
-
-    let read = store.read_events(&EventFilter::after(base).limit(1000)).await.unwrap();
-    assert_eq!(read.iter().map(|e| e.seq).collect::<Vec<_>>(), all);
     let page = store
         .read_events(&EventFilter::after(base + 150).limit(20))
         .await
@@ -61,11 +72,20 @@ pub async fn event_sequences_are_gap_free_and_readable_after_a_cursor(store: Dyn
     );
 
     let exec = execs[3];
-    let mine = store.read_events(&EventFilter::after(0).execution(exec)).await.unwrap();
+    let mine = store
+        .read_events(&EventFilter::after(0).execution(exec).types([EventType::TaskProgress]))
+        .await
+        .unwrap();
     assert_eq!(mine.len(), 25);
-    let ns: Vec<i64> = mine.iter().map(|e| e.data["n"].as_i64().unwrap()).collect();
+    let ns: Vec<i64> = mine.iter().map(n_of).collect();
     assert_eq!(ns, (0..25).collect::<Vec<_>>(), "one appender's events keep its order");
-    assert!(mine.iter().all(|e| e.event_type == EventType::TaskProgress));
+    let all_mine = store.read_events(&EventFilter::after(0).execution(exec)).await.unwrap();
+    assert_eq!(
+        types(&all_mine[..2]),
+        [EventType::ExecutionCreated, EventType::TaskCreated],
+        "the dispatch's events come first"
+    );
+    assert_eq!(all_mine.len(), 27);
     let one_task = store
         .read_events(&EventFilter::after(0).task(TaskId::for_step(exec, 1)))
         .await
@@ -120,13 +140,12 @@ pub async fn a_tailing_reader_never_skips_a_committed_event(store: DynStore) {
     let writers = (0..4).map(|_| {
         let store = store.clone();
         tokio::spawn(async move {
-            let exec = ExecutionId::new();
+            let exec = dispatch(&store, activity("logged")).await;
+            let mut next = 0;
             for n in 0..60 {
                 let size = 1 + n % 4;
-                store
-                    .append_events((0..size).map(|i| free_event(exec, i)).collect())
-                    .await
-                    .unwrap();
+                append_progress_events(&store, exec, next, size).await;
+                next += size;
             }
         })
     });
@@ -148,17 +167,17 @@ pub async fn a_tailing_reader_never_skips_a_committed_event(store: DynStore) {
 
 /// Trimming deletes old events but their sequence numbers are never handed out again.
 pub async fn trimmed_sequence_numbers_are_never_reused(store: DynStore) {
-    let exec = ExecutionId::new();
-    let seqs = store
-        .append_events((0..3).map(|n| free_event(exec, n)).collect())
-        .await
-        .unwrap();
+    let exec = dispatch(&store, activity("logged")).await;
+    append_progress_events(&store, exec, 0, 3).await;
+    let last = store.last_event_seq().await.unwrap();
+    assert_eq!(last, 5, "two dispatch events and three progress events");
     let future = store.now().await.unwrap() + chrono::Duration::seconds(5);
-    assert_eq!(store.trim_events(future).await.unwrap(), 3);
+    assert_eq!(store.trim_events(future).await.unwrap(), 5);
     assert!(store.read_events(&EventFilter::after(0)).await.unwrap().is_empty());
-    assert_eq!(store.last_event_seq().await.unwrap(), seqs[2]);
-    let next = store.append_events(vec![free_event(exec, 9)]).await.unwrap();
-    assert_eq!(next, vec![seqs[2] + 1]);
+    assert_eq!(store.last_event_seq().await.unwrap(), last);
+    append_progress_events(&store, exec, 9, 1).await;
+    let next = store.read_events(&EventFilter::after(0)).await.unwrap();
+    assert_eq!(next.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![last + 1]);
 
     let past = store.now().await.unwrap() - chrono::Duration::seconds(60);
     assert_eq!(store.trim_events(past).await.unwrap(), 0);

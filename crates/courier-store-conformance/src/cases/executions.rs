@@ -28,7 +28,10 @@ pub async fn dispatch_creates_the_execution_and_its_root_task(store: DynStore) {
     new.spec.args = json!({"name": "ada"});
     new.spec.version = Some("v2".into());
     let id = new.id;
-    assert_eq!(store.dispatch(vec![new]).await.unwrap(), vec![Dispatched::Created(id)]);
+    assert_eq!(
+        store.dispatch(vec![new]).await.unwrap().value,
+        vec![Dispatched::Created(id)]
+    );
 
     let e = execution(&store, id).await;
     assert_eq!(e.state, ExecutionState::Pending);
@@ -62,7 +65,7 @@ pub async fn dispatch_creates_the_execution_and_its_root_task(store: DynStore) {
     assert_eq!((t.queue.as_str(), t.priority), ("q1", 3));
     assert_eq!(t.tags, vec!["a", "b"]);
     assert!(t.scheduled_for <= store.now().await.unwrap());
-    assert_eq!(store.get_task_at_step(id, 0).await.unwrap(), Some(t.clone()));
+    assert_eq!(store.get_task(TaskId::for_step(id, 0)).await.unwrap(), Some(t.clone()));
 
     let events = events_of(&store, id).await;
     assert_eq!(
@@ -85,9 +88,12 @@ pub async fn dispatching_twice_with_one_idempotency_key_creates_one_execution(st
     let first = NewExecution::new(activity("charge")).with_idempotency_key("order-1");
     let second = NewExecution::new(activity("charge")).with_idempotency_key("order-1");
     let (a, b) = (first.id, second.id);
-    assert_eq!(store.dispatch(vec![first]).await.unwrap(), vec![Dispatched::Created(a)]);
     assert_eq!(
-        store.dispatch(vec![second]).await.unwrap(),
+        store.dispatch(vec![first]).await.unwrap().value,
+        vec![Dispatched::Created(a)]
+    );
+    assert_eq!(
+        store.dispatch(vec![second]).await.unwrap().value,
         vec![Dispatched::Existing(a)]
     );
     assert!(store.get_execution(b).await.unwrap().is_none());
@@ -99,7 +105,7 @@ pub async fn dispatching_twice_with_one_idempotency_key_creates_one_execution(st
     let free = NewExecution::new(activity("charge"));
     let (xid, fid) = (x.id, free.id);
     assert_eq!(
-        store.dispatch(vec![x, y, free]).await.unwrap(),
+        store.dispatch(vec![x, y, free]).await.unwrap().value,
         vec![
             Dispatched::Created(xid),
             Dispatched::Existing(xid),
@@ -111,7 +117,7 @@ pub async fn dispatching_twice_with_one_idempotency_key_creates_one_execution(st
         let store = store.clone();
         tokio::spawn(async move {
             let new = NewExecution::new(activity("charge")).with_idempotency_key("order-3");
-            store.dispatch(vec![new]).await.unwrap().pop().unwrap()
+            store.dispatch(vec![new]).await.unwrap().value.pop().unwrap()
         })
     });
     let outcomes: Vec<Dispatched> = futures::future::join_all(racers)
@@ -286,7 +292,7 @@ pub async fn cancel_sticks_and_fences_running_tasks(store: DynStore) {
         .unwrap();
     let running_child = claim_one(&store, &claim_any("w", 1).functions(["step1"])).await;
 
-    let cancelled = store.cancel_execution(id, "user asked").await.unwrap();
+    let cancelled = store.cancel_execution(id, "user asked").await.unwrap().value;
     assert_eq!(cancelled.execution_id, id);
     assert_eq!(cancelled.previous, ExecutionState::Running);
     let expected: HashSet<TaskId> = [0, 1, 2].into_iter().map(|s| TaskId::for_step(id, s)).collect();
@@ -330,7 +336,7 @@ pub async fn cancel_sticks_and_fences_running_tasks(store: DynStore) {
     assert_eq!(last.event_type, EventType::ExecutionCancelled);
     assert_eq!(last.data, json!({"function": "flow", "reason": "user asked"}));
 
-    let again = store.cancel_execution(id, "twice").await.unwrap();
+    let again = store.cancel_execution(id, "twice").await.unwrap().value;
     assert_eq!(again.previous, ExecutionState::Cancelled);
     assert!(again.tasks.is_empty());
     assert_eq!(
@@ -358,10 +364,10 @@ pub async fn executions_past_their_deadline_time_out(store: DynStore) {
     let none = NewExecution::new(activity("slow"));
     let (s, l, n) = (short.id, long.id, none.id);
     store.dispatch(vec![short, long, none]).await.unwrap();
-    assert!(store.time_out_executions(100).await.unwrap().is_empty());
+    assert!(store.time_out_executions(100).await.unwrap().value.is_empty());
 
     sleep_ms(600).await;
-    let timed_out = store.time_out_executions(100).await.unwrap();
+    let timed_out = store.time_out_executions(100).await.unwrap().value;
     assert_eq!(timed_out.len(), 1);
     assert_eq!(timed_out[0].execution_id, s);
     assert_eq!(timed_out[0].previous, ExecutionState::Pending);
@@ -378,7 +384,7 @@ pub async fn executions_past_their_deadline_time_out(store: DynStore) {
     for other in [l, n] {
         assert_eq!(execution(&store, other).await.state, ExecutionState::Pending);
     }
-    assert!(store.time_out_executions(100).await.unwrap().is_empty());
+    assert!(store.time_out_executions(100).await.unwrap().value.is_empty());
 }
 
 /// Courier's own executions (`courier.*` functions) are listed only when asked for.

@@ -21,7 +21,11 @@ pub async fn stuck_tasks_are_reported_once_per_attempt(store: DynStore) {
         .await
         .unwrap();
 
-    let stuck = store.detect_stuck_tasks(Duration::from_millis(300), 10).await.unwrap();
+    let stuck = store
+        .detect_stuck_tasks(Duration::from_millis(300), 10)
+        .await
+        .unwrap()
+        .value;
     assert_eq!(stuck, vec![TaskId::root_of(quiet)]);
     assert!(task(&store, TaskId::root_of(quiet)).await.stuck_at.is_some());
     let events = events_of_type(&store, quiet, EventType::TaskStuck).await;
@@ -36,6 +40,7 @@ pub async fn stuck_tasks_are_reported_once_per_attempt(store: DynStore) {
             .detect_stuck_tasks(Duration::from_millis(300), 10)
             .await
             .unwrap()
+            .value
             .is_empty(),
         "reported once"
     );
@@ -106,4 +111,14 @@ pub async fn the_store_clock_is_utc_now(store: DynStore) {
     let now = store.now().await.unwrap();
     assert_close(now, chrono::Utc::now(), Duration::from_secs(5), "store clock");
     store.analyze().await.unwrap();
+}
+
+/// Initialising an initialised store again changes nothing (every node of a
+/// cluster calls `init` at start), and the store names its backend.
+pub async fn initialising_again_is_harmless(store: DynStore) {
+    let id = dispatch(&store, activity("before")).await;
+    store.init().await.expect("a second init");
+    assert_eq!(execution(&store, id).await.state, courier_core::ExecutionState::Pending);
+    dispatch(&store, activity("after")).await;
+    assert!(["sqlite", "postgres"].contains(&store.backend()));
 }

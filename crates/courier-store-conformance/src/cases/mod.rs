@@ -2,6 +2,7 @@
 //! store and panics on any deviation from the contract.
 
 pub mod cache;
+pub mod changes;
 pub mod children;
 pub mod claims;
 pub mod cleanup;

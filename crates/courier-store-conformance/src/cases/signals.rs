@@ -17,7 +17,11 @@ fn wait_for(name: &str) -> TaskSpec {
 /// A signal sent before anyone waits is kept, and the first wait consumes it at once.
 pub async fn a_signal_sent_before_anyone_waits_is_kept(store: DynStore) {
     let (id, orch) = running_orchestrator(&store, "approval").await;
-    let sent = store.send_signal(id, "approve", json!({"by": "ann"})).await.unwrap();
+    let sent = store
+        .send_signal(id, "approve", json!({"by": "ann"}))
+        .await
+        .unwrap()
+        .value;
     assert_eq!((sent.delivered_to, sent.parent_id), (None, None));
     let kept = store.get_signal(id, "approve").await.unwrap().expect("kept");
     assert_eq!(kept.id, sent.signal_id);
@@ -77,7 +81,7 @@ pub async fn a_signal_completes_the_oldest_wait_and_wakes_its_parent(store: DynS
     let generation = task(&store, orch.task.id).await.wake_gen;
     assert!(store.suspend_task(orch.lease.key(), generation).await.unwrap());
 
-    let sent = store.send_signal(id, "go", json!({"n": 1})).await.unwrap();
+    let sent = store.send_signal(id, "go", json!({"n": 1})).await.unwrap().value;
     assert_eq!(sent.delivered_to, Some(TaskId::for_step(id, 1)));
     assert_eq!(sent.parent_id, Some(orch.task.id));
     assert_eq!(
@@ -88,16 +92,16 @@ pub async fn a_signal_completes_the_oldest_wait_and_wakes_its_parent(store: DynS
     let parent = task(&store, orch.task.id).await;
     assert_eq!(parent.state, TaskState::Pending, "woken");
 
-    let second = store.send_signal(id, "go", json!({"n": 2})).await.unwrap();
+    let second = store.send_signal(id, "go", json!({"n": 2})).await.unwrap().value;
     assert_eq!(second.delivered_to, Some(TaskId::for_step(id, 2)));
-    let third = store.send_signal(id, "go", json!({"n": 3})).await.unwrap();
+    let third = store.send_signal(id, "go", json!({"n": 3})).await.unwrap().value;
     assert_eq!(third.delivered_to, None);
     assert_eq!(
         store.get_signal(id, "go").await.unwrap().unwrap().payload,
         json!({"n": 3}),
         "the oldest unconsumed"
     );
-    let other = store.send_signal(id, "other", json!(1)).await.unwrap();
+    let other = store.send_signal(id, "other", json!(1)).await.unwrap().value;
     assert_eq!(other.delivered_to, None, "names do not cross");
 
     let missing = ExecutionId::new();
@@ -129,7 +133,7 @@ pub async fn a_signal_wait_with_a_timeout_is_claimable_when_due(store: DynStore)
     assert_eq!(task(&store, TaskId::for_step(id, 1)).await.state, TaskState::Pending);
     let timer_claim = claim_any("w", 5).functions(["nothing-else"]);
     assert!(claim(&store, &timer_claim).await.is_empty());
-    let sent = store.send_signal(id, "later", json!("in time")).await.unwrap();
+    let sent = store.send_signal(id, "later", json!("in time")).await.unwrap().value;
     assert_eq!(sent.delivered_to, Some(TaskId::for_step(id, 2)));
     assert_eq!(task(&store, TaskId::for_step(id, 2)).await.state, TaskState::Completed);
 

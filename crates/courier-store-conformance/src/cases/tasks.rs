@@ -18,8 +18,11 @@ pub async fn raw_task_records_round_trip(store: DynStore) {
     store.create_tasks(&[t1.clone(), t2.clone()]).await.unwrap();
 
     assert_eq!(task(&store, t1.id).await, t1);
-    assert_eq!(store.get_task_at_step(exec, 2).await.unwrap(), Some(t2.clone()));
-    assert_eq!(store.get_task_at_step(exec, 9).await.unwrap(), None);
+    assert_eq!(
+        store.get_task(TaskId::for_step(exec, 2)).await.unwrap(),
+        Some(t2.clone())
+    );
+    assert_eq!(store.get_task(TaskId::for_step(exec, 9)).await.unwrap(), None);
     let mut both = store
         .get_tasks(&[t2.id, t1.id, TaskId::for_step(exec, 9)])
         .await

@@ -172,7 +172,7 @@ pub async fn deleting_a_webhook_deletes_its_deliveries_and_their_attempts(store:
     let theirs = delivery(kept, 1, "deliver");
     let mut all = mine.to_vec();
     all.push(theirs.clone());
-    assert!(store.enqueue_deliveries(0, 2, all).await.unwrap());
+    assert!(store.enqueue_deliveries(0, 2, all).await.unwrap().value);
     for d in mine.iter().chain([&theirs]) {
         store
             .record_delivery_attempt(
@@ -215,7 +215,7 @@ pub async fn enqueueing_deliveries_dispatches_their_executions_and_moves_the_cur
         },
     ];
     let before = store.last_event_seq().await.unwrap();
-    assert!(store.enqueue_deliveries(0, 5, batch.clone()).await.unwrap());
+    assert!(store.enqueue_deliveries(0, 5, batch.clone()).await.unwrap().value);
     assert_eq!(store.webhook_cursor().await.unwrap(), 5);
     assert_eq!(store.last_event_seq().await.unwrap(), before + 4);
 
@@ -258,7 +258,7 @@ pub async fn enqueueing_deliveries_dispatches_their_executions_and_moves_the_cur
     }
 
     // Enqueueing nothing still moves the cursor (events that matched no webhook).
-    assert!(store.enqueue_deliveries(5, 8, Vec::new()).await.unwrap());
+    assert!(store.enqueue_deliveries(5, 8, Vec::new()).await.unwrap().value);
     assert_eq!(store.webhook_cursor().await.unwrap(), 8);
 
     // An idempotency key is honoured as dispatch honours it: the delivery is made
@@ -268,7 +268,7 @@ pub async fn enqueueing_deliveries_dispatches_their_executions_and_moves_the_cur
     store.dispatch(vec![keyed]).await.unwrap();
     let mut again = delivery(hook, 9, "deliver-c");
     again.execution = again.execution.with_idempotency_key("hook-key");
-    assert!(store.enqueue_deliveries(8, 9, vec![again.clone()]).await.unwrap());
+    assert!(store.enqueue_deliveries(8, 9, vec![again.clone()]).await.unwrap().value);
     assert_eq!(delivery_record(&store, again.id).await.execution_id, existing);
     assert_eq!(store.get_execution(again.execution.id).await.unwrap(), None);
 }
@@ -278,7 +278,7 @@ pub async fn enqueueing_deliveries_dispatches_their_executions_and_moves_the_cur
 pub async fn a_stale_or_refused_enqueue_writes_nothing(store: DynStore) {
     let hook = registered(&store).await;
     let first = delivery(hook, 1, "deliver");
-    assert!(store.enqueue_deliveries(0, 4, vec![first.clone()]).await.unwrap());
+    assert!(store.enqueue_deliveries(0, 4, vec![first.clone()]).await.unwrap().value);
 
     let snapshot = |store: DynStore| async move {
         (
@@ -293,8 +293,8 @@ pub async fn a_stale_or_refused_enqueue_writes_nothing(store: DynStore) {
     assert_eq!((before.0, before.1, before.3), (4, 1, 1));
 
     let stale = delivery(hook, 2, "deliver");
-    assert!(!store.enqueue_deliveries(0, 9, vec![stale.clone()]).await.unwrap());
-    assert!(!store.enqueue_deliveries(3, 9, vec![stale.clone()]).await.unwrap());
+    assert!(!store.enqueue_deliveries(0, 9, vec![stale.clone()]).await.unwrap().value);
+    assert!(!store.enqueue_deliveries(3, 9, vec![stale.clone()]).await.unwrap().value);
     assert_eq!(snapshot(store.clone()).await, before);
     assert_eq!(store.get_delivery(stale.id).await.unwrap(), None);
     assert_eq!(store.get_execution(stale.execution.id).await.unwrap(), None);
@@ -320,7 +320,7 @@ pub async fn a_stale_or_refused_enqueue_writes_nothing(store: DynStore) {
     assert_eq!(delivery_record(&store, first.id).await.event_seq, 1);
 
     // The cursor did not move, so the same range can still be enqueued.
-    assert!(store.enqueue_deliveries(4, 6, vec![fine.clone()]).await.unwrap());
+    assert!(store.enqueue_deliveries(4, 6, vec![fine.clone()]).await.unwrap().value);
     assert_eq!(store.webhook_cursor().await.unwrap(), 6);
     assert!(store.get_delivery(fine.id).await.unwrap().is_some());
 }
@@ -333,7 +333,7 @@ pub async fn racing_enqueuers_enqueue_a_range_once(store: DynStore) {
         let store = store.clone();
         tokio::spawn(async move {
             let batch = vec![delivery(hook, 1, "deliver"), delivery(hook, 2, "deliver")];
-            let won = store.enqueue_deliveries(0, 2, batch.clone()).await.unwrap();
+            let won = store.enqueue_deliveries(0, 2, batch.clone()).await.unwrap().value;
             (won, batch)
         })
     });
@@ -371,7 +371,7 @@ pub async fn racing_enqueuers_enqueue_a_range_once(store: DynStore) {
 pub async fn delivery_attempts_update_their_delivery_and_list_in_order(store: DynStore) {
     let hook = registered(&store).await;
     let d = delivery(hook, 1, "deliver");
-    assert!(store.enqueue_deliveries(0, 1, vec![d.clone()]).await.unwrap());
+    assert!(store.enqueue_deliveries(0, 1, vec![d.clone()]).await.unwrap().value);
 
     store
         .record_delivery_attempt(&attempt(d.id, 1, Some(500), Some("HTTP 500")), DeliveryState::Pending)
@@ -468,7 +468,7 @@ pub async fn deliveries_list_newest_first_with_paging(store: DynStore) {
     for seq in 1..=3 {
         let d = delivery(hook, seq, "deliver");
         made.push(d.id);
-        assert!(store.enqueue_deliveries(seq - 1, seq, vec![d]).await.unwrap());
+        assert!(store.enqueue_deliveries(seq - 1, seq, vec![d]).await.unwrap().value);
         sleep_ms(5).await;
     }
     assert!(
@@ -476,6 +476,7 @@ pub async fn deliveries_list_newest_first_with_paging(store: DynStore) {
             .enqueue_deliveries(3, 4, vec![delivery(other, 4, "deliver")])
             .await
             .unwrap()
+            .value
     );
 
     let ids = |list: Vec<DeliveryRecord>| list.into_iter().map(|d| d.id).collect::<Vec<_>>();
@@ -508,6 +509,7 @@ pub async fn cleanup_deletes_the_deliveries_of_cleaned_executions(store: DynStor
             .enqueue_deliveries(0, 2, vec![done.clone(), open.clone()])
             .await
             .unwrap()
+            .value
     );
     for d in [&done, &open] {
         store

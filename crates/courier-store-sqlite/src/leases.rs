@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use courier_core::{ExecutionId, LeaseKey, LeaseLost, Renewed, StoreError, StoreResult, TaskState, events};
+use courier_core::{Change, ExecutionId, LeaseKey, LeaseLost, Renewed, Requeue, StoreError, StoreResult, TaskState};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -74,30 +74,53 @@ pub(crate) fn renew(
     Ok(out)
 }
 
-/// A heartbeat from the task's code: renews, clears `stuck_at`, logs `task.heartbeat`.
+/// A heartbeat from the task's code: renews, clears `stuck_at`, records `TaskHeartbeat`.
 pub(crate) fn heartbeat(
     conn: &Connection,
     now: i64,
     lease: &LeaseKey,
     extend: Duration,
-    details: Option<&Value>,
+    details: Option<Value>,
+    changes: &mut Vec<Change>,
 ) -> Result<Renewed> {
     let (renewed, execution) = extend_lease(conn, now, lease, extend, true)?;
-    event_log::append(conn, now, &events::task_heartbeat(execution, lease.task_id, details))?;
+    let change = Change::TaskHeartbeat {
+        execution,
+        task: lease.task_id,
+        details,
+    };
+    event_log::record(conn, now, changes, change)?;
     Ok(renewed)
 }
 
 /// Saves a checkpoint for the next attempt.
-pub(crate) fn checkpoint(conn: &Connection, now: i64, lease: &LeaseKey, data: &Value) -> Result<()> {
+pub(crate) fn checkpoint(
+    conn: &Connection,
+    now: i64,
+    lease: &LeaseKey,
+    data: Value,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
     let head = fenced(conn, lease)?;
     conn.prepare_cached("UPDATE tasks SET checkpoint = ?2 WHERE rowid = ?1")?
-        .execute((head.rowid, json(data)?))?;
-    event_log::append(conn, now, &events::task_checkpoint(head.execution_id, head.id, data))?;
+        .execute((head.rowid, json(&data)?))?;
+    let change = Change::TaskCheckpoint {
+        execution: head.execution_id,
+        task: head.id,
+        checkpoint: data,
+    };
+    event_log::record(conn, now, changes, change)?;
     Ok(())
 }
 
 /// Gives a claim back without spending an attempt.
-pub(crate) fn release(conn: &Connection, now: i64, lease: &LeaseKey, delay: Duration) -> Result<()> {
+pub(crate) fn release(
+    conn: &Connection,
+    now: i64,
+    lease: &LeaseKey,
+    delay: Duration,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
     let head = fenced(conn, lease)?;
     let attempt = head.attempt.saturating_sub(1);
     conn.prepare_cached(
@@ -105,15 +128,14 @@ pub(crate) fn release(conn: &Connection, now: i64, lease: &LeaseKey, delay: Dura
          lease_expires_at = NULL WHERE rowid = ?1",
     )?
     .execute((head.rowid, after(now, delay), attempt))?;
-    let event = events::task_queued(
-        head.execution_id,
-        head.id,
-        head.kind,
-        &head.function,
+    let change = Change::TaskQueued {
+        task: head.task_ref(),
+        queue: head.queue.clone(),
         attempt,
-        "released",
-    );
-    event_log::append(conn, now, &event)?;
+        reason: Requeue::Released,
+        claimable_now: delay.is_zero(),
+    };
+    event_log::record(conn, now, changes, change)?;
     Ok(())
 }
 

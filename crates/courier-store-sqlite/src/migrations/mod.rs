@@ -8,8 +8,8 @@ use crate::error::Result;
 
 /// Every migration, by version, in the order they apply.
 const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("migrations/0001_initial.sql")),
-    (2, include_str!("migrations/0002_webhooks.sql")),
+    (1, include_str!("0001_initial.sql")),
+    (2, include_str!("0002_webhooks.sql")),
 ];
 
 /// Applies every migration not applied yet, in one IMMEDIATE transaction, so that

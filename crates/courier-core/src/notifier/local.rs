@@ -3,17 +3,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::hub::Hub;
+use super::{Notice, Notifier, NotifierStats, NotifyError, Subscription, Topic};
 use async_trait::async_trait;
-use courier_core::{Notice, Notifier, NotifierStats, NotifyError, Subscription, Topic};
-
-use crate::hub::Hub;
 
 /// Delivers notices to subscribers in this process only.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use courier_core::{ExecutionId, ExecutionState, Notifier};
-/// use courier_notify::LocalNotifier;
+/// use courier_core::{ExecutionId, ExecutionState, LocalNotifier, Notifier};
 /// let notifier = LocalNotifier::new();
 /// let id = ExecutionId::new();
 /// let mut sub = notifier.subscribe_to_execution(id, None).await.unwrap();

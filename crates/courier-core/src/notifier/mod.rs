@@ -19,6 +19,12 @@ use tokio::time::Instant;
 use crate::id::{ExecutionId, TaskId};
 use crate::state::{ExecutionState, TaskState};
 
+mod hub;
+mod local;
+
+pub use hub::{DEFAULT_MAILBOX, Hub, HubStats, TopicListener};
+pub use local::LocalNotifier;
+
 /// What a subscriber can listen to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Topic {

@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use courier_core::{Delivery, Mailbox, Notice, Subscription, Topic};
+use super::{Delivery, Mailbox, Notice, Subscription, Topic};
 use dashmap::DashMap;
 
 /// How many notices a subscription may hold before it is told to resync.
@@ -22,8 +22,7 @@ pub const DEFAULT_MAILBOX: usize = 256;
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// use courier_core::{Notice, Topic};
-/// use courier_notify::Hub;
+/// use courier_core::{Hub, Notice, Topic};
 /// let hub = Hub::new();
 /// let mut sub = hub.subscribe(vec![Topic::Work]);
 /// hub.deliver(&[Notice::Work { queue: "default".into() }]);
@@ -45,7 +44,7 @@ pub struct Hub {
 /// use std::sync::Arc;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use courier_core::Topic;
-/// use courier_notify::{Hub, TopicListener};
+/// use courier_core::{Hub, TopicListener};
 ///
 /// #[derive(Default)]
 /// struct Count(AtomicUsize, AtomicUsize);
@@ -91,8 +90,7 @@ impl Default for Hub {
 /// Counters of what the hub did, for metrics.
 ///
 /// ```
-/// use courier_core::{Notice, Topic};
-/// use courier_notify::Hub;
+/// use courier_core::{Hub, Notice, Topic};
 /// let hub = Hub::new();
 /// let _sub = hub.subscribe(vec![Topic::Events]);
 /// hub.deliver(&[Notice::Events]);
@@ -243,7 +241,7 @@ impl Hub {
 mod tests {
     use std::time::Duration;
 
-    use courier_core::{TaskId, TaskState};
+    use crate::{TaskId, TaskState};
 
     use super::*;
 

@@ -1,0 +1,654 @@
+//! What a write changed, and the one table that says what each change appends to
+//! the event log and whom it wakes.
+//!
+//! Every store write reports its [`Change`]s. The store appends each change's
+//! [`event`](Change::event) in the same transaction as the change (so the log and
+//! the state never disagree), and after the commit the runtime publishes each
+//! change's [`notices`](Change::notices). Because both mappings live here, a new
+//! event type or a new notifier topic is an edit of this file (and of
+//! [`EventType`] or [`Topic`]), never of the places that write.
+//!
+//! | change | event | notices |
+//! |---|---|---|
+//! | [`ExecutionCreated`](Change::ExecutionCreated) | `execution.created` `{function, queue}` | — |
+//! | [`ExecutionStarted`](Change::ExecutionStarted) | `execution.started` `{function}` | — |
+//! | [`ExecutionResumed`](Change::ExecutionResumed) | `execution.resumed` `{function, task_id}` | execution |
+//! | [`ExecutionEnded`](Change::ExecutionEnded) | `execution.completed` `{function, result}`, `.failed` `{function, error}`, `.timed_out` `{function}`, `.cancelled` `{function, reason}` | execution |
+//! | [`TaskCreated`](Change::TaskCreated) | `task.created` `{function, kind, step, queue}` | work, if claimable now |
+//! | [`TaskQueued`](Change::TaskQueued) | `task.queued` `{function, kind, attempt, reason}` (`retry`, `woken`, `released`, `replayed`) | work, if due now |
+//! | [`TaskStarted`](Change::TaskStarted) | `task.started` `{function, kind, attempt, worker}` | — |
+//! | [`TaskProgress`](Change::TaskProgress) | `task.progress`: the [`Progress`] fields that are set | — |
+//! | [`TaskHeartbeat`](Change::TaskHeartbeat) | `task.heartbeat` `{details}` | — |
+//! | [`TaskCheckpoint`](Change::TaskCheckpoint) | `task.checkpoint` `{checkpoint}` | — |
+//! | [`AttemptEnded`](Change::AttemptEnded) | `task.completed` `{function, kind, attempt}` or `task.failed` `{function, kind, attempt, error, will_retry, retry_in_ms}` | task; the parent's execution, if a child settled |
+//! | [`TaskStuck`](Change::TaskStuck) | `task.stuck` `{function, kind, attempt, worker, heartbeat_at}` | — |
+//! | [`TaskCancelled`](Change::TaskCancelled) | `task.cancelled` `{function, kind, reason}` | task |
+//!
+//! Every commit that appended an event also wakes the log's followers
+//! ([`Notice::Events`]), once per commit.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::TaskError;
+use crate::event::{EventType, NewEvent};
+use crate::id::{ExecutionId, TaskId};
+use crate::notifier::Notice;
+use crate::progress::Progress;
+use crate::state::{ExecutionState, TaskKind, TaskState};
+
+/// What the task a change concerns is, as events describe it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskRef {
+    /// Its execution.
+    pub execution: ExecutionId,
+    /// The task.
+    pub task: TaskId,
+    /// What kind of task it is.
+    pub kind: TaskKind,
+    /// Its function (or signal name, for a signal wait).
+    pub function: String,
+}
+
+impl TaskRef {
+    /// A reference to `task` of `execution`.
+    pub fn new(execution: ExecutionId, task: TaskId, kind: TaskKind, function: impl Into<String>) -> Self {
+        TaskRef {
+            execution,
+            task,
+            kind,
+            function: function.into(),
+        }
+    }
+
+    /// Whether it is a child of an orchestrator (every task but an execution's root).
+    pub fn is_child(&self) -> bool {
+        self.task != TaskId::root_of(self.execution)
+    }
+}
+
+/// Why a task went back to its queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Requeue {
+    /// A failed attempt will be retried.
+    Retry,
+    /// A parked orchestrator was woken by a settled child.
+    Woken,
+    /// A claim was given back without using its attempt.
+    Released,
+    /// A dead letter was replayed.
+    Replayed,
+}
+
+impl Requeue {
+    /// The spelling in `task.queued`'s `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Requeue::Retry => "retry",
+            Requeue::Woken => "woken",
+            Requeue::Released => "released",
+            Requeue::Replayed => "replayed",
+        }
+    }
+}
+
+/// How an attempt ended, as far as the log and waiters care.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "end")]
+pub enum AttemptEnd {
+    /// It returned a result (or a signal wait received its signal).
+    Completed,
+    /// It failed; `retry_in` is set when the task goes back to its queue.
+    Failed {
+        /// The error.
+        error: TaskError,
+        /// When it will be retried, if it will.
+        #[serde(default, with = "crate::duration::serde_duration::option")]
+        retry_in: Option<Duration>,
+    },
+}
+
+/// One thing a committed write changed.
+///
+/// ```
+/// use courier_core::{Change, EventType, ExecutionId, Notice, TaskId, TaskKind, TaskRef, TaskState};
+/// let execution = ExecutionId::new();
+/// let child = TaskRef::new(execution, TaskId::for_step(execution, 1), TaskKind::Activity, "charge");
+/// let change = Change::AttemptEnded { task: child, attempt: 1, end: courier_core::AttemptEnd::Completed };
+/// assert_eq!(change.event().unwrap().event_type, EventType::TaskCompleted);
+/// // A child settled: its waiters and its orchestrator's execution hear of it.
+/// let notices = change.notices();
+/// assert!(notices.iter().any(|n| matches!(n, Notice::Task { state: TaskState::Completed, .. })));
+/// assert!(notices.iter().any(|n| matches!(n, Notice::Execution { child: Some(_), .. })));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "change")]
+pub enum Change {
+    /// An execution was dispatched (its root task comes as a `TaskCreated`).
+    ExecutionCreated {
+        /// The execution.
+        execution: ExecutionId,
+        /// Its function.
+        function: String,
+        /// Its root task's queue.
+        queue: String,
+    },
+    /// An execution's root task started for the first time.
+    ExecutionStarted {
+        /// The execution.
+        execution: ExecutionId,
+        /// Its function.
+        function: String,
+    },
+    /// A failed execution was reopened by replaying a dead letter of `task`.
+    ExecutionResumed {
+        /// The execution.
+        execution: ExecutionId,
+        /// Its function.
+        function: String,
+        /// The replayed task.
+        task: TaskId,
+    },
+    /// An execution reached a terminal state.
+    ExecutionEnded {
+        /// The execution.
+        execution: ExecutionId,
+        /// Its function.
+        function: String,
+        /// `completed`, `failed`, `timed_out` or `cancelled`.
+        state: ExecutionState,
+        /// The result (completed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<Value>,
+        /// The error (failed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<TaskError>,
+        /// Why (cancelled).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A task row was created.
+    TaskCreated {
+        /// The task.
+        task: TaskRef,
+        /// Its step in the execution.
+        step: i64,
+        /// Its queue.
+        queue: String,
+        /// The state it starts in.
+        state: TaskState,
+        /// Whether it is claimable at once (pending and not delayed).
+        claimable_now: bool,
+    },
+    /// A task went back to its queue.
+    TaskQueued {
+        /// The task.
+        task: TaskRef,
+        /// Its queue.
+        queue: String,
+        /// Its attempt count.
+        attempt: u32,
+        /// Why.
+        reason: Requeue,
+        /// Whether it is claimable at once.
+        claimable_now: bool,
+    },
+    /// A worker claimed a task and an attempt began.
+    TaskStarted {
+        /// The task.
+        task: TaskRef,
+        /// The attempt.
+        attempt: u32,
+        /// Who claimed it.
+        worker: String,
+    },
+    /// A task reported progress.
+    TaskProgress {
+        /// The execution.
+        execution: ExecutionId,
+        /// The task reporting.
+        task: TaskId,
+        /// The report.
+        progress: Progress,
+    },
+    /// A task's code reported that it is alive.
+    TaskHeartbeat {
+        /// The execution.
+        execution: ExecutionId,
+        /// The task.
+        task: TaskId,
+        /// What it said.
+        details: Option<Value>,
+    },
+    /// A task saved a checkpoint.
+    TaskCheckpoint {
+        /// The execution.
+        execution: ExecutionId,
+        /// The task.
+        task: TaskId,
+        /// The checkpoint.
+        checkpoint: Value,
+    },
+    /// An attempt ended (a retry is a failed attempt whose task is pending again).
+    AttemptEnded {
+        /// The task.
+        task: TaskRef,
+        /// The attempt.
+        attempt: u32,
+        /// How it ended.
+        end: AttemptEnd,
+    },
+    /// A running task's heartbeat is late.
+    TaskStuck {
+        /// The task.
+        task: TaskRef,
+        /// The attempt.
+        attempt: u32,
+        /// Who holds it.
+        worker: Option<String>,
+        /// Its last heartbeat.
+        heartbeat_at: Option<DateTime<Utc>>,
+    },
+    /// A task was cancelled (with its execution).
+    TaskCancelled {
+        /// The task.
+        task: TaskRef,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Change {
+    /// The event this change appends to the log.
+    pub fn event(&self) -> Option<NewEvent> {
+        let event = match self {
+            Change::ExecutionCreated {
+                execution,
+                function,
+                queue,
+            } => NewEvent::execution(
+                EventType::ExecutionCreated,
+                *execution,
+                json!({"function": function, "queue": queue}),
+            ),
+            Change::ExecutionStarted { execution, function } => {
+                NewEvent::execution(EventType::ExecutionStarted, *execution, json!({"function": function}))
+            }
+            Change::ExecutionResumed {
+                execution,
+                function,
+                task,
+            } => NewEvent::execution(
+                EventType::ExecutionResumed,
+                *execution,
+                json!({"function": function, "task_id": task}),
+            ),
+            Change::ExecutionEnded {
+                execution,
+                function,
+                state,
+                result,
+                error,
+                reason,
+            } => {
+                let (event_type, data) = match state {
+                    ExecutionState::Completed => (
+                        EventType::ExecutionCompleted,
+                        json!({"function": function, "result": result.as_ref().unwrap_or(&Value::Null)}),
+                    ),
+                    ExecutionState::Failed => (
+                        EventType::ExecutionFailed,
+                        json!({"function": function, "error": error}),
+                    ),
+                    ExecutionState::TimedOut => (EventType::ExecutionTimedOut, json!({"function": function})),
+                    ExecutionState::Cancelled => (
+                        EventType::ExecutionCancelled,
+                        json!({"function": function, "reason": reason.as_deref().unwrap_or("")}),
+                    ),
+                    ExecutionState::Pending | ExecutionState::Running => return None,
+                };
+                NewEvent::execution(event_type, *execution, data)
+            }
+            Change::TaskCreated { task, step, queue, .. } => task.event(
+                EventType::TaskCreated,
+                json!({"function": task.function, "kind": task.kind, "step": step, "queue": queue}),
+            ),
+            Change::TaskQueued {
+                task, attempt, reason, ..
+            } => task.event(
+                EventType::TaskQueued,
+                json!({"function": task.function, "kind": task.kind, "attempt": attempt, "reason": reason.as_str()}),
+            ),
+            Change::TaskStarted { task, attempt, worker } => task.event(
+                EventType::TaskStarted,
+                json!({"function": task.function, "kind": task.kind, "attempt": attempt, "worker": worker}),
+            ),
+            Change::TaskProgress {
+                execution,
+                task,
+                progress,
+            } => NewEvent::task(
+                EventType::TaskProgress,
+                *execution,
+                *task,
+                serde_json::to_value(progress).unwrap_or(Value::Null),
+            ),
+            Change::TaskHeartbeat {
+                execution,
+                task,
+                details,
+            } => NewEvent::task(EventType::TaskHeartbeat, *execution, *task, json!({"details": details})),
+            Change::TaskCheckpoint {
+                execution,
+                task,
+                checkpoint,
+            } => NewEvent::task(
+                EventType::TaskCheckpoint,
+                *execution,
+                *task,
+                json!({"checkpoint": checkpoint}),
+            ),
+            Change::AttemptEnded { task, attempt, end } => match end {
+                AttemptEnd::Completed => task.event(
+                    EventType::TaskCompleted,
+                    json!({"function": task.function, "kind": task.kind, "attempt": attempt}),
+                ),
+                AttemptEnd::Failed { error, retry_in } => task.event(
+                    EventType::TaskFailed,
+                    json!({
+                        "function": task.function,
+                        "kind": task.kind,
+                        "attempt": attempt,
+                        "error": error,
+                        "will_retry": retry_in.is_some(),
+                        "retry_in_ms": retry_in.map(|d| d.as_millis() as u64),
+                    }),
+                ),
+            },
+            Change::TaskStuck {
+                task,
+                attempt,
+                worker,
+                heartbeat_at,
+            } => task.event(
+                EventType::TaskStuck,
+                json!({
+                    "function": task.function,
+                    "kind": task.kind,
+                    "attempt": attempt,
+                    "worker": worker,
+                    "heartbeat_at": heartbeat_at,
+                }),
+            ),
+            Change::TaskCancelled { task, reason } => task.event(
+                EventType::TaskCancelled,
+                json!({"function": task.function, "kind": task.kind, "reason": reason}),
+            ),
+        };
+        Some(event)
+    }
+
+    /// Whether [`event`](Self::event) has an event for it (cheaper than building it).
+    pub fn appends_event(&self) -> bool {
+        !matches!(
+            self,
+            Change::ExecutionEnded {
+                state: ExecutionState::Pending | ExecutionState::Running,
+                ..
+            }
+        )
+    }
+
+    /// Whom this change wakes (besides the log's followers, which
+    /// [`notices_of`] adds once per commit).
+    pub fn notices(&self) -> Vec<Notice> {
+        match self {
+            Change::ExecutionResumed { execution, .. } => vec![Notice::Execution {
+                execution_id: *execution,
+                state: ExecutionState::Running,
+                child: None,
+            }],
+            Change::ExecutionEnded { execution, state, .. } => vec![Notice::Execution {
+                execution_id: *execution,
+                state: *state,
+                child: None,
+            }],
+            Change::TaskCreated {
+                queue, claimable_now, ..
+            }
+            | Change::TaskQueued {
+                queue, claimable_now, ..
+            } => {
+                if *claimable_now {
+                    vec![Notice::Work { queue: queue.clone() }]
+                } else {
+                    Vec::new()
+                }
+            }
+            Change::AttemptEnded { task, end, .. } => {
+                let state = match end {
+                    AttemptEnd::Completed => TaskState::Completed,
+                    AttemptEnd::Failed { retry_in: Some(_), .. } => TaskState::Pending,
+                    AttemptEnd::Failed { retry_in: None, .. } => TaskState::Failed,
+                };
+                let mut notices = vec![Notice::Task {
+                    task_id: task.task,
+                    state,
+                }];
+                if state.is_terminal() && task.is_child() {
+                    notices.push(task.child_settled(state));
+                }
+                notices
+            }
+            Change::TaskCancelled { task, .. } => vec![Notice::Task {
+                task_id: task.task,
+                state: TaskState::Cancelled,
+            }],
+            Change::ExecutionCreated { .. }
+            | Change::ExecutionStarted { .. }
+            | Change::TaskStarted { .. }
+            | Change::TaskProgress { .. }
+            | Change::TaskHeartbeat { .. }
+            | Change::TaskCheckpoint { .. }
+            | Change::TaskStuck { .. } => Vec::new(),
+        }
+    }
+
+    /// The child that settled and how, if this change settles an orchestrator's child.
+    pub fn settled_child(&self) -> Option<(ExecutionId, TaskId, TaskState)> {
+        match self {
+            Change::AttemptEnded { task, end, .. } if task.is_child() => match end {
+                AttemptEnd::Completed => Some((task.execution, task.task, TaskState::Completed)),
+                AttemptEnd::Failed { retry_in: None, .. } => Some((task.execution, task.task, TaskState::Failed)),
+                AttemptEnd::Failed { retry_in: Some(_), .. } => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+impl TaskRef {
+    fn event(&self, event_type: EventType, data: Value) -> NewEvent {
+        NewEvent::task(event_type, self.execution, self.task, data)
+    }
+
+    fn child_settled(&self, state: TaskState) -> Notice {
+        Notice::Execution {
+            execution_id: self.execution,
+            state: ExecutionState::Running,
+            child: Some((self.task, state)),
+        }
+    }
+}
+
+/// The events of `changes`, in order: what a store appends for them.
+pub fn events_of(changes: &[Change]) -> Vec<NewEvent> {
+    changes.iter().filter_map(Change::event).collect()
+}
+
+/// Everyone `changes` wake, in order, ending with one [`Notice::Events`] if any
+/// change appended an event.
+pub fn notices_of<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Vec<Notice> {
+    let mut notices = Vec::new();
+    let mut logged = false;
+    for change in changes {
+        notices.extend(change.notices());
+        logged |= change.appends_event();
+    }
+    if logged {
+        notices.push(Notice::Events);
+    }
+    notices
+}
+
+/// A write's answer and what it changed.
+///
+/// ```
+/// use courier_core::Committed;
+/// let done = Committed::unchanged(7);
+/// assert!(done.changes.is_empty());
+/// assert_eq!(done.value, 7);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Committed<T> {
+    /// What the write returns.
+    pub value: T,
+    /// What it changed, in the order its events were appended.
+    pub changes: Vec<Change>,
+}
+
+impl<T> Committed<T> {
+    /// A write that changed `changes`.
+    pub fn new(value: T, changes: Vec<Change>) -> Self {
+        Committed { value, changes }
+    }
+
+    /// A write that appended nothing.
+    pub fn unchanged(value: T) -> Self {
+        Committed {
+            value,
+            changes: Vec::new(),
+        }
+    }
+
+    /// The answer with another type, the same changes.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Committed<U> {
+        Committed {
+            value: f(self.value),
+            changes: self.changes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn child() -> TaskRef {
+        let execution = ExecutionId::new();
+        TaskRef::new(execution, TaskId::for_step(execution, 2), TaskKind::Activity, "f")
+    }
+
+    #[test]
+    fn a_retry_wakes_the_task_but_not_the_parent() {
+        let change = Change::AttemptEnded {
+            task: child(),
+            attempt: 1,
+            end: AttemptEnd::Failed {
+                error: TaskError::new("boom", "no"),
+                retry_in: Some(Duration::from_millis(10)),
+            },
+        };
+        assert_eq!(
+            change.notices(),
+            vec![Notice::Task {
+                task_id: child_task(&change),
+                state: TaskState::Pending
+            }]
+        );
+        let event = change.event().unwrap();
+        assert_eq!(event.data["will_retry"], json!(true));
+        assert_eq!(event.data["retry_in_ms"], json!(10));
+        assert_eq!(change.settled_child(), None);
+    }
+
+    fn child_task(change: &Change) -> TaskId {
+        match change {
+            Change::AttemptEnded { task, .. } => task.task,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_root_task_ending_wakes_no_parent() {
+        let execution = ExecutionId::new();
+        let root = TaskRef::new(execution, TaskId::root_of(execution), TaskKind::Activity, "f");
+        let change = Change::AttemptEnded {
+            task: root,
+            attempt: 1,
+            end: AttemptEnd::Completed,
+        };
+        assert_eq!(change.notices().len(), 1);
+        assert_eq!(change.settled_child(), None);
+    }
+
+    #[test]
+    fn only_claimable_work_is_announced() {
+        let task = child();
+        let created = |claimable_now| Change::TaskCreated {
+            task: task.clone(),
+            step: 2,
+            queue: "q".into(),
+            state: TaskState::Pending,
+            claimable_now,
+        };
+        assert_eq!(created(true).notices(), vec![Notice::Work { queue: "q".into() }]);
+        assert!(created(false).notices().is_empty());
+    }
+
+    #[test]
+    fn every_change_appends_an_event_and_a_commit_wakes_the_log_once() {
+        let task = child();
+        let changes = vec![
+            Change::TaskStarted {
+                task: task.clone(),
+                attempt: 1,
+                worker: "w".into(),
+            },
+            Change::TaskHeartbeat {
+                execution: task.execution,
+                task: task.task,
+                details: None,
+            },
+        ];
+        assert_eq!(events_of(&changes).len(), 2);
+        assert_eq!(notices_of(&changes), vec![Notice::Events]);
+        assert!(notices_of(&[]).is_empty());
+    }
+
+    #[test]
+    fn execution_ends_carry_their_shape() {
+        let execution = ExecutionId::new();
+        let ended = |state| Change::ExecutionEnded {
+            execution,
+            function: "f".into(),
+            state,
+            result: Some(json!(1)),
+            error: None,
+            reason: Some("r".into()),
+        };
+        assert_eq!(
+            ended(ExecutionState::Completed).event().unwrap().data,
+            json!({"function": "f", "result": 1})
+        );
+        assert_eq!(
+            ended(ExecutionState::Cancelled).event().unwrap().data,
+            json!({"function": "f", "reason": "r"})
+        );
+        assert_eq!(ended(ExecutionState::Running).event(), None);
+    }
+}

@@ -1,0 +1,150 @@
+//! The name of every metric Courier exports on `/metrics`, in one place, so a
+//! dashboard or an alert can be checked against this list and no two crates
+//! spell one metric two ways.
+//!
+//! Names follow Prometheus conventions: counters end in `_total`, durations are
+//! histograms in seconds, gauges are plain nouns. Labels are noted where a metric
+//! has them.
+
+// ----- the runtime -------------------------------------------------------------
+
+/// Histogram: how long each group commit took.
+pub const COMMIT_SECONDS: &str = "courier_commit_seconds";
+/// Counter: operations written by group commits.
+pub const COMMIT_OPERATIONS: &str = "courier_commit_operations_total";
+/// Counter: executions dispatched through this node.
+pub const DISPATCHES: &str = "courier_dispatches_total";
+/// Counter: tasks claimed by this node (its worker and external workers it served).
+pub const CLAIMS: &str = "courier_claims_total";
+/// Counter: lease renewals that succeeded.
+pub const LEASE_RENEWALS: &str = "courier_lease_renewals_total";
+/// Counter: leases this node lost (cancelled, reclaimed after a stall).
+pub const LEASES_LOST: &str = "courier_leases_lost_total";
+/// Counter: outcomes refused because their lease was no longer held.
+pub const FENCED_WRITES: &str = "courier_fenced_writes_total";
+/// Counter: attempts that ended, by how: completed, retried, failed.
+pub const COMPLETIONS: &str = "courier_completions_total";
+/// Counter: attempts that will be retried.
+pub const RETRIES: &str = "courier_retries_total";
+/// Counter: attempts that failed for good.
+pub const FAILURES: &str = "courier_failures_total";
+/// Counter: task outcomes committed.
+pub const TASKS_SETTLED: &str = "courier_tasks_settled_total";
+/// Histogram: how long activity code ran per attempt.
+pub const ACTIVITY_SECONDS: &str = "courier_activity_seconds";
+/// Counter: activity calls answered from the result cache.
+pub const CACHE_HITS: &str = "courier_cache_hits_total";
+/// Counter: orchestrator replays that diverged from history.
+pub const NON_DETERMINISM: &str = "courier_non_determinism_total";
+/// Counter: executions handed back because they started under another version.
+pub const VERSION_MISMATCHES: &str = "courier_version_mismatches_total";
+/// Counter: awaited children found missing from the store (a lost acknowledged
+/// write), each recreated by a replay.
+pub const LOST_CHILDREN: &str = "courier_lost_children_total";
+/// Counter: housekeeping rounds run while holding the maintenance role.
+pub const MAINTENANCE_ROUNDS: &str = "courier_maintenance_rounds_total";
+/// Counter: executions timed out by housekeeping.
+pub const EXECUTIONS_TIMED_OUT: &str = "courier_executions_timed_out_total";
+/// Counter: tasks reported stuck.
+pub const TASKS_STUCK: &str = "courier_tasks_stuck_total";
+/// Counter: cleanup passes run.
+pub const CLEANUP_RUNS: &str = "courier_cleanup_runs_total";
+
+// ----- streams, webhooks and the HTTP surface -----------------------------------
+
+/// Counter: times a stream session fell behind and caught up from the log.
+pub const STREAM_LAGGED: &str = "courier_stream_lagged_total";
+/// Gauge: open SSE connections on this node.
+pub const SSE_CONNECTIONS: &str = "courier_sse_connections";
+/// Gauge: open WebSocket connections on this node.
+pub const WS_CONNECTIONS: &str = "courier_ws_connections";
+/// Counter: webhook deliveries enqueued.
+pub const WEBHOOK_DELIVERIES: &str = "courier_webhook_deliveries_total";
+/// Counter: webhook delivery attempts, label `outcome` (`delivered`, `failed`, `retrying`).
+pub const WEBHOOK_ATTEMPTS: &str = "courier_webhook_attempts_total";
+/// Gauge: tasks ready now, label `queue`.
+pub const QUEUE_READY: &str = "courier_queue_ready";
+/// Gauge: tasks scheduled for later, label `queue`.
+pub const QUEUE_SCHEDULED: &str = "courier_queue_scheduled";
+/// Gauge: tasks running, label `queue`.
+pub const QUEUE_RUNNING: &str = "courier_queue_running";
+/// Gauge: the event log's highest sequence number.
+pub const EVENT_LOG_HEAD: &str = "courier_event_log_head";
+/// Gauge: how far this node's log tail is behind the head.
+pub const EVENT_LOG_LAG: &str = "courier_event_log_lag";
+
+// ----- the notifier ---------------------------------------------------------------
+
+/// Gauge: notices published, label `backend`.
+pub const NOTIFIER_PUBLISHED: &str = "courier_notifier_published";
+/// Gauge: publish calls that could not reach the transport, label `backend`.
+pub const NOTIFIER_PUBLISH_FAILURES: &str = "courier_notifier_publish_failures";
+/// Gauge: messages received on the subscription connection, label `backend`.
+pub const NOTIFIER_RECEIVED: &str = "courier_notifier_received";
+/// Gauge: reconnections of the subscription connection, label `backend`.
+pub const NOTIFIER_RECONNECTS: &str = "courier_notifier_reconnects";
+/// Gauge: messages received that could not be understood, label `backend`.
+pub const NOTIFIER_MALFORMED: &str = "courier_notifier_malformed";
+/// Gauge: 1 while the subscription connection is up, label `backend`.
+pub const NOTIFIER_CONNECTED: &str = "courier_notifier_connected";
+/// Gauge: channels subscribed for this node, label `backend`.
+pub const NOTIFIER_CHANNELS: &str = "courier_notifier_channels";
+
+/// Every name above, for checks that nothing exports an unlisted metric.
+pub const ALL: &[&str] = &[
+    COMMIT_SECONDS,
+    COMMIT_OPERATIONS,
+    DISPATCHES,
+    CLAIMS,
+    LEASE_RENEWALS,
+    LEASES_LOST,
+    FENCED_WRITES,
+    COMPLETIONS,
+    RETRIES,
+    FAILURES,
+    TASKS_SETTLED,
+    ACTIVITY_SECONDS,
+    CACHE_HITS,
+    NON_DETERMINISM,
+    VERSION_MISMATCHES,
+    LOST_CHILDREN,
+    MAINTENANCE_ROUNDS,
+    EXECUTIONS_TIMED_OUT,
+    TASKS_STUCK,
+    CLEANUP_RUNS,
+    STREAM_LAGGED,
+    SSE_CONNECTIONS,
+    WS_CONNECTIONS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_ATTEMPTS,
+    QUEUE_READY,
+    QUEUE_SCHEDULED,
+    QUEUE_RUNNING,
+    EVENT_LOG_HEAD,
+    EVENT_LOG_LAG,
+    NOTIFIER_PUBLISHED,
+    NOTIFIER_PUBLISH_FAILURES,
+    NOTIFIER_RECEIVED,
+    NOTIFIER_RECONNECTS,
+    NOTIFIER_MALFORMED,
+    NOTIFIER_CONNECTED,
+    NOTIFIER_CHANNELS,
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_name_is_listed_once_and_follows_the_conventions() {
+        let mut seen = std::collections::BTreeSet::new();
+        for name in super::ALL {
+            assert!(seen.insert(name), "{name} listed twice");
+            assert!(name.starts_with("courier_"), "{name}");
+        }
+        let source = include_str!("metric.rs");
+        let declared = source
+            .lines()
+            .filter(|line| line.starts_with("pub const ") && !line.starts_with("pub const ALL"))
+            .count();
+        assert_eq!(declared, super::ALL.len(), "a name is missing from ALL");
+    }
+}

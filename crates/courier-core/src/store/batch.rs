@@ -1,0 +1,162 @@
+//! Group commit: the writes that happen many times a second, gathered from many
+//! callers into one transaction.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::change::Change;
+use crate::error::StoreResult;
+use crate::execution::{Dispatched, NewExecution};
+use crate::id::{ExecutionId, TaskId};
+use crate::progress::Progress;
+use crate::task::{ChildCreated, Completed, Completion, LeaseKey, NewTask};
+
+/// Writes that group-commit: everything in one batch lands in one transaction.
+///
+/// Applied in this order: dispatches, child groups, effects, completions. The
+/// runtime's `StoreActor` fills one of these from many concurrent requests.
+///
+/// ```
+/// use courier_core::{NewExecution, TaskKind, TaskSpec, WriteBatch};
+/// let batch = WriteBatch {
+///     dispatches: vec![NewExecution::new(TaskSpec::new(TaskKind::Activity, "f", serde_json::Value::Null))],
+///     ..WriteBatch::default()
+/// };
+/// assert_eq!(batch.len(), 1);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WriteBatch {
+    /// New executions. Each is created with its root task (step 0, id
+    /// `TaskId::root_of`), atomically per execution. If an execution with the same
+    /// idempotency key exists (or appears earlier in the batch) nothing is written
+    /// and its id is returned as [`Dispatched::Existing`]; concurrent dispatches with
+    /// one key create one execution. The root task is `pending`, due
+    /// `now + spec.delay`; the execution is `pending` with `deadline = now + expiry`.
+    /// Changes: `ExecutionCreated`, `TaskCreated`.
+    pub dispatches: Vec<NewExecution>,
+    /// Groups of children, each fenced by its orchestrator's lease (all of a group
+    /// refused with `LeaseLost` if it no longer holds it). A step that already has a
+    /// task is left alone and reported as [`ChildCreated::Existing`].
+    ///
+    /// Initial states: activities, orchestrators and sleeps `pending` due
+    /// `now + delay`; a signal wait consumes the oldest unconsumed signal of its name
+    /// if there is one (created `completed` with the payload as result, which also
+    /// wakes the parent), else it is `waiting` (no timeout) or `pending` due at its
+    /// timeout. Changes: `TaskCreated` per task (and `AttemptEnded` for a signal
+    /// wait that found its signal; `TaskQueued` for a parent it woke).
+    pub children: Vec<ChildGroup>,
+    /// Recorded orchestrator side effects: the first write of a step applies the
+    /// effect and stores its result on an `effect` task at that step (created
+    /// `completed`); later writes for the same step apply nothing and return the
+    /// recorded result. Changes: a progress effect makes `TaskProgress`.
+    pub effects: Vec<EffectWrite>,
+    /// Fenced completions (see [`Outcome`](crate::Outcome)):
+    ///
+    /// * `Succeeded`: task `completed` with the result, also written to every
+    ///   [`Remember`](crate::Remember) place. Root task: execution `completed`.
+    /// * `Retry`: task back to `pending`, due `now + delay`, error kept, lease cleared.
+    /// * `Failed`: task `failed`; a dead letter with `reason` if `dead_letter`.
+    ///   Root task: execution `failed` with the error.
+    ///
+    /// A task that reached a terminal state wakes its parent: the parent's
+    /// `wake_gen` is bumped, and a `waiting` parent becomes `pending`, due now.
+    /// Changes: `AttemptEnded`; `TaskQueued` for a retry or a woken parent;
+    /// `ExecutionEnded` for a root task that settled its execution.
+    pub completions: Vec<Completion>,
+}
+
+impl WriteBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.dispatches.is_empty() && self.children.is_empty() && self.effects.is_empty() && self.completions.is_empty()
+    }
+
+    /// How many operations the batch carries.
+    pub fn len(&self) -> usize {
+        self.dispatches.len() + self.children.len() + self.effects.len() + self.completions.len()
+    }
+}
+
+/// Children created together under one orchestrator lease.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChildGroup {
+    /// The orchestrator's lease; `None` creates them unfenced.
+    pub fence: Option<LeaseKey>,
+    /// The children.
+    pub tasks: Vec<NewTask>,
+}
+
+/// An orchestrator side effect recorded at a step, applied once however often the
+/// orchestrator replays.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EffectWrite {
+    /// The orchestrator's lease.
+    pub fence: Option<LeaseKey>,
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// The orchestrator task.
+    pub parent_id: Option<TaskId>,
+    /// The step the effect occupies.
+    pub step: i64,
+    /// What it does.
+    pub effect: Effect,
+}
+
+/// The side effects an orchestrator can record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "effect")]
+pub enum Effect {
+    /// Add `amount` to counter `name`; the recorded result is the new value.
+    Increment {
+        /// The counter.
+        name: String,
+        /// How much to add.
+        amount: f64,
+    },
+    /// Set state value `key`; the recorded result is null.
+    SetState {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Value,
+    },
+    /// Append a progress report (and its `task.progress` event); the result is null.
+    Progress(Progress),
+}
+
+impl Effect {
+    /// The function name recorded on the effect's task row, compared on replay.
+    pub fn function_name(&self) -> String {
+        match self {
+            Effect::Increment { name, .. } => format!("courier.counter:{name}"),
+            Effect::SetState { key, .. } => format!("courier.state:{key}"),
+            Effect::Progress(_) => "courier.progress".to_string(),
+        }
+    }
+}
+
+/// What recording an effect did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EffectApplied {
+    /// The step's task: `Created` if applied now, `Existing` if recorded before
+    /// (then nothing was applied again).
+    pub task: ChildCreated,
+    /// The recorded result (the counter's value after the first application).
+    pub result: Value,
+}
+
+/// One result per item of a [`WriteBatch`], in the same order, and what the whole
+/// batch changed.
+#[derive(Clone, Debug, Default)]
+pub struct WriteResults {
+    /// Per dispatch.
+    pub dispatches: Vec<StoreResult<Dispatched>>,
+    /// Per child group.
+    pub children: Vec<StoreResult<Vec<ChildCreated>>>,
+    /// Per effect.
+    pub effects: Vec<StoreResult<EffectApplied>>,
+    /// Per completion.
+    pub completions: Vec<StoreResult<Completed>>,
+    /// Everything the batch changed, in the order its events were appended.
+    pub changes: Vec<Change>,
+}

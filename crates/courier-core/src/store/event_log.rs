@@ -1,0 +1,22 @@
+//! The event log: every change, in one sequence.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::StoreResult;
+use crate::event::{Event, EventFilter};
+
+/// Reading the log. Appending is never a call of its own: every write appends the
+/// events of its changes.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Events matching `filter` with `seq > filter.after`, oldest first, at most `filter.limit`.
+    async fn read_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>>;
+
+    /// The highest sequence number ever assigned (0 if none).
+    async fn last_event_seq(&self) -> StoreResult<i64>;
+
+    /// Deletes events appended before `older_than`; how many. Sequence numbers are
+    /// never reused afterwards.
+    async fn trim_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
+}

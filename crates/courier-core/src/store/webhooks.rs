@@ -1,0 +1,57 @@
+//! Webhook registrations, the deliveries made for them, and their attempts.
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::change::Committed;
+use crate::error::StoreResult;
+use crate::webhook::{DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, WebhookRecord};
+
+/// Webhooks: registrations, the dispatcher's cursor, deliveries and attempts.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Registers a webhook as given. `Conflict` if the id is taken.
+    async fn create_webhook(&self, webhook: &WebhookRecord) -> StoreResult<()>;
+
+    /// One webhook.
+    async fn get_webhook(&self, id: Uuid) -> StoreResult<Option<WebhookRecord>>;
+
+    /// Webhooks, oldest first (`limit` 0: all).
+    async fn list_webhooks(&self, limit: u32, offset: u32) -> StoreResult<Vec<WebhookRecord>>;
+
+    /// Deletes a webhook with its deliveries and their attempts (the deliveries'
+    /// executions stay, to finish or be cleaned up); whether it existed.
+    async fn delete_webhook(&self, id: Uuid) -> StoreResult<bool>;
+
+    /// Enables or disables a webhook, recording `reason` when disabling; whether it exists.
+    async fn set_webhook_enabled(&self, id: Uuid, enabled: bool, reason: Option<&str>) -> StoreResult<bool>;
+
+    /// The webhook dispatcher's position in the event log (0 at first).
+    async fn webhook_cursor(&self) -> StoreResult<i64>;
+
+    /// Atomically, if the cursor still equals `from`: creates each delivery and
+    /// its execution (exactly as a dispatch would, changes included) and moves the
+    /// cursor to `to`. Answers false, writing nothing, if the cursor moved (another
+    /// node enqueued these events), so each event is delivered once per webhook
+    /// however many nodes race.
+    async fn enqueue_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: Vec<NewDelivery>,
+    ) -> StoreResult<Committed<bool>>;
+
+    /// Records an attempt and sets the delivery's `state`, `attempts` (to the
+    /// attempt's number), `last_status` and `last_error`. `Invalid` if the
+    /// delivery does not exist.
+    async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()>;
+
+    /// One delivery.
+    async fn get_delivery(&self, id: Uuid) -> StoreResult<Option<DeliveryRecord>>;
+
+    /// A webhook's deliveries, newest first.
+    async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>>;
+
+    /// A delivery's attempts, oldest first.
+    async fn list_delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<DeliveryAttempt>>;
+}

@@ -1,0 +1,130 @@
+//! Steering work from outside: cancel, signals, dead letters, cleanup, cluster
+//! roles, and the webhook records `courier-webhooks` keeps. Each is a named write
+//! to the node's `StoreActor`, which publishes whom it wakes.
+
+use std::time::Duration;
+
+use courier_core::{
+    Cancelled, DeliveryAttempt, DeliveryState, ExecutionId, NewDelivery, Replayed, SignalSent, TaskId, WebhookRecord,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::RuntimeError;
+use crate::handle::Courier;
+use crate::store_actor::{
+    AcquireRole, CancelExecution, Cleanup, CleanupReport, CreateWebhook, DeleteWebhook, DiscardDeadLetter,
+    EnqueueDeliveries, RecordDeliveryAttempt, ReplayDeadLetter, SendSignal, SetWebhookEnabled,
+};
+
+impl Courier {
+    /// Cancels an execution: it and its unfinished tasks stop, and no later write
+    /// of theirs lands (cancel sticks, also while the orchestrator runs).
+    pub async fn cancel(&self, id: ExecutionId, reason: &str) -> Result<Cancelled, RuntimeError> {
+        let write = CancelExecution {
+            execution: id,
+            reason: reason.to_string(),
+        };
+        Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Sends a signal to an execution (kept until a wait consumes it).
+    pub async fn send_signal<P: Serialize>(
+        &self,
+        id: ExecutionId,
+        name: &str,
+        payload: P,
+    ) -> Result<SignalSent, RuntimeError> {
+        let write = SendSignal {
+            execution: id,
+            name: name.to_string(),
+            payload: serde_json::to_value(payload)?,
+        };
+        Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Replays a dead letter: the task runs again and its execution resumes.
+    pub async fn replay_dead_letter(&self, task: TaskId) -> Result<Replayed, RuntimeError> {
+        Ok(self.node.writes().send(ReplayDeadLetter(task)).await??)
+    }
+
+    /// Discards a dead letter; whether there was one.
+    pub async fn discard_dead_letter(&self, task: TaskId) -> Result<bool, RuntimeError> {
+        Ok(self.node.writes().send(DiscardDeadLetter(task)).await??)
+    }
+
+    /// Deletes finished executions and dead letters older than `older_than`.
+    pub async fn cleanup(&self, older_than: Duration) -> Result<CleanupReport, RuntimeError> {
+        let age = chrono::Duration::from_std(older_than).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        let now = self.store().now().await?;
+        let before = now
+            .checked_sub_signed(age)
+            .ok_or_else(|| RuntimeError::Invalid(format!("{older_than:?} reaches before the calendar starts")))?;
+        let write = Cleanup {
+            executions_before: Some(before),
+            dead_letters_before: Some(before),
+            ..Cleanup::default()
+        };
+        Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Takes or keeps the cluster-wide role `name` for `ttl` on behalf of this
+    /// node: true while this node holds it. A service that must run on one node
+    /// of the cluster at a time calls this every round and acts only when true.
+    pub async fn hold_role(&self, name: &'static str, ttl: Duration) -> Result<bool, RuntimeError> {
+        let write = AcquireRole {
+            name,
+            owner: self.node_id().to_string(),
+            ttl,
+        };
+        Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Registers a webhook (see `courier-webhooks`, which builds the record).
+    pub async fn create_webhook(&self, webhook: WebhookRecord) -> Result<(), RuntimeError> {
+        Ok(self.node.writes().send(CreateWebhook(webhook)).await??)
+    }
+
+    /// Deletes a webhook with its deliveries; whether it existed.
+    pub async fn delete_webhook(&self, id: Uuid) -> Result<bool, RuntimeError> {
+        Ok(self.node.writes().send(DeleteWebhook(id)).await??)
+    }
+
+    /// Enables or disables a webhook; whether it exists.
+    pub async fn set_webhook_enabled(
+        &self,
+        id: Uuid,
+        enabled: bool,
+        reason: Option<&str>,
+    ) -> Result<bool, RuntimeError> {
+        let write = SetWebhookEnabled {
+            id,
+            enabled,
+            reason: reason.map(str::to_string),
+        };
+        Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Enqueues deliveries of the events `(from, to]` and dispatches their
+    /// executions, if the webhook cursor is still at `from`; false (nothing
+    /// written) if another node moved it first.
+    pub async fn enqueue_deliveries(
+        &self,
+        from: i64,
+        to: i64,
+        deliveries: Vec<NewDelivery>,
+    ) -> Result<bool, RuntimeError> {
+        let write = EnqueueDeliveries { from, to, deliveries };
+        Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Records a delivery attempt and the delivery's new state.
+    pub async fn record_delivery_attempt(
+        &self,
+        attempt: DeliveryAttempt,
+        state: DeliveryState,
+    ) -> Result<(), RuntimeError> {
+        let write = RecordDeliveryAttempt { attempt, state };
+        Ok(self.node.writes().send(write).await??)
+    }
+}
