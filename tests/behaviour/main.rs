@@ -21,3 +21,4 @@ mod retries;
 mod seed_behaviours;
 mod wakeups;
 mod webhooks;
+mod write_door;
