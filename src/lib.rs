@@ -9,7 +9,8 @@
 //! * [`core`], records, states, events, errors, and the `Store` / `Notifier` contracts;
 //! * [`store`], the SQLite (embedded default) and Postgres stores;
 //! * [`notify`], notifiers;
-//! * [`http`], the HTTP surface (REST API, streams, webhooks), mountable into an actix-web app;
+//! * [`http`], the HTTP surface (REST API, streams), mountable into an actix-web app;
+//! * [`webhooks`], webhook registrations, signatures and durable deliveries;
 //! * the runtime ([`Courier`], [`OrchestratorContext`], [`ActivityContext`], ...) at the top level;
 //! * [`CourierBuilderExt`], which gives the runtime's builder `store_url` and
 //!   `notifier_url`, and [`bootstrap`], a node on the embedded default in one call.
@@ -35,6 +36,7 @@ pub use courier_http as http;
 pub use courier_notify as notify;
 pub use courier_runtime::*;
 pub use courier_store as store;
+pub use courier_webhooks as webhooks;
 
 /// Where the embedded default keeps its data: `COURIER_STORE_URL`'s default.
 pub const DEFAULT_STORE_URL: &str = "./courier.db";

@@ -11,8 +11,8 @@ use crate::support::*;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use courier::Courier;
 use courier::core::{RetryPolicy, TaskError};
-use courier::http::webhooks::signing::{verify_seed, verify_standard};
 use courier::http::{HttpOptions, WebhookOptions};
+use courier::webhooks::signing::{verify_seed, verify_standard};
 use serde_json::{Value, json};
 
 /// What the receiver got.

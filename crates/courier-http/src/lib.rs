@@ -32,22 +32,19 @@ mod dashboard;
 mod error;
 mod events;
 mod executions;
-mod follow;
 mod health;
 mod metrics;
 mod openapi;
 mod options;
 mod params;
-mod sse;
-mod tail;
+mod stream;
 mod tasks;
-pub mod webhooks;
+mod webhooks;
 mod wire;
 mod workers;
-mod ws;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
@@ -66,69 +63,54 @@ pub struct Http {
 
 struct Inner {
     courier: Courier,
+    webhooks: courier_webhooks::Webhooks,
     options: HttpOptions,
-    tail: Addr<tail::LogTail>,
+    tail: Addr<stream::tail::LogTail>,
     tail_cursor: Arc<AtomicI64>,
     stopping: AtomicBool,
     /// Queues `/metrics` has reported, so an emptied one reads 0.
     seen_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
-/// A node builder with Courier's built-in HTTP work (webhook deliveries)
-/// registered; [`start`](Prepared::start) it.
+/// A node builder with the webhook delivery activity and dispatcher installed
+/// (`courier-webhooks`); [`start`](Prepared::start) it.
 pub struct Prepared {
     builder: CourierBuilder,
     options: HttpOptions,
-    slot: Arc<OnceLock<Courier>>,
 }
 
-/// Registers the webhook delivery activity on `builder`.
+/// Installs webhooks (`courier_webhooks::install`) on `builder`, to be started
+/// with its HTTP surface.
 pub fn prepare(builder: CourierBuilder, options: HttpOptions) -> Prepared {
-    let slot: Arc<OnceLock<Courier>> = Arc::new(OnceLock::new());
-    let client = webhooks::deliver::client(&options.webhooks);
-    let (for_activity, webhook_options) = (slot.clone(), options.webhooks.clone());
-    let builder = builder.activity_with(
-        webhooks::deliver::DELIVER,
-        webhooks::deliver::function_options(&options.webhooks),
-        move |ctx, args: webhooks::deliver::DeliverArgs| {
-            let (slot, client, options) = (for_activity.clone(), client.clone(), webhook_options.clone());
-            async move {
-                let courier = slot
-                    .get()
-                    .cloned()
-                    .ok_or_else(|| courier_core::TaskError::new("not_ready", "the node is still starting"))?;
-                webhooks::deliver::deliver(courier, client, options, ctx, args).await
-            }
-        },
-    );
-    Prepared { builder, options, slot }
+    let builder = courier_webhooks::install(builder, options.webhooks.clone());
+    Prepared { builder, options }
 }
 
 impl Prepared {
     /// Starts the node (in the current actix system), then its HTTP actors.
     pub async fn start(self) -> Result<Http, RuntimeError> {
         let courier = self.builder.start().await?;
-        let _ = self.slot.set(courier.clone());
         Ok(Http::start(courier, self.options))
     }
 }
 
 impl Http {
-    /// Starts the HTTP actors (the event log tail and the webhook dispatcher) for
-    /// a running node. Webhook deliveries run only on nodes built with [`prepare`].
+    /// Starts the HTTP actors (the event log tail) for a running node. Webhooks
+    /// are delivered only by nodes whose builder went through [`prepare`] (or
+    /// `courier_webhooks::install`).
     pub fn start(courier: Courier, options: HttpOptions) -> Http {
         metrics::handle();
         let tail_cursor = Arc::new(AtomicI64::new(0));
-        let tail = tail::LogTail::new(
+        let tail = stream::tail::LogTail::new(
             courier.store().clone(),
             courier.notifier().clone(),
             options.tail_poll,
             tail_cursor.clone(),
         )
         .start();
-        webhooks::dispatcher::WebhookDispatcher::new(courier.clone(), options.webhooks.clone()).start();
         Http {
             inner: Arc::new(Inner {
+                webhooks: courier_webhooks::Webhooks::new(courier.clone()),
                 courier,
                 options,
                 tail,
@@ -144,12 +126,17 @@ impl Http {
         &self.inner.courier
     }
 
+    /// The cluster's webhooks.
+    pub fn webhooks(&self) -> &courier_webhooks::Webhooks {
+        &self.inner.webhooks
+    }
+
     /// The options in force.
     pub fn options(&self) -> &HttpOptions {
         &self.inner.options
     }
 
-    pub(crate) fn tail(&self) -> &Addr<tail::LogTail> {
+    pub(crate) fn tail(&self) -> &Addr<stream::tail::LogTail> {
         &self.inner.tail
     }
 
@@ -179,7 +166,7 @@ impl Http {
     /// a final event and closes, and the node drains its workers.
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
-        let _ = self.inner.tail.send(tail::CloseAll).await;
+        let _ = self.inner.tail.send(stream::tail::CloseAll).await;
         if let Err(e) = self.inner.courier.shutdown().await {
             tracing::warn!(error = %e, "node shutdown");
         }
@@ -311,8 +298,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, http: &Http) {
                 .service(web::resource("/dead-letters/{id}/replay").route(web::post().to(admin::replay)))
                 .service(web::resource("/cleanup").route(web::post().to(admin::cleanup)))
                 .service(web::resource("/events").route(web::get().to(events::poll)))
-                .service(web::resource("/events/stream").route(web::get().to(sse::stream)))
-                .service(web::resource("/ws").route(web::get().to(ws::upgrade)))
+                .service(web::resource("/events/stream").route(web::get().to(stream::sse::stream)))
+                .service(web::resource("/ws").route(web::get().to(stream::ws::upgrade)))
                 .service(
                     web::resource("/webhooks")
                         .route(web::post().to(webhooks::create))

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use courier_core::{
-    EventType, ExecutionId, ExecutionRecord, ExecutionState, LeaseToken, ProgressEntry, TaskError, TaskId, TaskRecord,
+    ExecutionId, ExecutionRecord, ExecutionState, LeaseToken, ProgressEntry, TaskError, TaskId, TaskRecord,
     serde_duration,
 };
 use serde::{Deserialize, Serialize};
@@ -245,21 +245,4 @@ pub struct EventsPage {
     pub events: Vec<courier_core::Event>,
     pub next: i64,
     pub has_more: bool,
-}
-
-/// `POST /v1/webhooks`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateWebhook {
-    pub url: String,
-    #[serde(default)]
-    pub event_types: Vec<EventType>,
-    #[serde(default)]
-    pub execution_id: Option<ExecutionId>,
-    #[serde(default)]
-    pub task_id: Option<TaskId>,
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub description: Option<String>,
 }

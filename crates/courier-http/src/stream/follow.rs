@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use courier_core::{Event, EventFilter, Store, StoreError};
 
-use crate::tail::Batch;
+use super::tail::Batch;
 
 /// Events read per catch-up query.
 const CATCH_UP_PAGE: u32 = 500;

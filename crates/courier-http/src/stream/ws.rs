@@ -10,23 +10,26 @@
 //! reading is sent `{"type":"lagged"}` once it reads again, and caught up from the
 //! log; on shutdown it gets `{"type":"shutdown"}` and a close frame.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
 use bytes::Bytes;
+use courier_core::metric;
 use courier_core::{Event, EventFilter, ExecutionId, TaskId};
+use futures::FutureExt;
+use futures::future::LocalBoxFuture;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::follow::Follower;
+use super::session::{self, Core, Sent, Session};
+use super::tail::{Batch, Closing};
 use crate::Http;
 use crate::error::ApiResult;
 use crate::events::parse_types;
-use crate::follow::{Applied, Follower};
-use crate::tail::{Batch, Closing, Join, Leave};
 
 /// Messages buffered towards the client before it counts as stalled.
 const OUTBOX: usize = 256;
@@ -42,14 +45,11 @@ pub(crate) async fn upgrade(http: web::Data<Http>, req: HttpRequest, body: web::
     let (out, rx) = mpsc::channel(OUTBOX);
     actix::spawn(write_loop(session.clone(), rx));
     let actor = WsSession {
-        http: http.get_ref().clone(),
+        core: Core::new(http.get_ref().clone()),
         session: Some(session),
         out,
-        subs: HashMap::new(),
         next_sub: 0,
-        tail_id: None,
         last_heard: Instant::now(),
-        stalled: false,
     };
     let messages = messages.max_frame_size(MAX_FRAME);
     WsSession::create(move |ctx| {
@@ -108,124 +108,31 @@ enum ClientMessage {
     Ping,
 }
 
-struct Subscription {
-    follower: Follower,
-    catching_up: bool,
-}
-
-/// One WebSocket connection.
+/// One WebSocket connection; each subscription is a feed of its session core.
 pub(crate) struct WsSession {
-    http: Http,
+    core: Core,
     session: Option<actix_ws::Session>,
     out: mpsc::Sender<Outgoing>,
-    subs: HashMap<String, Subscription>,
     next_sub: u64,
-    tail_id: Option<u64>,
     last_heard: Instant,
-    stalled: bool,
-}
-
-fn envelope(subscription: &str, event: &Event) -> String {
-    json!({
-        "type": event.event_type,
-        "seq": event.seq,
-        "subscription": subscription,
-        "execution_id": event.execution_id,
-        "task_id": event.task_id,
-        "timestamp": event.timestamp,
-        "data": event.data,
-    })
-    .to_string()
 }
 
 impl WsSession {
-    fn send(&mut self, message: Outgoing, ctx: &mut Context<Self>) -> bool {
+    fn queue(&mut self, message: Outgoing) -> Sent {
         match self.out.try_send(message) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.stall(ctx);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                ctx.stop();
-                false
-            }
+            Ok(()) => Sent::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => Sent::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Sent::Gone,
         }
+    }
+
+    fn send(&mut self, message: Outgoing, ctx: &mut Context<Self>) -> bool {
+        let sent = self.queue(message);
+        session::settle(self, sent, ctx)
     }
 
     fn reply(&mut self, value: Value, ctx: &mut Context<Self>) {
         self.send(Outgoing::Text(value.to_string()), ctx);
-    }
-
-    fn stall(&mut self, ctx: &mut Context<Self>) {
-        if self.stalled {
-            return;
-        }
-        self.stalled = true;
-        metrics::counter!("courier_stream_lagged_total").increment(1);
-        let out = self.out.clone();
-        async move { out.reserve().await.map(drop).is_ok() }
-            .into_actor(self)
-            .map(|open, act, ctx| {
-                if !open {
-                    ctx.stop();
-                    return;
-                }
-                act.stalled = false;
-                act.reply(json!({"type": "lagged"}), ctx);
-                let upto = act.http.tail_cursor();
-                let ids: Vec<String> = act.subs.keys().cloned().collect();
-                for id in ids {
-                    act.catch_up(id, upto, ctx);
-                }
-            })
-            .spawn(ctx);
-    }
-
-    /// Sends a subscription's events; at the first the client has no room for, its
-    /// cursor goes back to just before it.
-    fn emit(&mut self, id: &str, events: Vec<Event>, ctx: &mut Context<Self>) {
-        for event in events {
-            if !self.send(Outgoing::Text(envelope(id, &event)), ctx) {
-                if let Some(sub) = self.subs.get_mut(id) {
-                    sub.follower.cursor = event.seq - 1;
-                }
-                return;
-            }
-        }
-    }
-
-    fn catch_up(&mut self, id: String, upto: i64, ctx: &mut Context<Self>) {
-        let Some(sub) = self.subs.get_mut(&id) else { return };
-        if sub.catching_up || self.stalled {
-            return;
-        }
-        sub.catching_up = true;
-        let mut follower = sub.follower.clone();
-        let store = self.http.courier().store().clone();
-        async move {
-            let result = follower.catch_up_page(&store, upto).await;
-            (follower, result)
-        }
-        .into_actor(self)
-        .map(move |(follower, result), act, ctx| {
-            let Some(sub) = act.subs.get_mut(&id) else { return };
-            sub.catching_up = false;
-            match result {
-                Ok((events, done)) => {
-                    sub.follower = follower;
-                    act.emit(&id, events, ctx);
-                    if !done {
-                        act.catch_up(id, upto, ctx);
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "WebSocket catch-up failed; retrying");
-                    ctx.run_later(Duration::from_millis(200), move |act, ctx| act.catch_up(id, upto, ctx));
-                }
-            }
-        })
-        .spawn(ctx);
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
@@ -242,7 +149,7 @@ impl WsSession {
         match message {
             ClientMessage::Ping => self.reply(json!({"type": "pong"}), ctx),
             ClientMessage::Unsubscribe { id } => {
-                let existed = self.subs.remove(&id).is_some();
+                let existed = self.core.remove_feed(&id);
                 self.reply(json!({"type": "unsubscribed", "id": id, "existed": existed}), ctx);
             }
             ClientMessage::Subscribe {
@@ -260,7 +167,8 @@ impl WsSession {
                     }
                 };
                 if after.is_some_and(|a| a < 0)
-                    || (self.subs.len() >= MAX_SUBSCRIPTIONS && id.as_ref().is_none_or(|i| !self.subs.contains_key(i)))
+                    || (self.core.feed_count() >= MAX_SUBSCRIPTIONS
+                        && id.as_ref().is_none_or(|i| !self.core.has_feed(i)))
                 {
                     self.reply(
                         json!({"type": "error", "error": "invalid subscription", "detail": "after must not be negative; at most 64 subscriptions"}),
@@ -283,7 +191,7 @@ impl WsSession {
                     Some(cursor) => self.start_subscription(id, filter, cursor, ctx),
                     // Live: from the log's head as of now (the tail may not have read it yet).
                     None => {
-                        let store = self.http.courier().store().clone();
+                        let store = self.core.http().courier().store().clone();
                         async move { store.last_event_seq().await }
                             .into_actor(self)
                             .map(move |head, act, ctx| match head {
@@ -300,23 +208,13 @@ impl WsSession {
         }
     }
 
-    /// Closes after what is queued; if the queue is full, at once.
     /// Adds a subscription at `cursor`, acknowledges it, and catches it up to the tail.
     fn start_subscription(&mut self, id: String, filter: EventFilter, cursor: i64, ctx: &mut Context<Self>) {
-        self.subs.insert(
-            id.clone(),
-            Subscription {
-                follower: Follower { filter, cursor },
-                catching_up: false,
-            },
-        );
         self.reply(json!({"type": "subscribed", "id": id, "after": cursor}), ctx);
-        let upto = self.http.tail_cursor();
-        if upto > cursor {
-            self.catch_up(id, upto, ctx);
-        }
+        session::add_feed(self, id, Follower { filter, cursor }, ctx);
     }
 
+    /// Closes after what is queued; if the queue is full, at once.
     fn close(&mut self, reason: Option<CloseReason>, ctx: &mut Context<Self>) {
         if let Err(e) = self.out.try_send(Outgoing::Close(reason))
             && let (mpsc::error::TrySendError::Full(Outgoing::Close(reason)), Some(session)) = (e, self.session.take())
@@ -329,26 +227,36 @@ impl WsSession {
     }
 }
 
+impl Session for WsSession {
+    fn core(&mut self) -> &mut Core {
+        &mut self.core
+    }
+
+    fn send_event(&mut self, feed: &str, event: &Event, _: Option<&Bytes>) -> Sent {
+        self.queue(Outgoing::Text(super::frame::ws(feed, event)))
+    }
+
+    fn send_lagged(&mut self, after: i64) -> Sent {
+        self.queue(Outgoing::Text(json!({"type": "lagged", "after": after}).to_string()))
+    }
+
+    fn room(&self) -> LocalBoxFuture<'static, bool> {
+        let out = self.out.clone();
+        async move { out.reserve().await.map(drop).is_ok() }.boxed_local()
+    }
+}
+
 impl Actor for WsSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.http.options().session_mailbox);
-        metrics::gauge!("courier_ws_connections").increment(1.0);
-        let join = Join {
-            batches: ctx.address().recipient(),
-            closing: ctx.address().recipient(),
-        };
-        self.http
-            .tail()
-            .send(join)
-            .into_actor(self)
-            .map(|joined, act, ctx| match joined {
-                Ok(crate::tail::Joined { id, .. }) => act.tail_id = Some(id),
-                Err(_) => ctx.stop(),
-            })
-            .spawn(ctx);
-        let (ping, timeout) = (self.http.options().ws_ping, self.http.options().ws_timeout);
+        ctx.set_mailbox_capacity(self.core.http().options().session_mailbox);
+        metrics::gauge!(metric::WS_CONNECTIONS).increment(1.0);
+        session::join(self, ctx);
+        let (ping, timeout) = (
+            self.core.http().options().ws_ping,
+            self.core.http().options().ws_timeout,
+        );
         ctx.run_interval(ping, move |act, ctx| {
             if act.last_heard.elapsed() > timeout {
                 tracing::debug!("dropping a silent WebSocket peer");
@@ -360,10 +268,8 @@ impl Actor for WsSession {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        metrics::gauge!("courier_ws_connections").decrement(1.0);
-        if let Some(id) = self.tail_id {
-            self.http.tail().do_send(Leave(id));
-        }
+        metrics::gauge!(metric::WS_CONNECTIONS).decrement(1.0);
+        session::leave(self);
     }
 }
 
@@ -399,27 +305,7 @@ impl Handler<Batch> for WsSession {
     type Result = ();
 
     fn handle(&mut self, batch: Batch, ctx: &mut Self::Context) {
-        if self.stalled {
-            return;
-        }
-        let ids: Vec<String> = self.subs.keys().cloned().collect();
-        for id in ids {
-            if self.stalled {
-                // Later subscriptions keep their cursors and catch up after the stall.
-                return;
-            }
-            let Some(sub) = self.subs.get_mut(&id) else { continue };
-            if sub.catching_up {
-                continue;
-            }
-            match sub.follower.apply(&batch) {
-                Applied::Emit(picked) => {
-                    let events = picked.into_iter().map(|i| batch.events[i].clone()).collect();
-                    self.emit(&id, events, ctx)
-                }
-                Applied::Gap { upto } => self.catch_up(id, upto, ctx),
-            }
-        }
+        session::on_batch(self, batch, ctx);
     }
 }
 

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::signing::{seed_signature, standard_signature};
 use crate::options::WebhookOptions;
+use crate::signing::{seed_signature, standard_signature};
 
 /// The activity's name.
 pub const DELIVER: &str = "courier.webhook.deliver";

@@ -16,7 +16,7 @@ use courier_core::{EventFilter, NewDelivery, NewExecution, Notice, Topic};
 use courier_runtime::{Courier, RuntimeError};
 use uuid::Uuid;
 
-use super::deliver::spec;
+use crate::deliver::spec;
 use crate::options::WebhookOptions;
 
 /// Events matched per round.

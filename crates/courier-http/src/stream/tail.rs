@@ -33,7 +33,7 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub(crate) fn new(from: i64, to: i64, events: Vec<Event>) -> Self {
-        let frames = events.iter().map(crate::sse::frame).collect();
+        let frames = events.iter().map(super::frame::sse).collect();
         Batch {
             from,
             to,

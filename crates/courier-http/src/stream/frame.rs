@@ -1,0 +1,48 @@
+//! How an event looks on each wire: SSE frames (seed 002: `id:` the sequence,
+//! `event:` the type, `data:` the event's data with `seq`, `timestamp`,
+//! `execution_id` and `task_id` added) and the WebSocket envelope.
+
+use bytes::Bytes;
+use courier_core::Event;
+use serde_json::{Value, json};
+
+/// The SSE frame of an event.
+pub(crate) fn sse(event: &Event) -> Bytes {
+    let mut data = match &event.data {
+        Value::Object(map) => map.clone(),
+        other => {
+            let mut map = serde_json::Map::new();
+            map.insert("value".into(), other.clone());
+            map
+        }
+    };
+    data.insert("seq".into(), json!(event.seq));
+    data.insert("timestamp".into(), json!(event.timestamp));
+    if let Some(id) = event.execution_id {
+        data.insert("execution_id".into(), json!(id));
+    }
+    if let Some(id) = event.task_id {
+        data.insert("task_id".into(), json!(id));
+    }
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        event.seq,
+        event.event_type,
+        Value::Object(data)
+    ))
+}
+
+/// The WebSocket envelope of an event matched by `subscription` (seed 002's
+/// `{type, task_id, timestamp, data}` plus `seq`, `execution_id`, `subscription`).
+pub(crate) fn ws(subscription: &str, event: &Event) -> String {
+    json!({
+        "type": event.event_type,
+        "seq": event.seq,
+        "subscription": subscription,
+        "execution_id": event.execution_id,
+        "task_id": event.task_id,
+        "timestamp": event.timestamp,
+        "data": event.data,
+    })
+    .to_string()
+}

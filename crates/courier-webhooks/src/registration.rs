@@ -1,0 +1,189 @@
+//! Registering webhooks and reading what was delivered to them: [`Webhooks`],
+//! the API `courier-http` serves as `/v1/webhooks`.
+
+use std::collections::BTreeMap;
+
+use courier_core::{DeliveryAttempt, DeliveryRecord, EventType, ExecutionId, StoreError, TaskId, WebhookRecord};
+use courier_runtime::{Courier, RuntimeError};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::signing;
+
+/// Longest URL accepted.
+const MAX_URL: usize = 2048;
+/// Longest header value accepted.
+const MAX_HEADER_VALUE: usize = 4096;
+
+/// What to register.
+///
+/// ```
+/// use courier_webhooks::NewWebhook;
+/// let hook = NewWebhook { url: "https://example.com/in".into(), ..NewWebhook::default() };
+/// assert!(hook.event_types.is_empty(), "every event type by default");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// Where deliveries are POSTed (http or https).
+    pub url: String,
+    /// Only these event types (empty: every type).
+    #[serde(default)]
+    pub event_types: Vec<EventType>,
+    /// Only events of this execution.
+    #[serde(default)]
+    pub execution_id: Option<ExecutionId>,
+    /// Only events of this task.
+    #[serde(default)]
+    pub task_id: Option<TaskId>,
+    /// Extra headers sent with every delivery.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A human description.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A delivery with its attempts, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeliveryView {
+    /// The delivery.
+    #[serde(flatten)]
+    pub delivery: DeliveryRecord,
+    /// Its attempts.
+    pub attempt_log: Vec<DeliveryAttempt>,
+}
+
+/// Why a webhook call failed.
+#[derive(Debug, Error)]
+pub enum WebhookError {
+    /// The registration is not acceptable; `field` says which part.
+    #[error("{message} ({field}: {detail})")]
+    Invalid {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong, as a sentence.
+        message: String,
+        /// The offending value, or why it was refused.
+        detail: String,
+    },
+    /// No webhook has this id.
+    #[error("webhook {0} not found")]
+    NotFound(Uuid),
+    /// The runtime (store) failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+impl From<StoreError> for WebhookError {
+    fn from(e: StoreError) -> Self {
+        WebhookError::Runtime(e.into())
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>, detail: impl Into<String>) -> WebhookError {
+    WebhookError::Invalid {
+        field,
+        message: message.into(),
+        detail: detail.into(),
+    }
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+}
+
+/// Registers webhooks and reads their deliveries, through a node's handle.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Webhooks {
+    courier: Courier,
+}
+
+impl Webhooks {
+    /// The webhooks of `courier`'s cluster.
+    pub fn new(courier: Courier) -> Self {
+        Webhooks { courier }
+    }
+
+    /// Checks and registers a webhook. The answer is the only time its secret is
+    /// returned: listings leave it out.
+    pub async fn create(&self, new: NewWebhook) -> Result<WebhookRecord, WebhookError> {
+        let url = reqwest::Url::parse(&new.url).map_err(|e| invalid("url", "invalid url", e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || new.url.len() > MAX_URL {
+            return Err(invalid(
+                "url",
+                format!("the url must be http(s) with a host, at most {MAX_URL} characters"),
+                new.url,
+            ));
+        }
+        for (name, value) in &new.headers {
+            if !valid_header_name(name) || value.len() > MAX_HEADER_VALUE || value.contains(['\r', '\n']) {
+                return Err(invalid("headers", "invalid header", name.clone()));
+            }
+        }
+        let now = self.courier.store().now().await?;
+        let hook = WebhookRecord {
+            id: Uuid::now_v7(),
+            url: new.url,
+            event_types: new.event_types,
+            execution_id: new.execution_id,
+            task_id: new.task_id,
+            headers: new.headers,
+            secret: signing::new_secret(),
+            description: new.description,
+            enabled: true,
+            disabled_reason: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.courier.create_webhook(hook.clone()).await?;
+        Ok(hook)
+    }
+
+    /// Webhooks, oldest first.
+    pub async fn list(&self, limit: u32, offset: u32) -> Result<Vec<WebhookRecord>, WebhookError> {
+        Ok(self.courier.store().list_webhooks(limit, offset).await?)
+    }
+
+    /// One webhook.
+    pub async fn get(&self, id: Uuid) -> Result<WebhookRecord, WebhookError> {
+        self.courier
+            .store()
+            .get_webhook(id)
+            .await?
+            .ok_or(WebhookError::NotFound(id))
+    }
+
+    /// Deletes a webhook with its deliveries.
+    pub async fn delete(&self, id: Uuid) -> Result<(), WebhookError> {
+        if self.courier.delete_webhook(id).await? {
+            Ok(())
+        } else {
+            Err(WebhookError::NotFound(id))
+        }
+    }
+
+    /// Enables a webhook (after a `410 Gone` disabled it, say) or disables it;
+    /// the webhook as it is now.
+    pub async fn set_enabled(&self, id: Uuid, enabled: bool) -> Result<WebhookRecord, WebhookError> {
+        let reason = (!enabled).then_some("disabled over the API");
+        if !self.courier.set_webhook_enabled(id, enabled, reason).await? {
+            return Err(WebhookError::NotFound(id));
+        }
+        self.get(id).await
+    }
+
+    /// A webhook's deliveries, newest first, each with its attempts.
+    pub async fn deliveries(&self, id: Uuid, limit: u32, offset: u32) -> Result<Vec<DeliveryView>, WebhookError> {
+        let hook = self.get(id).await?;
+        let store = self.courier.store();
+        let mut out = Vec::new();
+        for delivery in store.list_deliveries(hook.id, limit, offset).await? {
+            let attempt_log = store.list_delivery_attempts(delivery.id).await?;
+            out.push(DeliveryView { delivery, attempt_log });
+        }
+        Ok(out)
+    }
+}
