@@ -41,7 +41,7 @@ fn mac(secret: &str, parts: &[&[u8]]) -> Vec<u8> {
 /// seed 002's `X-Webhook-Signature` value: `sha256=<hex>`.
 ///
 /// ```
-/// use courier_http::webhooks::signing::{seed_signature, verify_seed};
+/// use courier_webhooks::signing::{seed_signature, verify_seed};
 /// let sig = seed_signature("whsec_c2VjcmV0", b"{}");
 /// assert!(sig.starts_with("sha256="));
 /// assert!(verify_seed("whsec_c2VjcmV0", b"{}", &sig));
@@ -73,7 +73,7 @@ pub fn verify_seed(secret: &str, body: &[u8], signature: &str) -> bool {
 /// `v1,` signatures may match; constant time).
 ///
 /// ```
-/// use courier_http::webhooks::signing::{standard_signature, verify_standard};
+/// use courier_webhooks::signing::{standard_signature, verify_standard};
 /// let sig = standard_signature("whsec_c2VjcmV0", "msg_1", 1_700_000_000, b"{}");
 /// assert!(verify_standard("whsec_c2VjcmV0", "msg_1", 1_700_000_000, b"{}", &sig));
 /// assert!(!verify_standard("whsec_c2VjcmV0", "msg_2", 1_700_000_000, b"{}", &sig));
