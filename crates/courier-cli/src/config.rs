@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use courier_core::{RetryPolicy, serde_duration};
-use courier_http::{HttpOptions, WebhookOptions};
-use courier_runtime::{MaintenanceOptions, PollBackoff, WorkerOptions};
+use courier_core::{NotificationTtl, RetryPolicy, serde_duration};
+use courier_http::{HttpOptions, NotificationHttpOptions, WebhookOptions};
+use courier_runtime::{MaintenanceOptions, NotificationOptions, PollBackoff, WorkerOptions};
 use serde::Deserialize;
 
 /// The built-in defaults: the repository's `config/default.toml`.
@@ -35,6 +35,7 @@ pub struct Config {
     pub maintenance: Maintenance,
     pub streams: Streams,
     pub webhooks: Webhooks,
+    pub notifications: Notifications,
     pub log: Log,
     pub testing: Testing,
 }
@@ -142,6 +143,23 @@ pub struct Webhooks {
     pub concurrency: u32,
     #[serde(with = "serde_duration")]
     pub poll: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notifications {
+    pub token_secret: String,
+    pub webhook_secret: String,
+    #[serde(with = "serde_duration")]
+    pub webhook_failure_window: Duration,
+    #[serde(with = "serde_duration")]
+    pub queued_ttl: Duration,
+    #[serde(with = "serde_duration")]
+    pub timeseries_ttl: Duration,
+    #[serde(with = "serde_duration")]
+    pub cleanup_interval: Duration,
+    #[serde(with = "serde_duration")]
+    pub keepalive: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -260,7 +278,32 @@ impl Config {
             return Err(ConfigError::Invalid("log.format must be \"text\" or \"json\"".into()));
         }
         self.webhook_retry()?;
+        let n = &self.notifications;
+        for (name, value) in [
+            ("queued_ttl", n.queued_ttl),
+            ("timeseries_ttl", n.timeseries_ttl),
+            ("cleanup_interval", n.cleanup_interval),
+            ("keepalive", n.keepalive),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "notifications.{name} must be longer than 0s"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// How notifications for people are kept.
+    pub fn notification_options(&self) -> NotificationOptions {
+        let n = &self.notifications;
+        NotificationOptions {
+            ttl: NotificationTtl {
+                queued: n.queued_ttl,
+                timeseries: n.timeseries_ttl,
+            },
+            cleanup_interval: n.cleanup_interval,
+        }
     }
 
     fn webhook_retry(&self) -> Result<RetryPolicy, ConfigError> {
@@ -340,6 +383,13 @@ impl Config {
                 queue: self.webhooks.queue.clone(),
                 concurrency: self.webhooks.concurrency,
                 poll: self.webhooks.poll,
+            },
+            notifications: NotificationHttpOptions {
+                token_secret: Some(self.notifications.token_secret.clone()).filter(|s| !s.is_empty()),
+                webhook_secret: Some(self.notifications.webhook_secret.clone()).filter(|s| !s.is_empty()),
+                webhook_failure_window: self.notifications.webhook_failure_window,
+                keepalive: self.notifications.keepalive,
+                identity: None,
             },
         }
     }

@@ -72,6 +72,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .notifier(notifier(&config).await?)
         .clock(clock)
         .maintenance(config.maintenance_options())
+        .notifications(config.notification_options())
         .node_id(node.clone());
     if config.testing.fixtures {
         tracing::warn!("testing.fixtures: registering the fixture.* test functions");

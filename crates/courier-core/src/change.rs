@@ -23,6 +23,9 @@
 //! | [`AttemptEnded`](Change::AttemptEnded) | `task.completed` `{function, kind, attempt}` or `task.failed` `{function, kind, attempt, error, will_retry, retry_in_ms}` | task; the parent's execution, if a child settled |
 //! | [`TaskStuck`](Change::TaskStuck) | `task.stuck` `{function, kind, attempt, worker, heartbeat_at}` | — |
 //! | [`TaskCancelled`](Change::TaskCancelled) | `task.cancelled` `{function, kind, reason}` | task |
+//! | [`NotificationSent`](Change::NotificationSent) | `notification.sent` `{id, target, type, mode, group, replaced}` | notifications (with the envelope) |
+//! | [`NotificationsDismissed`](Change::NotificationsDismissed) | `notification.dismissed` `{ids, subscriber, group}` | notifications |
+//! | [`SourceSubscription`](Change::SourceSubscription) | — | notifications |
 //!
 //! Every commit that appended an event also wakes the log's followers
 //! ([`Notice::Events`]), once per commit.
@@ -36,6 +39,7 @@ use serde_json::{Value, json};
 use crate::error::TaskError;
 use crate::event::{EventType, NewEvent};
 use crate::id::{ExecutionId, TaskId};
+use crate::notification::{NotificationNotice, NotificationRecord, Subscriber};
 use crate::notifier::Notice;
 use crate::progress::Progress;
 use crate::state::{ExecutionState, TaskKind, TaskState};
@@ -260,6 +264,34 @@ pub enum Change {
         /// Why.
         reason: String,
     },
+    /// A notification for people was sent. Its `seq` is its event's, which the
+    /// store sets when it appends the event (see [`Change::set_seq`]).
+    NotificationSent {
+        /// The notification as it went out.
+        notification: NotificationRecord,
+        /// Live notifications of the same target and group it replaced.
+        replaced: Vec<uuid::Uuid>,
+    },
+    /// Notifications were dismissed for one subscriber.
+    NotificationsDismissed {
+        /// The notifications.
+        ids: Vec<uuid::Uuid>,
+        /// For whom.
+        subscriber: Subscriber,
+        /// The group dismissed, if dismissed by group.
+        group: Option<String>,
+        /// The event's sequence number (set by the store).
+        seq: i64,
+    },
+    /// A user subscribed to a source, or unsubscribed.
+    SourceSubscription {
+        /// The user.
+        user: String,
+        /// The source.
+        source: String,
+        /// Subscribed (true) or unsubscribed.
+        subscribed: bool,
+    },
 }
 
 impl Change {
@@ -388,8 +420,40 @@ impl Change {
                 EventType::TaskCancelled,
                 json!({"function": task.function, "kind": task.kind, "reason": reason}),
             ),
+            Change::NotificationSent { notification, replaced } => NewEvent {
+                event_type: EventType::NotificationSent,
+                execution_id: None,
+                task_id: None,
+                data: json!({
+                    "id": notification.id,
+                    "target": notification.target,
+                    "type": notification.kind,
+                    "mode": notification.mode,
+                    "group": notification.group,
+                    "replaced": replaced,
+                }),
+            },
+            Change::NotificationsDismissed {
+                ids, subscriber, group, ..
+            } => NewEvent {
+                event_type: EventType::NotificationDismissed,
+                execution_id: None,
+                task_id: None,
+                data: json!({"ids": ids, "subscriber": subscriber, "group": group}),
+            },
+            Change::SourceSubscription { .. } => return None,
         };
         Some(event)
+    }
+
+    /// Tells a change that carries its event's sequence number what it is (the
+    /// store calls this when it appends the event; other changes ignore it).
+    pub fn set_seq(&mut self, seq: i64) {
+        match self {
+            Change::NotificationSent { notification, .. } => notification.seq = seq,
+            Change::NotificationsDismissed { seq: own, .. } => *own = seq,
+            _ => {}
+        }
     }
 
     /// Whether [`event`](Self::event) has an event for it (cheaper than building it).
@@ -399,7 +463,7 @@ impl Change {
             Change::ExecutionEnded {
                 state: ExecutionState::Pending | ExecutionState::Running,
                 ..
-            }
+            } | Change::SourceSubscription { .. }
         )
     }
 
@@ -448,6 +512,32 @@ impl Change {
                 task_id: task.task,
                 state: TaskState::Cancelled,
             }],
+            Change::NotificationSent { notification, replaced } => {
+                vec![Notice::Notification(Box::new(NotificationNotice::Sent {
+                    id: notification.id,
+                    seq: notification.seq,
+                    target: notification.target.clone(),
+                    mode: notification.mode,
+                    replaced: replaced.clone(),
+                    envelope: Some(notification.envelope()),
+                }))]
+            }
+            Change::NotificationsDismissed {
+                ids, subscriber, seq, ..
+            } => vec![Notice::Notification(Box::new(NotificationNotice::Dismissed {
+                ids: ids.clone(),
+                seq: *seq,
+                subscriber: subscriber.clone(),
+            }))],
+            Change::SourceSubscription {
+                user,
+                source,
+                subscribed,
+            } => vec![Notice::Notification(Box::new(NotificationNotice::Subscription {
+                user: user.clone(),
+                source: source.clone(),
+                subscribed: *subscribed,
+            }))],
             Change::ExecutionCreated { .. }
             | Change::ExecutionStarted { .. }
             | Change::TaskStarted { .. }

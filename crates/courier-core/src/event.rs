@@ -51,6 +51,10 @@ string_enum! {
         ExecutionTimedOut => "execution.timed_out",
         /// An execution was cancelled.
         ExecutionCancelled => "execution.cancelled",
+        /// A notification for people was sent (ids and target, not its payload).
+        NotificationSent => "notification.sent",
+        /// Notifications were dismissed by one subscriber.
+        NotificationDismissed => "notification.dismissed",
     }
 }
 
@@ -58,6 +62,11 @@ impl EventType {
     /// Whether this is a `task.*` event.
     pub fn is_task_event(self) -> bool {
         self.as_str().starts_with("task.")
+    }
+
+    /// Whether this is a `notification.*` event.
+    pub fn is_notification_event(self) -> bool {
+        self.as_str().starts_with("notification.")
     }
 }
 

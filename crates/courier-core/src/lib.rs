@@ -29,6 +29,7 @@ mod event;
 mod execution;
 mod id;
 pub mod metric;
+mod notification;
 mod notifier;
 mod progress;
 mod retry;
@@ -46,6 +47,11 @@ pub use error::{LeaseLost, ParseEnumError, StoreError, StoreResult, TaskError};
 pub use event::{Event, EventFilter, EventType, NewEvent};
 pub use execution::{Cancelled, Dispatched, ExecutionFilter, ExecutionRecord, NewExecution};
 pub use id::{ExecutionId, LeaseToken, TaskId};
+pub use notification::{
+    Cursor, Dismissal, MAX_KEY as MAX_NOTIFICATION_KEY, NewNotification, NotificationFilter, NotificationMode,
+    NotificationNotice, NotificationRecord, NotificationSent, NotificationTtl, Replay, Subscriber, Target, TargetError,
+    Viewer, check_key, dismissed_envelope, envelope, epoch_seconds,
+};
 pub use notifier::{
     DEFAULT_MAILBOX, Delivery, Hub, HubStats, LocalNotifier, Mailbox, Notice, Notifier, NotifierStats, NotifyError,
     Subscription, Topic, TopicListener,
@@ -56,7 +62,8 @@ pub use signal::{SignalRecord, SignalSent};
 pub use state::{ExecutionState, TaskKind, TaskState};
 pub use store::{
     CacheStore, ChildGroup, ContextStore, DeadLetterStore, Effect, EffectApplied, EffectWrite, EventStore,
-    ExecutionStore, Reservation, SeedRecords, Store, TaskStore, WebhookStore, WriteBatch, WriteResults,
+    ExecutionStore, NotificationStore, Reservation, SeedRecords, Store, TaskStore, WebhookStore, WriteBatch,
+    WriteResults,
 };
 pub use task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, DEFAULT_QUEUE, Lease, LeaseKey, NewTask, Outcome,

@@ -41,6 +41,11 @@ impl ApiError {
         )
     }
 
+    /// 503: something the request needs is not running.
+    pub fn unavailable(error: impl Into<String>, detail: Value) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, error, detail)
+    }
+
     /// 409: the resource's state forbids it.
     pub fn conflict(error: impl Into<String>, detail: Value) -> Self {
         Self::new(StatusCode::CONFLICT, error, detail)

@@ -34,6 +34,7 @@ mod events;
 mod executions;
 mod health;
 mod metrics;
+pub mod notifications;
 mod openapi;
 mod options;
 mod params;
@@ -52,6 +53,7 @@ use actix_web::web;
 use courier_runtime::{Courier, CourierBuilder, RuntimeError};
 
 pub use error::ApiError;
+pub use notifications::{IdentityProvider, NotificationHttpOptions, NotificationIdentity};
 pub use options::{HttpOptions, WebhookOptions};
 
 /// A node with its HTTP surface: the runtime handle plus the actors that feed
@@ -67,6 +69,10 @@ struct Inner {
     options: HttpOptions,
     tail: Addr<stream::tail::LogTail>,
     tail_cursor: Arc<AtomicI64>,
+    notification_hub: Addr<notifications::hub::NotificationHub>,
+    /// The cluster's anonymous-session key, once read from the store.
+    session_key: std::sync::OnceLock<Vec<u8>>,
+    webhook_failures: notifications::Failures,
     stopping: AtomicBool,
     /// Queues `/metrics` has reported, so an emptied one reads 0.
     seen_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
@@ -108,6 +114,12 @@ impl Http {
             tail_cursor.clone(),
         )
         .start();
+        let notification_hub = notifications::hub::NotificationHub::new(
+            courier.store().clone(),
+            courier.notifier().clone(),
+            options.notifications.keepalive,
+        )
+        .start();
         Http {
             inner: Arc::new(Inner {
                 webhooks: courier_webhooks::Webhooks::new(courier.clone()),
@@ -115,6 +127,9 @@ impl Http {
                 options,
                 tail,
                 tail_cursor,
+                notification_hub,
+                session_key: std::sync::OnceLock::new(),
+                webhook_failures: notifications::Failures::default(),
                 stopping: AtomicBool::new(false),
                 seen_queues: Default::default(),
             }),
@@ -124,6 +139,31 @@ impl Http {
     /// The runtime.
     pub fn courier(&self) -> &Courier {
         &self.inner.courier
+    }
+
+    pub(crate) fn notification_hub(&self) -> &Addr<notifications::hub::NotificationHub> {
+        &self.inner.notification_hub
+    }
+
+    /// How many notification streams are open on this node.
+    pub async fn notification_streams(&self) -> usize {
+        self.inner
+            .notification_hub
+            .send(notifications::hub::Count)
+            .await
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn session_key(&self) -> Option<Vec<u8>> {
+        self.inner.session_key.get().cloned()
+    }
+
+    pub(crate) fn remember_session_key(&self, key: Vec<u8>) {
+        let _ = self.inner.session_key.set(key);
+    }
+
+    pub(crate) fn webhook_failures(&self) -> &notifications::Failures {
+        &self.inner.webhook_failures
     }
 
     /// The cluster's webhooks.
@@ -167,6 +207,7 @@ impl Http {
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         let _ = self.inner.tail.send(stream::tail::CloseAll).await;
+        let _ = self.inner.notification_hub.send(notifications::hub::CloseAll).await;
         if let Err(e) = self.inner.courier.shutdown().await {
             tracing::warn!(error = %e, "node shutdown");
         }
@@ -269,6 +310,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, http: &Http) {
         .service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/openapi.json").route(web::get().to(openapi::document)))
+        .service(web::resource("/notifications/stream").route(web::get().to(notifications::stream::stream)))
+        .service(web::resource("/notifications/webhook").route(web::post().to(notifications::webhook)))
+        .service(web::resource("/notifications/group/{group}").route(web::delete().to(notifications::dismiss_group)))
+        .service(web::resource("/notifications/{id}").route(web::delete().to(notifications::dismiss)))
         .service(
             web::scope("/v1")
                 .wrap(actix_web::middleware::from_fn(auth::require_token))
@@ -312,6 +357,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, http: &Http) {
                 )
                 .service(web::resource("/webhooks/{id}/enable").route(web::post().to(webhooks::enable)))
                 .service(web::resource("/webhooks/{id}/disable").route(web::post().to(webhooks::disable)))
-                .service(web::resource("/webhooks/{id}/deliveries").route(web::get().to(webhooks::deliveries))),
+                .service(web::resource("/webhooks/{id}/deliveries").route(web::get().to(webhooks::deliveries)))
+                .service(
+                    web::resource("/notifications")
+                        .route(web::post().to(notifications::create))
+                        .route(web::get().to(notifications::list)),
+                )
+                .service(web::resource("/notifications/tokens").route(web::post().to(notifications::mint_token)))
+                .service(
+                    web::resource("/notifications/subscriptions")
+                        .route(web::post().to(notifications::subscribe))
+                        .route(web::get().to(notifications::subscriptions))
+                        .route(web::delete().to(notifications::unsubscribe)),
+                ),
         );
 }

@@ -205,6 +205,10 @@ enum Failure {
     TooLarge,
     /// 500 and 503: the store failed, is unreachable, or the node is shutting down.
     Store,
+    /// 422: a well-formed body that names no valid target.
+    Unprocessable,
+    /// 401 on `/notifications/...`: the connection's identity is missing or invalid.
+    NotSignedIn,
 }
 
 struct Op<'a> {
@@ -243,6 +247,8 @@ impl Op<'_> {
                     add("500", "StoreError");
                     add("503", "Unavailable");
                 }
+                Failure::Unprocessable => add("422", "Unprocessable"),
+                Failure::NotSignedIn => add("401", "NotSignedIn"),
             }
         }
         if self.api {
@@ -551,9 +557,11 @@ fn schemas() -> Value {
                 "execution_id": uuid("Its execution."),
                 "execution_resumed": boolean("Whether the execution was reopened."),
             })),
-            "CleanupReport": object(&["executions", "dead_letters"], json!({
+            "CleanupReport": object(&["executions", "dead_letters", "events", "cache_entries"], json!({
                 "executions": u64_("Finished executions deleted (with all their rows)."),
                 "dead_letters": u64_("Dead letters deleted."),
+                "events": u64_("Events trimmed from the log."),
+                "cache_entries": u64_("Expired cache entries purged."),
             })),
             "Event": object(&["seq", "type", "timestamp", "data"], json!({
                 "seq": i64_("Its position in the log."),
@@ -687,7 +695,108 @@ fn schemas() -> Value {
                 "description": nullable(string("A human description.")),
             })),
         }),
+        notification_schemas(),
     ])
+}
+
+/// The schemas of notifications for people (`/v1/notifications...`, `/notifications/...`).
+fn notification_schemas() -> Value {
+    let key = |description: &str| {
+        json!({ "type": "string", "minLength": 1, "maxLength": courier_core::MAX_NOTIFICATION_KEY,
+                "description": format!("{description} 1 to {} bytes, not blank, no control characters.", courier_core::MAX_NOTIFICATION_KEY) })
+    };
+    let seq =
+        |description: &str| json!({ "type": "integer", "format": "int64", "minimum": 0, "description": description });
+    let epoch = |description: &str| json!({ "type": "number", "minimum": 0, "description": description });
+    let target_kind = || schema("NotificationTargetKind");
+    json!({
+        "NotificationTargetKind": enum_schema(
+            "Who a notification is for: one browser `session`, every session of one `user`, every subscriber of a `source`, or every open connection (`broadcast`).",
+            vec!["session", "user", "source", "broadcast"],
+        ),
+        "NotificationMode": enum_schema(
+            "`queued`: stored, replayed on every connect until dismissed. `timeseries`: stored, replayed only after the client's cursor, not dismissible. `ephemeral`: never stored (broadcasts always are).",
+            vec!["queued", "timeseries", "ephemeral"],
+        ),
+        "NotificationTarget": object(&["kind", "key"], json!({
+            "kind": target_kind(),
+            "key": string("The session id, user id or source name (empty for a broadcast)."),
+        })),
+        "SendNotification": object(&["target", "type", "payload"], json!({
+            "target": target_kind(),
+            "session_id": nullable(key("The session, for `target: session`.")),
+            "user_id": nullable(key("The user, for `target: user`.")),
+            "source": nullable(key("The source, for `target: source`.")),
+            "type": key("The notification's type (the browser client toasts `generic`)."),
+            "mode": nullable(schema("NotificationMode")),
+            "group": nullable(key("A group key: a newer notification of the same target and group replaces this one.")),
+            "payload": {
+                "type": "object",
+                "description": format!("What the browser receives (seed 004's `title`, `message`, `level`, `link`, ...); at most {} bytes as JSON.", courier_runtime::MAX_NOTIFICATION_PAYLOAD),
+            },
+        })),
+        "NotificationSent": object(&["id", "type", "mode", "created_at", "seq"], json!({
+            "id": uuid("The notification's id."),
+            "type": string("Its type."),
+            "mode": schema("NotificationMode"),
+            "created_at": epoch("When it was sent (Unix seconds, with microseconds)."),
+            "seq": seq("Its place in the notification sequence (0 for an ephemeral one)."),
+        })),
+        "NotificationSuppressed": object(&["suppressed"], json!({
+            "suppressed": { "type": "boolean", "enum": [true], "description": "A hook suppressed the notification: nothing was sent." },
+        })),
+        "Notification": object(&["id", "seq", "target", "type", "mode", "payload", "created_at"], json!({
+            "id": uuid("Its id."),
+            "seq": seq("Its place in the notification sequence."),
+            "target": schema("NotificationTarget"),
+            "type": string("Its type."),
+            "mode": schema("NotificationMode"),
+            "group": string("Its group key."),
+            "payload": { "type": "object", "description": "What the browser receives." },
+            "created_at": date_time("When it was sent."),
+            "expires_at": date_time("When it stops being replayed (its TTL)."),
+        })),
+        "NotificationList": object(&["notifications", "limit", "next_before"], json!({
+            "notifications": { "type": "array", "items": schema("Notification"), "description": "Newest first." },
+            "limit": u32_("The page size used."),
+            "next_before": nullable(seq("Pass as `before` for the next page (`null`: this page is empty).")),
+        })),
+        "CreateConnectionToken": object(&["session_id"], json!({
+            "session_id": key("The browser session the token is for."),
+            "user_id": nullable(key("The signed-in user, if any: the stream also carries the user's notifications and subscriptions.")),
+            "sources": { "type": "array", "items": key("A source."), "description": "Sources the connection may read without a subscription." },
+            "ttl": nullable(duration_input("How long the token is valid, 1s to 30d (default 1h).", 1, Some(crate::notifications::token::MAX_TTL.as_secs()))),
+        })),
+        "ConnectionToken": object(&["token", "expires_at"], json!({
+            "token": string("An HS256 JWT for `/notifications/stream` and dismissals (`?token=`, `Authorization: Bearer`, or the `courier_token` cookie)."),
+            "expires_at": nullable(date_time("When it expires.")),
+        })),
+        "SourceSubscription": object(&["user_id", "source"], json!({
+            "user_id": key("The user."),
+            "source": key("The source."),
+        })),
+        "SourceSubscriptionState": object(&["user_id", "source", "subscribed"], json!({
+            "user_id": string("The user."),
+            "source": string("The source."),
+            "subscribed": boolean("Whether the user is now subscribed."),
+        })),
+        "SourceSubscriptions": object(&["user_id", "sources"], json!({
+            "user_id": string("The user."),
+            "sources": strings("The sources the user is subscribed to, in byte order."),
+        })),
+        "NotificationDismissed": object(&["dismissed"], json!({
+            "dismissed": uuid("The notification dismissed for the caller."),
+        })),
+        "NotificationGroupDismissed": object(&["dismissed_group", "dismissed"], json!({
+            "dismissed_group": string("The group."),
+            "dismissed": { "type": "array", "items": { "type": "string", "format": "uuid" }, "description": "The notifications it dismissed for the caller (empty if none)." },
+        })),
+        "NotificationAccepted": object(&["id"], json!({
+            "id": nullable(uuid("The notification's id (`null` when a hook suppressed it).")),
+            "type": string("Its type."),
+            "suppressed": { "type": "boolean", "enum": [true], "description": "Present when a hook suppressed it." },
+        })),
+    })
 }
 
 fn components() -> Value {
@@ -703,6 +812,13 @@ fn components() -> Value {
             "UnsupportedMediaType": error("The body is not `application/json`."),
             "StoreError": error("The store failed."),
             "Unavailable": error("The store is unreachable, or the node is shutting down."),
+            "Unprocessable": error("The body names no valid target (an unknown `target`, or its id missing or invalid)."),
+            "NotSignedIn": error("The connection has no valid identity: a missing, invalid or expired connection token, or (without tokens) no anonymous session yet."),
+            "TooManyRequests": {
+                "description": "Authentication failed from this client within `notifications.webhook_failure_window`.",
+                "headers": { "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer", "minimum": 1 } } },
+                "content": json_content(schema("Error")),
+            },
         },
         "securitySchemes": {
             "bearer": {
@@ -715,6 +831,23 @@ fn components() -> Value {
                 "in": "query",
                 "name": "access_token",
                 "description": "The token as a query parameter, for clients that cannot set headers (`EventSource`, WebSocket).",
+            },
+            "connection_token": {
+                "type": "apiKey",
+                "in": "query",
+                "name": "token",
+                "description": "A connection token (HS256 JWT signed with `notifications.token_secret`; `sid`, optional `sub`, `sources`, `exp`) for `/notifications/...`. Also accepted as `Authorization: Bearer` or the `courier_token` cookie.",
+            },
+            "anonymous_session": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "courier_session",
+                "description": "Without `notifications.token_secret`: the signed anonymous-session cookie the stream sets on first connect.",
+            },
+            "webhook_secret": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`Authorization: Bearer <notifications.webhook_secret>`.",
             },
         },
     })
@@ -1062,11 +1195,139 @@ fn paths() -> Value {
     ];
 
     let mut paths = Map::new();
-    for (path, method, op) in ops {
+    for (path, method, op) in ops.into_iter().chain(notification_paths()) {
         let item = paths.entry(path).or_insert_with(|| json!({}));
         item[method] = op;
     }
     Value::Object(paths)
+}
+
+/// The operations of notifications for people.
+fn notification_paths() -> Vec<(&'static str, &'static str, Value)> {
+    use Failure::*;
+    // What the browser presents on `/notifications/...` (instead of `/v1`'s API tokens).
+    let viewer = |op: Value| {
+        let mut op = op;
+        op["security"] = json!([{ "connection_token": [] }, { "bearer": [] }, { "anonymous_session": [] }]);
+        op
+    };
+    let text = |description: &str, media: &str| json!({ "description": description, "content": { media: { "schema": { "type": "string" } } } });
+    let token_param = || {
+        query(
+            "token",
+            "The connection token, for clients that cannot set headers.",
+            json!({ "type": "string" }),
+        )
+    };
+    let key_param = |name: &str, description: &str, required: bool| {
+        json!({ "name": name, "in": "query", "required": required, "description": description,
+                "schema": { "type": "string", "minLength": 1, "maxLength": courier_core::MAX_NOTIFICATION_KEY } })
+    };
+    vec![
+        ("/v1/notifications", "post", Op {
+            id: "sendNotification", tag: "notifications", summary: "Send a notification.",
+            description: "Stored (unless ephemeral), then pushed to every open stream of its target on every node. A newer notification with the same target and `group` replaces the earlier one (connected subscribers get a `dismissed` event for it). A broadcast is always ephemeral; the answer says so in `mode`.",
+            parameters: vec![], body: Some(json_body(true, schema("SendNotification"))),
+            responses: vec![
+                ("201", ok("Sent.", schema("NotificationSent"))),
+                ("200", ok("A hook suppressed it: nothing was sent.", schema("NotificationSuppressed"))),
+            ],
+            errors: &[Bad, Body, Unprocessable, Store], api: true,
+        }.build()),
+        ("/v1/notifications", "get", Op {
+            id: "listNotifications", tag: "notifications", summary: "Stored notifications, newest first.", description: "",
+            parameters: vec![
+                query("target", "Only notifications for this target kind (with its id below).", schema("NotificationTargetKind")),
+                key_param("session_id", "The session, with `target=session`.", false),
+                key_param("user_id", "The user, with `target=user`.", false),
+                key_param("source", "The source, with `target=source`.", false),
+                query("mode", "Only this mode.", schema("NotificationMode")),
+                query("before", "Only notifications before this sequence number (the last page's `next_before`).",
+                      json!({ "type": "integer", "format": "int64" })),
+                limit_param(crate::params::DEFAULT_PAGE),
+            ],
+            body: None,
+            responses: vec![("200", ok("A page of notifications.", schema("NotificationList")))],
+            errors: &[Bad, Store], api: true,
+        }.build()),
+        ("/v1/notifications/tokens", "post", Op {
+            id: "createConnectionToken", tag: "notifications", summary: "Mint a connection token for a browser.",
+            description: "For applications that would rather not sign JWTs themselves. 409 when `notifications.token_secret` is not set.",
+            parameters: vec![], body: Some(json_body(true, schema("CreateConnectionToken"))),
+            responses: vec![("201", ok("The token.", schema("ConnectionToken")))],
+            errors: &[Bad, Conflict, Body], api: true,
+        }.build()),
+        ("/v1/notifications/subscriptions", "post", Op {
+            id: "subscribeSource", tag: "notifications", summary: "Subscribe a user to a source.",
+            description: "201 when the subscription is new, 200 when it already existed. Every stream of the user receives the source's notifications from then on.",
+            parameters: vec![], body: Some(json_body(true, schema("SourceSubscription"))),
+            responses: vec![
+                ("201", ok("Subscribed.", schema("SourceSubscriptionState"))),
+                ("200", ok("Already subscribed.", schema("SourceSubscriptionState"))),
+            ],
+            errors: &[Bad, Body, Store], api: true,
+        }.build()),
+        ("/v1/notifications/subscriptions", "get", Op {
+            id: "listSourceSubscriptions", tag: "notifications", summary: "The sources a user is subscribed to.", description: "",
+            parameters: vec![key_param("user_id", "The user.", true)], body: None,
+            responses: vec![("200", ok("The user's sources.", schema("SourceSubscriptions")))],
+            errors: &[Bad, Store], api: true,
+        }.build()),
+        ("/v1/notifications/subscriptions", "delete", Op {
+            id: "unsubscribeSource", tag: "notifications", summary: "Unsubscribe a user from a source.", description: "",
+            parameters: vec![key_param("user_id", "The user.", true), key_param("source", "The source.", true)], body: None,
+            responses: vec![("200", ok("Unsubscribed.", schema("SourceSubscriptionState")))],
+            errors: &[Bad, NotFound, Store], api: true,
+        }.build()),
+        ("/notifications/stream", "get", viewer(Op {
+            id: "notificationStream", tag: "notifications", summary: "The caller's notifications as Server-Sent Events.",
+            description: "Replays what the caller can see (queued notifications not dismissed; timeseries ones after the cursor: `Last-Event-ID` or `?since=`), sends `event: sync`, then streams live: `event: notification` frames whose data is the envelope (`type`, `id`, `mode`, `created_at`, `payload`, `group`) and whose `id:` is the sequence number, `type: \"dismissed\"` envelopes, `event: reset` when notifications after the cursor expired, `event: reconnect` and `event: shutdown`. Without tokens, the first connect sets an anonymous-session cookie.",
+            parameters: vec![
+                token_param(),
+                query("since", "Replay timeseries notifications created after this (Unix seconds).",
+                      json!({ "type": "number", "minimum": 0, "maximum": 100_000_000_000i64 })),
+                json!({ "name": "Last-Event-ID", "in": "header", "required": false,
+                        "description": "The last sequence number received (what `EventSource` sends when it reconnects).",
+                        "schema": { "type": "integer", "format": "int64", "minimum": 0 } }),
+            ],
+            body: None,
+            responses: vec![("200", text("The stream.", "text/event-stream"))],
+            errors: &[Bad, NotSignedIn, Store], api: false,
+        }.build())),
+        ("/notifications/{id}", "delete", viewer(Op {
+            id: "dismissNotification", tag: "notifications", summary: "Dismiss a notification for the caller.",
+            description: "Hides it from the caller (the user when the connection has one, else the session) on every connection and device, and pushes a `dismissed` event to them. 404 for an unknown id, an ephemeral one, or one the caller cannot see; 409 for a timeseries one.",
+            parameters: vec![path_id("id", "The notification's id."), token_param()], body: None,
+            responses: vec![("200", ok("Dismissed.", schema("NotificationDismissed")))],
+            errors: &[NotSignedIn, NotFound, Conflict, Store], api: false,
+        }.build())),
+        ("/notifications/group/{group}", "delete", viewer(Op {
+            id: "dismissNotificationGroup", tag: "notifications", summary: "Dismiss a group's notifications for the caller.", description: "",
+            parameters: vec![
+                json!({ "name": "group", "in": "path", "required": true, "description": "The group key.",
+                        "schema": { "type": "string", "minLength": 1, "maxLength": courier_core::MAX_NOTIFICATION_KEY } }),
+                token_param(),
+            ],
+            body: None,
+            responses: vec![("200", ok("What was dismissed.", schema("NotificationGroupDismissed")))],
+            errors: &[Bad, NotSignedIn, Store], api: false,
+        }.build())),
+        ("/notifications/webhook", "post", {
+            let mut op = Op {
+                id: "notificationWebhook", tag: "notifications", summary: "Send a notification from a backend holding the webhook secret.",
+                description: "Seed 004's inbound webhook: the same body as `POST /v1/notifications`. 404 when `notifications.webhook_secret` is not set; after a failed authentication the client gets 429 for `notifications.webhook_failure_window`.",
+                parameters: vec![], body: Some(json_body(true, schema("SendNotification"))),
+                responses: vec![
+                    ("202", ok("Accepted.", schema("NotificationAccepted"))),
+                    ("401", json!({ "description": "A missing or wrong webhook secret.", "content": json_content(schema("Error")) })),
+                    ("429", response("TooManyRequests")),
+                ],
+                errors: &[Bad, NotFound, TooLarge, Unprocessable, Store], api: false,
+            }.build();
+            op["security"] = json!([{ "webhook_secret": [] }]);
+            op
+        }),
+    ]
 }
 
 /// The whole document, as JSON.
@@ -1086,6 +1347,7 @@ fn spec() -> Value {
             { "name": "dead letters", "description": "Failures kept for inspection and replay, and cleanup." },
             { "name": "events", "description": "The event log: polling, Server-Sent Events, WebSocket." },
             { "name": "webhooks", "description": "Webhook registrations and their deliveries." },
+            { "name": "notifications", "description": "Notifications for people: send (API or inbound webhook), list, connection tokens, source subscriptions; the browser's stream and dismissals." },
             { "name": "node", "description": "Dashboard, metrics, health, this document." },
         ],
         "paths": paths(),
@@ -1171,6 +1433,22 @@ mod tests {
                 }
             }
         }
+        fn diff(a: &Value, b: &Value, at: &str) {
+            match (a, b) {
+                (Value::Object(x), Value::Object(y)) => {
+                    for k in x.keys().chain(y.keys()) {
+                        diff(
+                            x.get(k).unwrap_or(&Value::Null),
+                            y.get(k).unwrap_or(&Value::Null),
+                            &format!("{at}/{k}"),
+                        );
+                    }
+                }
+                _ if a != b => eprintln!("DIFF {at}: {a} vs {b}"),
+                _ => {}
+            }
+        }
+        diff(&back, &original, "");
         assert_eq!(back, original, "utoipa dropped or changed something");
         let served: Value = serde_json::from_str(&loaded().body).expect("the served body is JSON");
         assert_eq!(served, original);
@@ -1289,5 +1567,21 @@ mod tests {
             error: Some(error),
         };
         check("ResultBody", serde_json::to_value(&result).unwrap());
+        check(
+            "CleanupReport",
+            serde_json::to_value(courier_runtime::CleanupReport::default()).unwrap(),
+        );
+        let sent = courier_core::NotificationRecord {
+            id: uuid::Uuid::now_v7(),
+            seq: 1,
+            target: courier_core::Target::User("u".into()),
+            kind: "generic".into(),
+            mode: courier_core::NotificationMode::Queued,
+            group: Some("g".into()),
+            payload: json!({}),
+            created_at: chrono::Utc::now(),
+            expires_at: Some(chrono::Utc::now()),
+        };
+        check("Notification", serde_json::to_value(&sent).unwrap());
     }
 }

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 pub use courier_webhooks::WebhookOptions;
 
+use crate::notifications::NotificationHttpOptions;
+
 /// How the HTTP surface behaves. Every field has a `config/default.toml` key
 /// (section `[api]`, `[http]`, `[streams]`, `[webhooks]`).
 #[derive(Clone, Debug, PartialEq)]
@@ -29,6 +31,8 @@ pub struct HttpOptions {
     pub tail_poll: Duration,
     /// Webhook delivery settings.
     pub webhooks: WebhookOptions,
+    /// Notification endpoint settings.
+    pub notifications: NotificationHttpOptions,
 }
 
 impl Default for HttpOptions {
@@ -44,6 +48,7 @@ impl Default for HttpOptions {
             session_mailbox: 256,
             tail_poll: Duration::from_millis(500),
             webhooks: WebhookOptions::default(),
+            notifications: NotificationHttpOptions::default(),
         }
     }
 }

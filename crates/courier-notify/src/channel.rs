@@ -9,18 +9,22 @@
 //! | `<prefix>:execution:{execution_id}` | `{"execution_id": "...", "state": "running", "origin": "..."}`, and `"child_task_id"`, `"child_state"` when a child settled |
 //! | `<prefix>:work` | `{"queue": "...", "origin": "..."}` |
 //! | `<prefix>:events` | `{"origin": "..."}` |
+//! | `<prefix>:notifications` | `{"notification": {"what": "sent" \| "dismissed" \| "subscription", ...}, "origin": "..."}` (see `courier_core::NotificationNotice`) |
 //!
 //! `origin` is the publishing notifier's random id, so that a node ignores its own
 //! echoes (it delivered to its own subscribers when it published). Messages from
 //! other publishers (the seed's own, without `origin`, or with `{"state": ...}`
 //! only, the id being in the channel name) are understood too. Payloads carry ids
 //! and state names only, never results or arguments: Postgres limits a payload
-//! to 8000 bytes, and a woken subscriber reads the store anyway.
+//! to 8000 bytes, and a woken subscriber reads the store anyway. The one
+//! exception is a notification's browser envelope, which travels along when it
+//! fits ([`Channels::encode_within`] drops it otherwise, and a receiving node
+//! reads the notification from the store by id).
 
 use std::str::FromStr;
 use std::sync::Arc;
 
-use courier_core::{ExecutionId, ExecutionState, Notice, TaskId, TaskState, Topic};
+use courier_core::{ExecutionId, ExecutionState, Notice, NotificationNotice, TaskId, TaskState, Topic};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -120,6 +124,7 @@ struct WireIn {
     child_task_id: Option<String>,
     child_state: Option<String>,
     queue: Option<String>,
+    notification: Option<NotificationNotice>,
     origin: Option<String>,
 }
 
@@ -149,6 +154,12 @@ struct WorkOut<'a> {
 
 #[derive(Serialize)]
 struct EventsOut<'a> {
+    origin: &'a str,
+}
+
+#[derive(Serialize)]
+struct NotificationOut<'a> {
+    notification: &'a NotificationNotice,
     origin: &'a str,
 }
 
@@ -194,6 +205,7 @@ impl Channels {
             Topic::Execution(id) => format!("{}:execution:{id}", self.prefix),
             Topic::Work => format!("{}:work", self.prefix),
             Topic::Events => format!("{}:events", self.prefix),
+            Topic::Notifications => format!("{}:notifications", self.prefix),
         }
     }
 
@@ -203,6 +215,7 @@ impl Channels {
         match rest {
             "work" => Some(Topic::Work),
             "events" => Some(Topic::Events),
+            "notifications" => Some(Topic::Notifications),
             _ => {
                 if let Some(id) = rest.strip_prefix("task:") {
                     TaskId::from_str(id).ok().map(Topic::Task)
@@ -238,10 +251,25 @@ impl Channels {
             }),
             Notice::Work { queue } => serde_json::to_string(&WorkOut { queue, origin }),
             Notice::Events => serde_json::to_string(&EventsOut { origin }),
+            Notice::Notification(notification) => serde_json::to_string(&NotificationOut { notification, origin }),
             Notice::Resync => return None,
         }
-        .expect("plain structs of strings serialize");
+        .expect("plain structs of strings and JSON values serialize");
         Some((self.name(&topic), payload))
+    }
+
+    /// [`encode`](Self::encode) for a transport that carries at most `max` bytes
+    /// per message: a notification's envelope is left out when the message would
+    /// be longer (receivers read the notification from the store). Other notices
+    /// are encoded as they are.
+    pub fn encode_within(&self, notice: &Notice, origin: &str, max: usize) -> Option<(String, String)> {
+        let encoded = self.encode(notice, origin)?;
+        match notice {
+            Notice::Notification(notification) if encoded.1.len() > max => {
+                self.encode(&Notice::Notification(Box::new(notification.without_envelope())), origin)
+            }
+            _ => Some(encoded),
+        }
     }
 
     /// Reads a message that arrived on `channel`. The channel says which task,
@@ -283,6 +311,9 @@ impl Channels {
                 queue: wire.queue.ok_or_else(|| bad("no \"queue\"".into()))?,
             },
             Topic::Events => Notice::Events,
+            Topic::Notifications => Notice::Notification(Box::new(
+                wire.notification.ok_or_else(|| bad("no \"notification\"".into()))?,
+            )),
         };
         Ok(Decoded {
             notice,
@@ -345,6 +376,11 @@ mod tests {
             },
             Notice::Work { queue: "emails".into() },
             Notice::Events,
+            Notice::Notification(Box::new(NotificationNotice::Dismissed {
+                ids: vec![uuid::Uuid::now_v7()],
+                seq: 4,
+                subscriber: courier_core::Subscriber::User("u".into()),
+            })),
         ];
         for notice in notices {
             let (channel, payload) = channels().encode(&notice, "me").unwrap();
@@ -439,6 +475,33 @@ mod tests {
                 .decode(&channel, br#"{"state": "running", "child_state": "completed"}"#)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_notification_too_big_for_the_transport_travels_without_its_envelope() {
+        let notice = Notice::Notification(Box::new(NotificationNotice::Sent {
+            id: uuid::Uuid::now_v7(),
+            seq: 7,
+            target: courier_core::Target::User("u".into()),
+            mode: courier_core::NotificationMode::Queued,
+            replaced: Vec::new(),
+            envelope: Some(serde_json::json!({"payload": "x".repeat(10_000)})),
+        }));
+        let (_, whole) = channels().encode_within(&notice, "o", 100_000).unwrap();
+        assert!(whole.len() > 10_000);
+        let (channel, small) = channels().encode_within(&notice, "o", 7_999).unwrap();
+        assert!(small.len() < 7_999);
+        match channels().decode(&channel, small.as_bytes()).unwrap().notice {
+            Notice::Notification(n) => assert!(matches!(
+                *n,
+                NotificationNotice::Sent {
+                    envelope: None,
+                    seq: 7,
+                    ..
+                }
+            )),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

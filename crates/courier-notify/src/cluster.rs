@@ -97,6 +97,8 @@ pub(crate) struct Cluster {
     counters: Arc<Counters>,
     fanout: Addr<FanoutActor>,
     publisher: Box<dyn Publisher>,
+    /// The most bytes one message may carry on this transport, if it limits them.
+    max_payload: Option<usize>,
     operation_timeout: Duration,
     publish_log: Throttle,
     confirm_log: Throttle,
@@ -133,10 +135,22 @@ impl Cluster {
             counters,
             fanout,
             publisher,
+            max_payload: None,
             operation_timeout,
             publish_log: Throttle::new(Duration::from_secs(10)),
             confirm_log: Throttle::new(Duration::from_secs(10)),
         })
+    }
+
+    /// Says that the transport carries at most `max` bytes per message.
+    pub(crate) fn limit_payload(mut self, max: usize) -> Self {
+        self.max_payload = Some(max);
+        self
+    }
+
+    /// The most bytes one message may carry, if the transport limits them.
+    pub(crate) fn max_payload(&self) -> Option<usize> {
+        self.max_payload
     }
 
     pub(crate) fn fanout(&self) -> &Addr<FanoutActor> {
@@ -158,7 +172,10 @@ impl Cluster {
         self.hub.deliver(&notices);
         let messages: Vec<(String, String)> = notices
             .iter()
-            .filter_map(|n| self.channels.encode(n, &self.origin))
+            .filter_map(|n| match self.max_payload {
+                Some(max) => self.channels.encode_within(n, &self.origin, max),
+                None => self.channels.encode(n, &self.origin),
+            })
             .collect();
         if messages.is_empty() {
             return Ok(());

@@ -17,6 +17,7 @@ use crate::function::Registry;
 use crate::handle::Courier;
 use crate::live::Live;
 use crate::node::{Node, NodeParts};
+use crate::notifications::{NotificationHooks, NotificationOptions};
 use crate::options::{FunctionOptions, MaintenanceOptions, WorkerOptions};
 use crate::orchestrator::OrchestratorContext;
 use crate::store_actor::StoreActor;
@@ -39,6 +40,8 @@ pub struct CourierBuilder {
     registry: Registry,
     worker: Option<WorkerOptions>,
     maintenance: MaintenanceOptions,
+    notifications: NotificationOptions,
+    notification_hooks: NotificationHooks,
     node_id: Option<String>,
     on_start: Vec<StartHook>,
 }
@@ -53,6 +56,8 @@ impl Courier {
             registry: Registry::default(),
             worker: None,
             maintenance: MaintenanceOptions::default(),
+            notifications: NotificationOptions::default(),
+            notification_hooks: NotificationHooks::default(),
             node_id: None,
             on_start: Vec::new(),
         }
@@ -154,6 +159,40 @@ impl CourierBuilder {
         self
     }
 
+    /// Sets how notifications for people are kept.
+    pub fn notifications(mut self, options: NotificationOptions) -> Self {
+        self.notifications = options;
+        self
+    }
+
+    /// Runs `filter` on every notification this node is about to send: it may
+    /// rewrite it, or return false to suppress it. Filters run in the order added.
+    pub fn before_notification_sent(
+        mut self,
+        filter: impl Fn(&mut courier_core::NewNotification) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.notification_hooks.add_filter(Arc::new(filter));
+        self
+    }
+
+    /// Runs `hook` after each notification this node sent.
+    pub fn on_notification_sent(
+        mut self,
+        hook: impl Fn(&courier_core::NotificationSent) + Send + Sync + 'static,
+    ) -> Self {
+        self.notification_hooks.add_sent(Arc::new(hook));
+        self
+    }
+
+    /// Runs `hook` after notifications were dismissed through this node.
+    pub fn on_notification_dismissed(
+        mut self,
+        hook: impl Fn(&courier_core::Subscriber, &[uuid::Uuid]) + Send + Sync + 'static,
+    ) -> Self {
+        self.notification_hooks.add_dismissed(Arc::new(hook));
+        self
+    }
+
     /// This node's wall clock (default: the system's). Only tests shift it, to play
     /// a node whose clock is wrong; a store opened with [`open_store`](Self::open_store)
     /// gets the same clock.
@@ -203,6 +242,8 @@ impl CourierBuilder {
             registry: self.registry,
             worker: self.worker.unwrap_or_default(),
             maintenance: self.maintenance,
+            notifications: self.notifications,
+            notification_hooks: self.notification_hooks,
             clock: self.clock,
             live,
         });

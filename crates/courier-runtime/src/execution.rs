@@ -185,6 +185,7 @@ impl ExecutionActor {
             self.claimed.as_ref().map(|c| c.lease.key()).expect("claimed"),
             history,
             self.node.functions().clone(),
+            self.node.notification_options().ttl,
             port,
         )));
         self.driver = Some(driver.clone());

@@ -19,6 +19,7 @@
 //! | `activity` | [`ActivityContext`] and the runner of one activity attempt (cache, idempotency, time limit, panics) |
 //! | `orchestrator`, `execution` | [`OrchestratorContext`] and its replay driver; the `ExecutionActor` that runs an orchestrator |
 //! | `live` | the registry of executions held in memory on this node |
+//! | `notifications` | [`Notifications`]: notifications for people, their options and hooks |
 //! | `function`, `options`, `retry` | registered functions, options, the retry verdict |
 //!
 //! ```no_run
@@ -63,6 +64,7 @@ mod lease;
 mod live;
 mod maintenance;
 mod node;
+mod notifications;
 mod options;
 mod orchestrator;
 mod retry;
@@ -75,6 +77,10 @@ pub use builder::{CourierBuilder, StoreOpener};
 pub use error::RuntimeError;
 pub use function::Registry;
 pub use handle::{Courier, ExecutionView};
+pub use notifications::{
+    Compose, MAX_PAYLOAD as MAX_NOTIFICATION_PAYLOAD, NotificationError, NotificationHooks, NotificationOptions,
+    Notifications, validate as validate_notification,
+};
 pub use options::{DispatchOptions, FunctionOptions, KeyFn, MaintenanceOptions, PollBackoff, WorkerOptions};
 pub use orchestrator::OrchestratorContext;
 pub use store_actor::CleanupReport;

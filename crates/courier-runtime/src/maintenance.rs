@@ -2,8 +2,9 @@
 //!
 //! Every interval it tries to hold the cluster-wide `courier.maintenance` role
 //! (a lease in the store); the holder times out expired executions, reports
-//! stuck tasks, and every cleanup interval deletes finished executions and dead
-//! letters past their retention, trims the event log and purges the cache. Other
+//! stuck tasks, every cleanup interval deletes finished executions and dead
+//! letters past their retention, trims the event log and purges the cache, and
+//! every notification cleanup interval deletes expired notifications. Other
 //! nodes do nothing, so each job runs once per cluster, not once per node.
 
 use std::time::Instant;
@@ -13,7 +14,10 @@ use courier_core::metric;
 use courier_core::{StoreError, StoreResult};
 
 use crate::node::Node;
-use crate::store_actor::{AcquireRole, Cleanup, DetectStuckTasks, TimeOutExecutions};
+use crate::store_actor::{AcquireRole, Cleanup, DetectStuckTasks, SweepNotifications, TimeOutExecutions};
+
+/// Expired notifications deleted per statement.
+const SWEEP_BATCH: u32 = 5000;
 
 /// The role whose holder does housekeeping.
 const ROLE: &str = "courier.maintenance";
@@ -29,6 +33,7 @@ pub(crate) struct MaintenanceActor {
     running: bool,
     stopped: bool,
     last_cleanup: Option<Instant>,
+    last_sweep: Option<Instant>,
 }
 
 impl MaintenanceActor {
@@ -38,6 +43,7 @@ impl MaintenanceActor {
             running: false,
             stopped: false,
             last_cleanup: None,
+            last_sweep: None,
         }
     }
 
@@ -51,6 +57,9 @@ impl MaintenanceActor {
         let cleanup_due = self
             .last_cleanup
             .is_none_or(|t| t.elapsed() >= options.cleanup_interval);
+        let sweep_due = self
+            .last_sweep
+            .is_none_or(|t| t.elapsed() >= node.notification_options().cleanup_interval);
         async move {
             let writes = node.writes();
             let held = writes
@@ -62,7 +71,7 @@ impl MaintenanceActor {
                 .await
                 .map_err(unreachable)??;
             if !held {
-                return Ok(false);
+                return Ok((false, false));
             }
             // Counted per node: across a cluster only the role holder's grows.
             metrics::counter!(metric::MAINTENANCE_ROUNDS).increment(1);
@@ -112,14 +121,37 @@ impl MaintenanceActor {
                     );
                 }
             }
-            StoreResult::Ok(cleanup_due)
+            if sweep_due {
+                // Expired notifications, a bounded batch at a time.
+                let mut swept = 0;
+                loop {
+                    let n = writes
+                        .send(SweepNotifications { limit: SWEEP_BATCH })
+                        .await
+                        .map_err(unreachable)??;
+                    swept += n;
+                    if n < u64::from(SWEEP_BATCH) {
+                        break;
+                    }
+                }
+                if swept > 0 {
+                    tracing::info!(notifications = swept, "expired notifications deleted");
+                }
+            }
+            StoreResult::Ok((cleanup_due, sweep_due))
         }
         .into_actor(self)
         .map(|result, act, _| {
             act.running = false;
             match result {
-                Ok(true) => act.last_cleanup = Some(Instant::now()),
-                Ok(false) => {}
+                Ok((cleaned, swept)) => {
+                    if cleaned {
+                        act.last_cleanup = Some(Instant::now());
+                    }
+                    if swept {
+                        act.last_sweep = Some(Instant::now());
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "maintenance round failed"),
             }
         })

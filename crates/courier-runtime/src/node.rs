@@ -11,6 +11,7 @@ use crate::activity::{ActivityPort, Runner};
 use crate::function::Registry;
 use crate::lease::LeaseTerms;
 use crate::live::Live;
+use crate::notifications::{NotificationHooks, NotificationOptions};
 use crate::options::{FunctionTable, MaintenanceOptions, WorkerOptions};
 use crate::store_actor::StoreActor;
 
@@ -29,6 +30,8 @@ struct NodeInner {
     functions: FunctionTable,
     worker: WorkerOptions,
     maintenance: MaintenanceOptions,
+    notifications: NotificationOptions,
+    notification_hooks: NotificationHooks,
     /// This node's wall clock (shifted only in tests that play a skewed node).
     clock: Clock,
     live: Live,
@@ -43,6 +46,8 @@ pub(crate) struct NodeParts {
     pub registry: Registry,
     pub worker: WorkerOptions,
     pub maintenance: MaintenanceOptions,
+    pub notifications: NotificationOptions,
+    pub notification_hooks: NotificationHooks,
     pub clock: Clock,
     pub live: Live,
 }
@@ -60,6 +65,8 @@ impl Node {
                 functions,
                 worker: parts.worker,
                 maintenance: parts.maintenance,
+                notifications: parts.notifications,
+                notification_hooks: parts.notification_hooks,
                 clock: parts.clock,
                 live: parts.live,
             }),
@@ -98,6 +105,14 @@ impl Node {
 
     pub(crate) fn maintenance_options(&self) -> &MaintenanceOptions {
         &self.inner.maintenance
+    }
+
+    pub(crate) fn notification_options(&self) -> &NotificationOptions {
+        &self.inner.notifications
+    }
+
+    pub(crate) fn notification_hooks(&self) -> &NotificationHooks {
+        &self.inner.notification_hooks
     }
 
     pub(crate) fn clock(&self) -> Clock {

@@ -17,13 +17,14 @@ use std::time::Duration;
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use courier_core::{
-    ChildCreated, Effect, EffectWrite, ExecutionId, LeaseKey, NewTask, Progress, TaskError, TaskId, TaskKind,
-    TaskRecord, TaskSpec, TaskState,
+    ChildCreated, Effect, EffectWrite, ExecutionId, LeaseKey, NewNotification, NewTask, NotificationTtl, Progress,
+    Target, TaskError, TaskId, TaskKind, TaskRecord, TaskSpec, TaskState,
 };
 use futures::channel::oneshot;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::options::FunctionTable;
 use crate::store_actor::ApplyEffect;
@@ -155,6 +156,7 @@ pub(crate) struct Driver {
     flush_scheduled: bool,
     pub failed: Option<TaskError>,
     functions: FunctionTable,
+    notification_ttl: NotificationTtl,
     port: DriverPort,
 }
 
@@ -165,6 +167,7 @@ impl Driver {
         lease: LeaseKey,
         history: HashMap<i64, StepRecord>,
         functions: FunctionTable,
+        notification_ttl: NotificationTtl,
         port: DriverPort,
     ) -> Self {
         Driver {
@@ -178,6 +181,7 @@ impl Driver {
             flush_scheduled: false,
             failed: None,
             functions,
+            notification_ttl,
             port,
         }
     }
@@ -533,5 +537,69 @@ impl OrchestratorContext {
             })
         });
         async move { applied?.await.map(|_| ()) }
+    }
+
+    /// Sends a notification for people, once however often the orchestrator
+    /// replays (it is recorded as a step; the node's notification filters and
+    /// hooks, which run around sends through `Notifications`, do not run here:
+    /// a replay must send exactly what the code wrote). Returns its id.
+    pub fn notify(&self, notification: NewNotification) -> impl Future<Output = Result<Uuid, TaskError>> + use<> {
+        let checked = crate::notifications::validate(&notification)
+            .map_err(|e| TaskError::non_retryable("invalid_notification", e.to_string()));
+        let applied = checked.map(|()| {
+            let ttl = self.driver.borrow().notification_ttl;
+            self.effect(Effect::Notify { notification, ttl })
+        });
+        async move {
+            let id = applied?.await?;
+            serde_json::from_value(id).map_err(|e| {
+                TaskError::non_retryable(TaskError::SERIALIZATION, format!("a notification's recorded id: {e}"))
+            })
+        }
+    }
+
+    /// Sends a queued notification to every session of `user` (see [`notify`](Self::notify)).
+    pub fn notify_user(
+        &self,
+        user: &str,
+        kind: &str,
+        payload: Value,
+    ) -> impl Future<Output = Result<Uuid, TaskError>> + use<> {
+        self.notify(NewNotification::new(Target::User(user.to_string()), kind, payload))
+    }
+
+    /// Sends a queued notification to one browser session (see [`notify`](Self::notify)).
+    pub fn notify_session(
+        &self,
+        session: &str,
+        kind: &str,
+        payload: Value,
+    ) -> impl Future<Output = Result<Uuid, TaskError>> + use<> {
+        self.notify(NewNotification::new(
+            Target::Session(session.to_string()),
+            kind,
+            payload,
+        ))
+    }
+
+    /// Shows this execution's progress to `target` as one toast that updates in
+    /// place: a `generic` notification grouped by the execution's id, so each
+    /// report replaces the last (`title`, `message`, and `percent` when known).
+    pub fn notify_progress(
+        &self,
+        target: Target,
+        title: &str,
+        progress: &Progress,
+    ) -> impl Future<Output = Result<Uuid, TaskError>> + use<> {
+        let mut payload = serde_json::Map::new();
+        payload.insert("title".into(), json!(title));
+        payload.insert("message".into(), json!(progress.message.clone().unwrap_or_default()));
+        if let Some(percent) = progress.percent {
+            payload.insert("percent".into(), json!(percent));
+        }
+        payload.insert("execution_id".into(), json!(self.execution_id()));
+        let notification =
+            NewNotification::new(target, "generic", Value::Object(payload)).with_group(self.execution_id().to_string());
+        self.notify(notification)
     }
 }

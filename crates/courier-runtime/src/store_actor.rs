@@ -33,9 +33,9 @@ use chrono::{DateTime, Utc};
 use courier_core::metric;
 use courier_core::{
     Cancelled, ChildCreated, ChildGroup, ClaimRequest, Claimed, Committed, Completed, Completion, DeliveryAttempt,
-    DeliveryState, Dispatched, EffectApplied, EffectWrite, ExecutionId, LeaseKey, NewDelivery, NewExecution, Notifier,
-    Progress, Renewed, Replayed, Reservation, SignalSent, Store, StoreError, StoreResult, TaskId, WebhookRecord,
-    WriteBatch, WriteResults,
+    DeliveryState, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, LeaseKey, NewDelivery, NewExecution,
+    NewNotification, NotificationSent, NotificationTtl, Notifier, Progress, Renewed, Replayed, Reservation, SignalSent,
+    Store, StoreError, StoreResult, TaskId, Viewer, WebhookRecord, WriteBatch, WriteResults,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -283,6 +283,46 @@ pub(crate) struct EnqueueDeliveries {
 pub(crate) struct RecordDeliveryAttempt {
     pub attempt: DeliveryAttempt,
     pub state: DeliveryState,
+}
+
+/// Sends a notification for people.
+#[derive(Message)]
+#[rtype(result = "StoreResult<NotificationSent>")]
+pub(crate) struct SendNotification {
+    pub notification: NewNotification,
+    pub ttl: NotificationTtl,
+}
+
+/// Dismisses a notification for a viewer's subscriber.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Dismissal>")]
+pub(crate) struct DismissNotification {
+    pub viewer: Viewer,
+    pub id: Uuid,
+}
+
+/// Dismisses a group of notifications for a viewer's subscriber.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Vec<Uuid>>")]
+pub(crate) struct DismissGroup {
+    pub viewer: Viewer,
+    pub group: String,
+}
+
+/// Subscribes a user to a source (or unsubscribes); whether anything changed.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct SetSourceSubscription {
+    pub user: String,
+    pub source: String,
+    pub subscribed: bool,
+}
+
+/// Deletes expired notifications (housekeeping); how many.
+#[derive(Message)]
+#[rtype(result = "StoreResult<u64>")]
+pub(crate) struct SweepNotifications {
+    pub limit: u32,
 }
 
 // ----- the actor ------------------------------------------------------------------
@@ -917,5 +957,56 @@ impl Handler<RecordDeliveryAttempt> for StoreActor {
 
     fn handle(&mut self, m: RecordDeliveryAttempt, _: &mut Self::Context) -> Self::Result {
         self.quiet(move |store| async move { store.record_delivery_attempt(&m.attempt, m.state).await })
+    }
+}
+
+/// Sends the notification.
+impl Handler<SendNotification> for StoreActor {
+    type Result = ResponseFuture<StoreResult<NotificationSent>>;
+
+    fn handle(&mut self, m: SendNotification, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.send_notification(m.notification, &m.ttl).await })
+    }
+}
+
+/// Dismisses the notification.
+impl Handler<DismissNotification> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Dismissal>>;
+
+    fn handle(&mut self, m: DismissNotification, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.dismiss_notification(&m.viewer, m.id).await })
+    }
+}
+
+/// Dismisses the group.
+impl Handler<DismissGroup> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Vec<Uuid>>>;
+
+    fn handle(&mut self, m: DismissGroup, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.dismiss_group(&m.viewer, &m.group).await })
+    }
+}
+
+/// Subscribes or unsubscribes.
+impl Handler<SetSourceSubscription> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: SetSourceSubscription, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move {
+            if m.subscribed {
+                store.subscribe_source(&m.user, &m.source).await
+            } else {
+                store.unsubscribe_source(&m.user, &m.source).await
+            }
+        })
+    }
+}
+
+/// Deletes expired notifications.
+impl Handler<SweepNotifications> for StoreActor {
+    type Result = ResponseFuture<StoreResult<u64>>;
+
+    fn handle(&mut self, m: SweepNotifications, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.sweep_notifications(m.limit).await })
     }
 }

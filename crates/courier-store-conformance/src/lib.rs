@@ -109,6 +109,7 @@ macro_rules! __cases {
             children::children_are_created_under_the_parents_lease,
             children::effects_apply_once_per_step,
             children::one_commit_carries_many_kinds_and_isolates_refusals,
+            children::a_notification_effect_is_sent_once_per_step,
             signals::a_signal_sent_before_anyone_waits_is_kept,
             signals::a_signal_completes_the_oldest_wait_and_wakes_its_parent,
             signals::a_signal_wait_with_a_timeout_is_claimable_when_due,
@@ -142,6 +143,14 @@ macro_rules! __cases {
             changes::every_write_reports_exactly_the_changes_it_logged,
             changes::fenced_progress_is_refused_after_the_lease_is_lost,
             maintenance::initialising_again_is_harmless,
+            notifications::notifications_are_stored_by_mode_and_numbered_by_their_events,
+            notifications::a_group_replaces_its_live_notification,
+            notifications::concurrent_group_replacement_leaves_exactly_one,
+            notifications::replay_and_dismissal_follow_the_viewer,
+            notifications::a_group_is_dismissed_for_one_subscriber,
+            notifications::users_subscribe_to_sources,
+            notifications::expired_notifications_are_swept_and_a_stale_cursor_is_told,
+            notifications::the_first_cluster_value_stored_wins,
         }
     };
     (@emit tests $fresh:ident; $($module:ident :: $case:ident),* $(,)?) => {

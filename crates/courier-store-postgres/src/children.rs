@@ -13,11 +13,11 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::codec::{parse, to_json};
-use crate::context;
 use crate::error::{Error, Result};
 use crate::statements::{execute, query, query_one, query_opt};
 use crate::tasks::{NewTaskRow, NewTaskRows};
 use crate::wake::Wakes;
+use crate::{context, notifications};
 
 /// The orchestrators whose leases fence a batch's children and effects, locked
 /// for the rest of the transaction so that a reclaim cannot slip in between the
@@ -306,9 +306,10 @@ async fn consume_signals<'a>(
 }
 
 /// Records each effect whose fence holds, once per step (a progress effect
-/// records its `TaskProgress` the first time). Effects are rare next to children
-/// and completions, and increments of one counter must apply in order, so they go
-/// one by one.
+/// records its `TaskProgress` the first time, a notification its
+/// `NotificationSent`; the caller holds the notifications' group locks). Effects
+/// are rare next to children and completions, and increments of one counter must
+/// apply in order, so they go one by one.
 pub(crate) async fn apply_effects(
     tx: &Transaction<'_>,
     writes: &[EffectWrite],
@@ -331,7 +332,12 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut V
     let function = write.effect.function_name();
     let args = to_json(&write.effect)?;
     let spec = TaskSpec::new(TaskKind::Effect, function.clone(), Value::Null);
-    let null = Value::Null;
+    // What the step records, when known before the effect applies (a
+    // notification's id); an increment records its counter's value afterwards.
+    let recorded_result = match &write.effect {
+        Effect::Notify { notification, .. } => serde_json::json!(notification.id),
+        Effect::Increment { .. } | Effect::SetState { .. } | Effect::Progress(_) => Value::Null,
+    };
     let mut rows = NewTaskRows::default();
     rows.push(NewTaskRow {
         id,
@@ -343,7 +349,7 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut V
         spec: &spec,
         args: &args,
         state: TaskState::Completed,
-        result: Some(&null),
+        result: Some(&recorded_result),
         delay: std::time::Duration::ZERO,
     })?;
     if rows.insert(tx).await?.is_empty() {
@@ -377,6 +383,11 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut V
                 progress: progress.clone(),
             });
             Value::Null
+        }
+        Effect::Notify { notification, ttl } => {
+            // Its group's lock was taken with the batch's (see `commit`).
+            notifications::send_in(tx, notification, ttl, changes).await?;
+            recorded_result
         }
     };
     Ok(EffectApplied {

@@ -6,10 +6,11 @@
 //! the whole batch back and fails the call, so the caller can retry items one by
 //! one. Parents woken by anything in the batch are bumped once each at the end.
 //! Every section records its [`Change`]s in one list, in the order they happened;
-//! their events are appended last, as the event log requires, and the list is the
-//! batch's [`WriteResults::changes`].
+//! their events are appended last, as the event log requires (followed only by
+//! stamping their seqs into the notifications the batch stored), and the list is
+//! the batch's [`WriteResults::changes`], each change told its event's seq.
 
-use courier_core::{Change, StoreResult, WriteBatch, WriteResults, events_of};
+use courier_core::{Change, StoreResult, WriteBatch, WriteResults};
 use deadpool_postgres::Transaction;
 
 use crate::PostgresStore;
@@ -17,26 +18,31 @@ use crate::children::{self, Fences};
 use crate::error::Result;
 use crate::transaction::in_transaction;
 use crate::wake::Wakes;
-use crate::{complete, dispatch, event_log};
+use crate::{complete, dispatch, event_log, notifications};
 
 /// Applies `batch` in one transaction.
 pub(crate) async fn commit(store: &PostgresStore, batch: &WriteBatch) -> StoreResult<WriteResults> {
     if batch.is_empty() {
         return Ok(WriteResults::default());
     }
-    in_transaction!(store, |tx| apply(tx, batch))
+    in_transaction!(store, |tx| apply(store, tx, batch))
 }
 
-async fn apply(tx: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteResults> {
+async fn apply(store: &PostgresStore, tx: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteResults> {
     let mut changes: Vec<Change> = Vec::new();
     let mut wakes = Wakes::default();
     let dispatches = dispatch::apply(tx, &batch.dispatches, &mut changes).await?;
+    // Notification effects replace their group's live notification under the
+    // group's advisory lock, taken before any row lock (in name order) so that no
+    // one holding a row this batch wants can be waiting for one of these.
+    notifications::lock_groups(tx, notifications::effect_group_locks(store, &batch.effects)).await?;
     let fences = Fences::lock(tx, batch).await?;
     let children = children::create(tx, &batch.children, &fences, &mut changes, &mut wakes).await?;
     let effects = children::apply_effects(tx, &batch.effects, &fences, &mut changes).await?;
     let completions = complete::apply(tx, &batch.completions, &mut changes, &mut wakes).await?;
     wakes.apply(tx, &mut changes).await?;
-    event_log::append(tx, &events_of(&changes)).await?;
+    event_log::append_changes(tx, &mut changes).await?;
+    notifications::stamp_seqs(tx, &changes).await?;
     Ok(WriteResults {
         dispatches,
         children,

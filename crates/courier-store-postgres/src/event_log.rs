@@ -16,10 +16,16 @@
 //! everything committed before it. The price is that appending transactions
 //! serialise for the span of one statement and a commit, which group commit
 //! amortises.
+//!
+//! Some changes carry their event's sequence number (a notification's seq is its
+//! SSE id): [`append_changes`] tells them, and the only statements allowed after
+//! the append are those writing the numbers just assigned into rows this
+//! transaction wrote (`notifications::stamp_seqs`). They touch no row another
+//! transaction can hold, so the head lock is still released only by the commit.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use courier_core::{Event, EventFilter, EventStore, NewEvent, StoreResult};
+use courier_core::{Change, Event, EventFilter, EventStore, NewEvent, StoreResult, events_of};
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
 use tokio_postgres::types::Type;
@@ -47,11 +53,29 @@ impl EventStore for PostgresStore {
     }
 }
 
-/// Appends `events` in order (numbered consecutively). Must be the last statement
-/// of its transaction (see the module documentation).
-pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<()> {
+/// Appends the events of `changes` in order (numbered consecutively) and tells
+/// each change that appends one its event's sequence number
+/// ([`Change::set_seq`]). Must be the last statement of its transaction (see the
+/// module documentation).
+pub(crate) async fn append_changes(tx: &Transaction<'_>, changes: &mut [Change]) -> Result<()> {
+    let events = events_of(changes);
+    let last = append(tx, &events).await?;
+    // Events and the changes that append one correspond in order.
+    let mut seq = last - events.len() as i64;
+    for change in changes.iter_mut().filter(|c| c.appends_event()) {
+        seq += 1;
+        change.set_seq(seq);
+    }
+    debug_assert_eq!(seq, last, "every change that appends an event appended one");
+    Ok(())
+}
+
+/// Appends `events` in order (numbered consecutively); the sequence number of the
+/// last (0 if there are none, and then nothing is written). Must be the last
+/// statement of its transaction (see the module documentation).
+pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<i64> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let n = events.len() as i64;
     let mut types: Vec<&str> = Vec::with_capacity(events.len());
@@ -64,7 +88,7 @@ pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<
         tasks.push(e.task_id.map(|id| id.0));
         data.push(&e.data);
     }
-    execute(
+    let row = query_one(
         tx,
         "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
          appended AS (
@@ -77,7 +101,7 @@ pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<
         &[&n, &types, &executions, &tasks, &data],
     )
     .await?;
-    Ok(())
+    Ok(row.try_get(0)?)
 }
 
 /// Events after `filter.after`, oldest first. Each filter shape has its own

@@ -23,6 +23,7 @@
 //! | [`WebhookStore`](courier_core::WebhookStore) | `webhooks` |
 //! | [`CacheStore`](courier_core::CacheStore) | `cache` |
 //! | [`ContextStore`](courier_core::ContextStore) | `context` (signals in `signals`) |
+//! | [`NotificationStore`](courier_core::NotificationStore) | `notifications` (also [`Store::cluster_value`](courier_core::Store::cluster_value)) |
 //! | [`SeedRecords`](courier_core::SeedRecords) | `seed`, handing each raw record write to its table's module |
 //!
 //! Every write reports the [`Change`](courier_core::Change)s it made, in order,
@@ -30,10 +31,11 @@
 //! statement.
 //!
 //! It is not the place for policy (retry decisions, replay) — the runtime makes
-//! those and hands the store their outcome — nor for notifications: LISTEN/NOTIFY
-//! and webhooks live in other crates, which may share this store's
-//! [`pool`](PostgresStore::pool). It speaks plain TCP only; put a TLS-terminating
-//! proxy in front of a server that requires TLS.
+//! those and hands the store their outcome — nor for delivering anything: the
+//! notifier (LISTEN/NOTIFY), the live notification streams and webhook calls live
+//! in other crates, which may share this store's [`pool`](PostgresStore::pool);
+//! notifications for people are only *kept* here. It speaks plain TCP only; put a
+//! TLS-terminating proxy in front of a server that requires TLS.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), courier_core::StoreError> {
@@ -75,6 +77,7 @@ mod executions;
 mod leases;
 mod maintenance;
 mod migrations;
+mod notifications;
 mod options;
 mod rows;
 mod seed;

@@ -1,7 +1,8 @@
-//! [`Store`] for [`PostgresStore`]: the lifecycle, the group commit and the
-//! cluster's singleton roles. Every other method belongs to a concern trait,
-//! implemented in that concern's module (`executions`, `tasks`, `event_log`,
-//! `dead_letters`, `webhooks`, `cache`, `context`, `seed`); the provided
+//! [`Store`] for [`PostgresStore`]: the lifecycle, the group commit, the
+//! cluster's singleton roles and shared values (the latter kept with
+//! `notifications`). Every other method belongs to a concern trait, implemented
+//! in that concern's module (`executions`, `tasks`, `event_log`, `dead_letters`,
+//! `webhooks`, `cache`, `context`, `notifications`, `seed`); the provided
 //! [`Store::dispatch`] goes through [`Store::commit`].
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use courier_core::{Store, StoreResult, WriteBatch, WriteResults};
 
 use crate::transaction::in_transaction;
-use crate::{PostgresStore, commit, maintenance, migrations};
+use crate::{PostgresStore, commit, maintenance, migrations, notifications};
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -39,6 +40,10 @@ impl Store for PostgresStore {
 
     async fn commit(&self, batch: Arc<WriteBatch>) -> StoreResult<WriteResults> {
         commit::commit(self, &batch).await
+    }
+
+    async fn cluster_value(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        notifications::cluster_value(self, name, candidate).await
     }
 
     async fn try_acquire_singleton(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::codec::{after, enum_at, json, json_opt_at, uuid_at};
 use crate::error::Result;
 use crate::rows::{NewTaskRow, insert_new_task};
-use crate::{context, event_log, executions, leases, signals, tasks, wake};
+use crate::{context, event_log, executions, leases, notifications, signals, tasks, wake};
 
 /// What sits at a step already, with its recorded result.
 fn existing_at(conn: &Connection, execution: ExecutionId, step: i64) -> Result<Option<(ChildCreated, Option<Value>)>> {
@@ -175,6 +175,10 @@ pub(crate) fn apply_effect(
         Effect::Progress(progress) => {
             context::append_progress(conn, now, write.execution_id, write.parent_id, progress, changes)?;
             Value::Null
+        }
+        Effect::Notify { notification, ttl } => {
+            let id = notifications::send_as_effect(conn, now, notification, ttl, changes)?;
+            serde_json::json!(id)
         }
     };
     let spec = TaskSpec::new(TaskKind::Effect, write.effect.function_name(), Value::Null);

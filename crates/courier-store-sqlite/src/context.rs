@@ -76,7 +76,8 @@ pub(crate) fn append_progress(
         task,
         progress: progress.clone(),
     };
-    event_log::record(conn, now, changes, change)
+    event_log::record(conn, now, changes, change)?;
+    Ok(())
 }
 
 /// The latest `limit` reports, oldest first: an index range from the newest end,

@@ -27,14 +27,17 @@ impl EventStore for SqliteStore {
     }
 }
 
-/// Records a change a write made: appends its event (stamped `now`) and adds it
-/// to `changes`, which the write reports.
-pub(crate) fn record(conn: &Connection, now: i64, changes: &mut Vec<Change>, change: Change) -> Result<()> {
+/// Records a change a write made: appends its event (stamped `now`), tells the
+/// change its sequence number, and adds it to `changes`, which the write
+/// reports. Returns the sequence number (0 for a change without an event).
+pub(crate) fn record(conn: &Connection, now: i64, changes: &mut Vec<Change>, mut change: Change) -> Result<i64> {
+    let mut seq = 0;
     if let Some(event) = change.event() {
-        append(conn, now, &event)?;
+        seq = append(conn, now, &event)?;
+        change.set_seq(seq);
     }
     changes.push(change);
-    Ok(())
+    Ok(seq)
 }
 
 /// Appends one event stamped `now`; returns its sequence number.

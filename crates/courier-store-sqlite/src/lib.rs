@@ -45,6 +45,7 @@ mod executions;
 mod leases;
 mod maintenance;
 mod migrations;
+mod notifications;
 mod options;
 mod readers;
 mod rows;

@@ -19,7 +19,7 @@ use crate::error::{Result, sqlite_to_store};
 use crate::options::SqliteOptions;
 use crate::readers::Readers;
 use crate::writer::{Writer, closed};
-use crate::{commit, maintenance, migrations};
+use crate::{commit, maintenance, migrations, notifications};
 
 /// How long a connection waits for another process's write lock before giving up
 /// with [`StoreError::Unavailable`].
@@ -249,6 +249,12 @@ impl Store for SqliteStore {
             return Ok(WriteResults::default());
         }
         self.write(move |conn, now| commit::commit(conn, now, &batch)).await
+    }
+
+    async fn cluster_value(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        let (name, candidate) = (name.to_string(), candidate.to_string());
+        self.write(move |conn, _| notifications::cluster_value(conn, &name, &candidate))
+            .await
     }
 
     async fn try_acquire_singleton(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool> {

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::id::{ExecutionId, TaskId};
+use crate::notification::NotificationNotice;
 use crate::state::{ExecutionState, TaskState};
 
 mod hub;
@@ -36,6 +37,8 @@ pub enum Topic {
     Work,
     /// The event log grew.
     Events,
+    /// Notifications for people were sent or dismissed, or subscriptions changed.
+    Notifications,
 }
 
 /// A change worth waking someone for.
@@ -64,6 +67,8 @@ pub enum Notice {
     },
     /// Events were appended to the log.
     Events,
+    /// Notifications for people were sent or dismissed, or subscriptions changed.
+    Notification(Box<NotificationNotice>),
     /// Notices may have been missed (the subscriber fell behind, or the transport
     /// reconnected): re-check the store.
     Resync,
@@ -78,6 +83,7 @@ impl Notice {
             Notice::Execution { execution_id, .. } => Some(Topic::Execution(*execution_id)),
             Notice::Work { .. } => Some(Topic::Work),
             Notice::Events => Some(Topic::Events),
+            Notice::Notification(_) => Some(Topic::Notifications),
             Notice::Resync => None,
         }
     }
@@ -248,6 +254,14 @@ pub trait Notifier: Send + Sync + 'static {
     /// Counters and gauges for metrics; the default reports nothing.
     fn stats(&self) -> NotifierStats {
         NotifierStats::default()
+    }
+
+    /// The most bytes one message may carry between nodes, if the transport
+    /// limits them (Postgres NOTIFY: 7999). A notification's envelope that does
+    /// not fit is left out of the message and read from the store by receivers;
+    /// an ephemeral notification, which is not stored, must fit.
+    fn max_payload(&self) -> Option<usize> {
+        None
     }
 
     /// Seed 000: a task completed.

@@ -8,6 +8,7 @@ use crate::change::Change;
 use crate::error::StoreResult;
 use crate::execution::{Dispatched, NewExecution};
 use crate::id::{ExecutionId, TaskId};
+use crate::notification::{NewNotification, NotificationTtl};
 use crate::progress::Progress;
 use crate::task::{ChildCreated, Completed, Completion, LeaseKey, NewTask};
 
@@ -48,7 +49,8 @@ pub struct WriteBatch {
     /// Recorded orchestrator side effects: the first write of a step applies the
     /// effect and stores its result on an `effect` task at that step (created
     /// `completed`); later writes for the same step apply nothing and return the
-    /// recorded result. Changes: a progress effect makes `TaskProgress`.
+    /// recorded result. Changes: a progress effect makes `TaskProgress`, a
+    /// notification `NotificationSent`.
     pub effects: Vec<EffectWrite>,
     /// Fenced completions (see [`Outcome`](crate::Outcome)):
     ///
@@ -122,6 +124,15 @@ pub enum Effect {
     },
     /// Append a progress report (and its `task.progress` event); the result is null.
     Progress(Progress),
+    /// Send a notification for people (see
+    /// [`NotificationStore::send_notification`](super::NotificationStore::send_notification));
+    /// the result is its id.
+    Notify {
+        /// The notification.
+        notification: NewNotification,
+        /// How long stored modes are kept.
+        ttl: NotificationTtl,
+    },
 }
 
 impl Effect {
@@ -131,6 +142,7 @@ impl Effect {
             Effect::Increment { name, .. } => format!("courier.counter:{name}"),
             Effect::SetState { key, .. } => format!("courier.state:{key}"),
             Effect::Progress(_) => "courier.progress".to_string(),
+            Effect::Notify { .. } => "courier.notify".to_string(),
         }
     }
 }

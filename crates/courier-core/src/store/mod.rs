@@ -14,6 +14,7 @@
 //! | [`WebhookStore`] | webhook registrations, deliveries and their attempts |
 //! | [`CacheStore`] | the result cache and idempotency keys |
 //! | [`ContextStore`] | an execution's context: signals, progress, counters, state values |
+//! | [`NotificationStore`] | notifications for people: send, dismiss, replay, subscriptions to sources, expiry |
 //! | [`SeedRecords`] | seed 003's record-level operations (raw inserts and updates), kept for parity; the runtime never calls them |
 //!
 //! Which to reach for: writes that run many times a second (dispatches, children,
@@ -47,6 +48,7 @@ mod context;
 mod dead_letters;
 mod event_log;
 mod executions;
+mod notifications;
 mod seed;
 mod tasks;
 mod webhooks;
@@ -63,6 +65,7 @@ pub use context::ContextStore;
 pub use dead_letters::DeadLetterStore;
 pub use event_log::EventStore;
 pub use executions::ExecutionStore;
+pub use notifications::NotificationStore;
 pub use seed::SeedRecords;
 pub use tasks::TaskStore;
 pub use webhooks::WebhookStore;
@@ -85,6 +88,7 @@ pub trait Store:
     + WebhookStore
     + CacheStore
     + ContextStore
+    + NotificationStore
     + SeedRecords
     + Send
     + Sync
@@ -116,6 +120,11 @@ pub trait Store:
     /// dispatcher, ...) for `ttl`: true if `owner` holds it now (it was free,
     /// expired, or already `owner`'s).
     async fn try_acquire_singleton(&self, name: &str, owner: &str, ttl: Duration) -> StoreResult<bool>;
+
+    /// A value every node of the cluster agrees on: the one stored under `name`,
+    /// or `candidate` if there is none yet (stored then). Used for keys nodes
+    /// generate and must share (the anonymous-session cookie key).
+    async fn cluster_value(&self, name: &str, candidate: &str) -> StoreResult<String>;
 
     /// [`commit`](Store::commit) with dispatches only: creates each execution with
     /// its root task (see [`WriteBatch::dispatches`]).

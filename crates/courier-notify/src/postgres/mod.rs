@@ -127,7 +127,8 @@ impl PostgresNotifier {
             options,
         )
         .await
-        .map_err(connect_error)?;
+        .map_err(connect_error)?
+        .limit_payload(listen::MAX_PAYLOAD);
         Ok(PostgresNotifier { cluster })
     }
 
@@ -173,6 +174,10 @@ impl Notifier for PostgresNotifier {
 
     fn stats(&self) -> NotifierStats {
         self.cluster.stats()
+    }
+
+    fn max_payload(&self) -> Option<usize> {
+        self.cluster.max_payload()
     }
 }
 

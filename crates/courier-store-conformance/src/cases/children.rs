@@ -282,3 +282,35 @@ pub async fn one_commit_carries_many_kinds_and_isolates_refusals(store: DynStore
     assert_eq!(task(&store, stale_b.task.id).await.state, TaskState::Running);
     assert_logged(&store, before, &results.changes, "a mixed commit").await;
 }
+
+/// A notification recorded as an orchestrator's effect is sent once, however
+/// often its step is written again (a replay).
+pub async fn a_notification_effect_is_sent_once_per_step(store: DynStore) {
+    let (id, orch) = running_orchestrator(&store, "notifying").await;
+    let new = courier_core::NewNotification::new(
+        courier_core::Target::User("u1".into()),
+        "generic",
+        json!({"title": "done"}),
+    );
+    let write = || EffectWrite {
+        fence: Some(orch.lease.key()),
+        execution_id: id,
+        parent_id: Some(orch.task.id),
+        step: 1,
+        effect: Effect::Notify {
+            notification: new.clone(),
+            ttl: courier_core::NotificationTtl::default(),
+        },
+    };
+    let first = store.apply_effect(write()).await.unwrap();
+    assert_eq!(first.result, json!(new.id));
+    let second = store.apply_effect(write()).await.unwrap();
+    assert!(matches!(second.task, ChildCreated::Existing { .. }));
+    assert_eq!(second.result, json!(new.id));
+    let sent = store
+        .read_events(&EventFilter::after(0).types([EventType::NotificationSent]))
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1, "sent once");
+    assert_eq!(store.get_notifications(&[new.id]).await.unwrap().len(), 1);
+}

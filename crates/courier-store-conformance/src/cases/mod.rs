@@ -12,6 +12,7 @@ pub mod dead_letters;
 pub mod event_log;
 pub mod executions;
 pub mod maintenance;
+pub mod notifications;
 pub mod signals;
 pub mod tasks;
 pub mod webhooks;

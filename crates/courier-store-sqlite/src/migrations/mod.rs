@@ -10,6 +10,7 @@ use crate::error::Result;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("0001_initial.sql")),
     (2, include_str!("0002_webhooks.sql")),
+    (3, include_str!("0003_notifications.sql")),
 ];
 
 /// Applies every migration not applied yet, in one IMMEDIATE transaction, so that
