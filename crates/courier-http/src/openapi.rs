@@ -841,7 +841,7 @@ fn components() -> Value {
             "anonymous_session": {
                 "type": "apiKey",
                 "in": "cookie",
-                "name": "courier_session",
+                "name": crate::notifications::identity::SESSION_COOKIE,
                 "description": "Without `notifications.token_secret`: the signed anonymous-session cookie the stream sets on first connect.",
             },
             "webhook_secret": {

@@ -1,7 +1,8 @@
 //! Opens Courier's stores by URL: [`SqliteStore`], the embedded default (one
 //! file, or memory), and [`PostgresStore`], for clusters. Both implement
 //! [`courier_core::Store`] (each in its own crate, where its SQL lives) and pass
-//! one conformance suite (`tests/store_conformance` at the repository root).
+//! one conformance suite (`crates/courier-store-conformance`, run by each store
+//! crate's `tests/conformance.rs`).
 //!
 //! Nothing above this crate sees SQL, and nothing in it makes policy (retry
 //! decisions, replay): the runtime makes those and hands the store their outcome.
