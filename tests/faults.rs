@@ -299,3 +299,78 @@ async fn a_node_whose_clock_runs_30s_ahead_steals_no_live_lease() {
         .collect();
     assert_eq!(on_c, vec![json!("c"), json!("c")]);
 }
+
+#[actix_rt::test]
+async fn an_orchestrator_killed_mid_run_sends_each_notification_once() {
+    const STEPS: u32 = 4;
+    // a serves the API only; the orchestrator runs on b or c, and on the other after the kill.
+    let mut cluster = Cluster::start(&["a", "b", "c"], redis(), &[], |name| {
+        if name == "a" {
+            vec![("COURIER_WORKER_ENABLED".into(), "false".into())]
+        } else {
+            Vec::new()
+        }
+    })
+    .await;
+    let id = dispatch(
+        cluster.node("a"),
+        "fixture.notifying",
+        json!({ "key": "n", "user": "linus", "steps": STEPS, "sleep_ms": 1500 }),
+    )
+    .await;
+    // Kill whichever node runs it once two steps' notifications are out and the third step runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let runner = loop {
+        if let Some(e) = cluster
+            .effects()
+            .into_iter()
+            .find(|e| e.what == "start" && e.key == "n/2")
+        {
+            break e.node;
+        }
+        assert!(Instant::now() < deadline, "the third step never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    cluster.node_mut(&runner).kill9();
+    let (status, body) = result(cluster.node("a"), &id, Duration::from_secs(60)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "completed", "{body}");
+    let survivor = if runner == "b" { "c" } else { "b" };
+    assert!(
+        cluster.effects().iter().any(|e| e.node == survivor && e.key == "n/2"),
+        "{survivor} replayed the execution after {runner} died"
+    );
+
+    let (status, listed) = get(&cluster
+        .node("a")
+        .at("/v1/notifications?target=user&user_id=linus&limit=100"))
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    let notifications = listed["notifications"].as_array().expect("a list");
+    let steps: Vec<&Value> = notifications.iter().filter(|n| n.get("group").is_none()).collect();
+    let progress: Vec<&Value> = notifications.iter().filter(|n| n.get("group").is_some()).collect();
+    assert_eq!(
+        steps.len(),
+        STEPS as usize,
+        "one notification per step, none twice: {listed}"
+    );
+    let mut messages: Vec<&str> = steps
+        .iter()
+        .map(|n| n["payload"]["message"].as_str().unwrap())
+        .collect();
+    messages.sort();
+    assert_eq!(messages, ["step 1/4", "step 2/4", "step 3/4", "step 4/4"]);
+    assert_eq!(
+        progress.len(),
+        1,
+        "the progress toast is replaced in place, not repeated: {listed}"
+    );
+    assert_eq!(progress[0]["group"], id.as_str());
+    assert_eq!(progress[0]["payload"]["message"], "step 4/4");
+    let (_, sent_events) = get(&cluster.node("a").at("/v1/events?type=notification.sent&limit=100")).await;
+    assert_eq!(
+        sent_events["events"].as_array().map(Vec::len),
+        Some(2 * STEPS as usize),
+        "each notify step is sent (and logged) exactly once: {sent_events}"
+    );
+}

@@ -17,6 +17,10 @@
 //! * `fixture.limited`: the same, with `max_concurrent = 2` cluster-wide.
 //! * `fixture.pipeline` `{"key", "steps", "sleep_ms"}`: an orchestrator calling
 //!   `fixture.effect` `steps` times in sequence (keys `<key>/<i>`); returns `steps`.
+//! * `fixture.notifying` `{"key", "user", "steps", "sleep_ms"}`: the same
+//!   pipeline, and before each step it notifies `user` (one notification per
+//!   step) and updates one progress toast grouped by the execution, so a test can
+//!   count that a replay sends nothing twice.
 //!
 //! Off by default; production nodes never register them.
 
@@ -25,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use courier_core::TaskError;
+use courier_core::{Progress, Target, TaskError};
 use courier_runtime::{ActivityContext, CourierBuilder, FunctionOptions, OrchestratorContext};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +45,16 @@ struct Effect {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Pipeline {
     key: String,
+    steps: u32,
+    #[serde(default)]
+    sleep_ms: u64,
+}
+
+/// Arguments of `fixture.notifying`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Notifying {
+    key: String,
+    user: String,
     steps: u32,
     #[serde(default)]
     sleep_ms: u64,
@@ -103,6 +117,33 @@ pub fn register(builder: CourierBuilder, effects_file: &str, node: &str) -> Cour
             "fixture.pipeline",
             |ctx: OrchestratorContext, args: Pipeline| async move {
                 for i in 0..args.steps {
+                    let step = Effect {
+                        key: format!("{}/{i}", args.key),
+                        sleep_ms: args.sleep_ms,
+                    };
+                    let _: String = ctx.call("fixture.effect", step).await?;
+                }
+                Ok::<_, TaskError>(args.steps)
+            },
+        )
+        .orchestrator(
+            "fixture.notifying",
+            |ctx: OrchestratorContext, args: Notifying| async move {
+                for i in 0..args.steps {
+                    let message = format!("step {}/{}", i + 1, args.steps);
+                    ctx.notify_user(
+                        &args.user,
+                        "generic",
+                        serde_json::json!({ "title": args.key, "message": message }),
+                    )
+                    .await?;
+                    let progress = Progress {
+                        percent: Some(f64::from(i) * 100.0 / f64::from(args.steps)),
+                        message: Some(message),
+                        ..Progress::default()
+                    };
+                    ctx.notify_progress(Target::User(args.user.clone()), &args.key, &progress)
+                        .await?;
                     let step = Effect {
                         key: format!("{}/{i}", args.key),
                         sleep_ms: args.sleep_ms,
