@@ -589,3 +589,62 @@ async fn the_api_mints_tokens_inspects_and_refuses_bad_bodies() {
     assert_eq!(status, 400);
     s.stop().await;
 }
+
+/// The embedding app's own sign-in, by a header (examples/notification_identity.rs
+/// does the same with a cookie).
+struct ByHeader;
+
+impl courier::http::NotificationIdentity for ByHeader {
+    fn identify(&self, req: &actix_web::HttpRequest) -> Option<courier::core::Viewer> {
+        let user = req.headers().get("x-app-user")?.to_str().ok()?.to_string();
+        Some(courier::core::Viewer {
+            user: Some(user.clone()),
+            ..courier::core::Viewer::session(format!("{user}-web"))
+        })
+    }
+}
+
+#[actix_rt::test]
+async fn an_app_can_plug_in_its_own_identity_instead_of_tokens() {
+    let s = server_with(
+        NotificationHttpOptions {
+            // Even with a token secret, the app's identity decides.
+            token_secret: Some(SECRET.into()),
+            identity: Some(courier::http::IdentityProvider(std::sync::Arc::new(ByHeader))),
+            ..NotificationHttpOptions::default()
+        },
+        NotificationTtl::default(),
+    )
+    .await;
+    let for_ivy = send(&s, generic("user", "user_id", "ivy", "queued")).await;
+    let for_jon = send(&s, generic("user", "user_id", "jon", "queued")).await;
+    let ivy = Stream::open(&s, "", &[("x-app-user", "ivy".to_string())]).await;
+    assert_eq!(
+        replayed_ids(&ivy),
+        vec![for_ivy["id"].as_str().unwrap()],
+        "ivy reads only hers"
+    );
+
+    // Nobody signed in (a token does not help: the app decides) → 401.
+    let response = client()
+        .get(s.at(&format!(
+            "/notifications/stream?token={}",
+            token_for("s1", Some("ivy"), &[])
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    // Ivy cannot dismiss Jon's; she can dismiss hers.
+    let dismiss = |id: &Value, user: &str| {
+        client()
+            .delete(s.at(&format!("/notifications/{}", id.as_str().unwrap())))
+            .insert_header(("x-app-user", user.to_string()))
+            .send()
+    };
+    assert_eq!(json_of(dismiss(&for_jon["id"], "ivy").await.unwrap()).await.0, 404);
+    assert_eq!(json_of(dismiss(&for_ivy["id"], "ivy").await.unwrap()).await.0, 200);
+    let again = Stream::open(&s, "", &[("x-app-user", "ivy".to_string())]).await;
+    assert!(replayed_ids(&again).is_empty());
+    s.stop().await;
+}
