@@ -307,8 +307,20 @@ async fn cancel_signal_dead_letters_queues_and_cleanup_over_http() {
         "courier_completions_total",
         "courier_queue_ready",
         "courier_event_log_lag",
+        "courier_notification_streams",
     ] {
         assert!(text.contains(name), "{name} missing from /metrics");
+    }
+    // Every Courier metric exported is one of the names listed in one place.
+    for line in text.lines().filter(|l| l.starts_with("courier_")) {
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        let listed = courier::core::metric::ALL.iter().any(|m| {
+            name == *m
+                || name
+                    .strip_prefix(m)
+                    .is_some_and(|s| ["_bucket", "_sum", "_count"].contains(&s))
+        });
+        assert!(listed, "{name} is exported but not listed in courier_core::metric");
     }
     let (status, ready) = get(&s.at("/readyz")).await;
     assert_eq!(status, 200, "{ready}");

@@ -72,6 +72,8 @@ pub const QUEUE_RUNNING: &str = "courier_queue_running";
 pub const EVENT_LOG_HEAD: &str = "courier_event_log_head";
 /// Gauge: how far this node's log tail is behind the head.
 pub const EVENT_LOG_LAG: &str = "courier_event_log_lag";
+/// Gauge: open notification streams (browsers) on this node.
+pub const NOTIFICATION_STREAMS: &str = "courier_notification_streams";
 
 // ----- the notifier ---------------------------------------------------------------
 
@@ -122,6 +124,7 @@ pub const ALL: &[&str] = &[
     QUEUE_RUNNING,
     EVENT_LOG_HEAD,
     EVENT_LOG_LAG,
+    NOTIFICATION_STREAMS,
     NOTIFIER_PUBLISHED,
     NOTIFIER_PUBLISH_FAILURES,
     NOTIFIER_RECEIVED,

@@ -8,6 +8,7 @@
 use std::sync::OnceLock;
 
 use actix_web::{HttpResponse, web};
+use courier_core::metric;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::Http;
@@ -37,24 +38,25 @@ pub(crate) async fn render(http: web::Data<Http>) -> ApiResult<HttpResponse> {
     for queue in http.remember_queues(depths.iter().map(|d| d.queue.clone())) {
         let depth = depths.iter().find(|d| d.queue == queue);
         let (ready, scheduled, running) = depth.map_or((0, 0, 0), |d| (d.ready, d.scheduled, d.running));
-        metrics::gauge!("courier_queue_ready", "queue" => queue.clone()).set(ready as f64);
-        metrics::gauge!("courier_queue_scheduled", "queue" => queue.clone()).set(scheduled as f64);
-        metrics::gauge!("courier_queue_running", "queue" => queue).set(running as f64);
+        metrics::gauge!(metric::QUEUE_READY, "queue" => queue.clone()).set(ready as f64);
+        metrics::gauge!(metric::QUEUE_SCHEDULED, "queue" => queue.clone()).set(scheduled as f64);
+        metrics::gauge!(metric::QUEUE_RUNNING, "queue" => queue).set(running as f64);
     }
     let head = store.last_event_seq().await?;
-    metrics::gauge!("courier_event_log_head").set(head as f64);
-    metrics::gauge!("courier_event_log_lag").set((head - http.tail_cursor()).max(0) as f64);
+    metrics::gauge!(metric::EVENT_LOG_HEAD).set(head as f64);
+    metrics::gauge!(metric::EVENT_LOG_LAG).set((head - http.tail_cursor()).max(0) as f64);
     // The notifier's own counters, read as gauges of their running totals.
     let notifier = http.courier().notifier();
     let stats = notifier.stats();
     let backend = notifier.backend();
-    metrics::gauge!("courier_notifier_published", "backend" => backend).set(stats.published as f64);
-    metrics::gauge!("courier_notifier_publish_failures", "backend" => backend).set(stats.publish_failures as f64);
-    metrics::gauge!("courier_notifier_received", "backend" => backend).set(stats.received as f64);
-    metrics::gauge!("courier_notifier_reconnects", "backend" => backend).set(stats.reconnects as f64);
-    metrics::gauge!("courier_notifier_malformed", "backend" => backend).set(stats.malformed as f64);
-    metrics::gauge!("courier_notifier_connected", "backend" => backend).set(if stats.connected { 1.0 } else { 0.0 });
-    metrics::gauge!("courier_notifier_channels", "backend" => backend).set(stats.subscribed_channels as f64);
+    metrics::gauge!(metric::NOTIFIER_PUBLISHED, "backend" => backend).set(stats.published as f64);
+    metrics::gauge!(metric::NOTIFIER_PUBLISH_FAILURES, "backend" => backend).set(stats.publish_failures as f64);
+    metrics::gauge!(metric::NOTIFIER_RECEIVED, "backend" => backend).set(stats.received as f64);
+    metrics::gauge!(metric::NOTIFIER_RECONNECTS, "backend" => backend).set(stats.reconnects as f64);
+    metrics::gauge!(metric::NOTIFIER_MALFORMED, "backend" => backend).set(stats.malformed as f64);
+    metrics::gauge!(metric::NOTIFIER_CONNECTED, "backend" => backend).set(if stats.connected { 1.0 } else { 0.0 });
+    metrics::gauge!(metric::NOTIFIER_CHANNELS, "backend" => backend).set(stats.subscribed_channels as f64);
+    metrics::gauge!(metric::NOTIFICATION_STREAMS).set(http.notification_streams().await as f64);
     let body = handle().map(|h| h.render()).unwrap_or_default();
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

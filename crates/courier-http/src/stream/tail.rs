@@ -156,7 +156,7 @@ impl LogTail {
                 }
                 Err(SendError::Full(_)) => {
                     if self.behind.insert(*id) {
-                        metrics::counter!("courier_stream_lagged_total").increment(1);
+                        metrics::counter!(courier_core::metric::STREAM_LAGGED).increment(1);
                     }
                 }
                 Err(SendError::Closed(_)) => gone.push(*id),
