@@ -142,6 +142,11 @@ fn duration_input(description: &str, min: u64, max: Option<u64>) -> Value {
     json!({ "anyOf": [schema("Duration"), seconds], "description": description })
 }
 
+/// A response whose body is text of `media` type.
+fn text(description: &str, media: &str) -> Value {
+    json!({ "description": description, "content": { media: { "schema": { "type": "string" } } } })
+}
+
 fn json_content(schema: Value) -> Value {
     json!({ "application/json": { "schema": schema } })
 }
@@ -887,7 +892,6 @@ fn paths() -> Value {
             ),
         ]
     };
-    let text = |description: &str, media: &str| json!({ "description": description, "content": { media: { "schema": { "type": "string" } } } });
     let no_content = |description: &str| json!({ "description": description });
     let by_id = |pointer: &str| json!({ "id": format!("$response.body#{pointer}") });
     let execution_links = || {
@@ -1211,7 +1215,6 @@ fn notification_paths() -> Vec<(&'static str, &'static str, Value)> {
         op["security"] = json!([{ "connection_token": [] }, { "bearer": [] }, { "anonymous_session": [] }]);
         op
     };
-    let text = |description: &str, media: &str| json!({ "description": description, "content": { media: { "schema": { "type": "string" } } } });
     let token_param = || {
         query(
             "token",
