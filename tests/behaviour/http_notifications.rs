@@ -67,6 +67,8 @@ struct Stream {
     reader: SseReader<Body>,
     /// The frames before `sync`.
     replay: Vec<SseFrame>,
+    /// Who the server takes the connection for: the `sync` frame's data.
+    viewer: Value,
 }
 
 impl Stream {
@@ -82,17 +84,17 @@ impl Stream {
         let body: Body = Box::pin(response);
         let mut reader = SseReader::new(body);
         let mut replay = Vec::new();
-        loop {
+        let viewer = loop {
             let frame = reader
                 .next(Duration::from_secs(10))
                 .await
                 .expect("the replay ends with sync");
             if frame.event.as_deref() == Some("sync") {
-                break;
+                break frame.data;
             }
             replay.push(frame);
-        }
-        Stream { reader, replay }
+        };
+        Stream { reader, replay, viewer }
     }
 
     async fn with_token(s: &Server, token: &str) -> Stream {
@@ -216,6 +218,7 @@ async fn a_group_replaces_its_toast_live_and_on_reconnect() {
     let s = server().await;
     let bob = token_for("s1", Some("bob"), &[]);
     let mut live = Stream::with_token(&s, &bob).await;
+    assert_eq!(live.viewer, json!({"session_id": "s1", "user_id": "bob"}));
     let step = |n: u32| {
         let s = &s;
         async move {
@@ -231,12 +234,14 @@ async fn a_group_replaces_its_toast_live_and_on_reconnect() {
     let frame = live.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(frame.data["id"], first["id"]);
     assert_eq!(frame.data["group"], "deploy");
+    // The replacement first, then the old one's dismissal: a client showing the
+    // group in one place updates it there instead of removing and re-adding it.
     let second = step(2).await;
+    let frame = live.next(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(frame.data["id"], second["id"]);
     let gone = live.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(gone.data["type"], "dismissed");
     assert_eq!(gone.data["payload"]["notification_id"], first["id"]);
-    let frame = live.next(Duration::from_secs(5)).await.unwrap();
-    assert_eq!(frame.data["id"], second["id"]);
     drop(live);
     let third = step(3).await;
     let again = Stream::with_token(&s, &bob).await;

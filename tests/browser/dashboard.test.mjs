@@ -8,125 +8,22 @@
 // run is bounded by 90 s; the exit code is non-zero on any failure. With
 // SCREENSHOTS=<dir> it also saves a picture of each view there.
 
-import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { assert, freePort, harness, until, WAIT_MS } from './harness.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const BIN = process.env.COURIER_BIN ? path.resolve(process.env.COURIER_BIN) : path.resolve(HERE, '../../target/debug/courier');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const OVERALL_MS = 90_000;
-const WAIT_MS = 15_000; // for any one thing to show up on the page
 const TOKEN = 'dashboard-test-token';
-const SCREENSHOTS = process.env.SCREENSHOTS ? path.resolve(process.env.SCREENSHOTS) : null;
-
-const started = Date.now();
-const servers = [];
-const tempDirs = [];
-let browser = null;
+const h = harness('dashboard');
+const { api, log, step } = h;
 let receiver = null;
-const pageErrors = []; // uncaught errors and console errors of every page
-let passed = 0;
-let failed = 0;
+h.onCleanup(() => receiver && receiver.srv.close());
 
-// ---------- plumbing ----------
-function log(...args) {
-  console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s]`, ...args);
-}
+// The webhooks of these servers retry quickly.
+const startServer = (name, tokens = '', again = null) =>
+  h.startServer(name, { tokens, again, env: { COURIER_WEBHOOKS_SCHEDULE: '300ms,300ms' } });
+const stopServer = h.stopServer;
+const shot = (page, name) => h.shot(page, name);
+const newPage = (label) => h.newPage(label);
 
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what, fn, ms = WAIT_MS) {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      const value = await fn();
-      if (value) return value;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
-    await sleep(100);
-  }
-}
-
-function assert(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-// Starts `courier serve` on a free port with a new store, or (given `again`) on
-// the port and store of a server stopped before.
-async function startServer(name, tokens = '', again = null) {
-  const dir = again ? again.dir : fs.mkdtempSync(path.join(os.tmpdir(), 'courier-dash-'));
-  if (!again) tempDirs.push(dir);
-  const port = again ? again.port : await freePort();
-  const env = {
-    ...process.env,
-    COURIER_HTTP_ADDR: `127.0.0.1:${port}`,
-    COURIER_STORE_URL: path.join(dir, 'courier.db'),
-    COURIER_API_TOKENS: tokens,
-    COURIER_WEBHOOKS_SCHEDULE: '300ms,300ms',
-    COURIER_LOG: process.env.COURIER_LOG || 'warn',
-  };
-  delete env.COURIER_CONFIG;
-  const child = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const server = { name, child, dir, port, base: `http://127.0.0.1:${port}`, token: tokens.split(',')[0] || '', output: '' };
-  child.stdout.on('data', (d) => { server.output += d; });
-  child.stderr.on('data', (d) => { server.output += d; });
-  child.on('exit', (code, signal) => { server.exited = { code, signal }; });
-  servers.push(server);
-  await until(`${name} to answer /healthz`, async () => {
-    if (server.exited) throw new Error(`server exited ${JSON.stringify(server.exited)}:\n${server.output}`);
-    return (await fetch(`${server.base}/healthz`)).ok;
-  }, 20_000);
-  log(`${name}: courier serve on ${server.base}`);
-  return server;
-}
-
-async function stopServer(server) {
-  if (server.exited) return;
-  const gone = new Promise((resolve) => server.child.once('exit', resolve));
-  server.child.kill('SIGTERM');
-  const killed = await Promise.race([gone.then(() => true), sleep(5000).then(() => false)]);
-  if (!killed) {
-    server.child.kill('SIGKILL');
-    await gone;
-  }
-}
-
-// The API, as a client other than the page.
-async function api(server, method, urlPath, body) {
-  const headers = {};
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  if (server.token) headers.authorization = `Bearer ${server.token}`;
-  const res = await fetch(server.base + urlPath, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  const data = text ? JSON.parse(text) : null;
-  if (!res.ok) throw new Error(`${method} ${urlPath}: ${res.status} ${text}`);
-  return { status: res.status, data };
-}
 // Executions of functions no node runs, so only this test's claims take their tasks.
 const dispatch = async (server, fn, args = {}) =>
   (await api(server, 'POST', '/v1/executions', { function: fn, args })).data;
@@ -139,26 +36,8 @@ async function claim(server, execution) {
   return data[0];
 }
 
-async function shot(page, name) {
-  if (!SCREENSHOTS) return;
-  fs.mkdirSync(SCREENSHOTS, { recursive: true });
-  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
-}
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    passed += 1;
-    log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed += 1;
-    log(`FAIL ${name}: ${e.stack || e}`);
-    throw e;
-  }
-}
-
-// A webhook endpoint that answers 500 to its first request and 200 after.
+// A webhook endpoint that answers 500 to its first request and 200 after, and
+// 410 Gone at /gone.
 async function startReceiver() {
   const port = await freePort();
   const got = [];
@@ -166,51 +45,24 @@ async function startReceiver() {
     let body = '';
     req.on('data', (d) => { body += d; });
     req.on('end', () => {
+      if (req.url === '/gone') {
+        res.writeHead(410, { 'content-type': 'text/plain' });
+        res.end('gone');
+        return;
+      }
       got.push({ headers: req.headers, body });
       res.writeHead(got.length === 1 ? 500 : 200, { 'content-type': 'text/plain' });
       res.end(got.length === 1 ? 'try again' : 'ok');
     });
   });
   await new Promise((r) => srv.listen(port, '127.0.0.1', r));
-  return { srv, url: `http://127.0.0.1:${port}/hook`, got };
-}
-
-async function newPage(label) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.on('pageerror', (e) => pageErrors.push(`${label}: page error: ${e.stack || e.message}`));
-  page.on('console', (m) => {
-    // A refused request (the 401 that asks for a token) is logged by Chromium itself; that is expected.
-    if (m.type() === 'error' && !/status of 401/.test(m.text())) pageErrors.push(`${label}: console: ${m.text()}`);
-  });
-  page.loads = 0;
-  page.on('load', () => { page.loads += 1; });
-  return page;
+  return { srv, url: `http://127.0.0.1:${port}/hook`, gone: `http://127.0.0.1:${port}/gone`, got };
 }
 
 const row = (page, id) => page.locator(`[data-testid="execution-row"][data-id="${id}"]`);
 const rowState = (page, id) => row(page, id).locator('[data-testid="execution-state"]');
 const expectText = (locator, text, what) =>
   until(what || `"${text}"`, async () => (await locator.textContent({ timeout: 500 })).trim() === text);
-
-async function cleanup() {
-  if (browser) await browser.close().catch(() => {});
-  browser = null;
-  for (const s of servers) await stopServer(s).catch(() => {});
-  if (receiver) receiver.srv.close();
-  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
-}
-
-process.on('exit', () => {
-  for (const s of servers) if (!s.exited) s.child.kill('SIGKILL');
-});
-
-const overall = setTimeout(async () => {
-  log(`FAIL: the test did not finish within ${OVERALL_MS / 1000} s`);
-  for (const s of servers) console.log(`--- ${s.name} output ---\n${s.output.slice(-4000)}`);
-  await Promise.race([cleanup(), sleep(5000)]);
-  process.exit(2);
-}, OVERALL_MS);
 
 // ---------- the checks ----------
 async function withoutTokens() {
@@ -305,6 +157,11 @@ async function withoutTokens() {
       lease_token: failedTask.lease_token, error: 'boom', retryable: false,
     });
     await expectText(rowState(page, failedExecution.id), 'failed');
+    const toast = page.locator('.courier-toast', { hasText: 'Execution failed: flaky_fn' });
+    await toast.waitFor({ timeout: WAIT_MS });
+    assert((await toast.textContent()).includes('boom'), 'the failure toast does not show the error');
+    await toast.locator('.courier-toast-close').click();
+    await toast.waitFor({ state: 'detached', timeout: WAIT_MS });
     await page.click('[data-testid="tab-dead-letters"]');
     const dl = page.locator(`[data-testid="dead-letter-row"][data-id="${failedTask.task_id}"]`);
     await dl.waitFor({ timeout: WAIT_MS });
@@ -374,6 +231,19 @@ async function withoutTokens() {
     assert((await api(server, 'GET', `/v1/webhooks/${hook.id}`)).data.enabled === true, 'the server still has it disabled');
   });
 
+  await step('an endpoint that answers 410 Gone is disabled, and a toast says so', async () => {
+    const gone = (await api(server, 'POST', '/v1/webhooks', {
+      url: receiver.gone, event_types: ['execution.completed'], description: 'gone',
+    })).data;
+    await page.click('[data-testid="tab-executions"]');
+    const x = await dispatch(server, 'external_fn', { n: 'for the gone hook' });
+    const task = await claim(server, x);
+    await api(server, 'POST', `/v1/tasks/${task.task_id}/complete`, { lease_token: task.lease_token, result: 3 });
+    const toast = page.locator('.courier-toast', { hasText: 'Webhook endpoint disabled' });
+    await toast.waitFor({ timeout: WAIT_MS });
+    assert((await api(server, 'GET', `/v1/webhooks/${gone.id}`)).data.enabled === false, 'the server did not disable it');
+  });
+
   await page.context().close();
 }
 
@@ -436,37 +306,7 @@ async function withTokens() {
   await page.context().close();
 }
 
-async function main() {
-  assert(fs.existsSync(BIN), `no server binary at ${BIN} (set COURIER_BIN, or cargo build -p courier-cli)`);
-  assert(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM} (apt-get install chromium)`);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // Playwright starts Chromium with a new, empty temporary --user-data-dir of its own.
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic',
-      '--no-first-run', '--disable-component-update', '--disable-sync'],
-    timeout: 30_000,
-  });
-  log(`chromium ${browser.version()}`);
+h.run(async () => {
   await withoutTokens();
   await withTokens();
-  await step('no page raised an error', async () => assert(pageErrors.length === 0, pageErrors.join('\n')));
-}
-
-let code = 0;
-try {
-  await main();
-} catch (e) {
-  code = 1;
-  if (!failed) log(`FAIL: ${e.stack || e}`);
-  if (pageErrors.length) console.log(`--- page errors ---\n${pageErrors.join('\n')}`);
-  for (const [i, page] of (browser ? browser.contexts().flatMap((c) => c.pages()) : []).entries()) {
-    const shot = path.join(os.tmpdir(), `courier-dashboard-failure-${i}.png`);
-    await page.screenshot({ path: shot, fullPage: true }).then(() => console.log(`screenshot: ${shot}`), () => {});
-  }
-  for (const s of servers) console.log(`--- ${s.name} output (last 4000 chars) ---\n${s.output.slice(-4000)}`);
-}
-await cleanup();
-clearTimeout(overall);
-console.log(`${passed} passed, ${code ? Math.max(failed, 1) : 0} failed`);
-log(code ? 'dashboard browser test FAILED' : 'dashboard browser test passed');
-process.exit(code);
+});

@@ -1284,7 +1284,7 @@ fn notification_paths() -> Vec<(&'static str, &'static str, Value)> {
         }.build()),
         ("/notifications/stream", "get", viewer(Op {
             id: "notificationStream", tag: "notifications", summary: "The caller's notifications as Server-Sent Events.",
-            description: "Replays what the caller can see (queued notifications not dismissed; timeseries ones after the cursor: `Last-Event-ID` or `?since=`), sends `event: sync`, then streams live: `event: notification` frames whose data is the envelope (`type`, `id`, `mode`, `created_at`, `payload`, `group`) and whose `id:` is the sequence number, `type: \"dismissed\"` envelopes, `event: reset` when notifications after the cursor expired, `event: reconnect` and `event: shutdown`. Without tokens, the first connect sets an anonymous-session cookie.",
+            description: "Replays what the caller can see (queued notifications not dismissed; timeseries ones after the cursor: `Last-Event-ID` or `?since=`), sends `event: sync` (data: the caller's `session_id` and `user_id`), then streams live: `event: notification` frames whose data is the envelope (`type`, `id`, `mode`, `created_at`, `payload`, `group`) and whose `id:` is the sequence number, `type: \"dismissed\"` envelopes, `event: reset` when notifications after the cursor expired, `event: reconnect` and `event: shutdown`. Without tokens, the first connect sets an anonymous-session cookie.",
             parameters: vec![
                 token_param(),
                 query("since", "Replay timeseries notifications created after this (Unix seconds).",
@@ -1330,6 +1330,26 @@ fn notification_paths() -> Vec<(&'static str, &'static str, Value)> {
             op["security"] = json!([{ "webhook_secret": [] }]);
             op
         }),
+        ("/notifications.js", "get", Op {
+            id: "notificationsScript", tag: "notifications", summary: "The browser client, as a classic script.",
+            description: "Defines `window.Courier.notifications(options)`; a script tag with `data-courier-auto` starts a client at once (`data-token`, `data-url`) as `window.courierNotifications`. Sent with an `ETag` (a matching `If-None-Match` gets 304) and `Cache-Control`.",
+            parameters: vec![], body: None,
+            responses: vec![("200", text("The script.", "text/javascript")), ("304", json!({ "description": "The copy the browser holds is current." }))],
+            errors: &[], api: false,
+        }.build()),
+        ("/notifications.mjs", "get", Op {
+            id: "notificationsModule", tag: "notifications", summary: "The browser client, as an ES module.",
+            description: "Exports `notifications(options)` (also the default export); it loads `/notifications.js` beside it. Sent with an `ETag` and `Cache-Control`.",
+            parameters: vec![], body: None,
+            responses: vec![("200", text("The module.", "text/javascript")), ("304", json!({ "description": "The copy the browser holds is current." }))],
+            errors: &[], api: false,
+        }.build()),
+        ("/notifications/demo", "get", Op {
+            id: "notificationsDemo", tag: "notifications", summary: "A page to send yourself notifications and watch the toasts.", description: "",
+            parameters: vec![], body: None,
+            responses: vec![("200", text("The demo page.", "text/html")), ("304", json!({ "description": "The copy the browser holds is current." }))],
+            errors: &[], api: false,
+        }.build()),
     ]
 }
 

@@ -344,16 +344,17 @@ impl NotificationHub {
         replaced: &[Uuid],
         envelope: &Value,
     ) {
-        self.dismiss_replaced(target, replaced);
         let members = self.audience(target);
-        if members.is_empty() {
-            return;
+        if !members.is_empty() {
+            let outgoing = Outgoing {
+                notification: Some(id),
+                bytes: frame(Some(seq), "notification", envelope),
+            };
+            self.send(&members, &outgoing);
         }
-        let outgoing = Outgoing {
-            notification: Some(id),
-            bytes: frame(Some(seq), "notification", envelope),
-        };
-        self.send(&members, &outgoing);
+        // After the replacement, so a client that shows a group in one place can
+        // update it there; the dismissal of the old id then finds nothing to remove.
+        self.dismiss_replaced(target, replaced);
     }
 }
 

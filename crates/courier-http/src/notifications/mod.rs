@@ -9,8 +9,10 @@
 //! | `hub.rs` | the `NotificationHub` actor: one per node, fans notifications out to the streams open on it |
 //! | `identity.rs` | who a connection is: an app's identity, a connection token, or an anonymous session cookie |
 //! | `token.rs` | connection tokens (HS256 JWTs) |
+//! | `client.rs` | the browser client (`/notifications.js`, `/notifications.mjs`) and its demo page |
 //! | `mod.rs` | the other routes, their bodies, and the options |
 
+pub(crate) mod client;
 pub(crate) mod hub;
 pub(crate) mod identity;
 pub(crate) mod stream;

@@ -3,8 +3,9 @@
 //! Phases: **flush** (every queued notification the viewer can see and has not
 //! dismissed, and, after its cursor, the timeseries ones: oldest first, as
 //! `event: notification` frames whose `id:` is the notification's sequence
-//! number) → `event: sync` → **live** (new notifications, and `type: "dismissed"`
-//! envelopes when one is dismissed for this subscriber or replaced by its group).
+//! number) → `event: sync` (its data: the viewer's `session_id` and `user_id`)
+//! → **live** (new notifications, and `type: "dismissed"` envelopes when one is
+//! dismissed for this subscriber or replaced by its group).
 //! The cursor is `Last-Event-ID` (what `EventSource` sends on its own) or
 //! `?since=<epoch seconds>`. When notifications after the cursor have expired
 //! before the client came back, an `event: reset` frame comes first, so the
@@ -131,7 +132,10 @@ pub(crate) async fn stream(
                 return;
             }
         }
-        if tx.send(Bytes::from_static(b"event: sync\ndata: \n\n")).await.is_err() {
+        // The sync frame tells the page who the server takes it for (its own
+        // session id is otherwise hidden in an HttpOnly cookie).
+        let whoami = json!({"session_id": viewer.session, "user_id": viewer.user});
+        if tx.send(frame(None, "sync", &whoami)).await.is_err() {
             hub.do_send(Leave(member));
             return;
         }
