@@ -320,6 +320,29 @@ async function connection() {
     await page.context().close();
   });
 
+  await step('with persistConnection, a tab hidden for more than 30 s reconnects when it is shown again', async () => {
+    const page = await openApp('hidden', { user: 'hal', session: 'hal-1', clock: true, settings: { persistConnection: true } });
+    const setHidden = (hidden) => page.evaluate((value) => {
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => value });
+      document.dispatchEvent(new Event('visibilitychange'));
+    }, hidden);
+    await page.evaluate(() => { window.seen.statuses = []; });
+    await setHidden(true);
+    await page.clock.fastForward(10_000);
+    await setHidden(false);
+    await sleep(300);
+    assert(sameList(await page.evaluate(() => window.seen.statuses), []), 'a short absence reconnected');
+    await setHidden(true);
+    await page.clock.fastForward(31_000);
+    assert(await page.evaluate(() => window.client.status) === 'connected', 'hidden with persistConnection disconnected');
+    await setHidden(false);
+    await until('a fresh connection', async () =>
+      sameList(await page.evaluate(() => window.seen.statuses), ['connecting', 'connected']));
+    await toUser('hal', 'queued', 'After the absence');
+    await toast(page, 'After the absence').waitFor({ timeout: WAIT_MS });
+    await page.context().close();
+  });
+
   await step('an expired token is refreshed through tokenProvider', async () => {
     const page = await h.newPage('token refresh');
     await page.goto(`${site.base}/app.html`);
