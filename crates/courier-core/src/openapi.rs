@@ -28,10 +28,11 @@ pub fn first_paragraph(doc: &str) -> String {
         .join(" ")
 }
 
-/// A duration as serde writes it (`"30s"`): the schema `Duration`.
-pub struct Duration;
+/// A duration as serde writes it (`"30s"`): the schema `Duration`. (Not named
+/// `Duration`: utoipa's derive takes any type of that name for a plain string.)
+pub struct DurationText;
 
-impl utoipa::PartialSchema for Duration {
+impl utoipa::PartialSchema for DurationText {
     fn schema() -> RefOr<Schema> {
         schema(json!({
             "type": "string",
@@ -41,7 +42,11 @@ impl utoipa::PartialSchema for Duration {
     }
 }
 
-impl utoipa::ToSchema for Duration {}
+impl utoipa::ToSchema for DurationText {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+}
 
 /// The kind of a [`Target`](crate::Target) (`NotificationTargetKind`).
 pub struct NotificationTargetKind;

@@ -159,7 +159,7 @@ pub struct TaskRecord {
         with = "crate::duration::serde_duration::option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Duration>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::DurationText>))]
     pub timeout: Option<Duration>,
     /// The worker holding (or that last held) its lease.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -127,7 +127,7 @@ pub(crate) struct ExecutionDetail {
 #[into_params(parameter_in = Query)]
 pub(crate) struct ResultQuery {
     /// How long to wait for the end (capped by the server's `http.max_wait`; default 0).
-    #[param(value_type = Option<courier_core::openapi::Duration>)]
+    #[param(value_type = Option<courier_core::openapi::DurationText>)]
     pub wait: Option<String>,
 }
 

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
 
 use crate::Http;
 use crate::error::Unavailable;
@@ -17,7 +19,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
 }
 
 /// `"ok"`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Alive {
     /// The process answers.
@@ -25,11 +27,24 @@ pub(crate) enum Alive {
 }
 
 /// `"ready"`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Serving {
     /// The node can serve.
     Ready,
+}
+
+/// The one word a status answer is.
+fn word(word: &str) -> RefOr<Schema> {
+    courier_core::openapi::schema(json!({ "type": "string", "enum": [word] }))
+}
+
+fn ok() -> RefOr<Schema> {
+    word("ok")
+}
+
+fn ready() -> RefOr<Schema> {
+    word("ready")
 }
 
 /// `GET /healthz` answer.
@@ -37,7 +52,7 @@ pub(crate) enum Serving {
 #[schema(description = "The process answers.")]
 pub(crate) struct Health {
     /// Always `ok`.
-    #[schema(inline)]
+    #[schema(schema_with = ok)]
     pub status: Alive,
     /// This node's id.
     pub node: String,
@@ -48,7 +63,7 @@ pub(crate) struct Health {
 #[schema(description = "The node can serve.")]
 pub(crate) struct Ready {
     /// Always `ready`.
-    #[schema(inline)]
+    #[schema(schema_with = ready)]
     pub status: Serving,
     /// This node's id.
     pub node: String,

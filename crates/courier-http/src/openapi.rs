@@ -81,7 +81,7 @@ pub(crate) fn spec() -> Value {
     // Named by the shared error answers and the hand-written duration fragments
     // (`params.rs`), which no derive collects.
     schemas.insert("Error".into(), to_json(ErrorBody::schema()));
-    schemas.insert("Duration".into(), to_json(courier_core::openapi::Duration::schema()));
+    schemas.insert("Duration".into(), to_json(courier_core::openapi::DurationText::schema()));
     for route in Routes::all().iter() {
         let item = paths.entry(route.path.clone()).or_insert_with(|| json!({}));
         item[method_name(&route.method)] = operation(route);
@@ -171,11 +171,25 @@ fn security_schemes() -> Value {
 /// * utoipa writes `Option<T>` as `oneOf` with `null`; a `T` that admits `null`
 ///   itself (any JSON value) would then match twice and fail `oneOf`, so the
 ///   alternatives are `anyOf`.
+/// * A container's `#[serde(default)]` makes utoipa write each field's default
+///   with `serde_json` of the field's type, not through the field's serde `with`
+///   (a `Duration` comes out as `{"secs", "nanos"}`); those are dropped, and
+///   descriptions say the defaults.
 fn serde_readings(document: &mut Value) {
     let components = document["components"]["schemas"].clone();
     if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
         for schema in schemas.values_mut() {
             join_all_of(schema, &components);
+            for property in schema
+                .get_mut("properties")
+                .and_then(Value::as_object_mut)
+                .into_iter()
+                .flat_map(|p| p.values_mut())
+            {
+                if let Some(property) = property.as_object_mut() {
+                    property.remove("default");
+                }
+            }
             if schema.get("properties").is_some() && schema.get("additionalProperties").is_none() {
                 schema["additionalProperties"] = json!(false);
             }
