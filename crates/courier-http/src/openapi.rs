@@ -81,7 +81,10 @@ pub(crate) fn spec() -> Value {
     // Named by the shared error answers and the hand-written duration fragments
     // (`params.rs`), which no derive collects.
     schemas.insert("Error".into(), to_json(ErrorBody::schema()));
-    schemas.insert("Duration".into(), to_json(courier_core::openapi::DurationText::schema()));
+    schemas.insert(
+        "Duration".into(),
+        to_json(courier_core::openapi::DurationText::schema()),
+    );
     for route in Routes::all().iter() {
         let item = paths.entry(route.path.clone()).or_insert_with(|| json!({}));
         item[method_name(&route.method)] = operation(route);
