@@ -147,3 +147,23 @@ fn actix_method(method: &HttpMethod) -> Method {
         HttpMethod::Trace => Method::TRACE,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_under_the_api_prefix_are_the_api() {
+        assert!(is_api("/v1/executions"));
+        assert!(!is_api("/v1"));
+        assert!(!is_api("/v10/x"));
+        assert!(!is_api("/notifications/stream"));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "a route's documentation belongs to another handler")]
+    fn a_handler_cannot_be_added_with_another_handlers_documentation() {
+        let _ = Routes::default().add(crate::executions::__path_create, crate::executions::list);
+    }
+}
