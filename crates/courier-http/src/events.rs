@@ -12,8 +12,9 @@ use crate::error::{ApiError, ApiResult, BadRequest, StoreError, Unavailable};
 use crate::params::MAX_PAGE;
 use crate::routes::Routes;
 
-/// Events a poll returns by default.
+/// Events a poll returns by default (spelled in [`EventsLimit`]'s attribute too).
 const DEFAULT_EVENTS: u32 = 100;
+const _: () = assert!(DEFAULT_EVENTS == 100);
 
 /// Adds the polling route.
 pub(crate) fn routes(routes: Routes) -> Routes {
@@ -42,8 +43,8 @@ pub(crate) struct EventFilters {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct EventsLimit {
-    /// Most events returned (default 100).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    /// Most items returned.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 100)]
     pub limit: Option<u32>,
 }
 

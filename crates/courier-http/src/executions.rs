@@ -21,7 +21,7 @@ use crate::Http;
 use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, Unavailable, UnsupportedMediaType,
 };
-use crate::params::{MAX_NAME, check_duration, check_name, execution_id, page_limit};
+use crate::params::{check_duration, check_name, execution_id, page_limit};
 use crate::routes::Routes;
 
 /// Steps listed with an execution; the rest are paged via the event log or tasks.
@@ -84,11 +84,11 @@ pub(crate) struct ListExecutions {
     pub function: Option<String>,
     /// Include Courier's own executions (webhook deliveries); default false.
     pub internal: Option<bool>,
-    /// Most items returned (default 50).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    /// Most items returned.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 50)]
     pub limit: Option<u32>,
     /// Items skipped.
-    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295i64)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295i64, default = 0)]
     pub offset: Option<u32>,
 }
 
@@ -412,5 +412,3 @@ pub(crate) async fn signal(
     let sent = http.courier().send_signal(id, &name, payload).await?;
     Ok(HttpResponse::Accepted().json(sent))
 }
-
-const _: () = assert!(MAX_NAME == 200, "the schemas above spell MAX_NAME as 200");

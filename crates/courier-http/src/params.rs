@@ -23,6 +23,8 @@ pub(crate) const DEFAULT_PAGE: u32 = 50;
 /// cleanup ages): 100 years, so every time computed from one is a real timestamp.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
+const _: () = assert!(DEFAULT_PAGE == 50 && MAX_PAGE == 1000 && MAX_NAME == 200);
+
 /// Refuses a duration longer than [`MAX_DURATION`].
 pub(crate) fn check_duration(field: &str, value: Option<Duration>) -> ApiResult<()> {
     match value {
@@ -73,14 +75,17 @@ pub(crate) fn check_name(field: &str, value: &str) -> ApiResult<()> {
 }
 
 /// A page of a list: `?limit=&offset=`.
+///
+/// The document spells the defaults and bounds as literals (an attribute takes no
+/// constant); the assertion below keeps them equal to the constants.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct Page {
-    /// Most items returned (default 50).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    /// Most items returned.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 50)]
     pub limit: Option<u32>,
     /// Items skipped.
-    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295i64)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295i64, default = 0)]
     pub offset: Option<u32>,
 }
 

@@ -213,6 +213,7 @@ pub(crate) struct NotificationList {
 
 /// `POST /v1/notifications/tokens` answer.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "A connection token for a browser.")]
 pub(crate) struct ConnectionToken {
     /// An HS256 JWT for `/notifications/stream` and dismissals (`?token=`, `Authorization: Bearer`, or the `courier_token` cookie).
     pub token: String,
@@ -222,6 +223,7 @@ pub(crate) struct ConnectionToken {
 
 /// `/v1/notifications/subscriptions` answer to a change.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "Whether a user is subscribed to a source, after a change.")]
 pub(crate) struct SourceSubscriptionState {
     /// The user.
     pub user_id: String,
@@ -233,6 +235,7 @@ pub(crate) struct SourceSubscriptionState {
 
 /// `GET /v1/notifications/subscriptions` answer.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "The sources a user is subscribed to.")]
 pub(crate) struct SourceSubscriptions {
     /// The user.
     pub user_id: String,
@@ -242,6 +245,7 @@ pub(crate) struct SourceSubscriptions {
 
 /// `DELETE /notifications/{id}` answer.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "A notification dismissed for the caller.")]
 pub(crate) struct NotificationDismissed {
     /// The notification dismissed for the caller.
     pub dismissed: Uuid,
@@ -249,6 +253,7 @@ pub(crate) struct NotificationDismissed {
 
 /// `DELETE /notifications/group/{group}` answer.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "A group's notifications dismissed for the caller.")]
 pub(crate) struct NotificationGroupDismissed {
     /// The group.
     pub dismissed_group: String,
@@ -258,6 +263,7 @@ pub(crate) struct NotificationGroupDismissed {
 
 /// `POST /notifications/webhook` answer.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "A notification accepted from the webhook.")]
 pub(crate) struct NotificationAccepted {
     /// The notification's id (`null` when a hook suppressed it).
     pub id: Option<Uuid>,
@@ -379,8 +385,8 @@ pub(crate) struct ListQuery {
     pub mode: Option<NotificationMode>,
     /// Only notifications before this sequence number (the last page's `next_before`).
     pub before: Option<i64>,
-    /// Most items returned (default 50).
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    /// Most items returned.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 50)]
     pub limit: Option<u32>,
 }
 
