@@ -7,6 +7,8 @@ use crate::id::{ExecutionId, TaskId};
 use crate::task::TaskRecord;
 
 /// A dead letter as stored: the task as it was when it failed, and why.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = DeadLetter))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetterRecord {
     /// The task (one dead letter per task).
@@ -22,6 +24,7 @@ pub struct DeadLetterRecord {
 }
 
 /// What replaying a dead letter did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Replayed {
     /// The task, pending again with its attempts reset.

@@ -38,6 +38,11 @@ pub struct ParseEnumError {
 /// assert_eq!(parse("x").unwrap_err().kind, "error");
 /// assert!(TaskError::non_retryable("bad_input", "no").non_retryable);
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(description = "Why a task failed: a machine-readable kind and a human message.")
+)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskError {
     /// A short machine-readable class, e.g. `timeout` or `http_503`.

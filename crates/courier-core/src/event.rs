@@ -71,6 +71,7 @@ impl EventType {
 }
 
 /// One entry of the event log.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Its position in the log: gap-free in commit order, never reused.

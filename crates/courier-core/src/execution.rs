@@ -12,6 +12,8 @@ use crate::state::ExecutionState;
 use crate::task::TaskSpec;
 
 /// An execution as stored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Execution))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExecutionRecord {
     /// Its id.
@@ -146,6 +148,7 @@ pub struct ExecutionFilter {
 }
 
 /// What cancelling an execution did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Cancelled {
     /// The execution.

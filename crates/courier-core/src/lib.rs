@@ -31,6 +31,8 @@ mod id;
 pub mod metric;
 mod notification;
 mod notifier;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 mod progress;
 mod retry;
 mod signal;

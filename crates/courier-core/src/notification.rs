@@ -276,6 +276,8 @@ impl NewNotification {
 }
 
 /// A notification as kept (or, for an ephemeral one, as it went out).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Notification))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NotificationRecord {
     /// Its id.

@@ -13,6 +13,8 @@ use crate::id::{ExecutionId, TaskId};
 /// let p = Progress::percent(40.0, "resizing");
 /// assert_eq!(p.message.as_deref(), Some("resizing"));
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(description = "One progress report."))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// The step it concerns, by name.
@@ -44,6 +46,7 @@ impl Progress {
 }
 
 /// A stored progress report.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ProgressEntry {
     /// The execution.

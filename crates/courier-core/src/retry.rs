@@ -32,6 +32,11 @@ use crate::error::TaskError;
 /// let bad = TaskError::new("bad_input", "no");
 /// assert_eq!(policy.verdict(&bad, 1, 0.5), RetryVerdict::NotRetryable);
 /// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(description = "When and how often a failed task is retried.")
+)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RetryPolicy {
@@ -39,11 +44,13 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Delay before the first retry.
     #[serde(with = "serde_duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::DurationText))]
     pub initial_delay: Duration,
     /// Each further retry waits this many times longer.
     pub backoff_factor: f64,
     /// Upper bound of the delay.
     #[serde(with = "serde_duration")]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::DurationText))]
     pub max_delay: Duration,
     /// Random spread of each delay, as a fraction of it (0.1 = ±10 %).
     pub jitter: f64,
@@ -57,6 +64,7 @@ pub struct RetryPolicy {
     /// retry *n* is `schedule[n-1]` (with jitter), and there are
     /// `schedule.len() + 1` attempts in all (`max_attempts` is then ignored).
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "schedule_serde")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::DurationText>))]
     pub schedule: Vec<Duration>,
 }
 

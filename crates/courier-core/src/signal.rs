@@ -30,6 +30,7 @@ pub struct SignalRecord {
 }
 
 /// What sending a signal did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SignalSent {
     /// The stored signal.

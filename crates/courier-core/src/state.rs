@@ -36,6 +36,22 @@ macro_rules! string_enum {
             }
         }
 
+        // The OpenAPI schema lists the same spellings, described by the doc's first paragraph.
+        #[cfg(feature = "openapi")]
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                let doc: &[&str] = &[$(stringify!($meta)),*];
+                $crate::openapi::schema(::serde_json::json!({
+                    "type": "string",
+                    "enum": $name::ALL.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+                    "description": $crate::openapi::first_paragraph(&$crate::openapi::doc_text(doc)),
+                }))
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl ::utoipa::ToSchema for $name {}
+
         // Serde uses the same spelling as `as_str`, so storage, wire and logs agree.
         impl ::serde::Serialize for $name {
             fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -109,6 +109,8 @@ impl TaskSpec {
 }
 
 /// A task as stored.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Task))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// Its id (`TaskId::for_step(execution_id, step)` for tasks the runtime creates).
@@ -157,6 +159,7 @@ pub struct TaskRecord {
         with = "crate::duration::serde_duration::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::DurationText>))]
     pub timeout: Option<Duration>,
     /// The worker holding (or that last held) its lease.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -439,6 +442,7 @@ fn yes() -> bool {
 }
 
 /// What a completion changed, so the caller can notify the right waiters.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Completed {
     /// The task.
@@ -454,6 +458,7 @@ pub struct Completed {
 }
 
 /// A successful lease renewal.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Renewed {
     /// The task.
@@ -480,6 +485,7 @@ pub struct TaskFilter {
 }
 
 /// How much work waits on a queue.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueDepth {
     /// The queue.

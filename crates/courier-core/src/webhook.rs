@@ -13,6 +13,8 @@ use crate::id::{ExecutionId, TaskId};
 use crate::state::string_enum;
 
 /// A registered webhook.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = WebhookWithSecret))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WebhookRecord {
     /// Its id.
@@ -99,6 +101,7 @@ string_enum! {
 }
 
 /// One event's delivery to one webhook.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     /// Its id (also the `webhook-id` header, stable across retries).
@@ -128,6 +131,7 @@ pub struct DeliveryRecord {
 }
 
 /// One attempt of a delivery.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryAttempt {
     /// The delivery.

@@ -1,10 +1,15 @@
-//! API errors: always a JSON body `{"error": ..., "detail": ...}` with the right status.
+//! API errors: always a JSON body `{"error": ..., "detail": ...}` with the right status,
+//! and the document's shared error answers that describe them.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use courier_core::StoreError;
+use courier_core::StoreError as StoreFailure;
 use courier_runtime::RuntimeError;
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::response::Response;
+use utoipa::{ToResponse, ToSchema};
 
 /// An error answered to an API client.
 #[derive(Debug, Clone)]
@@ -64,30 +69,35 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(json!({"error": self.error, "detail": self.detail}))
+        HttpResponse::build(self.status).json(ErrorBody {
+            error: self.error.clone(),
+            detail: self.detail.clone(),
+        })
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+impl From<StoreFailure> for ApiError {
+    fn from(e: StoreFailure) -> Self {
         match &e {
-            StoreError::ExecutionNotFound(id) => ApiError::not_found("execution", id),
-            StoreError::TaskNotFound(id) => ApiError::not_found("task", id),
-            StoreError::DeadLetterNotFound(id) => ApiError::not_found("dead letter", id),
-            StoreError::LeaseLost { task_id, reason } => ApiError::conflict(
+            StoreFailure::ExecutionNotFound(id) => ApiError::not_found("execution", id),
+            StoreFailure::TaskNotFound(id) => ApiError::not_found("task", id),
+            StoreFailure::DeadLetterNotFound(id) => ApiError::not_found("dead letter", id),
+            StoreFailure::LeaseLost { task_id, reason } => ApiError::conflict(
                 "the lease is no longer held",
                 json!({"task_id": task_id, "reason": reason.to_string()}),
             ),
-            StoreError::ExecutionState { id, state, detail } => ApiError::conflict(
+            StoreFailure::ExecutionState { id, state, detail } => ApiError::conflict(
                 format!("execution is {state}"),
                 json!({"execution_id": id, "state": state, "reason": detail}),
             ),
-            StoreError::Conflict { id, detail } => ApiError::conflict("conflict", json!({"id": id, "reason": detail})),
-            StoreError::Invalid(detail) => ApiError::bad_request("invalid request", json!(detail)),
-            StoreError::Unavailable(detail) => {
+            StoreFailure::Conflict { id, detail } => {
+                ApiError::conflict("conflict", json!({"id": id, "reason": detail}))
+            }
+            StoreFailure::Invalid(detail) => ApiError::bad_request("invalid request", json!(detail)),
+            StoreFailure::Unavailable(detail) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable", json!(detail))
             }
-            StoreError::Backend(detail) => {
+            StoreFailure::Backend(detail) => {
                 tracing::error!(error = %detail, "store backend error");
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store error", json!(detail))
             }
@@ -127,3 +137,91 @@ impl From<RuntimeError> for ApiError {
 
 /// Shorthand for handler results.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Every error answer's body (the schema `Error`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error, description = "Every error answer.")]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ErrorBody {
+    /// A short sentence saying what went wrong.
+    pub error: String,
+    /// Anything that helps: the id concerned, the field, the state.
+    pub detail: Value,
+}
+
+/// An error answer of the document: `description`, with an [`ErrorBody`].
+fn error_answer(description: &str) -> RefOr<Response> {
+    answer(json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+    }))
+}
+
+/// A response written as JSON (constant fragments only: a malformed one fails the
+/// first test that builds the document).
+fn answer(value: Value) -> RefOr<Response> {
+    RefOr::T(serde_json::from_value(value).unwrap_or_else(|e| panic!("a well-formed response: {e}")))
+}
+
+/// The shared error answers (`#/components/responses/...`): a handler names
+/// them in its `#[utoipa::path]` as `(status = 404, response = NotFound)`.
+macro_rules! error_answers {
+    ($($(#[$doc:meta])* $name:ident: $description:literal),* $(,)?) => {
+        $(
+            $(#[$doc])*
+            pub(crate) struct $name;
+
+            impl<'r> ToResponse<'r> for $name {
+                fn response() -> (&'r str, RefOr<Response>) {
+                    (stringify!($name), error_answer($description))
+                }
+            }
+        )*
+
+        /// Every shared error answer, for the document's components.
+        pub(crate) fn error_answers() -> Vec<(&'static str, RefOr<Response>)> {
+            let mut answers = vec![$(<$name as ToResponse>::response()),*];
+            answers.push(<TooManyRequests as ToResponse>::response());
+            answers
+        }
+    };
+}
+
+error_answers! {
+    /// 400.
+    BadRequest: "A malformed id, query parameter or body.",
+    /// 401 under `/v1` (added to every `/v1` operation by the document).
+    Unauthorized: "A missing or unknown bearer token (only when `api.tokens` is set).",
+    /// 404.
+    NotFound: "Nothing has this id.",
+    /// 409.
+    Conflict: "The resource's state forbids it (a lost lease, a finished execution).",
+    /// 413.
+    PayloadTooLarge: "The body is larger than `http.body_limit`.",
+    /// 415.
+    UnsupportedMediaType: "The body is not `application/json`.",
+    /// 500.
+    StoreError: "The store failed.",
+    /// 503.
+    Unavailable: "The store is unreachable, or the node is shutting down.",
+    /// 422.
+    Unprocessable: "The body names no valid target (an unknown `target`, or its id missing or invalid).",
+    /// 401 on `/notifications/...`.
+    NotSignedIn: "The connection has no valid identity: a missing, invalid or expired connection token, or (without tokens) no anonymous session yet.",
+    /// 401 on `POST /notifications/webhook`.
+    WrongWebhookSecret: "A missing or wrong webhook secret.",
+}
+
+/// 429 on `POST /notifications/webhook`, with `Retry-After`.
+pub(crate) struct TooManyRequests;
+
+impl<'r> ToResponse<'r> for TooManyRequests {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let response = answer(json!({
+            "description": "Authentication failed from this client within `notifications.webhook_failure_window`.",
+            "headers": { "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer", "minimum": 1 } } },
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+        }));
+        ("TooManyRequests", response)
+    }
+}

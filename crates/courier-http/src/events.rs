@@ -1,17 +1,64 @@
 //! `GET /v1/events`: the event log by polling, with an `after` cursor, filters
-//! and `has_more`. The filter parsing here is shared with the SSE stream.
+//! and `has_more`. The filters ([`EventFilters`]) are shared with the SSE stream.
 
 use actix_web::{HttpResponse, web};
-use courier_core::{EventFilter, EventType};
+use courier_core::{Event, EventFilter, EventType, ExecutionId, TaskId};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::Http;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, BadRequest, StoreError, Unavailable};
 use crate::params::MAX_PAGE;
-use crate::wire::{EventsPage, EventsQuery};
+use crate::routes::Routes;
 
-/// Events a poll returns by default.
+/// Events a poll returns by default (spelled in [`EventsLimit`]'s attribute too).
 const DEFAULT_EVENTS: u32 = 100;
+const _: () = assert!(DEFAULT_EVENTS == 100);
+
+/// Adds the polling route.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes.add(__path_poll, poll)
+}
+
+/// Which events a poll or a stream wants (the query of `GET /v1/events` and
+/// `GET /v1/events/stream`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventFilters {
+    /// Only events of this execution.
+    pub execution_id: Option<ExecutionId>,
+    /// Only events of this task.
+    pub task_id: Option<TaskId>,
+    /// Only these event types, comma-separated.
+    #[serde(rename = "type")]
+    #[param(value_type = Option<Vec<EventType>>, style = Form, explode = false)]
+    pub types: Option<String>,
+    /// Only events after this sequence number.
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
+}
+
+/// The page size of a poll (`?limit=`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsLimit {
+    /// Most items returned.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 100)]
+    pub limit: Option<u32>,
+}
+
+/// `GET /v1/events` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "A page of events, oldest first.")]
+pub(crate) struct EventsPage {
+    /// The events.
+    pub events: Vec<Event>,
+    /// The cursor to pass as `after` next time.
+    pub next: i64,
+    /// Whether more events follow at once.
+    pub has_more: bool,
+}
 
 /// Parses `type=a,b` into event types (400 naming an unknown one).
 pub(crate) fn parse_types(types: Option<&str>) -> ApiResult<Vec<EventType>> {
@@ -27,8 +74,8 @@ pub(crate) fn parse_types(types: Option<&str>) -> ApiResult<Vec<EventType>> {
         .collect()
 }
 
-/// The filter a query asks for (limit and cursor aside).
-pub(crate) fn filter_of(query: &EventsQuery) -> ApiResult<EventFilter> {
+/// The filter the filters ask for (limit aside).
+pub(crate) fn filter_of(query: &EventFilters) -> ApiResult<EventFilter> {
     if query.after.is_some_and(|a| a < 0) {
         return Err(ApiError::bad_request(
             "after must not be negative",
@@ -45,9 +92,24 @@ pub(crate) fn filter_of(query: &EventsQuery) -> ApiResult<EventFilter> {
 }
 
 /// Events after the cursor, oldest first.
-pub(crate) async fn poll(http: web::Data<Http>, query: web::Query<EventsQuery>) -> ApiResult<HttpResponse> {
+#[utoipa::path(
+    get, path = "/v1/events", operation_id = "pollEvents", tag = "events",
+    summary = "Events after the cursor, oldest first.",
+    params(EventFilters, EventsLimit),
+    responses(
+        (status = 200, description = "A page of events.", body = EventsPage),
+        (status = 400, response = BadRequest),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(crate) async fn poll(
+    http: web::Data<Http>,
+    query: web::Query<EventFilters>,
+    limit: web::Query<EventsLimit>,
+) -> ApiResult<HttpResponse> {
     let mut filter = filter_of(&query)?;
-    let limit = query.limit.unwrap_or(DEFAULT_EVENTS);
+    let limit = limit.limit.unwrap_or(DEFAULT_EVENTS);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::bad_request(
             format!("limit must be 1 to {MAX_PAGE}"),

@@ -1,37 +1,193 @@
 //! `/v1/executions`: create, list, inspect, wait for, cancel and signal executions.
+//!
+//! Request bodies refuse unknown fields, so a typo is a 400, not a silent default;
+//! query strings ignore unknown parameters (such as `access_token`), as is usual.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
-use courier_core::{Dispatched, ExecutionFilter, ExecutionId, parse_duration};
+use courier_core::{
+    Cancelled, Dispatched, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, ProgressEntry, SignalSent,
+    TaskError, TaskRecord, parse_duration, serde_duration,
+};
 use courier_runtime::{DispatchOptions, RuntimeError};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::Http;
-use crate::error::{ApiError, ApiResult};
-use crate::params::{check_duration, execution_id, page_limit};
-use crate::wire::{
-    CancelBody, CreateExecution, ExecutionDetail, ExecutionList, ListExecutions, ResultBody, ResultQuery,
+use crate::error::{
+    ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, Unavailable, UnsupportedMediaType,
 };
+use crate::params::{check_duration, check_name, execution_id, page_limit};
+use crate::routes::Routes;
 
 /// Steps listed with an execution; the rest are paged via the event log or tasks.
 const STEPS_SHOWN: u32 = 1000;
 
-/// Longest names accepted for functions, queues, tags, keys.
-pub(crate) const MAX_NAME: usize = 200;
+/// Adds the executions' routes.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes
+        .add(__path_create, create)
+        .add(__path_list, list)
+        .add(__path_get, get)
+        .add(__path_result, result)
+        .add(__path_cancel, cancel)
+        .add(__path_signal, signal)
+}
 
-pub(crate) fn check_name(field: &str, value: &str) -> ApiResult<()> {
-    if value.trim().is_empty() || value.len() > MAX_NAME {
-        return Err(ApiError::bad_request(
-            format!("{field} must be 1 to {MAX_NAME} characters"),
-            json!({ "field": field }),
-        ));
-    }
-    Ok(())
+/// `POST /v1/executions`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(description = "An execution to dispatch.")]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateExecution {
+    /// The function to run. 1 to 200 bytes, not blank.
+    #[schema(min_length = 1, max_length = 200)]
+    pub function: String,
+    /// Its arguments (default `null`).
+    #[serde(default)]
+    pub args: Value,
+    /// Wait this long before it may start.
+    #[serde(default, with = "serde_duration::option")]
+    #[schema(schema_with = crate::params::optional_duration)]
+    pub delay: Option<Duration>,
+    /// Time it out if unfinished after this long.
+    #[serde(default, with = "serde_duration::option")]
+    #[schema(schema_with = crate::params::optional_duration)]
+    pub expiry: Option<Duration>,
+    /// The queue (default `default`). 1 to 200 bytes, not blank.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    pub queue: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    #[schema(schema_with = crate::params::tag_names)]
+    pub tags: Option<Vec<String>>,
+    /// Higher runs first (default 0).
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// Dispatching again with this key answers the first execution (200). 1 to 200 bytes, not blank.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
+    pub idempotency_key: Option<String>,
+}
+
+/// `GET /v1/executions` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListExecutions {
+    /// Only executions in this state.
+    pub state: Option<ExecutionState>,
+    /// Only executions of this function.
+    pub function: Option<String>,
+    /// Include Courier's own executions (webhook deliveries); default false.
+    pub internal: Option<bool>,
+    /// Most items returned.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 50)]
+    pub limit: Option<u32>,
+    /// Items skipped.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295i64, default = 0)]
+    pub offset: Option<u32>,
+}
+
+/// `GET /v1/executions` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "A page of executions, newest first.")]
+pub(crate) struct ExecutionList {
+    /// The executions.
+    pub executions: Vec<ExecutionRecord>,
+    /// The page size used.
+    pub limit: u32,
+    /// Items skipped.
+    pub offset: u32,
+}
+
+/// `GET /v1/executions/{id}` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "An execution with its progress, counters, state values and steps.")]
+pub(crate) struct ExecutionDetail {
+    /// The execution.
+    pub execution: ExecutionRecord,
+    /// Its counters.
+    pub counters: BTreeMap<String, f64>,
+    /// Its custom state values.
+    pub values: BTreeMap<String, Value>,
+    /// Its latest progress reports, oldest first.
+    pub progress: Vec<ProgressEntry>,
+    /// Its tasks by step (the first 1000).
+    pub steps: Vec<TaskRecord>,
+    /// Whether it has more steps than listed.
+    pub steps_truncated: bool,
+}
+
+/// `GET /v1/executions/{id}/result` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ResultQuery {
+    /// How long to wait for the end (capped by the server's `http.max_wait`; default 0).
+    #[param(value_type = Option<courier_core::openapi::DurationText>)]
+    pub wait: Option<String>,
+}
+
+/// `GET /v1/executions/{id}/result` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "An execution's outcome, or its state while unfinished.")]
+pub(crate) struct ResultBody {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// Its state.
+    pub state: ExecutionState,
+    /// Its result, if it completed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Its error, if it failed, timed out or was cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+}
+
+/// `POST /v1/executions/{id}/cancel` body (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(description = "Why an execution is cancelled.")]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CancelBody {
+    /// Why (default `cancelled over the API`).
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Creates an execution: 201 with it, or 200 with the existing one for a used idempotency key.
+#[utoipa::path(
+    post, path = "/v1/executions", operation_id = "createExecution", tag = "executions",
+    summary = "Dispatch an execution.",
+    description = "201 with the new execution, or 200 with the existing one when `idempotency_key` was used before.",
+    request_body = CreateExecution,
+    responses(
+        (status = 201, description = "Created.", body = ExecutionRecord, links(
+            ("GetExecution" = (operation_id = "getExecution", parameters(("id" = "$response.body#/id")))),
+            ("GetResult" = (operation_id = "getExecutionResult", parameters(("id" = "$response.body#/id")))),
+            ("Cancel" = (operation_id = "cancelExecution", parameters(("id" = "$response.body#/id")))),
+            ("Signal" = (operation_id = "sendSignal", parameters(("id" = "$response.body#/id")))),
+            ("Events" = (operation_id = "pollEvents", parameters(("execution_id" = "$response.body#/id")))),
+            ("Claim" = (operation_id = "claimTasks", request_body = json!({"functions": ["$response.body#/function"], "queues": ["$response.body#/queue"], "tags": null}))),
+        )),
+        (status = 200, description = "The execution dispatched earlier with this idempotency key.", body = ExecutionRecord, links(
+            ("GetExecution" = (operation_id = "getExecution", parameters(("id" = "$response.body#/id")))),
+            ("GetResult" = (operation_id = "getExecutionResult", parameters(("id" = "$response.body#/id")))),
+            ("Cancel" = (operation_id = "cancelExecution", parameters(("id" = "$response.body#/id")))),
+            ("Signal" = (operation_id = "sendSignal", parameters(("id" = "$response.body#/id")))),
+            ("Events" = (operation_id = "pollEvents", parameters(("execution_id" = "$response.body#/id")))),
+            ("Claim" = (operation_id = "claimTasks", request_body = json!({"functions": ["$response.body#/function"], "queues": ["$response.body#/queue"], "tags": null}))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn create(http: web::Data<Http>, body: web::Json<CreateExecution>) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     check_name("function", &body.function)?;
@@ -74,6 +230,17 @@ pub(crate) async fn create(http: web::Data<Http>, body: web::Json<CreateExecutio
 }
 
 /// Lists executions, newest first.
+#[utoipa::path(
+    get, path = "/v1/executions", operation_id = "listExecutions", tag = "executions",
+    summary = "List executions, newest first.",
+    params(ListExecutions),
+    responses(
+        (status = 200, description = "A page of executions.", body = ExecutionList),
+        (status = 400, response = BadRequest),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListExecutions>) -> ApiResult<HttpResponse> {
     let query = query.into_inner();
     let limit = page_limit(query.limit)?;
@@ -96,6 +263,20 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListExecutions
 }
 
 /// One execution: state, result or error, progress, counters, state values, steps.
+#[utoipa::path(
+    get, path = "/v1/executions/{id}", operation_id = "getExecution", tag = "executions",
+    summary = "One execution: state, result or error, progress, counters, state values, steps.",
+    params(("id" = Uuid, Path, description = "The execution's id.")),
+    responses(
+        (status = 200, description = "The execution.", body = ExecutionDetail, links(
+            ("GetRootTask" = (operation_id = "getTask", parameters(("id" = "$response.body#/steps/0/id")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = execution_id(&id)?;
     let courier = http.courier();
@@ -114,6 +295,20 @@ pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResu
 }
 
 /// The result: 200 once finished, 202 with the state if still running after `?wait=`.
+#[utoipa::path(
+    get, path = "/v1/executions/{id}/result", operation_id = "getExecutionResult", tag = "executions",
+    summary = "Its result, waiting up to `wait` for it.",
+    description = "200 once finished (`result` if it completed, `error` otherwise); 202 with the state if still unfinished after the wait.",
+    params(("id" = Uuid, Path, description = "The execution's id."), ResultQuery),
+    responses(
+        (status = 200, description = "Finished.", body = ResultBody),
+        (status = 202, description = "Still unfinished after the wait (`execution_id` and `state` only).", body = ResultBody),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn result(
     http: web::Data<Http>,
     id: web::Path<String>,
@@ -145,6 +340,22 @@ pub(crate) async fn result(
 
 /// Cancels an execution and its unfinished tasks (409 if it already finished otherwise).
 /// The body is optional (none, or `null`); one that is there must be a valid [`CancelBody`].
+#[utoipa::path(
+    post, path = "/v1/executions/{id}/cancel", operation_id = "cancelExecution", tag = "executions",
+    summary = "Cancel an execution and its unfinished tasks.",
+    description = "Cancelling a cancelled execution succeeds again; one that finished otherwise gets 409.",
+    params(("id" = Uuid, Path, description = "The execution's id.")),
+    request_body(content = Option<CancelBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Cancelled.", body = Cancelled),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn cancel(http: web::Data<Http>, id: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
     let id = execution_id(&id)?;
     let body: Option<CancelBody> = if body.is_empty() {
@@ -166,6 +377,24 @@ pub(crate) async fn cancel(http: web::Data<Http>, id: web::Path<String>, body: w
 }
 
 /// Sends a signal; the body (any JSON, or nothing) is its payload.
+#[utoipa::path(
+    post, path = "/v1/executions/{id}/signals/{name}", operation_id = "sendSignal", tag = "executions",
+    summary = "Send a named signal; the body (any JSON, or none) is its payload.",
+    params(
+        ("id" = Uuid, Path, description = "The execution's id."),
+        ("name" = String, Path, description = "The signal's name.", min_length = 1, max_length = 200),
+    ),
+    request_body(content = Option<Value>, content_type = "application/json", description = "The payload (none: `null`)."),
+    responses(
+        (status = 202, description = "Sent (kept until a wait consumes it).", body = SignalSent),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn signal(
     http: web::Data<Http>,
     path: web::Path<(String, String)>,

@@ -26,9 +26,10 @@
 //! ```
 #![deny(missing_docs)]
 
-mod admin;
 mod auth;
+mod cleanup;
 mod dashboard;
+mod dead_letters;
 mod error;
 mod events;
 mod executions;
@@ -38,10 +39,10 @@ pub mod notifications;
 mod openapi;
 mod options;
 mod params;
+mod routes;
 mod stream;
 mod tasks;
 mod webhooks;
-mod wire;
 mod workers;
 
 use std::sync::Arc;
@@ -51,6 +52,7 @@ use actix::prelude::*;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::web;
 use courier_runtime::{Courier, CourierBuilder, RuntimeError};
+use routes::Routes;
 
 pub use error::ApiError;
 pub use notifications::{IdentityProvider, NotificationHttpOptions, NotificationIdentity};
@@ -304,74 +306,25 @@ pub fn configure(cfg: &mut web::ServiceConfig, http: &Http) {
     cfg.app_data(web::Data::new(http.clone()))
         .app_data(json_config(limit))
         .app_data(web::PayloadConfig::new(limit))
-        .app_data(query_config())
-        .service(web::resource("/").route(web::get().to(dashboard::page)))
-        .service(web::resource("/metrics").route(web::get().to(metrics::render)))
-        .service(web::resource("/healthz").route(web::get().to(health::healthz)))
-        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
-        .service(web::resource("/openapi.json").route(web::get().to(openapi::document)))
-        .service(web::resource("/notifications.js").route(web::get().to(notifications::client::script)))
-        .service(web::resource("/notifications.mjs").route(web::get().to(notifications::client::module)))
-        .service(web::resource("/notifications/demo").route(web::get().to(notifications::client::demo)))
-        .service(web::resource("/notifications/stream").route(web::get().to(notifications::stream::stream)))
-        .service(web::resource("/notifications/webhook").route(web::post().to(notifications::webhook)))
-        .service(web::resource("/notifications/group/{group}").route(web::delete().to(notifications::dismiss_group)))
-        .service(web::resource("/notifications/{id}").route(web::delete().to(notifications::dismiss)))
-        .service(
-            web::scope("/v1")
-                .wrap(actix_web::middleware::from_fn(auth::require_token))
-                .service(
-                    web::resource("/executions")
-                        .route(web::post().to(executions::create))
-                        .route(web::get().to(executions::list)),
-                )
-                .service(web::resource("/executions/{id}").route(web::get().to(executions::get)))
-                .service(web::resource("/executions/{id}/result").route(web::get().to(executions::result)))
-                .service(web::resource("/executions/{id}/cancel").route(web::post().to(executions::cancel)))
-                .service(web::resource("/executions/{id}/signals/{name}").route(web::post().to(executions::signal)))
-                .service(web::resource("/tasks/{id}").route(web::get().to(tasks::get)))
-                .service(web::resource("/tasks/{id}/heartbeat").route(web::post().to(workers::heartbeat)))
-                .service(web::resource("/tasks/{id}/checkpoint").route(web::post().to(workers::checkpoint)))
-                .service(web::resource("/tasks/{id}/progress").route(web::post().to(workers::progress)))
-                .service(web::resource("/tasks/{id}/complete").route(web::post().to(workers::complete)))
-                .service(web::resource("/tasks/{id}/fail").route(web::post().to(workers::fail)))
-                .service(web::resource("/queues").route(web::get().to(tasks::queues)))
-                .service(web::resource("/workers/claim").route(web::post().to(workers::claim)))
-                .service(web::resource("/dead-letters").route(web::get().to(admin::dead_letters)))
-                .service(
-                    web::resource("/dead-letters/{id}")
-                        .route(web::get().to(admin::dead_letter))
-                        .route(web::delete().to(admin::discard)),
-                )
-                .service(web::resource("/dead-letters/{id}/replay").route(web::post().to(admin::replay)))
-                .service(web::resource("/cleanup").route(web::post().to(admin::cleanup)))
-                .service(web::resource("/events").route(web::get().to(events::poll)))
-                .service(web::resource("/events/stream").route(web::get().to(stream::sse::stream)))
-                .service(web::resource("/ws").route(web::get().to(stream::ws::upgrade)))
-                .service(
-                    web::resource("/webhooks")
-                        .route(web::post().to(webhooks::create))
-                        .route(web::get().to(webhooks::list)),
-                )
-                .service(
-                    web::resource("/webhooks/{id}")
-                        .route(web::get().to(webhooks::get))
-                        .route(web::delete().to(webhooks::delete)),
-                )
-                .service(web::resource("/webhooks/{id}/enable").route(web::post().to(webhooks::enable)))
-                .service(web::resource("/webhooks/{id}/disable").route(web::post().to(webhooks::disable)))
-                .service(web::resource("/webhooks/{id}/deliveries").route(web::get().to(webhooks::deliveries)))
-                .service(
-                    web::resource("/notifications")
-                        .route(web::post().to(notifications::create))
-                        .route(web::get().to(notifications::list)),
-                )
-                .service(web::resource("/notifications/tokens").route(web::post().to(notifications::mint_token)))
-                .service(
-                    web::resource("/notifications/subscriptions")
-                        .route(web::post().to(notifications::subscribe))
-                        .route(web::get().to(notifications::subscriptions))
-                        .route(web::delete().to(notifications::unsubscribe)),
-                ),
-        );
+        .app_data(query_config());
+    Routes::all().mount(cfg);
+}
+
+/// Every route: each resource adds its own, whose method and path its handlers'
+/// `#[utoipa::path]` say (see `routes.rs`).
+fn routes(routes: Routes) -> Routes {
+    let routes = dashboard::routes(routes);
+    let routes = metrics::routes(routes);
+    let routes = health::routes(routes);
+    let routes = openapi::routes(routes);
+    let routes = executions::routes(routes);
+    let routes = tasks::routes(routes);
+    let routes = workers::routes(routes);
+    let routes = dead_letters::routes(routes);
+    let routes = cleanup::routes(routes);
+    let routes = events::routes(routes);
+    let routes = stream::sse::routes(routes);
+    let routes = stream::ws::routes(routes);
+    let routes = webhooks::routes(routes);
+    notifications::routes(routes)
 }

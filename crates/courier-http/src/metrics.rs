@@ -12,7 +12,8 @@ use courier_core::metric;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::Http;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, StoreError, Unavailable};
+use crate::routes::Routes;
 
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -30,7 +31,21 @@ pub(crate) fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Adds the metrics route.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes.add(__path_render, render)
+}
+
 /// Renders the metrics.
+#[utoipa::path(
+    get, path = "/metrics", operation_id = "metrics", tag = "node",
+    summary = "Prometheus metrics.",
+    responses(
+        (status = 200, description = "Prometheus text exposition (version 0.0.4).", content_type = "text/plain", body = String),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn render(http: web::Data<Http>) -> ApiResult<HttpResponse> {
     let store = http.courier().store();
     let depths = store.queue_depths().await?;

@@ -1,9 +1,16 @@
-//! Parsing path and query parameters into typed values, with 400s that say which.
+//! Parameters and fields shared by several resources: parsing path and query
+//! parameters into typed values (with 400s that say which), the checks of names
+//! and durations, and the schemas of request fields a derive cannot say.
 
 use std::time::Duration;
 
+use courier_core::openapi::schema;
 use courier_core::{ExecutionId, TaskId, format_duration};
+use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
@@ -15,6 +22,8 @@ pub(crate) const DEFAULT_PAGE: u32 = 50;
 /// Longest duration a request body may give (delays, expiries, retry-afters,
 /// cleanup ages): 100 years, so every time computed from one is a real timestamp.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
+const _: () = assert!(DEFAULT_PAGE == 50 && MAX_PAGE == 1000 && MAX_NAME == 200);
 
 /// Refuses a duration longer than [`MAX_DURATION`].
 pub(crate) fn check_duration(field: &str, value: Option<Duration>) -> ApiResult<()> {
@@ -49,4 +58,96 @@ pub(crate) fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
         )),
         n => Ok(n),
     }
+}
+
+/// Longest names accepted for functions, queues, tags, keys.
+pub(crate) const MAX_NAME: usize = 200;
+
+/// Refuses a blank name or one longer than [`MAX_NAME`].
+pub(crate) fn check_name(field: &str, value: &str) -> ApiResult<()> {
+    if value.trim().is_empty() || value.len() > MAX_NAME {
+        return Err(ApiError::bad_request(
+            format!("{field} must be 1 to {MAX_NAME} characters"),
+            json!({ "field": field }),
+        ));
+    }
+    Ok(())
+}
+
+/// A page of a list: `?limit=&offset=`.
+///
+/// The document spells the defaults and bounds as literals (an attribute takes no
+/// constant); the assertion below keeps them equal to the constants.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Page {
+    /// Most items returned.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 50)]
+    pub limit: Option<u32>,
+    /// Items skipped.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295i64, default = 0)]
+    pub offset: Option<u32>,
+}
+
+// Schemas of request fields that a derive cannot say (`#[schema(schema_with = ..)]`).
+
+/// A duration in a request body: a duration string, or a number of seconds from
+/// `min` to `max` (the string's bounds are the same, but JSON Schema cannot say so).
+pub(crate) fn duration_input(description: &str, min: u64, max: Option<u64>) -> RefOr<Schema> {
+    let mut seconds =
+        json!({ "type": "number", "minimum": min, "description": "A number of seconds (fractions allowed)." });
+    if let Some(max) = max {
+        seconds["maximum"] = json!(max);
+    }
+    schema(json!({
+        "anyOf": [{ "$ref": "#/components/schemas/Duration" }, seconds],
+        "description": description,
+    }))
+}
+
+/// The same, or `null`.
+pub(crate) fn nullable(schema: RefOr<Schema>) -> RefOr<Schema> {
+    let schema = serde_json::to_value(schema).unwrap_or_default();
+    courier_core::openapi::schema(json!({ "anyOf": [schema, { "type": "null" }] }))
+}
+
+/// Any duration a request body may give: at most [`MAX_DURATION`] (`null`: none).
+pub(crate) fn optional_duration() -> RefOr<Schema> {
+    nullable(bounded_duration())
+}
+
+/// Any duration a request body may give: at most [`MAX_DURATION`].
+pub(crate) fn bounded_duration() -> RefOr<Schema> {
+    duration_input(
+        &format!(
+            "A duration: a string such as `\"500ms\"`, `\"30s\"`, `\"1h30m\"`, `\"2d\"`, or a number of seconds; at most `{}` (100 years).",
+            format_duration(MAX_DURATION)
+        ),
+        0,
+        Some(MAX_DURATION.as_secs()),
+    )
+}
+
+fn names(description: &str) -> RefOr<Schema> {
+    schema(json!({
+        "type": ["array", "null"],
+        "items": { "type": "string", "minLength": 1, "maxLength": MAX_NAME,
+                   "description": format!("A name. 1 to {MAX_NAME} bytes, not blank.") },
+        "description": description,
+    }))
+}
+
+/// `tags` of a new execution.
+pub(crate) fn tag_names() -> RefOr<Schema> {
+    names("Tags.")
+}
+
+/// `queues` of a claim.
+pub(crate) fn queue_names() -> RefOr<Schema> {
+    names("Only these queues (default: every queue).")
+}
+
+/// `functions` of a claim.
+pub(crate) fn function_names() -> RefOr<Schema> {
+    names("Only these functions.")
 }

@@ -3,13 +3,31 @@
 
 use actix_web::{HttpResponse, web};
 use courier_core::WebhookRecord;
-use courier_webhooks::{NewWebhook, WebhookError};
+use courier_webhooks::{DeliveryView, NewWebhook, WebhookError};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::Http;
-use crate::error::{ApiError, ApiResult};
-use crate::params::{page_limit, uuid};
-use crate::wire::Page;
+use crate::error::{
+    ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, Unavailable, UnsupportedMediaType,
+};
+use crate::params::{Page, page_limit, uuid};
+use crate::routes::Routes;
+
+/// Adds the webhooks' routes.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes
+        .add(__path_create, create)
+        .add(__path_list, list)
+        .add(__path_get, get)
+        .add(__path_delete, delete)
+        .add(__path_enable, enable)
+        .add(__path_disable, disable)
+        .add(__path_deliveries, deliveries)
+}
 
 impl From<WebhookError> for ApiError {
     fn from(e: WebhookError) -> Self {
@@ -23,6 +41,30 @@ impl From<WebhookError> for ApiError {
     }
 }
 
+/// A webhook as listed: everything but its secret (see [`view`]). Its schema,
+/// `Webhook`, is the record's without `secret`.
+pub(crate) struct Webhook;
+
+impl PartialSchema for Webhook {
+    fn schema() -> RefOr<Schema> {
+        let mut schema = serde_json::to_value(WebhookRecord::schema()).unwrap_or_default();
+        if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+            properties.remove("secret");
+        }
+        if let Some(required) = schema.get_mut("required").and_then(Value::as_array_mut) {
+            required.retain(|name| name != "secret");
+        }
+        schema["description"] = json!("A registered webhook (without its secret).");
+        courier_core::openapi::schema(schema)
+    }
+}
+
+impl ToSchema for Webhook {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <WebhookRecord as ToSchema>::schemas(schemas);
+    }
+}
+
 /// A webhook as listed: everything but its secret.
 fn view(hook: &WebhookRecord) -> Value {
     let mut value = serde_json::to_value(hook).unwrap_or(Value::Null);
@@ -32,46 +74,167 @@ fn view(hook: &WebhookRecord) -> Value {
     value
 }
 
+/// `GET /v1/webhooks` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "A page of webhooks, oldest first.")]
+pub(crate) struct WebhookList {
+    /// The webhooks (without secrets).
+    #[schema(value_type = Vec<Webhook>)]
+    pub webhooks: Vec<Value>,
+    /// The page size used.
+    pub limit: u32,
+    /// Items skipped.
+    pub offset: u32,
+}
+
+/// `GET /v1/webhooks/{id}/deliveries` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(description = "A page of a webhook's deliveries, newest first.")]
+pub(crate) struct DeliveryList {
+    /// The deliveries, each with its attempts.
+    pub deliveries: Vec<DeliveryView>,
+    /// The page size used.
+    pub limit: u32,
+    /// Items skipped.
+    pub offset: u32,
+}
+
 /// Registers a webhook; the answer (201) is the only time its secret is shown.
+#[utoipa::path(
+    post, path = "/v1/webhooks", operation_id = "createWebhook", tag = "webhooks",
+    summary = "Register a webhook.",
+    description = "The answer is the only time its signing secret is shown.",
+    request_body = NewWebhook,
+    responses(
+        (status = 201, description = "Registered.", body = WebhookRecord, links(
+            ("GetWebhook" = (operation_id = "getWebhook", parameters(("id" = "$response.body#/id")))),
+            ("Enable" = (operation_id = "enableWebhook", parameters(("id" = "$response.body#/id")))),
+            ("Disable" = (operation_id = "disableWebhook", parameters(("id" = "$response.body#/id")))),
+            ("Deliveries" = (operation_id = "listDeliveries", parameters(("id" = "$response.body#/id")))),
+            ("Delete" = (operation_id = "deleteWebhook", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn create(http: web::Data<Http>, body: web::Json<NewWebhook>) -> ApiResult<HttpResponse> {
     let hook = http.webhooks().create(body.into_inner()).await?;
     Ok(HttpResponse::Created().json(hook))
 }
 
 /// Webhooks, oldest first (without secrets).
+#[utoipa::path(
+    get, path = "/v1/webhooks", operation_id = "listWebhooks", tag = "webhooks",
+    summary = "Webhooks, oldest first (without secrets).",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of webhooks.", body = WebhookList),
+        (status = 400, response = BadRequest),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn list(http: web::Data<Http>, page: web::Query<Page>) -> ApiResult<HttpResponse> {
     let limit = page_limit(page.limit)?;
     let offset = page.offset.unwrap_or(0);
     let hooks = http.webhooks().list(limit, offset).await?;
     let webhooks: Vec<Value> = hooks.iter().map(view).collect();
-    Ok(HttpResponse::Ok().json(json!({"webhooks": webhooks, "limit": limit, "offset": offset})))
+    Ok(HttpResponse::Ok().json(WebhookList {
+        webhooks,
+        limit,
+        offset,
+    }))
 }
 
 /// One webhook (without its secret).
+#[utoipa::path(
+    get, path = "/v1/webhooks/{id}", operation_id = "getWebhook", tag = "webhooks",
+    summary = "One webhook (without its secret).",
+    params(("id" = Uuid, Path, description = "The webhook's id.")),
+    responses(
+        (status = 200, description = "The webhook.", body = Webhook),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let hook = http.webhooks().get(uuid("webhook", &id)?).await?;
     Ok(HttpResponse::Ok().json(view(&hook)))
 }
 
 /// Deletes a webhook with its deliveries.
+#[utoipa::path(
+    delete, path = "/v1/webhooks/{id}", operation_id = "deleteWebhook", tag = "webhooks",
+    summary = "Delete a webhook with its deliveries.",
+    params(("id" = Uuid, Path, description = "The webhook's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn delete(http: web::Data<Http>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     http.webhooks().delete(uuid("webhook", &id)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// Enables a webhook (after a 410 disabled it, say).
+#[utoipa::path(
+    post, path = "/v1/webhooks/{id}/enable", operation_id = "enableWebhook", tag = "webhooks",
+    summary = "Enable a webhook.",
+    params(("id" = Uuid, Path, description = "The webhook's id.")),
+    responses(
+        (status = 200, description = "The webhook.", body = Webhook),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn enable(http: web::Data<Http>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let hook = http.webhooks().set_enabled(uuid("webhook", &id)?, true).await?;
     Ok(HttpResponse::Ok().json(view(&hook)))
 }
 
 /// Disables a webhook.
+#[utoipa::path(
+    post, path = "/v1/webhooks/{id}/disable", operation_id = "disableWebhook", tag = "webhooks",
+    summary = "Disable a webhook.",
+    params(("id" = Uuid, Path, description = "The webhook's id.")),
+    responses(
+        (status = 200, description = "The webhook.", body = Webhook),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn disable(http: web::Data<Http>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let hook = http.webhooks().set_enabled(uuid("webhook", &id)?, false).await?;
     Ok(HttpResponse::Ok().json(view(&hook)))
 }
 
 /// A webhook's deliveries, newest first, each with its attempts.
+#[utoipa::path(
+    get, path = "/v1/webhooks/{id}/deliveries", operation_id = "listDeliveries", tag = "webhooks",
+    summary = "A webhook's deliveries, newest first, each with its attempts.",
+    params(("id" = Uuid, Path, description = "The webhook's id."), Page),
+    responses(
+        (status = 200, description = "A page of deliveries.", body = DeliveryList),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn deliveries(
     http: web::Data<Http>,
     id: web::Path<String>,
@@ -80,5 +243,9 @@ pub(crate) async fn deliveries(
     let limit = page_limit(page.limit)?;
     let offset = page.offset.unwrap_or(0);
     let deliveries = http.webhooks().deliveries(uuid("webhook", &id)?, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(json!({"deliveries": deliveries, "limit": limit, "offset": offset})))
+    Ok(HttpResponse::Ok().json(DeliveryList {
+        deliveries,
+        limit,
+        offset,
+    }))
 }

@@ -24,9 +24,12 @@ const MAX_HEADER_VALUE: usize = 4096;
 /// assert!(hook.event_types.is_empty(), "every event type by default");
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = CreateWebhook, description = "A webhook to register."))]
 #[serde(deny_unknown_fields)]
 pub struct NewWebhook {
-    /// Where deliveries are POSTed (http or https).
+    /// An http(s) URL with a host, at most 2048 characters.
+    #[cfg_attr(feature = "openapi", schema(format = "uri", max_length = 2048))]
     pub url: String,
     /// Only these event types (empty: every type).
     #[serde(default)]
@@ -39,14 +42,28 @@ pub struct NewWebhook {
     pub task_id: Option<TaskId>,
     /// Extra headers sent with every delivery.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = header_map))]
     pub headers: BTreeMap<String, String>,
     /// A human description.
     #[serde(default)]
     pub description: Option<String>,
 }
 
+/// The `headers` a registration accepts: what `create` checks, as a schema.
+#[cfg(feature = "openapi")]
+fn header_map() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    courier_core::openapi::schema(serde_json::json!({
+        "type": "object",
+        "propertyNames": { "type": "string", "pattern": "^[A-Za-z0-9_-]+$" },
+        "additionalProperties": { "type": "string", "maxLength": 4096, "pattern": "^[^\\r\\n]*$" },
+        "description": "Extra headers sent with every delivery (names of letters, digits, `-`, `_`; values without line breaks, at most 4096 bytes).",
+    }))
+}
+
 /// A delivery with its attempts, oldest first.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Delivery))]
 pub struct DeliveryView {
     /// The delivery.
     #[serde(flatten)]

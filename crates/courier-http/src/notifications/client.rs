@@ -75,16 +75,42 @@ static DEMO: LazyLock<Asset> = LazyLock::new(|| {
 });
 
 /// `GET /notifications.js`: the client as a classic script.
+#[utoipa::path(
+    get, path = "/notifications.js", operation_id = "notificationsScript", tag = "notifications",
+    summary = "The browser client, as a classic script.",
+    description = "Defines `window.Courier.notifications(options)`; a script tag with `data-courier-auto` starts a client at once (`data-token`, `data-url`) as `window.courierNotifications`. Sent with an `ETag` (a matching `If-None-Match` gets 304) and `Cache-Control`.",
+    responses(
+        (status = 200, description = "The script.", content_type = "text/javascript", body = String),
+        (status = 304, description = "The copy the browser holds is current."),
+    )
+)]
 pub(crate) async fn script(req: HttpRequest) -> HttpResponse {
     SCRIPT.serve(&req, SCRIPT_CACHE)
 }
 
 /// `GET /notifications.mjs`: the client as an ES module.
+#[utoipa::path(
+    get, path = "/notifications.mjs", operation_id = "notificationsModule", tag = "notifications",
+    summary = "The browser client, as an ES module.",
+    description = "Exports `notifications(options)` (also the default export); it loads `/notifications.js` beside it. Sent with an `ETag` and `Cache-Control`.",
+    responses(
+        (status = 200, description = "The module.", content_type = "text/javascript", body = String),
+        (status = 304, description = "The copy the browser holds is current."),
+    )
+)]
 pub(crate) async fn module(req: HttpRequest) -> HttpResponse {
     MODULE.serve(&req, SCRIPT_CACHE)
 }
 
 /// `GET /notifications/demo`: send notifications to yourself and watch the toasts.
+#[utoipa::path(
+    get, path = "/notifications/demo", operation_id = "notificationsDemo", tag = "notifications",
+    summary = "A page to send yourself notifications and watch the toasts.",
+    responses(
+        (status = 200, description = "The demo page.", content_type = "text/html", body = String),
+        (status = 304, description = "The copy the browser holds is current."),
+    )
+)]
 pub(crate) async fn demo(req: HttpRequest) -> HttpResponse {
     DEMO.serve(&req, "no-cache")
 }

@@ -21,11 +21,12 @@ use courier_core::Cursor;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use utoipa::IntoParams;
 
 use super::hub::{GoLive, Join, Leave, frame};
 use super::identity::identify;
 use crate::Http;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, BadRequest, NotSignedIn, StoreError, Unavailable};
 
 /// Frames queued towards one client before it counts as not reading.
 const OUTBOX: usize = 64;
@@ -33,12 +34,14 @@ const OUTBOX: usize = 64;
 const REPLAY_LIMIT: u32 = 1000;
 
 /// `GET /notifications/stream` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StreamQuery {
-    /// Replay timeseries notifications created after this (Unix seconds).
-    pub since: Option<f64>,
-    /// The connection token (EventSource cannot set headers).
+    /// The connection token, for clients that cannot set headers (such as `EventSource`).
     pub token: Option<String>,
+    /// Replay timeseries notifications created after this (Unix seconds).
+    #[param(minimum = 0, maximum = 100000000000.0)]
+    pub since: Option<f64>,
 }
 
 fn cursor(req: &HttpRequest, since: Option<f64>) -> ApiResult<Option<Cursor>> {
@@ -67,6 +70,23 @@ fn cursor(req: &HttpRequest, since: Option<f64>) -> ApiResult<Option<Cursor>> {
 }
 
 /// Opens a notification stream.
+#[utoipa::path(
+    get, path = "/notifications/stream", operation_id = "notificationStream", tag = "notifications",
+    summary = "The caller's notifications as Server-Sent Events.",
+    description = "Replays what the caller can see (queued notifications not dismissed; timeseries ones after the cursor: `Last-Event-ID` or `?since=`), sends `event: sync` (data: the caller's `session_id` and `user_id`), then streams live: `event: notification` frames whose data is the envelope (`type`, `id`, `mode`, `created_at`, `payload`, `group`) and whose `id:` is the sequence number, `type: \"dismissed\"` envelopes, `event: reset` when notifications after the cursor expired, `event: reconnect` and `event: shutdown`. Without tokens, the first connect sets an anonymous-session cookie.",
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "The last sequence number received (what `EventSource` sends when it reconnects)."),
+    ),
+    security(("connection_token" = []), ("bearer" = []), ("anonymous_session" = [])),
+    responses(
+        (status = 200, description = "The stream.", content_type = "text/event-stream", body = String),
+        (status = 400, response = BadRequest),
+        (status = 401, response = NotSignedIn),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub(crate) async fn stream(
     http: web::Data<Http>,
     req: HttpRequest,

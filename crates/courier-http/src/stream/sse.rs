@@ -25,9 +25,9 @@ use super::follow::Follower;
 use super::session::{self, Core, Sent, Session};
 use super::tail::{Batch, Closing};
 use crate::Http;
-use crate::error::{ApiError, ApiResult};
-use crate::events::filter_of;
-use crate::wire::EventsQuery;
+use crate::error::{ApiError, ApiResult, BadRequest};
+use crate::events::{EventFilters, filter_of};
+use crate::routes::Routes;
 
 /// Frames buffered towards the client before its session counts it as stalled.
 const OUTBOX: usize = 256;
@@ -35,11 +35,29 @@ const OUTBOX: usize = 256;
 /// The one feed of an SSE session.
 const FEED: &str = "";
 
+/// Adds the stream's route.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes.add(__path_stream, stream)
+}
+
 /// Opens an SSE stream.
+#[utoipa::path(
+    get, path = "/v1/events/stream", operation_id = "streamEvents", tag = "events",
+    summary = "The event log as Server-Sent Events.",
+    description = "Frames: `id:` the sequence number, `event:` the type, `data:` the event's data with `seq`, `timestamp`, `execution_id`, `task_id` added. `Last-Event-ID` (or `after`) replays what was missed first; without either the stream starts live. Also `event: lagged` (the client fell behind and is caught up from the log) and `event: shutdown`.",
+    params(
+        EventFilters,
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "Resume after this sequence number (overrides `after`)."),
+    ),
+    responses(
+        (status = 200, description = "The stream.", content_type = "text/event-stream", body = String),
+        (status = 400, response = BadRequest),
+    )
+)]
 pub(crate) async fn stream(
     http: web::Data<Http>,
     req: HttpRequest,
-    query: web::Query<EventsQuery>,
+    query: web::Query<EventFilters>,
 ) -> ApiResult<HttpResponse> {
     let mut filter = filter_of(&query)?;
     let resume = match req.headers().get("Last-Event-ID") {

@@ -28,8 +28,9 @@ use super::follow::Follower;
 use super::session::{self, Core, Sent, Session};
 use super::tail::{Batch, Closing};
 use crate::Http;
-use crate::error::ApiResult;
+use crate::error::{ApiResult, BadRequest};
 use crate::events::parse_types;
+use crate::routes::Routes;
 
 /// Messages buffered towards the client before it counts as stalled.
 const OUTBOX: usize = 256;
@@ -38,7 +39,21 @@ const MAX_FRAME: usize = 64 * 1024;
 /// Most subscriptions one connection may hold.
 const MAX_SUBSCRIPTIONS: usize = 64;
 
+/// Adds the WebSocket's route.
+pub(crate) fn routes(routes: Routes) -> Routes {
+    routes.add(__path_upgrade, upgrade)
+}
+
 /// Upgrades to a WebSocket.
+#[utoipa::path(
+    get, path = "/v1/ws", operation_id = "eventsWebSocket", tag = "events",
+    summary = "The event log over a WebSocket.",
+    description = "Client messages: `{\"type\":\"subscribe\",\"id\"?,\"execution_id\"?,\"task_id\"?,\"types\"?,\"after\"?}`, `{\"type\":\"unsubscribe\",\"id\"}`, `{\"type\":\"ping\"}`. Server messages: events (`type`, `seq`, `execution_id`, `task_id`, `timestamp`, `data`, `subscription`), `pong`, `lagged`, `shutdown`, `error`.",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol."),
+        (status = 400, response = BadRequest),
+    )
+)]
 pub(crate) async fn upgrade(http: web::Data<Http>, req: HttpRequest, body: web::Payload) -> ApiResult<HttpResponse> {
     let (response, session, messages) = actix_ws::handle(&req, body)
         .map_err(|e| crate::error::ApiError::bad_request("not a WebSocket handshake", json!(e.to_string())))?;
