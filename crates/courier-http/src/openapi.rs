@@ -336,16 +336,6 @@ mod tests {
     }
 
     #[test]
-    fn utoipa_reads_the_document() {
-        let parsed: Result<utoipa::openapi::OpenApi, _> = serde_json::from_value(spec());
-        // `{}` (any value) is a schema utoipa writes but cannot read back; what
-        // matters is that the structure around it is OpenAPI's.
-        if let Err(e) = parsed {
-            assert!(e.to_string().contains("did not match any variant"), "{e}");
-        }
-    }
-
-    #[test]
     fn every_reference_resolves() {
         fn walk(value: &Value, document: &Value, seen: &mut usize) {
             match value {
