@@ -2,6 +2,13 @@
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc instead of the system allocator: the store's writer thread allocates
+/// what the runtime's thread frees, and glibc's per-thread arenas made that cost
+/// a quarter of SQLite throughput (README, Dependencies).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod bench;
 mod client;
 mod config;

@@ -35,6 +35,8 @@ struct NodeInner {
     /// This node's wall clock (shifted only in tests that play a skewed node).
     clock: Clock,
     live: Live,
+    /// Built once: every activity attempt on this node shares it.
+    runner: Runner,
 }
 
 /// What a node is made of (see [`Node`]).
@@ -55,6 +57,13 @@ pub(crate) struct NodeParts {
 impl Node {
     pub(crate) fn new(parts: NodeParts) -> Self {
         let functions = parts.registry.table();
+        let runner = Runner {
+            store: parts.store.clone(),
+            notifier: parts.notifier.clone(),
+            port: Arc::new(ActivityPort::new(&parts.writes)),
+            poll: parts.worker.poll,
+            lease_length: parts.worker.lease,
+        };
         Node {
             inner: Arc::new(NodeInner {
                 id: parts.id,
@@ -69,6 +78,7 @@ impl Node {
                 notification_hooks: parts.notification_hooks,
                 clock: parts.clock,
                 live: parts.live,
+                runner,
             }),
         }
     }
@@ -132,13 +142,7 @@ impl Node {
     }
 
     /// What activity attempts on this node run with.
-    pub(crate) fn activity_runner(&self) -> Runner {
-        Runner {
-            store: self.inner.store.clone(),
-            notifier: self.inner.notifier.clone(),
-            port: ActivityPort::new(&self.inner.writes),
-            poll: self.inner.worker.poll,
-            lease_length: self.inner.worker.lease,
-        }
+    pub(crate) fn activity_runner(&self) -> &Runner {
+        &self.inner.runner
     }
 }
