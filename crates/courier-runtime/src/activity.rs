@@ -32,8 +32,7 @@ pub(crate) type ActivityFn =
     Arc<dyn Fn(ActivityContext, Value) -> LocalBoxFuture<'static, Result<Value, TaskError>> + Send + Sync>;
 
 /// The writes an activity (its context and its runner) makes, each a message to
-/// the node's `StoreActor`.
-#[derive(Clone)]
+/// the node's `StoreActor`. One per node, shared behind an `Arc`.
 pub(crate) struct ActivityPort {
     heartbeat: Recipient<Heartbeat>,
     checkpoint: Recipient<Checkpoint>,
