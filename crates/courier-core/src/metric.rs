@@ -92,6 +92,23 @@ pub const NOTIFIER_CONNECTED: &str = "courier_notifier_connected";
 /// Gauge: channels subscribed for this node, label `backend`.
 pub const NOTIFIER_CHANNELS: &str = "courier_notifier_channels";
 
+// ----- ingestion -----------------------------------------------------------------
+
+/// Counter: messages taken in and committed as executions, label `input` (tcp, http, pubsub, stream).
+pub const INGEST_ACCEPTED: &str = "courier_ingest_accepted_total";
+/// Counter: messages refused, labels `input` and `reason` (invalid, queue_full, unauthorized, too_large, store).
+pub const INGEST_REFUSED: &str = "courier_ingest_refused_total";
+/// Gauge: messages accepted but not yet committed (bounded by `ingest.queue_size`).
+pub const INGEST_IN_FLIGHT: &str = "courier_ingest_in_flight";
+/// Counter: stream entries moved to the dead-letter stream, label `reason` (unparsable, invalid, max_deliveries).
+pub const INGEST_DEAD: &str = "courier_ingest_dead_total";
+/// Counter: stream entries taken over from a consumer that stopped acknowledging.
+pub const INGEST_RECLAIMED: &str = "courier_ingest_reclaimed_total";
+/// Counter: errors of an input's connection (each one retried with backoff), label `input`.
+pub const INGEST_ERRORS: &str = "courier_ingest_errors_total";
+/// Counter: recipient deliveries that ended, labels `provider` and `outcome` (ok, failed).
+pub const INGEST_DELIVERIES: &str = "courier_ingest_deliveries_total";
+
 /// Every name above, for checks that nothing exports an unlisted metric.
 pub const ALL: &[&str] = &[
     COMMIT_SECONDS,
@@ -132,6 +149,13 @@ pub const ALL: &[&str] = &[
     NOTIFIER_MALFORMED,
     NOTIFIER_CONNECTED,
     NOTIFIER_CHANNELS,
+    INGEST_ACCEPTED,
+    INGEST_REFUSED,
+    INGEST_IN_FLIGHT,
+    INGEST_DEAD,
+    INGEST_RECLAIMED,
+    INGEST_ERRORS,
+    INGEST_DELIVERIES,
 ];
 
 #[cfg(test)]
