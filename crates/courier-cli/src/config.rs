@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use courier_core::{NotificationTtl, RetryPolicy, serde_duration};
 use courier_http::{HttpOptions, NotificationHttpOptions, WebhookOptions};
+use courier_ingest::{IngestOptions, ProviderConfig};
 use courier_runtime::{MaintenanceOptions, NotificationOptions, PollBackoff, WorkerOptions};
 use serde::Deserialize;
 
@@ -36,6 +37,7 @@ pub struct Config {
     pub streams: Streams,
     pub webhooks: Webhooks,
     pub notifications: Notifications,
+    pub ingest: Ingest,
     pub log: Log,
     pub testing: Testing,
 }
@@ -164,6 +166,60 @@ pub struct Notifications {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Ingest {
+    pub tcp_addr: String,
+    pub tcp_token: String,
+    pub tcp_max_connections: usize,
+    #[serde(with = "serde_duration")]
+    pub tcp_idle_timeout: Duration,
+    pub max_message_bytes: usize,
+    pub redis_url: String,
+    pub channel: String,
+    pub stream: String,
+    pub group: String,
+    pub queue_size: usize,
+    #[serde(with = "serde_duration")]
+    pub reclaim_after: Duration,
+    pub max_deliveries: u32,
+    #[serde(with = "serde_duration")]
+    pub stream_max_age: Duration,
+    pub stream_max_len: u64,
+    pub template_dir: String,
+    pub callback_url: String,
+    pub callback_secret: String,
+    pub queue: String,
+    #[serde(default)]
+    pub providers: std::collections::BTreeMap<String, ProviderConfig>,
+}
+
+/// Keys a provider's settings may have, for reading them from the environment
+/// (`COURIER_INGEST_PROVIDERS_<NAME>_<KEY>`), longest first so `SMTP_URL` wins over `URL`.
+const PROVIDER_KEYS: &[&str] = &[
+    "webhook_url",
+    "smtp_url",
+    "reply_to",
+    "concurrency",
+    "timeout",
+    "secret",
+    "from",
+    "kind",
+    "url",
+];
+
+/// Seed 001's variables and the `ingest.*` settings they set.
+const SEED_VARIABLES: &[(&str, &str)] = &[
+    ("NOTIFY_REDIS", "redis_url"),
+    ("NOTIFY_CHANNEL", "channel"),
+    ("NOTIFY_WORKER_STREAM", "stream"),
+    ("NOTIFY_WORKER_GROUP", "group"),
+    ("NOTIFY_QUEUE_SIZE", "queue_size"),
+];
+
+/// Where the seed's Redis inputs read when only their names are given.
+const SEED_REDIS: &str = "redis://127.0.0.1:6379";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Log {
     pub level: String,
     pub format: String,
@@ -206,6 +262,98 @@ pub fn env_name(section: &str, key: &str) -> String {
     format!("COURIER_{}_{}", section.to_uppercase(), key.to_uppercase())
 }
 
+/// Seed 001's `NOTIFY_*` variables, each turning its part of ingestion on; the
+/// `COURIER_INGEST_*` variables read after them win.
+fn seed_variables(
+    table: &mut toml::Table,
+    defaults: &toml::Table,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let Some(toml::Value::Table(ingest_defaults)) = defaults.get("ingest") else {
+        return Ok(());
+    };
+    let mut set = Vec::new();
+    for (variable, key) in SEED_VARIABLES {
+        if let Some(raw) = env(variable).filter(|v| !v.trim().is_empty()) {
+            let value = env_value(
+                &format!("ingest.{key} ({variable})"),
+                &ingest_defaults[*key],
+                raw.trim(),
+            )?;
+            set.push((key.to_string(), value));
+        }
+    }
+    let host = env("NOTIFY_DEFAULT_HOST").filter(|v| !v.trim().is_empty());
+    let port = env("NOTIFY_DEFAULT_PORT").filter(|v| !v.trim().is_empty());
+    if host.is_some() || port.is_some() {
+        let host = host.unwrap_or_else(|| "127.0.0.1".into());
+        let port = port.unwrap_or_else(|| "8991".into());
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{}]", host.trim())
+        } else {
+            host.trim().to_string()
+        };
+        set.push((
+            "tcp_addr".into(),
+            toml::Value::String(format!("{host}:{}", port.trim())),
+        ));
+    }
+    if let Some(toml::Value::Table(ingest)) = table.get_mut("ingest") {
+        for (key, value) in set {
+            ingest.insert(key, value);
+        }
+    }
+    Ok(())
+}
+
+/// `COURIER_INGEST_PROVIDERS_<NAME>_<KEY>`: a provider's setting from the
+/// environment (a secret such as an SMTP password rarely belongs in a file).
+fn provider_variables(table: &mut toml::Table, env: &impl Fn(&str) -> Option<String>) {
+    const PREFIX: &str = "COURIER_INGEST_PROVIDERS_";
+    let mut found = Vec::new();
+    for (name, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let Some(key) = PROVIDER_KEYS
+            .iter()
+            .find(|k| rest.ends_with(&format!("_{}", k.to_uppercase())))
+        else {
+            continue;
+        };
+        let provider = rest[..rest.len() - key.len() - 1].to_lowercase();
+        if let (false, Some(value)) = (provider.is_empty(), env(&name)) {
+            found.push((provider, key.to_string(), value));
+        }
+    }
+    let Some(toml::Value::Table(ingest)) = table.get_mut("ingest") else {
+        return;
+    };
+    let providers = ingest
+        .entry("providers")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let Some(providers) = providers.as_table_mut() else {
+        return;
+    };
+    for (provider, key, value) in found {
+        let value = match key.as_str() {
+            "concurrency" => value
+                .trim()
+                .parse()
+                .map(toml::Value::Integer)
+                .unwrap_or(toml::Value::String(value)),
+            _ => toml::Value::String(value),
+        };
+        if let Some(settings) = providers
+            .entry(provider)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+        {
+            settings.insert(key, value);
+        }
+    }
+}
+
 /// Reads an environment override as the type the default has.
 fn env_value(path: &str, default: &toml::Value, raw: &str) -> Result<toml::Value, ConfigError> {
     let bad = |what: &str| ConfigError::Invalid(format!("{path}: {what} (got {raw:?})"));
@@ -245,9 +393,13 @@ impl Config {
             merge(&mut table, layer);
         }
         let defaults: toml::Table = DEFAULTS.parse().expect("valid");
+        seed_variables(&mut table, &defaults, &env)?;
         for (section, keys) in &defaults {
             let toml::Value::Table(keys) = keys else { continue };
             for (key, default) in keys {
+                if default.is_table() {
+                    continue;
+                }
                 if let Some(raw) = env(&env_name(section, key)) {
                     let value = env_value(&format!("{section}.{key}"), default, &raw)?;
                     if let Some(toml::Value::Table(t)) = table.get_mut(section) {
@@ -256,6 +408,7 @@ impl Config {
                 }
             }
         }
+        provider_variables(&mut table, &env);
         let config: Config = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
@@ -278,6 +431,7 @@ impl Config {
             return Err(ConfigError::Invalid("log.format must be \"text\" or \"json\"".into()));
         }
         self.webhook_retry()?;
+        self.ingest_options()?;
         let n = &self.notifications;
         for (name, value) in [
             ("queued_ttl", n.queued_ttl),
@@ -321,6 +475,68 @@ impl Config {
         })
     }
 
+    /// Ingestion's options, with seed 001's rules for what turns an input on.
+    pub fn ingest_options(&self) -> Result<IngestOptions, ConfigError> {
+        let i = &self.ingest;
+        let bad = |key: &str, what: String| ConfigError::Invalid(format!("ingest.{key}: {what}"));
+        let named = |value: &str| match value.trim() {
+            "" => None,
+            "off" => Some(None),
+            name => Some(Some(name.to_string())),
+        };
+        // With a Redis named, an input left empty runs under the seed's name;
+        // without one, only an input named explicitly runs (on the seed's default Redis).
+        let explicit_redis = Some(i.redis_url.trim().to_string()).filter(|u| !u.is_empty());
+        let pick = |choice: Option<Option<String>>, seed: &str| match choice {
+            Some(choice) => choice,
+            None => explicit_redis.as_ref().map(|_| seed.to_string()),
+        };
+        let channel = pick(named(&i.channel), "NotifyChannel");
+        let stream = pick(named(&i.stream), "NotifyWorkerStream");
+        let redis_url = explicit_redis
+            .clone()
+            .or_else(|| (channel.is_some() || stream.is_some()).then(|| SEED_REDIS.to_string()));
+        let tcp_addr = match i.tcp_addr.trim() {
+            "" | "off" => None,
+            addr => Some(
+                addr.parse()
+                    .or_else(|_| {
+                        use std::net::ToSocketAddrs;
+                        addr.to_socket_addrs()
+                            .map_err(|e| e.to_string())
+                            .and_then(|mut a| a.next().ok_or_else(|| "names no address".to_string()))
+                    })
+                    .map_err(|e| bad("tcp_addr", format!("{addr:?} is not host:port ({e})")))?,
+            ),
+        };
+        let nonempty = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+        let mut providers = i.providers.clone();
+        if providers.is_empty() {
+            providers.insert("log".into(), ProviderConfig::default());
+        }
+        Ok(IngestOptions {
+            tcp_addr,
+            tcp_token: nonempty(&i.tcp_token),
+            tcp_max_connections: i.tcp_max_connections,
+            tcp_idle_timeout: i.tcp_idle_timeout,
+            max_message_bytes: i.max_message_bytes,
+            channel,
+            stream,
+            redis_url,
+            group: i.group.clone(),
+            queue_size: i.queue_size,
+            reclaim_after: i.reclaim_after,
+            max_deliveries: i.max_deliveries,
+            stream_max_age: Some(i.stream_max_age).filter(|d| !d.is_zero()),
+            stream_max_len: Some(i.stream_max_len).filter(|n| *n > 0),
+            template_dir: nonempty(&i.template_dir).map(Into::into),
+            providers,
+            callback_url: nonempty(&i.callback_url),
+            callback_secret: nonempty(&i.callback_secret),
+            queue: i.queue.clone(),
+        })
+    }
+
     /// The in-process worker's options.
     pub fn worker_options(&self) -> WorkerOptions {
         let w = &self.worker;
@@ -335,11 +551,13 @@ impl Config {
             })
             .suspend_after(w.suspend_after);
         if !w.queues.is_empty() {
-            // Webhook deliveries must run somewhere: a node restricted to some
-            // queues still takes the webhook queue.
+            // Webhook and ingestion deliveries must run somewhere: a node
+            // restricted to some queues still takes theirs.
             let mut queues = w.queues.clone();
-            if !queues.contains(&self.webhooks.queue) {
-                queues.push(self.webhooks.queue.clone());
+            for internal in [&self.webhooks.queue, &self.ingest.queue] {
+                if !queues.contains(internal) {
+                    queues.push(internal.clone());
+                }
             }
             options = options.queues(queues);
         }
@@ -391,6 +609,7 @@ impl Config {
                 keepalive: self.notifications.keepalive,
                 identity: None,
             },
+            ingest: self.ingest_options().expect("checked at load"),
         }
     }
 }
@@ -470,5 +689,85 @@ mod tests {
         assert!(err.to_string().contains("invalid duration"), "{err}");
         let err = Config::load(None, |k| (k == "COURIER_WORKER_HEARTBEAT").then(|| "1h".into())).unwrap_err();
         assert!(err.to_string().contains("heartbeat"), "{err}");
+    }
+
+    #[test]
+    fn ingestion_is_off_until_configured_but_http_and_the_log_provider_are_there() {
+        let ingest = Config::load(None, |_| None).unwrap().ingest_options().unwrap();
+        assert_eq!(
+            (ingest.tcp_addr, ingest.redis_url, ingest.channel, ingest.stream),
+            (None, None, None, None)
+        );
+        assert!(ingest.providers.contains_key("log"));
+        assert_eq!(ingest.group, "NotifyWorkerGroup");
+    }
+
+    #[test]
+    fn each_seed_variable_alone_turns_its_part_on() {
+        let load = |vars: &[(&str, &str)]| {
+            let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::load(None, |k| env.get(k).cloned())
+                .unwrap()
+                .ingest_options()
+                .unwrap()
+        };
+        let redis = load(&[("NOTIFY_REDIS", "redis://cache:6379/5")]);
+        assert_eq!(redis.redis_url.as_deref(), Some("redis://cache:6379/5"));
+        assert_eq!(redis.channel.as_deref(), Some("NotifyChannel"));
+        assert_eq!(redis.stream.as_deref(), Some("NotifyWorkerStream"));
+
+        let channel = load(&[("NOTIFY_CHANNEL", "Alerts")]);
+        assert_eq!(channel.channel.as_deref(), Some("Alerts"));
+        assert_eq!(channel.stream, None, "only the part named turns on");
+        assert_eq!(channel.redis_url.as_deref(), Some(SEED_REDIS));
+
+        let stream = load(&[
+            ("NOTIFY_WORKER_STREAM", "Jobs"),
+            ("NOTIFY_WORKER_GROUP", "g1"),
+            ("NOTIFY_QUEUE_SIZE", "16"),
+        ]);
+        assert_eq!(
+            (stream.stream.as_deref(), stream.channel.as_deref()),
+            (Some("Jobs"), None)
+        );
+        assert_eq!((stream.group.as_str(), stream.queue_size), ("g1", 16));
+
+        let tcp = load(&[("NOTIFY_DEFAULT_PORT", "9001")]);
+        assert_eq!(tcp.tcp_addr, Some("127.0.0.1:9001".parse().unwrap()));
+        let tcp = load(&[("NOTIFY_DEFAULT_HOST", "127.0.0.2"), ("NOTIFY_DEFAULT_PORT", "8991")]);
+        assert_eq!(tcp.tcp_addr, Some("127.0.0.2:8991".parse().unwrap()));
+
+        let courier_wins = load(&[("NOTIFY_QUEUE_SIZE", "16"), ("COURIER_INGEST_QUEUE_SIZE", "32")]);
+        assert_eq!(courier_wins.queue_size, 32);
+        let off = load(&[("NOTIFY_REDIS", "redis://cache"), ("COURIER_INGEST_CHANNEL", "off")]);
+        assert_eq!((off.channel, off.stream.as_deref()), (None, Some("NotifyWorkerStream")));
+    }
+
+    #[test]
+    fn bad_ingest_settings_are_refused_with_their_name() {
+        let err = Config::load(None, |k| (k == "NOTIFY_QUEUE_SIZE").then(|| "many".into())).unwrap_err();
+        assert!(err.to_string().contains("NOTIFY_QUEUE_SIZE"), "{err}");
+        let err = Config::load(None, |k| (k == "COURIER_INGEST_TCP_ADDR").then(|| "nowhere".into())).unwrap_err();
+        assert!(err.to_string().contains("ingest.tcp_addr"), "{err}");
+    }
+
+    #[test]
+    fn providers_come_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("courier-config-ingest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "[ingest.providers.email]\nsmtp_url = \"smtp://127.0.0.1:2525\"\nfrom = \"Courier <c@example.com>\"\n[ingest.providers.alerts]\nkind = \"slack\"\nwebhook_url = \"http://127.0.0.1:9/hook\"\nconcurrency = 4\n",
+        )
+        .unwrap();
+        let ingest = Config::load(Some(&path), |_| None).unwrap().ingest_options().unwrap();
+        assert_eq!(
+            ingest.providers["email"].setting("smtp_url"),
+            Some("smtp://127.0.0.1:2525")
+        );
+        assert_eq!(ingest.providers["alerts"].kind("alerts"), "slack");
+        assert_eq!(ingest.providers["alerts"].concurrency, Some(4));
+        assert!(ingest.providers.contains_key("log"), "the default log provider stays");
     }
 }

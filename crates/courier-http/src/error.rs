@@ -182,6 +182,7 @@ macro_rules! error_answers {
         pub(crate) fn error_answers() -> Vec<(&'static str, RefOr<Response>)> {
             let mut answers = vec![$(<$name as ToResponse>::response()),*];
             answers.push(<TooManyRequests as ToResponse>::response());
+            answers.push(<QueueFull as ToResponse>::response());
             answers
         }
     };
@@ -223,5 +224,19 @@ impl<'r> ToResponse<'r> for TooManyRequests {
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
         }));
         ("TooManyRequests", response)
+    }
+}
+
+/// 429 on `POST /v1/notify`, with `Retry-After`.
+pub(crate) struct QueueFull;
+
+impl<'r> ToResponse<'r> for QueueFull {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let response = answer(json!({
+            "description": "More messages are waiting to be committed than `ingest.queue_size`; `detail.retry_after_ms` says when to try again.",
+            "headers": { "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer", "minimum": 1 } } },
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+        }));
+        ("QueueFull", response)
     }
 }

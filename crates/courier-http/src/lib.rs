@@ -34,6 +34,7 @@ mod error;
 mod events;
 mod executions;
 mod health;
+mod ingest;
 mod metrics;
 pub mod notifications;
 mod openapi;
@@ -68,6 +69,7 @@ pub struct Http {
 struct Inner {
     courier: Courier,
     webhooks: courier_webhooks::Webhooks,
+    ingest: Option<courier_ingest::Ingest>,
     options: HttpOptions,
     tail: Addr<stream::tail::LogTail>,
     tail_cursor: Arc<AtomicI64>,
@@ -81,24 +83,65 @@ struct Inner {
 }
 
 /// A node builder with the webhook delivery activity and dispatcher installed
-/// (`courier-webhooks`); [`start`](Prepared::start) it.
+/// (`courier-webhooks`) and ingestion's delivery functions (`courier-ingest`);
+/// [`start`](Prepared::start) it.
 pub struct Prepared {
     builder: CourierBuilder,
     options: HttpOptions,
+    ingest: Result<courier_ingest::Ingest, courier_ingest::IngestError>,
 }
 
-/// Installs webhooks (`courier_webhooks::install`) on `builder`, to be started
-/// with its HTTP surface.
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The runtime did not start.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// Ingestion's settings are wrong or an input could not start.
+    #[error(transparent)]
+    Ingest(#[from] courier_ingest::IngestError),
+}
+
+/// Installs webhooks (`courier_webhooks::install`) and ingestion
+/// (`courier_ingest::install`, with `options.ingest`) on `builder`, to be
+/// started with its HTTP surface.
 pub fn prepare(builder: CourierBuilder, options: HttpOptions) -> Prepared {
+    prepare_with(builder, options, None)
+}
+
+/// [`prepare`], with a hook run once per recipient result of an ingested message.
+pub fn prepare_with(
+    builder: CourierBuilder,
+    options: HttpOptions,
+    ingest_hook: Option<courier_ingest::ResultHook>,
+) -> Prepared {
     let builder = courier_webhooks::install(builder, options.webhooks.clone());
-    Prepared { builder, options }
+    let (builder, ingest) = match courier_ingest::Setup::new(options.ingest.clone(), ingest_hook) {
+        Ok(setup) => {
+            let (builder, ingest) = setup.install(builder);
+            (builder, Ok(ingest))
+        }
+        Err(error) => (builder, Err(error)),
+    };
+    Prepared {
+        builder,
+        options,
+        ingest,
+    }
 }
 
 impl Prepared {
-    /// Starts the node (in the current actix system), then its HTTP actors.
-    pub async fn start(self) -> Result<Http, RuntimeError> {
+    /// Starts the node (in the current actix system), its HTTP actors, then the
+    /// configured ingestion inputs (TCP, Redis).
+    pub async fn start(self) -> Result<Http, StartError> {
+        let ingest = self.ingest?;
         let courier = self.builder.start().await?;
-        Ok(Http::start(courier, self.options))
+        let http = Http::start_with(courier, self.options, Some(ingest.clone()));
+        if let Err(error) = ingest.start_inputs().await {
+            http.shutdown().await;
+            return Err(error.into());
+        }
+        Ok(http)
     }
 }
 
@@ -107,6 +150,10 @@ impl Http {
     /// are delivered only by nodes whose builder went through [`prepare`] (or
     /// `courier_webhooks::install`).
     pub fn start(courier: Courier, options: HttpOptions) -> Http {
+        Http::start_with(courier, options, None)
+    }
+
+    fn start_with(courier: Courier, options: HttpOptions, ingest: Option<courier_ingest::Ingest>) -> Http {
         metrics::handle();
         let tail_cursor = Arc::new(AtomicI64::new(0));
         let tail = stream::tail::LogTail::new(
@@ -125,6 +172,7 @@ impl Http {
         Http {
             inner: Arc::new(Inner {
                 webhooks: courier_webhooks::Webhooks::new(courier.clone()),
+                ingest,
                 courier,
                 options,
                 tail,
@@ -173,6 +221,12 @@ impl Http {
         &self.inner.webhooks
     }
 
+    /// Ingestion (`POST /v1/notify`, the TCP and Redis inputs), when installed
+    /// through [`prepare`].
+    pub fn ingest(&self) -> Option<&courier_ingest::Ingest> {
+        self.inner.ingest.as_ref()
+    }
+
     /// The options in force.
     pub fn options(&self) -> &HttpOptions {
         &self.inner.options
@@ -208,6 +262,9 @@ impl Http {
     /// a final event and closes, and the node drains its workers.
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
+        if let Some(ingest) = &self.inner.ingest {
+            ingest.shutdown().await;
+        }
         let _ = self.inner.tail.send(stream::tail::CloseAll).await;
         let _ = self.inner.notification_hub.send(notifications::hub::CloseAll).await;
         if let Err(e) = self.inner.courier.shutdown().await {
@@ -318,6 +375,7 @@ fn routes(routes: Routes) -> Routes {
     let routes = health::routes(routes);
     let routes = openapi::routes(routes);
     let routes = executions::routes(routes);
+    let routes = ingest::routes(routes);
     let routes = tasks::routes(routes);
     let routes = workers::routes(routes);
     let routes = dead_letters::routes(routes);

@@ -101,7 +101,7 @@ pub(crate) fn spec() -> Value {
         "info": {
             "title": "Courier",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Courier's HTTP API: dispatch and inspect durable executions, run activities from external workers, follow the event log, register webhooks. Every error is `{\"error\": string, \"detail\": any}`. Durations are written `\"500ms\"`, `\"30s\"`, `\"1h30m\"`, `\"2d\"` (request bodies also take a number of seconds).",
+            "description": "Courier's HTTP API: dispatch and inspect durable executions, run activities from external workers, follow the event log, register webhooks, send notifications to people and messages through providers. Every error is `{\"error\": string, \"detail\": any}`. Durations are written `\"500ms\"`, `\"30s\"`, `\"1h30m\"`, `\"2d\"` (request bodies also take a number of seconds).",
             "license": { "name": env!("CARGO_PKG_LICENSE"), "identifier": env!("CARGO_PKG_LICENSE") },
         },
         "tags": [
@@ -112,6 +112,7 @@ pub(crate) fn spec() -> Value {
             { "name": "events", "description": "The event log: polling, Server-Sent Events, WebSocket." },
             { "name": "webhooks", "description": "Webhook registrations and their deliveries." },
             { "name": "notifications", "description": "Notifications for people: send (API or inbound webhook), list, connection tokens, source subscriptions; the browser's stream and dismissals." },
+            { "name": "ingestion", "description": "Messages taken in for delivery by providers (email, Slack, Teams, webhooks, the log), each one a durable execution with one result per recipient." },
             { "name": "node", "description": "Dashboard, metrics, health, this document." },
         ],
         "paths": paths,
@@ -261,7 +262,7 @@ mod tests {
     use super::*;
 
     /// Operations the document has; a route added or removed changes it on purpose.
-    const OPERATIONS: usize = 47;
+    const OPERATIONS: usize = 48;
 
     fn operations(document: &Value) -> Vec<(String, String, Value)> {
         let mut all = Vec::new();

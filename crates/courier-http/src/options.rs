@@ -33,6 +33,8 @@ pub struct HttpOptions {
     pub webhooks: WebhookOptions,
     /// Notification endpoint settings.
     pub notifications: NotificationHttpOptions,
+    /// Ingestion: its inputs and providers (`[ingest]`).
+    pub ingest: courier_ingest::IngestOptions,
 }
 
 impl Default for HttpOptions {
@@ -49,6 +51,7 @@ impl Default for HttpOptions {
             tail_poll: Duration::from_millis(500),
             webhooks: WebhookOptions::default(),
             notifications: NotificationHttpOptions::default(),
+            ingest: courier_ingest::IngestOptions::default(),
         }
     }
 }

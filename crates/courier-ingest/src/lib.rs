@@ -93,82 +93,104 @@ struct Inner {
 /// Registers the delivery functions on `builder`; [`Ingest::start_inputs`]
 /// starts the configured inputs once the node runs.
 pub fn install(builder: CourierBuilder, options: IngestOptions) -> Result<(CourierBuilder, Ingest), IngestError> {
-    install_with(builder, options, None)
+    Ok(Setup::new(options, None)?.install(builder))
 }
 
-/// [`install`] with a hook run once per recipient result.
-pub fn install_with(
-    builder: CourierBuilder,
+/// Checked settings and built providers, ready to [`install`](Setup::install)
+/// on a node builder. Splitting the fallible part off lets a caller refuse bad
+/// settings before it commits a builder.
+pub struct Setup {
     options: IngestOptions,
+    providers: Arc<BTreeMap<String, Arc<dyn provider::Provider>>>,
     hook: Option<ResultHook>,
-) -> Result<(CourierBuilder, Ingest), IngestError> {
-    check(&options)?;
-    let mut providers = BTreeMap::new();
-    for (name, config) in &options.providers {
-        providers.insert(name.clone(), provider::build(name, config)?);
-    }
-    let providers = Arc::new(providers);
-    let node: Arc<OnceLock<Courier>> = Arc::new(OnceLock::new());
-    let intake = Intake::new(
-        node.clone(),
-        options.queue_size,
-        providers.clone(),
-        options.queue.clone(),
-    );
-    let callback = deliver::Callback {
-        hook,
-        url: options.callback_url.clone(),
-        secret: options.callback_secret.clone(),
-        client: options.callback_url.as_ref().map(|_| deliver::callback_client()),
-    };
-    let with_callback = callback.is_configured();
-    let templates = Arc::new(Templates::new(options.template_dir.clone()));
-    let mut builder = builder.orchestrator_with(
-        DELIVER,
-        deliver::orchestrator_options(&options.queue),
-        move |ctx, message: Message| deliver::orchestrate(ctx, message, with_callback),
-    );
-    for (name, provider) in providers.iter() {
-        let config = &options.providers[name];
-        let mut function = FunctionOptions::default()
-            .queue(options.queue.clone())
-            .retry(config.retry.clone().unwrap_or_else(provider::default_retry));
-        if let Some(concurrency) = config.concurrency {
-            function = function.max_concurrent(concurrency);
+}
+
+impl Setup {
+    /// Checks `options` and builds their providers; `hook` runs once per
+    /// recipient result.
+    pub fn new(options: IngestOptions, hook: Option<ResultHook>) -> Result<Setup, IngestError> {
+        check(&options)?;
+        let mut providers = BTreeMap::new();
+        for (name, config) in &options.providers {
+            providers.insert(name.clone(), provider::build(name, config)?);
         }
-        if let Some(timeout) = config.timeout {
-            function = function.timeout(timeout + std::time::Duration::from_secs(5));
-        }
-        let (name, provider, templates) = (name.clone(), provider.clone(), templates.clone());
-        builder = builder.activity_with(&provider_activity(&name), function, move |ctx, args: SendArgs| {
-            let (name, provider, templates) = (name.clone(), provider.clone(), templates.clone());
-            async move { deliver::send(ctx, &name, provider.as_ref(), &templates, args).await }
-        });
-    }
-    if with_callback {
-        let function = FunctionOptions::default()
-            .queue(options.queue.clone())
-            .retry(provider::default_retry());
-        builder = builder.activity_with(CALLBACK, function, move |ctx, report: RecipientReport| {
-            let callback = callback.clone();
-            async move { callback.run(ctx, report).await }
-        });
-    }
-    let for_start = node.clone();
-    let builder = builder.on_start(move |courier| {
-        let _ = for_start.set(courier.clone());
-    });
-    let (stop, _) = watch::channel(false);
-    let ingest = Ingest {
-        inner: Arc::new(Inner {
-            intake,
+        Ok(Setup {
             options,
-            stop,
-            tcp_addr: Mutex::new(None),
-            running: Mutex::new(Vec::new()),
-        }),
-    };
-    Ok((builder, ingest))
+            providers: Arc::new(providers),
+            hook,
+        })
+    }
+
+    /// Registers the delivery orchestrator, one activity per provider and the
+    /// result callback on `builder`.
+    pub fn install(self, builder: CourierBuilder) -> (CourierBuilder, Ingest) {
+        let Setup {
+            options,
+            providers,
+            hook,
+        } = self;
+        let node: Arc<OnceLock<Courier>> = Arc::new(OnceLock::new());
+        let intake = Intake::new(
+            node.clone(),
+            options.queue_size,
+            providers.clone(),
+            options.queue.clone(),
+        );
+        let callback = deliver::Callback {
+            hook,
+            url: options.callback_url.clone(),
+            secret: options.callback_secret.clone(),
+            client: options.callback_url.as_ref().map(|_| deliver::callback_client()),
+        };
+        let with_callback = callback.is_configured();
+        let templates = Arc::new(Templates::new(options.template_dir.clone()));
+        let mut builder = builder.orchestrator_with(
+            DELIVER,
+            deliver::orchestrator_options(&options.queue),
+            move |ctx, message: Message| deliver::orchestrate(ctx, message, with_callback),
+        );
+        for (name, provider) in providers.iter() {
+            let config = &options.providers[name];
+            let mut function = FunctionOptions::default()
+                .queue(options.queue.clone())
+                .retry(config.retry.clone().unwrap_or_else(provider::default_retry));
+            if let Some(concurrency) = config.concurrency {
+                function = function.max_concurrent(concurrency);
+            }
+            if let Some(timeout) = config.timeout {
+                function = function.timeout(timeout + std::time::Duration::from_secs(5));
+            }
+            let (name, provider, templates) = (name.clone(), provider.clone(), templates.clone());
+            builder = builder.activity_with(&provider_activity(&name), function, move |ctx, args: SendArgs| {
+                let (name, provider, templates) = (name.clone(), provider.clone(), templates.clone());
+                async move { deliver::send(ctx, &name, provider.as_ref(), &templates, args).await }
+            });
+        }
+        if with_callback {
+            let function = FunctionOptions::default()
+                .queue(options.queue.clone())
+                .retry(provider::default_retry());
+            builder = builder.activity_with(CALLBACK, function, move |ctx, report: RecipientReport| {
+                let callback = callback.clone();
+                async move { callback.run(ctx, report).await }
+            });
+        }
+        let for_start = node.clone();
+        let builder = builder.on_start(move |courier| {
+            let _ = for_start.set(courier.clone());
+        });
+        let (stop, _) = watch::channel(false);
+        let ingest = Ingest {
+            inner: Arc::new(Inner {
+                intake,
+                options,
+                stop,
+                tcp_addr: Mutex::new(None),
+                running: Mutex::new(Vec::new()),
+            }),
+        };
+        (builder, ingest)
+    }
 }
 
 /// Settings checked before anything starts.

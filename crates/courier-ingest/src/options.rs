@@ -17,7 +17,7 @@ use crate::provider::ProviderConfig;
 /// options.providers.insert("log".into(), ProviderConfig::default());
 /// assert_eq!(options.group, "NotifyWorkerGroup");
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct IngestOptions {
     /// Where the TCP input listens (seed 001's port is 8991); off when `None`.
     pub tcp_addr: Option<SocketAddr>,
