@@ -27,7 +27,7 @@
 //! }
 //! ```
 
-// mod email; (being written)
+mod email;
 pub(crate) mod http;
 mod log;
 mod slack;
@@ -45,6 +45,7 @@ use serde_json::Value;
 
 use crate::message::Recipient;
 
+pub use email::EmailProvider;
 pub use log::LogProvider;
 pub use slack::SlackProvider;
 pub use teams::TeamsProvider;
@@ -196,6 +197,7 @@ impl ProviderConfig {
 pub fn build(name: &str, config: &ProviderConfig) -> Result<Arc<dyn Provider>, ProviderSetupError> {
     let timeout = config.timeout.unwrap_or(Duration::from_secs(30));
     Ok(match config.kind(name) {
+        "email" => Arc::new(EmailProvider::new(name, config, timeout)?),
         "log" => Arc::new(LogProvider::new(name)),
         "slack" => Arc::new(SlackProvider::new(name, config, timeout)?),
         "teams" => Arc::new(TeamsProvider::new(name, config, timeout)?),
