@@ -114,6 +114,8 @@ struct Inner {
     queue: String,
     /// A smoothed commit time in microseconds, for the "queue full" hint.
     commit_micros: AtomicU64,
+    /// The second of the last "queue full" warning.
+    last_full_warning: AtomicU64,
 }
 
 impl Intake {
@@ -132,6 +134,7 @@ impl Intake {
                 providers,
                 queue,
                 commit_micros: AtomicU64::new(2_000),
+                last_full_warning: AtomicU64::new(0),
             }),
         }
     }
@@ -213,6 +216,20 @@ impl Intake {
         metrics::counter!(metric::INGEST_REFUSED, "input" => origin.label(), "reason" => error.reason()).increment(1);
         match error {
             IntakeError::Invalid(e) => tracing::debug!(input = origin.label(), %e, "message refused"),
+            // A flood is refused thousands of times a second: say so once a second.
+            IntakeError::QueueFull { .. } => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                if self.inner.last_full_warning.swap(now, Ordering::Relaxed) != now {
+                    tracing::warn!(
+                        input = origin.label(),
+                        queue_size = self.inner.capacity,
+                        "messages refused: queue full (every refusal is counted in courier_ingest_refused_total)"
+                    );
+                }
+            }
             other => tracing::warn!(input = origin.label(), error = %other, "message refused"),
         }
     }
