@@ -30,11 +30,13 @@
 //! ```
 #![deny(missing_docs)]
 
+mod client;
 mod deliver;
 mod intake;
 mod message;
 mod options;
 pub mod provider;
+mod redis_input;
 mod tcp;
 mod template;
 
@@ -44,6 +46,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use courier_runtime::{Courier, CourierBuilder, FunctionOptions};
 use tokio::sync::watch;
 
+pub use client::{ClientError, IngestClient};
 pub use deliver::{CALLBACK, DELIVER, RecipientReport, RecipientResult, ResultHook, SendArgs, provider_activity};
 pub use intake::{Intake, IntakeError, Origin};
 pub use message::{Account, InvalidMessage, MAX_RECIPIENTS, Message, Recipient};
@@ -89,6 +92,9 @@ struct Inner {
     tcp_addr: Mutex<Option<std::net::SocketAddr>>,
     running: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
+
+/// How long dialling one Redis node (and its handshake) may take.
+const REDIS_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Registers the delivery functions on `builder`; [`Ingest::start_inputs`]
 /// starts the configured inputs once the node runs.
@@ -253,6 +259,36 @@ impl Ingest {
             *self.inner.tcp_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(bound);
             self.keep(task);
             tracing::info!(addr = %bound, "ingest: TCP input listening");
+        }
+        let options = &self.inner.options;
+        if let Some(url) = &options.redis_url
+            && (options.stream.is_some() || options.channel.is_some())
+        {
+            let setting = |detail: String| IngestError::Setting {
+                setting: "redis_url",
+                detail,
+            };
+            let config = courier_notify::RedisConfig::parse(url).map_err(|e| setting(e.to_string()))?;
+            // Redis being down is no reason not to start: the inputs connect
+            // (and reconnect) by themselves.
+            let connector = courier_notify::RedisConnector::new(config, REDIS_CONNECT_TIMEOUT).map_err(setting)?;
+            if let Some(stream) = &options.stream {
+                self.keep(redis_input::stream::start(
+                    self.inner.intake.clone(),
+                    connector.clone(),
+                    redis_input::stream::StreamOptions::new(stream.clone(), options),
+                    self.inner.stop.subscribe(),
+                ));
+            }
+            if let Some(channel) = &options.channel {
+                self.keep(redis_input::pubsub::start(
+                    self.inner.intake.clone(),
+                    connector,
+                    channel.clone(),
+                    options.max_message_bytes,
+                    self.inner.stop.subscribe(),
+                ));
+            }
         }
         Ok(())
     }

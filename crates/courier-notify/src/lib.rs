@@ -67,4 +67,7 @@ pub use fanout::{Activate, FanoutActor, Shutdown, SubscribedChannels, Sweep};
 pub use courier_core::{DEFAULT_MAILBOX, Hub, HubStats, LocalNotifier, TopicListener};
 pub use open::{OpenError, open};
 pub use postgres::{MAX_CHANNEL_NAME, MAX_POSTGRES_PREFIX, PostgresNotifier};
-pub use redis::{DEFAULT_REDIS_PORT, RedisConfig, RedisNode, RedisNotifier, RedisTls, RedisUrlError};
+pub use redis::{
+    DEFAULT_REDIS_PORT, DEFAULT_REDIS_RESPONSE_TIMEOUT, RedisConfig, RedisConnector, RedisNode, RedisNotifier,
+    RedisTls, RedisUrlError,
+};

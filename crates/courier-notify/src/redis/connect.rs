@@ -178,7 +178,7 @@ async fn read_line(io: &mut Box<dyn Io>) -> Result<String, String> {
 }
 
 /// The crate's own connection setup has nothing left to do after ours.
-fn after_handshake() -> RedisConnectionInfo {
+pub(super) fn after_handshake() -> RedisConnectionInfo {
     RedisConnectionInfo::default().set_skip_set_lib_name()
 }
 

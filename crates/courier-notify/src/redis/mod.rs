@@ -4,9 +4,11 @@
 
 mod config;
 mod connect;
+mod connector;
 
 pub(crate) use config::mask_password;
 pub use config::{DEFAULT_REDIS_PORT, RedisConfig, RedisNode, RedisTls, RedisUrlError};
+pub use connector::{DEFAULT_REDIS_RESPONSE_TIMEOUT, RedisConnector};
 
 use std::sync::Arc;
 
