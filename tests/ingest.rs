@@ -49,6 +49,7 @@ retry = {{ max_attempts = 2, initial_delay = "100ms" }}
 [ingest.providers.webhook]
 url = "{hook}"
 secret = "whsec_dGVzdA=="
+concurrency = 16
 [ingest.providers.slack]
 webhook_url = "{slack}"
 [ingest.providers.teams]
@@ -418,27 +419,56 @@ async fn a_flood_past_the_queue_is_told_queue_full_and_nothing_is_lost() {
     receiver.stop().await;
 }
 
+/// Appends `n` entries numbered from `from` to `stream`, in pipelined chunks.
+async fn xadd_numbered(stream: &str, from: usize, n: usize, pause: Duration) {
+    let mut redis = redis().await;
+    for chunk in (from..from + n).collect::<Vec<_>>().chunks(50) {
+        let mut pipe = redis::pipe();
+        for n in chunk {
+            let message = json!({"provider": "webhook", "recipient": [{"chat_id": n}], "message": "m", "n": n});
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg("message")
+                .arg(message.to_string())
+                .ignore();
+        }
+        let () = pipe.query_async(&mut redis).await.unwrap();
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// `XPENDING <stream> <group>`: count, smallest and largest id, and per consumer.
+type PendingSummary = (i64, redis::Value, redis::Value, Option<Vec<(String, String)>>);
+
+/// Pending entries per consumer of `group`.
+async fn pending_by_consumer(stream: &str, group: &str) -> HashMap<String, i64> {
+    let mut redis = redis().await;
+    let (_, _, _, consumers): PendingSummary = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    consumers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, count)| (name, count.parse().unwrap_or(0)))
+        .collect()
+}
+
 #[actix_rt::test]
 async fn a_consuming_node_killed_mid_stream_loses_no_entry() {
-    const ENTRIES: usize = 300;
+    const BEFORE: usize = 200;
+    const ENTRIES: usize = 2000;
     let dir = scratch("ingest-kill");
     let smtp = SmtpSink::start(&dir);
-    // A slow receiver keeps deliveries in flight when the node dies.
-    let receiver = Receiver::start(Duration::from_millis(40)).await;
+    // A slow receiver and a bounded provider keep deliveries in flight when the node dies.
+    let receiver = Receiver::start(Duration::from_millis(20)).await;
     let (stream, group) = (unique("kill-stream"), unique("kill-group"));
     let db = Database::create();
-    let mut redis = redis().await;
     // Entries written before any consumer exists are consumed too.
-    for n in 0..100 {
-        let _: String = redis::cmd("XADD")
-            .arg(&stream)
-            .arg("*")
-            .arg("message")
-            .arg(json!({"provider": "webhook", "recipient": [{"chat_id": n}], "message": "m", "n": n}).to_string())
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-    }
+    xadd_numbered(&stream, 0, BEFORE, Duration::ZERO).await;
     let env = |name: &str| {
         vec![
             ("COURIER_CONFIG".into(), config(&dir, smtp.port, &receiver, "")),
@@ -449,6 +479,7 @@ async fn a_consuming_node_killed_mid_stream_loses_no_entry() {
             ("COURIER_INGEST_CHANNEL".into(), "off".into()),
             ("COURIER_INGEST_GROUP".into(), group.clone()),
             ("COURIER_INGEST_RECLAIM_AFTER".into(), "2s".into()),
+            ("COURIER_INGEST_QUEUE_SIZE".into(), "8".into()),
             ("COURIER_WORKER_LEASE".into(), "3s".into()),
             ("COURIER_WORKER_HEARTBEAT".into(), "1s".into()),
             ("COURIER_MAINTENANCE_STUCK_AFTER".into(), "2s".into()),
@@ -457,25 +488,22 @@ async fn a_consuming_node_killed_mid_stream_loses_no_entry() {
     };
     let mut a = Node::spawn("kill-a", &dir, env("kill-a"));
     a.ready().await;
-    for n in 100..ENTRIES {
-        let _: String = redis::cmd("XADD")
-            .arg(&stream)
-            .arg("*")
-            .arg("message")
-            .arg(json!({"provider": "webhook", "recipient": [{"chat_id": n}], "message": "m", "n": n}).to_string())
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-    }
+    // The rest arrive while the node consumes, so it dies with entries in hand.
+    let writing = tokio::spawn({
+        let stream = stream.clone();
+        async move { xadd_numbered(&stream, BEFORE, ENTRIES - BEFORE, Duration::from_millis(5)).await }
+    });
     receiver
-        .wait_until(Duration::from_secs(60), "the first deliveries", |got| got.len() >= 40)
+        .wait_until(Duration::from_secs(60), "the first deliveries", |got| got.len() >= 300)
         .await;
     a.kill9();
     let killed_at = Instant::now();
+    let pending_at_kill = pending_by_consumer(&stream, &group).await;
     let mut b = Node::spawn("kill-b", &dir, env("kill-b"));
     b.ready().await;
+    writing.await.unwrap();
     let got = receiver
-        .wait_until(Duration::from_secs(120), "every entry delivered", |got| {
+        .wait_until(Duration::from_secs(180), "every entry delivered", |got| {
             got.iter()
                 .filter_map(|r| r.body["vars"]["n"].as_u64())
                 .collect::<HashSet<_>>()
@@ -512,27 +540,22 @@ async fn a_consuming_node_killed_mid_stream_loses_no_entry() {
             "delivery {id} repeated although it first arrived after the kill"
         );
     }
-    // Everything acknowledged in the end.
+    // Everything acknowledged in the end, the dead node's pending entries included.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let count: i64 = redis::cmd("XPENDING")
-            .arg(&stream)
-            .arg(&group)
-            .query_async::<(i64, redis::Value, redis::Value, redis::Value)>(&mut redis)
-            .await
-            .unwrap()
-            .0;
-        if count == 0 {
+        let pending = pending_by_consumer(&stream, &group).await;
+        if pending.values().sum::<i64>() == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{count} entries still pending");
+        assert!(Instant::now() < deadline, "entries still pending: {pending:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!(
-        "kill -9 mid-stream: {} deliveries for {ENTRIES} entries, {} repeated (in flight at the kill)",
+        "kill -9 mid-stream: {} deliveries for {ENTRIES} entries; pending per consumer at the kill {pending_at_kill:?}; {} repeated (in flight at the kill)",
         got.len(),
         seen_twice.len()
     );
+    let mut redis = redis().await;
     let _: () = redis::cmd("DEL").arg(&stream).query_async(&mut redis).await.unwrap();
     b.terminate();
     receiver.stop().await;

@@ -36,11 +36,13 @@ impl Receiver {
             App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
                 let got = got.clone();
                 async move {
+                    // When it arrived, not when it was answered.
+                    let at = Instant::now();
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
                     got.lock().unwrap().push(Received {
-                        at: Instant::now(),
+                        at,
                         path: req.path().to_string(),
                         webhook_id: req
                             .headers()

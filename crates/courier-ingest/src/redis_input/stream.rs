@@ -24,8 +24,9 @@
 //! - Dead letters go to `<stream>:dead` (`entry`, `reason` = `unparsable`,
 //!   `invalid` or `max_deliveries`, `detail`, `message`, `consumer`), and the
 //!   original is acknowledged.
-//! - Trimming, at start and every minute: `XTRIM MINID ~` past
-//!   `ingest.stream_max_age`, `XTRIM MAXLEN ~` at `ingest.stream_max_len`.
+//! - Trimming of the stream and of `<stream>:dead`, at start and every minute:
+//!   `XTRIM MINID ~` past `ingest.stream_max_age`, `XTRIM MAXLEN ~` at
+//!   `ingest.stream_max_len`.
 //! - Errors (Redis down, connection lost) are logged and counted
 //!   (`courier_ingest_errors_total{input="stream"}`) and the consumer retries,
 //!   with backoff from 100 ms to 5 s, for as long as the node runs.
@@ -360,41 +361,37 @@ impl Consumer {
         }
     }
 
-    /// Trims by age and by length, as configured.
+    /// Trims the stream and its dead letters by age and by length, as configured.
     async fn trim(&self) -> Result<(), Failure> {
-        if let Some(age) = self.options.max_age {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as u64;
-            let min_ms = now.saturating_sub(age.as_millis() as u64);
-            let trimmed: u64 = self
-                .ops
-                .query(
-                    redis::cmd("XTRIM")
-                        .arg(&self.options.stream)
-                        .arg("MINID")
-                        .arg("~")
-                        .arg(format!("{min_ms}-0")),
-                )
-                .await?;
-            if trimmed > 0 {
-                tracing::debug!(stream = %self.options.stream, trimmed, "ingest stream: trimmed by age");
+        for stream in [&self.options.stream, &self.dead] {
+            if let Some(age) = self.options.max_age {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as u64;
+                let min_ms = now.saturating_sub(age.as_millis() as u64);
+                let trimmed: u64 = self
+                    .ops
+                    .query(
+                        redis::cmd("XTRIM")
+                            .arg(stream)
+                            .arg("MINID")
+                            .arg("~")
+                            .arg(format!("{min_ms}-0")),
+                    )
+                    .await?;
+                if trimmed > 0 {
+                    tracing::debug!(%stream, trimmed, "ingest stream: trimmed by age");
+                }
             }
-        }
-        if let Some(len) = self.options.max_len {
-            let trimmed: u64 = self
-                .ops
-                .query(
-                    redis::cmd("XTRIM")
-                        .arg(&self.options.stream)
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(len),
-                )
-                .await?;
-            if trimmed > 0 {
-                tracing::debug!(stream = %self.options.stream, trimmed, "ingest stream: trimmed by length");
+            if let Some(len) = self.options.max_len {
+                let trimmed: u64 = self
+                    .ops
+                    .query(redis::cmd("XTRIM").arg(stream).arg("MAXLEN").arg("~").arg(len))
+                    .await?;
+                if trimmed > 0 {
+                    tracing::debug!(%stream, trimmed, "ingest stream: trimmed by length");
+                }
             }
         }
         Ok(())
