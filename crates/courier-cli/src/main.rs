@@ -39,8 +39,9 @@ enum Command {
     Cleanup(client::CleanupArgs),
     /// Webhooks on a node: create, list, show, delete, deliveries, enable, disable.
     Webhooks(client::webhooks::WebhooksArgs),
-    /// Notifications for people: send, mint a browser's connection token, subscribe to sources.
-    Notify(client::notify::NotifyArgs),
+    /// Notifications for people (send, mint a browser's connection token, subscribe
+    /// to sources), and messages through providers (send --provider, publish, stream).
+    Notify(Box<client::notify::NotifyArgs>),
 }
 
 /// Runs a client command; its error printed, and the exit code it asks for.
@@ -51,7 +52,7 @@ async fn client_command(command: Command) -> i32 {
         Command::Dlq(args) => client::dlq::run(args).await,
         Command::Cleanup(args) => client::cleanup(args).await,
         Command::Webhooks(args) => client::webhooks::run(args).await,
-        Command::Notify(args) => client::notify::run(args).await,
+        Command::Notify(args) => client::notify::run(*args).await,
         Command::Serve(_) | Command::Bench(_) => unreachable!("not a client command"),
     };
     match result {

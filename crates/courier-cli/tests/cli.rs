@@ -113,6 +113,10 @@ struct Server {
 
 impl Server {
     fn start(tokens: Option<&str>) -> Server {
+        Server::start_with(tokens, &[])
+    }
+
+    fn start_with(tokens: Option<&str>, env: &[(&str, String)]) -> Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = temp_dir();
         let port = free_port();
@@ -129,6 +133,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         match tokens {
             Some(tokens) => cmd.env("COURIER_API_TOKENS", tokens),
             None => cmd.env_remove("COURIER_API_TOKENS"),
@@ -670,4 +677,139 @@ fn an_unreachable_server_is_named() {
     );
     assert_eq!(out.code, 1);
     assert!(out.stderr.starts_with("courier: invalid --url"), "{out:#?}");
+}
+
+#[test]
+fn messages_go_to_providers_over_the_api_tcp_and_a_stream() {
+    let redis = std::env::var("COURIER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let stream = format!("cli-stream-{}", std::process::id());
+    let tcp = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(
+        None,
+        &[
+            ("COURIER_INGEST_TCP_ADDR", tcp.clone()),
+            ("COURIER_INGEST_REDIS_URL", redis.clone()),
+            ("COURIER_INGEST_STREAM", stream.clone()),
+            ("COURIER_INGEST_CHANNEL", "off".into()),
+        ],
+    );
+    let result_of = |id: &str| {
+        let out = server.run(&["exec", "wait", id, "--timeout", "20s", "--json"]).ok();
+        out.json()
+    };
+
+    // Over the API.
+    let out = server
+        .run(&[
+            "notify",
+            "send",
+            "--provider",
+            "log",
+            "--to",
+            "ada@example.com",
+            "--to",
+            r#"{"chat_id": 7}"#,
+            "--message",
+            "hi {{ address or recipient.chat_id }}",
+            "--json",
+        ])
+        .ok();
+    let id = out.json()["id"].as_str().expect("an execution id").to_string();
+    let done = result_of(&id);
+    let results = done["result"].as_array().unwrap_or_else(|| panic!("{done}"));
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| r["ok"] == json!(true)), "{done}");
+
+    // Over TCP, in plain words.
+    let out = server
+        .run(&[
+            "notify",
+            "send",
+            "--provider",
+            "log",
+            "--to",
+            "bob@example.com",
+            "--message",
+            "over tcp",
+            "--tcp",
+            &tcp,
+        ])
+        .ok();
+    assert!(out.stdout.starts_with("queued: execution "), "{out:#?}");
+
+    // A refusal names the field, and the exit code says it failed.
+    let out = server.run(&[
+        "notify",
+        "send",
+        "--provider",
+        "pigeon",
+        "--to",
+        "a@b.c",
+        "--message",
+        "x",
+    ]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("invalid message") && out.stderr.contains("provider"),
+        "{out:#?}"
+    );
+    let out = server.run(&[
+        "notify",
+        "send",
+        "--provider",
+        "log",
+        "--to",
+        "a@b.c",
+        "--message",
+        "x",
+        "--tcp",
+        &tcp,
+        "--var",
+        "broken",
+    ]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("NAME=VALUE"), "{out:#?}");
+
+    // Through the stream: a node of the group consumes it.
+    let out = server
+        .run(&[
+            "notify",
+            "stream",
+            "--provider",
+            "log",
+            "--to",
+            "carol@example.com",
+            "--message",
+            "via stream",
+            "--stream",
+            &stream,
+            "--redis",
+            &redis,
+            "--json",
+        ])
+        .ok();
+    assert!(
+        out.json()["entry"].as_str().is_some_and(|e| e.contains('-')),
+        "{out:#?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, list) = server.api(
+            reqwest::Method::GET,
+            "/v1/executions?function=courier.ingest.deliver&limit=100",
+            None,
+        );
+        let delivered = list["executions"]
+            .as_array()
+            .map(|all| all.iter().any(|e| e["args"]["message"] == json!("via stream")))
+            .unwrap_or(false);
+        if delivered {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the streamed message never became an execution: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -82,7 +82,8 @@ pub(crate) struct ListExecutions {
     pub state: Option<ExecutionState>,
     /// Only executions of this function.
     pub function: Option<String>,
-    /// Include Courier's own executions (webhook deliveries); default false.
+    /// Include Courier's own executions (`courier.*`: webhook deliveries, ingested
+    /// messages); default false, unless `function` names one of them.
     pub internal: Option<bool>,
     /// Most items returned.
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 50)]
@@ -245,12 +246,17 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListExecutions
     let query = query.into_inner();
     let limit = page_limit(query.limit)?;
     let offset = query.offset.unwrap_or(0);
+    // Asking for one of Courier's own functions by name is asking to see it.
+    let named_internal = query
+        .function
+        .as_deref()
+        .is_some_and(|f| f.starts_with(courier_core::INTERNAL_PREFIX));
     let executions = http
         .courier()
         .list_executions(&ExecutionFilter {
             state: query.state,
             function: query.function,
-            include_internal: query.internal.unwrap_or(false),
+            include_internal: query.internal.unwrap_or(named_internal),
             limit,
             offset,
         })

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod dlq;
 pub mod exec;
+pub mod ingest;
 pub mod notify;
 pub mod progress;
 pub mod render;

@@ -1,10 +1,12 @@
 //! `courier notify`: notifications for people through a node's API: send one to
 //! a session, a user, a source or everyone; mint a connection token for a
-//! browser; subscribe a user to a source.
+//! browser; subscribe a user to a source. And messages for ingestion's
+//! providers (`send --provider`, `publish`, `stream`; see `ingest.rs`).
 
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
+use super::ingest::{MessageArgs, PublishArgs, StreamArgs};
 use super::{Client, ClientArgs, ClientError, ClientResult, print_json};
 
 /// `courier notify`.
@@ -19,8 +21,13 @@ pub struct NotifyArgs {
 /// What `courier notify` does.
 #[derive(Subcommand, Debug)]
 pub enum NotifyCommand {
-    /// Sends a notification (a toast in the browsers of its target).
+    /// Sends a notification (a toast in the browsers of its target), or with
+    /// --provider a message through a provider (email, slack, teams, webhook, log).
     Send(SendArgs),
+    /// Publishes a provider's message on the ingestion pub/sub channel (best effort).
+    Publish(PublishArgs),
+    /// Appends a provider's message to the ingestion stream (consumed by one node, durably).
+    Stream(StreamArgs),
     /// Mints a connection token a browser opens its notification stream with.
     Token(TokenArgs),
     /// Subscribes a user to a source (their sessions receive its notifications).
@@ -56,7 +63,7 @@ pub enum Mode {
 
 /// `courier notify send`.
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("target").required(true).args(["user", "session", "source", "broadcast"])))]
+#[command(group(ArgGroup::new("target").required(true).args(["user", "session", "source", "broadcast", "provider"])))]
 pub struct SendArgs {
     /// Every session of this user.
     #[arg(long)]
@@ -88,6 +95,17 @@ pub struct SendArgs {
     /// Replaces the live notification of the same target and group.
     #[arg(long)]
     pub group: Option<String>,
+    /// Not a toast: a message delivered by this ingestion provider to --to recipients.
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[command(flatten)]
+    pub fields: MessageArgs,
+    /// With --provider: send over the node's TCP input at this address instead of the API.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tcp: Option<String>,
+    /// With --tcp: the input's token (`ingest.tcp_token`).
+    #[arg(long, env = "COURIER_INGEST_TCP_TOKEN", hide_env_values = true)]
+    pub tcp_token: Option<String>,
 }
 
 /// `courier notify token`.
@@ -111,7 +129,10 @@ pub struct TokenArgs {
 pub async fn run(args: NotifyArgs) -> ClientResult<()> {
     let client = Client::new(&args.client)?;
     match args.command {
+        NotifyCommand::Send(send) if send.provider.is_some() => send_message(&client, send).await,
         NotifyCommand::Send(send) => send_notification(&client, send).await,
+        NotifyCommand::Publish(args) => super::ingest::publish(args, client.json).await,
+        NotifyCommand::Stream(args) => super::ingest::stream(args, client.json).await,
         NotifyCommand::Token(token) => mint(&client, token).await,
         NotifyCommand::Subscribe { user, source } => {
             let answer = client
@@ -200,6 +221,19 @@ async fn send_notification(client: &Client, args: SendArgs) -> ClientResult<()> 
     Ok(())
 }
 
+/// `courier notify send --provider`: over the API (`POST /v1/notify`) or the TCP input.
+async fn send_message(client: &Client, args: SendArgs) -> ClientResult<()> {
+    let provider = args.provider.as_deref().unwrap_or_default();
+    let message = super::ingest::message_of(provider, args.message.as_deref(), &args.fields)?;
+    match &args.tcp {
+        Some(addr) => super::ingest::send_tcp(addr, args.tcp_token.as_deref(), &message, client.json).await,
+        None => {
+            let answer = client.post(&["v1", "notify"], Some(&message)).await?;
+            super::ingest::report(answer, client.json)
+        }
+    }
+}
+
 async fn mint(client: &Client, args: TokenArgs) -> ClientResult<()> {
     courier_core::parse_duration(&args.ttl).map_err(|e| ClientError::Other(format!("--ttl: {e}")))?;
     let mut body = json!({"session_id": args.session, "sources": args.sources, "ttl": args.ttl});
@@ -231,6 +265,10 @@ mod tests {
             payload: Some(r#"{"href": "/drafts/1"}"#.into()),
             mode: Mode::Timeseries,
             group: Some("drafts".into()),
+            provider: None,
+            fields: MessageArgs::default(),
+            tcp: None,
+            tcp_token: None,
         }
     }
 
