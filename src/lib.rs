@@ -11,6 +11,7 @@
 //! * [`notify`], notifiers;
 //! * [`http`], the HTTP surface (REST API, streams), mountable into an actix-web app;
 //! * [`webhooks`], webhook registrations, signatures and durable deliveries;
+//! * [`ingest`], messages taken in (TCP, HTTP, Redis) and delivered through providers;
 //! * the runtime ([`Courier`], [`OrchestratorContext`], [`ActivityContext`], ...) at the top level;
 //! * [`CourierBuilderExt`], which gives the runtime's builder `store_url` and
 //!   `notifier_url`, and [`bootstrap`], a node on the embedded default in one call.
@@ -33,6 +34,7 @@
 
 pub use courier_core as core;
 pub use courier_http as http;
+pub use courier_ingest as ingest;
 pub use courier_notify as notify;
 pub use courier_runtime::*;
 pub use courier_store as store;

@@ -560,3 +560,76 @@ async fn a_consuming_node_killed_mid_stream_loses_no_entry() {
     b.terminate();
     receiver.stop().await;
 }
+
+#[actix_rt::test]
+async fn each_recipient_result_reaches_the_hook_and_the_signed_callback_once_in_order() {
+    use std::sync::{Arc, Mutex};
+    let dir = scratch("ingest-callback");
+    let smtp = SmtpSink::start(&dir);
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let mut options = courier::http::HttpOptions::default();
+    let email = courier::ingest::ProviderConfig {
+        retry: Some(courier::core::RetryPolicy {
+            max_attempts: 2,
+            initial_delay: Duration::from_millis(50),
+            ..Default::default()
+        }),
+        settings: [
+            ("smtp_url".to_string(), json!(format!("smtp://127.0.0.1:{}", smtp.port))),
+            ("from".to_string(), json!("courier@example.com")),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    options.ingest.providers.insert("email".into(), email);
+    options.ingest.callback_url = Some(receiver.at("/callback"));
+    options.ingest.callback_secret = Some("callback-secret".into());
+    let reports: Arc<Mutex<Vec<courier::ingest::RecipientReport>>> = Arc::default();
+    let hook_reports = reports.clone();
+    let hook: courier::ingest::ResultHook = Arc::new(move |report| hook_reports.lock().unwrap().push(report.clone()));
+    let builder = courier::Courier::builder()
+        .store(support::sqlite().await)
+        .worker(support::fast_worker());
+    let http = courier::http::prepare_with(builder, options, Some(hook))
+        .start()
+        .await
+        .unwrap();
+    let intake = http.ingest().expect("installed").intake().clone();
+    let message = intake
+        .check(json!({"provider": "email", "recipient": ["ok@example.com", "reject@example.com", "fine@example.com"], "subject": "s", "message": "m"}))
+        .unwrap();
+    let id = intake.offer(message, courier::ingest::Origin::Http).await.unwrap();
+    let done = http
+        .courier()
+        .wait_for(id, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let results: Vec<courier::ingest::RecipientResult> = serde_json::from_value(done.result.clone().unwrap()).unwrap();
+    assert_eq!(results.iter().map(|r| r.ok).collect::<Vec<_>>(), [true, false, true]);
+    let callbacks = receiver
+        .wait_until(Duration::from_secs(30), "three callbacks", |got| {
+            got.iter().filter(|r| r.path == "/callback").count() >= 3
+        })
+        .await;
+    let mut callbacks: Vec<_> = callbacks.into_iter().filter(|r| r.path == "/callback").collect();
+    callbacks.sort_by_key(|r| r.body["index"].as_u64());
+    for (i, callback) in callbacks.iter().enumerate() {
+        assert_eq!(callback.body["index"], i);
+        assert_eq!(callback.body["execution_id"], json!(id));
+        assert_eq!(callback.body["ok"], results[i].ok);
+        assert_eq!(
+            callback.webhook_id.as_deref(),
+            Some(format!("{id}:{i}:result").as_str()),
+            "a stable id to dedupe on"
+        );
+    }
+    assert!(callbacks[1].body["detail"].as_str().unwrap().contains("550"));
+    let reports = reports.lock().unwrap().clone();
+    assert_eq!(reports.len(), 3, "the hook runs once per recipient result: {reports:?}");
+    let mut indexes: Vec<usize> = reports.iter().map(|r| r.index).collect();
+    indexes.sort();
+    assert_eq!(indexes, [0, 1, 2]);
+    assert!(reports.iter().all(|r| r.execution_id == id && r.provider == "email"));
+    http.shutdown().await;
+    receiver.stop().await;
+}
