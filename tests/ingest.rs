@@ -633,3 +633,73 @@ async fn each_recipient_result_reaches_the_hook_and_the_signed_callback_once_in_
     http.shutdown().await;
     receiver.stop().await;
 }
+
+#[actix_rt::test]
+async fn http_says_queue_full_with_retry_after_and_names_bad_fields() {
+    let mut options = courier::http::HttpOptions::default();
+    options.ingest.queue_size = 1;
+    options.ingest.max_message_bytes = 4096;
+    let builder = courier::Courier::builder()
+        .store(support::sqlite().await)
+        .worker(support::fast_worker());
+    let server = Server::start(builder, options).await;
+    let intake = server.http.ingest().expect("installed").intake().clone();
+    let message = json!({"provider": "log", "recipient": ["a@example.com"], "message": "hello"});
+
+    // Holding the queue's only place, as a commit in progress would.
+    let place = intake.room().await;
+    let mut response = client()
+        .post(server.at("/v1/notify"))
+        .send_json(&message)
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "queue full");
+    assert!(body["detail"]["retry_after_ms"].as_u64().is_some(), "{body}");
+    drop(place);
+
+    let (status, body) = post(&server.at("/v1/notify"), &message).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "queued");
+
+    let too_big = json!({"provider": "log", "recipient": ["a@example.com"], "message": "x".repeat(5000)});
+    let (status, body) = post(&server.at("/v1/notify"), &too_big).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("message too large")),
+        "{body}"
+    );
+    for (bad, field) in [
+        (
+            json!({"provider": "log", "recipient": [{"name": "nowhere"}], "message": "x"}),
+            "recipient[0]",
+        ),
+        (
+            json!({"provider": "email", "recipient": ["a@example.com"], "message": "x"}),
+            "provider",
+        ),
+        (
+            json!({"provider": "log", "recipient": ["a@example.com"], "message": "x", "template": "/etc/passwd"}),
+            "template",
+        ),
+        (json!("just a string"), "message"),
+    ] {
+        let (status, body) = post(&server.at("/v1/notify"), &bad).await;
+        assert_eq!(
+            (status, body["detail"]["field"].as_str()),
+            (400, Some(field)),
+            "{bad}: {body}"
+        );
+    }
+    server.stop().await;
+}
