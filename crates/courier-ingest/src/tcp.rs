@@ -10,9 +10,10 @@
 //! Answers: `{"id": "<execution id>", "status": "queued"}` once the execution is
 //! committed; `{"error": "...", "detail": ...}` for a message that does not parse
 //! or validate; `{"error": "queue full", "retry_after_ms": N}` past
-//! `ingest.queue_size`. Bounded: message size (a message past it closes the
-//! connection after the answer, as what follows cannot be framed), open
-//! connections (one past the bound is answered and closed), idle time.
+//! `ingest.queue_size`. Bounded: message size (a whole message past it is
+//! refused; unframed input past it is answered and the connection closed, as
+//! what follows cannot be framed), open connections (one past the bound is
+//! answered and closed), idle time.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -137,6 +138,18 @@ async fn serve(socket: TcpStream, intake: Intake, options: Arc<TcpOptions>, stop
     read(&mut reader, &intake, &options, &tx, stop).await;
     drop(tx);
     let _ = writing.await;
+    // Closing with unread input makes the kernel reset the connection, and a
+    // reset can destroy the answer before the client reads it: read what is
+    // still coming (briefly, boundedly) before letting go.
+    let mut sink = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut drained = 0usize;
+    while drained < 1 << 20 {
+        match tokio::time::timeout_at(deadline, reader.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
 }
 
 async fn read(
@@ -171,7 +184,16 @@ async fn read(
         };
         loop {
             match buffer.next_value(eof) {
-                Framed::Value(value) => {
+                Framed::Value(value, size) if size > options.max_message_bytes => {
+                    // Framed, so the connection can go on; the message cannot.
+                    intake.refused_by_input(&Origin::Tcp, "too_large");
+                    let answer = json!({"error": "message too large", "detail": {"limit_bytes": options.max_message_bytes, "size_bytes": size}});
+                    drop(value);
+                    if tx.send(Pending::Ready(answer)).await.is_err() {
+                        return;
+                    }
+                }
+                Framed::Value(value, _) => {
                     if tx.send(submit(intake, options, value)).await.is_err() {
                         return;
                     }
@@ -235,7 +257,8 @@ fn submit(intake: &Intake, options: &TcpOptions, value: Value) -> Pending {
 
 /// What the buffer holds next.
 enum Framed {
-    Value(Value),
+    /// A whole message, and how many bytes it took.
+    Value(Value, usize),
     Malformed(String),
     NeedMore,
 }
@@ -289,7 +312,7 @@ mod bytes_buf {
                 Some(Ok(value)) => {
                     let used = values.byte_offset();
                     self.bytes.drain(..used);
-                    Framed::Value(value)
+                    Framed::Value(value, used)
                 }
                 Some(Err(e)) if e.is_eof() && !eof => Framed::NeedMore,
                 Some(Err(e)) => {
@@ -313,7 +336,7 @@ mod bytes_buf {
             let mut out = Vec::new();
             loop {
                 match buffer.next_value(eof) {
-                    Framed::Value(v) => out.push(Ok(v)),
+                    Framed::Value(v, _) => out.push(Ok(v)),
                     Framed::Malformed(e) => out.push(Err(e)),
                     Framed::NeedMore => return out,
                 }
