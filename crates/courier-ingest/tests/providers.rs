@@ -681,3 +681,40 @@ async fn webhook_posts_a_signed_body_that_verifies() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn email_a_kept_connection_the_server_dropped_is_replaced_within_the_attempt() {
+    bounded(async {
+        let sink = SmtpSink::start(&[]);
+        let port = sink.port.to_string();
+        let provider = EmailProvider::new(
+            "email",
+            &config(&[("smtp_url", &sink.url()), ("from", "noreply@example.com")]),
+            Duration::from_secs(10),
+        )
+        .expect("valid settings");
+        let first = delivery(
+            ExecutionId::new(),
+            0,
+            Recipient::at("ada@example.com"),
+            rendered(None, "one", None),
+        );
+        provider.deliver(&first).await.expect("the first message");
+        // The server restarts: the connection kept from the first message is dead.
+        drop(sink);
+        let sink = SmtpSink::start(&["--port", &port]);
+        let second = delivery(
+            ExecutionId::new(),
+            0,
+            Recipient::at("bob@example.com"),
+            rendered(None, "two", None),
+        );
+        let detail = provider
+            .deliver(&second)
+            .await
+            .expect("the second message, over a fresh connection");
+        assert!(detail.starts_with("250"), "{detail}");
+        assert_eq!(sink.messages().len(), 1);
+    })
+    .await;
+}

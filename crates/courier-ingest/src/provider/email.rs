@@ -14,20 +14,29 @@
 //!
 //! The verdict follows the reply: 2xx is delivered (the detail quotes it), 5xx
 //! is permanent, 4xx, a refused connection or a timeout retries. Connections
-//! are pooled per provider and reused while the server keeps them open.
+//! are kept per provider (up to its `concurrency`) and reused while the server
+//! keeps them open; one that went stale while idle is replaced within the
+//! same attempt.
+//!
+//! Connections are opened here, with `TCP_NODELAY`, rather than by lettre's
+//! pooled transport: lettre writes a message's body and its final `.` in two
+//! writes, and with Nagle's algorithm on, the second waits for the server's
+//! delayed ACK of the first, about 40 ms per message on a local relay
+//! (measured: 88 ms per message against aiosmtpd, which answers Python's
+//! smtplib in 0.9 ms). Implicit TLS (`smtps://`) still dials through lettre,
+//! which owns that handshake.
 
 use std::error::Error as _;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::{Mailbox, Mailboxes, MultiPart, SinglePart};
-use lettre::transport::smtp::AsyncSmtpTransportBuilder;
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::response::Response;
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{Address, Message};
 
 use super::{Delivery, Provider, ProviderConfig, ProviderError, ProviderSetupError};
 use crate::message::Recipient;
@@ -41,12 +50,27 @@ pub struct EmailProvider {
     from: Mailbox,
     reply_to: Option<Mailbox>,
     timeout: Duration,
-    /// The relay, its TLS and credentials, checked at setup.
-    builder: AsyncSmtpTransportBuilder,
-    /// Built on first use, inside the runtime that delivers: the pool spawns
-    /// its idle-connection sweeper when built, which needs a running runtime,
-    /// and a provider is set up before the node's runtime runs.
-    transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
+    /// How to reach the relay: shared with the transaction tasks.
+    relay: Arc<Relay>,
+}
+
+/// The relay and the open connections to it.
+struct Relay {
+    host: String,
+    port: u16,
+    security: Security,
+    tls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+    /// Idle connections, most recently used last; at most `max_idle`.
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    max_idle: usize,
+}
+
+/// Why a transaction failed: the server's reply, or no conversation at all.
+enum SendError {
+    Smtp(lettre::transport::smtp::Error),
+    Connect(std::io::Error),
 }
 
 /// How the connection to the relay is secured.
@@ -104,37 +128,38 @@ impl EmailProvider {
                 "ingest: the email provider's password crosses the network in clear (smtp:// without ?tls=starttls)"
             );
         }
-        let pool_size = config.concurrency.unwrap_or(DEFAULT_POOL_SIZE).max(1);
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(url.host.clone())
-            .port(url.port)
-            .timeout(Some(timeout))
-            .pool_config(PoolConfig::new().max_size(pool_size));
-        if url.security != Security::Plain {
-            // rustls needs a process-wide crypto provider; installing twice is harmless.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let tls = TlsParameters::new(url.host.clone())
-                .map_err(|e| setup(format!("`smtp_url`: cannot set up TLS for {}: {}", url.host, chain(&e))))?;
-            builder = builder.tls(match url.security {
-                Security::Implicit => Tls::Wrapper(tls),
-                _ => Tls::Required(tls),
-            });
-        }
-        if let Some((user, password)) = &url.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-        }
+        let max_idle = config.concurrency.unwrap_or(DEFAULT_POOL_SIZE).max(1) as usize;
+        let tls = match url.security {
+            Security::Plain => None,
+            _ => {
+                // rustls needs a process-wide crypto provider; installing twice is harmless.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Some(
+                    TlsParameters::new(url.host.clone())
+                        .map_err(|e| setup(format!("`smtp_url`: cannot set up TLS for {}: {}", url.host, chain(&e))))?,
+                )
+            }
+        };
+        let relay = Arc::new(Relay {
+            host: url.host.clone(),
+            port: url.port,
+            security: url.security,
+            tls,
+            credentials: url
+                .credentials
+                .as_ref()
+                .map(|(user, password)| Credentials::new(user.clone(), password.clone())),
+            timeout,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+        });
         Ok(EmailProvider {
             url,
             from,
             reply_to,
             timeout,
-            builder,
-            transport: OnceLock::new(),
+            relay,
         })
-    }
-
-    /// The pooled transport, built on first use.
-    fn transport(&self) -> &AsyncSmtpTransport<Tokio1Executor> {
-        self.transport.get_or_init(|| self.builder.clone().build())
     }
 
     /// The message for one delivery.
@@ -176,15 +201,31 @@ impl Provider for EmailProvider {
 
     async fn deliver(&self, delivery: &Delivery) -> Result<String, ProviderError> {
         let message = self.message(delivery)?;
-        let transport = self.transport().clone();
+        let relay = self.relay.clone();
         // The transaction runs as its own task: if this attempt gives up (the
         // timeout below, or the runtime cancelling the activity), the SMTP
-        // conversation still ends cleanly, so a pooled connection is never put
+        // conversation still ends cleanly, so a kept connection is never put
         // back halfway through a command.
-        let send = tokio::spawn(async move { transport.send(message).await });
+        // Bounded too, at twice the attempt's limit, so a server that stops
+        // answering mid-command cannot hold the task (and its connection) forever.
+        let limit = self.timeout * 2;
+        let send = tokio::spawn(async move {
+            tokio::time::timeout(limit, relay.send(&message))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SendError::Connect(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the server stopped answering",
+                    )))
+                })
+        });
         match tokio::time::timeout(self.timeout, send).await {
             Ok(Ok(Ok(response))) => Ok(reply(&response)),
-            Ok(Ok(Err(error))) => Err(verdict(&error, &self.server())),
+            Ok(Ok(Err(SendError::Smtp(error)))) => Err(verdict(&error, &self.server())),
+            Ok(Ok(Err(SendError::Connect(error)))) => Err(ProviderError::transient(format!(
+                "cannot connect to the SMTP server {}: {error}",
+                self.server()
+            ))),
             Ok(Err(join)) => Err(ProviderError::transient(format!("the SMTP transaction failed: {join}"))),
             Err(_) => Err(ProviderError::transient(format!(
                 "no answer from the SMTP server {} within {:?}",
@@ -192,6 +233,90 @@ impl Provider for EmailProvider {
                 self.timeout
             ))),
         }
+    }
+}
+
+impl Relay {
+    /// One transaction on a kept connection, or a new one. A kept connection
+    /// the server closed while it was idle fails before any reply; the
+    /// message then goes over a fresh connection instead.
+    async fn send(&self, message: &Message) -> Result<Response, SendError> {
+        let (envelope, bytes) = (message.envelope(), message.formatted());
+        let kept = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        if let Some(mut connection) = kept {
+            match connection.send(envelope, &bytes).await {
+                Ok(response) => {
+                    self.keep(connection);
+                    return Ok(response);
+                }
+                Err(error) if error.status().is_some() => return Err(SendError::Smtp(error)),
+                Err(_) => {} // stale: the server hung up while the connection sat idle
+            }
+        }
+        let mut connection = self.connect().await?;
+        let response = connection.send(envelope, &bytes).await.map_err(SendError::Smtp)?;
+        self.keep(connection);
+        Ok(response)
+    }
+
+    /// Keeps a connection that just completed a transaction, if there is room.
+    fn keep(&self, connection: AsyncSmtpConnection) {
+        if connection.has_broken() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(connection);
+        }
+    }
+
+    /// Dials the relay (with `TCP_NODELAY`; see the module doc), says EHLO,
+    /// upgrades to TLS and authenticates as configured.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let hello = ClientId::default();
+        let mut connection = match self.security {
+            Security::Implicit => AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(self.timeout),
+                &hello,
+                self.tls.clone(),
+                None,
+            )
+            .await
+            .map_err(SendError::Smtp)?,
+            Security::Plain | Security::StartTls => {
+                let tcp = tokio::time::timeout(
+                    self.timeout,
+                    tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+                )
+                .await
+                .map_err(|_| {
+                    SendError::Connect(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connection timed out",
+                    ))
+                })?
+                .map_err(SendError::Connect)?;
+                tcp.set_nodelay(true).map_err(SendError::Connect)?;
+                let mut connection = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &hello)
+                    .await
+                    .map_err(SendError::Smtp)?;
+                if let (Security::StartTls, Some(tls)) = (self.security, &self.tls) {
+                    connection
+                        .starttls(tls.clone(), &hello)
+                        .await
+                        .map_err(SendError::Smtp)?;
+                }
+                connection
+            }
+        };
+        if let Some(credentials) = &self.credentials {
+            connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(SendError::Smtp)?;
+        }
+        Ok(connection)
     }
 }
 
