@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes_buf::Buffer;
+use framing::Buffer;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -263,7 +263,7 @@ enum Framed {
     NeedMore,
 }
 
-mod bytes_buf {
+mod framing {
     use super::Framed;
 
     /// Bytes read and not yet framed into messages.
