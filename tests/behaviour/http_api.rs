@@ -176,6 +176,79 @@ async fn tokens_are_required_when_configured() {
 }
 
 #[actix_rt::test]
+async fn a_401_names_its_scheme_the_scheme_is_any_case_and_an_empty_token_never_matches() {
+    // An empty entry, as a config file with `tokens = ["", "t0ken"]` would give.
+    let s = server(HttpOptions {
+        tokens: vec![String::new(), "t0ken".into()],
+        ..HttpOptions::default()
+    })
+    .await;
+    let call = |authorization: &'static str| {
+        client()
+            .get(s.at("/v1/executions"))
+            .insert_header(("Authorization", authorization))
+            .send()
+    };
+    let missing = client().get(s.at("/v1/executions")).send().await.unwrap();
+    assert_eq!(missing.status().as_u16(), 401);
+    assert_eq!(
+        missing.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+    let (status, body) = json_of(missing).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("missing bearer token")));
+    let empty = call("Bearer ").await.unwrap();
+    assert_eq!(
+        empty.status().as_u16(),
+        401,
+        "an empty token matched an empty configured one"
+    );
+    assert_eq!(
+        empty.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+    assert_eq!(
+        call("bearer t0ken").await.unwrap().status().as_u16(),
+        200,
+        "the scheme is case-insensitive"
+    );
+    assert_eq!(call("BEARER t0ken").await.unwrap().status().as_u16(), 200);
+    assert_eq!(call("Basic t0ken").await.unwrap().status().as_u16(), 401);
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn courier_names_are_reserved_and_nul_is_refused() {
+    let s = server(HttpOptions::default()).await;
+    for (body, field) in [
+        (
+            json!({"function": "courier.webhook.deliver", "args": {"delivery_id": "00000000-0000-0000-0000-000000000000"}}),
+            "function",
+        ),
+        (json!({"function": "courier.ingest.deliver", "args": {}}), "function"),
+        (
+            json!({"function": "mine", "idempotency_key": "courier.webhook:x:1"}),
+            "idempotency_key",
+        ),
+        (json!({"function": "nul\u{0}name"}), "function"),
+        (
+            json!({"function": "mine", "idempotency_key": "k\u{0}"}),
+            "idempotency_key",
+        ),
+    ] {
+        let (status, answer) = post(&s.at("/v1/executions"), &body).await;
+        assert_eq!(
+            (status, answer["detail"]["field"].as_str()),
+            (400, Some(field)),
+            "{body}: {answer}"
+        );
+    }
+    let (status, _) = post(&s.at("/v1/executions"), &json!({"function": "couriers.are.fine"})).await;
+    assert_eq!(status, 201);
+    s.stop().await;
+}
+
+#[actix_rt::test]
 async fn bad_input_gets_clear_4xx_json_errors() {
     let s = server(HttpOptions {
         body_limit: 1024,

@@ -88,7 +88,12 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         App::new()
             .wrap(courier_http::json_errors())
             .wrap(courier_http::cors(&options))
-            .wrap(actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("courier::http"))
+            // The path without its query: `?access_token=` must never reach a log.
+            .wrap(
+                actix_web::middleware::Logger::new("%a \"%{METHOD}xi %U\" %s %b %Dms")
+                    .custom_request_replace("METHOD", |req| req.method().to_string())
+                    .log_target("courier::http"),
+            )
             .configure(|cfg| courier_http::configure(cfg, &for_app))
     })
     .disable_signals()

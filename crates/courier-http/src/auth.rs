@@ -1,21 +1,24 @@
 //! Bearer-token authentication for `/v1` (when `api.tokens` is set).
 //!
-//! A token comes in `Authorization: Bearer <token>`, or, for clients that cannot
-//! set headers (a browser's `EventSource`, a WebSocket), in `?access_token=`.
+//! A token comes in `Authorization: Bearer <token>` (the scheme in any case), or,
+//! for clients that cannot set headers (a browser's `EventSource`, a
+//! WebSocket), in `?access_token=`. A 401 says `WWW-Authenticate: Bearer`.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{HttpResponse, web};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::Http;
-use crate::error::ApiError;
+use crate::error::ErrorBody;
 
-/// Constant-time comparison, so a token cannot be guessed byte by byte from timings.
+/// Constant-time comparison that leaks neither the bytes nor the length: both
+/// sides are hashed first, so every comparison is of 32 bytes.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn presented(req: &ServiceRequest) -> Option<String> {
@@ -23,8 +26,9 @@ fn presented(req: &ServiceRequest) -> Option<String> {
         return value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| t.trim().to_string());
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_string());
     }
     web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
         .ok()
@@ -32,25 +36,38 @@ fn presented(req: &ServiceRequest) -> Option<String> {
 }
 
 /// Refuses requests without a configured token (401) when tokens are configured.
-pub(crate) async fn require_token(
+pub(crate) async fn require_token<B: MessageBody + 'static>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<B>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let tokens = req
         .app_data::<web::Data<Http>>()
         .map(|http| http.options().tokens.clone())
         .unwrap_or_default();
     if tokens.is_empty() {
-        return next.call(req).await;
+        return Ok(next.call(req).await?.map_into_left_body());
     }
-    match presented(&req) {
-        Some(token) if tokens.iter().any(|t| same(t.as_bytes(), token.as_bytes())) => next.call(req).await,
-        Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token", json!(null)).into()),
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing bearer token",
-            json!("send Authorization: Bearer <token>"),
-        )
-        .into()),
-    }
+    let refusal = match presented(&req) {
+        // An empty token never matches, even if one was configured by mistake.
+        Some(token)
+            if !token.is_empty()
+                && tokens
+                    .iter()
+                    .any(|t| !t.is_empty() && same(t.as_bytes(), token.as_bytes())) =>
+        {
+            return Ok(next.call(req).await?.map_into_left_body());
+        }
+        Some(_) => ErrorBody {
+            error: "invalid token".into(),
+            detail: json!(null),
+        },
+        None => ErrorBody {
+            error: "missing bearer token".into(),
+            detail: json!("send Authorization: Bearer <token>"),
+        },
+    };
+    let response = HttpResponse::Unauthorized()
+        .insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"))
+        .json(refusal);
+    Ok(req.into_response(response).map_into_right_body())
 }

@@ -21,7 +21,7 @@ use crate::Http;
 use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, Unavailable, UnsupportedMediaType,
 };
-use crate::params::{check_duration, check_name, execution_id, page_limit};
+use crate::params::{check_duration, check_name, check_public_name, execution_id, page_limit};
 use crate::routes::Routes;
 
 /// Steps listed with an execution; the rest are paged via the event log or tasks.
@@ -191,7 +191,7 @@ pub(crate) struct CancelBody {
 )]
 pub(crate) async fn create(http: web::Data<Http>, body: web::Json<CreateExecution>) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
-    check_name("function", &body.function)?;
+    check_public_name("function", &body.function)?;
     if let Some(queue) = &body.queue {
         check_name("queue", queue)?;
     }
@@ -199,7 +199,7 @@ pub(crate) async fn create(http: web::Data<Http>, body: web::Json<CreateExecutio
         check_name("tags", tag)?;
     }
     if let Some(key) = &body.idempotency_key {
-        check_name("idempotency_key", key)?;
+        check_public_name("idempotency_key", key)?;
     }
     check_duration("delay", body.delay)?;
     check_duration("expiry", body.expiry)?;

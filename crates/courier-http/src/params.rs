@@ -71,6 +71,30 @@ pub(crate) fn check_name(field: &str, value: &str) -> ApiResult<()> {
             json!({ "field": field }),
         ));
     }
+    // A NUL is stored by one store and refused by the other: refuse it here.
+    if value.contains('\0') {
+        return Err(ApiError::bad_request(
+            format!("{field} must not contain a NUL character"),
+            json!({ "field": field }),
+        ));
+    }
+    Ok(())
+}
+
+/// [`check_name`], and not under `courier.`: Courier's own functions
+/// (webhook deliveries, ingested messages) and their idempotency keys are
+/// reserved, so no caller can start, or collide with, internal work.
+pub(crate) fn check_public_name(field: &str, value: &str) -> ApiResult<()> {
+    check_name(field, value)?;
+    if value.starts_with(courier_core::INTERNAL_PREFIX) {
+        return Err(ApiError::bad_request(
+            format!(
+                "{field} must not start with `{}`: that namespace is Courier's own",
+                courier_core::INTERNAL_PREFIX
+            ),
+            json!({ "field": field, "value": value }),
+        ));
+    }
     Ok(())
 }
 
