@@ -399,3 +399,27 @@ async fn cancel_signal_dead_letters_queues_and_cleanup_over_http() {
     assert_eq!(status, 200, "{ready}");
     s.stop().await;
 }
+
+#[actix_rt::test]
+async fn pages_forbid_framing_foreign_scripts_and_referrers() {
+    let s = server(HttpOptions::default()).await;
+    for path in ["/", "/notifications/demo"] {
+        let response = client().get(s.at(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let csp = header("content-security-policy");
+        assert!(csp.contains("script-src 'self' 'sha256-"), "{path}: {csp}");
+        assert!(!csp.contains("script-src 'self' 'unsafe-inline'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+    }
+    s.stop().await;
+}

@@ -4,7 +4,7 @@ use actix_web::HttpResponse;
 
 use crate::routes::Routes;
 
-const PAGE: &str = include_str!("../assets/dashboard.html");
+pub(crate) const PAGE: &str = include_str!("../assets/dashboard.html");
 
 /// Adds the dashboard's route.
 pub(crate) fn routes(routes: Routes) -> Routes {
@@ -18,5 +18,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
     responses((status = 200, description = "The dashboard.", content_type = "text/html", body = String))
 )]
 pub(crate) async fn page() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE)
+    let mut response = HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE);
+    crate::page_policy::DASHBOARD.apply(response.headers_mut());
+    response
 }

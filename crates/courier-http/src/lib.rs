@@ -39,6 +39,7 @@ mod metrics;
 pub mod notifications;
 mod openapi;
 mod options;
+mod page_policy;
 mod params;
 mod routes;
 mod stream;

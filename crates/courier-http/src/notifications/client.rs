@@ -112,7 +112,12 @@ pub(crate) async fn module(req: HttpRequest) -> HttpResponse {
     )
 )]
 pub(crate) async fn demo(req: HttpRequest) -> HttpResponse {
-    DEMO.serve(&req, "no-cache")
+    static POLICY: LazyLock<crate::page_policy::PagePolicy> = LazyLock::new(|| {
+        crate::page_policy::PagePolicy::for_page(include_str!("../../assets/notifications-demo.html"))
+    });
+    let mut response = DEMO.serve(&req, "no-cache");
+    POLICY.apply(response.headers_mut());
+    response
 }
 
 #[cfg(test)]
