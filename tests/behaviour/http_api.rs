@@ -423,3 +423,47 @@ async fn pages_forbid_framing_foreign_scripts_and_referrers() {
     }
     s.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_lease_token_is_only_in_the_claim_answer() {
+    let s = server(HttpOptions::default()).await;
+    let (status, created) = post(&s.at("/v1/executions"), &json!({"function": "ext.secret", "args": 1})).await;
+    assert_eq!(status, 201, "{created}");
+    let execution = created["id"].as_str().unwrap().to_string();
+    let (status, claimed) = post(
+        &s.at("/v1/workers/claim"),
+        &json!({"worker_id": "w1", "functions": ["ext.secret"], "wait": "5s"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{claimed}");
+    let task = &claimed[0];
+    let token = task["lease_token"]
+        .as_str()
+        .expect("the claim answer carries the token")
+        .to_string();
+    let task_id = task["task_id"].as_str().unwrap();
+    let (_, read) = get(&s.at(&format!("/v1/tasks/{task_id}"))).await;
+    assert_eq!(read["state"], "running", "{read}");
+    assert!(
+        read.get("lease_token").is_none(),
+        "GET /v1/tasks leaks the token: {read}"
+    );
+    let (_, detail) = get(&s.at(&format!("/v1/executions/{execution}"))).await;
+    assert!(
+        !detail.to_string().contains(&token),
+        "GET /v1/executions leaks the token: {detail}"
+    );
+    // Failed for good, it becomes a dead letter: its task is shown without the token too.
+    let (status, _) = post(
+        &s.at(&format!("/v1/tasks/{task_id}/fail")),
+        &json!({"lease_token": token, "error": "no", "retryable": false}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, letters) = get(&s.at("/v1/dead-letters")).await;
+    assert!(letters["total"].as_u64().unwrap_or(0) >= 1, "{letters}");
+    assert!(!letters.to_string().contains(&token), "{letters}");
+    let (_, letter) = get(&s.at(&format!("/v1/dead-letters/{task_id}"))).await;
+    assert!(!letter.to_string().contains(&token), "{letter}");
+    s.stop().await;
+}

@@ -52,7 +52,10 @@ pub(crate) struct DeadLetterList {
 pub(crate) async fn list(http: web::Data<Http>, page: web::Query<Page>) -> ApiResult<HttpResponse> {
     let limit = page_limit(page.limit)?;
     let offset = page.offset.unwrap_or(0);
-    let dead_letters = http.courier().dead_letters(limit, offset).await?;
+    let mut dead_letters = http.courier().dead_letters(limit, offset).await?;
+    for item in &mut dead_letters {
+        item.task.lease_token = None;
+    }
     let total = http.courier().store().count_dead_letters().await?;
     Ok(HttpResponse::Ok().json(DeadLetterList {
         dead_letters,
@@ -77,11 +80,12 @@ pub(crate) async fn list(http: web::Data<Http>, page: web::Query<Page>) -> ApiRe
 )]
 pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = task_id(&id)?;
-    let item = http
+    let mut item = http
         .courier()
         .dead_letter(id)
         .await?
         .ok_or_else(|| ApiError::not_found("dead letter", id))?;
+    item.task = crate::tasks::without_lease_token(item.task);
     Ok(HttpResponse::Ok().json(item))
 }
 

@@ -290,6 +290,7 @@ pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResu
     let mut steps = courier.steps(id, None, STEPS_SHOWN + 1).await?;
     let steps_truncated = steps.len() > STEPS_SHOWN as usize;
     steps.truncate(STEPS_SHOWN as usize);
+    let steps = steps.into_iter().map(crate::tasks::without_lease_token).collect();
     Ok(HttpResponse::Ok().json(ExecutionDetail {
         execution: view.execution,
         counters: view.counters,

@@ -43,7 +43,14 @@ pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResu
         .task(id)
         .await?
         .ok_or_else(|| ApiError::not_found("task", id))?;
-    Ok(HttpResponse::Ok().json(task))
+    Ok(HttpResponse::Ok().json(without_lease_token(task)))
+}
+
+/// A task as readers see it: without its lease token, which lets whoever holds
+/// it write the task's result (only the claim's answer carries it).
+pub(crate) fn without_lease_token(mut task: TaskRecord) -> TaskRecord {
+    task.lease_token = None;
+    task
 }
 
 /// Work per queue: ready, scheduled, running.
