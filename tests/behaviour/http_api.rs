@@ -170,7 +170,17 @@ async fn tokens_are_required_when_configured() {
         .unwrap();
     assert_eq!(json_of(right).await.0, 200);
     let (status, _) = get(&s.at("/v1/executions?access_token=t0ken")).await;
-    assert_eq!(status, 200, "a query token works for clients that cannot set headers");
+    assert_eq!(
+        status, 401,
+        "a token in a URL is taken only where a header cannot be set"
+    );
+    let stream = client()
+        .get(s.at("/v1/events/stream?access_token=t0ken"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200, "a query token works for EventSource");
+    drop(stream);
     assert_eq!(get(&s.at("/healthz")).await.0, 200, "health checks need no token");
     s.stop().await;
 }

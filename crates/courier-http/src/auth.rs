@@ -1,8 +1,10 @@
 //! Bearer-token authentication for `/v1` (when `api.tokens` is set).
 //!
 //! A token comes in `Authorization: Bearer <token>` (the scheme in any case), or,
-//! for clients that cannot set headers (a browser's `EventSource`, a
-//! WebSocket), in `?access_token=`. A 401 says `WWW-Authenticate: Bearer`.
+//! on the two routes whose browser clients cannot set headers (`EventSource` on
+//! `/v1/events/stream`, a WebSocket on `/v1/ws`), in `?access_token=`: a token
+//! in a URL ends up in histories and proxies, so nowhere else. A 401 says
+//! `WWW-Authenticate: Bearer`.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -30,9 +32,17 @@ fn presented(req: &ServiceRequest) -> Option<String> {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim().to_string());
     }
+    if !takes_query_token(req.path()) {
+        return None;
+    }
     web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.get("access_token").cloned())
+}
+
+/// Whether `path` accepts the token as `?access_token=`.
+pub(crate) fn takes_query_token(path: &str) -> bool {
+    matches!(path, "/v1/events/stream" | "/v1/ws")
 }
 
 /// Refuses requests without a configured token (401) when tokens are configured.

@@ -64,14 +64,23 @@ fn method_name(method: &HttpMethod) -> &'static str {
 }
 
 /// One operation as the document writes it: under `/v1`, with the API token's
-/// security and its 401.
+/// security (the query form only where a browser cannot set headers) and its 401.
 fn operation(route: &Route) -> Value {
     let mut operation = serde_json::to_value(&route.operation).unwrap_or_default();
     if is_api(&route.path) {
         operation["responses"]["401"] = json!({ "$ref": "#/components/responses/Unauthorized" });
-        operation["security"] = json!([{}, { "bearer": [] }, { "access_token": [] }]);
+        operation["security"] = api_security(&route.path);
     }
     operation
+}
+
+/// The security of an operation under `/v1`.
+fn api_security(path: &str) -> Value {
+    if crate::auth::takes_query_token(path) {
+        json!([{}, { "bearer": [] }, { "access_token": [] }])
+    } else {
+        json!([{}, { "bearer": [] }])
+    }
 }
 
 /// The whole document, as JSON.
@@ -144,7 +153,7 @@ fn security_schemes() -> Value {
             "type": "apiKey",
             "in": "query",
             "name": "access_token",
-            "description": "The token as a query parameter, for clients that cannot set headers (`EventSource`, WebSocket).",
+            "description": "The token as a query parameter, for clients that cannot set headers: accepted on `/v1/events/stream` (`EventSource`) and `/v1/ws` (WebSocket) only.",
         },
         "connection_token": {
             "type": "apiKey",
@@ -407,7 +416,7 @@ mod tests {
     fn every_operation_under_v1_has_the_token_security_and_401_and_no_other_does() {
         for (method, path, op) in operations(&spec()) {
             let unauthorized = &op["responses"]["401"]["$ref"];
-            let api_security = op["security"] == json!([{}, { "bearer": [] }, { "access_token": [] }]);
+            let api_security = op["security"] == api_security(&path);
             if is_api(&path) {
                 assert!(api_security, "{method} {path}");
                 assert_eq!(unauthorized, "#/components/responses/Unauthorized", "{method} {path}");
