@@ -477,3 +477,54 @@ async fn a_lease_token_is_only_in_the_claim_answer() {
     assert!(!letter.to_string().contains(&token), "{letter}");
     s.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_cross_site_form_or_text_post_is_refused() {
+    let s = server(HttpOptions::default()).await;
+    let (status, created) = post(&s.at("/v1/executions"), &json!({"function": "ext.csrf"})).await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().unwrap().to_string();
+    let send = |path: String, content_type: &'static str, body: &'static str| {
+        client()
+            .post(s.at(&path))
+            .insert_header(("Content-Type", content_type))
+            .send_body(body)
+    };
+    for (path, content_type, body) in [
+        (
+            "/v1/executions".to_string(),
+            "text/plain",
+            r#"{"function": "ext.csrf"}"#,
+        ),
+        (format!("/v1/executions/{id}/signals/go"), "text/plain", r#"{"x": 1}"#),
+        (
+            format!("/v1/executions/{id}/cancel"),
+            "application/x-www-form-urlencoded",
+            "reason=x",
+        ),
+        (
+            format!("/v1/executions/{id}/cancel"),
+            "multipart/form-data; boundary=b",
+            "--b--",
+        ),
+    ] {
+        let response = send(path.clone(), content_type, body).await.unwrap();
+        let (status, answer) = json_of(response).await;
+        assert_eq!(status, 415, "{path} as {content_type}: {answer}");
+        assert_eq!(answer["error"], "the body must be application/json");
+    }
+    // JSON, or no body at all, is fine.
+    let response = client()
+        .post(s.at(&format!("/v1/executions/{id}/signals/go")))
+        .send_json(&json!({"x": 1}))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let response = client()
+        .post(s.at(&format!("/v1/executions/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    s.stop().await;
+}

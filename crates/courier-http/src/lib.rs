@@ -35,6 +35,7 @@ mod events;
 mod executions;
 mod health;
 mod ingest;
+mod json_only;
 mod metrics;
 pub mod notifications;
 mod openapi;

@@ -116,7 +116,10 @@ impl Routes {
             }
         }
         paths.sort_by_key(|(path, _)| path.matches('{').count());
-        let mut api = web::scope(API).wrap(actix_web::middleware::from_fn(auth::require_token));
+        // The last wrap runs first: the token is checked before the content type.
+        let mut api = web::scope(API)
+            .wrap(actix_web::middleware::from_fn(crate::json_only::json_only))
+            .wrap(actix_web::middleware::from_fn(auth::require_token));
         for (path, routes) in paths {
             let (relative, in_api) = match path.strip_prefix(API) {
                 Some(rest) if is_api(&path) => (rest.to_string(), true),
