@@ -279,3 +279,34 @@ async fn a_live_stream_starts_at_the_log_head_not_at_the_tails_position() {
     assert_eq!(first.data["execution_id"], json!(id));
     s.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_websocket_from_a_foreign_page_is_refused() {
+    let builder = Courier::builder().store(sqlite().await).worker(fast_worker());
+    let s = Server::start(
+        builder,
+        HttpOptions {
+            cors_origins: vec!["https://app.example".into()],
+            ..HttpOptions::default()
+        },
+    )
+    .await;
+    let open = |origin: Option<String>| {
+        let mut request = client().ws(s.at("/v1/ws"));
+        if let Some(origin) = origin {
+            request = request.origin(origin.as_str());
+        }
+        request.connect()
+    };
+    match open(Some("https://evil.example".into())).await {
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => assert_eq!(status.as_u16(), 403),
+        Err(other) => panic!("refused for the wrong reason: {other}"),
+        Ok(_) => panic!("a foreign origin opened a WebSocket"),
+    }
+    let own = s.url.clone();
+    for origin in [None, Some(own), Some("https://app.example".to_string())] {
+        let (response, _) = open(origin.clone()).await.unwrap_or_else(|e| panic!("{origin:?}: {e}"));
+        assert_eq!(response.status().as_u16(), 101, "{origin:?}");
+    }
+    s.stop().await;
+}

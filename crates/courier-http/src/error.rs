@@ -193,6 +193,8 @@ error_answers! {
     BadRequest: "A malformed id, query parameter or body.",
     /// 401 under `/v1` (added to every `/v1` operation by the document).
     Unauthorized: "A missing or unknown bearer token (only when `api.tokens` is set).",
+    /// 403.
+    Forbidden: "A WebSocket opened from a page whose origin is neither this node's nor in `http.cors_origins`.",
     /// 404.
     NotFound: "Nothing has this id.",
     /// 409.

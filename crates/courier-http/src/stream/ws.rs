@@ -28,7 +28,7 @@ use super::follow::Follower;
 use super::session::{self, Core, Sent, Session};
 use super::tail::{Batch, Closing};
 use crate::Http;
-use crate::error::{ApiResult, BadRequest};
+use crate::error::{ApiResult, BadRequest, Forbidden};
 use crate::events::parse_types;
 use crate::routes::Routes;
 
@@ -44,6 +44,33 @@ pub(crate) fn routes(routes: Routes) -> Routes {
     routes.add(__path_upgrade, upgrade)
 }
 
+/// A browser opens a WebSocket to any site and sends its cookies along, and
+/// CORS does not apply to WebSockets: the `Origin` is the only defence. Allowed:
+/// no `Origin` (not a browser), this node's own origin (the `Host` asked for),
+/// or one listed in `http.cors_origins` (`*`: any).
+fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), crate::error::ApiError> {
+    let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
+    let host = req.connection_info().host().to_string();
+    let same_site = origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(&host));
+    if same_site
+        || allowed
+            .iter()
+            .any(|a| a == "*" || a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    Err(crate::error::ApiError::new(
+        actix_web::http::StatusCode::FORBIDDEN,
+        "origin not allowed",
+        json!({"origin": origin, "hint": "add it to http.cors_origins"}),
+    ))
+}
+
 /// Upgrades to a WebSocket.
 #[utoipa::path(
     get, path = "/v1/ws", operation_id = "eventsWebSocket", tag = "events",
@@ -52,9 +79,11 @@ pub(crate) fn routes(routes: Routes) -> Routes {
     responses(
         (status = 101, description = "Switching to the WebSocket protocol."),
         (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
     )
 )]
 pub(crate) async fn upgrade(http: web::Data<Http>, req: HttpRequest, body: web::Payload) -> ApiResult<HttpResponse> {
+    check_origin(&req, &http.options().cors_origins)?;
     let (response, session, messages) = actix_ws::handle(&req, body)
         .map_err(|e| crate::error::ApiError::bad_request("not a WebSocket handshake", json!(e.to_string())))?;
     let (out, rx) = mpsc::channel(OUTBOX);
