@@ -310,3 +310,36 @@ async fn a_websocket_from_a_foreign_page_is_refused() {
     }
     s.stop().await;
 }
+
+#[actix_rt::test]
+async fn a_fragmented_websocket_message_is_put_together() {
+    use actix_http::ws::Item;
+    use awc::ws::{Frame, Message};
+    let s = server().await;
+    let (_, mut ws) = client().ws(s.at("/v1/ws")).connect().await.unwrap();
+    ws.send(Message::Continuation(Item::FirstText(bytes::Bytes::from_static(
+        b"{\"type\":",
+    ))))
+    .await
+    .unwrap();
+    ws.send(Message::Continuation(Item::Continue(bytes::Bytes::from_static(b" "))))
+        .await
+        .unwrap();
+    ws.send(Message::Continuation(Item::Last(bytes::Bytes::from_static(
+        b"\"ping\"}",
+    ))))
+    .await
+    .unwrap();
+    let answer = loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer to the fragmented message")
+            .unwrap()
+            .unwrap();
+        if let Frame::Text(text) = frame {
+            break serde_json::from_slice::<Value>(&text).unwrap();
+        }
+    };
+    assert_eq!(answer["type"], "pong", "{answer}");
+    s.stop().await;
+}

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason, Message, ProtocolError};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bytes::Bytes;
 use courier_core::metric;
 use courier_core::{Event, EventFilter, ExecutionId, TaskId};
@@ -95,7 +95,12 @@ pub(crate) async fn upgrade(http: web::Data<Http>, req: HttpRequest, body: web::
         next_sub: 0,
         last_heard: Instant::now(),
     };
-    let messages = messages.max_frame_size(MAX_FRAME);
+    // A message may come in fragments (continuation frames): they are put
+    // together, up to the same bound as one frame.
+    let messages = messages
+        .max_frame_size(MAX_FRAME)
+        .aggregate_continuations()
+        .max_continuation_size(MAX_FRAME);
     WsSession::create(move |ctx| {
         ctx.add_stream(messages);
         actor
@@ -318,20 +323,27 @@ impl Actor for WsSession {
 }
 
 /// A frame from the client.
-impl StreamHandler<Result<Message, ProtocolError>> for WsSession {
-    fn handle(&mut self, frame: Result<Message, ProtocolError>, ctx: &mut Self::Context) {
+impl StreamHandler<Result<AggregatedMessage, ProtocolError>> for WsSession {
+    fn handle(&mut self, frame: Result<AggregatedMessage, ProtocolError>, ctx: &mut Self::Context) {
         self.last_heard = Instant::now();
         match frame {
-            Ok(Message::Text(text)) => self.on_text(&text, ctx),
-            Ok(Message::Ping(bytes)) => {
+            Ok(AggregatedMessage::Text(text)) => self.on_text(&text, ctx),
+            Ok(AggregatedMessage::Ping(bytes)) => {
                 self.send(Outgoing::Pong(bytes), ctx);
             }
-            Ok(Message::Pong(_)) | Ok(Message::Nop) | Ok(Message::Continuation(_)) => {}
-            Ok(Message::Binary(_)) => self.reply(
+            Ok(AggregatedMessage::Pong(_)) => {}
+            Ok(AggregatedMessage::Binary(_)) => self.reply(
                 json!({"type": "error", "error": "binary frames are not supported", "detail": null}),
                 ctx,
             ),
-            Ok(Message::Close(_)) => self.close(None, ctx),
+            Ok(AggregatedMessage::Close(_)) => self.close(None, ctx),
+            Err(ProtocolError::Io(e)) if e.to_string().contains("continuation size") => {
+                // Said in the close frame, so the client knows why.
+                self.close(
+                    Some(CloseReason::from((CloseCode::Size, "message larger than 64 KiB"))),
+                    ctx,
+                );
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "WebSocket protocol error");
                 self.close(Some(CloseReason::from((CloseCode::Protocol, "protocol error"))), ctx);
