@@ -178,29 +178,25 @@ impl Ops {
 
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Failure> {
         let mut connection = self.connection().await?;
-        match cmd.query_async(&mut connection).await {
-            Ok(value) => Ok(value),
-            Err(e) => {
-                if e.code().is_none() {
-                    // Not an answer from the server: the connection is suspect.
-                    *self.connection.lock().await = None;
-                }
-                Err(e.into())
-            }
-        }
+        let result = cmd.query_async(&mut connection).await;
+        self.settle(result).await
     }
 
     async fn pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, Failure> {
         let mut connection = self.connection().await?;
-        match pipe.query_async(&mut connection).await {
-            Ok(value) => Ok(value),
-            Err(e) => {
-                if e.code().is_none() {
-                    *self.connection.lock().await = None;
-                }
-                Err(e.into())
-            }
+        let result = pipe.query_async(&mut connection).await;
+        self.settle(result).await
+    }
+
+    /// Forgets the connection after an error that is not an answer from the
+    /// server (the connection is suspect), so the next call dials afresh.
+    async fn settle<T>(&self, result: redis::RedisResult<T>) -> Result<T, Failure> {
+        if let Err(e) = &result
+            && e.code().is_none()
+        {
+            *self.connection.lock().await = None;
         }
+        result.map_err(Into::into)
     }
 }
 
