@@ -110,10 +110,8 @@ pub async fn send_tcp(addr: &str, token: Option<&str>, message: &Value, as_json:
     if let Some(token) = token {
         client = client.token(token);
     }
-    let answer = client.send(message).await.map_err(|e| ClientError::Unreachable {
-        url: format!("tcp://{addr}"),
-        reason: e.to_string(),
-    })?;
+    let url = format!("tcp://{addr}");
+    let answer = client.send(message).await.map_err(unreachable(&url))?;
     report(answer, as_json)
 }
 
@@ -140,6 +138,14 @@ pub fn report(answer: Value, as_json: bool) -> ClientResult<()> {
     Ok(())
 }
 
+/// The error for a Redis (or TCP input) the client could not use.
+fn unreachable(url: &str) -> impl FnOnce(courier_ingest::ClientError) -> ClientError + '_ {
+    move |e| ClientError::Unreachable {
+        url: url.to_string(),
+        reason: e.to_string(),
+    }
+}
+
 /// `courier notify publish`: best effort, to whichever nodes are subscribed now.
 pub async fn publish(PublishArgs { send: args, channel }: PublishArgs, as_json: bool) -> ClientResult<()> {
     let message = message_of(&args.provider, args.message.as_deref(), &args.fields)?;
@@ -147,10 +153,7 @@ pub async fn publish(PublishArgs { send: args, channel }: PublishArgs, as_json: 
         .redis(&args.redis)
         .publish(&message, &channel)
         .await
-        .map_err(|e| ClientError::Unreachable {
-            url: args.redis.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(unreachable(&args.redis))?;
     if as_json {
         super::print_json(&json!({"channel": channel, "receivers": receivers}));
     } else if receivers == 0 {
@@ -168,10 +171,7 @@ pub async fn stream(StreamArgs { send: args, stream }: StreamArgs, as_json: bool
         .redis(&args.redis)
         .stream(&message, &stream)
         .await
-        .map_err(|e| ClientError::Unreachable {
-            url: args.redis.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(unreachable(&args.redis))?;
     if as_json {
         super::print_json(&json!({"stream": stream, "entry": entry}));
     } else {
