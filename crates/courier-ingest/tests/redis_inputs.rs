@@ -7,13 +7,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use courier_core::{ExecutionFilter, ExecutionRecord, ExecutionState};
-use courier_ingest::{DELIVER, Ingest, IngestClient, IngestOptions};
-use courier_runtime::{Courier, WorkerOptions};
+use courier_ingest::{DELIVER, IngestClient, IngestOptions};
+use courier_runtime::Courier;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamInfoGroupsReply, StreamRangeReply};
 use serde_json::{Value, json};
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+mod support;
+
+use support::{Result, node, stop};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -27,20 +29,6 @@ fn unique(what: &str) -> String {
 
 async fn redis_at(url: &str) -> Result<MultiplexedConnection> {
     Ok(redis::Client::open(url)?.get_multiplexed_async_connection().await?)
-}
-
-async fn node(options: IngestOptions) -> Result<(Courier, Ingest)> {
-    let store = courier_store::open("sqlite::memory:").await?;
-    let builder = Courier::builder().store(store).worker(WorkerOptions::default());
-    let (builder, ingest) = courier_ingest::install(builder, options)?;
-    let courier = builder.start().await?;
-    ingest.start_inputs().await?;
-    Ok((courier, ingest))
-}
-
-async fn stop(courier: Courier, ingest: Ingest) {
-    let _ = tokio::time::timeout(WAIT, ingest.shutdown()).await;
-    let _ = tokio::time::timeout(WAIT, courier.shutdown()).await;
 }
 
 fn stream_options(url: &str, stream: &str) -> IngestOptions {

@@ -3,22 +3,15 @@
 
 use std::time::Duration;
 
-use courier_ingest::{Ingest, IngestError, IngestOptions};
-use courier_runtime::{Courier, WorkerOptions};
+use courier_ingest::{IngestError, IngestOptions};
+use courier_runtime::Courier;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+mod support;
 
-async fn node(options: IngestOptions) -> Result<(Courier, Ingest)> {
-    let store = courier_store::open("sqlite::memory:").await?;
-    let builder = Courier::builder().store(store).worker(WorkerOptions::default());
-    let (builder, ingest) = courier_ingest::install(builder, options)?;
-    let courier = builder.start().await?;
-    ingest.start_inputs().await?;
-    Ok((courier, ingest))
-}
+use support::{Result, node};
 
 fn tcp(options: IngestOptions) -> IngestOptions {
     IngestOptions {
