@@ -23,11 +23,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 mod support;
-use support::{Server, free_port};
+use support::{Server, free_port, read_message};
 
 const CONNECTIONS: usize = 16;
 
@@ -47,28 +47,7 @@ async fn receiver(listener: TcpListener, seen: Arc<Mutex<Seen>>) {
         let seen = seen.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stream);
-            loop {
-                let mut head = String::new();
-                loop {
-                    let mut line = String::new();
-                    match reader.read_line(&mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) if line == "\r\n" => break,
-                        Ok(_) => head.push_str(&line),
-                    }
-                }
-                let length = head
-                    .lines()
-                    .find_map(|l| {
-                        let (name, value) = l.split_once(':')?;
-                        name.eq_ignore_ascii_case("content-length")
-                            .then(|| value.trim().parse::<usize>().ok())?
-                    })
-                    .unwrap_or(0);
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).await.is_err() {
-                    return;
-                }
+            while let Ok(Some((_, body))) = read_message(&mut reader).await {
                 if let Some(n) = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()
                     .and_then(|b| b["vars"]["n"].as_u64())

@@ -19,39 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 mod support;
-use support::{Server, psql};
+use support::{Server, psql, read_message};
 
 const CONNECTIONS: usize = 16;
-
-/// Reads one HTTP/1.1 message head and its `Content-Length` body; `None` at EOF.
-async fn read_message(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<(String, Vec<u8>)>> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await? == 0 {
-            return Ok(None);
-        }
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).await?;
-    Ok(Some((head, body)))
-}
 
 /// A receiver that answers 200 to everything and counts signed deliveries.
 async fn receiver(listener: TcpListener, received: Arc<AtomicU64>, last: Arc<std::sync::Mutex<Option<Instant>>>) {
