@@ -653,3 +653,116 @@ async fn an_app_can_plug_in_its_own_identity_instead_of_tokens() {
     assert!(replayed_ids(&again).is_empty());
     s.stop().await;
 }
+
+/// A stream opened over a bare socket, read up to its `sync` frame: the
+/// answer's head and what came after it.
+async fn raw_stream(s: &Server, request: &str) -> (tokio::net::TcpStream, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = s.url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains("event: sync") {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, socket.read(&mut chunk))
+            .await
+            .expect("the stream reaches sync in time")
+            .unwrap();
+        assert!(n > 0, "closed before sync: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8(seen).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (socket, head.to_lowercase(), body.to_string())
+}
+
+#[actix_rt::test]
+async fn a_stream_whose_client_went_away_is_let_go_at_once() {
+    let s = server().await;
+    let token = token_for("s-gone", Some("u-gone"), &[]);
+    let request = format!("GET /notifications/stream?token={token} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut sockets = Vec::new();
+    for _ in 0..20 {
+        sockets.push(raw_stream(&s, &request).await.0);
+    }
+    assert_eq!(s.http.notification_streams().await, 20);
+    drop(sockets);
+    // Long before the next keepalive (15 s by default) would find them gone.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let open = s.http.notification_streams().await;
+        if open == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{open} streams still held 2 s after their clients closed them"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_stream_is_chunked_for_http_11_and_close_delimited_for_http_10() {
+    let s = server().await;
+    let token = token_for("s-framing", None, &[]);
+    let (_socket, head, body) = raw_stream(
+        &s,
+        &format!("GET /notifications/stream?token={token} HTTP/1.1\r\nHost: x\r\n\r\n"),
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: text/event-stream"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    // Each frame is one chunk: its size in hex, then the frame.
+    assert!(
+        body.starts_with(&format!("{:x}\r\n: connected\n\n\r\n", ": connected\n\n".len())),
+        "{body:?}"
+    );
+
+    let (_socket, head, body) =
+        raw_stream(&s, &format!("GET /notifications/stream?token={token} HTTP/1.0\r\n\r\n")).await;
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(body.starts_with(": connected\n\nevent: sync\n"), "{body:?}");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_bad_stream_request_gets_the_json_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server().await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let answer = |request: Vec<u8>| {
+        let addr = addr.clone();
+        async move {
+            let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+            // The server may answer (and close) before it has read everything.
+            let _ = socket.write_all(&request).await;
+            let mut text = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut text)).await;
+            String::from_utf8_lossy(&text).into_owned()
+        }
+    };
+    // A forged token: the app's own 401, framed by the direct path.
+    let text = answer(b"GET /notifications/stream?token=forged HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).await;
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    let body: Value = serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["error"], "invalid connection token");
+
+    let mut huge = b"GET /notifications/stream HTTP/1.1\r\nCookie: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 20_000));
+    huge.extend_from_slice(b"\r\n\r\n");
+    let text = answer(huge).await;
+    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
+    let body: Value = serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["error"], "the request head is too large");
+
+    let text = answer(b"GET /notifications/stream HTTP/1.1\r\nBad Header\r\n\r\n".to_vec()).await;
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    // And the rest of the API on the same port is untouched.
+    let (status, _) = get(&s.at("/healthz")).await;
+    assert_eq!(status, 200);
+    s.stop().await;
+}

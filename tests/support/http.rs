@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use courier::CourierBuilder;
 use courier::http::{Http, HttpOptions};
 use futures::StreamExt;
@@ -20,17 +20,18 @@ impl Server {
     pub async fn start(builder: CourierBuilder, options: HttpOptions) -> Server {
         let http = courier::http::prepare(builder, options).start().await.unwrap();
         let for_app = http.clone();
-        let server = HttpServer::new(move || {
+        // The listener `courier serve` runs: notification streams take its
+        // direct path, everything else actix's dispatcher.
+        let mut listen = courier::http::listener::Listen::new("127.0.0.1:0".parse().unwrap());
+        listen.workers = 1;
+        let running = courier::http::listener::listen(listen, move || {
             App::new()
                 .wrap(courier::http::json_errors())
                 .configure(|cfg| courier::http::configure(cfg, &for_app))
         })
-        .workers(1)
-        .disable_signals()
-        .bind("127.0.0.1:0")
         .unwrap();
-        let addr = server.addrs()[0];
-        let running = server.run();
+        let addr = running.addr;
+        let running = running.server;
         let handle = running.handle();
         actix_rt::spawn(running);
         Server {

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use actix_web::{App, HttpServer};
+use actix_web::App;
 use clap::Args;
 use courier_core::{Clock, Notifier};
 use courier_runtime::Courier;
@@ -84,7 +84,14 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let options = config.http_options();
     let http = courier_http::prepare(builder, options.clone()).start().await?;
     let for_app = http.clone();
-    let mut server = HttpServer::new(move || {
+    let addr = tokio::net::lookup_host(&config.http.addr)
+        .await?
+        .next()
+        .ok_or_else(|| format!("http.addr {:?} resolves to no address", config.http.addr))?;
+    let mut listen = courier_http::listener::Listen::new(addr);
+    listen.workers = config.http.workers;
+    listen.shutdown_timeout = config.http.shutdown_timeout;
+    let server = courier_http::listener::listen(listen, move || {
         App::new()
             .wrap(courier_http::json_errors())
             .wrap(courier_http::cors(&options))
@@ -95,13 +102,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                     .log_target("courier::http"),
             )
             .configure(|cfg| courier_http::configure(cfg, &for_app))
-    })
-    .disable_signals()
-    .shutdown_timeout(config.http.shutdown_timeout.as_secs().max(1));
-    if config.http.workers > 0 {
-        server = server.workers(config.http.workers);
-    }
-    let server = server.bind(&config.http.addr)?.run();
+    })?
+    .server;
     let handle = server.handle();
     tracing::info!(
         addr = %config.http.addr,

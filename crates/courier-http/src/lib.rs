@@ -36,6 +36,7 @@ mod executions;
 mod health;
 mod ingest;
 mod json_only;
+pub mod listener;
 mod metrics;
 pub mod notifications;
 mod openapi;

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-use super::hub::{GoLive, Join, Leave, frame};
+use super::hub::{GoLive, Join, Leave, NotificationHub, frame};
 use super::identity::identify;
 use crate::Http;
 use crate::error::{ApiError, ApiResult, BadRequest, NotSignedIn, StoreError, Unavailable};
@@ -162,9 +162,11 @@ pub(crate) async fn stream(
         hub.do_send(GoLive { member, replayed });
     });
 
-    let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (Ok::<_, actix_web::Error>(chunk), rx))
-    });
+    let body = Outbox {
+        rx,
+        hub: http.notification_hub().clone(),
+        member,
+    };
     let mut response = HttpResponse::Ok();
     response
         .insert_header(("Content-Type", "text/event-stream"))
@@ -174,6 +176,32 @@ pub(crate) async fn stream(
         response.cookie(cookie);
     }
     Ok(response.streaming(body))
+}
+
+/// A stream's body: the frames queued for it. Dropped when the connection
+/// ends, which tells the hub at once (rather than at its next keepalive) that
+/// nobody reads this member any more.
+struct Outbox {
+    rx: mpsc::Receiver<Bytes>,
+    hub: actix::Addr<NotificationHub>,
+    member: u64,
+}
+
+impl futures::Stream for Outbox {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|frame| frame.map(Ok))
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.hub.do_send(Leave(self.member));
+    }
 }
 
 #[cfg(test)]
