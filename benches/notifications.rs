@@ -1,7 +1,9 @@
 //! Notifications-for-people bench: 10,000 notification streams on one node, each
 //! the session of one of 1,000 users. Measures send → SSE delivery latency
 //! (p50/p99) for broadcasts (every stream) and for user-scoped sends (the ten
-//! sessions of one user), the server's resident memory per idle stream, and
+//! sessions of one user), the server's resident memory per idle stream (all
+//! streams over the idle node, and the second 5,000 over the first: what one
+//! more stream costs), and
 //! sends per second through `POST /v1/notifications`. Prints one JSON line.
 //!
 //!     cargo build --release -p courier-cli && cargo bench --bench notifications
@@ -155,7 +157,15 @@ async fn main() {
 
     let seen: Seen = Arc::default();
     let connecting = Instant::now();
+    let mut half_rss = 0;
     for batch in 0..(STREAMS / 500) {
+        if batch == STREAMS / 1000 {
+            // Half connected: what the second half adds is what a stream costs,
+            // without the node's one-off growth (thread caches, pools, the
+            // store's page cache) that the first streams also pay for.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            half_rss = rss_kib(pid);
+        }
         for i in batch * 500..(batch + 1) * 500 {
             let claims = Claims {
                 sid: format!("s{i}"),
@@ -223,6 +233,7 @@ async fn main() {
     broadcast.sort_by(f64::total_cmp);
     user.sort_by(f64::total_cmp);
     let per_stream = connected_rss.saturating_sub(baseline) as f64 / STREAMS as f64;
+    let marginal = connected_rss.saturating_sub(half_rss) as f64 / (STREAMS - STREAMS / 2) as f64;
     println!(
         "{}",
         serde_json::json!({
@@ -243,6 +254,7 @@ async fn main() {
             "server_rss_baseline_kib": baseline,
             "server_rss_connected_kib": connected_rss,
             "rss_per_stream_kib": round2(per_stream),
+            "rss_per_added_stream_kib": round2(marginal),
             "connect_secs": round2(connect_secs),
         })
     );

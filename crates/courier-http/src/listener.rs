@@ -141,7 +141,9 @@ where
                         match opening(&io, request_timeout).await {
                             Opening::Stream => serve_stream(&both.1, io, request_timeout).await,
                             Opening::Other => {
-                                if let Err(e) = both.0.call(io).await {
+                                // Boxed, so its size does not also size every
+                                // stream's future (this one is a union of both).
+                                if let Err(e) = Box::pin(both.0.call(io)).await {
                                     tracing::debug!(error = ?e, "HTTP connection ended with an error");
                                 }
                             }
@@ -267,7 +269,10 @@ where
     B: MessageBody,
 {
     let peer = io.peer_addr().ok();
-    let mut request = match read_head(&mut io, timeout).await {
+    // The head's reading and the app's answer are boxed: their state is freed
+    // when they finish instead of sizing this future, which lives as long as
+    // the stream.
+    let mut request = match Box::pin(read_head(&mut io, timeout)).await {
         Ok(request) => request,
         Err(Refusal::Gone) => return,
         Err(Refusal::Status(status, error)) => {
@@ -287,7 +292,7 @@ where
     };
     request.head_mut().peer_addr = peer;
     let http10 = request.head().version == Version::HTTP_10;
-    match app.call(request).await {
+    match Box::pin(app.call(request)).await {
         Ok(response) => write_response(&mut io, response.into(), http10).await,
         Err(e) => {
             let e: Error = e.into();

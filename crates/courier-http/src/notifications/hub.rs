@@ -30,8 +30,9 @@ use courier_core::{
     dismissed_envelope,
 };
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use uuid::Uuid;
+
+use super::outbox::{Refused, Sender};
 
 /// One SSE frame of the notification stream.
 pub(crate) fn frame(seq: Option<i64>, event: &str, data: &Value) -> Bytes {
@@ -51,7 +52,7 @@ fn reconnect_frame(reason: &str) -> Bytes {
 pub(crate) struct Join {
     pub viewer: Viewer,
     pub user_sources: Vec<String>,
-    pub out: mpsc::Sender<Bytes>,
+    pub out: Sender,
 }
 
 /// A member has written its replay: send it what it buffered (less what it
@@ -96,7 +97,7 @@ struct Outgoing {
 struct Member {
     viewer: Viewer,
     sources: HashSet<String>,
-    out: mpsc::Sender<Bytes>,
+    out: Sender,
     /// Frames held while the replay is written; `None` once live.
     buffer: Option<Vec<Outgoing>>,
 }
@@ -199,8 +200,8 @@ impl NotificationHub {
             }
             match member.out.try_send(frame.bytes.clone()) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => lagging.push(*id),
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(Refused::Full) => lagging.push(*id),
+                Err(Refused::Closed) => {
                     self.remove(*id);
                 }
             }
@@ -216,9 +217,7 @@ impl NotificationHub {
         metrics::counter!(courier_core::metric::STREAM_LAGGED).increment(1);
         let out = member.out;
         actix::spawn(async move {
-            if let Ok(permit) = out.reserve().await {
-                permit.send(reconnect_frame(reason));
-            }
+            let _ = out.send(reconnect_frame(reason)).await;
             // Dropping the last sender ends the response.
         });
     }
@@ -385,7 +384,7 @@ impl Actor for NotificationHub {
                 let Some(member) = act.members.get(&id) else { continue };
                 if member.out.is_closed() {
                     gone.push(id);
-                } else if member.out.capacity() == member.out.max_capacity() {
+                } else if member.out.is_empty() {
                     // Nothing queued: the connection is idle.
                     let _ = member.out.try_send(keepalive.clone());
                 }

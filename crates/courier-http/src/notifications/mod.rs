@@ -15,6 +15,7 @@
 pub(crate) mod client;
 pub(crate) mod hub;
 pub(crate) mod identity;
+pub(crate) mod outbox;
 pub(crate) mod stream;
 pub mod token;
 

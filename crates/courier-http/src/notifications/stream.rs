@@ -20,11 +20,11 @@ use bytes::Bytes;
 use courier_core::Cursor;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
 use super::hub::{GoLive, Join, Leave, NotificationHub, frame};
 use super::identity::identify;
+use super::outbox::{Receiver, outbox};
 use crate::Http;
 use crate::error::{ApiError, ApiResult, BadRequest, NotSignedIn, StoreError, Unavailable};
 
@@ -100,7 +100,7 @@ pub(crate) async fn stream(
         Some(user) => notifications.user_sources(user).await.map_err(ApiError::from)?,
         None => Vec::new(),
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(OUTBOX);
+    let (tx, rx) = outbox(OUTBOX);
     // A first comment flushes the headers to the client at once.
     let _ = tx.try_send(Bytes::from_static(b": connected\n\n"));
     let hub = http.notification_hub().clone();
@@ -182,7 +182,7 @@ pub(crate) async fn stream(
 /// ends, which tells the hub at once (rather than at its next keepalive) that
 /// nobody reads this member any more.
 struct Outbox {
-    rx: mpsc::Receiver<Bytes>,
+    rx: Receiver,
     hub: actix::Addr<NotificationHub>,
     member: u64,
 }
