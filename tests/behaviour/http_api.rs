@@ -189,7 +189,7 @@ async fn tokens_are_required_when_configured() {
 async fn a_401_names_its_scheme_the_scheme_is_any_case_and_an_empty_token_never_matches() {
     // An empty entry, as a config file with `tokens = ["", "t0ken"]` would give.
     let s = server(HttpOptions {
-        tokens: vec![String::new(), "t0ken".into()],
+        tokens: vec!["".into(), "t0ken".into()],
         ..HttpOptions::default()
     })
     .await;

@@ -14,6 +14,7 @@ mod durable_functions;
 mod durable_sleep;
 mod fan_out;
 mod http_api;
+mod http_auth;
 mod http_notifications;
 mod http_streams;
 mod idempotency_and_cache;

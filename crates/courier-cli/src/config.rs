@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use courier_core::{NotificationTtl, RetryPolicy, serde_duration};
-use courier_http::{HttpOptions, NotificationHttpOptions, WebhookOptions};
+use courier_http::{ApiToken, HttpOptions, NotificationHttpOptions, Scope, WebhookOptions};
 use courier_ingest::{IngestOptions, ProviderConfig};
 use courier_runtime::{MaintenanceOptions, NotificationOptions, PollBackoff, WorkerOptions};
 use serde::Deserialize;
@@ -32,6 +32,7 @@ pub struct Config {
     pub notifier: Notifier,
     pub http: Http,
     pub api: Api,
+    pub metrics: Metrics,
     pub worker: Worker,
     pub maintenance: Maintenance,
     pub streams: Streams,
@@ -77,7 +78,41 @@ pub struct Http {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Api {
-    pub tokens: Vec<String>,
+    pub tokens: Vec<TokenEntry>,
+    pub allow_unauthenticated: bool,
+}
+
+/// One `api.tokens` entry: `"token"` (admin), `"token:scope+scope"`, or
+/// `{token = "...", scopes = ["worker", "read"]}`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TokenEntry {
+    Short(String),
+    Scoped(ScopedToken),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopedToken {
+    pub token: String,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    pub require_token: bool,
+}
+
+/// Who can reach the API, as `courier serve` decides before it listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exposure {
+    /// Tokens guard `/v1`.
+    Guarded,
+    /// No tokens, but only this machine can connect (`http.addr` is loopback).
+    Loopback,
+    /// No tokens on a non-loopback address, because `api.allow_unauthenticated` says so.
+    OpenByChoice { addr: String },
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -243,6 +278,29 @@ pub enum ConfigError {
     Parse { path: String, source: Box<toml::de::Error> },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    #[error(
+        "refusing to serve the API unauthenticated on {addr}, which is not a loopback address: \
+         set api.tokens (COURIER_API_TOKENS=<token>), listen on 127.0.0.1, or set \
+         api.allow_unauthenticated = true (COURIER_API_ALLOW_UNAUTHENTICATED=true) if anyone who \
+         can reach it may use it"
+    )]
+    Unguarded { addr: String },
+}
+
+/// Whether every address `addr` (host:port) names is a loopback one. A name that
+/// does not resolve counts as exposed: the listener would fail anyway.
+fn is_loopback(addr: &str) -> bool {
+    use std::net::{SocketAddr, ToSocketAddrs};
+    if let Ok(addr) = addr.parse::<SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    match addr.to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
 }
 
 /// Overlays `layer` onto `base`, table by table.
@@ -432,6 +490,7 @@ impl Config {
         }
         self.webhook_retry()?;
         self.ingest_options()?;
+        self.api_tokens()?;
         let n = &self.notifications;
         for (name, value) in [
             ("queued_ttl", n.queued_ttl),
@@ -446,6 +505,46 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The API tokens, empty ones dropped (an empty token never matches anything,
+    /// and a list of only empty ones is no tokens).
+    pub fn api_tokens(&self) -> Result<Vec<ApiToken>, ConfigError> {
+        let bad = |e: courier_http::TokenError| ConfigError::Invalid(format!("api.tokens: {e}"));
+        let mut tokens = Vec::new();
+        for entry in &self.api.tokens {
+            let token = match entry {
+                TokenEntry::Short(entry) => ApiToken::parse(entry).map_err(bad)?,
+                TokenEntry::Scoped(ScopedToken { token, scopes }) => {
+                    let scopes = scopes
+                        .iter()
+                        .map(|s| s.parse::<Scope>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(bad)?;
+                    ApiToken::new(token.trim(), scopes).map_err(bad)?
+                }
+            };
+            if !token.is_empty() {
+                tokens.push(token);
+            }
+        }
+        Ok(tokens)
+    }
+
+    /// Whether `http.addr` may serve the API as configured: a non-loopback address
+    /// without tokens is refused unless `api.allow_unauthenticated` is set.
+    pub fn exposure(&self) -> Result<Exposure, ConfigError> {
+        if !self.api_tokens()?.is_empty() {
+            return Ok(Exposure::Guarded);
+        }
+        let addr = self.http.addr.trim();
+        if is_loopback(addr) {
+            return Ok(Exposure::Loopback);
+        }
+        if self.api.allow_unauthenticated {
+            return Ok(Exposure::OpenByChoice { addr: addr.to_string() });
+        }
+        Err(ConfigError::Unguarded { addr: addr.to_string() })
     }
 
     /// How notifications for people are kept.
@@ -586,7 +685,8 @@ impl Config {
     /// The HTTP surface's options.
     pub fn http_options(&self) -> HttpOptions {
         HttpOptions {
-            tokens: self.api.tokens.clone(),
+            tokens: self.api_tokens().expect("checked at load"),
+            metrics_require_token: self.metrics.require_token,
             body_limit: self.http.body_limit,
             cors_origins: self.http.cors_origins.clone(),
             max_wait: self.http.max_wait,
@@ -627,6 +727,9 @@ mod tests {
         assert_eq!(config.http.addr, "127.0.0.1:8080");
         assert_eq!(config.notifier.url, "memory");
         assert!(config.api.tokens.is_empty());
+        assert!(!config.api.allow_unauthenticated);
+        assert!(!config.metrics.require_token);
+        assert_eq!(config.exposure().unwrap(), Exposure::Loopback);
         assert_eq!(config.http_options().webhooks.retry.attempts(), 8);
     }
 
@@ -645,7 +748,10 @@ mod tests {
         let config = Config::load(None, |k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(config.store.url, "postgres://db/courier");
         assert_eq!(config.http.addr, "0.0.0.0:9000");
-        assert_eq!(config.api.tokens, vec!["a", "b"]);
+        assert_eq!(
+            config.api_tokens().unwrap(),
+            vec![ApiToken::admin("a"), ApiToken::admin("b")]
+        );
         assert_eq!(config.node.id, "node-7");
         assert_eq!(config.worker.max_concurrency, 12);
         assert!(!config.worker.enabled);
@@ -679,6 +785,107 @@ mod tests {
         assert!(config.notifier.url.starts_with("redis://"));
         assert_eq!(config.http.addr, "0.0.0.0:8080");
         assert!(!config.testing.fixtures);
+        // It listens on every interface: tokens must come from the environment.
+        let err = config.exposure().unwrap_err();
+        assert!(err.to_string().contains("COURIER_API_TOKENS"), "{err}");
+        let config = Config::load(Some(&path), |k| (k == "COURIER_API_TOKENS").then(|| "t0ken".into())).unwrap();
+        assert_eq!(config.exposure().unwrap(), Exposure::Guarded);
+    }
+
+    #[test]
+    fn tokens_come_plain_scoped_or_as_tables_and_bad_scopes_are_refused() {
+        let from_env = |value: &str| Config::load(None, |k| (k == "COURIER_API_TOKENS").then(|| value.to_string()));
+        let tokens = from_env("w0rk:worker+read, adm1n").unwrap().api_tokens().unwrap();
+        assert_eq!(
+            tokens,
+            vec![
+                ApiToken::new("w0rk", [Scope::Worker, Scope::Read]).unwrap(),
+                ApiToken::admin("adm1n")
+            ]
+        );
+        let err = from_env("w0rk:root").unwrap_err();
+        assert!(
+            err.to_string().contains("api.tokens") && err.to_string().contains("root"),
+            "{err}"
+        );
+        let err = from_env("w0rk:").unwrap_err();
+        assert!(err.to_string().contains("grants nothing"), "{err}");
+
+        let dir = std::env::temp_dir().join(format!("courier-config-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "[api]\ntokens = [{token = \"r3ad\", scopes = [\"read\"]}, \"d1sp:dispatch\", \"\"]\n",
+        )
+        .unwrap();
+        let tokens = Config::load(Some(&path), |_| None).unwrap().api_tokens().unwrap();
+        assert_eq!(
+            tokens,
+            vec![
+                ApiToken::new("r3ad", [Scope::Read]).unwrap(),
+                ApiToken::new("d1sp", [Scope::Dispatch]).unwrap()
+            ],
+            "the empty entry is dropped"
+        );
+        std::fs::write(&path, "[api]\ntokens = [{token = \"r3ad\", scopes = []}]\n").unwrap();
+        let err = Config::load(Some(&path), |_| None).unwrap_err();
+        assert!(err.to_string().contains("grants nothing"), "{err}");
+    }
+
+    #[test]
+    fn a_non_loopback_address_needs_tokens_or_the_operators_say_so() {
+        let load = |vars: &[(&str, &str)]| {
+            let env: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::load(None, |k| env.get(k).cloned()).unwrap().exposure()
+        };
+        for addr in ["0.0.0.0:8080", "[::]:8080", "192.0.2.7:80"] {
+            let err = load(&[("COURIER_HTTP_ADDR", addr)]).unwrap_err();
+            assert!(matches!(&err, ConfigError::Unguarded { addr: a } if a == addr), "{err}");
+            let err = load(&[("COURIER_HTTP_ADDR", addr), ("COURIER_API_TOKENS", " , ")]).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Unguarded { .. }),
+                "only empty tokens are no tokens"
+            );
+        }
+        for addr in ["127.0.0.1:8080", "[::1]:8080", "localhost:8080"] {
+            assert_eq!(
+                load(&[("COURIER_HTTP_ADDR", addr)]).unwrap(),
+                Exposure::Loopback,
+                "{addr}"
+            );
+        }
+        assert_eq!(
+            load(&[("COURIER_HTTP_ADDR", "0.0.0.0:1"), ("COURIER_API_TOKENS", "t")]).unwrap(),
+            Exposure::Guarded
+        );
+        assert_eq!(
+            load(&[
+                ("COURIER_HTTP_ADDR", "0.0.0.0:1"),
+                ("COURIER_API_ALLOW_UNAUTHENTICATED", "true")
+            ])
+            .unwrap(),
+            Exposure::OpenByChoice {
+                addr: "0.0.0.0:1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn metrics_can_require_a_token() {
+        let config = Config::load(None, |k| match k {
+            "COURIER_METRICS_REQUIRE_TOKEN" => Some("true".into()),
+            "COURIER_API_TOKENS" => Some("m:read".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(config.http_options().metrics_require_token);
+        assert!(
+            !Config::load(None, |_| None)
+                .unwrap()
+                .http_options()
+                .metrics_require_token
+        );
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! in-process notifier, a worker, the API and dashboard on 127.0.0.1:8080).
 //! On SIGINT/SIGTERM it shuts down in order: `/readyz` turns 503, streams get a
 //! final event and close, the listener stops, workers drain.
+//!
+//! It refuses to start when it would serve the API without tokens on an address
+//! other machines can reach, unless `api.allow_unauthenticated` is set, and then
+//! warns at every start (`Config::exposure`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use clap::Args;
 use courier_core::{Clock, Notifier};
 use courier_runtime::Courier;
 
-use crate::config::Config;
+use crate::config::{Config, Exposure};
 
 /// `courier serve` arguments.
 #[derive(Args, Debug)]
@@ -57,7 +61,16 @@ fn node_id(config: &Config) -> String {
 /// Runs a node until a signal stops it.
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    // Before anything is opened: a refusal must leave no trace but its message.
+    let exposure = config.exposure()?;
     init_logging(&config);
+    if let Exposure::OpenByChoice { addr } = &exposure {
+        tracing::warn!(
+            %addr,
+            "api.allow_unauthenticated: the API (/v1) and /metrics are open to ANYONE who can reach {addr}, \
+             with no token; set api.tokens (COURIER_API_TOKENS) unless this network is trusted"
+        );
+    }
     let clock = Clock::shifted(config.testing.clock_offset, true);
     if clock.offset_ms() != 0 {
         tracing::warn!(

@@ -191,10 +191,10 @@ macro_rules! error_answers {
 error_answers! {
     /// 400.
     BadRequest: "A malformed id, query parameter or body.",
-    /// 401 under `/v1` (added to every `/v1` operation by the document).
-    Unauthorized: "A missing or unknown bearer token (only when `api.tokens` is set).",
-    /// 403.
-    Forbidden: "A WebSocket opened from a page whose origin is neither this node's nor in `http.cors_origins`.",
+    /// 401 under `/v1` and on `/metrics` (added to those operations by the document).
+    Unauthorized: "A missing or unknown bearer token (only when `api.tokens` is set; on `/metrics` only with `metrics.require_token`).",
+    /// 403 (added to every operation with a scope by the document).
+    Forbidden: "The bearer token lacks the scope this operation needs (`{\"error\": \"forbidden\", \"detail\": \"this token lacks the <scope> scope\"}`), or a WebSocket was opened from a page whose origin is neither this node's nor in `http.cors_origins`.",
     /// 404.
     NotFound: "Nothing has this id.",
     /// 409.

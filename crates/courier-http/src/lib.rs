@@ -58,6 +58,7 @@ use actix_web::web;
 use courier_runtime::{Courier, CourierBuilder, RuntimeError};
 use routes::Routes;
 
+pub use auth::{ApiToken, Scope, TokenError};
 pub use error::ApiError;
 pub use notifications::{IdentityProvider, NotificationHttpOptions, NotificationIdentity};
 pub use options::{HttpOptions, WebhookOptions};

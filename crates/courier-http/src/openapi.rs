@@ -4,8 +4,9 @@
 //! [`configure`](crate::configure) mounts), each as its handler's
 //! `#[utoipa::path]` says; its schemas are the `ToSchema` derives of the shapes
 //! those operations name. This file adds what belongs to the whole document:
-//! the info, the tags, the security schemes (with the API token's security and
-//! 401 answer on every operation under `/v1`), the shared error answers, and a
+//! the info, the tags, the security schemes (with the API token's security, naming
+//! the scope it needs, and the 401 and 403 answers on every operation under `/v1`
+//! and on `/metrics`), the shared error answers, and a
 //! few readings of serde that utoipa does not make (see [`serde_readings`]).
 
 use std::sync::OnceLock;
@@ -17,8 +18,9 @@ use utoipa::openapi::path::HttpMethod;
 use utoipa::openapi::schema::Schema;
 use utoipa::{PartialSchema, ToSchema};
 
+use crate::auth::Scope;
 use crate::error::ErrorBody;
-use crate::routes::{Route, Routes, is_api};
+use crate::routes::{Route, Routes};
 
 /// Adds this document's route.
 pub(crate) fn routes(routes: Routes) -> Routes {
@@ -63,23 +65,27 @@ fn method_name(method: &HttpMethod) -> &'static str {
     }
 }
 
-/// One operation as the document writes it: under `/v1`, with the API token's
-/// security (the query form only where a browser cannot set headers) and its 401.
+/// One operation as the document writes it: with a scope (under `/v1`, and
+/// `/metrics`), the API token's security naming that scope as its role (the query
+/// form only where a browser cannot set headers), its 401 and its 403.
 fn operation(route: &Route) -> Value {
     let mut operation = serde_json::to_value(&route.operation).unwrap_or_default();
-    if is_api(&route.path) {
+    if let Some(scope) = route.scope {
         operation["responses"]["401"] = json!({ "$ref": "#/components/responses/Unauthorized" });
-        operation["security"] = api_security(&route.path);
+        operation["responses"]["403"] = json!({ "$ref": "#/components/responses/Forbidden" });
+        operation["security"] = api_security(&route.path, scope);
     }
     operation
 }
 
-/// The security of an operation under `/v1`.
-fn api_security(path: &str) -> Value {
+/// The security of an operation needing `scope`: none when no tokens are
+/// configured, else the bearer token (OpenAPI 3.1 lets a non-OAuth scheme name
+/// the role it needs; an `admin` token has every role).
+fn api_security(path: &str, scope: Scope) -> Value {
     if crate::auth::takes_query_token(path) {
-        json!([{}, { "bearer": [] }, { "access_token": [] }])
+        json!([{}, { "bearer": [scope.name()] }, { "access_token": [scope.name()] }])
     } else {
-        json!([{}, { "bearer": [] }])
+        json!([{}, { "bearer": [scope.name()] }])
     }
 }
 
@@ -147,7 +153,7 @@ fn security_schemes() -> Value {
         "bearer": {
             "type": "http",
             "scheme": "bearer",
-            "description": "`Authorization: Bearer <token>`; required on `/v1` only when tokens are configured (`api.tokens`).",
+            "description": "`Authorization: Bearer <token>`; required on `/v1` only when tokens are configured (`api.tokens`), and on `/metrics` only with `metrics.require_token`. Each token has scopes, and each operation names the one it needs as its role: `admin` (every operation), `worker` (claim, heartbeat, checkpoint, progress, complete, fail), `read` (every `GET`, the streams included, and `/metrics`), `dispatch` (create, cancel and signal executions, send notifications and messages). Without it: 403.",
         },
         "access_token": {
             "type": "apiKey",
@@ -269,6 +275,7 @@ mod tests {
     use actix_web::{App, test as actix_test};
 
     use super::*;
+    use crate::routes::{METRICS, is_api};
 
     /// Operations the document has; a route added or removed changes it on purpose.
     const OPERATIONS: usize = 48;
@@ -413,15 +420,28 @@ mod tests {
     }
 
     #[test]
-    fn every_operation_under_v1_has_the_token_security_and_401_and_no_other_does() {
-        for (method, path, op) in operations(&spec()) {
+    fn every_operation_under_v1_and_metrics_has_the_token_security_401_and_403_and_no_other_does() {
+        for route in Routes::all().iter() {
+            let (method, path) = (method_name(&route.method), route.path.as_str());
+            let op = operation(route);
             let unauthorized = &op["responses"]["401"]["$ref"];
-            let api_security = op["security"] == api_security(&path);
-            if is_api(&path) {
-                assert!(api_security, "{method} {path}");
+            let forbidden = &op["responses"]["403"]["$ref"];
+            if is_api(path) || path == METRICS {
+                let scope = route.scope.unwrap_or_else(|| panic!("{method} {path} has no scope"));
+                assert_eq!(op["security"], api_security(path, scope), "{method} {path}");
+                assert_eq!(op["security"][1]["bearer"], json!([scope.name()]), "{method} {path}");
                 assert_eq!(unauthorized, "#/components/responses/Unauthorized", "{method} {path}");
+                assert_eq!(forbidden, "#/components/responses/Forbidden", "{method} {path}");
             } else {
-                assert!(!api_security, "{method} {path}");
+                assert!(route.scope.is_none(), "{method} {path}");
+                let names_a_role = op["security"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_object)
+                    .flat_map(|requirement| requirement.values())
+                    .any(|roles| roles.as_array().is_some_and(|r| !r.is_empty()));
+                assert!(!names_a_role, "{method} {path} names a scope");
                 assert_ne!(unauthorized, "#/components/responses/Unauthorized", "{method} {path}");
             }
         }

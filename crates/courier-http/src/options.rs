@@ -4,14 +4,19 @@ use std::time::Duration;
 
 pub use courier_webhooks::WebhookOptions;
 
+use crate::auth::ApiToken;
 use crate::notifications::NotificationHttpOptions;
 
 /// How the HTTP surface behaves. Every field has a `config/default.toml` key
-/// (section `[api]`, `[http]`, `[streams]`, `[webhooks]`).
+/// (section `[api]`, `[metrics]`, `[http]`, `[streams]`, `[webhooks]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HttpOptions {
-    /// Bearer tokens accepted on the API (`api.tokens`, `COURIER_API_TOKENS`); empty: no auth.
-    pub tokens: Vec<String>,
+    /// Bearer tokens accepted on the API, each with its scopes (`api.tokens`,
+    /// `COURIER_API_TOKENS`); empty: no auth. A plain string converts to an admin token.
+    pub tokens: Vec<ApiToken>,
+    /// Whether `/metrics` wants a token with the `read` scope (`metrics.require_token`);
+    /// it does only when `tokens` is not empty.
+    pub metrics_require_token: bool,
     /// Largest request body accepted; larger ones get 413 (`http.body_limit`).
     pub body_limit: usize,
     /// Origins allowed by CORS (`http.cors_origins`); `*` allows any; empty: no CORS headers.
@@ -41,6 +46,7 @@ impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
             tokens: Vec::new(),
+            metrics_require_token: false,
             body_limit: 1024 * 1024,
             cors_origins: Vec::new(),
             max_wait: Duration::from_secs(60),

@@ -8,18 +8,24 @@
 //! the routing and the document cannot drift apart.
 //!
 //! Everything under [`API`] is mounted in one scope behind the API token check
-//! (`auth.rs`); the document gives exactly those operations the token security
-//! and the 401 answer.
+//! (`auth.rs`). Every operation under it also requires a [`Scope`], decided here
+//! for all of them at once ([`required_scope`]) so that no route can be added
+//! without one; each resource checks it (403 without). The document gives
+//! exactly the scoped operations the token security (naming the scope), the 401
+//! and the 403 answers.
 
 use std::any::type_name;
 
+use actix_web::body::BoxBody;
+use actix_web::dev::ServiceRequest;
 use actix_web::http::Method;
+use actix_web::middleware::Next;
 use actix_web::{FromRequest, Handler, Responder, Route as ActixRoute, web};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::path::{HttpMethod, Operation};
 use utoipa::openapi::schema::Schema;
 
-use crate::auth;
+use crate::auth::{self, Scope};
 
 /// The prefix of the API that API tokens guard.
 pub(crate) const API: &str = "/v1";
@@ -27,6 +33,53 @@ pub(crate) const API: &str = "/v1";
 /// Whether `path` is under [`API`] (and so behind the token check).
 pub(crate) fn is_api(path: &str) -> bool {
     path.strip_prefix(API).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The one route outside [`API`] with a scope (asked for only when
+/// `metrics.require_token` is set).
+pub(crate) const METRICS: &str = "/metrics";
+
+/// The external workers' operations (`workers.rs`): the `worker` scope.
+const WORKER_OPERATIONS: &[&str] = &[
+    "claimTasks",
+    "heartbeatTask",
+    "checkpointTask",
+    "reportProgress",
+    "completeTask",
+    "failTask",
+];
+
+/// Operations that start or steer work: the `dispatch` scope. Minting connection
+/// tokens and managing source subscriptions are not among them: either lets the
+/// caller read any user's notifications, which is more than sending them.
+const DISPATCH_OPERATIONS: &[&str] = &[
+    "createExecution",
+    "cancelExecution",
+    "sendSignal",
+    "sendNotification",
+    "notify",
+];
+
+/// The scope an operation requires: the worker's and the dispatching operations
+/// by name, any other `GET` under [`API`] `read` (reads change nothing), and
+/// everything else `admin`, so a new operation nobody thought about is closed
+/// rather than open. `None`: no token is ever asked for.
+fn required_scope(path: &str, method: &HttpMethod, operation_id: &str) -> Option<Scope> {
+    if path == METRICS {
+        return Some(Scope::Read);
+    }
+    if !is_api(path) {
+        return None;
+    }
+    Some(if WORKER_OPERATIONS.contains(&operation_id) {
+        Scope::Worker
+    } else if DISPATCH_OPERATIONS.contains(&operation_id) {
+        Scope::Dispatch
+    } else if *method == HttpMethod::Get {
+        Scope::Read
+    } else {
+        Scope::Admin
+    })
 }
 
 /// One operation: where it is served, what the document says of it, and how to
@@ -40,6 +93,8 @@ pub(crate) struct Route {
     pub operation: Operation,
     /// The schemas its bodies name, with the schemas they name in turn.
     pub schemas: Vec<(String, RefOr<Schema>)>,
+    /// The scope a token needs for it; `None` outside [`API`] (but `/metrics`).
+    pub scope: Option<Scope>,
     mount: Box<dyn Fn() -> ActixRoute>,
 }
 
@@ -81,14 +136,17 @@ impl Routes {
         }
         let mut schemas = Vec::new();
         <P as utoipa::__dev::SchemaReferences>::schemas(&mut schemas);
+        let operation_id = operation.operation_id.clone().unwrap_or_default();
         for method in P::methods() {
             let actix = actix_method(&method);
             let handler = handler.clone();
+            let scope = required_scope(&P::path(), &method, &operation_id);
             self.0.push(Route {
                 path: P::path(),
                 method,
                 operation: operation.clone(),
                 schemas: schemas.clone(),
+                scope,
                 mount: Box::new(move || web::route().method(actix.clone()).to(handler.clone())),
             });
         }
@@ -101,33 +159,50 @@ impl Routes {
     }
 
     /// Mounts every route: one actix resource per path, those under [`API`] in one
-    /// scope behind the token check.
+    /// scope behind the token check, each resource checking its methods' scopes.
     pub fn mount(self, cfg: &mut web::ServiceConfig) {
         // One resource per path, in the order first added; then paths with fewer
         // `{name}` segments first, so that `/notifications/stream` is not taken by
         // `/notifications/{id}` (actix answers 405 from the first resource whose
         // path matches, whatever its methods).
-        let mut paths: Vec<(String, Vec<ActixRoute>)> = Vec::new();
+        struct Resource {
+            path: String,
+            routes: Vec<ActixRoute>,
+            scopes: Vec<(Method, Scope)>,
+        }
+        let mut paths: Vec<Resource> = Vec::new();
         for route in self.0 {
             let mounted = (route.mount)();
-            match paths.iter_mut().find(|(path, _)| *path == route.path) {
-                Some((_, routes)) => routes.push(mounted),
-                None => paths.push((route.path, vec![mounted])),
+            let scoped = route.scope.map(|scope| (actix_method(&route.method), scope));
+            match paths.iter_mut().find(|r| r.path == route.path) {
+                Some(resource) => {
+                    resource.routes.push(mounted);
+                    resource.scopes.extend(scoped);
+                }
+                None => paths.push(Resource {
+                    path: route.path,
+                    routes: vec![mounted],
+                    scopes: scoped.into_iter().collect(),
+                }),
             }
         }
-        paths.sort_by_key(|(path, _)| path.matches('{').count());
+        paths.sort_by_key(|r| r.path.matches('{').count());
         // The last wrap runs first: the token is checked before the content type.
         let mut api = web::scope(API)
             .wrap(actix_web::middleware::from_fn(crate::json_only::json_only))
             .wrap(actix_web::middleware::from_fn(auth::require_token));
-        for (path, routes) in paths {
+        for Resource { path, routes, scopes } in paths {
             let (relative, in_api) = match path.strip_prefix(API) {
                 Some(rest) if is_api(&path) => (rest.to_string(), true),
                 _ => (path.clone(), false),
             };
+            let scopes: std::rc::Rc<[(Method, Scope)]> = scopes.into();
             let resource = routes
                 .into_iter()
-                .fold(web::resource(relative), |resource, route| resource.route(route));
+                .fold(web::resource(relative), |resource, route| resource.route(route))
+                .wrap(actix_web::middleware::from_fn(
+                    move |req: ServiceRequest, next: Next<BoxBody>| auth::require_scope(scopes.clone(), req, next),
+                ));
             if in_api {
                 api = api.service(resource);
             } else {
@@ -161,6 +236,72 @@ mod tests {
         assert!(!is_api("/v1"));
         assert!(!is_api("/v10/x"));
         assert!(!is_api("/notifications/stream"));
+    }
+
+    #[test]
+    fn every_api_operation_has_the_scope_its_kind_of_work_needs() {
+        use Scope::*;
+        let expected: &[(&str, Scope)] = &[
+            ("cleanup", Admin),
+            ("listDeadLetters", Read),
+            ("discardDeadLetter", Admin),
+            ("getDeadLetter", Read),
+            ("replayDeadLetter", Admin),
+            ("pollEvents", Read),
+            ("streamEvents", Read),
+            ("createExecution", Dispatch),
+            ("listExecutions", Read),
+            ("getExecution", Read),
+            ("cancelExecution", Dispatch),
+            ("getExecutionResult", Read),
+            ("sendSignal", Dispatch),
+            ("listNotifications", Read),
+            ("sendNotification", Dispatch),
+            ("listSourceSubscriptions", Read),
+            ("subscribeSource", Admin),
+            ("unsubscribeSource", Admin),
+            ("createConnectionToken", Admin),
+            ("notify", Dispatch),
+            ("listQueues", Read),
+            ("getTask", Read),
+            ("checkpointTask", Worker),
+            ("completeTask", Worker),
+            ("failTask", Worker),
+            ("heartbeatTask", Worker),
+            ("reportProgress", Worker),
+            ("createWebhook", Admin),
+            ("listWebhooks", Read),
+            ("deleteWebhook", Admin),
+            ("getWebhook", Read),
+            ("listDeliveries", Read),
+            ("disableWebhook", Admin),
+            ("enableWebhook", Admin),
+            ("claimTasks", Worker),
+            ("eventsWebSocket", Read),
+            ("metrics", Read),
+        ];
+        let routes = Routes::all();
+        let mut scoped = Vec::new();
+        for route in routes.iter() {
+            let id = route.operation.operation_id.clone().unwrap_or_default();
+            if is_api(&route.path) {
+                assert!(route.scope.is_some(), "{id} under /v1 has no scope");
+            }
+            if let Some(scope) = route.scope {
+                scoped.push((id, scope));
+            }
+        }
+        scoped.sort();
+        let mut expected: Vec<(String, Scope)> = expected.iter().map(|(id, s)| (id.to_string(), *s)).collect();
+        expected.sort();
+        assert_eq!(
+            scoped, expected,
+            "an operation's scope changed or a new one needs deciding"
+        );
+        // The named lists name real operations.
+        for id in WORKER_OPERATIONS.iter().chain(DISPATCH_OPERATIONS) {
+            assert!(scoped.iter().any(|(known, _)| known == id), "no operation {id}");
+        }
     }
 
     #[test]
