@@ -332,6 +332,8 @@ async fn write_response<B: MessageBody>(io: &mut TcpStream, response: Response<B
         BodySize::Stream => {}
     }
     out.push_str("connection: close\r\n\r\n");
+    // The head's header map (a few KiB) must not live as long as the stream.
+    drop(head);
     if io.write_all(out.as_bytes()).await.is_err() {
         return;
     }
