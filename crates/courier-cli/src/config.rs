@@ -53,6 +53,30 @@ pub struct Node {
 #[serde(deny_unknown_fields)]
 pub struct Store {
     pub url: String,
+    /// `0s`: no limit.
+    #[serde(with = "serde_duration")]
+    pub statement_timeout: Duration,
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// `store.sqlite_synchronous`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// WAL with `synchronous=NORMAL`: a power loss may lose the last commits, never corrupts.
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced before it is acknowledged.
+    Full,
+}
+
+impl Store {
+    /// The settings the store is opened with.
+    pub fn settings(&self) -> courier_store::StoreSettings {
+        courier_store::StoreSettings {
+            statement_timeout: (!self.statement_timeout.is_zero()).then_some(self.statement_timeout),
+            sqlite_synchronous_full: self.sqlite_synchronous == SqliteSynchronous::Full,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -731,6 +755,26 @@ mod tests {
         assert!(!config.metrics.require_token);
         assert_eq!(config.exposure().unwrap(), Exposure::Loopback);
         assert_eq!(config.http_options().webhooks.retry.attempts(), 8);
+        assert_eq!(config.store.settings(), courier_store::StoreSettings::default());
+    }
+
+    #[test]
+    fn store_settings_come_from_the_environment() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("COURIER_STORE_STATEMENT_TIMEOUT", "5s"),
+            ("COURIER_STORE_SQLITE_SYNCHRONOUS", "full"),
+        ]);
+        let config = Config::load(None, |k| env.get(k).map(|v| v.to_string())).unwrap();
+        let settings = config.store.settings();
+        assert_eq!(settings.statement_timeout, Some(Duration::from_secs(5)));
+        assert!(settings.sqlite_synchronous_full);
+        let off = Config::load(None, |k| (k == "COURIER_STORE_STATEMENT_TIMEOUT").then(|| "0s".into())).unwrap();
+        assert_eq!(off.store.settings().statement_timeout, None);
+        assert!(
+            Config::load(None, |k| (k == "COURIER_STORE_SQLITE_SYNCHRONOUS")
+                .then(|| "off".into()))
+            .is_err()
+        );
     }
 
     #[test]

@@ -78,7 +78,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             "testing.clock_offset: this node's clock is shifted"
         );
     }
-    let store = courier_store::open_with_clock(&config.store.url, clock).await?;
+    let store = courier_store::open_with(&config.store.url, clock, &config.store.settings()).await?;
     let node = node_id(&config);
     let mut builder = Courier::builder()
         .store(store)

@@ -99,6 +99,14 @@ pub(crate) fn from_db(e: &tokio_postgres::Error) -> StoreError {
     if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
         return StoreError::Unavailable(format!("Postgres kept aborting the transaction: {}", db.message()));
     }
+    // 57014: cancelled, in practice by `statement_timeout`; the database was slow,
+    // not the request wrong, so callers may try again.
+    if *code == SqlState::QUERY_CANCELED {
+        return StoreError::Unavailable(format!(
+            "a Postgres statement was cancelled (store.statement_timeout): {}",
+            db.message()
+        ));
+    }
     if *code == SqlState::UNIQUE_VIOLATION {
         return StoreError::Conflict {
             id: db.constraint().unwrap_or("unknown").to_string(),

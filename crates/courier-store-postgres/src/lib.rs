@@ -89,7 +89,7 @@ mod transaction;
 mod wake;
 mod webhooks;
 
-pub use options::{DEFAULT_POOL_SIZE, PostgresOptions};
+pub use options::{DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT, PostgresOptions};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -184,5 +184,42 @@ impl PostgresStore {
     /// deployments sharing a database do not contend.
     pub(crate) fn lock_name(&self, what: &str) -> String {
         format!("courier.{what}:{}", self.schema.as_deref().unwrap_or(""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url() -> String {
+        std::env::var("COURIER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    #[tokio::test]
+    async fn every_pooled_connection_cancels_a_slow_statement_with_a_typed_error() {
+        let options = PostgresOptions::new(url())
+            .pool_size(2)
+            .statement_timeout(Some(Duration::from_millis(200)));
+        let store = PostgresStore::connect(options).await.expect("Postgres reachable");
+        let client = store.client().await.unwrap();
+        let shown: String = client.query_one("SHOW statement_timeout", &[]).await.unwrap().get(0);
+        assert_eq!(shown, "200ms");
+        let started = std::time::Instant::now();
+        let e = client.query_one("SELECT pg_sleep(10)", &[]).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "cancelled, not waited out");
+        assert!(
+            matches!(error::from_db(&e), StoreError::Unavailable(m) if m.contains("statement_timeout")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_default_statement_timeout_is_thirty_seconds() {
+        let store = PostgresStore::connect(PostgresOptions::new(url()).pool_size(1))
+            .await
+            .expect("Postgres reachable");
+        let client = store.client().await.unwrap();
+        let shown: String = client.query_one("SHOW statement_timeout", &[]).await.unwrap().get(0);
+        assert_eq!(shown, "30s");
     }
 }

@@ -1,6 +1,8 @@
-//! How to reach the database: a DSN, an optional schema, a pool size.
+//! How to reach the database: a DSN, an optional schema, a pool size, a
+//! statement timeout.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use courier_core::{StoreError, StoreResult};
 use tokio_postgres::config::SslMode;
@@ -19,10 +21,14 @@ pub struct PostgresOptions {
     url: String,
     schema: Option<String>,
     pool_size: usize,
+    statement_timeout: Option<Duration>,
 }
 
 /// Connections the pool keeps at most unless told otherwise.
 pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// How long one statement may run unless told otherwise (`store.statement_timeout`).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl PostgresOptions {
     /// Settings for the database a `postgres://` or `postgresql://` DSN names (user,
@@ -32,7 +38,22 @@ impl PostgresOptions {
             url: url.into(),
             schema: None,
             pool_size: DEFAULT_POOL_SIZE,
+            statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
         }
+    }
+
+    /// Cancels any statement running longer than `limit` on every pooled
+    /// connection (`None`: never), so a stuck query fails with
+    /// [`StoreError::Unavailable`] instead of holding its connection and its
+    /// locks forever. Sub-millisecond limits round up to 1 ms.
+    pub fn statement_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.statement_timeout = limit;
+        self
+    }
+
+    /// The statement timeout, if any.
+    pub fn statement_timeout_limit(&self) -> Option<Duration> {
+        self.statement_timeout
     }
 
     /// Keeps every table in schema `name` (created by `init`), so that several
@@ -87,6 +108,11 @@ impl PostgresOptions {
         // JIT compilation costs milliseconds whenever a plan's estimate crosses
         // jit_above_cost, and never pays for statements as short as the store's.
         let mut session = String::from("-c jit=off");
+        // 0 is Postgres's spelling of "no limit".
+        let timeout_ms = self
+            .statement_timeout
+            .map_or(0, |d| d.as_millis().clamp(1, i32::MAX as u128));
+        session.push_str(&format!(" -c statement_timeout={timeout_ms}"));
         if let Some(schema) = &self.schema {
             validate_schema(schema)?;
             session.push_str(&format!(" -c search_path={schema}"));
@@ -153,7 +179,10 @@ mod tests {
             .schema("courier_1")
             .driver_config()
             .unwrap();
-        assert_eq!(config.get_options(), Some("-c jit=off -c search_path=courier_1"));
+        assert_eq!(
+            config.get_options(),
+            Some("-c jit=off -c statement_timeout=30000 -c search_path=courier_1")
+        );
         assert_eq!(config.get_dbname(), Some("db"));
     }
 

@@ -94,6 +94,20 @@ impl SqliteStore {
         }
     }
 
+    /// The durability the writer's connection runs with: `"normal"` or `"full"`
+    /// (`PRAGMA synchronous`), so an operator can see what `store.sqlite_synchronous` took.
+    pub async fn synchronous(&self) -> StoreResult<&'static str> {
+        self.write(|conn, _| {
+            let level: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            Ok(match level {
+                2 | 3 => "full",
+                1 => "normal",
+                _ => "off",
+            })
+        })
+        .await
+    }
+
     /// Runs `f` on the writer, in a transaction, with the store clock's now (read
     /// when the job runs, not when it was queued).
     pub(crate) async fn write<T, F>(&self, f: F) -> StoreResult<T>

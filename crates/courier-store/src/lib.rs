@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use courier_core::{Clock, Store, StoreError};
 
@@ -35,9 +36,34 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 /// [`open`], with the local clock SQLite should use (Postgres always uses the
 /// database's clock).
 pub async fn open_with_clock(url: &str, clock: Clock) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, clock, &StoreSettings::default()).await
+}
+
+/// The store settings that are not in its URL (`[store]` in the configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// Postgres only: a statement running longer is cancelled (`None`: never).
+    pub statement_timeout: Option<Duration>,
+    /// SQLite only: `true` fsyncs at every commit (`synchronous=FULL`); `false`
+    /// (`NORMAL`, WAL) may lose the last commits on power loss, never corrupts.
+    pub sqlite_synchronous_full: bool,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            statement_timeout: Some(courier_store_postgres::DEFAULT_STATEMENT_TIMEOUT),
+            sqlite_synchronous_full: false,
+        }
+    }
+}
+
+/// [`open_with_clock`], with `settings`.
+pub async fn open_with(url: &str, clock: Clock, settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     let url = url.trim();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PostgresStore::connect(PostgresOptions::new(url)).await?;
+        let options = PostgresOptions::new(url).statement_timeout(settings.statement_timeout);
+        let store = PostgresStore::connect(options).await?;
         return Ok(Arc::new(store));
     }
     let path = url
@@ -49,6 +75,37 @@ pub async fn open_with_clock(url: &str, clock: Clock) -> Result<Arc<dyn Store>, 
     } else {
         SqliteOptions::file(path)
     };
-    let store = SqliteStore::open(options.clock(clock)).await?;
+    let options = options.clock(clock).synchronous_full(settings.sqlite_synchronous_full);
+    let store = SqliteStore::open(options).await?;
     Ok(Arc::new(store))
+}
+
+/// [`open_with`] for SQLite only, keeping the concrete type (tests read what it runs with).
+#[doc(hidden)]
+pub async fn open_sqlite_with(path: &str, settings: &StoreSettings) -> Result<SqliteStore, StoreError> {
+    SqliteStore::open(SqliteOptions::file(path).synchronous_full(settings.sqlite_synchronous_full)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_synchronous_follows_the_setting_and_defaults_to_normal() {
+        let dir = std::env::temp_dir().join(format!("courier-store-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let normal = dir.join("normal.db");
+        let full = dir.join("full.db");
+        let store = open_sqlite_with(normal.to_str().unwrap(), &StoreSettings::default())
+            .await
+            .unwrap();
+        assert_eq!(store.synchronous().await.unwrap(), "normal");
+        let settings = StoreSettings {
+            sqlite_synchronous_full: true,
+            ..StoreSettings::default()
+        };
+        let store = open_sqlite_with(full.to_str().unwrap(), &settings).await.unwrap();
+        assert_eq!(store.synchronous().await.unwrap(), "full");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
