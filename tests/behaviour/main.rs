@@ -17,6 +17,7 @@ mod http_api;
 mod http_notifications;
 mod http_streams;
 mod idempotency_and_cache;
+mod internal_events;
 mod notifications;
 mod replay;
 mod retries;
