@@ -18,6 +18,7 @@ mod http_auth;
 mod http_notifications;
 mod http_streams;
 mod idempotency_and_cache;
+mod internal_events;
 mod notifications;
 mod replay;
 mod retries;

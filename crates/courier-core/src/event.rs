@@ -89,6 +89,12 @@ pub struct Event {
     pub timestamp: DateTime<Utc>,
     /// Details, shaped by the event type.
     pub data: Value,
+    /// Whether it belongs to one of Courier's own executions (a function named
+    /// `courier.*`: webhook deliveries, ingested messages), which public feeds
+    /// hide unless asked. Set by the store from the execution, since task events
+    /// (progress, heartbeats, a user's `courier.sleep`) do not say it themselves.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
 }
 
 /// An event to append; the store assigns `seq` and `timestamp`.
@@ -145,6 +151,15 @@ pub struct EventFilter {
     pub after: i64,
     /// At most this many, oldest first.
     pub limit: u32,
+    /// Whether events of Courier's own executions ([`Event::internal`]) are
+    /// included. True for readers of the whole log (the stream tail, the webhook
+    /// dispatcher); public feeds turn it off unless asked.
+    #[serde(default = "included")]
+    pub include_internal: bool,
+}
+
+fn included() -> bool {
+    true
 }
 
 impl EventFilter {
@@ -156,7 +171,14 @@ impl EventFilter {
             types: Vec::new(),
             after: seq,
             limit: 1000,
+            include_internal: true,
         }
+    }
+
+    /// Whether to include events of Courier's own executions.
+    pub fn internal(mut self, include: bool) -> Self {
+        self.include_internal = include;
+        self
     }
 
     /// Only events of `execution`.
@@ -188,5 +210,6 @@ impl EventFilter {
         self.execution_id.is_none_or(|id| event.execution_id == Some(id))
             && self.task_id.is_none_or(|id| event.task_id == Some(id))
             && (self.types.is_empty() || self.types.contains(&event.event_type))
+            && (self.include_internal || !event.internal)
     }
 }

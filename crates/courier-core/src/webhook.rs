@@ -68,6 +68,7 @@ impl WebhookRecord {
     /// let event = Event {
     ///     seq: 1, event_type: EventType::ExecutionCompleted, execution_id: Some(ExecutionId::new()),
     ///     task_id: None, timestamp: Utc::now(), data: serde_json::json!({"function": "charge"}),
+    ///     internal: false,
     /// };
     /// assert!(hook.matches(&event));
     /// hook.enabled = false;

@@ -37,6 +37,10 @@ pub(crate) struct EventFilters {
     /// Only events after this sequence number.
     #[param(minimum = 0)]
     pub after: Option<i64>,
+    /// Include events of Courier's own executions (`courier.*`: webhook
+    /// deliveries, ingested messages); default false, unless `execution_id` or
+    /// `task_id` names what to show.
+    pub internal: Option<bool>,
 }
 
 /// The page size of a poll (`?limit=`).
@@ -88,6 +92,11 @@ pub(crate) fn filter_of(query: &EventFilters) -> ApiResult<EventFilter> {
         types: parse_types(query.types.as_deref())?,
         after: query.after.unwrap_or(0),
         limit: DEFAULT_EVENTS,
+        // Naming an execution or task is asking to see it, as `function` does
+        // for `GET /v1/executions`.
+        include_internal: query
+            .internal
+            .unwrap_or(query.execution_id.is_some() || query.task_id.is_some()),
     })
 }
 

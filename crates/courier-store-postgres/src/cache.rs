@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use courier_core::{CacheStore, Reservation, StoreResult, TaskId, TaskState};
 use deadpool_postgres::Transaction;
 use serde_json::Value;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 use crate::PostgresStore;
 use crate::codec::{now_plus, opt_micros, parse};
 use crate::error::{Error, Result, corrupt};
+use crate::event_log::TRIM_CHUNK;
 use crate::statements::{execute, query_opt};
 use crate::transaction::in_transaction;
 
@@ -34,6 +36,25 @@ impl CacheStore for PostgresStore {
 
     async fn release_idempotency_key(&self, key: &str, owner: TaskId) -> StoreResult<bool> {
         release(self, key, owner).await
+    }
+
+    async fn trim_idempotency_keys(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        let client = self.client().await?;
+        // One statement per chunk, as for the event log.
+        let mut trimmed = 0;
+        loop {
+            let n = execute(
+                &client,
+                "DELETE FROM idempotency WHERE key IN (SELECT key FROM idempotency
+                     WHERE result IS NOT NULL AND updated_at < $1 LIMIT $2)",
+                &[&older_than, &TRIM_CHUNK],
+            )
+            .await?;
+            trimmed += n;
+            if n < TRIM_CHUNK as u64 {
+                return Ok(trimmed);
+            }
+        }
     }
 }
 

@@ -49,7 +49,16 @@ impl EventStore for PostgresStore {
 
     async fn trim_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
         let client = self.client().await?;
-        Ok(trim(&client, older_than).await?)
+        // One statement (and transaction) per chunk: a long backlog never holds
+        // one huge delete's locks and WAL.
+        let mut trimmed = 0;
+        loop {
+            let n = trim(&client, older_than, TRIM_CHUNK).await?;
+            trimmed += n;
+            if n < TRIM_CHUNK as u64 {
+                return Ok(trimmed);
+            }
+        }
     }
 }
 
@@ -92,10 +101,12 @@ pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<
         tx,
         "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
          appended AS (
-             INSERT INTO events (seq, type, execution_id, task_id, ts, data)
-             SELECT head.last - $1 + e.ord, e.type, e.execution_id, e.task_id, now(), e.data
+             INSERT INTO events (seq, type, execution_id, task_id, ts, data, internal)
+             SELECT head.last - $1 + e.ord, e.type, e.execution_id, e.task_id, now(), e.data,
+                 coalesce(starts_with(x.function, 'courier.'), false)
              FROM head, unnest($2::text[], $3::uuid[], $4::uuid[], $5::jsonb[])
                  WITH ORDINALITY AS e(type, execution_id, task_id, data, ord)
+                 LEFT JOIN executions x ON x.id = e.execution_id
          )
          SELECT last FROM head",
         &[&n, &types, &executions, &tasks, &data],
@@ -117,6 +128,9 @@ async fn read(store: &PostgresStore, filter: &EventFilter) -> StoreResult<Vec<Ev
     }
     if !filter.types.is_empty() {
         sql.push_str(" AND type = ANY($4)");
+    }
+    if !filter.include_internal {
+        sql.push_str(" AND NOT internal");
     }
     sql.push_str(" ORDER BY seq LIMIT $5");
     let execution = filter.execution_id.map(|id| id.0);
@@ -140,8 +154,20 @@ async fn last_seq(store: &PostgresStore) -> StoreResult<i64> {
     Ok(row.try_get::<_, i64>(0).map_err(crate::error::Error::from)?)
 }
 
-/// Deletes events appended before `older_than`. The head row is untouched, so the
-/// numbers are never handed out again.
-async fn trim<C: GenericClient>(client: &C, older_than: DateTime<Utc>) -> Result<u64> {
-    execute(client, "DELETE FROM events WHERE ts < $1", &[&older_than]).await
+/// Events deleted per statement when trimming.
+pub(crate) const TRIM_CHUNK: i64 = 10_000;
+
+/// Deletes up to `chunk` events appended before `older_than` that the webhook
+/// dispatcher has read (while any webhook is enabled: events after its cursor
+/// still owe deliveries). The head row is untouched, so the numbers are never
+/// handed out again.
+async fn trim<C: GenericClient>(client: &C, older_than: DateTime<Utc>, chunk: i64) -> Result<u64> {
+    execute(
+        client,
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts < $1
+             AND (seq <= (SELECT last FROM webhook_cursor) OR NOT EXISTS (SELECT 1 FROM webhooks WHERE enabled))
+             LIMIT $2)",
+        &[&older_than, &chunk],
+    )
+    .await
 }

@@ -35,7 +35,7 @@ pub(crate) const SIGNAL_COLUMNS: &str = "id, execution_id, name, payload, create
 pub(crate) const DEAD_LETTER_COLUMNS: &str = "task_id, execution_id, reason, failed_at, task";
 
 /// The event columns, in decoding order.
-pub(crate) const EVENT_COLUMNS: &str = "seq, type, execution_id, task_id, ts, data";
+pub(crate) const EVENT_COLUMNS: &str = "seq, type, execution_id, task_id, ts, data, internal";
 
 /// The progress columns, in decoding order.
 pub(crate) const PROGRESS_COLUMNS: &str = "execution_id, task_id, step, status, percent, message, detail, created_at";
@@ -153,6 +153,7 @@ pub(crate) fn event(row: &Row) -> Result<Event> {
         task_id: row.try_get::<_, Option<Uuid>>(3)?.map(TaskId),
         timestamp: row.try_get(4)?,
         data: row.try_get(5)?,
+        internal: row.try_get(6)?,
     })
 }
 

@@ -4,13 +4,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use courier_core::{CacheStore, Reservation, StoreResult, TaskId, TaskState};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
 use crate::SqliteStore;
+use crate::codec::micros;
 use crate::codec::{after, enum_at, json_opt_at, uuid_opt_at};
 use crate::error::Result;
+use crate::event_log::TRIM_CHUNK;
 
 #[async_trait]
 impl CacheStore for SqliteStore {
@@ -32,6 +35,31 @@ impl CacheStore for SqliteStore {
         let key = key.to_string();
         self.write(move |conn, _| release(conn, &key, owner)).await
     }
+
+    async fn trim_idempotency_keys(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        // One write per chunk, as for the event log.
+        let mut trimmed = 0;
+        loop {
+            let n = self
+                .write(move |conn, _| trim_idempotency(conn, micros(older_than), TRIM_CHUNK))
+                .await?;
+            trimmed += n;
+            if n < TRIM_CHUNK {
+                return Ok(trimmed);
+            }
+        }
+    }
+}
+
+/// Deletes up to `chunk` keys whose work finished before `older_than`.
+fn trim_idempotency(conn: &Connection, older_than: i64, chunk: u64) -> Result<u64> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM idempotency INDEXED BY idempotency_completed \
+             WHERE completed_at IS NOT NULL AND completed_at < ?1 LIMIT ?2)",
+        )?
+        .execute((older_than, chunk as i64))?;
+    Ok(n as u64)
 }
 
 /// A cached value that has not expired.

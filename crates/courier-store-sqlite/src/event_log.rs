@@ -23,7 +23,18 @@ impl EventStore for SqliteStore {
     }
 
     async fn trim_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
-        self.write(move |conn, _| trim(conn, micros(older_than))).await
+        // One write per chunk, so a long backlog never holds the writer (and the
+        // file's write lock) for one huge delete.
+        let mut trimmed = 0;
+        loop {
+            let n = self
+                .write(move |conn, _| trim(conn, micros(older_than), TRIM_CHUNK))
+                .await?;
+            trimmed += n;
+            if n < TRIM_CHUNK {
+                return Ok(trimmed);
+            }
+        }
     }
 }
 
@@ -43,7 +54,8 @@ pub(crate) fn record(conn: &Connection, now: i64, changes: &mut Vec<Change>, mut
 /// Appends one event stamped `now`; returns its sequence number.
 fn append(conn: &Connection, now: i64, event: &NewEvent) -> Result<i64> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO events (event_type, execution_id, task_id, timestamp, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO events (event_type, execution_id, task_id, timestamp, data, internal) VALUES (?1, ?2, ?3, ?4, ?5, \
+         coalesce((SELECT substr(function, 1, 8) = 'courier.' FROM executions WHERE id = ?2), 0))",
     )?;
     stmt.execute((
         event.event_type.as_str(),
@@ -57,9 +69,13 @@ fn append(conn: &Connection, now: i64, event: &NewEvent) -> Result<i64> {
 
 /// Events matching `filter`, oldest first.
 fn read(conn: &Connection, filter: &EventFilter) -> Result<Vec<Event>> {
-    let mut sql =
-        String::from("SELECT seq, event_type, execution_id, task_id, timestamp, data FROM events WHERE seq > ?");
+    let mut sql = String::from(
+        "SELECT seq, event_type, execution_id, task_id, timestamp, data, internal FROM events WHERE seq > ?",
+    );
     let mut args: Vec<SqlValue> = vec![SqlValue::Integer(filter.after)];
+    if !filter.include_internal {
+        sql.push_str(" AND internal = 0");
+    }
     if let Some(ExecutionId(id)) = filter.execution_id {
         sql.push_str(" AND execution_id = ?");
         args.push(SqlValue::Blob(id.as_bytes().to_vec()));
@@ -83,6 +99,7 @@ fn read(conn: &Connection, filter: &EventFilter) -> Result<Vec<Event>> {
             task_id: uuid_opt_at(row, 3)?.map(TaskId),
             timestamp: time_at(row, 4)?,
             data: json_at(row, 5)?,
+            internal: row.get(6)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -97,11 +114,20 @@ fn last_seq(conn: &Connection) -> Result<i64> {
     Ok(seq.unwrap_or(0))
 }
 
-/// Deletes events appended before `older_than`. AUTOINCREMENT keeps their
-/// sequence numbers from being handed out again.
-fn trim(conn: &Connection, older_than: i64) -> Result<u64> {
+/// Events deleted per statement when trimming.
+pub(crate) const TRIM_CHUNK: u64 = 10_000;
+
+/// Deletes up to `chunk` of the oldest events appended before `older_than` that
+/// the webhook dispatcher has read (while any webhook is enabled: events after
+/// its cursor still owe deliveries). AUTOINCREMENT keeps their sequence numbers
+/// from being handed out again.
+fn trim(conn: &Connection, older_than: i64, chunk: u64) -> Result<u64> {
     let n = conn
-        .prepare_cached("DELETE FROM events WHERE timestamp < ?1")?
-        .execute([older_than])?;
+        .prepare_cached(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events INDEXED BY events_by_time \
+             WHERE timestamp < ?1 AND (seq <= (SELECT last FROM webhook_cursor WHERE id = 1) \
+             OR NOT EXISTS (SELECT 1 FROM webhooks WHERE enabled)) LIMIT ?2)",
+        )?
+        .execute((older_than, chunk as i64))?;
     Ok(n as u64)
 }

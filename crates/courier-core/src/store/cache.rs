@@ -1,6 +1,7 @@
 //! The result cache and idempotency keys.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -33,6 +34,11 @@ pub trait CacheStore: Send + Sync {
     /// calls run it once. Re-entrant for the same owner. A reservation whose owner
     /// task is gone or finished without recording a result is taken over.
     async fn reserve_idempotency_key(&self, key: &str, owner: TaskId) -> StoreResult<Reservation>;
+
+    /// Deletes idempotency keys whose work finished (a result was recorded)
+    /// before `older_than`, in bounded chunks; how many. Reservations of work
+    /// still running are kept whatever their age.
+    async fn trim_idempotency_keys(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
 
     /// Drops `owner`'s reservation of a key that has no result (the work failed);
     /// whether one was dropped.

@@ -17,6 +17,9 @@ pub trait EventStore: Send + Sync {
     async fn last_event_seq(&self) -> StoreResult<i64>;
 
     /// Deletes events appended before `older_than`; how many. Sequence numbers are
-    /// never reused afterwards.
+    /// never reused afterwards. While any webhook is enabled, events the webhook
+    /// dispatcher has not read yet (after its cursor) are kept: they still owe
+    /// deliveries. Deletes in bounded chunks, each its own statement, so that a
+    /// long backlog never becomes one huge transaction.
     async fn trim_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
 }

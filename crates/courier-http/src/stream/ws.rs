@@ -2,8 +2,8 @@
 //! owns each connection's actix-ws session.
 //!
 //! Client messages (JSON text): `{"type":"subscribe","id"?,"execution_id"?,
-//! "task_id"?,"types"?,"after"?}` (with `after`, what was missed is replayed
-//! first), `{"type":"unsubscribe","id"}`, `{"type":"ping"}` (→ `pong`). Events
+//! "task_id"?,"types"?,"after"?,"internal"?}` (with `after`, what was missed is
+//! replayed first; `internal` as for `GET /v1/events`), `{"type":"unsubscribe","id"}`, `{"type":"ping"}` (→ `pong`). Events
 //! arrive in seed 002's envelope `{"type","task_id","timestamp","data"}` plus
 //! `seq`, `execution_id` and the `subscription` they match. The server pings
 //! every `ws_ping` and drops a peer silent for `ws_timeout`. A client that stops
@@ -150,6 +150,8 @@ enum ClientMessage {
         types: Option<Vec<String>>,
         #[serde(default)]
         after: Option<i64>,
+        #[serde(default)]
+        internal: Option<bool>,
     },
     Unsubscribe {
         id: String,
@@ -207,6 +209,7 @@ impl WsSession {
                 task_id,
                 types,
                 after,
+                internal,
             } => {
                 let types = match parse_types(types.map(|t| t.join(",")).as_deref()) {
                     Ok(t) => t,
@@ -235,6 +238,7 @@ impl WsSession {
                     types,
                     after: 0,
                     limit: 0,
+                    include_internal: internal.unwrap_or(execution_id.is_some() || task_id.is_some()),
                 };
                 match after {
                     Some(cursor) => self.start_subscription(id, filter, cursor, ctx),

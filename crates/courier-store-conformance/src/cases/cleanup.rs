@@ -115,3 +115,98 @@ pub async fn old_dead_letters_are_cleaned_up(store: DynStore) {
     assert!(store.get_dead_letter(first.task.id).await.unwrap().is_none());
     assert!(store.get_dead_letter(second.task.id).await.unwrap().is_some());
 }
+
+/// Trimming the log never deletes events the webhook dispatcher has not read
+/// while a webhook is enabled (they still owe deliveries); without one it trims
+/// everything old. A backlog longer than one chunk is trimmed whole.
+pub async fn trimming_keeps_events_the_webhook_dispatcher_has_not_read(store: DynStore) {
+    let exec = dispatch(&store, activity("logged")).await;
+    let now = store.now().await.unwrap();
+    let hook = courier_core::WebhookRecord {
+        id: uuid::Uuid::new_v4(),
+        url: "https://example.com/hook".into(),
+        event_types: Vec::new(),
+        execution_id: None,
+        task_id: None,
+        headers: Default::default(),
+        secret: "whsec_c2VjcmV0".into(),
+        description: None,
+        enabled: true,
+        disabled_reason: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.create_webhook(&hook).await.unwrap();
+    let future = now + chrono::Duration::seconds(5);
+    assert_eq!(
+        store.trim_events(future).await.unwrap(),
+        0,
+        "the dispatcher read nothing yet"
+    );
+    assert!(store.enqueue_deliveries(0, 1, Vec::new()).await.unwrap().value);
+    assert_eq!(
+        store.trim_events(future).await.unwrap(),
+        1,
+        "only what the dispatcher read"
+    );
+    assert_eq!(
+        store
+            .read_events(&courier_core::EventFilter::after(0))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Without an enabled webhook nothing owes a delivery: a backlog of more than
+    // one chunk goes, all of it.
+    assert!(store.set_webhook_enabled(hook.id, false, Some("test")).await.unwrap());
+    let effects = (0..10_050)
+        .map(|n| courier_core::EffectWrite {
+            fence: None,
+            execution_id: exec,
+            parent_id: None,
+            step: 1000 + n,
+            effect: courier_core::Effect::Progress(courier_core::Progress::default()),
+        })
+        .collect();
+    store
+        .commit(std::sync::Arc::new(courier_core::WriteBatch {
+            effects,
+            ..courier_core::WriteBatch::default()
+        }))
+        .await
+        .unwrap();
+    let future = store.now().await.unwrap() + chrono::Duration::seconds(5);
+    assert_eq!(store.trim_events(future).await.unwrap(), 10_051);
+    assert!(
+        store
+            .read_events(&courier_core::EventFilter::after(0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Idempotency keys whose work finished before the cutoff are deleted; a
+/// reservation of work still running is kept, however old.
+pub async fn old_finished_idempotency_keys_are_trimmed(store: DynStore) {
+    store.set_idempotency_result("done", &json!(1)).await.unwrap();
+    let exec = dispatch(&store, activity("holder")).await;
+    let holder = TaskId::root_of(exec);
+    assert_eq!(
+        store.reserve_idempotency_key("running", holder).await.unwrap(),
+        courier_core::Reservation::Acquired
+    );
+    let past = store.now().await.unwrap() - chrono::Duration::seconds(60);
+    assert_eq!(store.trim_idempotency_keys(past).await.unwrap(), 0, "nothing that old");
+    let future = store.now().await.unwrap() + chrono::Duration::seconds(5);
+    assert_eq!(store.trim_idempotency_keys(future).await.unwrap(), 1);
+    assert_eq!(store.get_idempotency_result("done").await.unwrap(), None);
+    assert_eq!(
+        store.reserve_idempotency_key("running", holder).await.unwrap(),
+        courier_core::Reservation::Acquired,
+        "the holder's reservation is still there (re-entrant)"
+    );
+    assert_eq!(store.trim_idempotency_keys(future).await.unwrap(), 0);
+}

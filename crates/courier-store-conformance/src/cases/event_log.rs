@@ -182,3 +182,39 @@ pub async fn trimmed_sequence_numbers_are_never_reused(store: DynStore) {
     let past = store.now().await.unwrap() - chrono::Duration::seconds(60);
     assert_eq!(store.trim_events(past).await.unwrap(), 0);
 }
+
+/// Every event of Courier's own executions (`courier.*` functions) is marked
+/// internal, those that do not name the function (progress) included, and a
+/// reader that leaves them out gets only the others; a user's execution stays
+/// public even where its tasks have `courier.*` names.
+pub async fn internal_events_are_marked_and_left_out_when_asked(store: DynStore) {
+    let mine = dispatch(&store, activity("send")).await;
+    let internal = dispatch(&store, activity("courier.webhook.deliver")).await;
+    append_progress_events(&store, internal, 0, 2).await;
+    append_progress_events(&store, mine, 2, 1).await;
+    let all = store.read_events(&EventFilter::after(0)).await.unwrap();
+    assert_eq!(all.len(), 7, "two dispatches of two events, three progress reports");
+    for e in &all {
+        assert_eq!(e.internal, e.execution_id == Some(internal), "{e:?}");
+    }
+    let public = store.read_events(&EventFilter::after(0).internal(false)).await.unwrap();
+    assert!(!public.is_empty());
+    assert!(public.iter().all(|e| e.execution_id == Some(mine)), "{public:?}");
+    assert_eq!(public.len(), 3);
+    assert!(public.iter().all(|e| EventFilter::after(0).internal(false).matches(e)));
+    // The filter composes with types (the typed index) and the cursor.
+    let created = store
+        .read_events(
+            &EventFilter::after(0)
+                .types([EventType::ExecutionCreated, EventType::TaskProgress])
+                .internal(false),
+        )
+        .await
+        .unwrap();
+    assert_eq!(types(&created), [EventType::ExecutionCreated, EventType::TaskProgress]);
+    let after = store
+        .read_events(&EventFilter::after(public[0].seq).internal(false).limit(1))
+        .await
+        .unwrap();
+    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [public[1].seq]);
+}
