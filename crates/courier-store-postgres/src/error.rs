@@ -84,15 +84,33 @@ impl From<Error> for StoreError {
     }
 }
 
+/// The error and its causes: the driver's own text for a failed TLS handshake is
+/// only "error performing TLS handshake", the reason (an untrusted certificate, a
+/// name mismatch) is in its source.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Connection trouble and resource exhaustion may pass; everything else is a
 /// definite answer.
 pub(crate) fn from_db(e: &tokio_postgres::Error) -> StoreError {
     let Some(db) = e.as_db_error() else {
         // No server error: the connection broke, or a value failed to convert.
+        let e_text = with_causes(e);
         if e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) {
-            return StoreError::Unavailable(format!("lost the Postgres connection: {e}"));
+            return StoreError::Unavailable(format!("lost the Postgres connection: {e_text}"));
         }
-        return StoreError::Backend(format!("Postgres client error: {e}"));
+        return StoreError::Backend(format!("Postgres client error: {e_text}"));
     };
     let code = db.code();
     let class = &code.code()[..2];

@@ -85,18 +85,19 @@ mod signals;
 mod statements;
 mod store;
 mod tasks;
+pub mod tls;
 mod transaction;
 mod wake;
 mod webhooks;
 
 pub use options::{DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT, PostgresOptions};
+pub use tls::{PostgresSslMode, PostgresTls, PostgresUrlError, parse_postgres_url};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use courier_core::{StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
 
 /// A handle on a Postgres store: cheap to clone, all clones share one pool.
 #[derive(Clone)]
@@ -118,10 +119,10 @@ impl PostgresStore {
     /// Builds the pool and checks that the database answers. Does not create or
     /// migrate the schema: call [`Store::init`](courier_core::Store::init) for that.
     pub async fn connect(options: PostgresOptions) -> Result<Self, StoreError> {
-        let config = options.driver_config()?;
+        let (config, tls) = options.driver_config()?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 // A connection is checked with a round trip before it is handed out,
                 // so a server restart costs one failed check, not one failed operation.

@@ -1,11 +1,11 @@
 //! How to reach the database: a DSN, an optional schema, a pool size, a
 //! statement timeout.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use courier_core::{StoreError, StoreResult};
-use tokio_postgres::config::SslMode;
+
+use crate::tls::{PostgresTls, parse_postgres_url};
 
 /// Connection settings for [`PostgresStore::connect`](crate::PostgresStore::connect).
 ///
@@ -32,7 +32,8 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl PostgresOptions {
     /// Settings for the database a `postgres://` or `postgresql://` DSN names (user,
-    /// password, host, port, database, `sslmode=disable` or `prefer`).
+    /// password, host, port, database; `sslmode` and `sslrootcert` as
+    /// [`crate::tls`] describes).
     pub fn new(url: impl Into<String>) -> Self {
         PostgresOptions {
             url: url.into(),
@@ -85,26 +86,11 @@ impl PostgresOptions {
         self.pool_size
     }
 
-    /// The driver configuration, with `search_path` pinned to the schema on every
+    /// The driver configuration and the TLS its `sslmode` calls for (see
+    /// [`crate::tls`]), with `search_path` pinned to the schema on every
     /// connection so that no statement needs to name it.
-    pub(crate) fn driver_config(&self) -> StoreResult<tokio_postgres::Config> {
-        let url = self.url.trim();
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(StoreError::Invalid(format!(
-                "a Postgres store URL starts with postgres:// or postgresql://, got {url:?}"
-            )));
-        }
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| StoreError::Invalid(format!("cannot parse the Postgres URL: {e}")))?;
-        if config.get_ssl_mode() == SslMode::Require {
-            // The workspace carries no TLS implementation; refusing here beats a
-            // confusing handshake error on every pooled connection.
-            return Err(StoreError::Invalid(
-                "sslmode=require needs TLS, which this build of Courier does not include; \
-                 use sslmode=disable or prefer (or terminate TLS in a local proxy)"
-                    .into(),
-            ));
-        }
+    pub(crate) fn driver_config(&self) -> StoreResult<(tokio_postgres::Config, PostgresTls)> {
+        let (mut config, tls) = parse_postgres_url(&self.url).map_err(|e| StoreError::Invalid(e.to_string()))?;
         // JIT compilation costs milliseconds whenever a plan's estimate crosses
         // jit_above_cost, and never pays for statements as short as the store's.
         let mut session = String::from("-c jit=off");
@@ -125,7 +111,7 @@ impl PostgresOptions {
         if config.get_application_name().is_none() {
             config.application_name("courier");
         }
-        Ok(config)
+        Ok((config, tls))
     }
 }
 
@@ -154,11 +140,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tls_required_is_refused_clearly() {
-        let err = PostgresOptions::new("postgres://u@h/db?sslmode=require")
+    fn tls_modes_are_accepted_and_unknown_ones_refused_clearly() {
+        let (config, tls) = PostgresOptions::new("postgres://u@h/db?sslmode=require")
+            .driver_config()
+            .unwrap();
+        assert_eq!(config.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        assert_eq!(tls.mode(), crate::tls::PostgresSslMode::Require);
+        let err = PostgresOptions::new("postgres://u@h/db?sslmode=sometimes")
             .driver_config()
             .unwrap_err();
-        assert!(matches!(err, StoreError::Invalid(m) if m.contains("TLS")));
+        assert!(matches!(err, StoreError::Invalid(m) if m.contains("sslmode=sometimes")));
     }
 
     #[test]
@@ -178,7 +169,8 @@ mod tests {
         let config = PostgresOptions::new("postgresql://u:p@h:5433/db?sslmode=prefer")
             .schema("courier_1")
             .driver_config()
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(
             config.get_options(),
             Some("-c jit=off -c statement_timeout=30000 -c search_path=courier_1")

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use courier_store_postgres::PostgresTls;
 use deadpool_postgres::Pool;
 use futures::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::cluster::Publisher;
 use crate::fanout::{Connection, Connector, Incoming, Link};
@@ -22,12 +23,13 @@ const BUFFER: usize = 4096;
 /// Opens the fanout actor's LISTEN connection.
 pub(crate) struct ListenConnector {
     pub(crate) config: tokio_postgres::Config,
+    pub(crate) tls: PostgresTls,
 }
 
 #[async_trait]
 impl Connector for ListenConnector {
     async fn connect(&self) -> Result<Connection, String> {
-        let (client, mut connection) = self.config.connect(NoTls).await.map_err(|e| describe(&e))?;
+        let (client, mut connection) = self.config.connect(self.tls.clone()).await.map_err(|e| describe(&e))?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Incoming>(BUFFER);
         // The connection must be polled for anything to happen, queries included;
         // this task does that and forwards notifications. It ends when the server
@@ -108,7 +110,7 @@ impl Publisher for NotifyPublisher {
             messages.into_iter().filter(|(_, p)| p.len() <= MAX_PAYLOAD).unzip();
         let oversized = total - channels.len();
         if !channels.is_empty() {
-            let client = self.pool.get().await.map_err(|e| e.to_string())?;
+            let client = self.pool.get().await.map_err(|e| with_causes(&e))?;
             let statement = client.prepare_cached(NOTIFY_ALL).await.map_err(|e| describe(&e))?;
             client
                 .execute(&statement, &[&channels, &payloads])
@@ -128,8 +130,24 @@ impl Publisher for NotifyPublisher {
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => with_causes(e),
     }
+}
+
+/// The error and its causes: the driver's text for a failed TLS handshake leaves
+/// the reason (an untrusted certificate, a name mismatch) to its source.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -3,16 +3,14 @@
 
 mod listen;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
 use async_trait::async_trait;
 use courier_core::{Notice, Notifier, NotifierStats, NotifyError, Subscription, Topic};
+use courier_store_postgres::{PostgresTls, PostgresUrlError, parse_postgres_url};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
-use tokio_postgres::config::SslMode;
 
 use crate::channel::{Channels, LONGEST_SUFFIX};
 use crate::cluster::{Cluster, ClusterOptions, new_origin};
@@ -39,7 +37,8 @@ const PUBLISH_POOL: usize = 4;
 /// `SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)`.
 /// The channel names and JSON are the Redis notifier's. The prefix may have at
 /// most [`MAX_POSTGRES_PREFIX`] bytes (channel names are identifiers of at most 63).
-/// TLS is not included (as for the Postgres store): `sslmode=require` is refused.
+/// TLS as for the Postgres store: `sslmode` (default `prefer`) and `sslrootcert`
+/// (see [`courier_store_postgres::tls`]).
 ///
 /// ```no_run
 /// # #[actix_rt::main] async fn main() {
@@ -83,7 +82,7 @@ impl PostgresNotifier {
                 max: MAX_POSTGRES_PREFIX,
             });
         }
-        let base = driver_config(url)?;
+        let (base, tls) = driver_config(url)?;
         let origin = new_origin();
         let connect_error = |reason: String| OpenError::Connect {
             backend: "postgres",
@@ -103,7 +102,7 @@ impl PostgresNotifier {
             .connect_timeout(options.connect_timeout);
         let manager = Manager::from_config(
             notify,
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
             },
@@ -116,12 +115,12 @@ impl PostgresNotifier {
             .recycle_timeout(Some(options.operation_timeout))
             .build()
             .map_err(|e| connect_error(format!("cannot build the NOTIFY pool: {e}")))?;
-        drop(pool.get().await.map_err(|e| connect_error(e.to_string()))?);
+        drop(pool.get().await.map_err(|e| connect_error(listen::with_causes(&e)))?);
 
         let cluster = Cluster::start(
             "postgres",
             channels,
-            Arc::new(ListenConnector { config: listen }),
+            Arc::new(ListenConnector { config: listen, tls }),
             Box::new(NotifyPublisher { pool }),
             origin,
             options,
@@ -181,24 +180,12 @@ impl Notifier for PostgresNotifier {
     }
 }
 
-/// Reads the DSN; refuses what this build cannot honour.
-fn driver_config(url: &str) -> Result<tokio_postgres::Config, OpenError> {
-    let url = url.trim();
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(OpenError::PostgresUrl(
-            "a Postgres URL starts with postgres:// or postgresql://".into(),
-        ));
-    }
-    let config =
-        tokio_postgres::Config::from_str(url).map_err(|e| OpenError::PostgresUrl(format!("cannot parse it: {e}")))?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(OpenError::PostgresUrl(
-            "sslmode=require needs TLS, which this build of Courier does not include; \
-             use sslmode=disable or prefer (or terminate TLS in a local proxy)"
-                .into(),
-        ));
-    }
-    Ok(config)
+/// Reads the DSN and the TLS it asks for; refuses what this build cannot honour.
+fn driver_config(url: &str) -> Result<(tokio_postgres::Config, PostgresTls), OpenError> {
+    parse_postgres_url(url).map_err(|e| match e {
+        PostgresUrlError::RootCert { .. } | PostgresUrlError::NoSystemRoots(_) => OpenError::Tls(e.to_string()),
+        other => OpenError::PostgresUrl(other.to_string()),
+    })
 }
 
 /// `user@host:port/db`, without the password, for error messages.
@@ -235,15 +222,16 @@ mod tests {
     #[test]
     fn dsns_are_checked() {
         assert!(matches!(driver_config("mysql://x"), Err(OpenError::PostgresUrl(_))));
+        assert!(driver_config("postgres://u@h/db?sslmode=require").is_ok());
         assert!(matches!(
-            driver_config("postgres://u@h/db?sslmode=require"),
-            Err(OpenError::PostgresUrl(m)) if m.contains("TLS")
+            driver_config("postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent.pem"),
+            Err(OpenError::Tls(m)) if m.contains("/nonexistent.pem")
         ));
         assert!(matches!(
             driver_config("postgres://u@h/db?nonsense=1"),
             Err(OpenError::PostgresUrl(_))
         ));
-        let config = driver_config("postgresql://u:secret@db.internal:5433/app").unwrap();
+        let (config, _) = driver_config("postgresql://u:secret@db.internal:5433/app").unwrap();
         let shown = describe_target(&config);
         assert_eq!(shown, "u@db.internal:5433/app");
     }
