@@ -21,6 +21,7 @@ const LISTS: &[&str] = &[
     "worker.queues",
     "worker.tags",
     "webhooks.schedule",
+    "webhooks.allow_private",
 ];
 
 /// Everything `courier serve` reads.
@@ -145,6 +146,8 @@ pub struct Webhooks {
     pub concurrency: u32,
     #[serde(with = "serde_duration")]
     pub poll: Duration,
+    pub allow_private: Vec<String>,
+    pub max_endpoints: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -431,6 +434,7 @@ impl Config {
             return Err(ConfigError::Invalid("log.format must be \"text\" or \"json\"".into()));
         }
         self.webhook_retry()?;
+        self.webhook_allow_list()?;
         self.ingest_options()?;
         let n = &self.notifications;
         for (name, value) in [
@@ -458,6 +462,11 @@ impl Config {
             },
             cleanup_interval: n.cleanup_interval,
         }
+    }
+
+    fn webhook_allow_list(&self) -> Result<courier_webhooks::destination::AllowList, ConfigError> {
+        courier_webhooks::destination::AllowList::parse(&self.webhooks.allow_private)
+            .map_err(|e| ConfigError::Invalid(format!("webhooks.allow_private: {e}")))
     }
 
     fn webhook_retry(&self) -> Result<RetryPolicy, ConfigError> {
@@ -601,6 +610,8 @@ impl Config {
                 queue: self.webhooks.queue.clone(),
                 concurrency: self.webhooks.concurrency,
                 poll: self.webhooks.poll,
+                allow_private: self.webhook_allow_list().expect("checked at load"),
+                max_endpoints: self.webhooks.max_endpoints,
             },
             notifications: NotificationHttpOptions {
                 token_secret: Some(self.notifications.token_secret.clone()).filter(|s| !s.is_empty()),
