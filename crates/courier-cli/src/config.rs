@@ -665,6 +665,32 @@ mod tests {
     }
 
     #[test]
+    fn webhook_destinations_and_endpoint_cap_come_from_the_environment() {
+        let defaults = Config::load(None, |_| None).unwrap().http_options().webhooks;
+        assert_eq!(
+            defaults.allow_private,
+            Default::default(),
+            "only global destinations by default"
+        );
+        assert_eq!(defaults.max_endpoints, 1000);
+        let env = HashMap::from([
+            ("COURIER_WEBHOOKS_ALLOW_PRIVATE", "127.0.0.1/32, ::1/128"),
+            ("COURIER_WEBHOOKS_MAX_ENDPOINTS", "5"),
+        ]);
+        let options = Config::load(None, |k| env.get(k).map(|v| v.to_string()))
+            .unwrap()
+            .http_options()
+            .webhooks;
+        assert_eq!(options.allow_private.to_string(), "127.0.0.1/32,::1/128");
+        assert_eq!(options.max_endpoints, 5);
+        let err = Config::load(None, |k| {
+            (k == "COURIER_WEBHOOKS_ALLOW_PRIVATE").then(|| "localhost".into())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("webhooks.allow_private"), "{err}");
+    }
+
+    #[test]
     fn a_file_overrides_the_defaults_and_the_environment_overrides_the_file() {
         let dir = std::env::temp_dir().join(format!("courier-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
