@@ -43,6 +43,8 @@ impl Server {
             .arg("serve")
             .env("COURIER_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("COURIER_LOG_LEVEL", "warn")
+            // Benchmark receivers listen on loopback.
+            .env("COURIER_WEBHOOKS_ALLOW_PRIVATE", "127.0.0.1/32,::1/128")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

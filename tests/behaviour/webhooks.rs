@@ -12,6 +12,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use courier::Courier;
 use courier::core::{RetryPolicy, TaskError};
 use courier::http::{HttpOptions, WebhookOptions};
+use courier::webhooks::destination::AllowList;
 use courier::webhooks::signing::{verify_seed, verify_standard};
 use serde_json::{Value, json};
 
@@ -103,6 +104,8 @@ fn options(schedule: &[u64]) -> HttpOptions {
                 ..RetryPolicy::webhook_schedule()
             },
             poll: Duration::from_millis(100),
+            // The receivers listen on loopback.
+            allow_private: AllowList::parse(&["127.0.0.1/32", "::1/128"]).unwrap(),
             ..WebhookOptions::default()
         },
         ..HttpOptions::default()
@@ -204,7 +207,8 @@ async fn deliveries_carry_both_signatures_and_the_event() {
 #[actix_rt::test]
 async fn a_flaky_receiver_sees_retries_that_honour_retry_after() {
     let receiver = Receiver::start(vec![(503, Some("1")), (503, None), (200, None)]).await;
-    let s = node(sqlite().await, options(&[50, 50, 50])).await;
+    // The unused last step makes the schedule's longest 1.5 s, the cap on Retry-After.
+    let s = node(sqlite().await, options(&[50, 50, 1500])).await;
     let hook = register(&s, &receiver.url, &["execution.completed"]).await;
     let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
     s.http.courier().wait_for(id, WAIT).await.unwrap();
@@ -329,4 +333,287 @@ async fn two_nodes_deliver_each_event_once() {
     assert_eq!(ids.len(), 20);
     a.stop().await;
     b.stop().await;
+}
+
+/// Options without the loopback allow-list: only global destinations.
+fn guarded(schedule: &[u64]) -> HttpOptions {
+    let mut options = options(schedule);
+    options.webhooks.allow_private = AllowList::default();
+    options
+}
+
+/// A raw receiver on loopback that answers every request with `head` and then,
+/// if `endless`, chunks of body forever; counts requests and notes when a
+/// connection was dropped by Courier mid-body.
+struct RawReceiver {
+    url: String,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+    dropped: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RawReceiver {
+    async fn start(head: String, endless: bool) -> RawReceiver {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let hits: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let dropped: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (h, d) = (hits.clone(), dropped.clone());
+        actix_rt::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (h, d, head) = (h.clone(), d.clone(), head.clone());
+                actix_rt::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let _ = socket.read(&mut buf).await;
+                    h.fetch_add(1, Ordering::SeqCst);
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if endless {
+                        let chunk = format!("{:x}\r\n{}\r\n", 4096, "x".repeat(4096));
+                        loop {
+                            if socket.write_all(chunk.as_bytes()).await.is_err() {
+                                d.store(true, Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RawReceiver { url, hits, dropped }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[actix_rt::test]
+async fn non_global_literal_destinations_and_other_schemes_are_refused_at_registration() {
+    let s = node(sqlite().await, guarded(&[50])).await;
+    for url in [
+        "http://127.0.0.1:8080/hook",
+        "http://2130706433/",
+        "http://0x7f.1/",
+        "http://0177.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/",
+        "http://172.16.5.4/",
+        "http://192.168.0.10/",
+        "http://100.64.1.1/",
+        "http://0.0.0.0/",
+        "http://255.255.255.255/",
+        "http://224.0.0.1/",
+        "http://192.0.2.7/",
+        "http://[::1]/",
+        "http://[::]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:a9fe:a9fe]/",
+        "http://[fd00::1]/",
+        "http://[fe80::1]/",
+        "ftp://example.com/",
+        "file:///etc/passwd",
+        "gopher://user:hunter2@example.com/",
+    ] {
+        let (status, body) = post(&s.at("/v1/webhooks"), &json!({ "url": url })).await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert_eq!(body["detail"]["field"], "url", "{url}: {body}");
+        assert!(
+            !body.to_string().contains("hunter2"),
+            "credentials are redacted: {body}"
+        );
+    }
+    let (_, listed) = get(&s.at("/v1/webhooks")).await;
+    assert_eq!(listed["webhooks"], json!([]));
+    // A global address and a name (checked when delivering) are accepted.
+    for url in ["http://93.184.215.14/hook", "https://example.com/hook"] {
+        let (status, body) = post(&s.at("/v1/webhooks"), &json!({ "url": url })).await;
+        assert_eq!(status, 201, "{url}: {body}");
+    }
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn headers_courier_sets_cannot_be_overridden() {
+    let s = node(sqlite().await, options(&[50])).await;
+    for name in [
+        "Host",
+        "content-length",
+        "Transfer-Encoding",
+        "Connection",
+        "webhook-id",
+        "webhook-timestamp",
+        "Webhook-Signature",
+        "X-Webhook-Signature",
+    ] {
+        let (status, body) = post(
+            &s.at("/v1/webhooks"),
+            &json!({ "url": "http://127.0.0.1:9/hook", "headers": { name: "x" } }),
+        )
+        .await;
+        assert_eq!(status, 400, "{name}: {body}");
+        assert_eq!(body["detail"]["field"], "headers", "{name}: {body}");
+    }
+    s.stop().await;
+}
+
+/// The failed delivery of `hook`, once its attempts are over.
+async fn failed_delivery(s: &Server, hook: &Value) -> Value {
+    eventually(Duration::from_secs(20), "the delivery fails", || async {
+        deliveries(s, hook)
+            .await
+            .first()
+            .is_some_and(|d| d["state"] == "failed")
+    })
+    .await;
+    deliveries(s, hook).await[0].clone()
+}
+
+#[actix_rt::test]
+async fn a_name_resolving_to_loopback_is_refused_on_delivery_without_retrying() {
+    let receiver = Receiver::start(vec![(200, None)]).await;
+    let port = receiver
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/hook")
+        .to_string();
+    let s = node(sqlite().await, guarded(&[50, 50])).await;
+    let hook = register(
+        &s,
+        &format!("http://user:hunter2@localhost:{port}/hook"),
+        &["execution.completed"],
+    )
+    .await;
+    let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
+    s.http.courier().wait_for(id, WAIT).await.unwrap();
+    let delivery = failed_delivery(&s, &hook).await;
+    assert_eq!(
+        delivery["attempts"], 1,
+        "a refused destination is not retried: {delivery}"
+    );
+    let error = delivery["attempt_log"][0]["error"].as_str().unwrap();
+    assert!(error.contains("non-global"), "{error}");
+    assert!(!delivery.to_string().contains("hunter2"), "{delivery}");
+    assert!(receiver.received().is_empty(), "nothing reached loopback");
+
+    // The allow-list opens it.
+    let s2 = node(sqlite().await, options(&[50])).await;
+    let hook = register(&s2, &format!("http://localhost:{port}/hook"), &["execution.completed"]).await;
+    let id = s2.http.courier().dispatch("echo", json!(2)).await.unwrap();
+    s2.http.courier().wait_for(id, WAIT).await.unwrap();
+    eventually(Duration::from_secs(20), "delivered through the allow-list", || async {
+        deliveries(&s2, &hook)
+            .await
+            .first()
+            .is_some_and(|d| d["state"] == "delivered")
+    })
+    .await;
+    s.stop().await;
+    s2.stop().await;
+}
+
+#[actix_rt::test]
+async fn redirects_are_not_followed() {
+    let target = Receiver::start(vec![(200, None)]).await;
+    let redirecting = RawReceiver::start(
+        format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            target.url
+        ),
+        false,
+    )
+    .await;
+    let s = node(sqlite().await, options(&[50])).await;
+    let hook = register(&s, &redirecting.url, &["execution.completed"]).await;
+    let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
+    s.http.courier().wait_for(id, WAIT).await.unwrap();
+    let delivery = failed_delivery(&s, &hook).await;
+    assert_eq!(delivery["last_status"], 307, "{delivery}");
+    assert_eq!(redirecting.hits(), 2, "the first attempt and its retry");
+    assert!(target.received().is_empty(), "the redirect was not followed");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_endless_response_body_is_cut_at_one_kibibyte() {
+    let endless = RawReceiver::start(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n".into(),
+        true,
+    )
+    .await;
+    let s = node(sqlite().await, options(&[50])).await;
+    let hook = register(&s, &endless.url, &["execution.completed"]).await;
+    let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
+    s.http.courier().wait_for(id, WAIT).await.unwrap();
+    let started = Instant::now();
+    // Well within the 5 s attempt timeout: the body is not read to its (missing) end.
+    eventually(Duration::from_secs(3), "delivered without reading on", || async {
+        deliveries(&s, &hook)
+            .await
+            .first()
+            .is_some_and(|d| d["state"] == "delivered")
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let response = deliveries(&s, &hook).await[0]["attempt_log"][0]["response"].clone();
+    assert_eq!(response.as_str().map(str::len), Some(1024), "{response}");
+    eventually(Duration::from_secs(5), "the connection is dropped", || async {
+        endless.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    })
+    .await;
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn retry_after_is_capped_at_the_longest_schedule_step() {
+    let receiver = Receiver::start(vec![(503, Some("3600")), (200, None)]).await;
+    let s = node(sqlite().await, options(&[50, 300])).await;
+    let hook = register(&s, &receiver.url, &["execution.completed"]).await;
+    let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
+    s.http.courier().wait_for(id, WAIT).await.unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the retry comes after 300 ms, not an hour",
+        || async {
+            deliveries(&s, &hook)
+                .await
+                .first()
+                .is_some_and(|d| d["state"] == "delivered")
+        },
+    )
+    .await;
+    let got = receiver.received();
+    assert!(
+        got[1].at - got[0].at >= Duration::from_millis(250),
+        "{:?}",
+        got[1].at - got[0].at
+    );
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn registrations_past_max_endpoints_answer_409() {
+    let mut opts = options(&[50]);
+    opts.webhooks.max_endpoints = 2;
+    let s = node(sqlite().await, opts).await;
+    for _ in 0..2 {
+        register(&s, "http://127.0.0.1:9/hook", &[]).await;
+    }
+    let (status, body) = post(&s.at("/v1/webhooks"), &json!({ "url": "http://127.0.0.1:9/hook" })).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["detail"]["max_endpoints"], 2, "{body}");
+    let (_, listed) = get(&s.at("/v1/webhooks")).await;
+    let first = listed["webhooks"][0]["id"].as_str().unwrap().to_string();
+    let deleted = client()
+        .delete(s.at(&format!("/v1/webhooks/{first}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    register(&s, "http://127.0.0.1:9/hook", &[]).await;
+    s.stop().await;
 }

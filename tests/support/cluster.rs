@@ -154,6 +154,8 @@ impl Node {
             .env("COURIER_NODE_ID", &self.name)
             .env("COURIER_HTTP_WORKERS", "1")
             .env("COURIER_TESTING_FIXTURES", "true")
+            // Webhook receivers of these tests listen on loopback.
+            .env("COURIER_WEBHOOKS_ALLOW_PRIVATE", "127.0.0.1/32,::1/128")
             .env("COURIER_LOG_LEVEL", "info,courier::http=warn")
             .stdout(Stdio::null())
             .stderr(log);

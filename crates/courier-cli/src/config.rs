@@ -21,6 +21,7 @@ const LISTS: &[&str] = &[
     "worker.queues",
     "worker.tags",
     "webhooks.schedule",
+    "webhooks.allow_private",
 ];
 
 /// Everything `courier serve` reads.
@@ -204,6 +205,8 @@ pub struct Webhooks {
     pub concurrency: u32,
     #[serde(with = "serde_duration")]
     pub poll: Duration,
+    pub allow_private: Vec<String>,
+    pub max_endpoints: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -513,6 +516,7 @@ impl Config {
             return Err(ConfigError::Invalid("log.format must be \"text\" or \"json\"".into()));
         }
         self.webhook_retry()?;
+        self.webhook_allow_list()?;
         self.ingest_options()?;
         self.api_tokens()?;
         let n = &self.notifications;
@@ -581,6 +585,11 @@ impl Config {
             },
             cleanup_interval: n.cleanup_interval,
         }
+    }
+
+    fn webhook_allow_list(&self) -> Result<courier_webhooks::destination::AllowList, ConfigError> {
+        courier_webhooks::destination::AllowList::parse(&self.webhooks.allow_private)
+            .map_err(|e| ConfigError::Invalid(format!("webhooks.allow_private: {e}")))
     }
 
     fn webhook_retry(&self) -> Result<RetryPolicy, ConfigError> {
@@ -725,6 +734,8 @@ impl Config {
                 queue: self.webhooks.queue.clone(),
                 concurrency: self.webhooks.concurrency,
                 poll: self.webhooks.poll,
+                allow_private: self.webhook_allow_list().expect("checked at load"),
+                max_endpoints: self.webhooks.max_endpoints,
             },
             notifications: NotificationHttpOptions {
                 token_secret: Some(self.notifications.token_secret.clone()).filter(|s| !s.is_empty()),
@@ -801,6 +812,32 @@ mod tests {
         assert!(!config.worker.enabled);
         assert_eq!(config.worker.lease, Duration::from_secs(60));
         assert_eq!(config.http_options().webhooks.retry.attempts(), 3);
+    }
+
+    #[test]
+    fn webhook_destinations_and_endpoint_cap_come_from_the_environment() {
+        let defaults = Config::load(None, |_| None).unwrap().http_options().webhooks;
+        assert_eq!(
+            defaults.allow_private,
+            Default::default(),
+            "only global destinations by default"
+        );
+        assert_eq!(defaults.max_endpoints, 1000);
+        let env = HashMap::from([
+            ("COURIER_WEBHOOKS_ALLOW_PRIVATE", "127.0.0.1/32, ::1/128"),
+            ("COURIER_WEBHOOKS_MAX_ENDPOINTS", "5"),
+        ]);
+        let options = Config::load(None, |k| env.get(k).map(|v| v.to_string()))
+            .unwrap()
+            .http_options()
+            .webhooks;
+        assert_eq!(options.allow_private.to_string(), "127.0.0.1/32,::1/128");
+        assert_eq!(options.max_endpoints, 5);
+        let err = Config::load(None, |k| {
+            (k == "COURIER_WEBHOOKS_ALLOW_PRIVATE").then(|| "localhost".into())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("webhooks.allow_private"), "{err}");
     }
 
     #[test]

@@ -130,6 +130,7 @@ impl Server {
             .env("COURIER_LOG_LEVEL", "warn")
             .env("COURIER_HTTP_WORKERS", "2")
             .env("COURIER_WEBHOOKS_POLL", "200ms")
+            .env("COURIER_WEBHOOKS_ALLOW_PRIVATE", "127.0.0.1/32,::1/128")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

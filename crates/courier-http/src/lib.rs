@@ -175,7 +175,7 @@ impl Http {
         .start();
         Http {
             inner: Arc::new(Inner {
-                webhooks: courier_webhooks::Webhooks::new(courier.clone()),
+                webhooks: courier_webhooks::Webhooks::with_options(courier.clone(), options.webhooks.clone()),
                 ingest,
                 courier,
                 options,

@@ -36,6 +36,11 @@ impl From<WebhookError> for ApiError {
                 ApiError::bad_request(message, json!({ "field": field, "value": detail }))
             }
             WebhookError::NotFound(id) => ApiError::not_found("webhook", id),
+            // 409 rather than 429: waiting doesn't help, deleting a webhook does.
+            WebhookError::TooMany { limit } => ApiError::conflict(
+                "too many webhooks",
+                json!({ "max_endpoints": limit, "hint": "delete a webhook or raise webhooks.max_endpoints" }),
+            ),
             WebhookError::Runtime(e) => e.into(),
         }
     }
@@ -103,7 +108,7 @@ pub(crate) struct DeliveryList {
 #[utoipa::path(
     post, path = "/v1/webhooks", operation_id = "createWebhook", tag = "webhooks",
     summary = "Register a webhook.",
-    description = "The answer is the only time its signing secret is shown.",
+    description = "The answer is the only time its signing secret is shown. Refused with 400: URLs that are not http(s) or whose host is a literal non-global address (loopback, private, link-local, ...) not in `webhooks.allow_private`, and headers Courier sets itself (`Host`, `Content-Length`, `Transfer-Encoding`, `Connection`, the signature headers, ...). Refused with 409 once `webhooks.max_endpoints` webhooks are registered.",
     request_body = NewWebhook,
     responses(
         (status = 201, description = "Registered.", body = WebhookRecord, links(

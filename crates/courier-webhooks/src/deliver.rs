@@ -3,8 +3,12 @@
 //! It is a durable task like any other, so its retries (on the webhook
 //! schedule, honouring `Retry-After`), dead letter and replay are the runtime's.
 //! Each attempt is recorded (status, latency, the start of the response); a
-//! `410 Gone` disables the webhook and stops retrying.
+//! `410 Gone` disables the webhook and stops retrying. An attempt whose
+//! destination is not a global address (see [`crate::destination`]) fails
+//! without retrying: the address is a setting to fix, after which the dead
+//! letter can be replayed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use courier_core::metric;
@@ -14,13 +18,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::destination::{self, GuardedResolver};
 use crate::options::WebhookOptions;
 use crate::signing::{seed_signature, standard_signature};
 
 /// The activity's name.
 pub const DELIVER: &str = "courier.webhook.deliver";
 
-/// Most of a response body kept with an attempt.
+/// Most of a response body read and kept with an attempt: the rest is never
+/// read, the connection is dropped instead.
 const RESPONSE_EXCERPT: usize = 1024;
 
 /// The activity's arguments.
@@ -56,18 +62,53 @@ pub(crate) fn client(options: &WebhookOptions) -> reqwest::Client {
         .timeout(options.timeout)
         .user_agent(concat!("courier-webhooks/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve names itself, past the destination check.
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow: Arc::new(options.allow_private.clone()),
+        }))
         .build()
         .expect("the webhook HTTP client builds")
 }
 
-/// `Retry-After` in seconds or as an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// `Retry-After` in seconds or as an HTTP date, at most `cap`: a receiver
+/// may slow its deliveries down, not park them for longer than the schedule would.
+fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    let asked = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()?
+    };
+    Some(asked.min(cap))
+}
+
+/// The start of a response body, at most [`RESPONSE_EXCERPT`] bytes; the
+/// response is dropped after, closing its connection, so an endless body holds
+/// neither the worker nor memory.
+async fn excerpt(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < RESPONSE_EXCERPT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
     }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (when.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().ok()
+    bytes.truncate(RESPONSE_EXCERPT);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Refuses a URL whose host is a literal non-global address (names are
+/// checked by the client's resolver when it connects).
+fn check_literal(url: &str, options: &WebhookOptions) -> Result<(), TaskError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| TaskError::non_retryable("invalid_url", format!("{}: {e}", destination::redact(url))))?;
+    match destination::literal_host(&parsed) {
+        Some(ip) => destination::check(parsed.host_str().unwrap_or_default(), ip, &options.allow_private)
+            .map_err(|e| TaskError::non_retryable("destination_refused", e.to_string())),
+        None => Ok(()),
+    }
 }
 
 /// One attempt.
@@ -138,16 +179,25 @@ pub(crate) async fn deliver(
     }
 
     let started = Instant::now();
-    let sent = request.body(body).send().await;
+    let sent = match check_literal(&webhook.url, &options) {
+        Ok(()) => request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| match destination::describe(e) {
+                (text, true) => TaskError::non_retryable("destination_refused", text),
+                (text, false) => TaskError::new("transport", text),
+            }),
+        Err(refused) => Err(refused),
+    };
     let latency_ms = started.elapsed().as_millis() as u64;
     let attempt_no = ctx.attempt();
     let last = attempt_no >= options.retry.attempts();
     let (status, response, error, outcome) = match sent {
         Ok(response) => {
             let status = response.status();
-            let after = retry_after(response.headers());
-            let text = response.text().await.unwrap_or_default();
-            let excerpt: String = text.chars().take(RESPONSE_EXCERPT).collect();
+            let after = retry_after(response.headers(), options.longest_retry_step());
+            let excerpt = excerpt(response).await;
             if status.is_success() {
                 (
                     Some(status.as_u16()),
@@ -171,10 +221,7 @@ pub(crate) async fn deliver(
                 (Some(status.as_u16()), Some(excerpt), Some(e.message.clone()), Err(e))
             }
         }
-        Err(e) => {
-            let error = TaskError::new("transport", e.to_string());
-            (None, None, Some(error.message.clone()), Err(error))
-        }
+        Err(error) => (None, None, Some(error.message.clone()), Err(error)),
     };
     let state = match &outcome {
         Ok(_) => DeliveryState::Delivered,

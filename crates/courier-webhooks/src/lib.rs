@@ -18,7 +18,7 @@
 //! let builder = Courier::builder().store(store).worker(WorkerOptions::default());
 //! // Registers the delivery activity and starts the dispatcher with the node.
 //! let courier = courier_webhooks::install(builder, WebhookOptions::default()).start().await?;
-//! let webhooks = Webhooks::new(courier.clone());
+//! let webhooks = Webhooks::with_options(courier.clone(), WebhookOptions::default());
 //! let hook = webhooks
 //!     .create(NewWebhook { url: "https://example.com/hooks".into(), ..NewWebhook::default() })
 //!     .await?;
@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 
 mod deliver;
+pub mod destination;
 mod dispatcher;
 mod options;
 mod registration;

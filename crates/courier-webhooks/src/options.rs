@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use courier_core::RetryPolicy;
 
+use crate::destination::AllowList;
+
 /// How webhooks are delivered.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WebhookOptions {
@@ -18,6 +20,12 @@ pub struct WebhookOptions {
     pub concurrency: u32,
     /// How often the dispatcher looks for new events without a notice (`webhooks.poll`).
     pub poll: Duration,
+    /// Non-global addresses deliveries may go to anyway (`webhooks.allow_private`):
+    /// by default only global unicast addresses are reachable, so a webhook can't
+    /// be aimed at loopback, the private network or a cloud metadata service.
+    pub allow_private: AllowList,
+    /// Most webhooks registered at once (`webhooks.max_endpoints`).
+    pub max_endpoints: u32,
 }
 
 impl Default for WebhookOptions {
@@ -28,6 +36,22 @@ impl Default for WebhookOptions {
             queue: "courier.webhooks".into(),
             concurrency: 64,
             poll: Duration::from_secs(1),
+            allow_private: AllowList::default(),
+            max_endpoints: 1000,
         }
+    }
+}
+
+impl WebhookOptions {
+    /// The longest wait the retry schedule has between two attempts: a
+    /// receiver's `Retry-After` is capped at it, so it can't park a delivery
+    /// for longer than the schedule ever would.
+    pub fn longest_retry_step(&self) -> Duration {
+        self.retry
+            .schedule
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(self.retry.max_delay)
     }
 }

@@ -9,12 +9,37 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::destination::{self, AllowList};
+use crate::options::WebhookOptions;
 use crate::signing;
 
 /// Longest URL accepted.
 const MAX_URL: usize = 2048;
 /// Longest header value accepted.
 const MAX_HEADER_VALUE: usize = 4096;
+
+/// Headers a registration may not set: they frame the request (a receiver
+/// or a proxy in between would read a different message than was signed) or
+/// are the ones Courier signs and identifies deliveries with.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-webhook-signature",
+    "x-event-type",
+    "x-task-id",
+];
 
 /// What to register.
 ///
@@ -88,6 +113,12 @@ pub enum WebhookError {
     /// No webhook has this id.
     #[error("webhook {0} not found")]
     NotFound(Uuid),
+    /// `webhooks.max_endpoints` webhooks are registered already.
+    #[error("{limit} webhooks are registered, the most allowed (webhooks.max_endpoints)")]
+    TooMany {
+        /// The setting's value.
+        limit: u32,
+    },
     /// The runtime (store) failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -116,29 +147,65 @@ fn valid_header_name(name: &str) -> bool {
 #[derive(Clone)]
 pub struct Webhooks {
     courier: Courier,
+    allow_private: AllowList,
+    max_endpoints: u32,
 }
 
 impl Webhooks {
-    /// The webhooks of `courier`'s cluster.
+    /// The webhooks of `courier`'s cluster, with the default options (only
+    /// global destinations, at most 1000 webhooks).
     pub fn new(courier: Courier) -> Self {
-        Webhooks { courier }
+        Webhooks::with_options(courier, WebhookOptions::default())
+    }
+
+    /// The webhooks of `courier`'s cluster, registered under `options`'
+    /// destination allow-list and endpoint cap.
+    pub fn with_options(courier: Courier, options: WebhookOptions) -> Self {
+        Webhooks {
+            courier,
+            allow_private: options.allow_private,
+            max_endpoints: options.max_endpoints,
+        }
     }
 
     /// Checks and registers a webhook. The answer is the only time its secret is
     /// returned: listings leave it out.
+    ///
+    /// Refused: URLs that are not http(s), or whose host is a literal non-global
+    /// address not in `webhooks.allow_private` (names are checked when
+    /// delivering, as they may resolve differently then); headers Courier sets
+    /// itself; more than `webhooks.max_endpoints` webhooks (the count is read
+    /// before writing, so concurrent registrations may pass it by a few).
     pub async fn create(&self, new: NewWebhook) -> Result<WebhookRecord, WebhookError> {
         let url = reqwest::Url::parse(&new.url).map_err(|e| invalid("url", "invalid url", e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || new.url.len() > MAX_URL {
             return Err(invalid(
                 "url",
                 format!("the url must be http(s) with a host, at most {MAX_URL} characters"),
-                new.url,
+                destination::redact(&new.url),
             ));
+        }
+        if let Some(ip) = destination::literal_host(&url) {
+            destination::check(url.host_str().unwrap_or_default(), ip, &self.allow_private)
+                .map_err(|e| invalid("url", "the url's host is not a global address", e.to_string()))?;
         }
         for (name, value) in &new.headers {
             if !valid_header_name(name) || value.len() > MAX_HEADER_VALUE || value.contains(['\r', '\n']) {
                 return Err(invalid("headers", "invalid header", name.clone()));
             }
+            if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                return Err(invalid(
+                    "headers",
+                    "this header is set by Courier and can't be overridden",
+                    name.clone(),
+                ));
+            }
+        }
+        let registered = self.courier.store().list_webhooks(0, 0).await?.len();
+        if registered >= self.max_endpoints as usize {
+            return Err(WebhookError::TooMany {
+                limit: self.max_endpoints,
+            });
         }
         let now = self.courier.store().now().await?;
         let hook = WebhookRecord {
