@@ -211,6 +211,13 @@ impl Node {
         }
     }
 
+    /// Sends SIGTERM and returns at once (the node stops in its own time).
+    pub fn signal_term(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
+    }
+
     /// SIGTERM, then waits for the process to exit (a graceful stop).
     pub fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {

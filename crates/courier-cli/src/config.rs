@@ -98,6 +98,10 @@ pub struct Http {
     pub workers: usize,
     #[serde(with = "serde_duration")]
     pub shutdown_timeout: Duration,
+    /// How long `/readyz` answers 503 on SIGTERM before the listener closes, so a
+    /// load balancer stops sending here while the node still answers.
+    #[serde(with = "serde_duration")]
+    pub drain_period: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]

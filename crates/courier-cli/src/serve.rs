@@ -2,8 +2,10 @@
 //!
 //! Zero configuration runs the embedded default (SQLite `./courier.db`, the
 //! in-process notifier, a worker, the API and dashboard on 127.0.0.1:8080).
-//! On SIGINT/SIGTERM it shuts down in order: `/readyz` turns 503, streams get a
-//! final event and close, the listener stops, workers drain.
+//! On SIGINT/SIGTERM it shuts down in order: `/readyz` turns 503 for
+//! `http.drain_period` while the rest still answers, then long-polls are
+//! answered, streams get a final event and close, workers drain and the
+//! listener stops.
 //!
 //! It refuses to start when it would serve the API without tokens on an address
 //! other machines can reach, unless `api.allow_unauthenticated` is set, and then
@@ -127,9 +129,15 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         "courier serving"
     );
     let stopping = http.clone();
+    let drain_period = config.http.drain_period;
     actix_rt::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down: closing streams, draining workers");
+        // A load balancer polling /readyz needs a few of its intervals to see
+        // the 503; until then it keeps sending here, so everything else answers.
+        tracing::info!(drain_period = ?drain_period, "shutting down: /readyz answers 503 while draining");
+        stopping.begin_drain();
+        tokio::time::sleep(drain_period).await;
+        tracing::info!("shutting down: answering long-polls, closing streams, draining workers");
         stopping.shutdown().await;
         handle.stop(true).await;
     });

@@ -82,6 +82,8 @@ struct Inner {
     session_key: std::sync::OnceLock<Vec<u8>>,
     webhook_failures: notifications::Failures,
     stopping: AtomicBool,
+    /// Turns true when [`Http::shutdown`] starts: long-polls answer at once.
+    closing: tokio::sync::watch::Sender<bool>,
     /// Queues `/metrics` has reported, so an emptied one reads 0.
     seen_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
@@ -185,6 +187,7 @@ impl Http {
                 session_key: std::sync::OnceLock::new(),
                 webhook_failures: notifications::Failures::default(),
                 stopping: AtomicBool::new(false),
+                closing: tokio::sync::watch::Sender::new(false),
                 seen_queues: Default::default(),
             }),
         }
@@ -262,10 +265,27 @@ impl Http {
         self.inner.stopping.load(Ordering::SeqCst)
     }
 
-    /// Graceful shutdown: `/readyz` turns 503, every SSE and WebSocket stream gets
+    /// Resolves once [`shutdown`](Self::shutdown) has started; a long-poll races
+    /// it so that a stopping node answers its waiters instead of dropping them.
+    pub(crate) async fn closing(&self) {
+        let mut closing = self.inner.closing.subscribe();
+        // An error means the sender is gone, which only happens with the node.
+        let _ = closing.wait_for(|closing| *closing).await;
+    }
+
+    /// The first step of a graceful stop: `/readyz` turns 503 while everything
+    /// else keeps answering, so a load balancer can take this node out before
+    /// [`shutdown`](Self::shutdown) closes anything.
+    pub fn begin_drain(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Graceful shutdown: `/readyz` turns 503, long-polls (claims, result waits)
+    /// are answered as if their wait ran out, every SSE and WebSocket stream gets
     /// a final event and closes, and the node drains its workers.
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.closing.send_replace(true);
         if let Some(ingest) = &self.inner.ingest {
             ingest.shutdown().await;
         }

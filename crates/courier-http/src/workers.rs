@@ -280,7 +280,12 @@ pub(crate) async fn claim(http: web::Data<Http>, body: web::Json<ClaimBody>) -> 
         lease,
         limits: Default::default(),
     };
-    let claimed = http.courier().claim_external(request, wait).await?;
+    // A shutting-down node answers an open long-poll with no work (the worker
+    // asks again, elsewhere) rather than dropping the connection unanswered.
+    let claimed = http
+        .courier()
+        .claim_external_until(request, wait, http.closing())
+        .await?;
     let tasks: Vec<ClaimedTask> = claimed
         .into_iter()
         .map(|c| ClaimedTask {

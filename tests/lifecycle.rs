@@ -1,0 +1,125 @@
+//! A real `courier serve` process's lifecycle: how it stops on SIGTERM (a
+//! drain period with `/readyz` at 503, long-polls answered rather than
+//! dropped) and how closely a claim long-poll keeps to its `wait`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::cluster::*;
+use support::http::*;
+
+/// A node on its own SQLite file, with `env` on top.
+async fn node(name: &str, env: &[(&str, &str)]) -> (Node, std::path::PathBuf) {
+    let dir = scratch(name);
+    let mut vars = vec![(
+        "COURIER_STORE_URL".to_string(),
+        dir.join("courier.db").display().to_string(),
+    )];
+    vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut node = Node::spawn(name, &dir, vars);
+    node.ready().await;
+    (node, dir)
+}
+
+/// The status of `GET url`, or `None` when nothing answers.
+async fn status_of(url: &str) -> Option<u16> {
+    client()
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+#[actix_rt::test]
+async fn sigterm_keeps_readyz_503_for_the_drain_period_while_healthz_answers_then_closes() {
+    let (node, _dir) = node("drain", &[("COURIER_HTTP_DRAIN_PERIOD", "3s")]).await;
+    assert_eq!(status_of(&node.at("/readyz")).await, Some(200));
+    node.signal_term();
+    let signalled = Instant::now();
+    let mut not_ready_since = None;
+    let mut last_healthz_ok = None;
+    let closed_at = loop {
+        let readyz = status_of(&node.at("/readyz")).await;
+        let healthz = status_of(&node.at("/healthz")).await;
+        if readyz.is_none() && healthz.is_none() {
+            break signalled.elapsed();
+        }
+        if readyz == Some(503) && not_ready_since.is_none() {
+            not_ready_since = Some(signalled.elapsed());
+        }
+        if healthz == Some(200) {
+            last_healthz_ok = Some(signalled.elapsed());
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(30),
+            "the node never closed its port"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let not_ready_since = not_ready_since.expect("/readyz answered 503 before the port closed");
+    assert!(
+        not_ready_since < Duration::from_secs(1),
+        "503 came late: {not_ready_since:?}"
+    );
+    // The port closes no earlier than the drain period after /readyz turned 503
+    // (less the 50 ms between two looks), and /healthz answered meanwhile.
+    assert!(
+        closed_at >= Duration::from_millis(2900),
+        "the port closed {closed_at:?} after SIGTERM, before the 3 s drain period"
+    );
+    let last_healthz_ok = last_healthz_ok.expect("/healthz answered during the drain");
+    assert!(
+        last_healthz_ok >= Duration::from_millis(2500),
+        "/healthz stopped answering {last_healthz_ok:?} after SIGTERM"
+    );
+}
+
+#[actix_rt::test]
+async fn an_open_claim_long_poll_is_answered_with_no_work_at_shutdown() {
+    let (node, _dir) = node(
+        "claim-shutdown",
+        &[("COURIER_HTTP_DRAIN_PERIOD", "1s"), ("COURIER_WORKER_ENABLED", "false")],
+    )
+    .await;
+    let claim = client()
+        .post(node.at("/v1/workers/claim"))
+        .timeout(Duration::from_secs(60))
+        .send_json(&json!({ "worker_id": "w1", "wait": "50s", "queues": ["nothing-here"] }));
+    let claim = actix_rt::spawn(async move {
+        let started = Instant::now();
+        let answer = claim.await;
+        (
+            answer.map(|r| r.status().as_u16()).map_err(|e| e.to_string()),
+            started.elapsed(),
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.signal_term();
+    let (answer, took) = claim.await.unwrap();
+    assert_eq!(answer, Ok(200), "the long-poll got no answer at shutdown");
+    assert!(took < Duration::from_secs(20), "answered only after {took:?}");
+}
+
+#[actix_rt::test]
+async fn a_claim_long_poll_answers_soon_after_its_wait() {
+    let (node, _dir) = node("claim-wait", &[("COURIER_WORKER_ENABLED", "false")]).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, body) = post(
+            &node.at("/v1/workers/claim"),
+            &json!({ "worker_id": "w1", "wait": "2s", "queues": ["nothing-here"] }),
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!((status, body), (200, json!([])));
+        // Never before the wait; the aim is within 100 ms after it, but the
+        // bound is 500 ms so a busy two-core test machine does not fail it
+        // (the fault this guards against was one more poll interval or more).
+        assert!(took >= Duration::from_secs(2), "answered early: {took:?}");
+        assert!(took < Duration::from_millis(2500), "answered late: {took:?}");
+    }
+}
