@@ -12,7 +12,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("0001_initial.sql")),
     (2, include_str!("0002_webhooks.sql")),
     (3, include_str!("0003_notifications.sql")),
-    (5, include_str!("0005_event_log.sql")),
+    (4, include_str!("0004_event_log.sql")),
 ];
 
 /// Creates the schema (if one is configured) and applies every migration not yet
