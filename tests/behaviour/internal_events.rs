@@ -10,6 +10,7 @@ use crate::support::*;
 use courier::Courier;
 use courier::core::TaskError;
 use courier::http::{HttpOptions, WebhookOptions};
+use courier::webhooks::destination::AllowList;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 
@@ -50,6 +51,8 @@ async fn webhook_delivery_events_are_hidden_from_public_feeds_unless_asked_for()
     let options = HttpOptions {
         webhooks: WebhookOptions {
             poll: Duration::from_millis(100),
+            // The receiver listens on loopback.
+            allow_private: AllowList::parse(&["127.0.0.1/32"]).unwrap(),
             ..WebhookOptions::default()
         },
         ..HttpOptions::default()

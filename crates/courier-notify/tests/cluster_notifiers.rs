@@ -366,7 +366,7 @@ async fn open_explains_what_it_refuses() {
         ("redis://host:port", |e| {
             matches!(e, OpenError::RedisUrl(RedisUrlError::Invalid { .. }))
         }),
-        ("postgres://u@h/db?sslmode=require", |e| {
+        ("postgres://u@h/db?sslmode=sometimes", |e| {
             matches!(e, OpenError::PostgresUrl(_))
         }),
     ];
