@@ -84,6 +84,9 @@ export function harness(name, { overallMs = 90_000, ignoreConsole = /status of 4
       COURIER_STORE_URL: path.join(dir, 'courier.db'),
       COURIER_API_TOKENS: tokens,
       COURIER_LOG: process.env.COURIER_LOG || 'warn',
+      // No load balancer to tell: a stopped server closes its streams at once
+      // (stopServer kills what has not exited after 5 s).
+      COURIER_HTTP_DRAIN_PERIOD: '200ms',
       ...(again ? again.env : env),
     };
     delete childEnv.COURIER_CONFIG;
