@@ -87,7 +87,7 @@ impl From<Error> for StoreError {
 /// The error and its causes: the driver's own text for a failed TLS handshake is
 /// only "error performing TLS handshake", the reason (an untrusted certificate, a
 /// name mismatch) is in its source.
-pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+pub fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -90,6 +90,7 @@ mod transaction;
 mod wake;
 mod webhooks;
 
+pub use error::with_causes;
 pub use options::{DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT, PostgresOptions};
 pub use tls::{PostgresSslMode, PostgresTls, PostgresUrlError, parse_postgres_url};
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use courier_store_postgres::PostgresTls;
+use courier_store_postgres::{PostgresTls, with_causes};
 use deadpool_postgres::Pool;
 use futures::StreamExt;
 use tokio_postgres::AsyncMessage;
@@ -132,22 +132,6 @@ fn describe(e: &tokio_postgres::Error) -> String {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => with_causes(e),
     }
-}
-
-/// The error and its causes: the driver's text for a failed TLS handshake leaves
-/// the reason (an untrusted certificate, a name mismatch) to its source.
-pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

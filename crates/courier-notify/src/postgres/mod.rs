@@ -115,7 +115,11 @@ impl PostgresNotifier {
             .recycle_timeout(Some(options.operation_timeout))
             .build()
             .map_err(|e| connect_error(format!("cannot build the NOTIFY pool: {e}")))?;
-        drop(pool.get().await.map_err(|e| connect_error(listen::with_causes(&e)))?);
+        drop(
+            pool.get()
+                .await
+                .map_err(|e| connect_error(courier_store_postgres::with_causes(&e)))?,
+        );
 
         let cluster = Cluster::start(
             "postgres",
