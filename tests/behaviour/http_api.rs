@@ -258,6 +258,77 @@ async fn courier_names_are_reserved_and_nul_is_refused() {
     s.stop().await;
 }
 
+/// On Postgres, which cannot store a NUL, a value holding one was a 500 carrying
+/// the server's error text, and an external worker whose result held one could
+/// neither complete nor fail its task. Now it is a 400 in Courier's words, and
+/// the claim survives it.
+#[actix_rt::test]
+async fn a_nul_in_a_value_is_a_400_on_postgres_and_the_worker_can_still_fail() {
+    let builder = Courier::builder()
+        .store(postgres().await)
+        .activity("nul-result", |_ctx, _: Value| async move {
+            Ok::<_, TaskError>("a\u{0}b".to_string())
+        })
+        .worker(fast_worker());
+    let s = Server::start(builder, HttpOptions::default()).await;
+    // An in-process activity's result holding a NUL fails its task for good,
+    // saying why, instead of re-running at every lease expiry.
+    let (_, created) = post(&s.at("/v1/executions"), &json!({"function": "nul-result"})).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, result) = get(&s.at(&format!("/v1/executions/{id}/result?wait=10s"))).await;
+    assert_eq!((status, result["state"].as_str()), (200, Some("failed")), "{result}");
+    assert_eq!(result["error"]["kind"], "unstorable", "{result}");
+    let no_backend_text = |answer: &Value| {
+        let text = answer.to_string().to_lowercase();
+        assert!(
+            !text.contains("postgres") && !text.contains("unicode escape"),
+            "{answer}"
+        );
+    };
+    let (status, answer) = post(
+        &s.at("/v1/executions"),
+        &json!({"function": "ext-nul", "queue": "ext-nul", "args": {"s": "a\u{0}b"}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["detail"].to_string().contains("NUL"), "{answer}");
+    no_backend_text(&answer);
+
+    let (status, _) = post(
+        &s.at("/v1/executions"),
+        &json!({"function": "ext-nul", "queue": "ext-nul"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, claimed) = post(
+        &s.at("/v1/workers/claim"),
+        &json!({"worker_id": "w", "queues": ["ext-nul"]}),
+    )
+    .await;
+    let task_id = claimed[0]["task_id"].as_str().unwrap().to_string();
+    let token = claimed[0]["lease_token"].clone();
+    let (status, answer) = post(
+        &s.at(&format!("/v1/tasks/{task_id}/complete")),
+        &json!({"lease_token": token, "result": ["\u{0}"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    no_backend_text(&answer);
+    let (status, answer) = post(
+        &s.at(&format!("/v1/tasks/{task_id}/fail")),
+        &json!({"lease_token": token, "error": {"kind": "k", "message": "m\u{0}"}, "retryable": false}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, failed) = post(
+        &s.at(&format!("/v1/tasks/{task_id}/fail")),
+        &json!({"lease_token": token, "error": {"kind": "unstorable", "message": "the result held a NUL"}, "retryable": false}),
+    )
+    .await;
+    assert_eq!((status, failed["state"].as_str()), (200, Some("failed")), "{failed}");
+    s.stop().await;
+}
+
 #[actix_rt::test]
 async fn bad_input_gets_clear_4xx_json_errors() {
     let s = server(HttpOptions {

@@ -73,6 +73,8 @@ impl TaskError {
     pub const UNKNOWN_FUNCTION: &'static str = "unknown_function";
     /// Arguments or a result could not be (de)serialized.
     pub const SERIALIZATION: &'static str = "serialization";
+    /// The store refused the outcome itself (a result holding a NUL character).
+    pub const UNSTORABLE: &'static str = "unstorable";
     /// The default kind for an error that names none.
     pub const ERROR: &'static str = "error";
 

@@ -31,6 +31,7 @@ mod id;
 pub mod metric;
 mod notification;
 mod notifier;
+mod nul;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 mod progress;
@@ -58,6 +59,7 @@ pub use notifier::{
     DEFAULT_MAILBOX, Delivery, Hub, HubStats, LocalNotifier, Mailbox, Notice, Notifier, NotifierStats, NotifyError,
     Subscription, Topic, TopicListener,
 };
+pub use nul::{HoldsNul, NulRefusals, nul_refused, text_has_nul, value_has_nul};
 pub use progress::{Progress, ProgressEntry};
 pub use retry::{RetryPolicy, RetryVerdict};
 pub use signal::{SignalRecord, SignalSent};

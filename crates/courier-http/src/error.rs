@@ -94,12 +94,23 @@ impl From<StoreFailure> for ApiError {
                 ApiError::conflict("conflict", json!({"id": id, "reason": detail}))
             }
             StoreFailure::Invalid(detail) => ApiError::bad_request("invalid request", json!(detail)),
+            // The database's own words (host names, SQL, constraint names) stay in
+            // the node's log: an answer says only what the caller can act on.
             StoreFailure::Unavailable(detail) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable", json!(detail))
+                tracing::warn!(error = %detail, "store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store unavailable",
+                    json!("the store cannot be reached now; try again (the node's log has the cause)"),
+                )
             }
             StoreFailure::Backend(detail) => {
                 tracing::error!(error = %detail, "store backend error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store error", json!(detail))
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store error",
+                    json!("the store failed; the node's log has the cause"),
+                )
             }
         }
     }

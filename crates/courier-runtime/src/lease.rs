@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use courier_core::metric;
 use courier_core::{
-    Claimed, Completed, Completion, Lease, Outcome, StoreError, StoreResult, TaskId, TaskRecord, TaskState,
+    Claimed, Completed, Completion, Lease, Outcome, StoreError, StoreResult, TaskError, TaskId, TaskRecord, TaskState,
 };
 use futures::future::LocalBoxFuture;
 
@@ -189,6 +189,7 @@ impl TaskLeaseActor {
         let task = self.task.id;
         let frees_slot_on = self.frees_slot_on.clone();
         let write = async move {
+            let mut completion = completion;
             let mut wait = Duration::from_millis(50);
             loop {
                 let result = store
@@ -199,6 +200,19 @@ impl TaskLeaseActor {
                     .await
                     .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())));
                 match result {
+                    // The store refused the outcome itself (a NUL in the result or error):
+                    // retrying it could never succeed, so the task fails for good
+                    // with a dead letter saying why, instead of re-running at every
+                    // lease expiry.
+                    Err(StoreError::Invalid(why)) if !matches!(&completion.outcome, Outcome::Failed { error, .. } if error.kind == TaskError::UNSTORABLE) =>
+                    {
+                        tracing::error!(%task, %why, "the outcome cannot be stored; failing the task");
+                        completion.outcome = Outcome::Failed {
+                            error: TaskError::non_retryable(TaskError::UNSTORABLE, why),
+                            reason: "the outcome could not be stored".into(),
+                            dead_letter: true,
+                        };
+                    }
                     Err(e) if e.is_transient() => {
                         tracing::warn!(%task, error = %e, "could not write the outcome yet; retrying");
                         tokio::time::sleep(wait).await;

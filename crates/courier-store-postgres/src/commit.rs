@@ -22,10 +22,14 @@ use crate::{complete, dispatch, event_log, notifications};
 
 /// Applies `batch` in one transaction.
 pub(crate) async fn commit(store: &PostgresStore, batch: &WriteBatch) -> StoreResult<WriteResults> {
+    // Items holding a NUL (which Postgres cannot store) are refused on their own
+    // instead of failing the whole batch's statements.
+    let (batch, refused) = batch.split_nul();
     if batch.is_empty() {
-        return Ok(WriteResults::default());
+        return Ok(refused.merge(WriteResults::default()));
     }
-    in_transaction!(store, |tx| apply(store, tx, batch))
+    let batch = &*batch;
+    in_transaction!(store, |tx| apply(store, tx, batch)).map(|applied| refused.merge(applied))
 }
 
 async fn apply(store: &PostgresStore, tx: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteResults> {

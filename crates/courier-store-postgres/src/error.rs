@@ -53,13 +53,10 @@ impl Error {
     pub(crate) fn conflict_on(self, id: impl Display) -> Error {
         match &self {
             Error::Db(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                let detail = e
-                    .as_db_error()
-                    .map(|db| match db.constraint() {
-                        Some(constraint) => format!("{} ({constraint})", db.message()),
-                        None => db.message().to_string(),
-                    })
-                    .unwrap_or_else(|| e.to_string());
+                let detail = match e.as_db_error().and_then(|db| db.constraint()) {
+                    Some(constraint) => format!("already exists ({constraint})"),
+                    None => "already exists".to_string(),
+                };
                 Error::Store(StoreError::Conflict {
                     id: id.to_string(),
                     detail,
@@ -125,10 +122,19 @@ pub(crate) fn from_db(e: &tokio_postgres::Error) -> StoreError {
             db.message()
         ));
     }
+    // A NUL in text (22021) or a `\u0000` in jsonb (22P05): refused like SQLite
+    // refuses it (see `courier_core::HoldsNul`), without the server's wording.
+    if *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *code == SqlState::UNTRANSLATABLE_CHARACTER {
+        return StoreError::Invalid(
+            "a text or JSON value holds a NUL character (\\u0000), which no Courier store keeps".into(),
+        );
+    }
     if *code == SqlState::UNIQUE_VIOLATION {
+        // The constraint names what collided; the server's sentence (which quotes
+        // the key's value) is not for API answers.
         return StoreError::Conflict {
             id: db.constraint().unwrap_or("unknown").to_string(),
-            detail: db.message().to_string(),
+            detail: "a record with this identity already exists".into(),
         };
     }
     // 08: connection exception; 53: insufficient resources; 57P0x: shutdown, crash

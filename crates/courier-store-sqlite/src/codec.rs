@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use courier_core::StoreError;
+
 /// Microseconds since the epoch; the store's only spelling of time.
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -37,14 +39,37 @@ pub(crate) fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// A JSON value as TEXT.
-pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
-    serde_json::to_string(value)
+/// A JSON value as TEXT, refused if a string in it holds a NUL: Postgres cannot
+/// keep one, and a value must behave the same in either store.
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> crate::error::Result<String> {
+    let text = serde_json::to_string(value)?;
+    if escapes_nul(&text) {
+        return Err(StoreError::Invalid(
+            "a JSON value holds a NUL character (\\u0000), which no Courier store keeps".into(),
+        )
+        .into());
+    }
+    Ok(text)
 }
 
 /// An optional JSON value as nullable TEXT (`Some(null)` is the text `null`, not SQL NULL).
-pub(crate) fn json_opt<T: Serialize>(value: Option<&T>) -> Result<Option<String>, serde_json::Error> {
-    value.map(serde_json::to_string).transpose()
+pub(crate) fn json_opt<T: Serialize>(value: Option<&T>) -> crate::error::Result<Option<String>> {
+    value.map(json).transpose()
+}
+
+/// Whether serialized JSON holds the escape `\u0000` (a NUL), not merely the
+/// text `\\u0000` (a backslash followed by `u0000`).
+fn escapes_nul(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(at) = text[from..].find("u0000").map(|i| i + from) {
+        let backslashes = bytes[..at].iter().rev().take_while(|b| **b == b'\\').count();
+        if backslashes % 2 == 1 {
+            return true;
+        }
+        from = at + 1;
+    }
+    false
 }
 
 fn conversion(idx: usize, ty: Type, e: impl std::error::Error + Send + Sync + 'static) -> rusqlite::Error {
@@ -110,4 +135,20 @@ fn from_sql(idx: usize, e: FromSqlError) -> rusqlite::Error {
 /// A listing's `limit` for SQL: 0 means no limit (as `LIMIT -1` does in SQLite).
 pub(crate) fn limit(limit: u32) -> i64 {
     if limit == 0 { -1 } else { i64::from(limit) }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn only_a_real_nul_is_refused() {
+        assert!(json(&json!({"a": "x\u{0}y"})).is_err());
+        assert!(json(&json!({"k\u{0}": 1})).is_err());
+        assert!(json(&json!(r"\u0000 spelled out")).is_ok());
+        assert!(json(&json!(r"\\u0000")).is_ok());
+        assert!(json(&json!("\\\u{0}")).is_err());
+    }
 }

@@ -1,7 +1,7 @@
 //! Group commit: a whole [`WriteBatch`] in the writer's transaction, one result
 //! per item, and the changes of the whole batch.
 
-use courier_core::{StoreResult, WriteBatch, WriteResults};
+use courier_core::{HoldsNul, StoreResult, WriteBatch, WriteResults};
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
@@ -17,20 +17,32 @@ pub(crate) fn commit(conn: &Connection, now: i64, batch: &WriteBatch) -> Result<
         changes: Vec::with_capacity(batch.len() * 2),
     };
     let changes = &mut out.changes;
+    // An item holding a NUL is refused on its own, as Postgres (which cannot
+    // store one) refuses it: the same value behaves the same in either store.
     for new in &batch.dispatches {
-        out.dispatches.push(item(dispatch::dispatch(conn, now, new, changes))?);
+        out.dispatches.push(match new.check_nul() {
+            Ok(()) => item(dispatch::dispatch(conn, now, new, changes))?,
+            Err(refusal) => Err(refusal),
+        });
     }
     for group in &batch.children {
         out.children
-            .push(item(children::create_group(conn, now, group, changes))?);
+            .push(match group.tasks.iter().try_for_each(HoldsNul::check_nul) {
+                Ok(()) => item(children::create_group(conn, now, group, changes))?,
+                Err(refusal) => Err(refusal),
+            });
     }
     for effect in &batch.effects {
-        out.effects
-            .push(item(children::apply_effect(conn, now, effect, changes))?);
+        out.effects.push(match effect.check_nul() {
+            Ok(()) => item(children::apply_effect(conn, now, effect, changes))?,
+            Err(refusal) => Err(refusal),
+        });
     }
     for completion in &batch.completions {
-        out.completions
-            .push(item(complete::complete(conn, now, completion, changes))?);
+        out.completions.push(match completion.check_nul() {
+            Ok(()) => item(complete::complete(conn, now, completion, changes))?,
+            Err(refusal) => Err(refusal),
+        });
     }
     Ok(out)
 }

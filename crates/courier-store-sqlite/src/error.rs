@@ -73,7 +73,7 @@ pub(crate) fn conflict_on(id: impl std::fmt::Display, what: &str) -> impl FnOnce
     move |e| match sqlite_code(&e) {
         Some(ErrorCode::ConstraintViolation) => Error::Store(StoreError::Conflict {
             id,
-            detail: format!("{what} already exists ({e})"),
+            detail: format!("{what} already exists"),
         }),
         _ => Error::Sqlite(e),
     }

@@ -49,7 +49,7 @@ impl SeedRecords for SqliteStore {
 
     async fn set_cached_result(&self, key: &str, value: &Value, ttl: Option<Duration>) -> StoreResult<()> {
         let key = key.to_string();
-        let value = json(value).map_err(|e| StoreError::from(crate::error::Error::from(e)))?;
+        let value = json(value).map_err(StoreError::from)?;
         self.write(move |conn, now| cache::set(conn, now, &key, &value, ttl))
             .await
     }

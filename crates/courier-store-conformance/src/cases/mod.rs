@@ -13,6 +13,7 @@ pub mod event_log;
 pub mod executions;
 pub mod maintenance;
 pub mod notifications;
+pub mod nul;
 pub mod signals;
 pub mod tasks;
 pub mod webhooks;
