@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::support::http::*;
 use crate::support::*;
 use courier::Courier;
-use courier::core::TaskError;
+use courier::core::{ClaimRequest, NewExecution, TaskError, TaskKind, TaskSpec, TaskState};
 use courier::http::HttpOptions;
 use serde_json::{Value, json};
 
@@ -326,6 +326,68 @@ async fn a_nul_in_a_value_is_a_400_on_postgres_and_the_worker_can_still_fail() {
     )
     .await;
     assert_eq!((status, failed["state"].as_str()), (200, Some("failed")), "{failed}");
+    s.stop().await;
+}
+
+/// An external claim with no function filter took anything pending, Courier's
+/// own webhook deliveries and functions this node serves in process included,
+/// and the outcome routes took any task whose token was shown. Now the claim
+/// leaves those alone and the routes accept only externally claimed tasks.
+#[actix_rt::test]
+async fn external_workers_get_only_external_work_and_settle_only_their_own() {
+    let store = sqlite().await;
+    let mut worker = fast_worker();
+    // This node's own worker serves only another queue, so work of `double` on
+    // the default queue waits where an outside claim could take it.
+    worker.queues = Some(vec!["elsewhere".into()]);
+    let builder = Courier::builder()
+        .store(store.clone())
+        .activity("double", |_ctx, n: i64| async move { Ok::<_, TaskError>(n * 2) })
+        .worker(worker);
+    let s = Server::start(builder, HttpOptions::default()).await;
+    let internal = NewExecution::new(TaskSpec::new(TaskKind::Activity, "courier.webhook.deliver", json!({})));
+    store.dispatch(vec![internal]).await.unwrap();
+    for function in ["double", "resize"] {
+        let (status, _) = post(&s.at("/v1/executions"), &json!({"function": function, "args": 1})).await;
+        assert_eq!(status, 201);
+    }
+    let (status, claimed) = post(&s.at("/v1/workers/claim"), &json!({"worker_id": "py", "max": 10})).await;
+    assert_eq!(status, 200, "{claimed}");
+    let functions: Vec<&str> = claimed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(functions, ["resize"], "only work no node runs itself");
+
+    // A task this node's worker holds: its token (had it leaked) settles nothing.
+    let held = store
+        .claim_tasks(&ClaimRequest::new("node-worker", 1, Duration::from_secs(30)).functions(["double"]))
+        .await
+        .unwrap()
+        .value;
+    let (task_id, token) = (held[0].task.id, held[0].lease.token);
+    for (route, body) in [
+        ("complete", json!({"lease_token": token, "result": 1})),
+        (
+            "fail",
+            json!({"lease_token": token, "error": {"kind": "k", "message": "m"}}),
+        ),
+        ("heartbeat", json!({"lease_token": token})),
+        ("checkpoint", json!({"lease_token": token, "checkpoint": 1})),
+    ] {
+        let (status, answer) = post(&s.at(&format!("/v1/tasks/{task_id}/{route}")), &body).await;
+        assert_eq!(status, 409, "{route}: {answer}");
+        assert!(
+            answer.to_string().contains("not claimed by an external worker"),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        store.get_task(task_id).await.unwrap().unwrap().state,
+        TaskState::Running
+    );
     s.stop().await;
 }
 

@@ -305,6 +305,15 @@ pub struct ClaimRequest {
     /// Per-function cap on tasks running with a live lease, cluster-wide.
     #[serde(default)]
     pub limits: HashMap<String, u32>,
+    /// Never these functions (orchestrators and activities). An external claim
+    /// lists those a node serves in process, so an HTTP worker cannot take them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_functions: Vec<String>,
+    /// Leave Courier's own functions (named under
+    /// [`INTERNAL_PREFIX`](crate::INTERNAL_PREFIX): webhook deliveries, ingested
+    /// messages) alone, even with no function filter.
+    #[serde(default)]
+    pub exclude_internal: bool,
 }
 
 impl ClaimRequest {
@@ -319,6 +328,8 @@ impl ClaimRequest {
             max,
             lease,
             limits: HashMap::new(),
+            exclude_functions: Vec::new(),
+            exclude_internal: false,
         }
     }
 

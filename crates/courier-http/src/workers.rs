@@ -279,6 +279,8 @@ pub(crate) async fn claim(http: web::Data<Http>, body: web::Json<ClaimBody>) -> 
         max,
         lease,
         limits: Default::default(),
+        exclude_functions: Vec::new(),
+        exclude_internal: true,
     };
     // A shutting-down node answers an open long-poll with no work (the worker
     // asks again, elsewhere) rather than dropping the connection unanswered.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use courier_core::{
     ClaimRequest, Claimed, Completed, Completion, LeaseKey, Outcome, Progress, Renewed, StoreError, TaskError,
-    TaskKind, Topic,
+    TaskKind, TaskRecord, Topic,
 };
 use serde_json::Value;
 
@@ -14,6 +14,10 @@ use crate::error::RuntimeError;
 use crate::handle::Courier;
 use crate::retry::outcome_of_error;
 use crate::store_actor::{Checkpoint, Claim, Complete, Heartbeat, ReportProgress};
+
+/// Prefix of the lease owner of a task an external worker claimed
+/// (`external:<worker id>`): no in-process worker's id has it.
+pub const EXTERNAL_OWNER: &str = "external:";
 
 impl Courier {
     /// Claims activities for an external worker: the request as given (only the
@@ -35,6 +39,14 @@ impl Courier {
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<Vec<Claimed>, RuntimeError> {
         request.kinds = vec![TaskKind::Activity];
+        // Work this node runs itself, and Courier's own (webhook deliveries,
+        // ingested messages), is never handed to an outside worker, whose
+        // outcome routes would then accept it.
+        request.exclude_functions = self.node.registry().runnable();
+        request.exclude_internal = true;
+        // The lease owner says the claim is an outside worker's, which the
+        // outcome routes below check.
+        request.worker_id = format!("{EXTERNAL_OWNER}{}", request.worker_id);
         for (function, max) in self.node.functions().limits() {
             request.limits.entry(function).or_insert(max);
         }
@@ -77,22 +89,20 @@ impl Courier {
         extend: Duration,
         details: Option<Value>,
     ) -> Result<Renewed, RuntimeError> {
+        self.externally_claimed(lease).await?;
         let write = Heartbeat { lease, extend, details };
         Ok(self.node.writes().send(write).await??)
     }
 
     /// Saves a checkpoint for an external worker's task.
     pub async fn checkpoint_external(&self, lease: LeaseKey, data: Value) -> Result<(), RuntimeError> {
+        self.externally_claimed(lease).await?;
         Ok(self.node.writes().send(Checkpoint { lease, data }).await??)
     }
 
     /// Records progress of an external worker's task, fenced by its lease.
     pub async fn progress_external(&self, lease: LeaseKey, progress: Progress) -> Result<(), RuntimeError> {
-        let task = self
-            .store()
-            .get_task(lease.task_id)
-            .await?
-            .ok_or(StoreError::TaskNotFound(lease.task_id))?;
+        let task = self.externally_claimed(lease).await?;
         let write = ReportProgress {
             execution: task.execution_id,
             task: Some(task.id),
@@ -104,6 +114,7 @@ impl Courier {
 
     /// Completes an external worker's task with `result`, fenced by its lease.
     pub async fn complete_external(&self, lease: LeaseKey, result: Value) -> Result<Completed, RuntimeError> {
+        self.externally_claimed(lease).await?;
         self.finish_external(
             lease,
             Outcome::Succeeded {
@@ -117,12 +128,35 @@ impl Courier {
     /// Fails an external worker's task: retried by the task's persisted policy
     /// unless the error is marked non-retryable; fenced by its lease.
     pub async fn fail_external(&self, lease: LeaseKey, error: TaskError) -> Result<Completed, RuntimeError> {
+        let task = self.externally_claimed(lease).await?;
+        self.finish_external(lease, outcome_of_error(&task, error)).await
+    }
+
+    /// The task `lease` is for, if an external worker claimed it. An in-process
+    /// activity, an orchestrator or Courier's own work is refused with
+    /// `Conflict` whatever token is shown: their outcomes are written by the
+    /// node that runs them. (The write itself is still fenced by the token, so a
+    /// task re-claimed in between is refused there.)
+    async fn externally_claimed(&self, lease: LeaseKey) -> Result<TaskRecord, RuntimeError> {
         let task = self
             .store()
             .get_task(lease.task_id)
             .await?
             .ok_or(StoreError::TaskNotFound(lease.task_id))?;
-        self.finish_external(lease, outcome_of_error(&task, error)).await
+        let external = task.kind == TaskKind::Activity
+            && !task.function.starts_with(courier_core::INTERNAL_PREFIX)
+            && task
+                .lease_owner
+                .as_deref()
+                .is_some_and(|o| o.starts_with(EXTERNAL_OWNER));
+        if !external {
+            return Err(StoreError::Conflict {
+                id: task.id.to_string(),
+                detail: "the task was not claimed by an external worker".into(),
+            }
+            .into());
+        }
+        Ok(task)
     }
 
     async fn finish_external(&self, lease: LeaseKey, outcome: Outcome) -> Result<Completed, RuntimeError> {

@@ -58,6 +58,7 @@ mod coordinator;
 mod error;
 mod execution;
 mod external;
+pub use external::EXTERNAL_OWNER;
 mod function;
 mod handle;
 mod lease;

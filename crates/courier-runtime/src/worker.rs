@@ -99,6 +99,8 @@ impl WorkerActor {
             max,
             lease: options.lease,
             limits: self.node.functions().limits(),
+            exclude_functions: Vec::new(),
+            exclude_internal: false,
         })
     }
 

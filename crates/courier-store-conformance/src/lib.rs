@@ -99,6 +99,7 @@ macro_rules! __cases {
             claims::heartbeats_and_checkpoints_are_recorded_and_survive_a_retry,
             claims::releasing_a_claim_gives_the_attempt_back,
             claims::the_seed_claim_takes_one_task_at_a_time,
+            claims::a_claim_leaves_excluded_and_internal_functions_alone,
             completion::success_completes_the_task_and_its_execution,
             completion::falsy_results_are_real_results,
             completion::a_retry_requeues_the_task_after_its_delay,

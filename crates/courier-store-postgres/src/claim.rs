@@ -43,6 +43,8 @@ struct Shape {
     functions: bool,
     tags: bool,
     limited: bool,
+    excluded: bool,
+    internal_excluded: bool,
 }
 
 /// Parameter types of every claim statement (unused ones are still declared).
@@ -57,6 +59,8 @@ const PARAM_TYPES: &[Type] = &[
     Type::TEXT_ARRAY, // $8 limited functions (kept out of the unlimited branches)
     Type::TEXT_ARRAY, // $9 limited functions with budget left
     Type::INT8_ARRAY, // $10 their budgets
+    Type::TEXT_ARRAY, // $11 excluded functions
+    Type::TEXT,       // $12 the internal prefix
 ];
 
 const ORDER: &str = "ORDER BY priority DESC, scheduled_for, created_at";
@@ -69,6 +73,12 @@ fn statement(shape: Shape) -> String {
     }
     if shape.tags {
         filters.push_str(" AND (tags = '{}' OR tags && $7)");
+    }
+    if shape.excluded {
+        filters.push_str(" AND (kind IN ('sleep', 'signal_wait') OR NOT function = ANY($11))");
+    }
+    if shape.internal_excluded {
+        filters.push_str(" AND (kind IN ('sleep', 'signal_wait') OR left(function, length($12)) <> $12)");
     }
     let in_queues = if shape.queues { " AND queue = ANY($5)" } else { "" };
     let unlimited = if shape.limited {
@@ -202,7 +212,10 @@ impl Plan<'_> {
             functions: req.functions.is_some(),
             tags: req.tags.is_some(),
             limited: !limited.is_empty(),
+            excluded: !req.exclude_functions.is_empty(),
+            internal_excluded: req.exclude_internal,
         };
+        let prefix = courier_core::INTERNAL_PREFIX;
         let empty: Vec<String> = Vec::new();
         let max = i64::from(req.max);
         let lease = micros(req.lease);
@@ -221,6 +234,8 @@ impl Plan<'_> {
                 &limited,
                 &budget_functions,
                 &budgets,
+                &req.exclude_functions,
+                &prefix,
             ],
         )
         .await?;

@@ -51,6 +51,18 @@ impl Filters {
             );
             args.push(SqlValue::Text(json(tags)?));
         }
+        if !req.exclude_functions.is_empty() {
+            sql.push_str(
+                " AND (kind NOT IN ('orchestrator', 'activity') OR function NOT IN (SELECT value FROM json_each(?)))",
+            );
+            args.push(SqlValue::Text(json(&req.exclude_functions)?));
+        }
+        if req.exclude_internal {
+            // A prefix compared byte for byte (`LIKE` would fold case and read `_`).
+            sql.push_str(" AND (kind NOT IN ('orchestrator', 'activity') OR substr(function, 1, ?) <> ?)");
+            args.push(SqlValue::Integer(courier_core::INTERNAL_PREFIX.len() as i64));
+            args.push(SqlValue::Text(courier_core::INTERNAL_PREFIX.to_string()));
+        }
         if !saturated.is_empty() {
             sql.push_str(" AND function NOT IN (SELECT value FROM json_each(?))");
             args.push(SqlValue::Text(json(saturated)?));

@@ -433,3 +433,24 @@ pub async fn the_seed_claim_takes_one_task_at_a_time(store: DynStore) {
     assert_eq!(claimed, ids.into_iter().collect());
     assert!(store.claim_next_task(&claim_any("w", 10)).await.unwrap().is_none());
 }
+
+/// An external claim leaves alone the functions it excludes and Courier's own
+/// (`courier.`), even with no function filter; timers are not functions.
+pub async fn a_claim_leaves_excluded_and_internal_functions_alone(store: DynStore) {
+    for function in ["courier.webhook.deliver", "served", "outside", "courierx"] {
+        dispatch(&store, activity(function)).await;
+    }
+    let mut req = claim_any("external:w", 10);
+    req.exclude_functions = vec!["served".into()];
+    req.exclude_internal = true;
+    let mut got: Vec<String> = claim(&store, &req).await.into_iter().map(|c| c.task.function).collect();
+    got.sort();
+    assert_eq!(got, ["courierx", "outside"]);
+    let mut rest: Vec<String> = claim(&store, &claim_any("node", 10))
+        .await
+        .into_iter()
+        .map(|c| c.task.function)
+        .collect();
+    rest.sort();
+    assert_eq!(rest, ["courier.webhook.deliver", "served"]);
+}
