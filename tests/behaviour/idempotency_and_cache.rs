@@ -61,6 +61,27 @@ async fn an_idempotent_call_with_a_null_result_runs_once() {
     assert_eq!(counters.get("charge"), 1);
 }
 
+/// The idempotency table was never trimmed: `trim_idempotency_keys` existed
+/// in both stores but nothing called it. A cleanup now trims finished keys past
+/// their age (the maintenance loop by `maintenance.idempotency_retention`), and
+/// a call repeated after that runs again.
+#[actix_rt::test]
+async fn cleanup_trims_finished_idempotency_keys() {
+    let counters = Counters::default();
+    let courier = node(&counters).await;
+    let first = courier.dispatch("charge", json!({"order": 9})).await.unwrap();
+    courier.result_when_done::<Value>(first, WAIT).await.unwrap();
+    let report = courier.cleanup(Duration::ZERO).await.unwrap();
+    assert_eq!(report.idempotency_keys, 1, "{report:?}");
+    let again = courier.dispatch("charge", json!({"order": 9})).await.unwrap();
+    courier.result_when_done::<Value>(again, WAIT).await.unwrap();
+    assert_eq!(
+        counters.get("charge"),
+        2,
+        "the key was forgotten, so the call ran again"
+    );
+}
+
 #[actix_rt::test]
 async fn two_concurrent_calls_with_one_key_run_once() {
     let counters = Counters::default();

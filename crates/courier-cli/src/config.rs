@@ -183,6 +183,8 @@ pub struct Maintenance {
     pub retention: Duration,
     #[serde(with = "serde_duration")]
     pub event_retention: Duration,
+    #[serde(with = "serde_duration")]
+    pub idempotency_retention: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -716,6 +718,7 @@ impl Config {
             cleanup_interval: m.cleanup_interval,
             retention: m.retention,
             event_retention: m.event_retention,
+            idempotency_retention: m.idempotency_retention,
         }
     }
 

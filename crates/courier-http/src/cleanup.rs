@@ -22,7 +22,8 @@ pub(crate) fn routes(routes: Routes) -> Routes {
 #[schema(description = "How old history must be to go.")]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CleanupBody {
-    /// Finished executions and dead letters older than this go.
+    /// Finished executions, dead letters, events and finished idempotency keys
+    /// older than this go.
     #[serde(with = "serde_duration")]
     #[schema(schema_with = crate::params::bounded_duration)]
     pub older_than: Duration,
@@ -42,12 +43,17 @@ pub(crate) struct CleanupReport {
     pub events: u64,
     /// Expired cache entries purged.
     pub cache_entries: u64,
+    /// Finished idempotency keys trimmed.
+    pub idempotency_keys: u64,
 }
 
-/// Deletes finished executions and dead letters older than `older_than`.
+/// Deletes finished executions, dead letters, events and finished idempotency
+/// keys older than `older_than` (events a webhook has not been sent yet stay),
+/// and expired cache entries.
 #[utoipa::path(
     post, path = "/v1/cleanup", operation_id = "cleanup", tag = "dead letters",
-    summary = "Delete finished executions and dead letters older than `older_than`.",
+    summary = "Delete history older than `older_than`.",
+    description = "Finished executions (with all their rows), dead letters, events and finished idempotency keys older than `older_than`, and expired cache entries. Events a webhook endpoint has not been sent yet are kept.",
     request_body = CleanupBody,
     responses(
         (status = 200, description = "What was deleted.", body = CleanupReport),

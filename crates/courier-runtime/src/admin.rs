@@ -53,7 +53,9 @@ impl Courier {
         Ok(self.node.writes().send(DiscardDeadLetter(task)).await??)
     }
 
-    /// Deletes finished executions and dead letters older than `older_than`.
+    /// Deletes finished executions, dead letters, events and finished
+    /// idempotency keys older than `older_than` (events the webhook dispatcher
+    /// has not read yet stay), and expired cache entries.
     pub async fn cleanup(&self, older_than: Duration) -> Result<CleanupReport, RuntimeError> {
         let age = chrono::Duration::from_std(older_than).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         let now = self.store().now().await?;
@@ -63,7 +65,9 @@ impl Courier {
         let write = Cleanup {
             executions_before: Some(before),
             dead_letters_before: Some(before),
-            ..Cleanup::default()
+            events_before: Some(before),
+            idempotency_before: Some(before),
+            expired_cache: true,
         };
         Ok(self.node.writes().send(write).await??)
     }

@@ -107,16 +107,24 @@ impl MaintenanceActor {
                         executions_before: Some(before(options.retention)),
                         dead_letters_before: Some(before(options.retention)),
                         events_before: Some(before(options.event_retention)),
+                        idempotency_before: Some(before(options.idempotency_retention)),
                         expired_cache: true,
                     })
                     .await
                     .map_err(unreachable)??;
-                if report.executions + report.dead_letters + report.events + report.cache_entries > 0 {
+                if report.executions
+                    + report.dead_letters
+                    + report.events
+                    + report.cache_entries
+                    + report.idempotency_keys
+                    > 0
+                {
                     tracing::info!(
                         executions = report.executions,
                         dead_letters = report.dead_letters,
                         events = report.events,
                         cache = report.cache_entries,
+                        idempotency_keys = report.idempotency_keys,
                         "cleanup"
                     );
                 }

@@ -361,6 +361,8 @@ pub struct MaintenanceOptions {
     pub retention: Duration,
     /// Events older than this are trimmed.
     pub event_retention: Duration,
+    /// Finished idempotency keys older than this are trimmed.
+    pub idempotency_retention: Duration,
 }
 
 impl Default for MaintenanceOptions {
@@ -371,6 +373,7 @@ impl Default for MaintenanceOptions {
             cleanup_interval: Duration::from_secs(600),
             retention: Duration::from_secs(7 * 86_400),
             event_retention: Duration::from_secs(7 * 86_400),
+            idempotency_retention: Duration::from_secs(7 * 86_400),
         }
     }
 }

@@ -202,6 +202,8 @@ pub(crate) struct Cleanup {
     pub events_before: Option<DateTime<Utc>>,
     /// Expired cache entries.
     pub expired_cache: bool,
+    /// Idempotency keys finished before this.
+    pub idempotency_before: Option<DateTime<Utc>>,
 }
 
 /// What a cleanup deleted.
@@ -222,6 +224,9 @@ pub struct CleanupReport {
     /// Expired cache entries purged.
     #[serde(default)]
     pub cache_entries: u64,
+    /// Finished idempotency keys trimmed.
+    #[serde(default)]
+    pub idempotency_keys: u64,
 }
 
 /// Takes or keeps a cluster-wide role for `ttl`; whether `owner` holds it.
@@ -882,6 +887,9 @@ impl Handler<Cleanup> for StoreActor {
             }
             if m.expired_cache {
                 report.cache_entries = store.purge_expired_cache().await?;
+            }
+            if let Some(before) = m.idempotency_before {
+                report.idempotency_keys = store.trim_idempotency_keys(before).await?;
             }
             Ok(report)
         })
