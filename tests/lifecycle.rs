@@ -105,6 +105,37 @@ async fn an_open_claim_long_poll_is_answered_with_no_work_at_shutdown() {
 }
 
 #[actix_rt::test]
+async fn an_open_result_wait_is_answered_with_the_state_at_shutdown() {
+    let (node, _dir) = node(
+        "result-shutdown",
+        &[("COURIER_HTTP_DRAIN_PERIOD", "1s"), ("COURIER_WORKER_ENABLED", "false")],
+    )
+    .await;
+    let (status, created) = post(&node.at("/v1/executions"), &json!({ "function": "never-runs" })).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let wait = client()
+        .get(node.at(&format!("/v1/executions/{id}/result?wait=50s")))
+        .timeout(Duration::from_secs(60))
+        .send();
+    let wait = actix_rt::spawn(async move {
+        let started = Instant::now();
+        let answer = match wait.await {
+            Ok(mut r) => Ok((r.status().as_u16(), r.json::<serde_json::Value>().await.ok())),
+            Err(e) => Err(e.to_string()),
+        };
+        (answer, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.signal_term();
+    let (answer, took) = wait.await.unwrap();
+    let (status, body) = answer.expect("the wait got no answer at shutdown");
+    assert_eq!(status, 202, "{body:?}");
+    assert_eq!(body.unwrap()["state"], "pending");
+    assert!(took < Duration::from_secs(20), "answered only after {took:?}");
+}
+
+#[actix_rt::test]
 async fn a_claim_long_poll_answers_soon_after_its_wait() {
     let (node, _dir) = node("claim-wait", &[("COURIER_WORKER_ENABLED", "false")]).await;
     for _ in 0..3 {

@@ -328,7 +328,13 @@ pub(crate) async fn result(
             .min(http.options().max_wait),
         None => Duration::ZERO,
     };
-    match http.courier().wait_for(id, Some(wait)).await {
+    let waited = tokio::select! {
+        waited = http.courier().wait_for(id, Some(wait)) => waited,
+        // A stopping node answers an open wait with where the execution stands
+        // (the client asks again, elsewhere) rather than dropping it unanswered.
+        () = http.closing() => http.courier().wait_for(id, Some(Duration::ZERO)).await,
+    };
+    match waited {
         Ok(execution) => Ok(HttpResponse::Ok().json(ResultBody {
             execution_id: id,
             state: execution.state,
