@@ -343,3 +343,65 @@ async fn a_fragmented_websocket_message_is_put_together() {
     assert_eq!(answer["type"], "pong", "{answer}");
     s.stop().await;
 }
+
+/// A database that lost commits it had acknowledged hands their sequence
+/// numbers out again. The tail's cursor was past them, so the new events were
+/// skipped as already seen; now the streams are told `reset` and the events
+/// that reuse those numbers arrive.
+#[actix_rt::test]
+async fn when_the_logs_head_goes_back_streams_reset_and_miss_nothing_after() {
+    let (store, schema) = postgres_in_schema().await;
+    let builder = Courier::builder().store(store.clone()).worker(fast_worker());
+    let s = Server::start(
+        builder,
+        HttpOptions {
+            tail_poll: Duration::from_millis(100),
+            ..HttpOptions::default()
+        },
+    )
+    .await;
+    let mut stream = open_sse(s.at("/v1/events/stream"), None).await;
+    let head = append(&s, 10, 1).await;
+    let mut last = 0;
+    while last < head {
+        let frame = stream
+            .next(Duration::from_secs(10))
+            .await
+            .expect("the first events arrive");
+        last = frame.id.unwrap_or(last);
+    }
+    // The database loses its last five commits' worth of events.
+    let lost = head - 5;
+    crate::support::cluster::psql(
+        &postgres_url(),
+        &format!(
+            "UPDATE {schema}.courier_event_head SET last = {lost}; DELETE FROM {schema}.events WHERE seq > {lost};"
+        ),
+    );
+    let reset = stream.next(Duration::from_secs(10)).await.expect("a reset is sent");
+    assert_eq!(reset.event.as_deref(), Some("reset"), "{reset:?}");
+    assert_eq!(reset.data["seq"], lost);
+    // New events take the lost numbers again, and arrive.
+    let new_head = append(&s, 3, 1).await;
+    assert!(
+        new_head > lost && new_head <= head,
+        "the numbers after {lost} are issued again: {new_head}"
+    );
+    let mut again = Vec::new();
+    while again.last().copied().unwrap_or(0) < new_head {
+        let frame = stream
+            .next(Duration::from_secs(10))
+            .await
+            .expect("the reissued numbers arrive");
+        again.extend(frame.id);
+    }
+    assert_eq!(again.first().copied(), Some(lost + 1), "{again:?}");
+    let (_, metrics) = json_of(client().get(s.at("/metrics")).send().await.unwrap()).await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap_or_default()
+            .contains("courier_event_log_resets_total 1")
+    );
+    s.stop().await;
+}

@@ -54,6 +54,9 @@ pub const CLEANUP_RUNS: &str = "courier_cleanup_runs_total";
 
 /// Counter: times a stream session fell behind and caught up from the log.
 pub const STREAM_LAGGED: &str = "courier_stream_lagged_total";
+/// Counter: times the event log's head was found behind the streams' cursor
+/// (the database lost acknowledged commits) and every stream was reset.
+pub const EVENT_LOG_RESETS: &str = "courier_event_log_resets_total";
 /// Gauge: open SSE connections on this node.
 pub const SSE_CONNECTIONS: &str = "courier_sse_connections";
 /// Gauge: open WebSocket connections on this node.
@@ -132,6 +135,7 @@ pub const ALL: &[&str] = &[
     TASKS_STUCK,
     CLEANUP_RUNS,
     STREAM_LAGGED,
+    EVENT_LOG_RESETS,
     SSE_CONNECTIONS,
     WS_CONNECTIONS,
     WEBHOOK_DELIVERIES,

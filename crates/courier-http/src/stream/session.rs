@@ -48,6 +48,8 @@ pub(crate) struct Core {
     feeds: BTreeMap<String, Feed>,
     tail_id: Option<u64>,
     stalled: bool,
+    /// Resets of the log seen; a catch-up begun before one is discarded.
+    resets: u64,
 }
 
 impl Core {
@@ -57,6 +59,7 @@ impl Core {
             feeds: BTreeMap::new(),
             tail_id: None,
             stalled: false,
+            resets: 0,
         }
     }
 
@@ -102,6 +105,11 @@ pub(crate) trait Session: Actor<Context = Context<Self>> + Handler<Batch> + Hand
     /// Queues the notice that the client fell behind and is being caught up from
     /// `after` (the lowest cursor of its feeds).
     fn send_lagged(&mut self, after: i64) -> Sent;
+
+    /// Queues the notice that the log's head went back to `head` (the database
+    /// lost acknowledged commits): what the client saw after `head` is gone,
+    /// and new events will reuse those numbers.
+    fn send_reset(&mut self, head: i64) -> Sent;
 
     /// Resolves once the client has room again (true), or is gone (false).
     fn room(&self) -> LocalBoxFuture<'static, bool>;
@@ -181,6 +189,18 @@ pub(crate) fn settle<S: Session>(act: &mut S, sent: Sent, ctx: &mut Context<S>) 
 
 /// Applies a live batch from the tail to every feed.
 pub(crate) fn on_batch<S: Session>(act: &mut S, batch: Batch, ctx: &mut Context<S>) {
+    if batch.reset {
+        // Every feed goes back to the head, so the numbers issued again are read
+        // (not skipped as already seen), and the client hears why.
+        act.core().resets += 1;
+        for state in act.core().feeds.values_mut() {
+            state.follower.cursor = state.follower.cursor.min(batch.to);
+            state.catching_up = false;
+        }
+        let sent = act.send_reset(batch.to);
+        settle(act, sent, ctx);
+        return;
+    }
     if act.core().stalled || act.core().tail_id.is_none() {
         // Caught up from the log later.
         return;
@@ -264,6 +284,7 @@ pub(crate) fn catch_up<S: Session>(act: &mut S, feed: String, upto: i64, ctx: &m
     }
     state.catching_up = true;
     let mut follower = state.follower.clone();
+    let resets = core.resets;
     let store = core.http.courier().store().clone();
     async move {
         let result = follower.catch_up_page(&store, upto).await;
@@ -271,6 +292,10 @@ pub(crate) fn catch_up<S: Session>(act: &mut S, feed: String, upto: i64, ctx: &m
     }
     .into_actor(act)
     .map(move |(follower, result), act, ctx| {
+        if act.core().resets != resets {
+            // Read before the log went back: the next batch starts a fresh catch-up.
+            return;
+        }
         let Some(state) = act.core().feeds.get_mut(&feed) else {
             return;
         };

@@ -139,6 +139,10 @@ impl Session for SseSession {
         )))
     }
 
+    fn send_reset(&mut self, head: i64) -> Sent {
+        self.write(Bytes::from(format!("event: reset\ndata: {}\n\n", json!({"seq": head}))))
+    }
+
     fn room(&self) -> LocalBoxFuture<'static, bool> {
         let tx = self.tx.clone();
         async move { tx.reserve().await.is_ok() }.boxed_local()

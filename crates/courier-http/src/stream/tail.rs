@@ -22,6 +22,10 @@ const READ_PAGE: u32 = 1000;
 
 /// A batch of the log: every event with `from < seq <= to`, and each event's
 /// SSE frame, rendered once for every session that sends it.
+///
+/// A `reset` batch (empty, `from == to` == the log's head) says the head went
+/// back below what was already read: the database lost acknowledged commits,
+/// and the numbers after `to` will be handed out again to other events.
 #[derive(Message, Clone)]
 #[rtype(result = "()")]
 pub(crate) struct Batch {
@@ -29,6 +33,7 @@ pub(crate) struct Batch {
     pub to: i64,
     pub events: Arc<Vec<Event>>,
     pub frames: Arc<Vec<bytes::Bytes>>,
+    pub reset: bool,
 }
 
 impl Batch {
@@ -39,6 +44,15 @@ impl Batch {
             to,
             events: Arc::new(events),
             frames: Arc::new(frames),
+            reset: false,
+        }
+    }
+
+    /// The log's head went back to `head`.
+    pub(crate) fn reset(head: i64) -> Self {
+        Batch {
+            reset: true,
+            ..Batch::new(head, head, Vec::new())
         }
     }
 }
@@ -91,6 +105,7 @@ pub(crate) struct LogTail {
     next_id: u64,
     reading: bool,
     again: bool,
+    checking_head: bool,
 }
 
 impl LogTail {
@@ -110,7 +125,40 @@ impl LogTail {
             next_id: 0,
             reading: false,
             again: false,
+            checking_head: false,
         }
+    }
+
+    /// Compares the log's head with the cursor. A head behind the cursor means
+    /// the database lost commits it had acknowledged (a restore, a failover to a
+    /// lagging standby, SQLite with `synchronous = normal` after a power cut):
+    /// the sequences after it will be issued again, to other events, and a
+    /// cursor past them would skip those silently. So the tail goes back to the
+    /// head and tells every session to reset.
+    fn check_head(&mut self, ctx: &mut Context<Self>) {
+        if self.checking_head || self.reading {
+            return;
+        }
+        self.checking_head = true;
+        let store = self.store.clone();
+        async move { store.last_event_seq().await }
+            .into_actor(self)
+            .map(|head, act, _| {
+                act.checking_head = false;
+                let Ok(head) = head else { return };
+                let cursor = act.cursor.load(Ordering::SeqCst);
+                if head < cursor && !act.reading {
+                    tracing::error!(
+                        head,
+                        cursor,
+                        "the event log's head went backwards (the database lost acknowledged commits); streams reset"
+                    );
+                    metrics::counter!(courier_core::metric::EVENT_LOG_RESETS).increment(1);
+                    act.cursor.store(head, Ordering::SeqCst);
+                    act.broadcast(Batch::reset(head));
+                }
+            })
+            .spawn(ctx);
     }
 
     fn read(&mut self, ctx: &mut Context<Self>) {
@@ -216,6 +264,7 @@ impl Actor for LogTail {
             .spawn(ctx);
         ctx.run_interval(self.poll, |act, ctx| {
             act.nudge_behind();
+            act.check_head(ctx);
             act.read(ctx);
         });
     }

@@ -293,6 +293,10 @@ impl Session for WsSession {
         self.queue(Outgoing::Text(json!({"type": "lagged", "after": after}).to_string()))
     }
 
+    fn send_reset(&mut self, head: i64) -> Sent {
+        self.queue(Outgoing::Text(json!({"type": "reset", "seq": head}).to_string()))
+    }
+
     fn room(&self) -> LocalBoxFuture<'static, bool> {
         let out = self.out.clone();
         async move { out.reserve().await.map(drop).is_ok() }.boxed_local()
