@@ -71,15 +71,23 @@ impl WebhookRecord {
     ///     internal: false,
     /// };
     /// assert!(hook.matches(&event));
+    /// // An internal execution's events never go out, even those that do not
+    /// // name their function (progress of a webhook delivery, say).
+    /// let progress = Event { internal: true, data: serde_json::json!({"percent": 50}), ..event.clone() };
+    /// assert!(!hook.matches(&progress));
     /// hook.enabled = false;
     /// assert!(!hook.matches(&event));
     /// ```
     pub fn matches(&self, event: &Event) -> bool {
-        let internal = event
-            .data
-            .get("function")
-            .and_then(|f| f.as_str())
-            .is_some_and(|f| f.starts_with(INTERNAL_PREFIX));
+        // The store marks every event of an internal execution (progress and
+        // heartbeats do not name their function); an event built elsewhere may
+        // still say it in its data.
+        let internal = event.internal
+            || event
+                .data
+                .get("function")
+                .and_then(|f| f.as_str())
+                .is_some_and(|f| f.starts_with(INTERNAL_PREFIX));
         self.enabled
             && !internal
             && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
