@@ -405,3 +405,51 @@ async fn when_the_logs_head_goes_back_streams_reset_and_miss_nothing_after() {
     );
     s.stop().await;
 }
+
+/// An SSE stream whose client closed it was held (its socket and its session)
+/// until the next keepalive found it gone, 15 s or more; thousands of quick
+/// open/close cycles ran the node out of descriptors. Now it is let go at once.
+#[actix_rt::test]
+async fn an_sse_stream_whose_client_went_away_is_let_go_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server().await;
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut sockets = Vec::new();
+    for _ in 0..20 {
+        let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        socket
+            .write_all(b"GET /v1/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains(": connected") {
+            let mut chunk = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut chunk))
+                .await
+                .expect("the stream opens")
+                .unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+        sockets.push(socket);
+    }
+    eventually(Duration::from_secs(5), "the streams have joined", || async {
+        s.http.event_streams().await == 20
+    })
+    .await;
+    drop(sockets);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let open = s.http.event_streams().await;
+        if open == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{open} SSE streams still held 2 s after their clients closed them"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.stop().await;
+}

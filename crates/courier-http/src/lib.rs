@@ -202,6 +202,11 @@ impl Http {
         &self.inner.notification_hub
     }
 
+    /// How many event-log streams (SSE and WebSocket) are open on this node.
+    pub async fn event_streams(&self) -> usize {
+        self.tail().send(stream::tail::Members).await.unwrap_or(0)
+    }
+
     /// How many notification streams are open on this node.
     pub async fn notification_streams(&self) -> usize {
         self.inner

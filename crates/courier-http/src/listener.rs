@@ -6,7 +6,8 @@
 //! write buffer for every connection, as long as it lives. A browser's
 //! notification stream lives for hours and is idle nearly all that time, so
 //! for tens of thousands of them those buffers were most of the node's memory.
-//! Here a connection whose first bytes are `GET /notifications/stream` has its
+//! Here a connection whose first bytes are `GET /notifications/stream` (or
+//! `GET /v1/events/stream`, the event log's SSE stream) has its
 //! request head read into a short-lived buffer, answered by the same app (every
 //! middleware, the same handler, the same errors), and its body written chunk
 //! by chunk with nothing kept between frames but the socket, the outbox and
@@ -44,7 +45,11 @@ use futures::future::poll_fn;
 use tokio::io::AsyncWriteExt;
 
 /// What a stream connection starts with; only these go the direct way.
-const STREAM_REQUEST: &[u8] = b"GET /notifications/stream";
+const STREAM_REQUESTS: [&[u8]; 2] = [b"GET /notifications/stream", b"GET /v1/events/stream"];
+/// The longest of them.
+const LONGEST_STREAM_REQUEST: usize = 25;
+const _: () =
+    assert!(STREAM_REQUESTS[0].len() <= LONGEST_STREAM_REQUEST && STREAM_REQUESTS[1].len() <= LONGEST_STREAM_REQUEST);
 /// The longest request head a stream may send (cookies and a token included).
 const MAX_HEAD: usize = 16 * 1024;
 /// Most header lines in a stream's request.
@@ -176,10 +181,10 @@ enum Opening {
 }
 
 /// Reads (without consuming) the first bytes of a connection to see whether it
-/// opens a notification stream.
+/// opens a stream.
 async fn opening(io: &TcpStream, timeout: Duration) -> Opening {
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut first = [0u8; STREAM_REQUEST.len() + 1];
+    let mut first = [0u8; LONGEST_STREAM_REQUEST + 1];
     loop {
         let n = match tokio::time::timeout_at(deadline, io.peek(&mut first)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Opening::Gone,
@@ -188,15 +193,14 @@ async fn opening(io: &TcpStream, timeout: Duration) -> Opening {
             Err(_) => return Opening::Other,
         };
         let seen = &first[..n];
-        if n == first.len() {
-            let follows = first[STREAM_REQUEST.len()];
-            return if seen.starts_with(STREAM_REQUEST) && matches!(follows, b' ' | b'?') {
-                Opening::Stream
-            } else {
-                Opening::Other
-            };
+        let complete = STREAM_REQUESTS
+            .iter()
+            .any(|r| seen.len() > r.len() && seen.starts_with(r) && matches!(seen[r.len()], b' ' | b'?'));
+        if complete {
+            return Opening::Stream;
         }
-        if !STREAM_REQUEST.starts_with(seen) {
+        let possible = STREAM_REQUESTS.iter().any(|r| r.starts_with(seen));
+        if !possible || n == first.len() {
             return Opening::Other;
         }
         // A prefix of a stream request has arrived: peeking again at once would
@@ -423,6 +427,10 @@ mod tests {
             (b"GET /notifications/streams HTTP/1.1\r\n", Opening::Other),
             (b"GET /v1/executions HTTP/1.1\r\n", Opening::Other),
             (b"POST /notifications/stream HTTP/1.1\r\n", Opening::Other),
+            (b"GET /v1/events/stream HTTP/1.1\r\n", Opening::Stream),
+            (b"GET /v1/events/stream?after=3 HTTP/1.1\r\n", Opening::Stream),
+            (b"GET /v1/events/streams HTTP/1.1\r\n", Opening::Other),
+            (b"GET /v1/events HTTP/1.1\r\n", Opening::Other),
             (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Opening::Other),
         ] {
             let (mut client, server) = pair().await;

@@ -155,6 +155,13 @@ impl Actor for SseSession {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.core.http().options().session_mailbox);
         metrics::gauge!(metric::SSE_CONNECTIONS).increment(1.0);
+        // The body is dropped as soon as the client goes away (the listener
+        // watches the socket): stop then, not at the next keepalive.
+        let tx = self.tx.clone();
+        async move { tx.closed().await }
+            .into_actor(self)
+            .map(|(), _, ctx| ctx.stop())
+            .spawn(ctx);
         // A first comment flushes the headers to the client at once.
         let sent = self.write(Bytes::from_static(b": connected\n\n"));
         session::settle(self, sent, ctx);

@@ -83,6 +83,11 @@ pub(crate) struct Joined {
 #[rtype(result = "()")]
 pub(crate) struct Leave(pub u64);
 
+/// How many sessions follow the tail.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub(crate) struct Members;
+
 /// Tell every session the server is closing.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -306,6 +311,15 @@ impl Handler<Leave> for LogTail {
     fn handle(&mut self, msg: Leave, _: &mut Self::Context) {
         self.members.remove(&msg.0);
         self.behind.remove(&msg.0);
+    }
+}
+
+/// Counts the sessions.
+impl Handler<Members> for LogTail {
+    type Result = usize;
+
+    fn handle(&mut self, _: Members, _: &mut Self::Context) -> usize {
+        self.members.len()
     }
 }
 
