@@ -91,3 +91,64 @@ async fn an_execution_timing_out_wakes_the_waiters_of_its_tasks() {
     );
     courier.shutdown().await.unwrap();
 }
+
+/// A group commit that panics must not leave the node green and silent: its
+/// callers are answered with an error (not left hanging), `/readyz` turns 503,
+/// the store actor restarts, later writes land, and readiness comes back (after
+/// a caller's commit, or the restarted actor's own probe when none comes).
+/// Before, the panic unwound through the actor's task: the callers' futures were
+/// dropped, the supervisor never saw a stop, `/readyz` stayed 200, and every
+/// later write failed with a closed mailbox.
+#[actix_rt::test]
+async fn a_panicking_group_commit_fails_its_callers_turns_readyz_503_and_the_node_recovers() {
+    let builder = Courier::builder()
+        .store(sqlite().await)
+        .activity(
+            "echo",
+            |_ctx: ActivityContext, n: i64| async move { Ok::<_, TaskError>(n) },
+        )
+        .worker(fast_worker());
+    let s = Server::start(builder, HttpOptions::default()).await;
+    let courier = s.http.courier().clone();
+    let (status, body) = get(&s.at("/readyz")).await;
+    assert_eq!(status, 200, "{body}");
+
+    courier.panic_on_next_group_commit();
+    let refused = tokio::time::timeout(Duration::from_secs(10), courier.dispatch("echo", 1))
+        .await
+        .expect("the callers of a panicked commit are answered, not left waiting")
+        .expect_err("a panicked commit is an error to its callers");
+    assert!(refused.to_string().contains("panicked"), "{refused}");
+    let (status, body) = get(&s.at("/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["detail"].as_str().unwrap_or("").contains("panicked"), "{body}");
+
+    // The restarted actor takes writes again, and its first commit makes the node ready.
+    let id = courier
+        .dispatch("echo", 2)
+        .await
+        .expect("the restarted store actor commits");
+    let out: i64 = courier.result_when_done(id, WAIT).await.unwrap();
+    assert_eq!(out, 2);
+    let (status, body) = get(&s.at("/readyz")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // An idle node recovers too: with no caller to commit, the restarted actor
+    // probes the store itself.
+    courier.panic_on_next_group_commit();
+    courier
+        .dispatch("echo", 3)
+        .await
+        .expect_err("the second panic fails its caller too");
+    assert_eq!(get(&s.at("/readyz")).await.0, 503);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = get(&s.at("/readyz")).await;
+        if status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never ready again: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}

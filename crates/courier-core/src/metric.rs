@@ -12,6 +12,12 @@
 pub const COMMIT_SECONDS: &str = "courier_commit_seconds";
 /// Counter: operations written by group commits.
 pub const COMMIT_OPERATIONS: &str = "courier_commit_operations_total";
+/// Counter: group commits that panicked (their callers were answered with an
+/// error, the node turned not ready and the store actor restarted).
+pub const COMMIT_PANICS: &str = "courier_commit_panics_total";
+/// Gauge: group-commit writes admitted to the store actor and not yet answered
+/// (at most its bound; callers past it wait).
+pub const PENDING_WRITES: &str = "courier_pending_writes";
 /// Counter: executions dispatched through this node.
 pub const DISPATCHES: &str = "courier_dispatches_total";
 /// Counter: tasks claimed by this node (its worker and external workers it served).
@@ -116,6 +122,8 @@ pub const INGEST_DELIVERIES: &str = "courier_ingest_deliveries_total";
 pub const ALL: &[&str] = &[
     COMMIT_SECONDS,
     COMMIT_OPERATIONS,
+    COMMIT_PANICS,
+    PENDING_WRITES,
     DISPATCHES,
     CLAIMS,
     LEASE_RENEWALS,

@@ -1,5 +1,5 @@
 //! `/healthz` (the process answers) and `/readyz` (it can serve: the store
-//! answers and the node is not shutting down).
+//! answers, its writes work, and the node is not shutting down).
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -92,7 +92,7 @@ pub(crate) async fn healthz(http: web::Data<Http>) -> HttpResponse {
 #[utoipa::path(
     get, path = "/readyz", operation_id = "readyz", tag = "node",
     summary = "Whether the node can serve.",
-    description = "503 when the store does not answer or the node is shutting down.",
+    description = "503 when the store does not answer, a group commit panicked and the node has not committed since, or the node is shutting down.",
     responses(
         (status = 200, description = "Ready.", body = Ready),
         (status = 503, response = Unavailable),
@@ -101,6 +101,11 @@ pub(crate) async fn healthz(http: web::Data<Http>) -> HttpResponse {
 pub(crate) async fn readyz(http: web::Data<Http>) -> HttpResponse {
     if http.is_stopping() {
         return HttpResponse::ServiceUnavailable().json(json!({"error": "not ready", "detail": "shutting down"}));
+    }
+    // A store that answers reads is not enough: the node's write door may be
+    // down (a panicked group commit, its actor restarting).
+    if let Some(reason) = http.courier().unready_reason() {
+        return HttpResponse::ServiceUnavailable().json(json!({"error": "not ready", "detail": reason}));
     }
     match http.courier().store().now().await {
         Ok(now) => HttpResponse::Ok().json(Ready {

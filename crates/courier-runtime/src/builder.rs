@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::activity::ActivityContext;
+use crate::admission::{Admission, MAX_PENDING_WRITES};
 use crate::coordinator::Coordinator;
 use crate::error::RuntimeError;
 use crate::function::Registry;
@@ -20,7 +21,8 @@ use crate::node::{Node, NodeParts};
 use crate::notifications::{NotificationHooks, NotificationOptions};
 use crate::options::{FunctionOptions, MaintenanceOptions, WorkerOptions};
 use crate::orchestrator::OrchestratorContext;
-use crate::store_actor::StoreActor;
+use crate::readiness::Readiness;
+use crate::store_actor::{CommitFault, StoreActor, StoreActorParts};
 
 /// Opens a store once the builder knows its clock (see [`CourierBuilder::open_store`]).
 pub type StoreOpener = Box<dyn FnOnce(Clock) -> BoxFuture<'static, StoreResult<Arc<dyn Store>>> + Send>;
@@ -230,14 +232,27 @@ impl CourierBuilder {
             .node_id
             .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
         let live = Live::default();
+        let admission = Admission::new(MAX_PENDING_WRITES);
+        let readiness = Readiness::default();
+        let commit_fault = CommitFault::default();
         let writes = {
-            let (store, notifier, live) = (store.clone(), notifier.clone(), live.clone());
-            Supervisor::start(move |_| StoreActor::new(store.clone(), notifier.clone(), live.clone()))
+            let parts = StoreActorParts {
+                notifier: notifier.clone(),
+                live: live.clone(),
+                admission: admission.clone(),
+                readiness: readiness.clone(),
+                fault: commit_fault.clone(),
+            };
+            let store = store.clone();
+            Supervisor::start(move |_| StoreActor::new(store, parts))
         };
         let node = Node::new(NodeParts {
             id: node_id,
             store,
             writes,
+            admission,
+            readiness,
+            commit_fault,
             notifier,
             registry: self.registry,
             worker: self.worker.unwrap_or_default(),

@@ -178,6 +178,7 @@ impl ExecutionActor {
             diverged: me.clone().recipient(),
             sleeping: me.recipient(),
             effects: self.node.writes().clone().recipient(),
+            admission: self.node.admission().clone(),
         };
         let driver = Rc::new(RefCell::new(Driver::new(
             self.execution_id(),
@@ -272,10 +273,16 @@ impl ExecutionActor {
                 fence: Some(fence),
                 tasks: chunk.clone(),
             };
-            self.node
-                .writes()
-                .send(CreateChildren(group))
-                .into_actor(self)
+            let node = self.node.clone();
+            let weight = group.tasks.len();
+            async move {
+                // Waits for room in the store actor before the group is sent.
+                match node.admit(weight).await {
+                    Ok(admitted) => node.writes().send(CreateChildren(group, admitted)).await,
+                    Err(e) => Ok(Err(e)),
+                }
+            }
+            .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.creating -= 1;
                     let result = result.unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())));
@@ -504,6 +511,7 @@ impl Actor for ExecutionActor {
         let claimed = self.claimed.clone().expect("claimed");
         let lease = TaskLeaseActor::keep_alive(
             self.node.writes().clone(),
+            self.node.admission().clone(),
             self.node.lease_terms(),
             claimed,
             me.recipient(),

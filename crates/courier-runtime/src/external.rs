@@ -160,10 +160,11 @@ impl Courier {
     }
 
     async fn finish_external(&self, lease: LeaseKey, outcome: Outcome) -> Result<Completed, RuntimeError> {
+        let admitted = self.node.admit(1).await?;
         let done = self
             .node
             .writes()
-            .send(Complete::plain(Completion { lease, outcome }))
+            .send(Complete::plain(Completion { lease, outcome }, admitted))
             .await??;
         Ok(done)
     }

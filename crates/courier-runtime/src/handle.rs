@@ -75,6 +75,21 @@ impl Courier {
         self.node.id()
     }
 
+    /// Why this node should not take traffic now, if it should not: a group
+    /// commit panicked, and the restarted store actor has not yet committed one.
+    /// `/readyz` answers 503 with it.
+    pub fn unready_reason(&self) -> Option<String> {
+        self.node.readiness().reason()
+    }
+
+    /// Makes this node's next group commit panic, once: the fault a test injects
+    /// to see the node answer the batch's callers with an error, turn not ready,
+    /// restart its store actor and recover. Never call it in production.
+    #[doc(hidden)]
+    pub fn panic_on_next_group_commit(&self) {
+        self.node.commit_fault().arm();
+    }
+
     /// The store, for reads. Every write goes through the runtime (the handle's
     /// methods), which publishes whom it wakes; a write made on the store directly
     /// would wake nobody.
@@ -148,7 +163,16 @@ impl Courier {
         let mut rest = batch;
         while !rest.is_empty() {
             let tail = rest.split_off(rest.len().min(DISPATCH_CHUNK));
-            pending.push(self.node.writes().send(Dispatch(std::mem::replace(&mut rest, tail))));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let node = self.node.clone();
+            pending.push(async move {
+                // Each chunk waits for room in the store actor before it is sent.
+                let admitted = node.admit(chunk.len()).await?;
+                node.writes()
+                    .send(Dispatch(chunk, admitted))
+                    .await
+                    .map_err(RuntimeError::from)
+            });
         }
         for chunk in futures::future::join_all(pending).await {
             out.extend(chunk??);

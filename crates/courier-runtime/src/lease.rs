@@ -20,6 +20,7 @@ use courier_core::{
 };
 use futures::future::LocalBoxFuture;
 
+use crate::admission::Admission;
 use crate::store_actor::{Complete, ReleaseLease, Renew, StoreActor, SuspendTask};
 
 /// Writes the attempt's outcome, fenced by the lease, then stops.
@@ -74,6 +75,8 @@ pub(crate) struct LeaseTerms {
 /// The actor. See the module documentation.
 pub(crate) struct TaskLeaseActor {
     store: Addr<StoreActor>,
+    /// Permits for the outcome's write (see `admission`).
+    admission: Admission,
     terms: LeaseTerms,
     lease: Lease,
     task: TaskRecord,
@@ -96,6 +99,7 @@ impl TaskLeaseActor {
     /// frees `slot` when it stops.
     pub(crate) fn running(
         store: Addr<StoreActor>,
+        admission: Admission,
         terms: LeaseTerms,
         claimed: Claimed,
         work: LocalBoxFuture<'static, Outcome>,
@@ -104,6 +108,7 @@ impl TaskLeaseActor {
     ) -> Self {
         TaskLeaseActor {
             store,
+            admission,
             terms,
             lease: claimed.lease,
             task: claimed.task,
@@ -119,12 +124,14 @@ impl TaskLeaseActor {
     /// A lease actor that only keeps the lease for its `owner` (an orchestrator's actor).
     pub(crate) fn keep_alive(
         store: Addr<StoreActor>,
+        admission: Admission,
         terms: LeaseTerms,
         claimed: Claimed,
         owner: Recipient<LeaseEnded>,
     ) -> Self {
         TaskLeaseActor {
             store,
+            admission,
             terms,
             lease: claimed.lease,
             task: claimed.task,
@@ -182,6 +189,7 @@ impl TaskLeaseActor {
     fn finish(&mut self, outcome: Outcome) -> impl ActorFuture<Self, Output = StoreResult<Completed>> + use<> {
         self.finishing = true;
         let store = self.store.clone();
+        let admission = self.admission.clone();
         let completion = Completion {
             lease: self.lease.key(),
             outcome,
@@ -192,13 +200,17 @@ impl TaskLeaseActor {
             let mut completion = completion;
             let mut wait = Duration::from_millis(50);
             loop {
-                let result = store
-                    .send(Complete {
-                        completion: completion.clone(),
-                        frees_slot_on: frees_slot_on.clone(),
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())));
+                let result = match admission.admit(1).await {
+                    Ok(admitted) => store
+                        .send(Complete {
+                            completion: completion.clone(),
+                            frees_slot_on: frees_slot_on.clone(),
+                            admitted,
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string()))),
+                    Err(e) => Err(e),
+                };
                 match result {
                     // The store refused the outcome itself (a NUL in the result or error):
                     // retrying it could never succeed, so the task fails for good

@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `builder`, `handle`, `admin`, `external` | the public API: [`CourierBuilder`], and [`Courier`]'s dispatch and reads, its writes from outside (cancel, signals, dead letters, cleanup, roles, webhook records), and external workers' calls |
 //! | `store_actor` | the `StoreActor`, the node's one door for writes: every write is a named message there |
+//! | `admission`, `readiness` | the bound on group-commit writes waiting in the `StoreActor` (callers past it wait), and whether its writes work (`/readyz`) |
 //! | `wake` | whom a write's changes wake, decided in one place |
 //! | `coordinator`, `worker`, `maintenance` | the node's supervised actors: start and drain, claiming, cluster housekeeping |
 //! | `lease` | the `TaskLeaseActor`: holds one lease, renews it, writes the outcome fenced |
@@ -53,6 +54,7 @@
 
 mod activity;
 mod admin;
+mod admission;
 mod builder;
 mod coordinator;
 mod error;
@@ -68,6 +70,7 @@ mod node;
 mod notifications;
 mod options;
 mod orchestrator;
+mod readiness;
 mod retry;
 mod store_actor;
 mod wake;

@@ -8,12 +8,14 @@ use actix::Addr;
 use courier_core::{Clock, Notifier, Store};
 
 use crate::activity::{ActivityPort, Runner};
+use crate::admission::Admission;
 use crate::function::Registry;
 use crate::lease::LeaseTerms;
 use crate::live::Live;
 use crate::notifications::{NotificationHooks, NotificationOptions};
 use crate::options::{FunctionTable, MaintenanceOptions, WorkerOptions};
-use crate::store_actor::StoreActor;
+use crate::readiness::Readiness;
+use crate::store_actor::{CommitFault, StoreActor};
 
 /// A node's shared state. Cheap to clone.
 #[derive(Clone)]
@@ -25,6 +27,11 @@ struct NodeInner {
     id: String,
     store: Arc<dyn Store>,
     writes: Addr<StoreActor>,
+    /// Permits a group-commit write takes before it is sent to `writes`.
+    admission: Admission,
+    /// Whether `writes` works (`/readyz`).
+    readiness: Readiness,
+    commit_fault: CommitFault,
     notifier: Arc<dyn Notifier>,
     registry: Registry,
     functions: FunctionTable,
@@ -44,6 +51,9 @@ pub(crate) struct NodeParts {
     pub id: String,
     pub store: Arc<dyn Store>,
     pub writes: Addr<StoreActor>,
+    pub admission: Admission,
+    pub readiness: Readiness,
+    pub commit_fault: CommitFault,
     pub notifier: Arc<dyn Notifier>,
     pub registry: Registry,
     pub worker: WorkerOptions,
@@ -69,6 +79,9 @@ impl Node {
                 id: parts.id,
                 store: parts.store,
                 writes: parts.writes,
+                admission: parts.admission,
+                readiness: parts.readiness,
+                commit_fault: parts.commit_fault,
                 notifier: parts.notifier,
                 registry: parts.registry,
                 functions,
@@ -95,6 +108,25 @@ impl Node {
     /// The `StoreActor`: the node's one door for writes.
     pub(crate) fn writes(&self) -> &Addr<StoreActor> {
         &self.inner.writes
+    }
+
+    /// Permits for `n` group-commit writes (dispatches, children, effects,
+    /// completions), taken before the message that carries them is sent to
+    /// [`writes`](Self::writes): waits while the store actor holds its bound.
+    pub(crate) async fn admit(&self, n: usize) -> courier_core::StoreResult<crate::admission::Admitted> {
+        self.inner.admission.admit(n).await
+    }
+
+    pub(crate) fn admission(&self) -> &Admission {
+        &self.inner.admission
+    }
+
+    pub(crate) fn readiness(&self) -> &Readiness {
+        &self.inner.readiness
+    }
+
+    pub(crate) fn commit_fault(&self) -> &CommitFault {
+        &self.inner.commit_fault
     }
 
     pub(crate) fn notifier(&self) -> &Arc<dyn Notifier> {

@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::admission::Admission;
 use crate::options::FunctionTable;
 use crate::store_actor::ApplyEffect;
 
@@ -57,6 +58,8 @@ pub(crate) struct DriverPort {
     pub diverged: Recipient<NonDeterminism>,
     pub sleeping: Recipient<SleepStarted>,
     pub effects: Recipient<ApplyEffect>,
+    /// Permits an effect's write takes before it is sent.
+    pub admission: Admission,
 }
 
 /// An orchestrator's code, type-erased to speak JSON.
@@ -489,10 +492,15 @@ impl OrchestratorContext {
             effect,
         };
         let effects = driver.port.effects.clone();
+        let admission = driver.port.admission.clone();
         let driver = self.driver.clone();
         futures::future::Either::Right(async move {
+            let admitted = admission
+                .admit(1)
+                .await
+                .map_err(|e| TaskError::new("store", e.to_string()))?;
             let applied = effects
-                .send(ApplyEffect(write))
+                .send(ApplyEffect(write, admitted))
                 .await
                 .map_err(|e| TaskError::new(TaskError::CANCELLED, e.to_string()))?
                 .map_err(|e| TaskError::new("store", e.to_string()))?;

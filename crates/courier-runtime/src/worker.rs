@@ -182,6 +182,7 @@ impl WorkerActor {
                 let frees_slot_on = def.options.max_concurrent.map(|_| claimed.task.queue.clone());
                 let actor = TaskLeaseActor::running(
                     self.node.writes().clone(),
+                    self.node.admission().clone(),
                     self.node.lease_terms(),
                     claimed,
                     work,
@@ -234,9 +235,13 @@ impl WorkerActor {
             lease: claimed.lease.key(),
             outcome,
         };
-        let store = self.node.writes().clone();
+        let node = self.node.clone();
         actix::spawn(async move {
-            match store.send(Complete::plain(completion)).await {
+            let sent = match node.admit(1).await {
+                Ok(admitted) => node.writes().send(Complete::plain(completion, admitted)).await,
+                Err(e) => Ok(Err(e)),
+            };
+            match sent {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(task = %claimed.task.id, error = %e, "could not end a timer; it will be reclaimed")

@@ -1,16 +1,24 @@
 //! Reader threads for file databases: WAL lets readers run beside the writer, so
 //! reads (listings, event polling, dashboards) never queue behind writes.
+//!
+//! The queue to the threads is bounded ([`READ_QUEUE_BOUND`]): when it is full a
+//! reader's `send` waits for room, so a burst of reads (a dashboard of many
+//! tabs, thousands of pollers) slows its callers rather than growing in memory.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use courier_core::StoreError;
 use rusqlite::Connection;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
 use crate::writer::closed;
+
+/// Reads queued for the reader threads at most. A read is short; a few hundred
+/// queued is already seconds of work for the two to four threads.
+pub(crate) const READ_QUEUE_BOUND: usize = 256;
 
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -28,7 +36,7 @@ pub(crate) struct Readers {
 impl Readers {
     /// Starts one thread per connection.
     pub(crate) fn start(connections: Vec<Connection>) -> std::io::Result<Readers> {
-        let (sender, receiver) = mpsc::channel::<Msg>();
+        let (sender, receiver) = mpsc::channel::<Msg>(READ_QUEUE_BOUND);
         let receiver = Arc::new(Mutex::new(receiver));
         let threads = connections.len();
         for (i, conn) in connections.into_iter().enumerate() {
@@ -54,14 +62,15 @@ impl Readers {
             };
             let _ = tx.send(result);
         });
-        self.sender.send(Msg::Job(job)).map_err(|_| closed())?;
+        // Waits while the queue is full.
+        self.sender.send(Msg::Job(job)).await.map_err(|_| closed())?;
         rx.await.map_err(|_| closed())?
     }
 
     /// Ends every reader thread once the jobs queued before have run.
-    pub(crate) fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         for _ in 0..self.threads {
-            let _ = self.sender.send(Msg::Shutdown);
+            let _ = self.sender.send(Msg::Shutdown).await;
         }
     }
 }
@@ -70,12 +79,12 @@ fn run(conn: Connection, receiver: Arc<Mutex<mpsc::Receiver<Msg>>>) {
     loop {
         // The lock is held only while waiting for the next job, never while running one.
         let msg = match receiver.lock() {
-            Ok(guard) => guard.recv(),
+            Ok(mut guard) => guard.blocking_recv(),
             Err(_) => return,
         };
         match msg {
-            Ok(Msg::Job(job)) => job(&conn),
-            Ok(Msg::Shutdown) | Err(_) => return,
+            Some(Msg::Job(job)) => job(&conn),
+            Some(Msg::Shutdown) | None => return,
         }
     }
 }

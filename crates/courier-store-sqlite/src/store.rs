@@ -240,7 +240,7 @@ impl Store for SqliteStore {
         }
         self.inner.writer.shutdown().await;
         if let Some(readers) = &self.inner.readers {
-            readers.shutdown();
+            readers.shutdown().await;
         }
     }
 

@@ -13,19 +13,29 @@
 //! SQLite re-walk its statement journal at every statement, which costs more than
 //! the work. A job that fails outright (SQLite error, panic) rolls the whole group
 //! back; the jobs after it are retried in a fresh transaction.
+//!
+//! The queue to the thread is bounded ([`WRITE_QUEUE_BOUND`]): when it is full a
+//! caller's `send` waits for room, so a flood of writes slows its callers down
+//! instead of piling up in memory. Nothing is dropped.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 use courier_core::StoreError;
 use rusqlite::Connection;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, sqlite_to_store};
 
 /// At most this many jobs share one transaction, so one group's latency stays bounded.
 const MAX_GROUP: usize = 256;
+
+/// Jobs queued for the writer thread at most: four full groups, enough to keep
+/// the thread busy between commits on a small box while bounding what a burst
+/// holds in memory. Past it, callers wait.
+pub(crate) const WRITE_QUEUE_BOUND: usize = 4 * MAX_GROUP;
 
 /// How a grouped job went.
 enum Outcome {
@@ -67,16 +77,34 @@ enum Msg {
 /// The handle async code uses to send work to the writer thread.
 pub(crate) struct Writer {
     sender: mpsc::Sender<Msg>,
+    /// The most jobs seen waiting behind the one the thread just took (a test
+    /// reads it to see the bound hold).
+    #[cfg_attr(not(test), allow(dead_code))]
+    peak_depth: Arc<AtomicUsize>,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`.
     pub(crate) fn start(conn: Connection) -> std::io::Result<Writer> {
-        let (sender, receiver) = mpsc::channel();
+        let (sender, receiver) = mpsc::channel(WRITE_QUEUE_BOUND);
+        let peak_depth = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::clone(&peak_depth);
         thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, receiver))?;
-        Ok(Writer { sender })
+            .spawn(move || run(conn, receiver, &peak))?;
+        Ok(Writer { sender, peak_depth })
+    }
+
+    /// The most jobs ever seen waiting for the thread: never more than
+    /// [`WRITE_QUEUE_BOUND`].
+    #[cfg(test)]
+    pub(crate) fn peak_depth(&self) -> usize {
+        self.peak_depth.load(Ordering::Relaxed)
+    }
+
+    /// Queues `msg`, waiting while the queue is full.
+    async fn send(&self, msg: Msg) -> Result<(), StoreError> {
+        self.sender.send(msg).await.map_err(|_| closed())
     }
 
     /// Runs `f` inside a write transaction (shared with whatever else is queued)
@@ -133,7 +161,7 @@ impl Writer {
             }
         });
         let job = GroupedJob { isolated, run };
-        self.sender.send(Msg::Grouped(job)).map_err(|_| closed())?;
+        self.send(Msg::Grouped(job)).await?;
         rx.await.map_err(|_| closed())?
     }
 
@@ -151,14 +179,14 @@ impl Writer {
             };
             let _ = tx.send(result);
         });
-        self.sender.send(Msg::Alone(job)).map_err(|_| closed())?;
+        self.send(Msg::Alone(job)).await?;
         rx.await.map_err(|_| closed())?
     }
 
     /// Lets queued jobs finish, then closes the connection and ends the thread.
     pub(crate) async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.sender.send(Msg::Shutdown(tx)).is_ok() {
+        if self.send(Msg::Shutdown(tx)).await.is_ok() {
             let _ = rx.await;
         }
     }
@@ -168,17 +196,18 @@ pub(crate) fn closed() -> StoreError {
     StoreError::Unavailable("the SQLite store is closed".into())
 }
 
-fn run(mut conn: Connection, receiver: mpsc::Receiver<Msg>) {
+fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Msg>, peak: &AtomicUsize) {
     let mut next: Option<Msg> = None;
     loop {
         let msg = match next.take() {
             Some(msg) => msg,
-            None => match receiver.recv() {
-                Ok(msg) => msg,
+            None => match receiver.blocking_recv() {
+                Some(msg) => msg,
                 // Every handle is gone.
-                Err(_) => return,
+                None => return,
             },
         };
+        peak.fetch_max(receiver.len(), Ordering::Relaxed);
         match msg {
             Msg::Shutdown(ack) => {
                 drop(conn);
@@ -190,7 +219,10 @@ fn run(mut conn: Connection, receiver: mpsc::Receiver<Msg>) {
                 let mut group = vec![first];
                 while group.len() < MAX_GROUP {
                     match receiver.try_recv() {
-                        Ok(Msg::Grouped(job)) => group.push(job),
+                        Ok(Msg::Grouped(job)) => {
+                            peak.fetch_max(receiver.len(), Ordering::Relaxed);
+                            group.push(job)
+                        }
                         Ok(other) => {
                             next = Some(other);
                             break;
@@ -282,5 +314,40 @@ fn savepoint(conn: &Connection, sql: &str) -> Result<(), StoreError> {
 fn rollback(conn: &Connection) {
     if !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ten queues' worth of writes at once: before the queue was bounded they all
+    /// piled up in it (the writer saw thousands waiting); now each caller waits
+    /// for room, the queue never holds more than its bound, and every write lands.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_writes_waits_for_room_and_every_write_lands() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (n INTEGER NOT NULL)").unwrap();
+        let writer = Arc::new(Writer::start(conn).unwrap());
+        let total = 10 * WRITE_QUEUE_BOUND;
+        let writes = (0..total).map(|n| {
+            let writer = Arc::clone(&writer);
+            async move {
+                writer
+                    .run(move |conn| Ok(conn.execute("INSERT INTO t (n) VALUES (?1)", [n as i64])?))
+                    .await
+            }
+        });
+        let results = futures::future::join_all(writes).await;
+        assert!(results.iter().all(|r| matches!(r, Ok(1))), "every write landed");
+        let count: i64 = writer
+            .run(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(count as usize, total);
+        let peak = writer.peak_depth();
+        assert!(peak <= WRITE_QUEUE_BOUND, "{peak} jobs waited, over the bound");
+        assert!(peak > 0, "the flood queued up at all");
+        writer.shutdown().await;
     }
 }
