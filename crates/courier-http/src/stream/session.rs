@@ -40,6 +40,9 @@ pub(crate) enum Sent {
 struct Feed {
     follower: Follower,
     catching_up: bool,
+    /// Which feed of this name it is: a catch-up that started for an earlier
+    /// one (since removed and added again) leaves it alone.
+    generation: u64,
 }
 
 /// The state every session keeps.
@@ -48,6 +51,7 @@ pub(crate) struct Core {
     feeds: BTreeMap<String, Feed>,
     tail_id: Option<u64>,
     stalled: bool,
+    generations: u64,
 }
 
 impl Core {
@@ -57,6 +61,7 @@ impl Core {
             feeds: BTreeMap::new(),
             tail_id: None,
             stalled: false,
+            generations: 0,
         }
     }
 
@@ -149,11 +154,15 @@ pub(crate) fn leave<S: Session>(act: &mut S) {
 /// Adds a feed at `follower`'s cursor and catches it up to the tail.
 pub(crate) fn add_feed<S: Session>(act: &mut S, feed: String, follower: Follower, ctx: &mut Context<S>) {
     let cursor = follower.cursor;
-    act.core().feeds.insert(
+    let core = act.core();
+    core.generations += 1;
+    let generation = core.generations;
+    core.feeds.insert(
         feed.clone(),
         Feed {
             follower,
             catching_up: false,
+            generation,
         },
     );
     let upto = act.core().http.tail_cursor();
@@ -263,15 +272,17 @@ pub(crate) fn catch_up<S: Session>(act: &mut S, feed: String, upto: i64, ctx: &m
         return;
     }
     state.catching_up = true;
+    let generation = state.generation;
     let mut follower = state.follower.clone();
     let store = core.http.courier().store().clone();
+    let max_event_bytes = core.http.options().max_event_bytes;
     async move {
-        let result = follower.catch_up_page(&store, upto).await;
+        let result = follower.catch_up_page(&store, upto, max_event_bytes).await;
         (follower, result)
     }
     .into_actor(act)
     .map(move |(follower, result), act, ctx| {
-        let Some(state) = act.core().feeds.get_mut(&feed) else {
+        let Some(state) = act.core().feeds.get_mut(&feed).filter(|s| s.generation == generation) else {
             return;
         };
         state.catching_up = false;
