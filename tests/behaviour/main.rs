@@ -15,6 +15,7 @@ mod durable_sleep;
 mod fan_out;
 mod http_api;
 mod http_auth;
+mod http_caps;
 mod http_notifications;
 mod http_streams;
 mod idempotency_and_cache;

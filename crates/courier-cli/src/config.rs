@@ -95,6 +95,10 @@ pub struct Http {
     pub cors_origins: Vec<String>,
     #[serde(with = "serde_duration")]
     pub max_wait: Duration,
+    pub max_streams: usize,
+    pub max_waiters: usize,
+    pub max_ws_subscriptions: usize,
+    pub max_event_bytes: usize,
     pub workers: usize,
     #[serde(with = "serde_duration")]
     pub shutdown_timeout: Duration,
@@ -521,6 +525,17 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be \"text\" or \"json\"".into()));
         }
+        let h = &self.http;
+        for (name, value) in [
+            ("max_streams", h.max_streams),
+            ("max_waiters", h.max_waiters),
+            ("max_ws_subscriptions", h.max_ws_subscriptions),
+            ("max_event_bytes", h.max_event_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("http.{name} must be at least 1")));
+            }
+        }
         self.webhook_retry()?;
         self.webhook_allow_list()?;
         self.ingest_options()?;
@@ -730,6 +745,10 @@ impl Config {
             body_limit: self.http.body_limit,
             cors_origins: self.http.cors_origins.clone(),
             max_wait: self.http.max_wait,
+            max_streams: self.http.max_streams,
+            max_waiters: self.http.max_waiters,
+            max_ws_subscriptions: self.http.max_ws_subscriptions,
+            max_event_bytes: self.http.max_event_bytes,
             sse_keepalive: self.streams.keepalive,
             ws_ping: self.streams.ws_ping,
             ws_timeout: self.streams.ws_timeout,

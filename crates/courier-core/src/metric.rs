@@ -83,6 +83,11 @@ pub const EVENT_LOG_HEAD: &str = "courier_event_log_head";
 pub const EVENT_LOG_LAG: &str = "courier_event_log_lag";
 /// Gauge: open notification streams (browsers) on this node.
 pub const NOTIFICATION_STREAMS: &str = "courier_notification_streams";
+/// Counter: requests and messages refused (or trimmed) at one of the HTTP
+/// surface's caps, label `reason`: `streams` (`http.max_streams`), `waiters`
+/// (`http.max_waiters`), `ws_subscriptions` (`http.max_ws_subscriptions`),
+/// `event_bytes` (an event's data over `http.max_event_bytes`, streamed without it).
+pub const HTTP_REFUSED: &str = "courier_http_refused_total";
 
 // ----- the notifier ---------------------------------------------------------------
 
@@ -154,6 +159,7 @@ pub const ALL: &[&str] = &[
     EVENT_LOG_HEAD,
     EVENT_LOG_LAG,
     NOTIFICATION_STREAMS,
+    HTTP_REFUSED,
     NOTIFIER_PUBLISHED,
     NOTIFIER_PUBLISH_FAILURES,
     NOTIFIER_RECEIVED,

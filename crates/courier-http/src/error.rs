@@ -20,6 +20,8 @@ pub struct ApiError {
     pub error: String,
     /// Anything that helps: the id concerned, the field, the state.
     pub detail: Value,
+    /// Seconds the client should wait before trying again, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -29,7 +31,14 @@ impl ApiError {
             status,
             error: error.into(),
             detail,
+            retry_after: None,
         }
+    }
+
+    /// The same error, answered with `Retry-After: seconds` (at least 1).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     /// 400: the request is malformed.
@@ -69,7 +78,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(ErrorBody {
+        let mut response = HttpResponse::build(self.status);
+        if let Some(seconds) = self.retry_after {
+            response.insert_header(("Retry-After", seconds.to_string()));
+        }
+        response.json(ErrorBody {
             error: self.error.clone(),
             detail: self.detail.clone(),
         })
@@ -194,6 +207,8 @@ macro_rules! error_answers {
             let mut answers = vec![$(<$name as ToResponse>::response()),*];
             answers.push(<TooManyRequests as ToResponse>::response());
             answers.push(<QueueFull as ToResponse>::response());
+            answers.push(<TooManyStreams as ToResponse>::response());
+            answers.push(<TooManyWaiters as ToResponse>::response());
             answers
         }
     };
@@ -251,5 +266,33 @@ impl<'r> ToResponse<'r> for QueueFull {
             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
         }));
         ("QueueFull", response)
+    }
+}
+
+/// 503 on the event streams, with `Retry-After`.
+pub(crate) struct TooManyStreams;
+
+impl<'r> ToResponse<'r> for TooManyStreams {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let response = answer(json!({
+            "description": "As many streams (SSE, WebSocket and notification streams together) are open on this node as `http.max_streams` allows (`Retry-After` says when to try again); or the store is unreachable, or the node is shutting down.",
+            "headers": { "Retry-After": { "description": "Seconds to wait (with a full node).", "schema": { "type": "integer", "minimum": 1 } } },
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+        }));
+        ("TooManyStreams", response)
+    }
+}
+
+/// 429 on the long-polls (a claim's or a result's `wait`), with `Retry-After`.
+pub(crate) struct TooManyWaiters;
+
+impl<'r> ToResponse<'r> for TooManyWaiters {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let response = answer(json!({
+            "description": "As many long-polls are waiting on this node as `http.max_waiters` allows; `Retry-After` says when to try again (or ask without `wait`).",
+            "headers": { "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer", "minimum": 1 } } },
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+        }));
+        ("TooManyWaiters", response)
     }
 }

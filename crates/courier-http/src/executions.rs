@@ -19,7 +19,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::Http;
 use crate::error::{
-    ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, Unavailable, UnsupportedMediaType,
+    ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, TooManyWaiters, Unavailable,
+    UnsupportedMediaType,
 };
 use crate::params::{check_duration, check_name, check_public_name, execution_id, page_limit};
 use crate::routes::Routes;
@@ -312,6 +313,7 @@ pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResu
         (status = 202, description = "Still unfinished after the wait (`execution_id` and `state` only).", body = ResultBody),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
+        (status = 429, response = TooManyWaiters),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
     )
@@ -327,6 +329,12 @@ pub(crate) async fn result(
             .map_err(|e| ApiError::bad_request("invalid wait", json!(e.to_string())))?
             .min(http.options().max_wait),
         None => Duration::ZERO,
+    };
+    // A long-poll holds a place under `http.max_waiters` until it is answered.
+    let _slot = if wait.is_zero() {
+        None
+    } else {
+        Some(http.caps().waiter()?)
     };
     let waited = tokio::select! {
         waited = http.courier().wait_for(id, Some(wait)) => waited,

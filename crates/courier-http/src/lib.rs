@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod auth;
+mod caps;
 mod cleanup;
 mod dashboard;
 mod dead_letters;
@@ -86,6 +87,8 @@ struct Inner {
     closing: tokio::sync::watch::Sender<bool>,
     /// Queues `/metrics` has reported, so an emptied one reads 0.
     seen_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Open streams and waiting long-polls (`http.max_streams`, `http.max_waiters`).
+    caps: caps::Caps,
 }
 
 /// A node builder with the webhook delivery activity and dispatcher installed
@@ -166,6 +169,7 @@ impl Http {
             courier.store().clone(),
             courier.notifier().clone(),
             options.tail_poll,
+            options.max_event_bytes,
             tail_cursor.clone(),
         )
         .start();
@@ -175,8 +179,10 @@ impl Http {
             options.notifications.keepalive,
         )
         .start();
+        let caps = caps::Caps::new(options.max_streams, options.max_waiters);
         Http {
             inner: Arc::new(Inner {
+                caps,
                 webhooks: courier_webhooks::Webhooks::with_options(courier.clone(), options.webhooks.clone()),
                 ingest,
                 courier,
@@ -242,6 +248,10 @@ impl Http {
     /// The options in force.
     pub fn options(&self) -> &HttpOptions {
         &self.inner.options
+    }
+
+    pub(crate) fn caps(&self) -> &caps::Caps {
+        &self.inner.caps
     }
 
     pub(crate) fn tail(&self) -> &Addr<stream::tail::LogTail> {

@@ -23,6 +23,20 @@ pub struct HttpOptions {
     pub cors_origins: Vec<String>,
     /// Longest `?wait=` a result or claim long-poll may ask for (`http.max_wait`).
     pub max_wait: Duration,
+    /// Most event streams open at once on this node: SSE (`/v1/events/stream`),
+    /// WebSocket (`/v1/ws`) and notification streams together (`http.max_streams`).
+    /// Past it a new stream is answered 503 with `Retry-After`.
+    pub max_streams: usize,
+    /// Most long-polls waiting at once on this node: claims and result reads
+    /// with a `wait` (`http.max_waiters`). Past it such a request is answered
+    /// 429 with `Retry-After`.
+    pub max_waiters: usize,
+    /// Most subscriptions one WebSocket connection may hold (`http.max_ws_subscriptions`).
+    pub max_ws_subscriptions: usize,
+    /// Largest event data, in bytes of JSON, a stream (SSE or WebSocket) sends;
+    /// a larger event goes out with `data` `{"truncated": true, "bytes": n}`
+    /// (read it whole from `GET /v1/events`) (`http.max_event_bytes`).
+    pub max_event_bytes: usize,
     /// How often an idle SSE stream gets a keepalive comment (`streams.keepalive`).
     pub sse_keepalive: Duration,
     /// How often the server pings WebSocket peers (`streams.ws_ping`).
@@ -50,6 +64,10 @@ impl Default for HttpOptions {
             body_limit: 1024 * 1024,
             cors_origins: Vec::new(),
             max_wait: Duration::from_secs(60),
+            max_streams: 4096,
+            max_waiters: 1024,
+            max_ws_subscriptions: 64,
+            max_event_bytes: 256 * 1024,
             sse_keepalive: Duration::from_secs(15),
             ws_ping: Duration::from_secs(20),
             ws_timeout: Duration::from_secs(60),

@@ -17,7 +17,8 @@ use utoipa::openapi::schema::Schema;
 
 use crate::Http;
 use crate::error::{
-    ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, Unavailable, UnsupportedMediaType,
+    ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, TooManyWaiters, Unavailable,
+    UnsupportedMediaType,
 };
 use crate::params::{check_duration, check_name, duration_input, nullable, task_id};
 use crate::routes::Routes;
@@ -245,6 +246,7 @@ const MAX_CLAIM: u32 = 1000;
         (status = 400, response = BadRequest),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyWaiters),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
     )
@@ -270,6 +272,12 @@ pub(crate) async fn claim(http: web::Data<Http>, body: web::Json<ClaimBody>) -> 
         ));
     }
     let wait = body.wait.unwrap_or(Duration::ZERO).min(http.options().max_wait);
+    // A long-poll holds a place under `http.max_waiters` until it is answered.
+    let _slot = if wait.is_zero() {
+        None
+    } else {
+        Some(http.caps().waiter()?)
+    };
     let request = ClaimRequest {
         worker_id: body.worker_id,
         queues: body.queues,

@@ -26,7 +26,8 @@ use super::hub::{GoLive, Join, Leave, NotificationHub, frame};
 use super::identity::identify;
 use super::outbox::{Receiver, outbox};
 use crate::Http;
-use crate::error::{ApiError, ApiResult, BadRequest, NotSignedIn, StoreError, Unavailable};
+use crate::caps::Slot;
+use crate::error::{ApiError, ApiResult, BadRequest, NotSignedIn, StoreError, TooManyStreams};
 
 /// Frames queued towards one client before it counts as not reading.
 const OUTBOX: usize = 64;
@@ -84,7 +85,7 @@ fn cursor(req: &HttpRequest, since: Option<f64>) -> ApiResult<Option<Cursor>> {
         (status = 400, response = BadRequest),
         (status = 401, response = NotSignedIn),
         (status = 500, response = StoreError),
-        (status = 503, response = Unavailable),
+        (status = 503, response = TooManyStreams),
     )
 )]
 pub(crate) async fn stream(
@@ -94,6 +95,9 @@ pub(crate) async fn stream(
 ) -> ApiResult<HttpResponse> {
     let identified = identify(&http, &req, query.token.as_deref(), true).await?;
     let cursor = cursor(&req, query.since)?;
+    // Its place under `http.max_streams` (shared with the event streams), held
+    // by the body until the connection ends.
+    let slot = http.caps().stream()?;
     let viewer = identified.viewer;
     let notifications = http.courier().notifications();
     let user_sources = match &viewer.user {
@@ -166,6 +170,7 @@ pub(crate) async fn stream(
         rx,
         hub: http.notification_hub().clone(),
         member,
+        _slot: slot,
     };
     let mut response = HttpResponse::Ok();
     response
@@ -185,6 +190,7 @@ struct Outbox {
     rx: Receiver,
     hub: actix::Addr<NotificationHub>,
     member: u64,
+    _slot: Slot,
 }
 
 impl futures::Stream for Outbox {

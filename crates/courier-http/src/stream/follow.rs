@@ -56,11 +56,13 @@ impl Follower {
         &mut self,
         store: &Arc<dyn Store>,
         upto: i64,
+        max_event_bytes: usize,
     ) -> Result<(Vec<Event>, bool), StoreError> {
         let mut filter = self.filter.clone();
         filter.after = self.cursor;
         filter.limit = CATCH_UP_PAGE;
-        let events = store.read_events(&filter).await?;
+        let mut events = store.read_events(&filter).await?;
+        super::frame::trim(&mut events, max_event_bytes);
         if let Some(last) = events.last() {
             self.cursor = last.seq;
         }

@@ -6,6 +6,23 @@ use bytes::Bytes;
 use courier_core::Event;
 use serde_json::{Value, json};
 
+/// Replaces the data of every event whose data is larger than `max` bytes of
+/// JSON with `{"truncated": true, "bytes": n}`: a stream holds up to a few
+/// hundred frames per client, so one frame's size is bounded
+/// (`http.max_event_bytes`); `GET /v1/events` still has the whole event.
+pub(crate) fn trim(events: &mut [Event], max: usize) {
+    for event in events {
+        if matches!(&event.data, Value::Null | Value::Bool(_) | Value::Number(_)) {
+            continue;
+        }
+        let bytes = serde_json::to_vec(&event.data).map_or(0, |v| v.len());
+        if bytes > max {
+            event.data = json!({"truncated": true, "bytes": bytes});
+            crate::caps::refused("event_bytes");
+        }
+    }
+}
+
 /// The SSE frame of an event.
 pub(crate) fn sse(event: &Event) -> Bytes {
     let mut data = match &event.data {

@@ -40,6 +40,9 @@ pub(crate) enum Sent {
 struct Feed {
     follower: Follower,
     catching_up: bool,
+    /// Which feed of this name it is: a catch-up that started for an earlier
+    /// one (since removed and added again) leaves it alone.
+    generation: u64,
 }
 
 /// The state every session keeps.
@@ -50,6 +53,7 @@ pub(crate) struct Core {
     stalled: bool,
     /// Resets of the log seen; a catch-up begun before one is discarded.
     resets: u64,
+    generations: u64,
 }
 
 impl Core {
@@ -60,6 +64,7 @@ impl Core {
             tail_id: None,
             stalled: false,
             resets: 0,
+            generations: 0,
         }
     }
 
@@ -157,11 +162,15 @@ pub(crate) fn leave<S: Session>(act: &mut S) {
 /// Adds a feed at `follower`'s cursor and catches it up to the tail.
 pub(crate) fn add_feed<S: Session>(act: &mut S, feed: String, follower: Follower, ctx: &mut Context<S>) {
     let cursor = follower.cursor;
-    act.core().feeds.insert(
+    let core = act.core();
+    core.generations += 1;
+    let generation = core.generations;
+    core.feeds.insert(
         feed.clone(),
         Feed {
             follower,
             catching_up: false,
+            generation,
         },
     );
     let upto = act.core().http.tail_cursor();
@@ -283,11 +292,13 @@ pub(crate) fn catch_up<S: Session>(act: &mut S, feed: String, upto: i64, ctx: &m
         return;
     }
     state.catching_up = true;
+    let generation = state.generation;
     let mut follower = state.follower.clone();
     let resets = core.resets;
     let store = core.http.courier().store().clone();
+    let max_event_bytes = core.http.options().max_event_bytes;
     async move {
-        let result = follower.catch_up_page(&store, upto).await;
+        let result = follower.catch_up_page(&store, upto, max_event_bytes).await;
         (follower, result)
     }
     .into_actor(act)
@@ -296,7 +307,7 @@ pub(crate) fn catch_up<S: Session>(act: &mut S, feed: String, upto: i64, ctx: &m
             // Read before the log went back: the next batch starts a fresh catch-up.
             return;
         }
-        let Some(state) = act.core().feeds.get_mut(&feed) else {
+        let Some(state) = act.core().feeds.get_mut(&feed).filter(|s| s.generation == generation) else {
             return;
         };
         state.catching_up = false;

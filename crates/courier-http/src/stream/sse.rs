@@ -25,7 +25,7 @@ use super::follow::Follower;
 use super::session::{self, Core, Sent, Session};
 use super::tail::{Batch, Closing};
 use crate::Http;
-use crate::error::{ApiError, ApiResult, BadRequest};
+use crate::error::{ApiError, ApiResult, BadRequest, TooManyStreams};
 use crate::events::{EventFilters, filter_of};
 use crate::routes::Routes;
 
@@ -52,6 +52,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
     responses(
         (status = 200, description = "The stream.", content_type = "text/event-stream", body = String),
         (status = 400, response = BadRequest),
+        (status = 503, response = TooManyStreams),
     )
 )]
 pub(crate) async fn stream(
@@ -71,6 +72,9 @@ pub(crate) async fn stream(
         ),
         None => query.after,
     };
+    // The stream's place under `http.max_streams`, held by the response body: it
+    // is given back when the connection ends.
+    let slot = http.caps().stream()?;
     // A live stream starts at the log's head as of now, read before the client sees
     // the response: whatever it commits after that reaches it (live, or through the
     // session's gap check), and nothing from before does.
@@ -80,8 +84,10 @@ pub(crate) async fn stream(
     };
     let (tx, rx) = mpsc::channel::<Bytes>(OUTBOX);
     SseSession::new(http.get_ref().clone(), filter, tx).start();
-    let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (Ok::<_, actix_web::Error>(chunk), rx))
+    let body = futures::stream::unfold((rx, slot), |(mut rx, slot)| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, actix_web::Error>(chunk), (rx, slot)))
     });
     Ok(HttpResponse::Ok()
         .insert_header(("Content-Type", "text/event-stream"))

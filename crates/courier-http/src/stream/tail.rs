@@ -103,6 +103,7 @@ pub(crate) struct LogTail {
     store: Arc<dyn Store>,
     notifier: Arc<dyn Notifier>,
     poll: Duration,
+    max_event_bytes: usize,
     cursor: Arc<AtomicI64>,
     members: HashMap<u64, Member>,
     /// Members that missed a batch and have not been sent one since.
@@ -118,12 +119,14 @@ impl LogTail {
         store: Arc<dyn Store>,
         notifier: Arc<dyn Notifier>,
         poll: Duration,
+        max_event_bytes: usize,
         cursor: Arc<AtomicI64>,
     ) -> Self {
         LogTail {
             store,
             notifier,
             poll,
+            max_event_bytes,
             cursor,
             members: HashMap::new(),
             behind: HashSet::new(),
@@ -180,7 +183,8 @@ impl LogTail {
             .map(move |result, act, ctx| {
                 act.reading = false;
                 match result {
-                    Ok(events) if !events.is_empty() => {
+                    Ok(mut events) if !events.is_empty() => {
+                        super::frame::trim(&mut events, act.max_event_bytes);
                         let full = events.len() as u32 == READ_PAGE;
                         let to = events.last().map_or(from, |e| e.seq);
                         act.cursor.store(to, Ordering::SeqCst);

@@ -3,13 +3,17 @@
 //!
 //! Client messages (JSON text): `{"type":"subscribe","id"?,"execution_id"?,
 //! "task_id"?,"types"?,"after"?,"internal"?}` (with `after`, what was missed is
-//! replayed first; `internal` as for `GET /v1/events`), `{"type":"unsubscribe","id"}`, `{"type":"ping"}` (→ `pong`). Events
+//! replayed first; `internal` as for `GET /v1/events`), `{"type":"unsubscribe","id"}`, `{"type":"ping"}` (→ `pong`).
+//! A connection holds at most `http.max_ws_subscriptions` subscriptions, counted
+//! the moment a subscribe is read (before its starting point is looked up); an
+//! id already in use is answered `already subscribed` and keeps its one feed. Events
 //! arrive in seed 002's envelope `{"type","task_id","timestamp","data"}` plus
 //! `seq`, `execution_id` and the `subscription` they match. The server pings
 //! every `ws_ping` and drops a peer silent for `ws_timeout`. A client that stops
 //! reading is sent `{"type":"lagged"}` once it reads again, and caught up from the
 //! log; on shutdown it gets `{"type":"shutdown"}` and a close frame.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -28,7 +32,8 @@ use super::follow::Follower;
 use super::session::{self, Core, Sent, Session};
 use super::tail::{Batch, Closing};
 use crate::Http;
-use crate::error::{ApiResult, BadRequest, Forbidden};
+use crate::caps::{Slot, refused};
+use crate::error::{ApiResult, BadRequest, Forbidden, TooManyStreams};
 use crate::events::parse_types;
 use crate::routes::Routes;
 
@@ -36,8 +41,6 @@ use crate::routes::Routes;
 const OUTBOX: usize = 256;
 /// Largest frame accepted from a client.
 const MAX_FRAME: usize = 64 * 1024;
-/// Most subscriptions one connection may hold.
-const MAX_SUBSCRIPTIONS: usize = 64;
 
 /// Adds the WebSocket's route.
 pub(crate) fn routes(routes: Routes) -> Routes {
@@ -75,15 +78,18 @@ fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), crate::erro
 #[utoipa::path(
     get, path = "/v1/ws", operation_id = "eventsWebSocket", tag = "events",
     summary = "The event log over a WebSocket.",
-    description = "Client messages: `{\"type\":\"subscribe\",\"id\"?,\"execution_id\"?,\"task_id\"?,\"types\"?,\"after\"?}`, `{\"type\":\"unsubscribe\",\"id\"}`, `{\"type\":\"ping\"}`. Server messages: events (`type`, `seq`, `execution_id`, `task_id`, `timestamp`, `data`, `subscription`), `pong`, `lagged`, `shutdown`, `error`.",
+    description = "Client messages: `{\"type\":\"subscribe\",\"id\"?,\"execution_id\"?,\"task_id\"?,\"types\"?,\"after\"?}`, `{\"type\":\"unsubscribe\",\"id\"}`, `{\"type\":\"ping\"}`. Server messages: events (`type`, `seq`, `execution_id`, `task_id`, `timestamp`, `data`, `subscription`), `pong`, `lagged`, `shutdown`, `error` (`too many subscriptions` past `http.max_ws_subscriptions`, `already subscribed` for an id in use).",
     responses(
         (status = 101, description = "Switching to the WebSocket protocol."),
         (status = 400, response = BadRequest),
         (status = 403, response = Forbidden),
+        (status = 503, response = TooManyStreams),
     )
 )]
 pub(crate) async fn upgrade(http: web::Data<Http>, req: HttpRequest, body: web::Payload) -> ApiResult<HttpResponse> {
     check_origin(&req, &http.options().cors_origins)?;
+    // The connection's place under `http.max_streams`, held by its session actor.
+    let slot = http.caps().stream()?;
     let (response, session, messages) = actix_ws::handle(&req, body)
         .map_err(|e| crate::error::ApiError::bad_request("not a WebSocket handshake", json!(e.to_string())))?;
     let (out, rx) = mpsc::channel(OUTBOX);
@@ -93,7 +99,9 @@ pub(crate) async fn upgrade(http: web::Data<Http>, req: HttpRequest, body: web::
         session: Some(session),
         out,
         next_sub: 0,
+        pending: HashMap::new(),
         last_heard: Instant::now(),
+        _slot: slot,
     };
     // A message may come in fragments (continuation frames): they are put
     // together, up to the same bound as one frame.
@@ -165,7 +173,13 @@ pub(crate) struct WsSession {
     session: Option<actix_ws::Session>,
     out: mpsc::Sender<Outgoing>,
     next_sub: u64,
+    /// Subscriptions accepted whose starting point (the log's head) is still
+    /// being read, each with its own number (an id unsubscribed and subscribed
+    /// again meanwhile starts only its newest subscription): they count towards
+    /// the cap and their ids are taken.
+    pending: HashMap<String, u64>,
     last_heard: Instant,
+    _slot: Slot,
 }
 
 impl WsSession {
@@ -200,7 +214,8 @@ impl WsSession {
         match message {
             ClientMessage::Ping => self.reply(json!({"type": "pong"}), ctx),
             ClientMessage::Unsubscribe { id } => {
-                let existed = self.core.remove_feed(&id);
+                // A pending one is dropped too: its head, once read, starts nothing.
+                let existed = self.core.remove_feed(&id) | self.pending.remove(&id).is_some();
                 self.reply(json!({"type": "unsubscribed", "id": id, "existed": existed}), ctx);
             }
             ClientMessage::Subscribe {
@@ -218,20 +233,45 @@ impl WsSession {
                         return;
                     }
                 };
-                if after.is_some_and(|a| a < 0)
-                    || (self.core.feed_count() >= MAX_SUBSCRIPTIONS
-                        && id.as_ref().is_none_or(|i| !self.core.has_feed(i)))
-                {
+                if after.is_some_and(|a| a < 0) {
                     self.reply(
-                        json!({"type": "error", "error": "invalid subscription", "detail": "after must not be negative; at most 64 subscriptions"}),
+                        json!({"type": "error", "error": "invalid subscription", "detail": "after must not be negative"}),
                         ctx,
                     );
                     return;
                 }
-                let id = id.unwrap_or_else(|| {
-                    self.next_sub += 1;
-                    format!("s{}", self.next_sub)
-                });
+                // Checked and reserved here, synchronously, before anything is
+                // awaited: a flood of subscribes cannot slip past the cap while
+                // earlier ones wait for the log's head, and an id is never
+                // started twice (which would run two catch-ups of one feed).
+                if let Some(id) = &id
+                    && self.taken(id)
+                {
+                    self.reply(
+                        json!({"type": "error", "error": "already subscribed", "id": id, "detail": "unsubscribe it first to change its filter or cursor"}),
+                        ctx,
+                    );
+                    return;
+                }
+                let max = self.core.http().options().max_ws_subscriptions;
+                if self.core.feed_count() + self.pending.len() >= max {
+                    refused("ws_subscriptions");
+                    self.reply(
+                        json!({"type": "error", "error": "too many subscriptions", "id": id, "detail": {"limit": max, "setting": "http.max_ws_subscriptions"}}),
+                        ctx,
+                    );
+                    return;
+                }
+                let id = match id {
+                    Some(id) => id,
+                    None => loop {
+                        self.next_sub += 1;
+                        let id = format!("s{}", self.next_sub);
+                        if !self.taken(&id) {
+                            break id;
+                        }
+                    },
+                };
                 let filter = EventFilter {
                     execution_id,
                     task_id,
@@ -244,21 +284,38 @@ impl WsSession {
                     Some(cursor) => self.start_subscription(id, filter, cursor, ctx),
                     // Live: from the log's head as of now (the tail may not have read it yet).
                     None => {
+                        self.next_sub += 1;
+                        let ticket = self.next_sub;
+                        self.pending.insert(id.clone(), ticket);
                         let store = self.core.http().courier().store().clone();
                         async move { store.last_event_seq().await }
                             .into_actor(self)
                             .map(move |head, act, ctx| match head {
-                                Ok(head) => act.start_subscription(id, filter, head, ctx),
-                                Err(e) => act.reply(
-                                    json!({"type": "error", "error": "store unavailable", "detail": e.to_string()}),
-                                    ctx,
-                                ),
+                                // Unless it was unsubscribed meanwhile.
+                                Ok(head) if act.pending.get(&id) == Some(&ticket) => {
+                                    act.pending.remove(&id);
+                                    act.start_subscription(id, filter, head, ctx)
+                                }
+                                Ok(_) => {}
+                                Err(_) if act.pending.get(&id) != Some(&ticket) => {}
+                                Err(e) => {
+                                    act.pending.remove(&id);
+                                    act.reply(
+                                        json!({"type": "error", "error": "store unavailable", "id": id, "detail": e.to_string()}),
+                                        ctx,
+                                    )
+                                }
                             })
                             .spawn(ctx);
                     }
                 }
             }
         }
+    }
+
+    /// Whether a subscription has this id (or is about to).
+    fn taken(&self, id: &str) -> bool {
+        self.core.has_feed(id) || self.pending.contains_key(id)
     }
 
     /// Adds a subscription at `cursor`, acknowledges it, and catches it up to the tail.
