@@ -64,7 +64,7 @@ impl Default for HttpOptions {
             body_limit: 1024 * 1024,
             cors_origins: Vec::new(),
             max_wait: Duration::from_secs(60),
-            max_streams: 4096,
+            max_streams: 16_384,
             max_waiters: 1024,
             max_ws_subscriptions: 64,
             max_event_bytes: 256 * 1024,
