@@ -241,58 +241,39 @@ error_answers! {
     WrongWebhookSecret: "A missing or wrong webhook secret.",
 }
 
-/// 429 on `POST /notifications/webhook`, with `Retry-After`.
-pub(crate) struct TooManyRequests;
+/// The shared error answers that also carry `Retry-After`: `$retry` describes
+/// the header.
+macro_rules! retry_after_answers {
+    ($($(#[$doc:meta])* $name:ident: $description:literal, $retry:literal;)*) => {
+        $(
+            $(#[$doc])*
+            pub(crate) struct $name;
 
-impl<'r> ToResponse<'r> for TooManyRequests {
-    fn response() -> (&'r str, RefOr<Response>) {
-        let response = answer(json!({
-            "description": "Authentication failed from this client within `notifications.webhook_failure_window`.",
-            "headers": { "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer", "minimum": 1 } } },
-            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
-        }));
-        ("TooManyRequests", response)
-    }
+            impl<'r> ToResponse<'r> for $name {
+                fn response() -> (&'r str, RefOr<Response>) {
+                    let response = answer(json!({
+                        "description": $description,
+                        "headers": { "Retry-After": { "description": $retry, "schema": { "type": "integer", "minimum": 1 } } },
+                        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+                    }));
+                    (stringify!($name), response)
+                }
+            }
+        )*
+    };
 }
 
-/// 429 on `POST /v1/notify`, with `Retry-After`.
-pub(crate) struct QueueFull;
-
-impl<'r> ToResponse<'r> for QueueFull {
-    fn response() -> (&'r str, RefOr<Response>) {
-        let response = answer(json!({
-            "description": "More messages are waiting to be committed than `ingest.queue_size`; `detail.retry_after_ms` says when to try again.",
-            "headers": { "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer", "minimum": 1 } } },
-            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
-        }));
-        ("QueueFull", response)
-    }
-}
-
-/// 503 on the event streams, with `Retry-After`.
-pub(crate) struct TooManyStreams;
-
-impl<'r> ToResponse<'r> for TooManyStreams {
-    fn response() -> (&'r str, RefOr<Response>) {
-        let response = answer(json!({
-            "description": "As many streams (SSE, WebSocket and notification streams together) are open on this node as `http.max_streams` allows (`Retry-After` says when to try again); or the store is unreachable, or the node is shutting down.",
-            "headers": { "Retry-After": { "description": "Seconds to wait (with a full node).", "schema": { "type": "integer", "minimum": 1 } } },
-            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
-        }));
-        ("TooManyStreams", response)
-    }
-}
-
-/// 429 on the long-polls (a claim's or a result's `wait`), with `Retry-After`.
-pub(crate) struct TooManyWaiters;
-
-impl<'r> ToResponse<'r> for TooManyWaiters {
-    fn response() -> (&'r str, RefOr<Response>) {
-        let response = answer(json!({
-            "description": "As many long-polls are waiting on this node as `http.max_waiters` allows; `Retry-After` says when to try again (or ask without `wait`).",
-            "headers": { "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer", "minimum": 1 } } },
-            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
-        }));
-        ("TooManyWaiters", response)
-    }
+retry_after_answers! {
+    /// 429 on `POST /notifications/webhook`.
+    TooManyRequests: "Authentication failed from this client within `notifications.webhook_failure_window`.",
+        "Seconds to wait.";
+    /// 429 on `POST /v1/notify`.
+    QueueFull: "More messages are waiting to be committed than `ingest.queue_size`; `detail.retry_after_ms` says when to try again.",
+        "Seconds to wait.";
+    /// 503 on the event streams.
+    TooManyStreams: "As many streams (SSE, WebSocket and notification streams together) are open on this node as `http.max_streams` allows (`Retry-After` says when to try again); or the store is unreachable, or the node is shutting down.",
+        "Seconds to wait (with a full node).";
+    /// 429 on the long-polls (a claim's or a result's `wait`).
+    TooManyWaiters: "As many long-polls are waiting on this node as `http.max_waiters` allows; `Retry-After` says when to try again (or ask without `wait`).",
+        "Seconds to wait.";
 }
