@@ -1,7 +1,7 @@
 //! Webhooks end to end with a real receiver on loopback: both signatures verify,
 //! retries follow the schedule and honour Retry-After, 410 disables the endpoint,
-//! exhausted deliveries become dead letters that replay, and two nodes deliver
-//! each event once.
+//! events skipped while it is disabled replay after enabling, exhausted
+//! deliveries become dead letters that replay, and two nodes deliver each event once.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -263,12 +263,153 @@ async fn a_410_disables_the_webhook() {
     let d = &deliveries(&s, &hook).await[0];
     assert_eq!(d["state"], "failed");
 
-    // Later events are not delivered to a disabled webhook.
+    // Later events are not delivered to a disabled webhook: they are recorded as skipped.
     let again = s.http.courier().dispatch("echo", json!(2)).await.unwrap();
     s.http.courier().wait_for(again, WAIT).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually(
+        Duration::from_secs(10),
+        "the later event is recorded as skipped",
+        || async { deliveries(&s, &hook).await.len() == 2 },
+    )
+    .await;
+    assert_eq!(deliveries(&s, &hook).await[0]["state"], "skipped");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 1);
-    assert_eq!(deliveries(&s, &hook).await.len(), 1);
+    s.stop().await;
+}
+
+/// Replays `hook`'s skipped deliveries with `body`; the answer.
+async fn replay_skipped(s: &Server, hook: &Value, body: &Value) -> (u16, Value) {
+    post(
+        &s.at(&format!("/v1/webhooks/{}/replay", hook["id"].as_str().unwrap())),
+        body,
+    )
+    .await
+}
+
+#[actix_rt::test]
+async fn events_skipped_while_disabled_are_replayed_after_enabling() {
+    let receiver = Receiver::start(vec![(200, None)]).await;
+    let s = node(sqlite().await, options(&[50])).await;
+    let hook = register(&s, &receiver.url, &["execution.completed"]).await;
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let hook_url = s.at(&format!("/v1/webhooks/{}", hook["id"].as_str().unwrap()));
+    let (status, _) = post(&format!("{hook_url}/disable"), &json!(null)).await;
+    assert_eq!(status, 200);
+
+    let mut executions = Vec::new();
+    for n in 0..3 {
+        let id = s.http.courier().dispatch("echo", json!(n)).await.unwrap();
+        s.http.courier().wait_for(id, WAIT).await.unwrap();
+        executions.push(id);
+        // Apart in time, so `since` can tell them apart.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    eventually(Duration::from_secs(10), "three skipped deliveries", || async {
+        let listed = deliveries(&s, &hook).await;
+        listed.len() == 3 && listed.iter().all(|d| d["state"] == "skipped" && d["attempts"] == 0)
+    })
+    .await;
+    assert!(receiver.received().is_empty(), "nothing reaches a disabled webhook");
+
+    // Replaying while disabled would only skip them again.
+    let (status, refused) = replay_skipped(&s, &hook, &json!(null)).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"], "webhook is disabled");
+
+    let (status, enabled) = post(&format!("{hook_url}/enable"), &json!(null)).await;
+    assert_eq!((status, &enabled["enabled"]), (200, &json!(true)));
+    // Newest first: [2] is the oldest. From the second one on: two of three.
+    let listed = deliveries(&s, &hook).await;
+    let since = listed[1]["created_at"].clone();
+    let (status, first) = replay_skipped(&s, &hook, &json!({"since": since})).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        first["replayed"],
+        json!([listed[1]["id"], listed[0]["id"]]),
+        "oldest first"
+    );
+    assert_eq!(first["more"], false);
+    let (_, rest) = replay_skipped(&s, &hook, &json!(null)).await;
+    assert_eq!(rest["replayed"], json!([listed[2]["id"]]));
+    let (_, none) = replay_skipped(&s, &hook, &json!(null)).await;
+    assert_eq!(none["replayed"], json!([]), "each is replayed once");
+
+    eventually(Duration::from_secs(20), "every replay is delivered", || async {
+        deliveries(&s, &hook).await.iter().all(|d| d["state"] == "delivered")
+    })
+    .await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 3);
+    let mut delivered: Vec<Value> = received
+        .iter()
+        .map(|got| {
+            let body: Value = serde_json::from_slice(&got.body).unwrap();
+            let timestamp: i64 = got.header("webhook-timestamp").unwrap().parse().unwrap();
+            assert!(verify_standard(
+                &secret,
+                got.header("webhook-id").unwrap(),
+                timestamp,
+                &got.body,
+                got.header("webhook-signature").unwrap()
+            ));
+            body["execution_id"].clone()
+        })
+        .collect();
+    delivered.sort_by_key(|v| v.to_string());
+    let mut expected: Vec<Value> = executions.iter().map(|id| json!(id)).collect();
+    expected.sort_by_key(|v| v.to_string());
+    assert_eq!(delivered, expected, "each skipped event delivered once");
+    // Each replay was made by a new execution, not the id reserved at first.
+    let after = deliveries(&s, &hook).await;
+    for (was, now) in listed.iter().zip(&after) {
+        assert_eq!(was["id"], now["id"]);
+        assert_ne!(was["execution_id"], now["execution_id"]);
+    }
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_delivery_whose_webhook_is_disabled_before_its_retry_is_skipped_not_dead() {
+    let receiver = Receiver::start(vec![(500, None), (200, None)]).await;
+    let s = node(sqlite().await, options(&[1500])).await;
+    let hook = register(&s, &receiver.url, &["execution.completed"]).await;
+    let hook_url = s.at(&format!("/v1/webhooks/{}", hook["id"].as_str().unwrap()));
+    let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
+    s.http.courier().wait_for(id, WAIT).await.unwrap();
+    eventually(Duration::from_secs(10), "the first attempt fails", || async {
+        deliveries(&s, &hook).await.first().is_some_and(|d| d["attempts"] == 1)
+    })
+    .await;
+    let (status, _) = post(&format!("{hook_url}/disable"), &json!(null)).await;
+    assert_eq!(status, 200);
+    eventually(
+        Duration::from_secs(10),
+        "the retry finds it disabled and skips",
+        || async {
+            deliveries(&s, &hook)
+                .await
+                .first()
+                .is_some_and(|d| d["state"] == "skipped")
+        },
+    )
+    .await;
+    assert_eq!(receiver.received().len(), 1, "no attempt while disabled");
+    let (_, dead) = get(&s.at("/v1/dead-letters")).await;
+    assert_eq!(dead["dead_letters"], json!([]), "skipped is not a dead letter: {dead}");
+
+    post(&format!("{hook_url}/enable"), &json!(null)).await;
+    let (status, replayed) = replay_skipped(&s, &hook, &json!(null)).await;
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(replayed["replayed"].as_array().unwrap().len(), 1);
+    eventually(Duration::from_secs(20), "the replay delivers", || async {
+        deliveries(&s, &hook)
+            .await
+            .first()
+            .is_some_and(|d| d["state"] == "delivered")
+    })
+    .await;
+    assert_eq!(receiver.received().len(), 2);
     s.stop().await;
 }
 

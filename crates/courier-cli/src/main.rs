@@ -37,7 +37,7 @@ enum Command {
     Dlq(client::dlq::DlqArgs),
     /// Delete finished executions and dead letters older than a duration.
     Cleanup(client::CleanupArgs),
-    /// Webhooks on a node: create, list, show, delete, deliveries, enable, disable.
+    /// Webhooks on a node: create, list, show, delete, deliveries, enable, disable, replay.
     Webhooks(client::webhooks::WebhooksArgs),
     /// Notifications for people (send, mint a browser's connection token, subscribe
     /// to sources), and messages through providers (send --provider, publish, stream).

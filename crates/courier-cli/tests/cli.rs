@@ -597,8 +597,36 @@ fn webhooks_are_created_inspected_paused_and_deleted() {
     assert_eq!(out.stdout.trim(), format!("webhook {id} disabled"));
     let out = server.run(&["webhooks", "show", &id, "--json"]).ok();
     assert_eq!(out.json()["enabled"], false);
+    // While disabled, an event is recorded as a skipped delivery; replay refuses
+    // until the webhook is enabled, then makes it.
+    server.dispatch("ext.webhook", json!("while disabled"));
+    let skipped = || {
+        let out = server.run(&["webhooks", "deliveries", &id, "--json"]).ok();
+        out.json()["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["state"] == "skipped")
+    };
+    let start = Instant::now();
+    while !skipped() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no skipped delivery");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = server.run(&["webhooks", "replay", &id]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("webhook is disabled"), "{out:#?}");
     let out = server.run(&["webhooks", "enable", &id]).ok();
     assert_eq!(out.stdout.trim(), format!("webhook {id} enabled"));
+    let out = server
+        .run(&["webhooks", "replay", &id, "--since", "2000-01-01T00:00:00Z"])
+        .ok();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("replayed 1 skipped deliveries of webhook {id}")
+    );
+    let out = server.run(&["webhooks", "replay", &id, "--json"]).ok();
+    assert_eq!(out.json()["replayed"], json!([]));
     let out = server.run(&["webhooks", "delete", &id]).ok();
     assert_eq!(out.stdout.trim(), format!("deleted webhook {id}"));
     let out = server.run(&["webhooks", "show", &id]);

@@ -73,4 +73,6 @@ pub use task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, DEFAULT_QUEUE, Lease, LeaseKey, NewTask, Outcome,
     QueueDepth, Remember, Renewed, TaskFilter, TaskRecord, TaskSpec,
 };
-pub use webhook::{DeliveryAttempt, DeliveryRecord, DeliveryState, INTERNAL_PREFIX, NewDelivery, WebhookRecord};
+pub use webhook::{
+    DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, INTERNAL_PREFIX, NewDelivery, WebhookRecord,
+};

@@ -69,6 +69,9 @@ pub const SSE_CONNECTIONS: &str = "courier_sse_connections";
 pub const WS_CONNECTIONS: &str = "courier_ws_connections";
 /// Counter: webhook deliveries enqueued.
 pub const WEBHOOK_DELIVERIES: &str = "courier_webhook_deliveries_total";
+/// Counter: webhook deliveries skipped because their webhook was disabled
+/// (recorded, and replayable once it is enabled).
+pub const WEBHOOK_DELIVERIES_SKIPPED: &str = "courier_webhook_deliveries_skipped_total";
 /// Counter: webhook delivery attempts, label `outcome` (`delivered`, `failed`, `retrying`).
 pub const WEBHOOK_ATTEMPTS: &str = "courier_webhook_attempts_total";
 /// Gauge: tasks ready now, label `queue`.
@@ -152,6 +155,7 @@ pub const ALL: &[&str] = &[
     SSE_CONNECTIONS,
     WS_CONNECTIONS,
     WEBHOOK_DELIVERIES,
+    WEBHOOK_DELIVERIES_SKIPPED,
     WEBHOOK_ATTEMPTS,
     QUEUE_READY,
     QUEUE_SCHEDULED,

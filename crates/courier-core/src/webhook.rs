@@ -77,8 +77,16 @@ impl WebhookRecord {
     /// assert!(!hook.matches(&progress));
     /// hook.enabled = false;
     /// assert!(!hook.matches(&event));
+    /// // Still one of its events: recorded as a skipped delivery.
+    /// assert!(hook.subscribes_to(&event));
     /// ```
     pub fn matches(&self, event: &Event) -> bool {
+        self.enabled && self.subscribes_to(event)
+    }
+
+    /// Whether `event` is one this webhook asks for, enabled or not: the events
+    /// that arrive while it is disabled are recorded as skipped deliveries.
+    pub fn subscribes_to(&self, event: &Event) -> bool {
         // The store marks every event of an internal execution (progress and
         // heartbeats do not name their function); an event built elsewhere may
         // still say it in its data.
@@ -88,8 +96,7 @@ impl WebhookRecord {
                 .get("function")
                 .and_then(|f| f.as_str())
                 .is_some_and(|f| f.starts_with(INTERNAL_PREFIX));
-        self.enabled
-            && !internal
+        !internal
             && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
             && self.execution_id.is_none_or(|id| event.execution_id == Some(id))
             && self.task_id.is_none_or(|id| event.task_id == Some(id))
@@ -106,6 +113,9 @@ string_enum! {
         /// Given up (attempts exhausted, or the endpoint answered 410); its task is
         /// a dead letter and can be replayed.
         Failed => "failed",
+        /// Not attempted: the webhook was disabled when the event arrived or when
+        /// its attempt came up. Replayed on request once the webhook is enabled.
+        Skipped => "skipped",
     }
 }
 
@@ -121,7 +131,9 @@ pub struct DeliveryRecord {
     pub event_seq: i64,
     /// The event's type.
     pub event_type: EventType,
-    /// The durable execution that makes the attempts.
+    /// The durable execution that makes the attempts (a replay of a skipped
+    /// delivery gets a new one). A delivery skipped when its event arrived keeps
+    /// the id reserved for it, which no execution holds until it is replayed.
     pub execution_id: ExecutionId,
     /// Where it is.
     pub state: DeliveryState,
@@ -174,5 +186,19 @@ pub struct NewDelivery {
     /// The event's type.
     pub event_type: EventType,
     /// The execution to dispatch for it (as [`Store::dispatch`](crate::Store::dispatch) would).
+    pub execution: NewExecution,
+    /// The webhook is disabled: the delivery is recorded as
+    /// [`DeliveryState::Skipped`] and its execution is not dispatched (its id is
+    /// kept as the delivery's `execution_id`).
+    #[serde(default)]
+    pub skipped: bool,
+}
+
+/// A skipped delivery to make after all, by a new execution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryReplay {
+    /// The delivery.
+    pub delivery_id: Uuid,
+    /// The execution that will make its attempts (as [`Store::dispatch`](crate::Store::dispatch) would).
     pub execution: NewExecution,
 }

@@ -276,6 +276,7 @@ mod tests {
             ("listDeliveries", Read),
             ("disableWebhook", Admin),
             ("enableWebhook", Admin),
+            ("replaySkippedDeliveries", Admin),
             ("claimTasks", Worker),
             ("eventsWebSocket", Read),
             ("metrics", Read),

@@ -2,9 +2,10 @@
 //! from `courier-webhooks` (which keeps the records, signs and delivers).
 
 use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
 use courier_core::WebhookRecord;
-use courier_webhooks::{DeliveryView, NewWebhook, WebhookError};
-use serde::Serialize;
+use courier_webhooks::{DeliveryView, NewWebhook, ReplayedDeliveries, WebhookError};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::Schema;
@@ -27,6 +28,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
         .add(__path_enable, enable)
         .add(__path_disable, disable)
         .add(__path_deliveries, deliveries)
+        .add(__path_replay, replay)
 }
 
 impl From<WebhookError> for ApiError {
@@ -40,6 +42,10 @@ impl From<WebhookError> for ApiError {
             WebhookError::TooMany { limit } => ApiError::conflict(
                 "too many webhooks",
                 json!({ "max_endpoints": limit, "hint": "delete a webhook or raise webhooks.max_endpoints" }),
+            ),
+            WebhookError::Disabled(id) => ApiError::conflict(
+                "webhook is disabled",
+                json!({ "webhook_id": id, "hint": "enable it first: POST /v1/webhooks/{id}/enable" }),
             ),
             WebhookError::Runtime(e) => e.into(),
         }
@@ -253,4 +259,45 @@ pub(crate) async fn deliveries(
         limit,
         offset,
     }))
+}
+
+/// `POST /v1/webhooks/{id}/replay` body.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(description = "Which skipped deliveries to replay.")]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReplayBody {
+    /// Only those recorded at or after this instant (RFC 3339); default: all.
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// Replays the deliveries skipped while the webhook was disabled.
+/// The body is optional (none, or `null`); one that is there must be a valid [`ReplayBody`].
+#[utoipa::path(
+    post, path = "/v1/webhooks/{id}/replay", operation_id = "replaySkippedDeliveries", tag = "webhooks",
+    summary = "Replay the deliveries skipped while the webhook was disabled.",
+    description = "Events that arrive while a webhook is disabled (or whose attempt comes up then) are recorded as `skipped` deliveries. Once the webhook is enabled again, this makes each of them (at or after `since`, oldest first) pending again, made by a new execution; each is replayed once however many callers race. At most 10,000 per call: `more` says to call again. 409 while the webhook is disabled.",
+    params(("id" = Uuid, Path, description = "The webhook's id.")),
+    request_body(content = Option<ReplayBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The deliveries replayed.", body = ReplayedDeliveries),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(crate) async fn replay(http: web::Data<Http>, id: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let id = uuid("webhook", &id)?;
+    let body: Option<ReplayBody> = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string())))?
+    };
+    let since = body.and_then(|b| b.since);
+    let report = http.webhooks().replay_skipped(id, since).await?;
+    Ok(HttpResponse::Ok().json(report))
 }

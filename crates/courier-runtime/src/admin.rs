@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use courier_core::{
-    Cancelled, DeliveryAttempt, DeliveryState, ExecutionId, NewDelivery, Replayed, SignalSent, TaskId, WebhookRecord,
+    Cancelled, DeliveryAttempt, DeliveryReplay, DeliveryState, ExecutionId, NewDelivery, Replayed, SignalSent, TaskId,
+    WebhookRecord,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -14,7 +15,8 @@ use crate::error::RuntimeError;
 use crate::handle::Courier;
 use crate::store_actor::{
     AcquireRole, CancelExecution, Cleanup, CleanupReport, CreateWebhook, DeleteWebhook, DiscardDeadLetter,
-    EnqueueDeliveries, RecordDeliveryAttempt, ReplayDeadLetter, SendSignal, SetWebhookEnabled,
+    EnqueueDeliveries, RecordDeliveryAttempt, ReplayDeadLetter, ReplayDeliveries, SendSignal, SetWebhookEnabled,
+    SkipDelivery,
 };
 
 impl Courier {
@@ -130,5 +132,17 @@ impl Courier {
     ) -> Result<(), RuntimeError> {
         let write = RecordDeliveryAttempt { attempt, state };
         Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Marks a pending delivery skipped (its webhook was disabled by the time its
+    /// attempt came up); whether it was pending.
+    pub async fn skip_delivery(&self, id: Uuid) -> Result<bool, RuntimeError> {
+        Ok(self.node.writes().send(SkipDelivery(id)).await??)
+    }
+
+    /// Replays skipped deliveries, each by the execution given, dispatched with
+    /// it; the ids replayed (a delivery no longer skipped is left alone).
+    pub async fn replay_deliveries(&self, replays: Vec<DeliveryReplay>) -> Result<Vec<Uuid>, RuntimeError> {
+        Ok(self.node.writes().send(ReplayDeliveries(replays)).await??)
     }
 }

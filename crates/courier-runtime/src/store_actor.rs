@@ -41,10 +41,10 @@ use chrono::{DateTime, Utc};
 use courier_core::metric;
 use courier_core::{
     Cancelled, ChildCreated, ChildGroup, ClaimRequest, Claimed, Committed, Completed, Completion, DeliveryAttempt,
-    DeliveryState, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, LeaseKey, LeaseToken, NewDelivery,
-    NewExecution, NewNotification, NotificationSent, NotificationTtl, Notifier, Outcome, Progress, Renewed, Replayed,
-    Reservation, SignalSent, Store, StoreError, StoreResult, TaskError, TaskId, Viewer, WebhookRecord, WriteBatch,
-    WriteResults,
+    DeliveryReplay, DeliveryState, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, LeaseKey,
+    LeaseToken, NewDelivery, NewExecution, NewNotification, NotificationSent, NotificationTtl, Notifier, Outcome,
+    Progress, Renewed, Replayed, Reservation, SignalSent, Store, StoreError, StoreResult, TaskError, TaskId, Viewer,
+    WebhookRecord, WriteBatch, WriteResults,
 };
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -326,6 +326,16 @@ pub(crate) struct RecordDeliveryAttempt {
     pub attempt: DeliveryAttempt,
     pub state: DeliveryState,
 }
+
+/// Marks a pending delivery skipped; whether it was pending.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct SkipDelivery(pub Uuid);
+
+/// Replays skipped deliveries, dispatching their executions; the ids replayed.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Vec<Uuid>>")]
+pub(crate) struct ReplayDeliveries(pub Vec<DeliveryReplay>);
 
 /// Sends a notification for people.
 #[derive(Message)]
@@ -1170,6 +1180,24 @@ impl Handler<RecordDeliveryAttempt> for StoreActor {
 
     fn handle(&mut self, m: RecordDeliveryAttempt, _: &mut Self::Context) -> Self::Result {
         self.quiet(move |store| async move { store.record_delivery_attempt(&m.attempt, m.state).await })
+    }
+}
+
+/// Marks the delivery skipped.
+impl Handler<SkipDelivery> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: SkipDelivery, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.skip_delivery(m.0).await })
+    }
+}
+
+/// Replays the deliveries (and dispatches their executions).
+impl Handler<ReplayDeliveries> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Vec<Uuid>>>;
+
+    fn handle(&mut self, m: ReplayDeliveries, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.replay_deliveries(m.0).await })
     }
 }
 

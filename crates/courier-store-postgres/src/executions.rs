@@ -399,16 +399,40 @@ async fn time_out_in(tx: &Transaction<'_>, max: u32) -> Result<Committed<Vec<Can
 const CLEANUP_CHUNK: i64 = 2000;
 
 /// Deletes finished executions older than `older_than` with every row they own
-/// (the webhook deliveries they made and those deliveries' attempts included).
+/// (the webhook deliveries they made and those deliveries' attempts included),
+/// then the deliveries skipped before `older_than` that no execution makes.
 async fn clean_up(store: &PostgresStore, older_than: DateTime<Utc>) -> StoreResult<u64> {
     let mut total = 0;
     loop {
         let n = in_transaction!(store, |tx| clean_up_chunk(tx, older_than))?;
         total += n;
         if n < CLEANUP_CHUNK as u64 {
-            return Ok(total);
+            break;
         }
     }
+    // Deliveries skipped when their event arrived have no execution to be
+    // cleaned up with: they go once as old as the executions cleaned.
+    while in_transaction!(store, |tx| clean_up_skipped_chunk(tx, older_than))? >= CLEANUP_CHUNK as u64 {}
+    Ok(total)
+}
+
+async fn clean_up_skipped_chunk(tx: &Transaction<'_>, older_than: DateTime<Utc>) -> Result<u64> {
+    let row = query_one(
+        tx,
+        "WITH gone AS (
+             DELETE FROM webhook_deliveries WHERE id IN (
+                 SELECT d.id FROM webhook_deliveries d
+                 WHERE d.state = 'skipped' AND d.created_at < $1
+                     AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.id = d.execution_id)
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING id
+         ),
+         attempts_gone AS (DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM gone))
+         SELECT count(*) FROM gone",
+        &[&older_than, &CLEANUP_CHUNK],
+    )
+    .await?;
+    Ok(count(row.try_get(0)?))
 }
 
 async fn clean_up_chunk(tx: &Transaction<'_>, older_than: DateTime<Utc>) -> Result<u64> {

@@ -13,9 +13,10 @@ use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use courier_core::{
-    Committed, DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, NewExecution, StoreError, StoreResult,
-    WebhookRecord, WebhookStore, events_of,
+    Committed, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, NewDelivery, NewExecution, StoreError,
+    StoreResult, WebhookRecord, WebhookStore, events_of,
 };
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
@@ -77,6 +78,23 @@ impl WebhookStore for PostgresStore {
 
     async fn list_delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<DeliveryAttempt>> {
         list_attempts(self, delivery_id).await
+    }
+
+    async fn skip_delivery(&self, id: Uuid) -> StoreResult<bool> {
+        skip(self, id).await
+    }
+
+    async fn list_skipped_deliveries(
+        &self,
+        webhook_id: Uuid,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        list_skipped(self, webhook_id, since, limit).await
+    }
+
+    async fn replay_deliveries(&self, replays: Vec<DeliveryReplay>) -> StoreResult<Committed<Vec<Uuid>>> {
+        in_transaction!(self, |tx| replay_in(tx, &replays))
     }
 }
 
@@ -201,13 +219,26 @@ async fn enqueue_in(tx: &Transaction<'_>, from: i64, to: i64, deliveries: &[NewD
         return Ok(Committed::unchanged(false));
     }
     // The executions go through dispatch's own code path, so that rows and changes
-    // are exactly a dispatch's (idempotency keys included).
-    let executions: Vec<NewExecution> = deliveries.iter().map(|d| d.execution.clone()).collect();
+    // are exactly a dispatch's (idempotency keys included). A skipped delivery
+    // dispatches nothing and keeps the id reserved for it.
+    let executions: Vec<NewExecution> = deliveries
+        .iter()
+        .filter(|d| !d.skipped)
+        .map(|d| d.execution.clone())
+        .collect();
     let mut changes = Vec::new();
-    let dispatched = dispatch::apply(tx, &executions, &mut changes).await?;
-    let execution_ids = dispatched
-        .into_iter()
-        .map(|d| d.map(|d| d.id().0).map_err(Error::Store))
+    let mut dispatched = dispatch::apply(tx, &executions, &mut changes).await?.into_iter();
+    let execution_ids = deliveries
+        .iter()
+        .map(|d| match d.skipped {
+            true => Ok(d.execution.id.0),
+            false => match dispatched.next() {
+                Some(outcome) => outcome.map(|o| o.id().0).map_err(Error::Store),
+                None => Err(Error::Store(StoreError::Backend(
+                    "dispatch answered fewer executions".into(),
+                ))),
+            },
+        })
         .collect::<Result<Vec<Uuid>>>()?;
     insert_deliveries(tx, deliveries, &execution_ids).await?;
     // The event head bump must be the transaction's last statement (see event_log).
@@ -229,23 +260,23 @@ async fn insert_deliveries(tx: &Transaction<'_>, deliveries: &[NewDelivery], exe
     let webhooks: Vec<Uuid> = deliveries.iter().map(|d| d.webhook_id).collect();
     let seqs: Vec<i64> = deliveries.iter().map(|d| d.event_seq).collect();
     let types: Vec<&str> = deliveries.iter().map(|d| d.event_type.as_str()).collect();
+    let states: Vec<&str> = deliveries
+        .iter()
+        .map(|d| match d.skipped {
+            true => DeliveryState::Skipped.as_str(),
+            false => DeliveryState::Pending.as_str(),
+        })
+        .collect();
     let inserted: HashSet<Uuid> = query(
         tx,
         "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, event_type, execution_id, state, attempts,
              created_at, updated_at)
-         SELECT x.id, x.webhook_id, x.event_seq, x.event_type, x.execution_id, $6, 0, now(), now()
-         FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::uuid[])
-             AS x(id, webhook_id, event_seq, event_type, execution_id)
+         SELECT x.id, x.webhook_id, x.event_seq, x.event_type, x.execution_id, x.state, 0, now(), now()
+         FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::uuid[], $6::text[])
+             AS x(id, webhook_id, event_seq, event_type, execution_id, state)
          ON CONFLICT DO NOTHING
          RETURNING id",
-        &[
-            &ids,
-            &webhooks,
-            &seqs,
-            &types,
-            &execution_ids,
-            &DeliveryState::Pending.as_str(),
-        ],
+        &[&ids, &webhooks, &seqs, &types, &execution_ids, &states],
     )
     .await?
     .iter()
@@ -330,4 +361,86 @@ async fn list_attempts(store: &PostgresStore, delivery: Uuid) -> StoreResult<Vec
     let sql = format!("SELECT {ATTEMPT_COLUMNS} FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt");
     let rows = query(&client, &sql, &[&delivery]).await?;
     Ok(rows.iter().map(rows::attempt).collect::<Result<_>>()?)
+}
+
+/// Marks a pending delivery skipped; whether it was pending.
+async fn skip(store: &PostgresStore, id: Uuid) -> StoreResult<bool> {
+    let client = store.client().await?;
+    let n = execute(
+        &client,
+        "UPDATE webhook_deliveries SET state = $2, updated_at = now() WHERE id = $1 AND state = $3",
+        &[&id, &DeliveryState::Skipped.as_str(), &DeliveryState::Pending.as_str()],
+    )
+    .await?;
+    Ok(n > 0)
+}
+
+/// A webhook's skipped deliveries recorded at or after `since`, oldest first.
+async fn list_skipped(
+    store: &PostgresStore,
+    webhook: Uuid,
+    since: Option<DateTime<Utc>>,
+    max: u32,
+) -> StoreResult<Vec<DeliveryRecord>> {
+    let client = store.client().await?;
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries
+         WHERE webhook_id = $1 AND state = $2 AND ($3::timestamptz IS NULL OR created_at >= $3)
+         ORDER BY created_at, id LIMIT $4"
+    );
+    let rows = query(
+        &client,
+        &sql,
+        &[&webhook, &DeliveryState::Skipped.as_str(), &since, &limit(max)],
+    )
+    .await?;
+    Ok(rows.iter().map(rows::delivery).collect::<Result<_>>()?)
+}
+
+/// Sets each still-skipped delivery pending with its replay's execution and
+/// dispatches those executions, in one transaction; the ids replayed.
+async fn replay_in(tx: &Transaction<'_>, replays: &[DeliveryReplay]) -> Result<Committed<Vec<Uuid>>> {
+    if replays.is_empty() {
+        return Ok(Committed::unchanged(Vec::new()));
+    }
+    let ids: Vec<Uuid> = replays.iter().map(|r| r.delivery_id).collect();
+    let executions: Vec<Uuid> = replays.iter().map(|r| r.execution.id.0).collect();
+    // The state test is the fence: a racing replay waits on the row lock, then
+    // finds the delivery pending and dispatches nothing.
+    let replayed: HashSet<Uuid> = query(
+        tx,
+        "UPDATE webhook_deliveries d SET state = $3, execution_id = x.execution_id, updated_at = now()
+         FROM unnest($1::uuid[], $2::uuid[]) AS x(id, execution_id)
+         WHERE d.id = x.id AND d.state = $4
+         RETURNING d.id",
+        &[
+            &ids,
+            &executions,
+            &DeliveryState::Pending.as_str(),
+            &DeliveryState::Skipped.as_str(),
+        ],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<std::result::Result<_, _>>()?;
+    let chosen: Vec<&DeliveryReplay> = replays.iter().filter(|r| replayed.contains(&r.delivery_id)).collect();
+    let to_dispatch: Vec<NewExecution> = chosen.iter().map(|r| r.execution.clone()).collect();
+    let mut changes = Vec::new();
+    let dispatched = dispatch::apply(tx, &to_dispatch, &mut changes).await?;
+    for (r, outcome) in chosen.iter().zip(dispatched) {
+        let id = outcome.map_err(Error::Store)?.id();
+        if id != r.execution.id {
+            // An idempotency key named another execution: the delivery is made by that one.
+            execute(
+                tx,
+                "UPDATE webhook_deliveries SET execution_id = $2 WHERE id = $1",
+                &[&r.delivery_id, &id.0],
+            )
+            .await?;
+        }
+    }
+    // The event head bump must be the transaction's last statement (see event_log).
+    event_log::append(tx, &events_of(&changes)).await?;
+    Ok(Committed::new(chosen.iter().map(|r| r.delivery_id).collect(), changes))
 }

@@ -26,7 +26,8 @@ const EXECUTION_TABLES: &[&str] = &[
 ];
 
 /// Deletes terminal executions finished before `older_than`, with all their rows
-/// (the webhook deliveries they made and those deliveries' attempts included).
+/// (the webhook deliveries they made and those deliveries' attempts included),
+/// and the deliveries skipped before `older_than` that no execution makes.
 pub(crate) fn cleanup_executions(conn: &Connection, older_than: i64) -> Result<u64> {
     let ids: Vec<ExecutionId> = conn
         .prepare_cached(
@@ -40,6 +41,19 @@ pub(crate) fn cleanup_executions(conn: &Connection, older_than: i64) -> Result<u
             conn.prepare_cached(sql)?.execute([id.0.as_bytes()])?;
         }
     }
+    // Deliveries skipped when their event arrived have no execution to be
+    // cleaned up with: they go once as old as the executions cleaned.
+    conn.prepare_cached(
+        "DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT d.id FROM webhook_deliveries d \
+         WHERE d.state = 'skipped' AND d.created_at < ?1 \
+         AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.id = d.execution_id))",
+    )?
+    .execute([older_than])?;
+    conn.prepare_cached(
+        "DELETE FROM webhook_deliveries WHERE state = 'skipped' AND created_at < ?1 \
+         AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.id = webhook_deliveries.execution_id)",
+    )?
+    .execute([older_than])?;
     Ok(ids.len() as u64)
 }
 

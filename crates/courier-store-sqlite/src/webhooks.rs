@@ -3,9 +3,10 @@
 //! [`WebhookStore`] is implemented here.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use courier_core::{
-    Change, Committed, DeliveryAttempt, DeliveryRecord, DeliveryState, ExecutionId, NewDelivery, StoreError,
-    StoreResult, TaskId, WebhookRecord, WebhookStore,
+    Change, Committed, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, ExecutionId, NewDelivery,
+    StoreError, StoreResult, TaskId, WebhookRecord, WebhookStore,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
@@ -73,6 +74,27 @@ impl WebhookStore for SqliteStore {
 
     async fn list_delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<DeliveryAttempt>> {
         self.read(move |conn, _| list_attempts(conn, delivery_id)).await
+    }
+
+    async fn skip_delivery(&self, id: Uuid) -> StoreResult<bool> {
+        self.write(move |conn, now| skip(conn, now, id)).await
+    }
+
+    async fn list_skipped_deliveries(
+        &self,
+        webhook_id: Uuid,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        let since = since.map_or(i64::MIN, micros);
+        self.read(move |conn, _| list_skipped(conn, webhook_id, since, limit))
+            .await
+    }
+
+    async fn replay_deliveries(&self, replays: Vec<DeliveryReplay>) -> StoreResult<Committed<Vec<Uuid>>> {
+        // Isolated: a refused dispatch must undo the deliveries set pending before it.
+        self.write_changes_isolated(move |conn, now, changes| replay(conn, now, &replays, changes))
+            .await
     }
 }
 
@@ -236,8 +258,16 @@ fn enqueue(
     }
     for d in deliveries {
         // An idempotency key that names an existing execution makes that one the
-        // delivery's, as dispatch would answer.
-        let execution = dispatch::dispatch(conn, now, &d.execution, changes)?.id();
+        // delivery's, as dispatch would answer. A skipped delivery keeps the id
+        // reserved for it and dispatches nothing.
+        let (execution, state) = if d.skipped {
+            (d.execution.id, DeliveryState::Skipped)
+        } else {
+            (
+                dispatch::dispatch(conn, now, &d.execution, changes)?.id(),
+                DeliveryState::Pending,
+            )
+        };
         conn.prepare_cached(
             "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, event_type, execution_id, state, attempts, \
              last_status, last_error, created_at, updated_at) \
@@ -249,12 +279,76 @@ fn enqueue(
             d.event_seq,
             d.event_type.as_str(),
             execution.0.as_bytes(),
-            DeliveryState::Pending.as_str(),
+            state.as_str(),
             now,
         ])
         .map_err(conflict_on(d.id, "webhook delivery"))?;
     }
     Ok(true)
+}
+
+/// Marks a pending delivery skipped; whether it was pending.
+fn skip(conn: &Connection, now: i64, id: Uuid) -> Result<bool> {
+    let n = conn
+        .prepare_cached("UPDATE webhook_deliveries SET state = ?2, updated_at = ?3 WHERE id = ?1 AND state = ?4")?
+        .execute(params![
+            id.as_bytes(),
+            DeliveryState::Skipped.as_str(),
+            now,
+            DeliveryState::Pending.as_str()
+        ])?;
+    Ok(n > 0)
+}
+
+/// A webhook's skipped deliveries recorded at or after `since`, oldest first.
+fn list_skipped(conn: &Connection, webhook: Uuid, since: i64, max: u32) -> Result<Vec<DeliveryRecord>> {
+    let mut stmt = conn.prepare_cached(concat!(
+        "SELECT ",
+        delivery_columns!(),
+        " FROM webhook_deliveries WHERE webhook_id = ?1 AND state = ?2 AND created_at >= ?3 \
+         ORDER BY created_at, id LIMIT ?4"
+    ))?;
+    let rows = stmt.query_map(
+        (webhook.as_bytes(), DeliveryState::Skipped.as_str(), since, limit(max)),
+        delivery_at,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Sets each still-skipped delivery pending with its replay's execution and
+/// dispatches that execution; the ids replayed.
+///
+/// Runs as an isolated writer job: a refused dispatch (a taken execution id)
+/// must undo the deliveries set pending before it.
+fn replay(conn: &Connection, now: i64, replays: &[DeliveryReplay], changes: &mut Vec<Change>) -> Result<Vec<Uuid>> {
+    let mut replayed = Vec::with_capacity(replays.len());
+    for r in replays {
+        // The state test is the fence: a second replay of the same delivery
+        // finds it pending and dispatches nothing.
+        let n = conn
+            .prepare_cached(
+                "UPDATE webhook_deliveries SET state = ?2, execution_id = ?3, updated_at = ?4 \
+                 WHERE id = ?1 AND state = ?5",
+            )?
+            .execute(params![
+                r.delivery_id.as_bytes(),
+                DeliveryState::Pending.as_str(),
+                r.execution.id.0.as_bytes(),
+                now,
+                DeliveryState::Skipped.as_str(),
+            ])?;
+        if n == 0 {
+            continue;
+        }
+        let execution = dispatch::dispatch(conn, now, &r.execution, changes)?.id();
+        if execution != r.execution.id {
+            // An idempotency key named another execution: the delivery is made by that one.
+            conn.prepare_cached("UPDATE webhook_deliveries SET execution_id = ?2 WHERE id = ?1")?
+                .execute(params![r.delivery_id.as_bytes(), execution.0.as_bytes()])?;
+        }
+        replayed.push(r.delivery_id);
+    }
+    Ok(replayed)
 }
 
 /// Records an attempt (replacing one with the same number) and updates its

@@ -3,7 +3,8 @@
 //! It is a durable task like any other, so its retries (on the webhook
 //! schedule, honouring `Retry-After`), dead letter and replay are the runtime's.
 //! Each attempt is recorded (status, latency, the start of the response); a
-//! `410 Gone` disables the webhook and stops retrying. An attempt whose
+//! `410 Gone` disables the webhook and stops retrying. A delivery whose webhook
+//! is disabled when its attempt comes up is marked skipped, not failed. An attempt whose
 //! destination is not a global address (see [`crate::destination`]) fails
 //! without retrying: the address is a setting to fix, after which the dead
 //! letter can be replayed.
@@ -128,14 +129,14 @@ pub(crate) async fn deliver(
         return Ok(json!({"skipped": "webhook deleted"}));
     };
     if !webhook.enabled {
-        return Err(TaskError::non_retryable(
-            "webhook_disabled",
-            format!(
-                "webhook {} is disabled: {}",
-                webhook.id,
-                webhook.disabled_reason.unwrap_or_default()
-            ),
-        ));
+        // Disabled since the delivery was enqueued: recorded as skipped, like the
+        // events that arrive while it is disabled, and replayed with them.
+        courier
+            .skip_delivery(delivery.id)
+            .await
+            .map_err(|e| TaskError::new("store", e.to_string()))?;
+        metrics::counter!(metric::WEBHOOK_DELIVERIES_SKIPPED).increment(1);
+        return Ok(json!({"skipped": "webhook disabled"}));
     }
     let event = store
         .read_events(&courier_core::EventFilter::after(delivery.event_seq - 1).limit(1))
@@ -234,6 +235,7 @@ pub(crate) async fn deliver(
             DeliveryState::Delivered => "delivered",
             DeliveryState::Failed => "failed",
             DeliveryState::Pending => "retrying",
+            DeliveryState::Skipped => "skipped",
         }
     )
     .increment(1);

@@ -2,7 +2,8 @@
 //!
 //! It follows the event log from the webhook cursor kept in the store. Each
 //! round it reads a page of events after the cursor, matches them against the
-//! enabled webhooks, and enqueues a delivery (a durable execution) per match,
+//! webhooks, and enqueues a delivery (a durable execution) per match (a
+//! disabled webhook's matches are recorded as skipped deliveries instead),
 //! moving the cursor in the same transaction with a compare-and-set: if another
 //! node got there first nothing is written, so every event reaches every webhook
 //! once however many nodes run a dispatcher. Only the holder of the
@@ -81,9 +82,11 @@ async fn enqueue_round(courier: &Courier, options: &WebhookOptions) -> Result<bo
     let webhooks = store.list_webhooks(0, 0).await?;
     let mut deliveries = Vec::new();
     for event in &events {
+        // A disabled webhook's events are still recorded, as skipped deliveries
+        // its owner can replay once it is enabled again.
         for hook in webhooks
             .iter()
-            .filter(|h| h.matches(event) && event.timestamp >= h.created_at)
+            .filter(|h| h.subscribes_to(event) && event.timestamp >= h.created_at)
         {
             let id = Uuid::now_v7();
             let mut execution = NewExecution::new(spec(options, id));
@@ -94,12 +97,15 @@ async fn enqueue_round(courier: &Courier, options: &WebhookOptions) -> Result<bo
                 event_seq: event.seq,
                 event_type: event.event_type,
                 execution,
+                skipped: !hook.enabled,
             });
         }
     }
-    let count = deliveries.len();
+    let skipped = deliveries.iter().filter(|d| d.skipped).count();
+    let count = deliveries.len() - skipped;
     if courier.enqueue_deliveries(from, to, deliveries).await? {
         metrics::counter!(metric::WEBHOOK_DELIVERIES).increment(count as u64);
+        metrics::counter!(metric::WEBHOOK_DELIVERIES_SKIPPED).increment(skipped as u64);
         Ok(events.len() as u32 == PAGE)
     } else {
         // Another node moved the cursor: look again from where it left it.

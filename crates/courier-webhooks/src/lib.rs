@@ -41,7 +41,7 @@ use courier_runtime::{Courier, CourierBuilder};
 
 pub use deliver::{DELIVER, DeliverArgs};
 pub use options::WebhookOptions;
-pub use registration::{DeliveryView, NewWebhook, WebhookError, Webhooks};
+pub use registration::{DeliveryView, NewWebhook, ReplayedDeliveries, WebhookError, Webhooks};
 
 /// Registers the delivery activity on `builder` and, once the node starts,
 /// starts its webhook dispatcher (which acts on one node of the cluster at a time).

@@ -3,13 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use courier_core::{DeliveryAttempt, DeliveryRecord, EventType, ExecutionId, StoreError, TaskId, WebhookRecord};
+use chrono::{DateTime, Utc};
+use courier_core::{
+    DeliveryAttempt, DeliveryRecord, DeliveryReplay, EventType, ExecutionId, NewExecution, StoreError, TaskId,
+    WebhookRecord,
+};
 use courier_runtime::{Courier, RuntimeError};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::destination::{self, AllowList};
+use crate::destination;
 use crate::options::WebhookOptions;
 use crate::signing;
 
@@ -17,6 +21,10 @@ use crate::signing;
 const MAX_URL: usize = 2048;
 /// Longest header value accepted.
 const MAX_HEADER_VALUE: usize = 4096;
+/// Skipped deliveries replayed per store write.
+const REPLAY_PAGE: u32 = 500;
+/// Most skipped deliveries one replay call makes; the answer says if more wait.
+const MAX_REPLAY: usize = 10_000;
 
 /// Headers a registration may not set: they frame the request (a receiver
 /// or a proxy in between would read a different message than was signed) or
@@ -97,6 +105,18 @@ pub struct DeliveryView {
     pub attempt_log: Vec<DeliveryAttempt>,
 }
 
+/// What [`Webhooks::replay_skipped`] did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ReplayedDeliveries))]
+pub struct ReplayedDeliveries {
+    /// The deliveries replayed, oldest first: each is pending again, made by a
+    /// new execution.
+    pub replayed: Vec<Uuid>,
+    /// More skipped deliveries wait than one call replays (10,000): call again.
+    pub more: bool,
+}
+
 /// Why a webhook call failed.
 #[derive(Debug, Error)]
 pub enum WebhookError {
@@ -119,6 +139,9 @@ pub enum WebhookError {
         /// The setting's value.
         limit: u32,
     },
+    /// The webhook is disabled, so what was asked (a replay) would only be skipped again.
+    #[error("webhook {0} is disabled; enable it first")]
+    Disabled(Uuid),
     /// The runtime (store) failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -147,8 +170,7 @@ fn valid_header_name(name: &str) -> bool {
 #[derive(Clone)]
 pub struct Webhooks {
     courier: Courier,
-    allow_private: AllowList,
-    max_endpoints: u32,
+    options: WebhookOptions,
 }
 
 impl Webhooks {
@@ -161,11 +183,7 @@ impl Webhooks {
     /// The webhooks of `courier`'s cluster, registered under `options`'
     /// destination allow-list and endpoint cap.
     pub fn with_options(courier: Courier, options: WebhookOptions) -> Self {
-        Webhooks {
-            courier,
-            allow_private: options.allow_private,
-            max_endpoints: options.max_endpoints,
-        }
+        Webhooks { courier, options }
     }
 
     /// Checks and registers a webhook. The answer is the only time its secret is
@@ -186,7 +204,7 @@ impl Webhooks {
             ));
         }
         if let Some(ip) = destination::literal_host(&url) {
-            destination::check(url.host_str().unwrap_or_default(), ip, &self.allow_private)
+            destination::check(url.host_str().unwrap_or_default(), ip, &self.options.allow_private)
                 .map_err(|e| invalid("url", "the url's host is not a global address", e.to_string()))?;
         }
         for (name, value) in &new.headers {
@@ -202,9 +220,9 @@ impl Webhooks {
             }
         }
         let registered = self.courier.store().list_webhooks(0, 0).await?.len();
-        if registered >= self.max_endpoints as usize {
+        if registered >= self.options.max_endpoints as usize {
             return Err(WebhookError::TooMany {
-                limit: self.max_endpoints,
+                limit: self.options.max_endpoints,
             });
         }
         let now = self.courier.store().now().await?;
@@ -257,6 +275,53 @@ impl Webhooks {
             return Err(WebhookError::NotFound(id));
         }
         self.get(id).await
+    }
+
+    /// Replays the deliveries skipped while the webhook was disabled (those
+    /// recorded at or after `since`, if given), oldest first: each becomes
+    /// pending again, made by a new execution. A delivery is replayed once
+    /// however many callers race. Refused while the webhook is disabled.
+    pub async fn replay_skipped(
+        &self,
+        id: Uuid,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<ReplayedDeliveries, WebhookError> {
+        let hook = self.get(id).await?;
+        if !hook.enabled {
+            return Err(WebhookError::Disabled(id));
+        }
+        let mut report = ReplayedDeliveries::default();
+        // Bounded even if racing callers keep taking every page from under us.
+        for _ in 0..2 * MAX_REPLAY / REPLAY_PAGE as usize {
+            let page = self
+                .courier
+                .store()
+                .list_skipped_deliveries(id, since, REPLAY_PAGE)
+                .await?;
+            if page.is_empty() {
+                return Ok(report);
+            }
+            if report.replayed.len() >= MAX_REPLAY {
+                report.more = true;
+                return Ok(report);
+            }
+            let replays = page
+                .iter()
+                .map(|d| DeliveryReplay {
+                    delivery_id: d.id,
+                    execution: NewExecution::new(crate::deliver::spec(&self.options, d.id)),
+                })
+                .collect();
+            let replayed = self.courier.replay_deliveries(replays).await?;
+            if replayed.is_empty() {
+                // Every one of them was replayed by a racing caller meanwhile;
+                // the next page is theirs too, or empty.
+                continue;
+            }
+            report.replayed.extend(replayed);
+        }
+        report.more = true;
+        Ok(report)
     }
 
     /// A webhook's deliveries, newest first, each with its attempts.

@@ -80,10 +80,18 @@ pub enum WebhooksCommand {
         /// The webhook's id.
         id: String,
     },
-    /// Disables a webhook (no deliveries until enabled).
+    /// Disables a webhook (its events are recorded as skipped deliveries until enabled).
     Disable {
         /// The webhook's id.
         id: String,
+    },
+    /// Replays the deliveries skipped while a webhook was disabled (enable it first).
+    Replay {
+        /// The webhook's id.
+        id: String,
+        /// Only those recorded at or after this instant (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<DateTime<Utc>>,
     },
 }
 
@@ -190,7 +198,31 @@ pub async fn run(args: WebhooksArgs) -> ClientResult<()> {
         WebhooksCommand::Deliveries { id, limit, offset } => deliveries(&client, &id, limit, offset).await,
         WebhooksCommand::Enable { id } => set_enabled(&client, &id, true).await,
         WebhooksCommand::Disable { id } => set_enabled(&client, &id, false).await,
+        WebhooksCommand::Replay { id, since } => replay(&client, &id, since).await,
     }
+}
+
+/// `POST /v1/webhooks/{id}/replay` answer.
+#[derive(Debug, Deserialize)]
+struct Replayed {
+    replayed: Vec<uuid::Uuid>,
+    more: bool,
+}
+
+async fn replay(client: &Client, id: &str, since: Option<DateTime<Utc>>) -> ClientResult<()> {
+    check_id("webhook", id)?;
+    let body = since.map(|since| json!({ "since": since }));
+    let answer = client.post(&["v1", "webhooks", id, "replay"], body.as_ref()).await?;
+    if client.json {
+        print_json(&answer);
+        return Ok(());
+    }
+    let report: Replayed = decode(answer)?;
+    println!("replayed {} skipped deliveries of webhook {id}", report.replayed.len());
+    if report.more {
+        println!("(more are waiting: run it again)");
+    }
+    Ok(())
 }
 
 async fn create(

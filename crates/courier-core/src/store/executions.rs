@@ -36,7 +36,8 @@ pub trait ExecutionStore: Send + Sync {
 
     /// Deletes terminal executions finished before `older_than`, with all their
     /// rows (tasks, signals, progress, counters, state values, dead letters,
-    /// events, and the webhook deliveries they made, with their attempts).
+    /// events, and the webhook deliveries they made, with their attempts), and
+    /// the webhook deliveries skipped before `older_than` that no execution makes.
     /// Unfinished executions are kept however old. Returns how many executions
     /// were deleted.
     async fn cleanup_executions(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;

@@ -1,11 +1,12 @@
 //! Webhook registrations, the deliveries made for them, and their attempts.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::change::Committed;
 use crate::error::StoreResult;
-use crate::webhook::{DeliveryAttempt, DeliveryRecord, DeliveryState, NewDelivery, WebhookRecord};
+use crate::webhook::{DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, NewDelivery, WebhookRecord};
 
 /// Webhooks: registrations, the dispatcher's cursor, deliveries and attempts.
 #[async_trait]
@@ -31,7 +32,8 @@ pub trait WebhookStore: Send + Sync {
 
     /// Atomically, if the cursor still equals `from`: creates each delivery and
     /// its execution (exactly as a dispatch would, changes included) and moves the
-    /// cursor to `to`. Answers false, writing nothing, if the cursor moved (another
+    /// cursor to `to`. A delivery marked `skipped` is recorded as
+    /// [`DeliveryState::Skipped`] and its execution is not dispatched. Answers false, writing nothing, if the cursor moved (another
     /// node enqueued these events), so each event is delivered once per webhook
     /// however many nodes race.
     async fn enqueue_deliveries(
@@ -54,4 +56,25 @@ pub trait WebhookStore: Send + Sync {
 
     /// A delivery's attempts, oldest first.
     async fn list_delivery_attempts(&self, delivery_id: Uuid) -> StoreResult<Vec<DeliveryAttempt>>;
+
+    /// Marks a pending delivery skipped (its webhook was disabled by the time its
+    /// attempt came up); whether it was pending.
+    async fn skip_delivery(&self, id: Uuid) -> StoreResult<bool>;
+
+    /// A webhook's skipped deliveries recorded at or after `since`, oldest first,
+    /// at most `limit` (0: all).
+    async fn list_skipped_deliveries(
+        &self,
+        webhook_id: Uuid,
+        since: Option<DateTime<Utc>>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeliveryRecord>>;
+
+    /// Atomically, for each replay whose delivery is still skipped: sets the
+    /// delivery pending, made by the replay's execution, and dispatches that
+    /// execution (exactly as a dispatch would, changes included). A delivery that
+    /// is no longer skipped (replayed meanwhile by another caller) or unknown is
+    /// left alone, so each skipped delivery is replayed once. The ids replayed,
+    /// in the order given.
+    async fn replay_deliveries(&self, replays: Vec<DeliveryReplay>) -> StoreResult<Committed<Vec<Uuid>>>;
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use courier_core::{
-    AttemptEnd, Change, Completion, EventType, ExecutionState, LeaseLost, NewDelivery, NewExecution, Outcome, Progress,
-    Requeue, TaskError, TaskId, TaskKind, TaskSpec, TaskState,
+    AttemptEnd, Change, Completion, DeliveryReplay, EventType, ExecutionState, LeaseLost, NewDelivery, NewExecution,
+    Outcome, Progress, Requeue, TaskError, TaskId, TaskKind, TaskSpec, TaskState,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -211,14 +211,37 @@ pub async fn every_write_reports_exactly_the_changes_it_logged(store: DynStore) 
         event_seq: 1,
         event_type: EventType::ExecutionCreated,
         execution: NewExecution::new(activity("deliver")),
+        skipped: false,
+    };
+    // A skipped one dispatches nothing until it is replayed.
+    let skipped = NewDelivery {
+        id: Uuid::new_v4(),
+        execution: NewExecution::new(activity("deliver")),
+        skipped: true,
+        ..delivery.clone()
     };
     let cursor = store.webhook_cursor().await.unwrap();
     let (moved, changes) = logged!(
         store,
         "enqueue deliveries",
-        store.enqueue_deliveries(cursor, cursor + 1, vec![delivery])
+        store.enqueue_deliveries(cursor, cursor + 1, vec![delivery, skipped.clone()])
     );
     assert!(moved);
+    assert!(matches!(changes[0], Change::ExecutionCreated { .. }));
+    assert_eq!(
+        changes
+            .iter()
+            .filter(|c| matches!(c, Change::ExecutionCreated { .. }))
+            .count(),
+        1
+    );
+
+    let replay = DeliveryReplay {
+        delivery_id: skipped.id,
+        execution: NewExecution::new(activity("deliver")),
+    };
+    let (replayed, changes) = logged!(store, "replay deliveries", store.replay_deliveries(vec![replay]));
+    assert_eq!(replayed, vec![skipped.id]);
     assert!(matches!(changes[0], Change::ExecutionCreated { .. }));
 }
 

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use courier_core::{
-    DeliveryAttempt, DeliveryRecord, DeliveryState, EventType, ExecutionId, ExecutionState, NewDelivery, NewExecution,
-    StoreError, TaskId, TaskState, WebhookRecord,
+    DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, EventType, ExecutionId, ExecutionState,
+    NewDelivery, NewExecution, StoreError, TaskId, TaskState, WebhookRecord,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -57,6 +57,15 @@ fn delivery(webhook: Uuid, seq: i64, function: &str) -> NewDelivery {
         webhook_id: webhook,
         event_seq: seq,
         event_type: EventType::ExecutionCompleted,
+        execution: NewExecution::new(activity(function)),
+        skipped: false,
+    }
+}
+
+/// The replay of `delivery` by a new execution of `function`.
+fn replay(delivery: Uuid, function: &str) -> DeliveryReplay {
+    DeliveryReplay {
+        delivery_id: delivery,
         execution: NewExecution::new(activity(function)),
     }
 }
@@ -548,4 +557,218 @@ pub async fn cleanup_deletes_the_deliveries_of_cleaned_executions(store: DynStor
             .collect::<Vec<_>>(),
         vec![open.id]
     );
+}
+
+/// A skipped delivery is recorded with the execution id reserved for it and
+/// dispatches nothing; a pending one can be skipped later (only while pending).
+/// Skipped deliveries list oldest first, from `since`, up to `limit`.
+pub async fn skipped_deliveries_dispatch_nothing_and_list_oldest_first(store: DynStore) {
+    let hook = registered(&store).await;
+    let other = registered(&store).await;
+    let first = NewDelivery {
+        skipped: true,
+        ..delivery(hook, 1, "deliver-skipped")
+    };
+    let elsewhere = NewDelivery {
+        skipped: true,
+        ..delivery(other, 1, "deliver-elsewhere")
+    };
+    let before = store.last_event_seq().await.unwrap();
+    assert!(
+        store
+            .enqueue_deliveries(0, 1, vec![first.clone(), elsewhere.clone()])
+            .await
+            .unwrap()
+            .value
+    );
+    assert_eq!(store.last_event_seq().await.unwrap(), before, "nothing dispatched");
+    let got = delivery_record(&store, first.id).await;
+    assert_eq!((got.state, got.attempts), (DeliveryState::Skipped, 0));
+    assert_eq!(got.execution_id, first.execution.id);
+    assert_eq!(store.get_execution(first.execution.id).await.unwrap(), None);
+
+    sleep_ms(20).await;
+    let between = store.now().await.unwrap();
+    sleep_ms(20).await;
+    let pending = delivery(hook, 2, "deliver-pending");
+    assert!(
+        store
+            .enqueue_deliveries(1, 2, vec![pending.clone()])
+            .await
+            .unwrap()
+            .value
+    );
+    assert!(store.get_execution(pending.execution.id).await.unwrap().is_some());
+
+    let ids = |list: Vec<DeliveryRecord>| list.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_skipped_deliveries(hook, None, 0).await.unwrap()),
+        vec![first.id]
+    );
+    // The pending one is skipped when its attempt comes up: once, only while pending.
+    assert!(store.skip_delivery(pending.id).await.unwrap());
+    assert!(!store.skip_delivery(pending.id).await.unwrap());
+    assert!(!store.skip_delivery(Uuid::new_v4()).await.unwrap());
+    let delivered = delivery(hook, 3, "deliver-delivered");
+    assert!(
+        store
+            .enqueue_deliveries(2, 3, vec![delivered.clone()])
+            .await
+            .unwrap()
+            .value
+    );
+    store
+        .record_delivery_attempt(&attempt(delivered.id, 1, Some(204), None), DeliveryState::Delivered)
+        .await
+        .unwrap();
+    assert!(!store.skip_delivery(delivered.id).await.unwrap());
+    assert_eq!(
+        delivery_record(&store, delivered.id).await.state,
+        DeliveryState::Delivered
+    );
+
+    // Oldest (by when recorded) first, from `since`, up to `limit`.
+    assert_eq!(
+        ids(store.list_skipped_deliveries(hook, None, 0).await.unwrap()),
+        vec![first.id, pending.id]
+    );
+    assert_eq!(
+        ids(store.list_skipped_deliveries(hook, None, 1).await.unwrap()),
+        vec![first.id]
+    );
+    assert_eq!(
+        ids(store.list_skipped_deliveries(hook, Some(between), 0).await.unwrap()),
+        vec![pending.id]
+    );
+    assert_eq!(
+        ids(store.list_skipped_deliveries(other, None, 0).await.unwrap()),
+        vec![elsewhere.id]
+    );
+    assert!(
+        store
+            .list_skipped_deliveries(Uuid::new_v4(), None, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Replaying a skipped delivery sets it pending, made by the replay's execution,
+/// which is dispatched and claimable; a delivery that is not skipped (replayed
+/// already, pending, unknown) is left alone, so each is replayed once.
+pub async fn replaying_a_skipped_delivery_dispatches_it_once(store: DynStore) {
+    let hook = registered(&store).await;
+    let skipped = NewDelivery {
+        skipped: true,
+        ..delivery(hook, 1, "deliver-replayed")
+    };
+    let pending = delivery(hook, 2, "deliver-pending");
+    assert!(
+        store
+            .enqueue_deliveries(0, 2, vec![skipped.clone(), pending.clone()])
+            .await
+            .unwrap()
+            .value
+    );
+    let again = replay(skipped.id, "deliver-replayed");
+    let untouched = replay(pending.id, "deliver-not-replayed");
+    let unknown = replay(Uuid::new_v4(), "deliver-unknown");
+    let committed = store
+        .replay_deliveries(vec![unknown.clone(), again.clone(), untouched.clone()])
+        .await
+        .unwrap();
+    assert_eq!(committed.value, vec![skipped.id]);
+
+    let got = delivery_record(&store, skipped.id).await;
+    assert_eq!(
+        (got.state, got.execution_id),
+        (DeliveryState::Pending, again.execution.id)
+    );
+    let e = execution(&store, again.execution.id).await;
+    assert_eq!(
+        (e.state, e.function.as_str()),
+        (ExecutionState::Pending, "deliver-replayed")
+    );
+    let claimed = claim_one(&store, &claim_any("w", 1).functions(["deliver-replayed"])).await;
+    assert_eq!(claimed.task.execution_id, again.execution.id);
+    // Nothing else was dispatched or changed.
+    assert_eq!(store.get_execution(untouched.execution.id).await.unwrap(), None);
+    assert_eq!(store.get_execution(unknown.execution.id).await.unwrap(), None);
+    assert_eq!(
+        delivery_record(&store, pending.id).await.execution_id,
+        pending.execution.id
+    );
+
+    // A second replay (a racing caller's) finds it pending and does nothing.
+    let late = replay(skipped.id, "deliver-replayed");
+    assert!(
+        store
+            .replay_deliveries(vec![late.clone()])
+            .await
+            .unwrap()
+            .value
+            .is_empty()
+    );
+    assert_eq!(store.get_execution(late.execution.id).await.unwrap(), None);
+    assert!(store.replay_deliveries(Vec::new()).await.unwrap().value.is_empty());
+}
+
+/// Racing replays of the same skipped deliveries dispatch each once.
+pub async fn racing_replays_replay_each_delivery_once(store: DynStore) {
+    let hook = registered(&store).await;
+    let batch: Vec<NewDelivery> = (1..=20)
+        .map(|seq| NewDelivery {
+            skipped: true,
+            ..delivery(hook, seq, "deliver-raced")
+        })
+        .collect();
+    assert!(store.enqueue_deliveries(0, 20, batch.clone()).await.unwrap().value);
+    let racers = (0..4).map(|_| {
+        let store = store.clone();
+        let replays: Vec<DeliveryReplay> = batch.iter().map(|d| replay(d.id, "deliver-raced")).collect();
+        tokio::spawn(async move { store.replay_deliveries(replays).await.unwrap().value })
+    });
+    let mut replayed: Vec<Uuid> = Vec::new();
+    for racer in racers {
+        replayed.extend(racer.await.unwrap());
+    }
+    replayed.sort();
+    let mut expected: Vec<Uuid> = batch.iter().map(|d| d.id).collect();
+    expected.sort();
+    assert_eq!(replayed, expected, "each delivery replayed by exactly one racer");
+    let claimed = claim(&store, &claim_any("w", 50).functions(["deliver-raced"])).await;
+    assert_eq!(claimed.len(), 20, "one execution per delivery");
+}
+
+/// Cleanup deletes skipped deliveries that no execution makes once they are
+/// older than the cutoff, and keeps younger ones and those an execution makes.
+pub async fn cleanup_deletes_old_skipped_deliveries(store: DynStore) {
+    let hook = registered(&store).await;
+    let old = NewDelivery {
+        skipped: true,
+        ..delivery(hook, 1, "deliver-old")
+    };
+    let running = delivery(hook, 2, "deliver-running");
+    assert!(
+        store
+            .enqueue_deliveries(0, 2, vec![old.clone(), running.clone()])
+            .await
+            .unwrap()
+            .value
+    );
+    // Skipped at attempt time: its (unfinished) execution keeps it.
+    assert!(store.skip_delivery(running.id).await.unwrap());
+    sleep_ms(50).await;
+    let cutoff = store.now().await.unwrap();
+    sleep_ms(50).await;
+    let young = NewDelivery {
+        skipped: true,
+        ..delivery(hook, 3, "deliver-young")
+    };
+    assert!(store.enqueue_deliveries(2, 3, vec![young.clone()]).await.unwrap().value);
+
+    assert_eq!(store.cleanup_executions(cutoff).await.unwrap(), 0);
+    assert_eq!(store.get_delivery(old.id).await.unwrap(), None);
+    assert_eq!(delivery_record(&store, running.id).await.state, DeliveryState::Skipped);
+    assert_eq!(delivery_record(&store, young.id).await.state, DeliveryState::Skipped);
 }
