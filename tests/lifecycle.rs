@@ -1,6 +1,7 @@
 //! A real `courier serve` process's lifecycle: how it stops on SIGTERM (a
 //! drain period with `/readyz` at 503, long-polls answered rather than
-//! dropped) and how closely a claim long-poll keeps to its `wait`.
+//! dropped), how closely a claim long-poll keeps to its `wait`, and how it
+//! keeps answering when file descriptors run short.
 
 mod support;
 
@@ -153,4 +154,87 @@ async fn a_claim_long_poll_answers_soon_after_its_wait() {
         assert!(took >= Duration::from_secs(2), "answered early: {took:?}");
         assert!(took < Duration::from_millis(2500), "answered late: {took:?}");
     }
+}
+
+/// The status line's code of a stream request on a fresh connection, with the
+/// connection (to hold it open); `None` when nothing answers within 2 s.
+async fn open_stream(addr: &str) -> (Option<u16>, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut io = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    io.write_all(b"GET /v1/events/stream HTTP/1.1\r\nHost: courier\r\n\r\n")
+        .await
+        .expect("send");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(2), async {
+        while !head.ends_with(b"\r\n") && io.read(&mut byte).await.is_ok_and(|n| n == 1) {
+            head.push(byte[0]);
+        }
+    })
+    .await;
+    let status = read
+        .ok()
+        .and_then(|_| String::from_utf8_lossy(&head).split(' ').nth(1)?.parse().ok());
+    (status, io)
+}
+
+/// Descriptors the process holds now.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[actix_rt::test]
+async fn a_descriptor_shortage_refuses_streams_and_keeps_healthz_answering() {
+    let dir = scratch("fd-limit");
+    let vars = vec![(
+        "COURIER_STORE_URL".to_string(),
+        dir.join("courier.db").display().to_string(),
+    )];
+    // 400 descriptors: 272 connections and 208 streams (see courier_http::descriptors).
+    let mut node = Node::spawn_with_fd_limit("fd-limit", &dir, vars, Some(400));
+    node.ready().await;
+    let pid = node.pid().unwrap();
+    let addr = node.url.trim_start_matches("http://").to_string();
+    let idle = descriptors(pid);
+
+    let (mut held, mut refused, mut unanswered) = (Vec::new(), 0, 0);
+    for _ in 0..400 {
+        match open_stream(&addr).await {
+            (Some(200), io) => held.push(io),
+            (Some(503), _) => refused += 1,
+            (other, io) => {
+                unanswered += 1;
+                held.push(io);
+                assert!(other.is_none(), "unexpected status {other:?}");
+            }
+        }
+    }
+    assert_eq!(unanswered, 0, "every stream is answered: opened or refused");
+    assert_eq!((held.len(), refused), (208, 192), "streams past the budget are refused");
+    assert_eq!(status_of(&node.at("/healthz")).await, Some(200));
+    assert_eq!(
+        status_of(&node.at("/v1/queues")).await,
+        Some(200),
+        "the API answers too"
+    );
+
+    // Closed by the client, the streams give their descriptors back at once,
+    // and a burst of short-lived streams holds none.
+    drop(held);
+    for _ in 0..300 {
+        let (status, io) = open_stream(&addr).await;
+        assert_eq!(status, Some(200));
+        drop(io);
+    }
+    let started = Instant::now();
+    while descriptors(pid) > idle + 16 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "descriptors held after the clients left: {} (idle {idle})",
+            descriptors(pid)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status_of(&node.at("/healthz")).await, Some(200));
+    node.terminate();
 }

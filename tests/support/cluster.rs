@@ -121,11 +121,17 @@ pub struct Node {
     env: Vec<(String, String)>,
     log: PathBuf,
     child: Option<Child>,
+    fd_limit: Option<u64>,
 }
 
 impl Node {
     /// Starts a node called `name` with `env` (COURIER_* settings) on a free port.
     pub fn spawn(name: &str, dir: &Path, env: Vec<(String, String)>) -> Node {
+        Node::spawn_with_fd_limit(name, dir, env, None)
+    }
+
+    /// [`Node::spawn`] under `ulimit -n` (soft and hard) of `fd_limit`, if given.
+    pub fn spawn_with_fd_limit(name: &str, dir: &Path, env: Vec<(String, String)>, fd_limit: Option<u64>) -> Node {
         let port = free_port();
         let mut node = Node {
             name: name.to_string(),
@@ -134,9 +140,15 @@ impl Node {
             env,
             log: dir.join(format!("{name}.log")),
             child: None,
+            fd_limit,
         };
         node.start();
         node
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     fn start(&mut self) {
@@ -145,9 +157,22 @@ impl Node {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut command = Command::new(courier_bin());
+        let mut command = match self.fd_limit {
+            // `exec`: the node is the shell's process, so its pid is the child's.
+            Some(limit) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" serve"))
+                    .arg(courier_bin());
+                c
+            }
+            None => {
+                let mut c = Command::new(courier_bin());
+                c.arg("serve");
+                c
+            }
+        };
         command
-            .arg("serve")
             .env_remove("COURIER_CONFIG")
             .env_remove("COURIER_API_TOKENS")
             .env("COURIER_HTTP_ADDR", format!("127.0.0.1:{}", self.port))

@@ -96,7 +96,18 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     if config.worker.enabled {
         builder = builder.worker(config.worker_options());
     }
-    let options = config.http_options();
+    let mut options = config.http_options();
+    let budget = courier_http::descriptors::Budget::for_limit(descriptor_limit(), options.max_streams);
+    if budget.streams < options.max_streams {
+        tracing::warn!(
+            http.max_streams = options.max_streams,
+            streams = budget.streams,
+            connections = budget.connections,
+            "the file-descriptor limit (ulimit -n) allows fewer streams than http.max_streams; \
+             raise the limit to carry more"
+        );
+        options.max_streams = budget.streams;
+    }
     let http = courier_http::prepare(builder, options.clone()).start().await?;
     let for_app = http.clone();
     let addr = tokio::net::lookup_host(&config.http.addr)
@@ -106,6 +117,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let mut listen = courier_http::listener::Listen::new(addr);
     listen.workers = config.http.workers;
     listen.shutdown_timeout = config.http.shutdown_timeout;
+    listen.max_connections = budget.connections;
     let server = courier_http::listener::listen(listen, move || {
         App::new()
             .wrap(courier_http::json_errors())
@@ -144,6 +156,30 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     server.await?;
     tracing::info!("courier stopped");
     Ok(())
+}
+
+/// The process's file-descriptor limit, after raising the soft limit to the
+/// hard one (as Go's runtime does at start): the soft default of 1024 is far
+/// below what a node carrying thousands of streams needs, and raising it to the
+/// hard limit needs no privilege.
+#[cfg(unix)]
+fn descriptor_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::debug!(limit, "file-descriptor limit");
+            limit
+        }
+        Err(e) => {
+            let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+            tracing::warn!(error = %e, limit = soft, "could not raise the file-descriptor limit");
+            soft
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn descriptor_limit() -> u64 {
+    u64::MAX
 }
 
 async fn wait_for_signal() {

@@ -31,6 +31,7 @@ mod caps;
 mod cleanup;
 mod dashboard;
 mod dead_letters;
+pub mod descriptors;
 mod error;
 mod events;
 mod executions;

@@ -66,6 +66,9 @@ pub struct Listen {
     pub shutdown_timeout: Duration,
     /// How long a client may take to send its request head.
     pub request_timeout: Duration,
+    /// Connections held at once, over all workers (0: actix's default of
+    /// 25,000 per worker); see [`crate::descriptors`].
+    pub max_connections: usize,
 }
 
 impl Listen {
@@ -77,6 +80,7 @@ impl Listen {
             workers: 0,
             shutdown_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
+            max_connections: 0,
         }
     }
 }
@@ -110,6 +114,15 @@ where
         .shutdown_timeout(listen.shutdown_timeout.as_secs().max(1));
     if listen.workers > 0 {
         builder = builder.workers(listen.workers);
+    }
+    if listen.max_connections > 0 {
+        // actix counts per worker; past its share a worker stops accepting and
+        // new connections wait in the backlog instead of failing on EMFILE.
+        let workers = match listen.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        builder = builder.max_concurrent_connections(listen.max_connections.div_ceil(workers).max(1));
     }
     let request_timeout = listen.request_timeout;
     // Idle keep-alive connections close when a graceful stop begins, as under
