@@ -276,6 +276,7 @@ mod tests {
             ("listDeliveries", Read),
             ("disableWebhook", Admin),
             ("enableWebhook", Admin),
+            ("rotateWebhookSecret", Admin),
             ("claimTasks", Worker),
             ("eventsWebSocket", Read),
             ("metrics", Read),
