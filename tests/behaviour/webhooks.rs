@@ -658,8 +658,15 @@ fn sqlite_files(dir: &std::path::Path) -> String {
 
 /// A webhook record as a version before sealing wrote it: its secret in the open.
 async fn legacy_webhook(store: &Arc<dyn courier::core::Store>, url: &str, secret: &str) -> WebhookRecord {
+    let hook = webhook_record(store, url, secret).await;
+    store.create_webhook(&hook).await.unwrap();
+    hook
+}
+
+/// A webhook record for `url` stored with `secret`, not yet created.
+async fn webhook_record(store: &Arc<dyn courier::core::Store>, url: &str, secret: &str) -> WebhookRecord {
     let now = store.now().await.unwrap();
-    let hook = WebhookRecord {
+    WebhookRecord {
         id: uuid::Uuid::now_v7(),
         url: url.into(),
         event_types: vec![courier::core::EventType::ExecutionCompleted],
@@ -674,9 +681,7 @@ async fn legacy_webhook(store: &Arc<dyn courier::core::Store>, url: &str, secret
         disabled_reason: None,
         created_at: now,
         updated_at: now,
-    };
-    store.create_webhook(&hook).await.unwrap();
-    hook
+    }
 }
 
 #[actix_rt::test]
@@ -1006,5 +1011,26 @@ async fn credentials_in_a_webhook_url_appear_in_no_error_or_event() {
     for text in &seen {
         assert!(!text.contains("hunter2"), "credentials leaked: {text}");
     }
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_previous_secret_no_key_opens_only_loses_its_signature() {
+    let receiver = Receiver::start(vec![(200, None)]).await;
+    let store = sqlite().await;
+    let other = SecretKeys::parse("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=", &[] as &[&str]).unwrap();
+    let (secret, previous) = (new_secret(), new_secret());
+    // In its grace period, the old secret sealed under a key this node lacks.
+    let mut hook = webhook_record(&store, &receiver.url, "").await;
+    hook.secret = webhook_secret_keys().seal(hook.id, &secret).unwrap();
+    hook.previous_secret = Some(other.seal(hook.id, &previous).unwrap());
+    hook.previous_secret_until = Some(hook.created_at + chrono::Duration::hours(1));
+    store.create_webhook(&hook).await.unwrap();
+
+    let s = node(store, options(&[50])).await;
+    let got = deliver_one(&s, &receiver).await;
+    assert_eq!(got.header("webhook-signature").unwrap().split(' ').count(), 1);
+    assert!(standard_verifies(&got, &secret), "the current secret still signs");
+    assert!(!standard_verifies(&got, &previous));
     s.stop().await;
 }

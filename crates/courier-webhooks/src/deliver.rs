@@ -127,21 +127,27 @@ struct Signing {
 }
 
 impl Signing {
-    /// Opens the webhook's secrets; a secret no configured key opens fails
-    /// the attempt for good, naming the webhook (never a secret or a key).
+    /// Opens the webhook's secrets. A current secret no configured key opens
+    /// fails the attempt for good, naming the webhook (never a secret or a
+    /// key); a previous one only loses its signature, since receivers that
+    /// moved to the current secret verify without it.
     async fn open(store: &dyn Store, options: &WebhookOptions, webhook: &WebhookRecord) -> Result<Signing, TaskError> {
-        let unreadable = |e: crate::sealing::SealError| TaskError::non_retryable("secret_unreadable", e.to_string());
         let keys = &options.secret_keys;
-        let current = keys.open(webhook.id, &webhook.secret).map_err(unreadable)?;
+        let current = keys
+            .open(webhook.id, &webhook.secret)
+            .map_err(|e| TaskError::non_retryable("secret_unreadable", e.to_string()))?;
         // The grace period ends by the store's clock, which set it; asked only
         // while the node's own clock says it may not have ended, give or take skew.
         let previous = match webhook.previous_secret_until {
-            Some(until) if until > chrono::Utc::now() - chrono::Duration::minutes(5) => {
-                match webhook.previous_secret_at(store.now().await?) {
-                    Some(previous) => Some(keys.open(webhook.id, previous).map_err(unreadable)?),
-                    None => None,
-                }
-            }
+            Some(until) if until > chrono::Utc::now() - chrono::Duration::minutes(5) => webhook
+                .previous_secret_at(store.now().await?)
+                .and_then(|previous| match keys.open(webhook.id, previous) {
+                    Ok(previous) => Some(previous),
+                    Err(e) => {
+                        tracing::warn!(webhook = %webhook.id, error = %e, "signing with the current secret only");
+                        None
+                    }
+                }),
             _ => None,
         };
         Ok(Signing { current, previous })
