@@ -45,6 +45,11 @@ impl Server {
             .env("COURIER_LOG_LEVEL", "warn")
             // Benchmark receivers listen on loopback.
             .env("COURIER_WEBHOOKS_ALLOW_PRIVATE", "127.0.0.1/32,::1/128")
+            // Registering a webhook needs a key to seal its secret under.
+            .env(
+                "COURIER_WEBHOOKS_SECRET_KEY",
+                "AG997S88LNpAm0Rom4TeLVh0GSchFj+eO/whPOkGJrw=",
+            )
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

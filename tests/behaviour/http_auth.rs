@@ -5,7 +5,7 @@
 use crate::support::http::*;
 use crate::support::*;
 use courier::Courier;
-use courier::http::{ApiToken, HttpOptions, Scope};
+use courier::http::{ApiToken, HttpOptions, Scope, WebhookOptions};
 use serde_json::{Value, json};
 
 async fn server(options: HttpOptions) -> Server {
@@ -44,6 +44,10 @@ fn tokens() -> Vec<ApiToken> {
 async fn each_scope_reaches_its_own_operations_and_gets_403_with_the_scope_elsewhere() {
     let s = server(HttpOptions {
         tokens: tokens(),
+        webhooks: WebhookOptions {
+            secret_keys: webhook_secret_keys(),
+            ..WebhookOptions::default()
+        },
         ..HttpOptions::default()
     })
     .await;

@@ -53,6 +53,7 @@ async fn webhook_delivery_events_are_hidden_from_public_feeds_unless_asked_for()
             poll: Duration::from_millis(100),
             // The receiver listens on loopback.
             allow_private: AllowList::parse(&["127.0.0.1/32"]).unwrap(),
+            secret_keys: webhook_secret_keys(),
             ..WebhookOptions::default()
         },
         ..HttpOptions::default()

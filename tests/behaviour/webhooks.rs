@@ -1,7 +1,10 @@
 //! Webhooks end to end with a real receiver on loopback: both signatures verify,
 //! retries follow the schedule and honour Retry-After, 410 disables the endpoint,
 //! events skipped while it is disabled replay after enabling, exhausted
-//! deliveries become dead letters that replay, and two nodes deliver each event once.
+//! deliveries become dead letters that replay, and two nodes deliver each event
+//! once. Secrets are sealed in the store (a look behind it finds none), rotate
+//! with a grace period during which deliveries carry both signatures, and no
+//! error text repeats a URL's credentials.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,10 +13,11 @@ use crate::support::http::*;
 use crate::support::*;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use courier::Courier;
-use courier::core::{RetryPolicy, TaskError};
+use courier::core::{RetryPolicy, TaskError, WebhookRecord};
 use courier::http::{HttpOptions, WebhookOptions};
 use courier::webhooks::destination::AllowList;
-use courier::webhooks::signing::{verify_seed, verify_standard};
+use courier::webhooks::sealing::SecretKeys;
+use courier::webhooks::signing::{new_secret, verify_seed, verify_standard};
 use serde_json::{Value, json};
 
 /// What the receiver got.
@@ -106,6 +110,7 @@ fn options(schedule: &[u64]) -> HttpOptions {
             poll: Duration::from_millis(100),
             // The receivers listen on loopback.
             allow_private: AllowList::parse(&["127.0.0.1/32", "::1/128"]).unwrap(),
+            secret_keys: webhook_secret_keys(),
             ..WebhookOptions::default()
         },
         ..HttpOptions::default()
@@ -756,5 +761,418 @@ async fn registrations_past_max_endpoints_answer_409() {
         .unwrap();
     assert_eq!(deleted.status().as_u16(), 204);
     register(&s, "http://127.0.0.1:9/hook", &[]).await;
+    s.stop().await;
+}
+
+/// The Standard Webhooks signature header of `got`, and whether it verifies
+/// with `secret`.
+fn standard_verifies(got: &Received, secret: &str) -> bool {
+    let timestamp: i64 = got.header("webhook-timestamp").unwrap().parse().unwrap();
+    verify_standard(
+        secret,
+        got.header("webhook-id").unwrap(),
+        timestamp,
+        &got.body,
+        got.header("webhook-signature").unwrap(),
+    )
+}
+
+/// Dispatches one `echo` and waits until the receiver has one more request; that request.
+async fn deliver_one(s: &Server, receiver: &Receiver) -> Received {
+    let before = receiver.received().len();
+    let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
+    s.http.courier().wait_for(id, WAIT).await.unwrap();
+    eventually(Duration::from_secs(20), "the receiver is called", || async {
+        receiver.received().len() > before
+    })
+    .await;
+    receiver.received()[before].clone()
+}
+
+/// Every byte of the SQLite files in `dir` (the database and its WAL), as text.
+fn sqlite_files(dir: &std::path::Path) -> String {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        all.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// A webhook record as a version before sealing wrote it: its secret in the open.
+async fn legacy_webhook(store: &Arc<dyn courier::core::Store>, url: &str, secret: &str) -> WebhookRecord {
+    let hook = webhook_record(store, url, secret).await;
+    store.create_webhook(&hook).await.unwrap();
+    hook
+}
+
+/// A webhook record for `url` stored with `secret`, not yet created.
+async fn webhook_record(store: &Arc<dyn courier::core::Store>, url: &str, secret: &str) -> WebhookRecord {
+    let now = store.now().await.unwrap();
+    WebhookRecord {
+        id: uuid::Uuid::now_v7(),
+        url: url.into(),
+        event_types: vec![courier::core::EventType::ExecutionCompleted],
+        execution_id: None,
+        task_id: None,
+        headers: Default::default(),
+        secret: secret.into(),
+        previous_secret: None,
+        previous_secret_until: None,
+        description: None,
+        enabled: true,
+        disabled_reason: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+#[actix_rt::test]
+async fn a_copy_of_the_database_does_not_reveal_webhook_secrets() {
+    let receiver = Receiver::start(vec![(200, None)]).await;
+    // SQLite: every byte of its files.
+    let (store, dir) = sqlite_in_dir().await;
+    let s = node(store.clone(), options(&[50])).await;
+    let hook = register(&s, &receiver.url, &["execution.completed"]).await;
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let (_, rotated) = post(
+        &s.at(&format!("/v1/webhooks/{}/rotate-secret", hook["id"].as_str().unwrap())),
+        &json!({"grace_period": "1h"}),
+    )
+    .await;
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    // Both still sign: the store has what it takes, only sealed.
+    let got = deliver_one(&s, &receiver).await;
+    assert!(standard_verifies(&got, &secret) && standard_verifies(&got, &new));
+    let stored = store
+        .get_webhook(hook["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored.secret.starts_with("sealed:v1:"), "{}", stored.secret);
+    assert!(stored.previous_secret.as_deref().unwrap().starts_with("sealed:v1:"));
+    s.stop().await;
+    let files = sqlite_files(&dir);
+    assert!(files.contains("sealed:v1:"), "the row is in the files");
+    for plain in [&secret, &new] {
+        let encoded = plain.strip_prefix("whsec_").unwrap();
+        assert!(!files.contains(encoded), "{plain} is in the SQLite files");
+    }
+
+    // Postgres: the row as the database shows it.
+    let (store, schema) = postgres_in_schema().await;
+    let s = node(store, options(&[50])).await;
+    let hook = register(&s, &receiver.url, &["execution.completed"]).await;
+    let secret = hook["secret"].as_str().unwrap();
+    let row =
+        crate::support::cluster::psql_output(&postgres_url(), &format!("SELECT w::text FROM {schema}.webhooks w"));
+    assert!(
+        row.contains(hook["id"].as_str().unwrap()) && row.contains("sealed:v1:"),
+        "{row}"
+    );
+    assert!(
+        !row.contains(secret.strip_prefix("whsec_").unwrap()),
+        "the secret is in the row: {row}"
+    );
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn without_a_secret_key_webhooks_are_not_registered_and_legacy_ones_still_deliver() {
+    let receiver = Receiver::start(vec![(200, None)]).await;
+    let store = sqlite().await;
+    let mut keyless = options(&[50]);
+    keyless.webhooks.secret_keys = SecretKeys::default();
+    // One registered by a version before sealing, its secret in the open.
+    let legacy_secret = new_secret();
+    let legacy = legacy_webhook(&store, &receiver.url, &legacy_secret).await;
+    let s = node(store.clone(), keyless).await;
+
+    let (status, body) = post(&s.at("/v1/webhooks"), &json!({"url": receiver.url})).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("webhooks.secret_key"),
+        "{body}"
+    );
+    assert_eq!(body["detail"]["setting"], "webhooks.secret_key", "{body}");
+    assert_eq!(body["detail"]["env"], "COURIER_WEBHOOKS_SECRET_KEY", "{body}");
+    assert!(
+        body["detail"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("openssl rand -base64 32"),
+        "{body}"
+    );
+    let (status, body) = post(
+        &s.at(&format!("/v1/webhooks/{}/rotate-secret", legacy.id)),
+        &json!(null),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["detail"]["setting"], "webhooks.secret_key", "{body}");
+    let (_, listed) = get(&s.at("/v1/webhooks")).await;
+    assert_eq!(
+        listed["webhooks"].as_array().unwrap().len(),
+        1,
+        "nothing was registered"
+    );
+
+    let got = deliver_one(&s, &receiver).await;
+    assert!(standard_verifies(&got, &legacy_secret));
+    assert!(verify_seed(
+        &legacy_secret,
+        &got.body,
+        got.header("X-Webhook-Signature").unwrap()
+    ));
+    // Nothing to seal it with: it stays as it was.
+    assert_eq!(
+        store.get_webhook(legacy.id).await.unwrap().unwrap().secret,
+        legacy_secret
+    );
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn during_a_rotations_grace_period_deliveries_verify_with_the_old_and_the_new_secret() {
+    let receiver = Receiver::start(vec![(200, None)]).await;
+    let s = node(sqlite().await, options(&[50])).await;
+    let hook = register(&s, &receiver.url, &["execution.completed"]).await;
+    let id = hook["id"].as_str().unwrap();
+    let old = hook["secret"].as_str().unwrap().to_string();
+    let rotate = s.at(&format!("/v1/webhooks/{id}/rotate-secret"));
+
+    let (status, rotated) = post(&rotate, &json!({"grace_period": "1h"})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    assert!(new.starts_with("whsec_") && new != old);
+    assert_eq!(rotated["id"], hook["id"]);
+    assert!(rotated.get("previous_secret").is_none(), "{rotated}");
+    assert!(rotated["previous_secret_until"].is_string(), "{rotated}");
+    let (_, shown) = get(&s.at(&format!("/v1/webhooks/{id}"))).await;
+    assert!(
+        shown.get("secret").is_none() && shown.get("previous_secret").is_none(),
+        "{shown}"
+    );
+    assert_eq!(shown["previous_secret_until"], rotated["previous_secret_until"]);
+
+    let got = deliver_one(&s, &receiver).await;
+    let header = got.header("webhook-signature").unwrap();
+    assert_eq!(header.split(' ').count(), 2, "{header}");
+    assert!(header.split(' ').all(|sig| sig.starts_with("v1,")), "{header}");
+    assert!(standard_verifies(&got, &new), "the new secret verifies");
+    assert!(
+        standard_verifies(&got, &old),
+        "the old secret verifies during the grace period"
+    );
+    let seed = got.header("X-Webhook-Signature").unwrap();
+    assert!(
+        verify_seed(&new, &got.body, seed),
+        "X-Webhook-Signature: the new secret"
+    );
+    assert!(!verify_seed(&old, &got.body, seed));
+
+    // A short grace period runs out: then only the newest secret signs.
+    let (status, rotated) = post(&rotate, &json!({"grace_period": "1s"})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let newest = rotated["secret"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = deliver_one(&s, &receiver).await;
+    assert_eq!(got.header("webhook-signature").unwrap().split(' ').count(), 1);
+    assert!(standard_verifies(&got, &newest));
+    assert!(!standard_verifies(&got, &new), "the grace period is over");
+    assert!(!standard_verifies(&got, &old), "a secret rotated away twice is gone");
+
+    // No body: the default grace period; bounds and ids are checked.
+    let response = client().post(&rotate).send().await.unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 200, "{body}");
+    let until: chrono::DateTime<chrono::Utc> = body["previous_secret_until"].as_str().unwrap().parse().unwrap();
+    let hours = (until - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((23.9..=24.1).contains(&hours), "24h by default: {until}");
+    let (status, body) = post(&rotate, &json!({"grace_period": "8d"})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["detail"]["field"], "grace_period", "{body}");
+    let (status, body) = post(&rotate, &json!({"grace_period": "soon"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post(&rotate, &json!({"grace": "1h"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post(
+        &s.at(&format!("/v1/webhooks/{}/rotate-secret", uuid::Uuid::new_v4())),
+        &json!(null),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn secrets_stored_in_the_open_are_sealed_at_start_and_still_deliver() {
+    let receiver = Receiver::start(vec![(200, None)]).await;
+    let store = sqlite().await;
+    let (secret, previous) = (new_secret(), new_secret());
+    let mut legacy = legacy_webhook(&store, &receiver.url, &secret).await;
+    // A version before sealing could not rotate; a previous secret in the open
+    // is sealed all the same.
+    store.delete_webhook(legacy.id).await.unwrap();
+    legacy.previous_secret = Some(previous.clone());
+    legacy.previous_secret_until = Some(store.now().await.unwrap() + chrono::Duration::hours(1));
+    store.create_webhook(&legacy).await.unwrap();
+
+    let s = node(store.clone(), options(&[50])).await;
+    eventually(Duration::from_secs(10), "the secrets are sealed", || async {
+        let stored = store.get_webhook(legacy.id).await.unwrap().unwrap();
+        stored.secret.starts_with("sealed:v1:") && stored.previous_secret.is_some_and(|p| p.starts_with("sealed:v1:"))
+    })
+    .await;
+    let stored = store.get_webhook(legacy.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.updated_at, legacy.updated_at,
+        "sealing is not a change of the webhook"
+    );
+    let got = deliver_one(&s, &receiver).await;
+    assert!(standard_verifies(&got, &secret), "the same secret, now sealed");
+    assert!(standard_verifies(&got, &previous));
+    assert!(verify_seed(
+        &secret,
+        &got.body,
+        got.header("X-Webhook-Signature").unwrap()
+    ));
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_secret_no_key_opens_fails_its_delivery_for_good_and_replays_once_the_key_is_back() {
+    let receiver = Receiver::start(vec![(200, None)]).await;
+    let store = sqlite().await;
+    // Sealed under a key this node is not given.
+    let other = SecretKeys::parse("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=", &[] as &[&str]).unwrap();
+    let secret = new_secret();
+    let mut hook = legacy_webhook(&store, &receiver.url, &secret).await;
+    assert!(
+        store
+            .replace_webhook_secret(hook.id, &secret, &other.seal(hook.id, &secret).unwrap())
+            .await
+            .unwrap()
+    );
+    hook = store.get_webhook(hook.id).await.unwrap().unwrap();
+    let hook_json = json!({"id": hook.id});
+
+    let s = node(store.clone(), options(&[30, 30])).await;
+    let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
+    s.http.courier().wait_for(id, WAIT).await.unwrap();
+    let delivery = failed_delivery(&s, &hook_json).await;
+    assert_eq!(delivery["attempts"], 1, "not retried: {delivery}");
+    let error = delivery["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&hook.id.to_string()) && error.contains("retired_secret_keys"),
+        "{error}"
+    );
+    assert!(receiver.received().is_empty(), "nothing is sent unsigned");
+    let execution: courier::core::ExecutionId = delivery["execution_id"].as_str().unwrap().parse().unwrap();
+    let task = courier::core::TaskId::root_of(execution);
+    let (status, dead) = get(&s.at(&format!("/v1/dead-letters/{task}"))).await;
+    assert_eq!(status, 200, "{dead}");
+    assert_eq!(dead["task"]["error"]["kind"], "secret_unreadable", "{dead}");
+    for text in [dead.to_string(), delivery.to_string()] {
+        assert!(!text.contains(secret.strip_prefix("whsec_").unwrap()), "{text}");
+        assert!(!text.contains("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA"), "{text}");
+    }
+    s.stop().await;
+
+    // The operator gives the node the old key as retired: the replay delivers.
+    let mut fixed = options(&[30, 30]);
+    fixed.webhooks.secret_keys =
+        SecretKeys::parse(WEBHOOK_SECRET_KEY, &["ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="]).unwrap();
+    let s = node(store.clone(), fixed).await;
+    let (status, replayed) = post(&s.at(&format!("/v1/dead-letters/{task}/replay")), &json!(null)).await;
+    assert_eq!(status, 200, "{replayed}");
+    eventually(Duration::from_secs(20), "the replay delivers", || async {
+        deliveries(&s, &hook_json)
+            .await
+            .first()
+            .is_some_and(|d| d["state"] == "delivered")
+    })
+    .await;
+    assert!(standard_verifies(&receiver.received()[0], &secret));
+    // And the start re-sealed it under the current key.
+    let stored = store.get_webhook(hook.id).await.unwrap().unwrap();
+    assert_eq!(
+        courier::webhooks::sealing::sealed_under(&stored.secret),
+        webhook_secret_keys().current().map(|k| k.id())
+    );
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn credentials_in_a_webhook_url_appear_in_no_error_or_event() {
+    // A port nothing listens on: every attempt fails to connect.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = node(sqlite().await, options(&[30, 30])).await;
+    let hook = register(
+        &s,
+        &format!("http://user:hunter2@127.0.0.1:{port}/x"),
+        &["execution.completed"],
+    )
+    .await;
+    let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
+    s.http.courier().wait_for(id, WAIT).await.unwrap();
+    let delivery = failed_delivery(&s, &hook).await;
+    assert_eq!(delivery["attempts"], 3, "{delivery}");
+    let errors: Vec<&str> = delivery["attempt_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["error"].as_str().unwrap())
+        .collect();
+    assert!(errors.iter().all(|e| !e.is_empty()), "{delivery}");
+    let execution = delivery["execution_id"].as_str().unwrap().to_string();
+    let task = courier::core::TaskId::root_of(execution.parse().unwrap());
+    let mut seen = vec![delivery.to_string()];
+    for path in [
+        format!("/v1/dead-letters/{task}"),
+        format!("/v1/tasks/{task}"),
+        format!("/v1/executions/{execution}"),
+        "/v1/dead-letters".to_string(),
+        "/v1/events?after=0&limit=1000&internal=true".to_string(),
+        "/v1/events?after=0&limit=1000".to_string(),
+    ] {
+        let (status, body) = get(&s.at(&path)).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        seen.push(body.to_string());
+    }
+    let (_, dead) = get(&s.at(&format!("/v1/dead-letters/{task}"))).await;
+    assert_eq!(dead["task"]["error"]["kind"], "transport", "{dead}");
+    let (_, events) = get(&s.at("/v1/events?after=0&limit=1000&internal=true")).await;
+    assert!(
+        events.to_string().contains("task.failed") || events.to_string().contains("execution.failed"),
+        "the failures are in the log: {events}"
+    );
+    for text in &seen {
+        assert!(!text.contains("hunter2"), "credentials leaked: {text}");
+    }
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_previous_secret_no_key_opens_only_loses_its_signature() {
+    let receiver = Receiver::start(vec![(200, None)]).await;
+    let store = sqlite().await;
+    let other = SecretKeys::parse("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=", &[] as &[&str]).unwrap();
+    let (secret, previous) = (new_secret(), new_secret());
+    // In its grace period, the old secret sealed under a key this node lacks.
+    let mut hook = webhook_record(&store, &receiver.url, "").await;
+    hook.secret = webhook_secret_keys().seal(hook.id, &secret).unwrap();
+    hook.previous_secret = Some(other.seal(hook.id, &previous).unwrap());
+    hook.previous_secret_until = Some(hook.created_at + chrono::Duration::hours(1));
+    store.create_webhook(&hook).await.unwrap();
+
+    let s = node(store, options(&[50])).await;
+    let got = deliver_one(&s, &receiver).await;
+    assert_eq!(got.header("webhook-signature").unwrap().split(' ').count(), 1);
+    assert!(standard_verifies(&got, &secret), "the current secret still signs");
+    assert!(!standard_verifies(&got, &previous));
     s.stop().await;
 }

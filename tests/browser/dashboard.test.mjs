@@ -19,7 +19,7 @@ h.onCleanup(() => receiver && receiver.srv.close());
 
 // The webhooks of these servers retry quickly.
 const startServer = (name, tokens = '', again = null) =>
-  h.startServer(name, { tokens, again, env: { COURIER_WEBHOOKS_SCHEDULE: '300ms,300ms', COURIER_WEBHOOKS_ALLOW_PRIVATE: '127.0.0.1/32,::1/128' } });
+  h.startServer(name, { tokens, again, env: { COURIER_WEBHOOKS_SCHEDULE: '300ms,300ms', COURIER_WEBHOOKS_ALLOW_PRIVATE: '127.0.0.1/32,::1/128', COURIER_WEBHOOKS_SECRET_KEY: 'AG997S88LNpAm0Rom4TeLVh0GSchFj+eO/whPOkGJrw=' } });
 const stopServer = h.stopServer;
 const shot = (page, name) => h.shot(page, name);
 const newPage = (label) => h.newPage(label);

@@ -72,6 +72,20 @@ pub fn psql(url: &str, sql: &str) {
     );
 }
 
+/// What `sql` prints on the database `url` names (unaligned, tuples only); it must succeed.
+pub fn psql_output(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-qAtc", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("psql must be installed ({e}); scripts/test installs it"));
+    assert!(
+        out.status.success(),
+        "psql {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A database of its own on the test Postgres, dropped at the end.
 pub struct Database {
     pub url: String,
@@ -181,6 +195,7 @@ impl Node {
             .env("COURIER_TESTING_FIXTURES", "true")
             // Webhook receivers of these tests listen on loopback.
             .env("COURIER_WEBHOOKS_ALLOW_PRIVATE", "127.0.0.1/32,::1/128")
+            .env("COURIER_WEBHOOKS_SECRET_KEY", super::WEBHOOK_SECRET_KEY)
             .env("COURIER_LOG_LEVEL", "info,courier::http=warn")
             .stdout(Stdio::null())
             .stderr(log);

@@ -13,13 +13,19 @@ use dashmap::DashMap;
 
 /// A fresh SQLite store in a temporary file (shareable by several nodes of one test).
 pub async fn sqlite() -> Arc<dyn Store> {
+    sqlite_in_dir().await.0
+}
+
+/// A fresh SQLite store, and the directory holding its files (the database,
+/// its WAL), for a test that must look behind the store.
+pub async fn sqlite_in_dir() -> (Arc<dyn Store>, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("courier-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let store = SqliteStore::open(SqliteOptions::file(dir.join("courier.db")))
         .await
         .unwrap();
     store.init().await.unwrap();
-    Arc::new(store)
+    (Arc::new(store), dir)
 }
 
 /// The Postgres URL tests use.
@@ -157,6 +163,14 @@ pub async fn append_silently(store: &Arc<dyn Store>, n: usize, pad: usize) -> i6
 
 /// A wait bound for tests (generous: CI machines are slow).
 pub const WAIT: Option<Duration> = Some(Duration::from_secs(30));
+
+/// The `webhooks.secret_key` of test nodes: registering a webhook needs one.
+pub const WEBHOOK_SECRET_KEY: &str = "AG997S88LNpAm0Rom4TeLVh0GSchFj+eO/whPOkGJrw=";
+
+/// [`WEBHOOK_SECRET_KEY`] as a node's keys (`WebhookOptions::secret_keys`).
+pub fn webhook_secret_keys() -> courier::webhooks::sealing::SecretKeys {
+    courier::webhooks::sealing::SecretKeys::parse(WEBHOOK_SECRET_KEY, &[] as &[&str]).unwrap()
+}
 
 pub mod cluster;
 pub mod http;

@@ -22,6 +22,7 @@ const LISTS: &[&str] = &[
     "worker.tags",
     "webhooks.schedule",
     "webhooks.allow_private",
+    "webhooks.retired_secret_keys",
 ];
 
 /// Everything `courier serve` reads.
@@ -217,6 +218,8 @@ pub struct Webhooks {
     pub poll: Duration,
     pub allow_private: Vec<String>,
     pub max_endpoints: u32,
+    pub secret_key: String,
+    pub retired_secret_keys: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -538,6 +541,7 @@ impl Config {
         }
         self.webhook_retry()?;
         self.webhook_allow_list()?;
+        self.webhook_secret_keys()?;
         self.ingest_options()?;
         self.api_tokens()?;
         let n = &self.notifications;
@@ -611,6 +615,13 @@ impl Config {
     fn webhook_allow_list(&self) -> Result<courier_webhooks::destination::AllowList, ConfigError> {
         courier_webhooks::destination::AllowList::parse(&self.webhooks.allow_private)
             .map_err(|e| ConfigError::Invalid(format!("webhooks.allow_private: {e}")))
+    }
+
+    /// `webhooks.secret_key` and `webhooks.retired_secret_keys`; the error names
+    /// the setting, never the value.
+    fn webhook_secret_keys(&self) -> Result<courier_webhooks::sealing::SecretKeys, ConfigError> {
+        courier_webhooks::sealing::SecretKeys::parse(&self.webhooks.secret_key, &self.webhooks.retired_secret_keys)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     fn webhook_retry(&self) -> Result<RetryPolicy, ConfigError> {
@@ -762,6 +773,7 @@ impl Config {
                 poll: self.webhooks.poll,
                 allow_private: self.webhook_allow_list().expect("checked at load"),
                 max_endpoints: self.webhooks.max_endpoints,
+                secret_keys: self.webhook_secret_keys().expect("checked at load"),
             },
             notifications: NotificationHttpOptions {
                 token_secret: Some(self.notifications.token_secret.clone()).filter(|s| !s.is_empty()),
@@ -867,6 +879,40 @@ mod tests {
     }
 
     #[test]
+    fn webhook_secret_keys_come_from_the_environment_and_must_be_32_bytes_of_base64() {
+        const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        const OLD: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+        let defaults = Config::load(None, |_| None).unwrap().http_options().webhooks;
+        assert!(defaults.secret_keys.current().is_none(), "no key by default");
+        let env = HashMap::from([
+            ("COURIER_WEBHOOKS_SECRET_KEY", KEY),
+            ("COURIER_WEBHOOKS_RETIRED_SECRET_KEYS", OLD),
+        ]);
+        let keys = Config::load(None, |k| env.get(k).map(|v| v.to_string()))
+            .unwrap()
+            .http_options()
+            .webhooks
+            .secret_keys;
+        let expected = courier_webhooks::sealing::SecretKeys::parse(KEY, &[OLD]).unwrap();
+        assert_eq!(keys, expected);
+        for (variable, bad, setting) in [
+            ("COURIER_WEBHOOKS_SECRET_KEY", "hunter2hunter2", "webhooks.secret_key"),
+            ("COURIER_WEBHOOKS_SECRET_KEY", "c2hvcnQ=", "webhooks.secret_key"),
+            (
+                "COURIER_WEBHOOKS_RETIRED_SECRET_KEYS",
+                "c2hvcnQ=",
+                "webhooks.retired_secret_keys[0]",
+            ),
+        ] {
+            let err = Config::load(None, |k| (k == variable).then(|| bad.to_string())).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(setting), "{text}");
+            assert!(text.contains("openssl rand -base64 32"), "{text}");
+            assert!(!text.contains(bad), "the value is not repeated: {text}");
+        }
+    }
+
+    #[test]
     fn a_file_overrides_the_defaults_and_the_environment_overrides_the_file() {
         let dir = std::env::temp_dir().join(format!("courier-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -897,6 +943,14 @@ mod tests {
         assert!(err.to_string().contains("COURIER_API_TOKENS"), "{err}");
         let config = Config::load(Some(&path), |k| (k == "COURIER_API_TOKENS").then(|| "t0ken".into())).unwrap();
         assert_eq!(config.exposure().unwrap(), Exposure::Guarded);
+        // The webhook secret key comes from the environment, never the file.
+        assert!(config.http_options().webhooks.secret_keys.current().is_none());
+        let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let config = Config::load(Some(&path), |k| {
+            (k == "COURIER_WEBHOOKS_SECRET_KEY").then(|| key.into())
+        })
+        .unwrap();
+        assert!(config.http_options().webhooks.secret_keys.current().is_some());
     }
 
     #[test]

@@ -131,6 +131,10 @@ impl Server {
             .env("COURIER_HTTP_WORKERS", "2")
             .env("COURIER_WEBHOOKS_POLL", "200ms")
             .env("COURIER_WEBHOOKS_ALLOW_PRIVATE", "127.0.0.1/32,::1/128")
+            .env(
+                "COURIER_WEBHOOKS_SECRET_KEY",
+                "AG997S88LNpAm0Rom4TeLVh0GSchFj+eO/whPOkGJrw=",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -592,6 +596,26 @@ fn webhooks_are_created_inspected_paused_and_deleted() {
     for needle in ["execution.created", "delivered", "200"] {
         assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
     }
+
+    // A new secret, shown once; the old one signs on for the grace period.
+    let out = server.run(&["webhooks", "rotate-secret", &id, "--grace", "1h"]).ok();
+    assert!(
+        out.stdout
+            .starts_with(&format!("rotated the secret of webhook {id}\nsecret: whsec_")),
+        "{out:#?}"
+    );
+    assert!(out.stdout.contains("the old secret signs deliveries too"), "{out:#?}");
+    let out = server.run(&["webhooks", "show", &id]).ok();
+    assert!(out.stdout.contains("old secret signs until:"), "{out:#?}");
+    assert!(!out.stdout.contains("whsec_"), "{out:#?}");
+    let out = server.run(&["webhooks", "rotate-secret", &id, "--grace", "0"]).ok();
+    assert!(out.stdout.contains("the old secret no longer signs"), "{out:#?}");
+    let out = server.run(&["webhooks", "rotate-secret", &id, "--grace", "8d"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("at most 7d"), "{out:#?}");
+    let out = server.run(&["webhooks", "rotate-secret", &id, "--grace", "soon"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("--grace"), "{out:#?}");
 
     let out = server.run(&["webhooks", "disable", &id]).ok();
     assert_eq!(out.stdout.trim(), format!("webhook {id} disabled"));

@@ -33,8 +33,20 @@ pub struct WebhookRecord {
     /// Extra headers sent with every delivery.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// The signing secret (`whsec_` + base64). Shown once at registration; never listed.
+    /// The signing secret. In the store it is opaque text: sealed by
+    /// `courier-webhooks` (`sealed:v1:...`), or `whsec_` + base64 as written by
+    /// versions before sealing. The registration and rotation answers carry it
+    /// open (`whsec_...`), once; listings leave it out.
     pub secret: String,
+    /// The secret this one replaced at its last rotation, stored like `secret`;
+    /// deliveries are also signed with it until `previous_secret_until`.
+    /// Never serialized: no answer shows it, sealed or not.
+    #[serde(default, skip_serializing)]
+    pub previous_secret: Option<String>,
+    /// Until when (store clock) deliveries still carry a signature made with
+    /// the previous secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_until: Option<DateTime<Utc>>,
     /// A human description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -54,6 +66,29 @@ pub struct WebhookRecord {
 pub const INTERNAL_PREFIX: &str = "courier.";
 
 impl WebhookRecord {
+    /// The previous secret (as stored) while it still signs at `now`: until
+    /// `previous_secret_until`, exclusive.
+    ///
+    /// ```
+    /// # use courier_core::*;
+    /// # use chrono::{Duration, Utc};
+    /// let now = Utc::now();
+    /// let hook = WebhookRecord {
+    ///     id: uuid::Uuid::new_v4(), url: "https://example.com/hook".into(), event_types: vec![],
+    ///     execution_id: None, task_id: None, headers: Default::default(), secret: "new".into(),
+    ///     previous_secret: Some("old".into()), previous_secret_until: Some(now + Duration::hours(1)),
+    ///     description: None, enabled: true, disabled_reason: None, created_at: now, updated_at: now,
+    /// };
+    /// assert_eq!(hook.previous_secret_at(now), Some("old"));
+    /// assert_eq!(hook.previous_secret_at(now + Duration::hours(1)), None);
+    /// ```
+    pub fn previous_secret_at(&self, now: DateTime<Utc>) -> Option<&str> {
+        match (&self.previous_secret, self.previous_secret_until) {
+            (Some(secret), Some(until)) if now < until => Some(secret),
+            _ => None,
+        }
+    }
+
     /// Whether `event` should be delivered to this webhook.
     ///
     /// ```
@@ -62,7 +97,8 @@ impl WebhookRecord {
     /// let mut hook = WebhookRecord {
     ///     id: uuid::Uuid::new_v4(), url: "https://example.com/hook".into(),
     ///     event_types: vec![EventType::ExecutionCompleted], execution_id: None, task_id: None,
-    ///     headers: Default::default(), secret: "whsec_x".into(), description: None,
+    ///     headers: Default::default(), secret: "whsec_x".into(), previous_secret: None,
+    ///     previous_secret_until: None, description: None,
     ///     enabled: true, disabled_reason: None, created_at: Utc::now(), updated_at: Utc::now(),
     /// };
     /// let event = Event {

@@ -224,7 +224,7 @@ error_answers! {
     /// 404.
     NotFound: "Nothing has this id.",
     /// 409.
-    Conflict: "The resource's state forbids it (a lost lease, a finished execution).",
+    Conflict: "The resource's state, or the node's settings, forbid it (a lost lease, a finished execution, `webhooks.max_endpoints` reached, no `webhooks.secret_key` to seal webhook secrets with).",
     /// 413.
     PayloadTooLarge: "The body is larger than `http.body_limit`.",
     /// 415.

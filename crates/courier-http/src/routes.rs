@@ -277,6 +277,7 @@ mod tests {
             ("disableWebhook", Admin),
             ("enableWebhook", Admin),
             ("replaySkippedDeliveries", Admin),
+            ("rotateWebhookSecret", Admin),
             ("claimTasks", Worker),
             ("eventsWebSocket", Read),
             ("metrics", Read),

@@ -1,10 +1,15 @@
-//! `/v1/webhooks`: registering webhooks and reading their deliveries, served
-//! from `courier-webhooks` (which keeps the records, signs and delivers).
+//! `/v1/webhooks`: registering webhooks, rotating their secrets and reading
+//! their deliveries, served from `courier-webhooks` (which keeps the records,
+//! seals the secrets, signs and delivers).
+
+use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use courier_core::WebhookRecord;
-use courier_webhooks::{DeliveryView, NewWebhook, ReplayedDeliveries, WebhookError};
+use courier_core::{WebhookRecord, format_duration, serde_duration};
+use courier_webhooks::{
+    DEFAULT_GRACE_PERIOD, DeliveryView, MAX_GRACE_PERIOD, NewWebhook, ReplayedDeliveries, WebhookError,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::openapi::RefOr;
@@ -27,6 +32,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
         .add(__path_delete, delete)
         .add(__path_enable, enable)
         .add(__path_disable, disable)
+        .add(__path_rotate_secret, rotate_secret)
         .add(__path_deliveries, deliveries)
         .add(__path_replay, replay)
 }
@@ -47,13 +53,24 @@ impl From<WebhookError> for ApiError {
                 "webhook is disabled",
                 json!({ "webhook_id": id, "hint": "enable it first: POST /v1/webhooks/{id}/enable" }),
             ),
+            // 409: the node's settings forbid it until the operator sets a key.
+            WebhookError::NoSecretKey => ApiError::conflict(
+                "webhook secrets can't be stored: no webhooks.secret_key is set",
+                json!({
+                    "setting": "webhooks.secret_key",
+                    "env": "COURIER_WEBHOOKS_SECRET_KEY",
+                    "hint": "set webhooks.secret_key (or COURIER_WEBHOOKS_SECRET_KEY) to 32 random bytes in base64, \
+                             the same on every node, e.g. the output of `openssl rand -base64 32`",
+                }),
+            ),
             WebhookError::Runtime(e) => e.into(),
         }
     }
 }
 
-/// A webhook as listed: everything but its secret (see [`view`]). Its schema,
-/// `Webhook`, is the record's without `secret`.
+/// A webhook as listed: everything but its secrets (see [`view`]). Its schema,
+/// `Webhook`, is the record's without `secret` (the record never serializes
+/// its previous secret, so neither schema has it).
 pub(crate) struct Webhook;
 
 impl PartialSchema for Webhook {
@@ -76,7 +93,8 @@ impl ToSchema for Webhook {
     }
 }
 
-/// A webhook as listed: everything but its secret.
+/// A webhook as listed: everything but its secret (stored sealed, shown in the
+/// open only by registration and rotation).
 fn view(hook: &WebhookRecord) -> Value {
     let mut value = serde_json::to_value(hook).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
@@ -121,6 +139,7 @@ pub(crate) struct DeliveryList {
             ("GetWebhook" = (operation_id = "getWebhook", parameters(("id" = "$response.body#/id")))),
             ("Enable" = (operation_id = "enableWebhook", parameters(("id" = "$response.body#/id")))),
             ("Disable" = (operation_id = "disableWebhook", parameters(("id" = "$response.body#/id")))),
+            ("RotateSecret" = (operation_id = "rotateWebhookSecret", parameters(("id" = "$response.body#/id")))),
             ("Deliveries" = (operation_id = "listDeliveries", parameters(("id" = "$response.body#/id")))),
             ("Delete" = (operation_id = "deleteWebhook", parameters(("id" = "$response.body#/id")))),
         )),
@@ -231,6 +250,68 @@ pub(crate) async fn enable(http: web::Data<Http>, id: web::Path<String>) -> ApiR
 pub(crate) async fn disable(http: web::Data<Http>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let hook = http.webhooks().set_enabled(uuid("webhook", &id)?, false).await?;
     Ok(HttpResponse::Ok().json(view(&hook)))
+}
+
+/// `POST /v1/webhooks/{id}/rotate-secret` body (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(description = "How long the replaced secret goes on signing deliveries.")]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotateSecretBody {
+    /// How long deliveries still carry a signature made with the replaced
+    /// secret (default `24h`, at most `7d`, `0`: none).
+    #[serde(default, with = "serde_duration::option")]
+    #[schema(schema_with = grace_period)]
+    pub grace_period: Option<Duration>,
+}
+
+/// The `grace_period` a rotation accepts: at most [`MAX_GRACE_PERIOD`].
+fn grace_period() -> RefOr<Schema> {
+    crate::params::nullable(crate::params::duration_input(
+        &format!(
+            "A duration: a string such as `\"1h\"` or `\"24h\"`, or a number of seconds; at most `{}` (default `{}`, `0`: the replaced secret stops signing at once).",
+            format_duration(MAX_GRACE_PERIOD),
+            format_duration(DEFAULT_GRACE_PERIOD),
+        ),
+        0,
+        Some(MAX_GRACE_PERIOD.as_secs()),
+    ))
+}
+
+/// Gives a webhook a new signing secret, shown this once; the replaced one
+/// signs on for the grace period. The body is optional (none, or `null`).
+#[utoipa::path(
+    post, path = "/v1/webhooks/{id}/rotate-secret", operation_id = "rotateWebhookSecret", tag = "webhooks",
+    summary = "Rotate a webhook's signing secret.",
+    description = "The answer is the only time the new secret is shown. For the grace period (default 24h, at most 7d, 0: none) deliveries carry both signatures in `webhook-signature` (`v1,<new> v1,<previous>`), so a receiver verifies with either while it moves to the new secret; `X-Webhook-Signature` is signed with the new secret only. A secret replaced by an earlier rotation stops signing at once. Refused with 409 while no `webhooks.secret_key` is set.",
+    params(("id" = Uuid, Path, description = "The webhook's id.")),
+    request_body(content = Option<RotateSecretBody>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The webhook with its new secret.", body = WebhookRecord),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(crate) async fn rotate_secret(
+    http: web::Data<Http>,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let id = uuid("webhook", &id)?;
+    let body: Option<RotateSecretBody> = if body.is_empty() {
+        None
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string())))?
+    };
+    let grace = body.and_then(|b| b.grace_period).unwrap_or(DEFAULT_GRACE_PERIOD);
+    let hook = http.webhooks().rotate_secret(id, grace).await?;
+    let mut answer = view(&hook);
+    answer["secret"] = json!(hook.secret);
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// A webhook's deliveries, newest first, each with its attempts.

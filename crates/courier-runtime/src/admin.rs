@@ -15,8 +15,8 @@ use crate::error::RuntimeError;
 use crate::handle::Courier;
 use crate::store_actor::{
     AcquireRole, CancelExecution, Cleanup, CleanupReport, CreateWebhook, DeleteWebhook, DiscardDeadLetter,
-    EnqueueDeliveries, RecordDeliveryAttempt, ReplayDeadLetter, ReplayDeliveries, SendSignal, SetWebhookEnabled,
-    SkipDelivery,
+    EnqueueDeliveries, RecordDeliveryAttempt, ReplaceWebhookSecret, ReplayDeadLetter, ReplayDeliveries,
+    RotateWebhookSecret, SendSignal, SetWebhookEnabled, SkipDelivery,
 };
 
 impl Courier {
@@ -109,6 +109,26 @@ impl Courier {
             reason: reason.map(str::to_string),
         };
         Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Rotates a webhook's signing secret to `secret` (as it is to be stored:
+    /// `courier-webhooks` seals it first); the secret it replaces still signs
+    /// for `grace` from now, by the store's clock. The webhook as the rotation
+    /// left it; `None` if it does not exist.
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: Uuid,
+        secret: String,
+        grace: Duration,
+    ) -> Result<Option<WebhookRecord>, RuntimeError> {
+        let write = RotateWebhookSecret { id, secret, grace };
+        Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Replaces the stored secret value `from` of a webhook with `to` (sealing
+    /// or re-sealing it), if the webhook still holds it; whether it did.
+    pub async fn replace_webhook_secret(&self, id: Uuid, from: String, to: String) -> Result<bool, RuntimeError> {
+        Ok(self.node.writes().send(ReplaceWebhookSecret { id, from, to }).await??)
     }
 
     /// Enqueues deliveries of the events `(from, to]` and dispatches their

@@ -310,6 +310,26 @@ pub(crate) struct SetWebhookEnabled {
     pub reason: Option<String>,
 }
 
+/// Rotates a webhook's signing secret (the current one signs on for `grace`);
+/// the webhook as the rotation left it.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Option<WebhookRecord>>")]
+pub(crate) struct RotateWebhookSecret {
+    pub id: Uuid,
+    pub secret: String,
+    pub grace: Duration,
+}
+
+/// Replaces a webhook's stored secret value `from` with `to` (sealing or
+/// re-sealing it), if the webhook still holds it; whether it did.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct ReplaceWebhookSecret {
+    pub id: Uuid,
+    pub from: String,
+    pub to: String,
+}
+
 /// Enqueues webhook deliveries for events `(from, to]`, if the cursor is still at `from`.
 #[derive(Message)]
 #[rtype(result = "StoreResult<bool>")]
@@ -1162,6 +1182,24 @@ impl Handler<SetWebhookEnabled> for StoreActor {
 
     fn handle(&mut self, m: SetWebhookEnabled, _: &mut Self::Context) -> Self::Result {
         self.quiet(move |store| async move { store.set_webhook_enabled(m.id, m.enabled, m.reason.as_deref()).await })
+    }
+}
+
+/// Rotates the webhook's secret.
+impl Handler<RotateWebhookSecret> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Option<WebhookRecord>>>;
+
+    fn handle(&mut self, m: RotateWebhookSecret, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.rotate_webhook_secret(m.id, &m.secret, m.grace).await })
+    }
+}
+
+/// Replaces the webhook's stored secret value, if it still holds it.
+impl Handler<ReplaceWebhookSecret> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: ReplaceWebhookSecret, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.replace_webhook_secret(m.id, &m.from, &m.to).await })
     }
 }
 

@@ -42,7 +42,7 @@ pub(crate) const PROGRESS_COLUMNS: &str = "execution_id, task_id, step, status, 
 
 /// The webhook columns, in decoding order.
 pub(crate) const WEBHOOK_COLUMNS: &str = "id, url, event_types, execution_id, task_id, headers, secret, description, \
-     enabled, disabled_reason, created_at, updated_at";
+     enabled, disabled_reason, created_at, updated_at, previous_secret, previous_secret_until";
 
 /// The webhook delivery columns, in decoding order.
 pub(crate) const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, event_type, execution_id, state, attempts, \
@@ -193,6 +193,8 @@ pub(crate) fn webhook(row: &Row) -> Result<WebhookRecord> {
         disabled_reason: row.try_get(9)?,
         created_at: row.try_get(10)?,
         updated_at: row.try_get(11)?,
+        previous_secret: row.try_get(12)?,
+        previous_secret_until: row.try_get(13)?,
     })
 }
 

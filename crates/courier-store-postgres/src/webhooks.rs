@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -49,6 +50,19 @@ impl WebhookStore for PostgresStore {
 
     async fn set_webhook_enabled(&self, id: Uuid, enabled: bool, reason: Option<&str>) -> StoreResult<bool> {
         set_enabled(self, id, enabled, reason).await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        id: Uuid,
+        secret: &str,
+        grace: Duration,
+    ) -> StoreResult<Option<WebhookRecord>> {
+        rotate_secret(self, id, secret, grace).await
+    }
+
+    async fn replace_webhook_secret(&self, id: Uuid, from: &str, to: &str) -> StoreResult<bool> {
+        replace_secret(self, id, from, to).await
     }
 
     async fn webhook_cursor(&self) -> StoreResult<i64> {
@@ -101,7 +115,7 @@ impl WebhookStore for PostgresStore {
 static INSERT_WEBHOOK: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO webhooks ({WEBHOOK_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     )
 });
 
@@ -126,6 +140,8 @@ async fn create(store: &PostgresStore, w: &WebhookRecord) -> StoreResult<()> {
             &w.disabled_reason,
             &w.created_at,
             &w.updated_at,
+            &w.previous_secret,
+            &w.previous_secret_until,
         ],
     )
     .await
@@ -189,6 +205,47 @@ async fn set_enabled(store: &PostgresStore, id: Uuid, enabled: bool, reason: Opt
         &client,
         "UPDATE webhooks SET enabled = $2, disabled_reason = $3, updated_at = now() WHERE id = $1",
         &[&id, &enabled, &reason],
+    )
+    .await?;
+    Ok(n > 0)
+}
+
+static ROTATE_SECRET: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE webhooks SET previous_secret = secret, secret = $2,
+             previous_secret_until = now() + make_interval(secs => $3), updated_at = now()
+         WHERE id = $1
+         RETURNING {WEBHOOK_COLUMNS}"
+    )
+});
+
+/// Moves the current secret to previous (signing until `grace` from the
+/// database's now) and puts `secret` in its place, in one statement: `SET`
+/// reads the row as this statement found it, and a rotation racing this one
+/// waits on the row lock and then reads the row this one left, so each keeps
+/// the secret the other put in place.
+async fn rotate_secret(
+    store: &PostgresStore,
+    id: Uuid,
+    secret: &str,
+    grace: Duration,
+) -> StoreResult<Option<WebhookRecord>> {
+    let client = store.client().await?;
+    let row = query_opt(&client, &ROTATE_SECRET, &[&id, &secret, &grace.as_secs_f64()]).await?;
+    Ok(row.as_ref().map(rows::webhook).transpose()?)
+}
+
+/// Replaces the secret value `from` with `to` in whichever of the two secret
+/// columns still holds it; whether a row changed.
+async fn replace_secret(store: &PostgresStore, id: Uuid, from: &str, to: &str) -> StoreResult<bool> {
+    let client = store.client().await?;
+    let n = execute(
+        &client,
+        "UPDATE webhooks SET
+             secret = CASE WHEN secret = $2 THEN $3 ELSE secret END,
+             previous_secret = CASE WHEN previous_secret = $2 THEN $3 ELSE previous_secret END
+         WHERE id = $1 AND (secret = $2 OR previous_secret = $2)",
+        &[&id, &from, &to],
     )
     .await?;
     Ok(n > 0)

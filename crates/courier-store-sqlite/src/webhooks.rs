@@ -2,6 +2,8 @@
 //! it), their attempts, and the dispatcher's cursor in the event log.
 //! [`WebhookStore`] is implemented here.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{
@@ -12,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use crate::SqliteStore;
-use crate::codec::{enum_at, json, json_at, limit, micros, time_at, uuid_at, uuid_opt_at};
+use crate::codec::{after, enum_at, json, json_at, limit, micros, time_at, time_opt_at, uuid_at, uuid_opt_at};
 use crate::dispatch;
 use crate::error::{Result, conflict_on};
 
@@ -39,6 +41,22 @@ impl WebhookStore for SqliteStore {
         let reason = reason.map(str::to_string);
         self.write(move |conn, now| set_enabled(conn, now, id, enabled, reason.as_deref()))
             .await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        id: Uuid,
+        secret: &str,
+        grace: Duration,
+    ) -> StoreResult<Option<WebhookRecord>> {
+        let secret = secret.to_string();
+        self.write(move |conn, now| rotate_secret(conn, now, id, &secret, grace))
+            .await
+    }
+
+    async fn replace_webhook_secret(&self, id: Uuid, from: &str, to: &str) -> StoreResult<bool> {
+        let (from, to) = (from.to_string(), to.to_string());
+        self.write(move |conn, _| replace_secret(conn, id, &from, &to)).await
     }
 
     async fn webhook_cursor(&self) -> StoreResult<i64> {
@@ -102,7 +120,7 @@ impl WebhookStore for SqliteStore {
 macro_rules! webhook_columns {
     () => {
         "id, url, event_types, execution_id, task_id, headers, secret, description, enabled, disabled_reason, \
-         created_at, updated_at"
+         created_at, updated_at, previous_secret, previous_secret_until"
     };
 }
 
@@ -128,6 +146,8 @@ fn webhook_at(row: &Row<'_>) -> rusqlite::Result<WebhookRecord> {
         disabled_reason: row.get(9)?,
         created_at: time_at(row, 10)?,
         updated_at: time_at(row, 11)?,
+        previous_secret: row.get(12)?,
+        previous_secret_until: time_opt_at(row, 13)?,
     })
 }
 
@@ -164,7 +184,7 @@ fn create(conn: &Connection, w: &WebhookRecord) -> Result<()> {
     conn.prepare_cached(concat!(
         "INSERT INTO webhooks (",
         webhook_columns!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))?
     .execute(params![
         w.id.as_bytes(),
@@ -179,6 +199,8 @@ fn create(conn: &Connection, w: &WebhookRecord) -> Result<()> {
         w.disabled_reason,
         micros(w.created_at),
         micros(w.updated_at),
+        w.previous_secret,
+        w.previous_secret_until.map(micros),
     ])
     .map_err(conflict_on(w.id, "webhook"))?;
     Ok(())
@@ -225,6 +247,43 @@ fn set_enabled(conn: &Connection, now: i64, id: Uuid, enabled: bool, reason: Opt
     let n = conn
         .prepare_cached("UPDATE webhooks SET enabled = ?2, disabled_reason = ?3, updated_at = ?4 WHERE id = ?1")?
         .execute(params![id.as_bytes(), enabled, reason, now])?;
+    Ok(n > 0)
+}
+
+/// Moves the current secret to previous (signing until `grace` from `now`) and
+/// puts `secret` in its place, in one statement: SQLite evaluates every `SET`
+/// expression on the row as it was, so `previous_secret` is the secret this
+/// write replaced. The webhook as it is now, read in the same transaction.
+fn rotate_secret(
+    conn: &Connection,
+    now: i64,
+    id: Uuid,
+    secret: &str,
+    grace: Duration,
+) -> Result<Option<WebhookRecord>> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE webhooks SET previous_secret = secret, secret = ?2, previous_secret_until = ?3, updated_at = ?4 \
+             WHERE id = ?1",
+        )?
+        .execute(params![id.as_bytes(), secret, after(now, grace), now])?;
+    if n == 0 {
+        return Ok(None);
+    }
+    get(conn, id)
+}
+
+/// Replaces the secret value `from` with `to` in whichever of the two secret
+/// columns still holds it; whether a row changed.
+fn replace_secret(conn: &Connection, id: Uuid, from: &str, to: &str) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE webhooks SET \
+             secret = CASE WHEN secret = ?2 THEN ?3 ELSE secret END, \
+             previous_secret = CASE WHEN previous_secret = ?2 THEN ?3 ELSE previous_secret END \
+             WHERE id = ?1 AND (secret = ?2 OR previous_secret = ?2)",
+        )?
+        .execute(params![id.as_bytes(), from, to])?;
     Ok(n > 0)
 }
 

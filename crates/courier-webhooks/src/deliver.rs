@@ -7,13 +7,21 @@
 //! is disabled when its attempt comes up is marked skipped, not failed. An attempt whose
 //! destination is not a global address (see [`crate::destination`]) fails
 //! without retrying: the address is a setting to fix, after which the dead
-//! letter can be replayed.
+//! letter can be replayed. So does one whose secret no configured key opens
+//! (`secret_unreadable`, see [`crate::sealing`]): the keys are settings to fix.
+//!
+//! The secret is opened for each attempt and never leaves the request's
+//! signatures. While a rotation's grace period lasts, the Standard Webhooks
+//! `webhook-signature` carries two signatures, `v1,<new> v1,<previous>`, so
+//! receivers still on the previous secret verify; seed 002's
+//! `X-Webhook-Signature` holds one value and is signed with the current secret
+//! only.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use courier_core::metric;
-use courier_core::{DeliveryAttempt, DeliveryState, TaskError, TaskKind, TaskSpec};
+use courier_core::{DeliveryAttempt, DeliveryState, Store, TaskError, TaskKind, TaskSpec, WebhookRecord};
 use courier_runtime::{ActivityContext, Courier, FunctionOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -112,6 +120,52 @@ fn check_literal(url: &str, options: &WebhookOptions) -> Result<(), TaskError> {
     }
 }
 
+/// The secrets an attempt signs with, opened: the current one, and the
+/// previous one while its grace period lasts.
+struct Signing {
+    current: String,
+    previous: Option<String>,
+}
+
+impl Signing {
+    /// Opens the webhook's secrets. A current secret no configured key opens
+    /// fails the attempt for good, naming the webhook (never a secret or a
+    /// key); a previous one only loses its signature, since receivers that
+    /// moved to the current secret verify without it.
+    async fn open(store: &dyn Store, options: &WebhookOptions, webhook: &WebhookRecord) -> Result<Signing, TaskError> {
+        let keys = &options.secret_keys;
+        let current = keys
+            .open(webhook.id, &webhook.secret)
+            .map_err(|e| TaskError::non_retryable("secret_unreadable", e.to_string()))?;
+        // The grace period ends by the store's clock, which set it; asked only
+        // while the node's own clock says it may not have ended, give or take skew.
+        let previous = match webhook.previous_secret_until {
+            Some(until) if until > chrono::Utc::now() - chrono::Duration::minutes(5) => webhook
+                .previous_secret_at(store.now().await?)
+                .and_then(|previous| match keys.open(webhook.id, previous) {
+                    Ok(previous) => Some(previous),
+                    Err(e) => {
+                        tracing::warn!(webhook = %webhook.id, error = %e, "signing with the current secret only");
+                        None
+                    }
+                }),
+            _ => None,
+        };
+        Ok(Signing { current, previous })
+    }
+
+    /// The `webhook-signature` value: the current secret's signature, then
+    /// the previous one's while it lasts (Standard Webhooks' space-separated list).
+    fn standard(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut header = standard_signature(&self.current, id, timestamp, body);
+        if let Some(previous) = &self.previous {
+            header.push(' ');
+            header.push_str(&standard_signature(previous, id, timestamp, body));
+        }
+        header
+    }
+}
+
 /// One attempt.
 pub(crate) async fn deliver(
     courier: Courier,
@@ -161,34 +215,37 @@ pub(crate) async fn deliver(
     }))?;
     let id = delivery.id.to_string();
     let timestamp = chrono::Utc::now().timestamp();
-    let mut request = http.post(&webhook.url);
-    for (name, value) in &webhook.headers {
-        request = request.header(name, value);
-    }
-    request = request
-        .header("Content-Type", "application/json")
-        .header("X-Webhook-Signature", seed_signature(&webhook.secret, &body))
-        .header("X-Event-Type", event.event_type.as_str())
-        .header("webhook-id", &id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header(
-            "webhook-signature",
-            standard_signature(&webhook.secret, &id, timestamp, &body),
-        );
-    if let Some(task) = event.task_id {
-        request = request.header("X-Task-ID", task.to_string());
-    }
+    let ready = match Signing::open(store.as_ref(), &options, &webhook).await {
+        Ok(signing) => check_literal(&webhook.url, &options).map(|()| signing),
+        Err(unreadable) => Err(unreadable),
+    };
 
     let started = Instant::now();
-    let sent = match check_literal(&webhook.url, &options) {
-        Ok(()) => request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| match destination::describe(e) {
-                (text, true) => TaskError::non_retryable("destination_refused", text),
-                (text, false) => TaskError::new("transport", text),
-            }),
+    let sent = match ready {
+        Ok(signing) => {
+            let mut request = http.post(&webhook.url);
+            for (name, value) in &webhook.headers {
+                request = request.header(name, value);
+            }
+            request = request
+                .header("Content-Type", "application/json")
+                .header("X-Webhook-Signature", seed_signature(&signing.current, &body))
+                .header("X-Event-Type", event.event_type.as_str())
+                .header("webhook-id", &id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signing.standard(&id, timestamp, &body));
+            if let Some(task) = event.task_id {
+                request = request.header("X-Task-ID", task.to_string());
+            }
+            request
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| match destination::describe(e) {
+                    (text, true) => TaskError::non_retryable("destination_refused", text),
+                    (text, false) => TaskError::new("transport", text),
+                })
+        }
         Err(refused) => Err(refused),
     };
     let latency_ms = started.elapsed().as_millis() as u64;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use courier_core::RetryPolicy;
 
 use crate::destination::AllowList;
+use crate::sealing::SecretKeys;
 
 /// How webhooks are delivered.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +27,11 @@ pub struct WebhookOptions {
     pub allow_private: AllowList,
     /// Most webhooks registered at once (`webhooks.max_endpoints`).
     pub max_endpoints: u32,
+    /// The keys signing secrets are sealed under in the store
+    /// (`webhooks.secret_key`, `webhooks.retired_secret_keys`). Without a
+    /// current key webhooks can't be registered or rotated; see
+    /// [`crate::sealing`].
+    pub secret_keys: SecretKeys,
 }
 
 impl Default for WebhookOptions {
@@ -38,6 +44,7 @@ impl Default for WebhookOptions {
             poll: Duration::from_secs(1),
             allow_private: AllowList::default(),
             max_endpoints: 1000,
+            secret_keys: SecretKeys::default(),
         }
     }
 }

@@ -1,7 +1,11 @@
-//! Registering webhooks and reading what was delivered to them: [`Webhooks`],
-//! the API `courier-http` serves as `/v1/webhooks`.
+//! Registering webhooks, rotating their secrets and reading what was delivered
+//! to them: [`Webhooks`], the API `courier-http` serves as `/v1/webhooks`.
+//!
+//! Secrets reach the store sealed (see [`crate::sealing`]); the registration
+//! and rotation answers are the only places they are seen in the open.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use courier_core::{
@@ -15,6 +19,7 @@ use uuid::Uuid;
 
 use crate::destination;
 use crate::options::WebhookOptions;
+use crate::sealing::SealError;
 use crate::signing;
 
 /// Longest URL accepted.
@@ -25,6 +30,11 @@ const MAX_HEADER_VALUE: usize = 4096;
 const REPLAY_PAGE: u32 = 500;
 /// Most skipped deliveries one replay call makes; the answer says if more wait.
 const MAX_REPLAY: usize = 10_000;
+/// Longest grace period of a rotation: the old secret must not outlive the
+/// rotation by long, since a rotation is often the answer to a leak.
+pub const MAX_GRACE_PERIOD: Duration = Duration::from_secs(7 * 86_400);
+/// The grace period of a rotation that names none.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(86_400);
 
 /// Headers a registration may not set: they frame the request (a receiver
 /// or a proxy in between would read a different message than was signed) or
@@ -142,6 +152,10 @@ pub enum WebhookError {
     /// The webhook is disabled, so what was asked (a replay) would only be skipped again.
     #[error("webhook {0} is disabled; enable it first")]
     Disabled(Uuid),
+    /// No `webhooks.secret_key` is set, so no secret can be stored: nothing is
+    /// registered or rotated until one is.
+    #[error("webhook secrets can't be stored: webhooks.secret_key is not set")]
+    NoSecretKey,
     /// The runtime (store) failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
@@ -165,6 +179,29 @@ fn valid_header_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
 }
 
+impl From<SealError> for WebhookError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::NoKey { .. } => WebhookError::NoSecretKey,
+            // Sealing fails only for want of a key; opening is delivery's.
+            other => WebhookError::Runtime(RuntimeError::Invalid(other.to_string())),
+        }
+    }
+}
+
+/// What [`Webhooks::seal_stored_secrets`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SealReport {
+    /// Secrets found in the open (written by a version before sealing) and sealed.
+    pub sealed: usize,
+    /// Secrets sealed under a retired key and sealed again under the current one.
+    pub resealed: usize,
+    /// Secrets still in the open because no `webhooks.secret_key` is set.
+    pub in_the_open: usize,
+    /// Sealed secrets no configured key opens (named in the log, one by one).
+    pub unreadable: usize,
+}
+
 /// Registers webhooks and reads their deliveries, through a node's handle.
 /// Cheap to clone.
 #[derive(Clone)]
@@ -175,25 +212,27 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// The webhooks of `courier`'s cluster, with the default options (only
-    /// global destinations, at most 1000 webhooks).
+    /// global destinations, at most 1000 webhooks, and no key to seal secrets
+    /// with, so nothing can be registered: see [`Webhooks::with_options`]).
     pub fn new(courier: Courier) -> Self {
         Webhooks::with_options(courier, WebhookOptions::default())
     }
 
     /// The webhooks of `courier`'s cluster, registered under `options`'
-    /// destination allow-list and endpoint cap.
+    /// destination allow-list and endpoint cap, their secrets sealed under its keys.
     pub fn with_options(courier: Courier, options: WebhookOptions) -> Self {
         Webhooks { courier, options }
     }
 
     /// Checks and registers a webhook. The answer is the only time its secret is
-    /// returned: listings leave it out.
+    /// returned in the open: the store keeps it sealed, listings leave it out.
     ///
     /// Refused: URLs that are not http(s), or whose host is a literal non-global
     /// address not in `webhooks.allow_private` (names are checked when
     /// delivering, as they may resolve differently then); headers Courier sets
     /// itself; more than `webhooks.max_endpoints` webhooks (the count is read
-    /// before writing, so concurrent registrations may pass it by a few).
+    /// before writing, so concurrent registrations may pass it by a few); any
+    /// registration while no `webhooks.secret_key` is set.
     pub async fn create(&self, new: NewWebhook) -> Result<WebhookRecord, WebhookError> {
         let url = reqwest::Url::parse(&new.url).map_err(|e| invalid("url", "invalid url", e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || new.url.len() > MAX_URL {
@@ -219,6 +258,9 @@ impl Webhooks {
                 ));
             }
         }
+        if self.options.secret_keys.current().is_none() {
+            return Err(WebhookError::NoSecretKey);
+        }
         let registered = self.courier.store().list_webhooks(0, 0).await?.len();
         if registered >= self.options.max_endpoints as usize {
             return Err(WebhookError::TooMany {
@@ -226,14 +268,18 @@ impl Webhooks {
             });
         }
         let now = self.courier.store().now().await?;
+        let id = Uuid::now_v7();
+        let secret = signing::new_secret();
         let hook = WebhookRecord {
-            id: Uuid::now_v7(),
+            id,
             url: new.url,
             event_types: new.event_types,
             execution_id: new.execution_id,
             task_id: new.task_id,
             headers: new.headers,
-            secret: signing::new_secret(),
+            secret: self.options.secret_keys.seal(id, &secret)?,
+            previous_secret: None,
+            previous_secret_until: None,
             description: new.description,
             enabled: true,
             disabled_reason: None,
@@ -241,7 +287,84 @@ impl Webhooks {
             updated_at: now,
         };
         self.courier.create_webhook(hook.clone()).await?;
-        Ok(hook)
+        Ok(WebhookRecord { secret, ..hook })
+    }
+
+    /// Gives a webhook a new secret, returned in the open this once (the
+    /// record's `secret`). The secret it replaces goes on signing deliveries,
+    /// beside the new one, for `grace` (at most [`MAX_GRACE_PERIOD`]; zero:
+    /// not at all), so receivers can move to the new one without refusing a
+    /// delivery; a secret displaced before by an earlier rotation stops signing
+    /// at once. Refused while no `webhooks.secret_key` is set.
+    pub async fn rotate_secret(&self, id: Uuid, grace: Duration) -> Result<WebhookRecord, WebhookError> {
+        if grace > MAX_GRACE_PERIOD {
+            return Err(invalid(
+                "grace_period",
+                "the grace period is at most 7d",
+                courier_core::format_duration(grace),
+            ));
+        }
+        if self.options.secret_keys.current().is_none() {
+            return Err(WebhookError::NoSecretKey);
+        }
+        // A secret still in the open (from a version before sealing) is sealed
+        // first, so the rotation does not move it into the previous secret as it is.
+        let hook = self.get(id).await?;
+        if !crate::sealing::is_sealed(&hook.secret) {
+            let sealed = self.options.secret_keys.seal(id, &hook.secret)?;
+            self.courier.replace_webhook_secret(id, hook.secret, sealed).await?;
+        }
+        let secret = signing::new_secret();
+        let sealed = self.options.secret_keys.seal(id, &secret)?;
+        let rotated = self
+            .courier
+            .rotate_webhook_secret(id, sealed, grace)
+            .await?
+            .ok_or(WebhookError::NotFound(id))?;
+        Ok(WebhookRecord { secret, ..rotated })
+    }
+
+    /// Seals every stored secret that is not sealed under the current key:
+    /// those in the open (written by a version before sealing) and those sealed
+    /// under a retired key, previous secrets included. Each is a
+    /// compare-and-set, so a rotation or another node's pass at the same time
+    /// wins and nothing is undone. Without a key it only counts secrets in the
+    /// open. Run once when the node starts.
+    pub async fn seal_stored_secrets(&self) -> Result<SealReport, WebhookError> {
+        let mut report = SealReport::default();
+        for hook in self.courier.store().list_webhooks(0, 0).await? {
+            for stored in [Some(&hook.secret), hook.previous_secret.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                let in_the_open = !crate::sealing::is_sealed(stored);
+                if !self.options.secret_keys.needs_sealing(stored) {
+                    report.in_the_open += usize::from(in_the_open);
+                    continue;
+                }
+                let secret = match self.options.secret_keys.open(hook.id, stored) {
+                    Ok(secret) => secret,
+                    Err(e) => {
+                        tracing::warn!(webhook = %hook.id, error = %e, "a webhook secret can't be re-sealed");
+                        report.unreadable += 1;
+                        continue;
+                    }
+                };
+                let sealed = self.options.secret_keys.seal(hook.id, &secret)?;
+                if self
+                    .courier
+                    .replace_webhook_secret(hook.id, stored.clone(), sealed)
+                    .await?
+                {
+                    if in_the_open {
+                        report.sealed += 1;
+                    } else {
+                        report.resealed += 1;
+                    }
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// Webhooks, oldest first.

@@ -1,5 +1,5 @@
-//! `courier webhooks`: register, list, inspect, pause and remove webhooks, and see
-//! their deliveries.
+//! `courier webhooks`: register, list, inspect, pause and remove webhooks, rotate
+//! their signing secrets, and see their deliveries.
 
 use std::collections::BTreeMap;
 
@@ -93,6 +93,16 @@ pub enum WebhooksCommand {
         #[arg(long, value_name = "TIME")]
         since: Option<DateTime<Utc>>,
     },
+    /// Gives a webhook a new signing secret; prints it (shown this once only).
+    /// The old secret goes on signing deliveries beside the new one for the
+    /// grace period.
+    RotateSecret {
+        /// The webhook's id.
+        id: String,
+        /// How long the old secret still signs, e.g. 1h (default 24h, at most 7d, 0: not at all).
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+    },
 }
 
 /// A webhook as the API shows it (the secret only when it is created).
@@ -115,6 +125,8 @@ struct Webhook {
     enabled: bool,
     #[serde(default)]
     disabled_reason: Option<String>,
+    #[serde(default)]
+    previous_secret_until: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -149,6 +161,13 @@ impl Webhook {
             ("description", self.description.clone().unwrap_or_default()),
             ("enabled", if self.enabled { "yes".into() } else { "no".into() }),
             ("disabled because", self.disabled_reason.clone().unwrap_or_default()),
+            (
+                "old secret signs until",
+                self.previous_secret_until
+                    .as_ref()
+                    .map(render::time)
+                    .unwrap_or_default(),
+            ),
             ("created", render::time(&self.created_at)),
             ("updated", render::time(&self.updated_at)),
         ]);
@@ -199,6 +218,7 @@ pub async fn run(args: WebhooksArgs) -> ClientResult<()> {
         WebhooksCommand::Enable { id } => set_enabled(&client, &id, true).await,
         WebhooksCommand::Disable { id } => set_enabled(&client, &id, false).await,
         WebhooksCommand::Replay { id, since } => replay(&client, &id, since).await,
+        WebhooksCommand::RotateSecret { id, grace } => rotate_secret(&client, &id, grace).await,
     }
 }
 
@@ -348,6 +368,35 @@ async fn set_enabled(client: &Client, id: &str, enabled: bool) -> ClientResult<(
         println!("webhook {} enabled", hook.id);
     } else {
         println!("webhook {} disabled", hook.id);
+    }
+    Ok(())
+}
+
+async fn rotate_secret(client: &Client, id: &str, grace: Option<String>) -> ClientResult<()> {
+    check_id("webhook", id)?;
+    if let Some(grace) = &grace {
+        courier_core::parse_duration(grace).map_err(|e| ClientError::Other(format!("--grace: {e}")))?;
+    }
+    let body = grace.map(|grace| json!({ "grace_period": grace }));
+    let answer = client
+        .post(&["v1", "webhooks", id, "rotate-secret"], body.as_ref())
+        .await?;
+    if client.json {
+        print_json(&answer);
+        return Ok(());
+    }
+    let hook: Webhook = decode(answer)?;
+    println!("rotated the secret of webhook {}", hook.id);
+    if let Some(secret) = &hook.secret {
+        println!("secret: {secret}");
+        println!("(shown only now: keep it to verify the webhook-signature header of deliveries)");
+    }
+    match hook.previous_secret_until {
+        Some(until) if until > Utc::now() => println!(
+            "the old secret signs deliveries too (a second v1 signature) until {}",
+            render::time(&until)
+        ),
+        _ => println!("the old secret no longer signs deliveries"),
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! Webhook registrations, the deliveries made for them, and their attempts.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -26,6 +28,26 @@ pub trait WebhookStore: Send + Sync {
 
     /// Enables or disables a webhook, recording `reason` when disabling; whether it exists.
     async fn set_webhook_enabled(&self, id: Uuid, enabled: bool, reason: Option<&str>) -> StoreResult<bool>;
+
+    /// Rotates a webhook's signing secret in one statement: the current secret
+    /// becomes the previous one, signing until `grace` from now (store clock),
+    /// `secret` becomes current, and `updated_at` is stamped. As the previous
+    /// secret is whatever is current when the write lands (never a value read
+    /// before it), two rotations at once chain: each keeps the secret the other
+    /// put in place. The webhook as this rotation left it; `None` (nothing
+    /// written) if it does not exist. The store keeps both values opaque.
+    async fn rotate_webhook_secret(
+        &self,
+        id: Uuid,
+        secret: &str,
+        grace: Duration,
+    ) -> StoreResult<Option<WebhookRecord>>;
+
+    /// Replaces the stored secret value `from` with `to` wherever webhook `id`
+    /// still holds it (its secret, its previous secret, or both), leaving
+    /// `updated_at` alone: sealing or re-sealing a secret is a compare-and-set,
+    /// so it never undoes a rotation made meanwhile. Whether anything changed.
+    async fn replace_webhook_secret(&self, id: Uuid, from: &str, to: &str) -> StoreResult<bool>;
 
     /// The webhook dispatcher's position in the event log (0 at first).
     async fn webhook_cursor(&self) -> StoreResult<i64>;

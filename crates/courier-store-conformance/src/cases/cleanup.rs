@@ -130,6 +130,8 @@ pub async fn trimming_keeps_events_the_webhook_dispatcher_has_not_read(store: Dy
         task_id: None,
         headers: Default::default(),
         secret: "whsec_c2VjcmV0".into(),
+        previous_secret: None,
+        previous_secret_until: None,
         description: None,
         enabled: true,
         disabled_reason: None,

@@ -23,6 +23,8 @@ fn webhook(created_at: chrono::DateTime<chrono::Utc>) -> WebhookRecord {
         task_id: Some(TaskId(Uuid::new_v4())),
         headers: BTreeMap::from([("x-team".to_string(), "billing".to_string())]),
         secret: "whsec_c2VjcmV0".into(),
+        previous_secret: Some("whsec_b2xk".into()),
+        previous_secret_until: Some(created_at + chrono::Duration::hours(1)),
         description: Some("billing events".into()),
         enabled: true,
         disabled_reason: None,
@@ -38,6 +40,8 @@ fn plain_webhook(created_at: chrono::DateTime<chrono::Utc>) -> WebhookRecord {
         execution_id: None,
         task_id: None,
         headers: BTreeMap::new(),
+        previous_secret: None,
+        previous_secret_until: None,
         description: None,
         ..webhook(created_at)
     }
@@ -170,6 +174,177 @@ pub async fn webhooks_are_disabled_and_enabled(store: DynStore) {
     assert!(!store.set_webhook_enabled(missing, false, Some("x")).await.unwrap());
     assert!(!store.set_webhook_enabled(missing, true, None).await.unwrap());
     assert_eq!(store.get_webhook(missing).await.unwrap(), None);
+}
+
+/// Rotating moves the current secret to previous, signing until `grace` from
+/// the store's now, and stamps `updated_at`; the other fields stay. A second
+/// rotation replaces the previous secret with the one it displaced; a grace of
+/// zero ends at once. A missing webhook is reported, not created.
+pub async fn rotating_a_secret_keeps_the_replaced_one_for_the_grace_period(store: DynStore) {
+    let created = now_micros() - chrono::Duration::hours(1);
+    let hook = webhook(created);
+    store.create_webhook(&hook).await.unwrap();
+
+    let rotated = store
+        .rotate_webhook_secret(hook.id, "sealed:one", Duration::from_secs(3600))
+        .await
+        .unwrap()
+        .expect("the webhook exists");
+    let now = store.now().await.unwrap();
+    assert_eq!(rotated.secret, "sealed:one");
+    assert_eq!(rotated.previous_secret.as_deref(), Some(hook.secret.as_str()));
+    let until = rotated.previous_secret_until.expect("a grace period");
+    assert_close(
+        until,
+        now + chrono::Duration::hours(1),
+        Duration::from_secs(5),
+        "previous_secret_until is the store's now + grace",
+    );
+    assert_close(
+        rotated.updated_at,
+        now,
+        Duration::from_secs(5),
+        "updated_at on rotation",
+    );
+    assert_eq!(
+        WebhookRecord {
+            secret: hook.secret.clone(),
+            previous_secret: hook.previous_secret.clone(),
+            previous_secret_until: hook.previous_secret_until,
+            updated_at: hook.updated_at,
+            ..rotated.clone()
+        },
+        hook,
+        "nothing else changes"
+    );
+    assert_eq!(store.get_webhook(hook.id).await.unwrap(), Some(rotated.clone()));
+
+    let again = store
+        .rotate_webhook_secret(hook.id, "sealed:two", Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.secret.as_str(), again.previous_secret.as_deref()),
+        ("sealed:two", Some("sealed:one"))
+    );
+    let now = store.now().await.unwrap();
+    let until = again.previous_secret_until.unwrap();
+    assert!(until <= now, "a grace of zero has ended: {until} > {now}");
+    assert_close(until, now, Duration::from_secs(5), "a grace of zero ends now");
+
+    let missing = Uuid::new_v4();
+    assert_eq!(
+        store
+            .rotate_webhook_secret(missing, "sealed:x", Duration::from_secs(60))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.get_webhook(missing).await.unwrap(), None);
+}
+
+/// Eight rotations at once each keep, as previous, the secret that was
+/// current when it landed: the answers chain from the registered secret
+/// through every new one, so no secret is displaced twice (nor lost).
+pub async fn concurrent_rotations_chain_without_losing_a_secret(store: DynStore) {
+    let hook = plain_webhook(now_micros());
+    store.create_webhook(&hook).await.unwrap();
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .rotate_webhook_secret(hook.id, &format!("sealed:{i}"), Duration::from_secs(60))
+                    .await
+                    .unwrap()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let answers: Vec<WebhookRecord> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    // Follow the chain: each secret was displaced by exactly one rotation.
+    let mut next: BTreeMap<String, String> = BTreeMap::new();
+    for answer in &answers {
+        let previous = answer.previous_secret.clone().expect("a previous secret");
+        assert!(
+            next.insert(previous.clone(), answer.secret.clone()).is_none(),
+            "{previous} was displaced twice: {answers:#?}"
+        );
+    }
+    let mut at = hook.secret.clone();
+    let mut seen = 0;
+    while let Some(secret) = next.get(&at) {
+        at = secret.clone();
+        seen += 1;
+    }
+    assert_eq!(seen, 8, "one chain through all eight: {next:?}");
+    let last = store.get_webhook(hook.id).await.unwrap().unwrap();
+    assert_eq!(last.secret, at, "the last rotation in the chain is current");
+}
+
+/// Replacing a secret value is a compare-and-set over both secret columns:
+/// it changes the column that still holds `from` (current, previous or both),
+/// leaves `updated_at`, and answers false when no column holds it.
+pub async fn replacing_a_secret_value_is_a_compare_and_set(store: DynStore) {
+    let created = now_micros() - chrono::Duration::hours(1);
+    let hook = plain_webhook(created);
+    store.create_webhook(&hook).await.unwrap();
+    assert!(
+        store
+            .replace_webhook_secret(hook.id, &hook.secret, "sealed:a")
+            .await
+            .unwrap()
+    );
+    let got = store.get_webhook(hook.id).await.unwrap().unwrap();
+    assert_eq!((got.secret.as_str(), got.previous_secret), ("sealed:a", None));
+    assert_eq!(got.updated_at, created, "re-sealing is not a change of the webhook");
+    assert!(
+        !store
+            .replace_webhook_secret(hook.id, &hook.secret, "sealed:stale")
+            .await
+            .unwrap(),
+        "the value was replaced already"
+    );
+
+    store
+        .rotate_webhook_secret(hook.id, "sealed:b", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .replace_webhook_secret(hook.id, "sealed:a", "sealed:A")
+            .await
+            .unwrap()
+    );
+    let got = store.get_webhook(hook.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.secret.as_str(), got.previous_secret.as_deref()),
+        ("sealed:b", Some("sealed:A"))
+    );
+    assert!(
+        store
+            .replace_webhook_secret(hook.id, "sealed:b", "sealed:B")
+            .await
+            .unwrap()
+    );
+    let got = store.get_webhook(hook.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.secret.as_str(), got.previous_secret.as_deref()),
+        ("sealed:B", Some("sealed:A"))
+    );
+    assert!(!store.replace_webhook_secret(hook.id, "sealed:zzz", "x").await.unwrap());
+    assert!(
+        !store
+            .replace_webhook_secret(Uuid::new_v4(), "sealed:B", "x")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_webhook(hook.id).await.unwrap().unwrap().secret, "sealed:B");
 }
 
 /// Deleting a webhook deletes its deliveries and their attempts, not other

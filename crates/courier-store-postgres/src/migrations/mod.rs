@@ -13,6 +13,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("0002_webhooks.sql")),
     (3, include_str!("0003_notifications.sql")),
     (4, include_str!("0004_event_log.sql")),
+    (5, include_str!("0005_webhook_secret_rotation.sql")),
     (6, include_str!("0006_skipped_deliveries.sql")),
 ];
 

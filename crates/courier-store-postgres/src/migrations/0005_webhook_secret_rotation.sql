@@ -1,0 +1,5 @@
+-- Webhook secret rotation: the secret a rotation replaced, and until when
+-- deliveries are still signed with it beside the new one. Both secrets are
+-- opaque text to the store (sealed by courier-webhooks).
+ALTER TABLE webhooks ADD COLUMN previous_secret text;
+ALTER TABLE webhooks ADD COLUMN previous_secret_until timestamptz;
