@@ -1103,7 +1103,7 @@ async fn a_secret_no_key_opens_fails_its_delivery_for_good_and_replays_once_the_
 }
 
 #[actix_rt::test]
-async fn credentials_in_a_webhook_url_appear_in_no_error_or_event() {
+async fn credentials_in_a_webhook_url_appear_in_no_error_event_or_listing() {
     // A port nothing listens on: every attempt fails to connect.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -1138,6 +1138,10 @@ async fn credentials_in_a_webhook_url_appear_in_no_error_or_event() {
         "/v1/dead-letters".to_string(),
         "/v1/events?after=0&limit=1000&internal=true".to_string(),
         "/v1/events?after=0&limit=1000".to_string(),
+        // Listings show the URL without its credentials.
+        "/v1/webhooks".to_string(),
+        format!("/v1/webhooks/{}", hook["id"].as_str().unwrap()),
+        format!("/v1/webhooks/{}/deliveries", hook["id"].as_str().unwrap()),
     ] {
         let (status, body) = get(&s.at(&path)).await;
         assert_eq!(status, 200, "{path}: {body}");

@@ -19,7 +19,8 @@ use crate::state::string_enum;
 pub struct WebhookRecord {
     /// Its id.
     pub id: Uuid,
-    /// Where deliveries are POSTed.
+    /// Where deliveries are POSTed (listings show it without the credentials it
+    /// may carry: `https://***@host/`).
     pub url: String,
     /// Only these event types (empty: every type).
     #[serde(default)]

@@ -99,6 +99,12 @@ fn view(hook: &WebhookRecord) -> Value {
     let mut value = serde_json::to_value(hook).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
         map.remove("secret");
+        // A `read` token lists webhooks: it must not learn the receivers'
+        // credentials a URL may carry (`https://***@host/`).
+        map.insert(
+            "url".into(),
+            Value::String(courier_webhooks::destination::redact(&hook.url)),
+        );
     }
     value
 }
