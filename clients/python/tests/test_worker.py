@@ -1,0 +1,176 @@
+"""The Python worker and client against a real `courier serve` (COURIER_BIN)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "src"))
+
+from courier_client import Client, CourierError, ExecutionFailed, TaskFailure, Worker  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """A `courier serve` on its own SQLite file and a free port."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="courier-python-client-")
+        self.url = f"http://127.0.0.1:{free_port()}"
+        env = dict(os.environ)
+        for key in [k for k in env if k.startswith("COURIER_")]:
+            del env[key]
+        env.update(
+            COURIER_STORE_URL=os.path.join(self.dir, "courier.db"),
+            COURIER_HTTP_ADDR=self.url.removeprefix("http://"),
+            # A dead worker's task is claimed again soon after its lease ends.
+            COURIER_WORKER_LEASE="2s",
+            COURIER_WORKER_HEARTBEAT="500ms",
+            COURIER_LOG_LEVEL="warn",
+        )
+        binary = os.environ.get("COURIER_BIN") or os.path.join(HERE, "..", "..", "..", "target", "debug", "courier")
+        self.log = open(os.path.join(self.dir, "courier.log"), "w")
+        self.process = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"courier serve did not start; log in {self.log.name}")
+            time.sleep(0.1)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+class WorkerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.node = Node()
+        cls.client = Client(cls.node.url)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.stop()
+
+    def serve(self, worker):
+        thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False}, daemon=True)
+        thread.start()
+        return thread
+
+    def test_a_worker_runs_activities_and_the_client_awaits_their_results(self):
+        seen = []
+
+        def add(args, task):
+            seen.append(task.attempt)
+            task.progress(percent=50, message="adding")
+            return args["a"] + args["b"]
+
+        worker = Worker(self.node.url, lease="3s", wait="2s", concurrency=4).activity("py.add", add)
+        thread = self.serve(worker)
+        ids = [self.client.dispatch("py.add", {"a": n, "b": 1}) for n in range(8)]
+        self.assertEqual([self.client.result(i, timeout=30) for i in ids], [n + 1 for n in range(8)])
+        self.assertEqual(seen, [1] * 8)
+        worker.stop()
+        thread.join(timeout=10)
+        self.assertFalse(thread.is_alive(), "run() returns once stopped")
+
+    def test_failures_retry_unless_they_say_not_to(self):
+        attempts = {"flaky": 0}
+
+        def flaky(args, task):
+            attempts["flaky"] += 1
+            if task.attempt == 1:
+                task.checkpoint({"got_to": 7})
+                raise RuntimeError("first attempt fails")
+            return {"resumed_from": task.checkpoint_value}
+
+        def hopeless(args, task):
+            raise TaskFailure("never works", kind="invalid", retryable=False, details={"why": "test"})
+
+        worker = (
+            Worker(self.node.url, lease="3s", wait="2s", concurrency=2)
+            .activity("py.flaky", flaky)
+            .activity("py.hopeless", hopeless)
+        )
+        thread = self.serve(worker)
+        # The default policy retries a failed attempt (after about a second).
+        flaky_id = self.client.dispatch("py.flaky", None)
+        self.assertEqual(self.client.result(flaky_id, timeout=30), {"resumed_from": {"got_to": 7}})
+        self.assertEqual(attempts["flaky"], 2)
+        hopeless_id = self.client.dispatch("py.hopeless", None)
+        with self.assertRaises(ExecutionFailed) as failed:
+            self.client.result(hopeless_id, timeout=30)
+        self.assertEqual(failed.exception.execution["state"], "failed")
+        self.assertEqual(failed.exception.execution["error"]["kind"], "invalid")
+        detail = self.client.get(hopeless_id)
+        self.assertEqual(detail["execution"]["state"], "failed")
+        self.assertEqual(detail["steps"][0]["attempt"], 1, "not retried")
+        worker.stop()
+        thread.join(timeout=10)
+
+    def test_a_task_whose_worker_is_killed_runs_on_another(self):
+        started = os.path.join(self.node.dir, "started")
+        # A worker in its own process that hangs in the task: killed mid-task.
+        script = f"""
+import sys, time
+sys.path.insert(0, {os.path.join(HERE, "..", "src")!r})
+from courier_client import Worker
+def stuck(args, task):
+    open({started!r}, "w").close()
+    time.sleep(600)
+Worker({self.node.url!r}, worker_id="doomed", lease="2s", wait="2s").activity("py.killed", stuck).run()
+"""
+        doomed = subprocess.Popen([sys.executable, "-c", script])
+        try:
+            execution = self.client.dispatch("py.killed", {"n": 1})
+            deadline = time.monotonic() + 30
+            while not os.path.exists(started):
+                self.assertLess(time.monotonic(), deadline, "the doomed worker never started the task")
+                time.sleep(0.05)
+            doomed.send_signal(signal.SIGKILL)
+            doomed.wait(timeout=10)
+        finally:
+            if doomed.poll() is None:
+                doomed.kill()
+        worker = Worker(self.node.url, worker_id="survivor", lease="2s", wait="2s").activity(
+            "py.killed", lambda args, task: {"attempt": task.attempt, "n": args["n"]}
+        )
+        thread = self.serve(worker)
+        self.assertEqual(self.client.result(execution, timeout=60), {"attempt": 2, "n": 1})
+        worker.stop()
+        thread.join(timeout=10)
+
+    def test_errors_are_typed(self):
+        with self.assertRaises(CourierError) as refused:
+            self.client.dispatch("courier.reserved", None)
+        self.assertEqual(refused.exception.status, 400)
+        with self.assertRaises(CourierError) as missing:
+            self.client.get("00000000-0000-0000-0000-000000000000")
+        self.assertEqual(missing.exception.status, 404)
+        with self.assertRaises(CourierError) as nobody:
+            Client("http://127.0.0.1:1").dispatch("x", None)
+        self.assertEqual(nobody.exception.status, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
