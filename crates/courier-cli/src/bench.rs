@@ -1,5 +1,6 @@
 //! `courier bench`: throughput and latency of the runtime, measured the way
-//! established queues are measured (see MISSION.md, "How the benches measure").
+//! established job queues measure theirs (work enqueued first, then the time
+//! from the first start to the last completion, from the store's timestamps).
 //!
 //! * `independent`: dispatch N one-activity executions in one bulk call with no
 //!   worker running, refresh planner statistics, start the worker;
@@ -10,6 +11,14 @@
 //! * `latency`: with the worker idle, N sequential dispatch → `wait_for` round
 //!   trips; `p50_ms`, `p99_ms`.
 //!
+//! The throughput scenarios also report what each execution (or child) cost the
+//! store, from counters read before dispatch and after the last completion:
+//! on SQLite the writer thread's busy time (`writer_us_per_exec`) and its
+//! transactions (`write_txns_per_exec`); on Postgres the rows inserted, updated
+//! (`hot_updated`: in place, no index entry) and deleted in the store's tables
+//! (`rows_per_exec`) and the WAL written (`wal_bytes_per_exec`, the server's
+//! whole WAL: run it on a quiet server).
+//!
 //! Prints one JSON line per run, then one line with the medians.
 
 use std::sync::Arc;
@@ -18,7 +27,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use courier_core::{ExecutionFilter, ExecutionRecord, ExecutionState, Store, TaskError};
 use courier_runtime::{Courier, DispatchOptions, OrchestratorContext, PollBackoff, WorkerOptions};
-use courier_store::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore};
+use courier_store::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, WriteVolume, WriterLoad};
 use serde_json::{Value, json};
 
 /// Which store to measure.
@@ -76,10 +85,93 @@ struct Run {
     dispatch_per_sec: Option<f64>,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
+    cost: Option<Cost>,
+}
+
+/// What one execution cost the store, averaged over a run.
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    /// SQLite: the writer thread's busy time, in microseconds.
+    writer_us: Option<f64>,
+    /// SQLite: the writer's transactions.
+    write_txns: Option<f64>,
+    /// Postgres: rows inserted, updated (of those, in place), deleted.
+    inserted: Option<f64>,
+    updated: Option<f64>,
+    hot_updated: Option<f64>,
+    deleted: Option<f64>,
+    /// Postgres: bytes of WAL.
+    wal_bytes: Option<f64>,
+}
+
+/// The store's cumulative write counters, read around a measured window.
+enum Meter {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+enum Reading {
+    Sqlite(WriterLoad),
+    Postgres(WriteVolume),
+}
+
+impl Meter {
+    async fn read(&self) -> Result<Reading, Box<dyn std::error::Error>> {
+        Ok(match self {
+            Meter::Sqlite(store) => Reading::Sqlite(store.writer_load()),
+            Meter::Postgres(store) => Reading::Postgres(store.write_volume().await?),
+        })
+    }
+
+    /// A reading once Postgres's statistics have caught up: its backends
+    /// report their row counts within about a second of going idle, so read
+    /// until two readings a second apart agree (at most 15 s).
+    async fn settled(&self) -> Result<Reading, Box<dyn std::error::Error>> {
+        let Meter::Postgres(store) = self else {
+            return self.read().await;
+        };
+        let mut last = store.write_volume().await?;
+        for _ in 0..15 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = store.write_volume().await?;
+            if now.rows() == last.rows() {
+                return Ok(Reading::Postgres(now));
+            }
+            last = now;
+        }
+        Ok(Reading::Postgres(last))
+    }
+}
+
+impl Cost {
+    /// The cost per execution of what happened between `before` and `after`.
+    fn between(before: &Reading, after: &Reading, n: usize) -> Cost {
+        let per = |v: u64| Some(v as f64 / n as f64);
+        match (before, after) {
+            (Reading::Sqlite(b), Reading::Sqlite(a)) => Cost {
+                writer_us: Some(a.busy.saturating_sub(b.busy).as_secs_f64() * 1e6 / n as f64),
+                write_txns: per(a.transactions - b.transactions),
+                ..Cost::default()
+            },
+            (Reading::Postgres(b), Reading::Postgres(a)) => {
+                let d = a.since(b);
+                Cost {
+                    inserted: per(d.inserted),
+                    updated: per(d.updated),
+                    hot_updated: per(d.hot_updated),
+                    deleted: per(d.deleted),
+                    wal_bytes: per(d.wal_bytes),
+                    ..Cost::default()
+                }
+            }
+            _ => Cost::default(),
+        }
+    }
 }
 
 struct Fresh {
     store: Arc<dyn Store>,
+    meter: Meter,
     cleanup: Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()>>,
 }
 
@@ -92,6 +184,7 @@ async fn fresh(args: &BenchArgs) -> Result<Fresh, Box<dyn std::error::Error>> {
             store.init().await?;
             let handle = store.clone();
             Ok(Fresh {
+                meter: Meter::Sqlite(store.clone()),
                 store: Arc::new(store),
                 cleanup: Box::new(move || {
                     Box::pin(async move {
@@ -108,6 +201,7 @@ async fn fresh(args: &BenchArgs) -> Result<Fresh, Box<dyn std::error::Error>> {
             store.init().await?;
             let handle = store.clone();
             Ok(Fresh {
+                meter: Meter::Postgres(store.clone()),
                 store: Arc::new(store),
                 cleanup: Box::new(move || {
                     Box::pin(async move {
@@ -172,6 +266,7 @@ async fn independent(args: &BenchArgs) -> Result<Run, Box<dyn std::error::Error>
     let batch: Vec<_> = (0..args.n)
         .map(|i| client.new_execution("echo", json!(i), &DispatchOptions::default()))
         .collect();
+    let before = fresh.meter.read().await?;
     let t = Instant::now();
     client.dispatch_many(batch).await?;
     let dispatch_secs = t.elapsed().as_secs_f64();
@@ -188,6 +283,7 @@ async fn independent(args: &BenchArgs) -> Result<Run, Box<dyn std::error::Error>
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     worker_node.shutdown().await?;
+    let cost = Cost::between(&before, &fresh.meter.settled().await?, args.n);
     let executions = all_executions(&fresh.store, args.n).await?;
     let first = executions.iter().filter_map(|e| e.started_at).min().ok_or("no start")?;
     let last = executions
@@ -202,18 +298,21 @@ async fn independent(args: &BenchArgs) -> Result<Run, Box<dyn std::error::Error>
         dispatch_per_sec: Some(args.n as f64 / dispatch_secs),
         p50_ms: None,
         p99_ms: None,
+        cost: Some(cost),
     })
 }
 
 async fn fanout(args: &BenchArgs) -> Result<Run, Box<dyn std::error::Error>> {
     let fresh = fresh(args).await?;
     let courier = node(fresh.store.clone(), Some(worker(args))).start().await?;
+    let before = fresh.meter.read().await?;
     let id = courier.dispatch("fan", args.n as u64).await?;
     let done = courier.wait_for(id, Some(Duration::from_secs(1800))).await?;
     if done.state != ExecutionState::Completed {
         return Err(format!("fan-out ended {}: {:?}", done.state, done.error).into());
     }
     courier.shutdown().await?;
+    let cost = Cost::between(&before, &fresh.meter.settled().await?, args.n);
     let secs = (done.completed_at.ok_or("no completion")? - done.started_at.ok_or("no start")?)
         .to_std()?
         .as_secs_f64();
@@ -223,6 +322,7 @@ async fn fanout(args: &BenchArgs) -> Result<Run, Box<dyn std::error::Error>> {
         dispatch_per_sec: None,
         p50_ms: None,
         p99_ms: None,
+        cost: Some(cost),
     })
 }
 
@@ -248,6 +348,7 @@ async fn latency(args: &BenchArgs) -> Result<Run, Box<dyn std::error::Error>> {
         dispatch_per_sec: None,
         p50_ms: Some(percentile(&samples, 0.50)),
         p99_ms: Some(percentile(&samples, 0.99)),
+        cost: None,
     })
 }
 
@@ -280,6 +381,21 @@ fn line(args: &BenchArgs, run: &Run, extra: Value) -> Value {
     if let Some(d) = run.dispatch_per_sec {
         out["dispatch_per_sec"] = json!(round(Some(d)));
     }
+    if let Some(c) = run.cost {
+        if c.writer_us.is_some() {
+            out["writer_us_per_exec"] = json!(round(c.writer_us));
+            out["write_txns_per_exec"] = json!(round(c.write_txns));
+        }
+        if c.wal_bytes.is_some() {
+            out["rows_per_exec"] = json!({
+                "inserted": round(c.inserted),
+                "updated": round(c.updated),
+                "hot_updated": round(c.hot_updated),
+                "deleted": round(c.deleted),
+            });
+            out["wal_bytes_per_exec"] = json!(round(c.wal_bytes));
+        }
+    }
     if let (Value::Object(o), Value::Object(e)) = (&mut out, extra) {
         o.extend(e);
     }
@@ -300,11 +416,28 @@ pub async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     if runs.len() > 1 {
         let pick = |f: fn(&Run) -> Option<f64>| median(&mut runs.iter().filter_map(f).collect::<Vec<_>>());
+        let cost = |f: fn(&Cost) -> Option<f64>| {
+            median(
+                &mut runs
+                    .iter()
+                    .filter_map(|r| r.cost.as_ref().and_then(f))
+                    .collect::<Vec<_>>(),
+            )
+        };
         let summary = Run {
             per_sec: pick(|r| r.per_sec),
             dispatch_per_sec: pick(|r| r.dispatch_per_sec),
             p50_ms: pick(|r| r.p50_ms),
             p99_ms: pick(|r| r.p99_ms),
+            cost: runs.iter().any(|r| r.cost.is_some()).then(|| Cost {
+                writer_us: cost(|c| c.writer_us),
+                write_txns: cost(|c| c.write_txns),
+                inserted: cost(|c| c.inserted),
+                updated: cost(|c| c.updated),
+                hot_updated: cost(|c| c.hot_updated),
+                deleted: cost(|c| c.deleted),
+                wal_bytes: cost(|c| c.wal_bytes),
+            }),
         };
         println!("{}", line(&args, &summary, json!({"median_of": runs.len()})));
     }

@@ -100,6 +100,48 @@ use std::time::Duration;
 use courier_core::{StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 
+/// Cumulative write counters of a Postgres store (see
+/// [`PostgresStore::write_volume`]); the difference of two readings is what
+/// happened between them.
+///
+/// ```
+/// use courier_store_postgres::WriteVolume;
+/// let before = WriteVolume { wal_bytes: 1_000, inserted: 10, updated: 4, hot_updated: 3, deleted: 0 };
+/// let after = WriteVolume { wal_bytes: 9_000, inserted: 30, updated: 12, hot_updated: 9, deleted: 2 };
+/// assert_eq!(after.since(&before).rows(), 20 + 8 + 2);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteVolume {
+    /// Bytes of write-ahead log (the server's whole WAL, not only this store's).
+    pub wal_bytes: u64,
+    /// Rows inserted into this store's tables.
+    pub inserted: u64,
+    /// Rows updated.
+    pub updated: u64,
+    /// Of the updated rows, those updated in place (no index entry written).
+    pub hot_updated: u64,
+    /// Rows deleted.
+    pub deleted: u64,
+}
+
+impl WriteVolume {
+    /// What changed from `earlier` to this reading.
+    pub fn since(&self, earlier: &WriteVolume) -> WriteVolume {
+        WriteVolume {
+            wal_bytes: self.wal_bytes.saturating_sub(earlier.wal_bytes),
+            inserted: self.inserted.saturating_sub(earlier.inserted),
+            updated: self.updated.saturating_sub(earlier.updated),
+            hot_updated: self.hot_updated.saturating_sub(earlier.hot_updated),
+            deleted: self.deleted.saturating_sub(earlier.deleted),
+        }
+    }
+
+    /// Rows written: inserted, updated and deleted.
+    pub fn rows(&self) -> u64 {
+        self.inserted + self.updated + self.deleted
+    }
+}
+
 /// A handle on a Postgres store: cheap to clone, all clones share one pool.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -163,6 +205,36 @@ impl PostgresStore {
             .await
             .map_err(|e| error::from_db(&e))?;
         Ok(())
+    }
+
+    /// Cumulative write counters, for `courier bench`'s cost per execution: the
+    /// WAL position and the rows inserted, updated (and of those, updated in
+    /// place, "HOT") and deleted in this store's tables. The row counts are the
+    /// statistics collector's, which a backend reports within about a second of
+    /// going idle, so a reading right after a burst may still lag.
+    pub async fn write_volume(&self) -> Result<WriteVolume, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8,
+                        coalesce(sum(n_tup_ins), 0)::int8, coalesce(sum(n_tup_upd), 0)::int8,
+                        coalesce(sum(n_tup_hot_upd), 0)::int8, coalesce(sum(n_tup_del), 0)::int8
+                 FROM pg_stat_user_tables WHERE schemaname = current_schema()",
+                &[],
+            )
+            .await
+            .map_err(|e| error::from_db(&e))?;
+        let get = |i: usize| -> Result<u64, StoreError> {
+            let v: i64 = row.try_get(i).map_err(|e| error::from_db(&e))?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        Ok(WriteVolume {
+            wal_bytes: get(0)?,
+            inserted: get(1)?,
+            updated: get(2)?,
+            hot_updated: get(3)?,
+            deleted: get(4)?,
+        })
     }
 
     /// The connection pool, for crates that keep their own tables beside the

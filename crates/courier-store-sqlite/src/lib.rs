@@ -59,3 +59,4 @@ mod writer;
 
 pub use options::SqliteOptions;
 pub use store::SqliteStore;
+pub use writer::WriterLoad;

@@ -94,6 +94,12 @@ impl SqliteStore {
         }
     }
 
+    /// What the writer thread has done since the store opened (time busy,
+    /// transactions, jobs): `courier bench` reports its cost per execution.
+    pub fn writer_load(&self) -> crate::WriterLoad {
+        self.inner.writer.load()
+    }
+
     /// The durability the writer's connection runs with: `"normal"` or `"full"`
     /// (`PRAGMA synchronous`), so an operator can see what `store.sqlite_synchronous` took.
     pub async fn synchronous(&self) -> StoreResult<&'static str> {

@@ -20,8 +20,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use courier_core::StoreError;
 use rusqlite::Connection;
@@ -74,9 +75,37 @@ enum Msg {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// What the writer thread has done since it started: time spent running jobs
+/// (not waiting for them) and the transactions and jobs it ran. `courier bench`
+/// divides the difference of two readings by the executions between them.
+///
+/// ```
+/// use courier_store_sqlite::WriterLoad;
+/// let load = WriterLoad { busy: std::time::Duration::from_millis(3), transactions: 2, jobs: 10 };
+/// assert_eq!(load.jobs, 10);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterLoad {
+    /// Time spent running jobs, commits included.
+    pub busy: Duration,
+    /// Transactions committed or rolled back (a group of jobs is one).
+    pub transactions: u64,
+    /// Jobs run.
+    pub jobs: u64,
+}
+
+/// The writer thread's counters behind [`WriterLoad`].
+#[derive(Default)]
+struct Load {
+    busy_nanos: AtomicU64,
+    transactions: AtomicU64,
+    jobs: AtomicU64,
+}
+
 /// The handle async code uses to send work to the writer thread.
 pub(crate) struct Writer {
     sender: mpsc::Sender<Msg>,
+    load: Arc<Load>,
     /// The most jobs seen waiting behind the one the thread just took (a test
     /// reads it to see the bound hold).
     #[cfg_attr(not(test), allow(dead_code))]
@@ -89,10 +118,25 @@ impl Writer {
         let (sender, receiver) = mpsc::channel(WRITE_QUEUE_BOUND);
         let peak_depth = Arc::new(AtomicUsize::new(0));
         let peak = Arc::clone(&peak_depth);
+        let load = Arc::new(Load::default());
+        let counted = Arc::clone(&load);
         thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, receiver, &peak))?;
-        Ok(Writer { sender, peak_depth })
+            .spawn(move || run(conn, receiver, &peak, &counted))?;
+        Ok(Writer {
+            sender,
+            load,
+            peak_depth,
+        })
+    }
+
+    /// What the thread has done so far.
+    pub(crate) fn load(&self) -> WriterLoad {
+        WriterLoad {
+            busy: Duration::from_nanos(self.load.busy_nanos.load(Ordering::Relaxed)),
+            transactions: self.load.transactions.load(Ordering::Relaxed),
+            jobs: self.load.jobs.load(Ordering::Relaxed),
+        }
     }
 
     /// The most jobs ever seen waiting for the thread: never more than
@@ -196,7 +240,7 @@ pub(crate) fn closed() -> StoreError {
     StoreError::Unavailable("the SQLite store is closed".into())
 }
 
-fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Msg>, peak: &AtomicUsize) {
+fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Msg>, peak: &AtomicUsize, load: &Load) {
     let mut next: Option<Msg> = None;
     loop {
         let msg = match next.take() {
@@ -214,7 +258,11 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Msg>, peak: &AtomicUsi
                 let _ = ack.send(());
                 return;
             }
-            Msg::Alone(job) => job(&mut conn),
+            Msg::Alone(job) => {
+                let started = Instant::now();
+                job(&mut conn);
+                load.add(started, 1, 1);
+            }
             Msg::Grouped(first) => {
                 let mut group = vec![first];
                 while group.len() < MAX_GROUP {
@@ -230,19 +278,33 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Msg>, peak: &AtomicUsi
                         Err(_) => break,
                     }
                 }
-                run_group(&conn, group);
+                let (started, jobs) = (Instant::now(), group.len() as u64);
+                let transactions = run_group(&conn, group);
+                load.add(started, transactions, jobs);
             }
         }
     }
 }
 
-fn run_group(conn: &Connection, group: Vec<GroupedJob>) {
+impl Load {
+    fn add(&self, started: Instant, transactions: u64, jobs: u64) {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.transactions.fetch_add(transactions, Ordering::Relaxed);
+        self.jobs.fetch_add(jobs, Ordering::Relaxed);
+    }
+}
+
+/// Runs a group of jobs; how many transactions that took.
+fn run_group(conn: &Connection, group: Vec<GroupedJob>) -> u64 {
     let mut jobs = group.into_iter();
     let mut rest: Vec<GroupedJob> = Vec::new();
+    let mut transactions = 0;
     loop {
         run_transaction(conn, &mut jobs, &mut rest);
+        transactions += 1;
         if rest.is_empty() {
-            return;
+            return transactions;
         }
         // A failure cut the transaction short: the jobs it did not reach get a fresh one.
         jobs = std::mem::take(&mut rest).into_iter();

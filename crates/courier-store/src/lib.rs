@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use courier_core::{Clock, Store, StoreError};
 
-pub use courier_store_postgres::{PostgresOptions, PostgresStore};
-pub use courier_store_sqlite::{SqliteOptions, SqliteStore};
+pub use courier_store_postgres::{PostgresOptions, PostgresStore, WriteVolume};
+pub use courier_store_sqlite::{SqliteOptions, SqliteStore, WriterLoad};
 
 /// Opens the store a `COURIER_STORE_URL` names, without initialising it:
 /// `postgres://...` / `postgresql://...` for Postgres; `sqlite::memory:` for a
