@@ -355,6 +355,36 @@ fn merge(base: &mut toml::Table, layer: toml::Table) {
     }
 }
 
+/// Every setting's environment variable with its default, one per line, for
+/// `courier serve --help`.
+pub fn variables_help() -> String {
+    let defaults: toml::Table = DEFAULTS.parse().expect("config/default.toml is valid TOML");
+    let mut out = String::from(
+        "Settings (config/default.toml has what each does): a --config file overrides the \
+         built-in defaults, and these environment variables override both.\n",
+    );
+    for (section, keys) in &defaults {
+        let toml::Value::Table(keys) = keys else { continue };
+        for (key, default) in keys {
+            if default.is_table() {
+                continue;
+            }
+            let shown = match default {
+                toml::Value::String(s) if s.is_empty() => "(empty)".to_string(),
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Array(items) if items.is_empty() => "(none)".to_string(),
+                other => other.to_string(),
+            };
+            out.push_str(&format!("\n  {:<48} {shown}", env_name(section, key)));
+        }
+    }
+    out.push_str(
+        "\n\nIngest providers: COURIER_INGEST_PROVIDERS_<NAME>_<KEY> (e.g. \
+         COURIER_INGEST_PROVIDERS_EMAIL_SMTP_URL).",
+    );
+    out
+}
+
 /// The environment variable that overrides `section.key`.
 pub fn env_name(section: &str, key: &str) -> String {
     format!("COURIER_{}_{}", section.to_uppercase(), key.to_uppercase())

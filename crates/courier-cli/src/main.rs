@@ -1,6 +1,6 @@
 //! The `courier` binary.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// jemalloc instead of the system allocator: the store's writer thread allocates
 /// what the runtime's thread frees, and glibc's per-thread arenas made that cost
@@ -66,7 +66,10 @@ async fn client_command(command: Command) -> i32 {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // `serve --help` lists every setting's environment variable, read from the
+    // built-in defaults so the list can't drift from what `serve` reads.
+    let command = Cli::command().mut_subcommand("serve", |serve| serve.after_long_help(config::variables_help()));
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     if !matches!(cli.command, Command::Serve(_)) {
         // `serve` configures logging from its config; the others log warnings only.
         tracing_subscriber::fmt()

@@ -27,6 +27,13 @@ pub struct ServeArgs {
     /// A TOML config file over the built-in defaults (see config/default.toml).
     #[arg(long, env = "COURIER_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Listen here (`http.addr`), over the config file and COURIER_HTTP_ADDR.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// The store's URL (`store.url`): a SQLite path, `sqlite::memory:` or
+    /// `postgres://...`; over the config file and COURIER_STORE_URL.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 fn init_logging(config: &Config) {
@@ -62,7 +69,12 @@ fn node_id(config: &Config) -> String {
 
 /// Runs a node until a signal stops it.
 pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    // The flags are the last layer: what is typed on the command line wins.
+    let config = Config::load(args.config.as_deref(), |k| match k {
+        "COURIER_HTTP_ADDR" if args.addr.is_some() => args.addr.clone(),
+        "COURIER_STORE_URL" if args.store.is_some() => args.store.clone(),
+        _ => std::env::var(k).ok(),
+    })?;
     // Before anything is opened: a refusal must leave no trace but its message.
     let exposure = config.exposure()?;
     init_logging(&config);

@@ -892,3 +892,70 @@ fn the_access_log_never_prints_a_query_token() {
         server.log()
     );
 }
+
+#[test]
+fn serve_help_lists_every_setting_variable() {
+    let out = Command::new(BIN).args(["serve", "--help"]).output().expect("runs");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--addr <HOST:PORT>",
+        "--store <URL>",
+        "COURIER_HTTP_ADDR",
+        "COURIER_STORE_URL",
+        "COURIER_API_TOKENS",
+        "COURIER_WEBHOOKS_SECRET_KEY",
+        "COURIER_HTTP_MAX_STREAMS",
+        "COURIER_INGEST_PROVIDERS_<NAME>_<KEY>",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from serve --help:\n{help}");
+    }
+}
+
+#[test]
+fn serve_listens_where_addr_says_over_the_environment() {
+    let dir = temp_dir();
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+    let store = dir.join("flag.db");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--store"])
+        .arg(&store)
+        .env_remove("COURIER_CONFIG")
+        .env_remove("COURIER_API_TOKENS")
+        // Both lose to the flags.
+        .env("COURIER_HTTP_ADDR", "127.0.0.1:1")
+        .env("COURIER_STORE_URL", dir.join("env.db"))
+        .env("COURIER_LOG_LEVEL", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("courier serve starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
+            let mut answer = String::new();
+            let _ = s.read_to_string(&mut answer);
+            if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
+                break true;
+            }
+        }
+        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ready,
+        "no /readyz on --addr's port: {}",
+        std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+    );
+    assert!(store.exists(), "the store is the one --store names");
+    assert!(!dir.join("env.db").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
