@@ -162,7 +162,17 @@ async fn deliveries_carry_both_signatures_and_the_event() {
 
     let got = &receiver.received()[0];
     let body: Value = serde_json::from_slice(&got.body).unwrap();
+    // `type` as in the events API and streams; `event_type`, the earlier name, too.
+    assert_eq!(body["type"], "execution.completed");
     assert_eq!(body["event_type"], "execution.completed");
+    let (_, log) = get(&s.at("/v1/events?after=0&limit=1000")).await;
+    let logged = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["seq"] == body["seq"])
+        .unwrap();
+    assert_eq!(logged["type"], body["type"], "one name for the event type everywhere");
     assert_eq!(body["execution_id"], json!(id));
     assert_eq!(body["data"]["result"], json!({"hello": "world"}));
     assert!(

@@ -67,3 +67,17 @@ export class Worker {
   run(options?: { handleSignals?: boolean }): Promise<void>;
   stop(): void;
 }
+
+/** The delivery is not signed with this secret, or is too old. */
+export class InvalidSignature extends Error {}
+
+/** Checks a delivery's Standard Webhooks signature and age; the parsed body, or throws InvalidSignature. */
+export function verifyWebhook(
+  secret: string,
+  headers: Record<string, string> | { get(name: string): string | null },
+  body: string | Uint8Array,
+  options?: { tolerance?: number },
+): any;
+
+/** Checks `X-Webhook-Signature: sha256=<hex>`. */
+export function verifySeedSignature(secret: string, body: string | Uint8Array, header: string | undefined): boolean;

@@ -2,11 +2,12 @@
 //
 // `Worker` serves activities to a node: it claims their tasks with a
 // long-poll, runs each while a timer renews its lease, and completes or fails
-// it. `Client` dispatches executions and waits for their results. No
-// dependencies: the platform's `fetch`.
+// it. `Client` dispatches executions and waits for their results.
+// `verifyWebhook` checks a webhook delivery's signature. No dependencies: the
+// platform's `fetch` and `crypto`.
 
 import { hostname } from "node:os";
-import { randomUUID } from "node:crypto";
+import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 
 /** An answer that is not a success: `status`, and the node's `error` and `detail` (status 0: no answer). */
 export class CourierError extends Error {
@@ -302,4 +303,58 @@ export class Worker {
       this.log.warn?.(`courier worker: could not settle task ${task.id}: ${e.message}`);
     }
   }
+}
+
+/** The delivery is not signed with this secret, or is too old. */
+export class InvalidSignature extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "InvalidSignature";
+  }
+}
+
+/** A webhook secret's key: the base64-DECODED part after `whsec_`. */
+const webhookKey = (secret) => Buffer.from(secret.replace(/^whsec_/, ""), "base64");
+
+const sameText = (a, b) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+
+/**
+ * Checks a delivery's Standard Webhooks signature (`webhook-id`,
+ * `webhook-timestamp`, `webhook-signature: v1,<base64>`, several
+ * space-separated during a secret rotation) and that its timestamp is within
+ * `tolerance` seconds of now; returns the parsed body, or throws
+ * InvalidSignature. `headers`: a plain object or a `Headers`; `body`: the raw
+ * bytes or text, exactly as received.
+ */
+export function verifyWebhook(secret, headers, body, { tolerance = 300 } = {}) {
+  const get = (name) =>
+    typeof headers.get === "function"
+      ? headers.get(name)
+      : Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1];
+  const id = get("webhook-id");
+  const timestamp = get("webhook-timestamp");
+  const signatures = get("webhook-signature");
+  if (!id || !/^\d+$/.test(timestamp ?? "") || !signatures) {
+    throw new InvalidSignature("missing or malformed webhook-id / webhook-timestamp / webhook-signature");
+  }
+  if (Math.abs(Date.now() / 1000 - Number(timestamp)) > tolerance) {
+    throw new InvalidSignature(`timestamp ${timestamp} is more than ${tolerance}s away from now`);
+  }
+  const raw = Buffer.isBuffer(body) ? body : Buffer.from(body);
+  const expected = createHmac("sha256", webhookKey(secret))
+    .update(`${id}.${timestamp}.`)
+    .update(raw)
+    .digest("base64");
+  const ok = String(signatures)
+    .split(" ")
+    .some((s) => s.startsWith("v1,") && sameText(s.slice(3), expected));
+  if (!ok) throw new InvalidSignature("no signature matches this secret");
+  return JSON.parse(raw.toString("utf8"));
+}
+
+/** Checks `X-Webhook-Signature: sha256=<hex HMAC-SHA256 of the body>` (the current secret only). */
+export function verifySeedSignature(secret, body, header) {
+  const raw = Buffer.isBuffer(body) ? body : Buffer.from(body);
+  const expected = `sha256=${createHmac("sha256", webhookKey(secret)).update(raw).digest("hex")}`;
+  return typeof header === "string" && sameText(header, expected);
 }

@@ -6,9 +6,19 @@ import { mkdtempSync, openSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
 import { fileURLToPath } from "node:url";
 
-import { Client, CourierError, ExecutionFailed, TaskFailure, Worker } from "../src/index.js";
+import {
+  Client,
+  CourierError,
+  ExecutionFailed,
+  InvalidSignature,
+  TaskFailure,
+  Worker,
+  verifySeedSignature,
+  verifyWebhook,
+} from "../src/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -38,6 +48,10 @@ before(async () => {
     COURIER_WORKER_LEASE: "2s",
     COURIER_WORKER_HEARTBEAT: "500ms",
     COURIER_LOG_LEVEL: "warn",
+    // The webhook receiver of these tests listens on loopback.
+    COURIER_WEBHOOKS_ALLOW_PRIVATE: "127.0.0.1/32",
+    COURIER_WEBHOOKS_SECRET_KEY: "AG997S88LNpAm0Rom4TeLVh0GSchFj+eO/whPOkGJrw=",
+    COURIER_WEBHOOKS_POLL: "200ms",
   });
   const bin = process.env.COURIER_BIN ?? join(here, "..", "..", "..", "target", "debug", "courier");
   const log = openSync(join(dir, "courier.log"), "w");
@@ -148,4 +162,41 @@ test("errors are typed", async () => {
     (e) => e instanceof CourierError && e.status === 404,
   );
   await assert.rejects(new Client("http://127.0.0.1:1").dispatch("x"), (e) => e instanceof CourierError && e.status === 0);
+});
+
+test("a real delivery verifies with its secret and with no other", async () => {
+  const received = [];
+  const receiver = createHttpServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      received.push({ headers: req.headers, body: Buffer.concat(chunks) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+  const client = new Client(url);
+  try {
+    const { value: hook } = await client.http.request("POST", "/v1/webhooks", {
+      body: { url: `http://127.0.0.1:${receiver.address().port}/hook`, event_types: ["execution.created"] },
+    });
+    const id = await client.dispatch("js.webhooked", { n: 1 });
+    const deadline = Date.now() + 30_000;
+    while (received.length === 0) {
+      assert.ok(Date.now() < deadline, "no delivery");
+      await sleep(50);
+    }
+    const { headers, body } = received[0];
+    const event = verifyWebhook(hook.secret, headers, body);
+    assert.equal(event.type, "execution.created");
+    assert.equal(event.execution_id, id);
+    assert.ok(verifySeedSignature(hook.secret, body, headers["x-webhook-signature"]));
+    const other = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY";
+    assert.throws(() => verifyWebhook(other, headers, body), InvalidSignature);
+    assert.throws(() => verifyWebhook(hook.secret, headers, Buffer.concat([body, Buffer.from(" ")])), InvalidSignature);
+    assert.throws(() => verifyWebhook(hook.secret, headers, body, { tolerance: -1 }), InvalidSignature);
+    assert.ok(!verifySeedSignature(other, body, headers["x-webhook-signature"]));
+  } finally {
+    receiver.close();
+  }
 });

@@ -15,7 +15,23 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
 
-from courier_client import Client, CourierError, ExecutionFailed, TaskFailure, Worker  # noqa: E402
+from courier_client import (  # noqa: E402
+    Client,
+    CourierError,
+    ExecutionFailed,
+    InvalidSignature,
+    TaskFailure,
+    Worker,
+    verify_seed_signature,
+    verify_webhook,
+)
+
+# The README's shell check of a Standard Webhooks signature, run as written there.
+SHELL_CHECK = r"""
+key=$(printf %s "${SECRET#whsec_}" | base64 -d | od -An -tx1 | tr -d ' \n')
+printf '%s.%s.' "$WEBHOOK_ID" "$WEBHOOK_TIMESTAMP" | cat - body.json \
+  | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$key" -binary | base64
+"""
 
 
 def free_port():
@@ -40,6 +56,10 @@ class Node:
             COURIER_WORKER_LEASE="2s",
             COURIER_WORKER_HEARTBEAT="500ms",
             COURIER_LOG_LEVEL="warn",
+            # The webhook receiver of these tests listens on loopback.
+            COURIER_WEBHOOKS_ALLOW_PRIVATE="127.0.0.1/32",
+            COURIER_WEBHOOKS_SECRET_KEY="AG997S88LNpAm0Rom4TeLVh0GSchFj+eO/whPOkGJrw=",
+            COURIER_WEBHOOKS_POLL="200ms",
         )
         binary = os.environ.get("COURIER_BIN") or os.path.join(HERE, "..", "..", "..", "target", "debug", "courier")
         self.log = open(os.path.join(self.dir, "courier.log"), "w")
@@ -170,6 +190,77 @@ Worker({self.node.url!r}, worker_id="doomed", lease="2s", wait="2s").activity("p
         with self.assertRaises(CourierError) as nobody:
             Client("http://127.0.0.1:1").dispatch("x", None)
         self.assertEqual(nobody.exception.status, 0)
+
+
+class WebhookTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.node = Node()
+        cls.client = Client(cls.node.url)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.node.stop()
+
+    def test_a_real_delivery_verifies_with_the_secret_and_with_no_other(self):
+        import http.server
+
+        received = []
+
+        class Receiver(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.headers, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            hook, status = self.client.http.request(
+                "POST",
+                "/v1/webhooks",
+                {"url": f"http://127.0.0.1:{server.server_port}/hook", "event_types": ["execution.created"]},
+            )
+            self.assertEqual(status, 201)
+            secret = hook["secret"]
+            execution = self.client.dispatch("py.webhooked", {"n": 1})
+            deadline = time.monotonic() + 30
+            while not received:
+                self.assertLess(time.monotonic(), deadline, "no delivery")
+                time.sleep(0.05)
+        finally:
+            server.shutdown()
+            server.server_close()
+        headers, body = received[0]
+        event = verify_webhook(secret, headers, body)
+        self.assertEqual((event["type"], event["execution_id"]), ("execution.created", execution))
+        self.assertTrue(verify_seed_signature(secret, body, headers["X-Webhook-Signature"]))
+        other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+        with self.assertRaises(InvalidSignature):
+            verify_webhook(other, headers, body)
+        with self.assertRaises(InvalidSignature):
+            verify_webhook(secret, headers, body + b" ")
+        with self.assertRaises(InvalidSignature):
+            verify_webhook(secret, headers, body, tolerance=-1)
+        self.assertFalse(verify_seed_signature(other, body, headers["X-Webhook-Signature"]))
+
+        # The README's shell check gives the same signature.
+        work = tempfile.mkdtemp()
+        with open(os.path.join(work, "body.json"), "wb") as f:
+            f.write(body)
+        env = dict(
+            os.environ,
+            SECRET=secret,
+            WEBHOOK_ID=headers["webhook-id"],
+            WEBHOOK_TIMESTAMP=headers["webhook-timestamp"],
+        )
+        shell = subprocess.run(["bash", "-c", SHELL_CHECK], cwd=work, env=env, capture_output=True, text=True)
+        self.assertEqual(shell.returncode, 0, shell.stderr)
+        self.assertIn(f"v1,{shell.stdout.strip()}", headers["webhook-signature"].split(" "))
 
 
 if __name__ == "__main__":

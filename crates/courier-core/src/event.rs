@@ -76,7 +76,8 @@ impl EventType {
 pub struct Event {
     /// Its position in the log: gap-free in commit order, never reused.
     pub seq: i64,
-    /// What happened.
+    /// What happened (`type` everywhere: the events API, the streams and
+    /// webhook bodies, which also carry it as `event_type`, their earlier name).
     #[serde(rename = "type")]
     pub event_type: EventType,
     /// The execution it concerns.

@@ -204,9 +204,12 @@ pub(crate) async fn deliver(
             )
         })?;
 
+    // `type`, as the events API and the streams name it; `event_type` is the
+    // name earlier deliveries used, kept so receivers written for it go on working.
     let body = serde_json::to_vec(&json!({
         "id": delivery.id,
         "seq": event.seq,
+        "type": event.event_type,
         "event_type": event.event_type,
         "task_id": event.task_id,
         "execution_id": event.execution_id,
