@@ -161,3 +161,4 @@ pub const WAIT: Option<Duration> = Some(Duration::from_secs(30));
 pub mod cluster;
 pub mod http;
 pub mod receivers;
+pub mod sentinel;
