@@ -1,4 +1,4 @@
-//! Redis Sentinel on loopback for the tests: a master, one
+//! Redis Sentinel on loopback for the tests and the cluster bench: a master, one
 //! replica and three sentinels (quorum 2), started from the `redis-server` binary
 //! in a scratch directory, and all killed (the directory removed) when dropped,
 //! failing test or not. Also a scripted stand-in for a sentinel, which names the
@@ -7,8 +7,9 @@
 //!
 //! One file, included by path by the notifier's tests
 //! (`crates/courier-notify/tests/redis_sentinel.rs`), ingestion's
-//! (`crates/courier-ingest/tests/redis_inputs.rs` and `tests/ingest.rs`): std
-//! and the `redis` crate's blocking client only, so it fits each of them.
+//! (`crates/courier-ingest/tests/redis_inputs.rs`, `tests/ingest.rs`) and
+//! `benches/cluster.rs`: std and the `redis` crate's blocking client only, so it
+//! fits each of them.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
