@@ -3,13 +3,17 @@
 //!
 //!     cargo build --release -p courier-cli && cargo bench --bench cluster
 //!
-//! * `wakeup` (per notifier, Redis and Postgres NOTIFY): node B is a release
+//! * `wakeup` (per notifier: Redis, Redis through Sentinel, and Postgres NOTIFY):
+//!   node B is a release
 //!   `courier serve` process that runs the work; node A is this process (no
 //!   worker of its own, polling slowed to 30 s so only a notice can wake it). A
 //!   dispatches a no-op activity and `wait_for`s it, 200 times. `p50_ms`/`p99_ms`
 //!   are from B's commit (the execution's `completed_at`, stamped by Postgres on
 //!   this same machine) to `wait_for` returning on A; `round_trip_*` are
-//!   dispatch to return.
+//!   dispatch to return. For `redis-sentinel` the bench starts a master, a
+//!   replica and three sentinels of its own (`redis-server` on loopback) and both
+//!   nodes use `redis+sentinel://`: the master is found through the sentinels,
+//!   then the path is the same as plain Redis.
 //! * `throughput` (1, 2, 3 nodes): N no-op executions dispatched in bulk, then
 //!   that many `courier serve` nodes (Redis notifier) run them; executions/s from
 //!   the first start to the last completion, by the store's timestamps.
@@ -26,6 +30,8 @@ use serde_json::json;
 
 mod support;
 use support::{Server, psql};
+#[path = "../tests/support/sentinel.rs"]
+mod sentinel;
 
 fn postgres_admin() -> String {
     std::env::var("COURIER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -103,7 +109,16 @@ async fn client(db: &Database, notifier: &str, prefix: &str) -> Courier {
 async fn wakeup(kind: &str, samples: usize) -> serde_json::Value {
     let db = Database::create();
     let prefix = format!("cb{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let notifier = if kind == "redis" { redis_url() } else { db.url.clone() };
+    // Held for the whole run: the master, its replica and the three sentinels.
+    let sentinels = (kind == "redis-sentinel").then(|| {
+        sentinel::SentinelSet::start(sentinel::Passwords::default())
+            .unwrap_or_else(|e| panic!("Redis Sentinel on loopback: {e}"))
+    });
+    let notifier = match (kind, &sentinels) {
+        ("redis", _) => redis_url(),
+        (_, Some(set)) => set.url(),
+        _ => db.url.clone(),
+    };
     let _b = node(&db, &notifier, &prefix, "b");
     let a = client(&db, &notifier, &prefix).await;
     let mut wake = Vec::with_capacity(samples);
@@ -212,7 +227,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    for kind in ["redis", "postgres"] {
+    for kind in ["redis", "redis-sentinel", "postgres"] {
         println!("{}", wakeup(kind, 200).await);
     }
     for nodes in 1..=3 {

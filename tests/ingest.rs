@@ -1,11 +1,12 @@
 //! Ingestion end to end, on real `courier serve` processes: messages in over
 //! TCP, HTTP, Redis Streams and Redis pub/sub; out through a real SMTP server
 //! and real HTTP receivers; a flood past the queue; a consuming node killed
-//! with `kill -9` mid-stream. Bounded in time, loopback only.
+//! with `kill -9` mid-stream; the Redis master killed under a node that reads
+//! through Redis Sentinel. Bounded in time, loopback only.
 
 mod support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 use support::cluster::*;
 use support::http::*;
 use support::receivers::{Receiver, SmtpSink};
+use support::sentinel::{Passwords, SentinelSet};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -558,6 +560,202 @@ async fn a_consuming_node_killed_mid_stream_loses_no_entry() {
     let mut redis = redis().await;
     let _: () = redis::cmd("DEL").arg(&stream).query_async(&mut redis).await.unwrap();
     b.terminate();
+    receiver.stop().await;
+}
+
+/// A connection to the data node on `port` of `set`.
+async fn data_node(set: &SentinelSet, port: u16) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let password = set.passwords.data.as_deref().unwrap_or_default();
+    let client = redis::Client::open(format!("redis://:{password}@127.0.0.1:{port}"))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(3)));
+    client.get_multiplexed_async_connection_with_config(&config).await
+}
+
+/// Appends entries `ns` to `stream` on the master the sentinels name now, then,
+/// if `replicated`, `WAIT 1 1000`. The entries the master acknowledged: all of
+/// them, if `replicated` is off or a replica confirmed them; none otherwise, nor
+/// if anything failed (then they may or may not be there).
+async fn xadd_through_sentinel(
+    set: &SentinelSet,
+    stream: &str,
+    ns: std::ops::Range<usize>,
+    replicated: bool,
+) -> Vec<usize> {
+    let attempt = async {
+        let mut master = data_node(set, set.master_port()).await?;
+        let mut pipe = redis::pipe();
+        for n in ns.clone() {
+            let message = json!({"provider": "webhook", "recipient": [{"chat_id": n}], "message": "m", "n": n});
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg("message")
+                .arg(message.to_string())
+                .ignore();
+        }
+        if replicated {
+            pipe.cmd("WAIT").arg(1).arg(1000);
+            let (replicas,): (i64,) = pipe.query_async(&mut master).await?;
+            Ok::<bool, redis::RedisError>(replicas >= 1)
+        } else {
+            let () = pipe.query_async(&mut master).await?;
+            Ok(true)
+        }
+    };
+    match attempt.await {
+        Ok(true) => ns.collect(),
+        Ok(false) | Err(_) => Vec::new(),
+    }
+}
+
+#[actix_rt::test]
+async fn a_redis_master_killed_under_a_sentinel_configured_node_loses_no_acknowledged_entry() {
+    const BATCH: usize = 10;
+    const BEFORE: usize = 150;
+    const AFTER: usize = 150;
+    let mut set = SentinelSet::start(Passwords {
+        data: Some("data-pw".into()),
+        sentinel: Some("sentinel-pw".into()),
+    })
+    .unwrap_or_else(|e| panic!("Redis Sentinel on loopback ({e}); scripts/test installs redis-server"));
+    let dir = scratch("ingest-sentinel");
+    // Removed last, after the node (which prints its log from there if the test fails).
+    let _remove_dir = support::sentinel::ScratchDir(dir.clone());
+    let smtp = SmtpSink::start(&dir);
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let (stream, group, channel) = (
+        unique("sentinel-stream"),
+        unique("sentinel-group"),
+        unique("sentinel-channel"),
+    );
+    let mut node = Node::spawn(
+        "ingest-sentinel",
+        &dir,
+        vec![
+            ("COURIER_CONFIG".into(), config(&dir, smtp.port, &receiver, "")),
+            ("COURIER_STORE_URL".into(), dir.join("courier.db").display().to_string()),
+            ("COURIER_INGEST_REDIS_URL".into(), set.url()),
+            ("COURIER_INGEST_STREAM".into(), stream.clone()),
+            ("COURIER_INGEST_GROUP".into(), group.clone()),
+            ("COURIER_INGEST_CHANNEL".into(), channel.clone()),
+            ("COURIER_INGEST_RECLAIM_AFTER".into(), "2s".into()),
+        ],
+    );
+    node.ready().await;
+    let delivered = |got: &[support::receivers::Received]| -> HashSet<u64> {
+        got.iter().filter_map(|r| r.body["vars"]["n"].as_u64()).collect()
+    };
+
+    // Before the kill: every batch replicated (WAIT 1), so the failover keeps it.
+    let mut acknowledged = BTreeSet::new();
+    for from in (0..BEFORE).step_by(BATCH) {
+        acknowledged.extend(xadd_through_sentinel(&set, &stream, from..from + BATCH, true).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        acknowledged.len(),
+        BEFORE,
+        "the replica confirmed every batch before the kill"
+    );
+    receiver
+        .wait_until(Duration::from_secs(60), "the first deliveries", |got| {
+            delivered(got).len() >= 30
+        })
+        .await;
+
+    let old_master = set.kill_master();
+    let killed_at = Instant::now();
+    // Feeding goes on through the failover: a batch counts only once a master
+    // acknowledged it (and, until the sentinels agree on the new one, a replica too).
+    let mut next = BEFORE;
+    let mut after = 0;
+    let mut new_master = None;
+    while after < AFTER {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "no failover within 60 s: {}",
+            set.failed_over(old_master).unwrap_err()
+        );
+        if new_master.is_none() {
+            new_master = set.failed_over(old_master).ok();
+        }
+        let ns = next..next + BATCH;
+        next += BATCH;
+        let took = xadd_through_sentinel(&set, &stream, ns, new_master.is_none()).await;
+        if new_master.is_some() {
+            after += took.len();
+        }
+        acknowledged.extend(took);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let new_master = new_master.unwrap();
+
+    // Every acknowledged entry is delivered, once per entry.
+    let got = receiver
+        .wait_until(Duration::from_secs(90), "every acknowledged entry delivered", |got| {
+            let delivered = delivered(got);
+            acknowledged.iter().all(|n| delivered.contains(&(*n as u64)))
+        })
+        .await;
+    let mut executions: HashMap<u64, HashSet<String>> = HashMap::new();
+    for r in &got {
+        if let Some(n) = r.body["vars"]["n"].as_u64() {
+            executions
+                .entry(n)
+                .or_default()
+                .insert(r.body["execution_id"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(
+        executions.values().all(|e| e.len() == 1),
+        "an entry made two executions"
+    );
+    // ... and acknowledged on the new master in the end (those whose XACK the old
+    // master took with it are reclaimed, found committed, and acknowledged).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut master = data_node(&set, new_master).await.unwrap();
+        let (pending, _, _, _): (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(&group)
+            .query_async(&mut master)
+            .await
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} entries still pending on the new master"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The pub/sub input re-subscribed on the new master: publish until it hears.
+    let mut master = data_node(&set, new_master).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.at_path("/teams").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the pub/sub input never heard the new master"
+        );
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(json!({"provider": "teams", "recipient": [{"team_id": "T"}], "message": "after the failover", "id": "sentinel-once"}).to_string())
+            .query_async(&mut master)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!(
+        "Sentinel failover under ingestion: {} entries acknowledged by a master (of {} numbered), all delivered; {} deliveries",
+        acknowledged.len(),
+        next,
+        got.len()
+    );
+    node.terminate();
     receiver.stop().await;
 }
 

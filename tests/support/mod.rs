@@ -175,3 +175,4 @@ pub fn webhook_secret_keys() -> courier::webhooks::sealing::SecretKeys {
 pub mod cluster;
 pub mod http;
 pub mod receivers;
+pub mod sentinel;

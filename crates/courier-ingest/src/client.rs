@@ -209,7 +209,7 @@ impl IngestClient {
             match cmd.query_async(&mut connection).await {
                 Ok(value) => Ok(value),
                 Err(e) => {
-                    if e.code().is_none() {
+                    if RedisConnector::should_redial(&e) {
                         *self.connection.lock().await = None;
                     }
                     Err(ClientError::Redis(e.to_string()))

@@ -93,7 +93,8 @@ struct Inner {
     running: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
-/// How long dialling one Redis node (and its handshake) may take.
+/// How long dialling one Redis node (and its handshake), or asking one sentinel,
+/// may take.
 const REDIS_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Registers the delivery functions on `builder`; [`Ingest::start_inputs`]

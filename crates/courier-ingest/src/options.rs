@@ -30,7 +30,9 @@ pub struct IngestOptions {
     pub tcp_idle_timeout: Duration,
     /// Largest message accepted on any input, in bytes.
     pub max_message_bytes: usize,
-    /// The Redis the pub/sub and stream inputs read (seed 001's `NOTIFY_REDIS`).
+    /// The Redis the pub/sub and stream inputs read (seed 001's `NOTIFY_REDIS`),
+    /// in any form [`courier_notify::RedisConfig`] reads: one server, a failover
+    /// list, or Redis Sentinel (`redis+sentinel://s1:26379,s2:26379/mymaster`).
     pub redis_url: Option<String>,
     /// The pub/sub channel read; off when `None`.
     pub channel: Option<String>,

@@ -1,6 +1,7 @@
 //! The Redis inputs and the client against a real Redis (`COURIER_TEST_REDIS_URL`,
 //! default `redis://127.0.0.1:6379`), a real store and a real node. One test
-//! starts a private `redis-server` to restart it under the node.
+//! starts a private `redis-server` to restart it under the node; two start two
+//! and a stand-in sentinel, to move the master under the inputs.
 
 use std::future::Future;
 use std::process::{Child, Command, Stdio};
@@ -13,6 +14,8 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamInfoGroupsReply, StreamRangeReply};
 use serde_json::{Value, json};
 
+#[path = "../../../tests/support/sentinel.rs"]
+mod sentinel;
 mod support;
 
 use support::{Result, node, stop};
@@ -598,5 +601,106 @@ async fn the_client_sends_over_tcp_publishes_and_streams() -> Result {
 
     stop(courier, ingest).await;
     cleanup(&mut redis, &stream).await;
+    Ok(())
+}
+
+/// Two independent Redis servers (the old master and the new) and a stand-in
+/// sentinel naming the old one; `None` (a loud skip, or a failure under
+/// `CI=true`) without `redis-server`.
+fn two_masters(what: &str) -> Option<(sentinel::ScratchDir, sentinel::RedisProcess, sentinel::RedisProcess)> {
+    let dir = sentinel::ScratchDir::new(what);
+    let started = sentinel::RedisProcess::data_node(sentinel::free_port(), None, None, &dir.0).and_then(|old| {
+        let new = sentinel::RedisProcess::data_node(sentinel::free_port(), None, None, &dir.0)?;
+        Ok((old, new))
+    });
+    match started {
+        Ok((old, new)) => Some((dir, old, new)),
+        Err(reason) if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!("redis-server is needed and CI=true: {reason}")
+        }
+        Err(reason) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "\n!!!!! SKIPPED: {reason} !!!!!\n");
+            None
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn the_consumer_leaves_a_master_demoted_under_it_for_the_one_the_sentinels_name() -> Result {
+    let Some((_dir, old, new)) = two_masters("ingest-demoted") else {
+        return Ok(());
+    };
+    let fake = sentinel::FakeSentinel::start(old.port);
+    let url = format!("redis+sentinel://127.0.0.1:{}/{}", fake.port, sentinel::MASTER);
+    let stream = unique("stream");
+    let options = stream_options(&url, &stream);
+    let group = options.group.clone();
+    let (courier, ingest) = node(options).await?;
+    let mut on_old = redis_at(&format!("redis://127.0.0.1:{}", old.port)).await?;
+    for n in 0..3 {
+        xadd(&mut on_old, &stream, "message", &valid(n).to_string()).await?;
+    }
+    wait_for_deliveries(&courier, 3).await?;
+    wait_all_acked(&mut on_old, &stream, &group).await?;
+
+    // The old master becomes a replica of the new one, and the sentinel names the
+    // new one, but no announcement comes and no connection is closed by anyone:
+    // only the old master's READONLY answers say that it is no longer the master.
+    fake.name(new.port);
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(new.port)
+        .query_async(&mut on_old)
+        .await?;
+    let mut on_new = redis_at(&format!("redis://127.0.0.1:{}", new.port)).await?;
+    for n in 3..6 {
+        xadd(&mut on_new, &stream, "message", &valid(n).to_string()).await?;
+    }
+    let found = wait_for_deliveries(&courier, 6).await?;
+    assert_eq!(found.len(), 6);
+    // Acknowledged on the new master: the consumer's every connection moved.
+    wait_all_acked(&mut on_new, &stream, &group).await?;
+
+    stop(courier, ingest).await;
+    Ok(())
+}
+
+#[actix_rt::test]
+async fn the_pubsub_input_follows_a_switch_master_announcement() -> Result {
+    let Some((_dir, old, new)) = two_masters("ingest-switch") else {
+        return Ok(());
+    };
+    let fake = sentinel::FakeSentinel::start(old.port);
+    let url = format!("redis+sentinel://127.0.0.1:{}/{}", fake.port, sentinel::MASTER);
+    let channel = unique("channel");
+    let options = IngestOptions {
+        redis_url: Some(url),
+        channel: Some(channel.clone()),
+        ..IngestOptions::default()
+    };
+    let (courier, ingest) = node(options).await?;
+    let on_old = redis_at(&format!("redis://127.0.0.1:{}", old.port)).await?;
+    wait_subscribed(&on_old, &channel).await?;
+    eventually(WAIT, "the input watching +switch-master", || async {
+        Ok(fake.watchers() >= 1)
+    })
+    .await?;
+
+    // The old master stays a master and keeps the input's connection: only the
+    // announcement moves it.
+    fake.switch(new.port);
+    let mut on_new = redis_at(&format!("redis://127.0.0.1:{}", new.port)).await?;
+    wait_subscribed(&on_new, &channel).await?;
+    let heard: u64 = redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg(valid(7).to_string())
+        .query_async(&mut on_new)
+        .await?;
+    assert_eq!(heard, 1);
+    let found = wait_for_deliveries(&courier, 1).await?;
+    assert_eq!(found[0].args["vars"]["n"], 7);
+
+    stop(courier, ingest).await;
     Ok(())
 }

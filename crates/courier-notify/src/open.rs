@@ -23,9 +23,12 @@ use courier_core::LocalNotifier;
 #[derive(Debug, Error)]
 pub enum OpenError {
     /// The URL names no backend this crate has.
-    #[error("unsupported notifier URL {0:?}: use \"memory\", redis://, rediss://, postgres:// or postgresql://")]
+    #[error(
+        "unsupported notifier URL {0:?}: use \"memory\", redis://, rediss://, redis+sentinel://, \
+         rediss+sentinel://, postgres:// or postgresql://"
+    )]
     Unsupported(String),
-    /// A malformed (or Sentinel) Redis connection string.
+    /// A malformed Redis connection string.
     #[error(transparent)]
     RedisUrl(#[from] RedisUrlError),
     /// A malformed or unusable Postgres DSN.
@@ -55,13 +58,15 @@ pub enum OpenError {
         backend: &'static str,
         /// Where, password masked.
         target: String,
-        /// Why (for a failover list, why for each node).
+        /// Why (for a failover list, why for each node; for Sentinel, what each
+        /// sentinel said, and why the master it named would not do).
         reason: String,
     },
 }
 
 /// Opens the notifier `url` names: `"memory"` (the in-process default),
-/// `redis://` or `rediss://` (Redis pub/sub), `postgres://` or `postgresql://`
+/// `redis://`, `rediss://`, `redis+sentinel://` or `rediss+sentinel://` (Redis
+/// pub/sub, Sentinel finding the master), `postgres://` or `postgresql://`
 /// (LISTEN/NOTIFY), with channels under `prefix` (ignored in memory).
 ///
 /// Call it inside a running actix system (as `courier serve` does): the cluster
@@ -86,7 +91,8 @@ pub async fn open(url: &str, prefix: &str) -> Result<Arc<dyn Notifier>, OpenErro
     match scheme.as_str() {
         "postgres" | "postgresql" => Ok(Arc::new(PostgresNotifier::connect(url, prefix).await?)),
         // Every redis-ish scheme goes to the Redis parser, which explains what it
-        // refuses (Sentinel, Unix sockets) better than "unsupported" would.
+        // refuses (Unix sockets, a Sentinel URL without a master) better than
+        // "unsupported" would.
         s if s.starts_with("redis") => Ok(Arc::new(RedisNotifier::connect(url, prefix).await?)),
         _ => Err(OpenError::Unsupported(mask_password(url))),
     }

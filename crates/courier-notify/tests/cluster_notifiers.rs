@@ -357,11 +357,12 @@ async fn open_explains_what_it_refuses() {
     let cases: Vec<(&str, Expect)> = vec![
         ("kafka://broker", |e| matches!(e, OpenError::Unsupported(_))),
         ("", |e| matches!(e, OpenError::Unsupported(_))),
-        ("redis://sentinel-host:26379/mymaster", |e| {
-            matches!(e, OpenError::RedisUrl(RedisUrlError::Sentinel { .. }))
-        }),
+        // Sentinel without the master's name, and a Sentinel option without Sentinel.
         ("redis+sentinel://h:26379", |e| {
-            matches!(e, OpenError::RedisUrl(RedisUrlError::Sentinel { .. }))
+            matches!(e, OpenError::RedisUrl(RedisUrlError::Invalid { .. }))
+        }),
+        ("redis://h:6379?sentinel_password=pw", |e| {
+            matches!(e, OpenError::RedisUrl(RedisUrlError::Invalid { .. }))
         }),
         ("redis://host:port", |e| {
             matches!(e, OpenError::RedisUrl(RedisUrlError::Invalid { .. }))

@@ -15,12 +15,13 @@
 //! `id` to have them delivered once). An invalid message is counted
 //! (`courier_ingest_refused_total{input="pubsub"}`) and logged with the
 //! reason. After an error the subscription is made again, with backoff from
-//! 100 ms to 5 s.
+//! 100 ms to 5 s; with Sentinel, on the master the sentinels name, and at once
+//! when they announce that the master moved.
 
 use std::time::Duration;
 
 use courier_core::metric;
-use courier_notify::RedisConnector;
+use courier_notify::{MasterSwitches, RedisConnector};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -57,8 +58,9 @@ pub(crate) fn start(
     tokio::spawn(async move {
         let mut tasks = JoinSet::new();
         let mut backoff = Backoff::new();
+        let mut switches = input.connector.master_switches(&format!("{}-sentinel", input.name));
         while !is_stopped(&stop) {
-            match input.session(&mut tasks, &mut backoff, &mut stop).await {
+            match input.session(&mut tasks, &mut backoff, &mut switches, &mut stop).await {
                 Ok(()) => {}
                 Err(error) => {
                     metrics::counter!(metric::INGEST_ERRORS, "input" => "pubsub").increment(1);
@@ -82,13 +84,17 @@ struct PubSubInput {
 }
 
 impl PubSubInput {
-    /// One subscription, until it fails (`Err`) or the input is stopped (`Ok`).
+    /// One subscription, until it fails (`Err`), or the master moves or the
+    /// input is stopped (`Ok`).
     async fn session(
         &self,
         tasks: &mut JoinSet<()>,
         backoff: &mut Backoff,
+        switches: &mut MasterSwitches,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), String> {
+        // A move before this dial is one the dial follows.
+        switches.switched();
         let mut pubsub = self.connector.pubsub(&self.name).await?;
         pubsub
             .subscribe(&self.channel)
@@ -111,6 +117,10 @@ impl PubSubInput {
                         Ok(Err(e)) => return Err(format!("PING: {e}")),
                         Err(_) => return Err(format!("PING: no answer within {PING_TIMEOUT:?}")),
                     }
+                }
+                to = switches.next() => {
+                    tracing::info!(channel = %self.channel, master = %to, "ingest pubsub: the Redis master moved; subscribing on the new one");
+                    return Ok(());
                 }
                 _ = stopped(stop) => return Ok(()),
             }

@@ -27,9 +27,12 @@
 //! - Trimming of the stream and of `<stream>:dead`, at start and every minute:
 //!   `XTRIM MINID ~` past `ingest.stream_max_age`, `XTRIM MAXLEN ~` at
 //!   `ingest.stream_max_len`.
-//! - Errors (Redis down, connection lost) are logged and counted
-//!   (`courier_ingest_errors_total{input="stream"}`) and the consumer retries,
-//!   with backoff from 100 ms to 5 s, for as long as the node runs.
+//! - Errors (Redis down, connection lost, `READONLY` from a master demoted by a
+//!   failover) are logged and counted (`courier_ingest_errors_total{input="stream"}`)
+//!   and the consumer re-dials and retries, with backoff from 100 ms to 5 s, for
+//!   as long as the node runs. With Sentinel each re-dial asks the sentinels
+//!   where the master is, and a move they announce (`+switch-master`) makes
+//!   both connections re-dial before their next command.
 //! - On shutdown the consumer stops reading, commits and acknowledges what it
 //!   holds, and stays in the group: whatever is still pending on it is taken
 //!   over by another node after `ingest.reclaim_after`.
@@ -39,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use courier_core::metric;
-use courier_notify::RedisConnector;
+use courier_notify::{MasterSwitches, RedisConnector};
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
 use redis::{FromRedisValue, RedisError};
@@ -104,8 +107,15 @@ pub(crate) fn start(
         rand::random::<u32>()
     );
     tracing::info!(stream = %options.stream, group = %options.group, consumer = %name, "ingest: Redis stream input starting");
+    // Taken before the first dial, so that no move of the master is missed.
+    let switches = connector.master_switches(&format!("courier-ingest-{name}-sentinel"));
     let consumer = Arc::new(Consumer {
-        ops: Ops::new(connector.clone(), format!("courier-ingest-{name}-ops")),
+        ops: Ops::new(
+            connector.clone(),
+            format!("courier-ingest-{name}-ops"),
+            switches.clone(),
+        ),
+        reader_switches: switches,
         dead: format!("{}:dead", options.stream),
         intake,
         connector,
@@ -150,30 +160,35 @@ impl std::fmt::Display for Failure {
 }
 
 /// The connection for everything but the blocking read (acks, dead letters,
-/// claims, trims), re-dialled after a connection error.
+/// claims, trims), re-dialled after a connection error, after an answer saying
+/// the server is no longer the master, and when Sentinel moves the master.
 struct Ops {
     connector: RedisConnector,
     name: String,
-    connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    connection: tokio::sync::Mutex<(Option<MultiplexedConnection>, MasterSwitches)>,
 }
 
 impl Ops {
-    fn new(connector: RedisConnector, name: String) -> Self {
+    fn new(connector: RedisConnector, name: String, switches: MasterSwitches) -> Self {
         Ops {
             connector,
             name,
-            connection: tokio::sync::Mutex::new(None),
+            connection: tokio::sync::Mutex::new((None, switches)),
         }
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, Failure> {
         let mut held = self.connection.lock().await;
-        if let Some(connection) = &*held {
+        let (connection, switches) = &mut *held;
+        if switches.switched() {
+            *connection = None;
+        }
+        if let Some(connection) = connection {
             return Ok(connection.clone());
         }
-        let connection = self.connector.multiplexed(&self.name).await?;
-        *held = Some(connection.clone());
-        Ok(connection)
+        let dialled = self.connector.multiplexed(&self.name).await?;
+        *connection = Some(dialled.clone());
+        Ok(dialled)
     }
 
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Failure> {
@@ -188,13 +203,14 @@ impl Ops {
         self.settle(result).await
     }
 
-    /// Forgets the connection after an error that is not an answer from the
-    /// server (the connection is suspect), so the next call dials afresh.
+    /// Forgets the connection after an error that calls for a fresh one (no
+    /// answer, or a server that is no longer the master), so the next call dials
+    /// afresh, through the sentinels if there are any.
     async fn settle<T>(&self, result: redis::RedisResult<T>) -> Result<T, Failure> {
         if let Err(e) = &result
-            && e.code().is_none()
+            && RedisConnector::should_redial(e)
         {
-            *self.connection.lock().await = None;
+            self.connection.lock().await.0 = None;
         }
         result.map_err(Into::into)
     }
@@ -208,6 +224,9 @@ struct Consumer {
     name: String,
     dead: String,
     ops: Ops,
+    /// Moves of the master (Sentinel) from before the reader's first dial; the
+    /// read loop takes it into its [`State`].
+    reader_switches: MasterSwitches,
     /// Entries being handled here, so that a reclaim round leaves them alone.
     in_hand: Mutex<HashSet<String>>,
 }
@@ -215,6 +234,8 @@ struct Consumer {
 /// What the read loop keeps between rounds.
 struct State {
     reader: Option<MultiplexedConnection>,
+    /// Moves of the master since the reader was dialled.
+    switches: MasterSwitches,
     group_ready: bool,
     next_trim: Instant,
     next_reclaim: Instant,
@@ -230,6 +251,7 @@ impl Consumer {
         let mut backoff = Backoff::new();
         let mut state = State {
             reader: None,
+            switches: self.reader_switches.clone(),
             group_ready: false,
             next_trim: Instant::now(),
             next_reclaim: Instant::now() + self.options.reclaim_every(),
@@ -269,6 +291,9 @@ impl Consumer {
         tasks: &mut JoinSet<()>,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<(), Failure> {
+        if state.switches.switched() && state.reader.take().is_some() {
+            tracing::info!(stream = %self.options.stream, consumer = %self.name, "ingest stream: the Redis master moved; reading from the new one");
+        }
         if state.reader.is_none() {
             state.reader = Some(
                 self.connector

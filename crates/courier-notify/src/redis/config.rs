@@ -4,25 +4,41 @@
 //! redis://[[username]:password@]host[:port][,host[:port]...][/db][?option=value&...]
 //! rediss://...                      TLS (rustls), verified against the system's roots
 //!                                   or the CA file given by ?ssl_ca_certs=/path/ca.pem
+//! redis+sentinel://[[username]:password@]host[:port][,host[:port]...]/master[/db][?option=value&...]
+//! rediss+sentinel://...             the same, over TLS (sentinels and master alike)
+//! redis://sentinel-host:26379/mymaster[/db]   the seed's Sentinel form
 //! ```
 //!
 //! Several hosts (`redis://node1:6379,node2:6379`) are an ordered failover list: the
 //! notifier connects to the first one that answers, on every (re)connection. That
 //! is also right for Redis Cluster: classic pub/sub (PUBLISH/SUBSCRIBE, not the
 //! sharded SPUBLISH) is broadcast to every node of a cluster, so one connection to
-//! any node hears every channel. Redis Sentinel (`redis+sentinel://...`, or the
-//! seed's `redis://sentinel-host:26379/mymaster`) is refused with an error that
-//! says so: point Courier at the master, or list the nodes.
+//! any node hears every channel.
+//!
+//! Redis Sentinel: the hosts are sentinels (port 26379 unless given), asked in order
+//! where the master named in the path is; the user and password are the master's,
+//! and `?sentinel_username=`/`?sentinel_password=` the sentinels' own, if they have
+//! any. A `redis://` or `rediss://` URL whose first path segment is not a number
+//! names a master, so it is a Sentinel URL too (the seed's
+//! `redis://sentinel-host:26379/mymaster`); a number there is a database.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use percent_encoding::percent_decode_str;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use thiserror::Error;
 
 /// The port used when a host names none.
 pub const DEFAULT_REDIS_PORT: u16 = 6379;
+
+/// The port used when a sentinel's host names none.
+pub const DEFAULT_SENTINEL_PORT: u16 = 26379;
+
+/// What a master name keeps unencoded when a config is shown as a URL.
+const NAME_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+/// ... and what a file path keeps.
+const PATH_SAFE: &AsciiSet = &NAME_SAFE.remove(b'/');
 
 /// One Redis server.
 ///
@@ -63,24 +79,66 @@ pub struct RedisTls {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Redis Sentinel: the master to ask the sentinels for, and the sentinels' own
+/// credentials (the [`RedisConfig`]'s user and password are the master's).
+///
+/// ```
+/// use courier_notify::RedisConfig;
+/// let config: RedisConfig =
+///     "redis+sentinel://:data-pw@s1,s2:26380/mymaster?sentinel_password=s-pw".parse().unwrap();
+/// let sentinel = config.sentinel.as_ref().unwrap();
+/// assert_eq!(sentinel.master, "mymaster");
+/// assert_eq!(sentinel.password.as_deref(), Some("s-pw"));
+/// assert_eq!(config.password.as_deref(), Some("data-pw"));
+/// assert_eq!(config.nodes[0].port, 26379);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSentinel {
+    /// The master's name, as the sentinels monitor it (`mymaster`).
+    pub master: String,
+    /// The sentinels' ACL user (`?sentinel_username=`); `None` for the default user.
+    pub username: Option<String>,
+    /// The sentinels' password (`?sentinel_password=`); `None` if they ask for none.
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for RedisSentinel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSentinel")
+            .field("master", &self.master)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
 /// Where and how to reach Redis, read from seed 000's connection strings:
 ///
 /// ```text
 /// redis://[[username]:password@]host[:port][,host[:port]...][/db][?option=value&...]
 /// rediss://...    TLS (rustls), verified against the system's roots, or against the
 ///                 CA file given by ?ssl_ca_certs=/path/ca.pem
+/// redis+sentinel://[[username]:password@]sentinel[:port][,sentinel[:port]...]/master[/db][?...]
+/// rediss+sentinel://...                  the same over TLS, to the sentinels and the master
+/// redis://sentinel-host:26379/mymaster   the seed's form: a path that is not a number names a master
 /// ```
 ///
 /// Options: `db=N` (same as `/N`), `ssl_ca_certs=PATH`, `ssl_cert_reqs=required`
-/// (certificates are always verified; `none` is refused). Anything else is an error.
+/// (certificates are always verified; `none` is refused), and for Sentinel
+/// `sentinel_username=USER` and `sentinel_password=PASSWORD` (the sentinels' own
+/// credentials; the URL's user and password are the master's). Anything else is an
+/// error.
 ///
 /// Several hosts (`redis://node1:6379,node2:6379`) are an ordered failover list: the
 /// notifier connects to the first one that answers, on every (re)connection. That
 /// is also right for Redis Cluster: classic pub/sub (PUBLISH/SUBSCRIBE, not the
 /// sharded SPUBLISH) is broadcast to every node of a cluster, so one connection to
-/// any node hears every channel. Redis Sentinel (`redis+sentinel://...`, or the
-/// seed's `redis://sentinel-host:26379/mymaster`) is refused with an error that
-/// says so: point Courier at the master, or list the nodes.
+/// any node hears every channel.
+///
+/// With [`sentinel`](Self::sentinel) set, [`nodes`](Self::nodes) are the sentinels
+/// (port 26379 unless given): each (re)connection asks them in turn where the
+/// master is (`SENTINEL get-master-addr-by-name`), dials that address and checks
+/// with `ROLE` that it is the master; a failover is followed without a restart.
 ///
 /// ```
 /// use courier_notify::{RedisConfig, RedisNode};
@@ -95,13 +153,18 @@ pub struct RedisTls {
 /// assert_eq!(config.username.as_deref(), Some("app"));
 /// assert_eq!(config.password.as_deref(), Some("s@cret"));
 /// assert_eq!(config.db, 2);
-/// assert!(config.tls.is_none());
+/// assert!(config.tls.is_none() && config.sentinel.is_none());
 /// // Shown without the password:
 /// assert_eq!(config.to_string(), "redis://app:***@node1:6379,node2:6379/2");
+///
+/// // The seed's Sentinel form: `mymaster` is not a database number.
+/// let config: RedisConfig = "redis://sentinel-host:26379/mymaster".parse().unwrap();
+/// assert_eq!(config.sentinel.unwrap().master, "mymaster");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// The servers, in failover order (at least one).
+    /// The servers, in failover order (at least one); with
+    /// [`sentinel`](Self::sentinel), the sentinels, asked in this order.
     pub nodes: Vec<RedisNode>,
     /// ACL user name (Redis 6+); `None` for the default user.
     pub username: Option<String>,
@@ -109,8 +172,10 @@ pub struct RedisConfig {
     pub password: Option<String>,
     /// Database number (`SELECT`; pub/sub itself is not per database).
     pub db: u32,
-    /// TLS, for `rediss://`.
+    /// TLS, for `rediss://` (and `rediss+sentinel://`).
     pub tls: Option<RedisTls>,
+    /// Redis Sentinel: the master is found by asking the sentinels in `nodes`.
+    pub sentinel: Option<RedisSentinel>,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -121,14 +186,21 @@ impl fmt::Debug for RedisConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("db", &self.db)
             .field("tls", &self.tls)
+            .field("sentinel", &self.sentinel)
             .finish()
     }
 }
 
 impl fmt::Display for RedisConfig {
-    /// The connection string, with the password masked.
+    /// The connection string, with the passwords masked (a Sentinel config is
+    /// shown in the `redis+sentinel://` form, whichever form it was read from).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.tls.is_some() { "rediss://" } else { "redis://" })?;
+        f.write_str(match (self.tls.is_some(), self.sentinel.is_some()) {
+            (false, false) => "redis://",
+            (true, false) => "rediss://",
+            (false, true) => "redis+sentinel://",
+            (true, true) => "rediss+sentinel://",
+        })?;
         match (&self.username, &self.password) {
             (Some(user), _) => write!(f, "{user}:***@")?,
             (None, Some(_)) => f.write_str(":***@")?,
@@ -140,8 +212,29 @@ impl fmt::Display for RedisConfig {
             }
             write!(f, "{node}")?;
         }
+        if let Some(sentinel) = &self.sentinel {
+            write!(f, "/{}", utf8_percent_encode(&sentinel.master, NAME_SAFE))?;
+        }
         if self.db != 0 {
             write!(f, "/{}", self.db)?;
+        }
+        let mut options = Vec::new();
+        if let Some(ca) = self.tls.as_ref().and_then(|tls| tls.ca_file.as_ref()) {
+            options.push(format!(
+                "ssl_ca_certs={}",
+                utf8_percent_encode(&ca.to_string_lossy(), PATH_SAFE)
+            ));
+        }
+        if let Some(sentinel) = &self.sentinel {
+            if let Some(user) = &sentinel.username {
+                options.push(format!("sentinel_username={}", utf8_percent_encode(user, NAME_SAFE)));
+            }
+            if sentinel.password.is_some() {
+                options.push("sentinel_password=***".into());
+            }
+        }
+        if !options.is_empty() {
+            write!(f, "?{}", options.join("&"))?;
         }
         Ok(())
     }
@@ -151,36 +244,27 @@ impl fmt::Display for RedisConfig {
 ///
 /// ```
 /// use courier_notify::{RedisConfig, RedisUrlError};
-/// let err = RedisConfig::parse("redis://sentinel-host:26379/mymaster").unwrap_err();
-/// assert!(matches!(err, RedisUrlError::Sentinel { .. }));
+/// let err = RedisConfig::parse("redis+sentinel://sentinel-host:26379").unwrap_err();
+/// assert!(matches!(err, RedisUrlError::Invalid { .. }));
+/// assert!(err.to_string().contains("master"));
 /// let err = RedisConfig::parse("redis://:hunter2@host:port").unwrap_err();
 /// assert!(matches!(err, RedisUrlError::Invalid { .. }));
 /// assert!(!err.to_string().contains("hunter2"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RedisUrlError {
-    /// Not a `redis://` or `rediss://` URL.
-    #[error("{url:?} is not a Redis URL: it must start with redis:// or rediss://")]
-    NotRedis {
-        /// The URL, password masked.
-        url: String,
-    },
-    /// A Redis Sentinel address.
+    /// Not a `redis://`, `rediss://`, `redis+sentinel://` or `rediss+sentinel://` URL.
     #[error(
-        "{url:?} looks like a Redis Sentinel address ({why}); Sentinel is not supported by Courier's \
-         Redis notifier: give the master's address, or list the nodes in failover order \
-         (redis://node1:6379,node2:6379)"
+        "{url:?} is not a Redis URL: it must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
     )]
-    Sentinel {
-        /// The URL, password masked.
+    NotRedis {
+        /// The URL, passwords masked.
         url: String,
-        /// What gave it away.
-        why: String,
     },
     /// Malformed.
     #[error("invalid Redis URL {url:?}: {reason}")]
     Invalid {
-        /// The URL, password masked.
+        /// The URL, passwords masked.
         url: String,
         /// What is wrong.
         reason: String,
@@ -195,8 +279,14 @@ impl FromStr for RedisConfig {
     }
 }
 
+/// What the path of a URL says: a database, a Sentinel master, both or neither.
+struct Path {
+    master: Option<String>,
+    db: Option<u32>,
+}
+
 impl RedisConfig {
-    /// One server, no password, database 0, no TLS.
+    /// One server, no password, database 0, no TLS, no Sentinel.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
         RedisConfig {
             nodes: vec![RedisNode {
@@ -207,6 +297,7 @@ impl RedisConfig {
             password: None,
             db: 0,
             tls: None,
+            sentinel: None,
         }
     }
 
@@ -218,18 +309,15 @@ impl RedisConfig {
             url: shown.clone(),
             reason,
         };
-        let sentinel = |why: &str| RedisUrlError::Sentinel {
-            url: shown.clone(),
-            why: why.to_string(),
-        };
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(RedisUrlError::NotRedis { url: shown });
         };
         let scheme = scheme.to_ascii_lowercase();
-        let tls = match scheme.as_str() {
-            "redis" => false,
-            "rediss" => true,
-            s if s.contains("sentinel") => return Err(sentinel("its scheme is a sentinel scheme")),
+        let (tls, sentinel_scheme) = match scheme.as_str() {
+            "redis" => (false, false),
+            "rediss" => (true, false),
+            "redis+sentinel" => (false, true),
+            "rediss+sentinel" => (true, true),
             s if s.contains("unix") => {
                 return Err(invalid("Unix sockets are not supported; use redis://host:port".into()));
             }
@@ -274,28 +362,20 @@ impl RedisConfig {
             }
         };
 
+        let Path { master, mut db } = parse_path(path, sentinel_scheme).map_err(&invalid)?;
+        let default_port = if master.is_some() {
+            DEFAULT_SENTINEL_PORT
+        } else {
+            DEFAULT_REDIS_PORT
+        };
         let mut nodes = Vec::new();
         for host in hosts.split(',') {
-            nodes.push(parse_node(host.trim()).map_err(&invalid)?);
-        }
-
-        let mut db: Option<u32> = None;
-        let path = path.trim_end_matches('/');
-        if !path.is_empty() {
-            match path.parse::<u32>() {
-                Ok(n) => db = Some(n),
-                Err(_) if path.chars().all(|c| c.is_ascii_digit()) => {
-                    return Err(invalid(format!("database number {path} is out of range")));
-                }
-                Err(_) => {
-                    return Err(sentinel(&format!(
-                        "its path {path:?} is not a database number, as in the seed's redis://sentinel-host:26379/mymaster"
-                    )));
-                }
-            }
+            nodes.push(parse_node(host.trim(), default_port).map_err(&invalid)?);
         }
 
         let mut ca_file = None;
+        let mut sentinel_username = None;
+        let mut sentinel_password = None;
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = decode(value).map_err(|e| invalid(format!("option {key}: {e}")))?;
@@ -322,15 +402,28 @@ impl RedisConfig {
                         )));
                     }
                 },
-                s if s.contains("sentinel") || s == "service_name" || s == "master_name" => {
-                    return Err(sentinel(&format!("it has the option {key:?}")));
+                "sentinel_username" | "sentinel_password" if master.is_none() => {
+                    return Err(invalid(format!(
+                        "{key} is for Sentinel: name the master, redis+sentinel://host:26379/mymaster"
+                    )));
+                }
+                "sentinel_username" => sentinel_username = Some(value).filter(|v| !v.is_empty()),
+                "sentinel_password" => sentinel_password = Some(value).filter(|v| !v.is_empty()),
+                "service_name" | "master_name" | "sentinel_master" => {
+                    return Err(invalid(format!(
+                        "{key}: give the Sentinel master's name in the path, redis+sentinel://host:26379/mymaster"
+                    )));
                 }
                 _ => {
                     return Err(invalid(format!(
-                        "unknown option {key:?} (known: db, ssl_ca_certs, ssl_cert_reqs)"
+                        "unknown option {key:?} (known: db, ssl_ca_certs, ssl_cert_reqs, sentinel_username, \
+                         sentinel_password)"
                     )));
                 }
             }
+        }
+        if sentinel_username.is_some() && sentinel_password.is_none() {
+            return Err(invalid("sentinel_username needs sentinel_password".into()));
         }
 
         Ok(RedisConfig {
@@ -339,11 +432,73 @@ impl RedisConfig {
             password,
             db: db.unwrap_or(0),
             tls: tls.then_some(RedisTls { ca_file }),
+            sentinel: master.map(|master| RedisSentinel {
+                master,
+                username: sentinel_username,
+                password: sentinel_password,
+            }),
         })
     }
 }
 
-fn parse_node(text: &str) -> Result<RedisNode, String> {
+/// `[master/][db]` after the hosts. With a Sentinel scheme the first segment is
+/// always the master; otherwise a number is a database and anything else a master.
+fn parse_path(path: &str, sentinel_scheme: bool) -> Result<Path, String> {
+    let path = path.trim_end_matches('/');
+    let segments: Vec<&str> = if path.is_empty() {
+        Vec::new()
+    } else {
+        path.split('/').collect()
+    };
+    let database = |text: &str| match text.parse::<u32>() {
+        Ok(n) => Ok(n),
+        Err(_) if !text.is_empty() && text.chars().all(|c| c.is_ascii_digit()) => {
+            Err(format!("database number {text} is out of range"))
+        }
+        Err(_) => Err(format!("{text:?} is not a database number")),
+    };
+    let names_master = match segments.first() {
+        None => false,
+        Some(first) => sentinel_scheme || !first.chars().all(|c| c.is_ascii_digit()),
+    };
+    if !names_master {
+        if sentinel_scheme {
+            return Err("a Sentinel URL names the master it asks for: redis+sentinel://host:26379/mymaster".into());
+        }
+        return match segments.as_slice() {
+            [] => Ok(Path { master: None, db: None }),
+            [db] => Ok(Path {
+                master: None,
+                db: Some(database(db)?),
+            }),
+            _ => Err(format!(
+                "unexpected path {path:?}: after the hosts comes /db, or for Sentinel /master/db"
+            )),
+        };
+    }
+    let master = decode(segments[0]).map_err(|e| format!("master name: {e}"))?;
+    if master.is_empty() {
+        return Err("the Sentinel master's name is empty: redis+sentinel://host:26379/mymaster".into());
+    }
+    if master.chars().any(char::is_whitespace) {
+        return Err(format!("{master:?} is not a Sentinel master name (it has white space)"));
+    }
+    let db = match &segments[1..] {
+        [] => None,
+        [db] => Some(database(db)?),
+        _ => {
+            return Err(format!(
+                "unexpected path {path:?}: a Sentinel URL ends in /master or /master/db"
+            ));
+        }
+    };
+    Ok(Path {
+        master: Some(master),
+        db,
+    })
+}
+
+fn parse_node(text: &str, default_port: u16) -> Result<RedisNode, String> {
     if text.is_empty() {
         return Err("a host is missing (empty host, or a stray comma)".into());
     }
@@ -376,7 +531,7 @@ fn parse_node(text: &str) -> Result<RedisNode, String> {
         return Err(format!("{text:?} is not a host name"));
     }
     let port = match port {
-        None => DEFAULT_REDIS_PORT,
+        None => default_port,
         Some(port) => match port.parse::<u16>() {
             Ok(p) if p != 0 => p,
             _ => return Err(format!("{text:?}: {port:?} is not a port number")),
@@ -395,24 +550,46 @@ fn decode(text: &str) -> Result<String, String> {
         .map_err(|_| "not valid UTF-8 once percent-decoded".to_string())
 }
 
-/// `url` with the password (between `user:` and the last `@` of the authority) masked.
+/// `url` with its passwords masked: the one between `user:` and the last `@` of
+/// the authority, and the value of a `sentinel_password=` option.
 pub(crate) fn mask_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, hosts)) => {
             let user = userinfo.split_once(':').map(|(u, _)| u);
             let masked = match user {
                 Some(user) => format!("{user}:***"),
                 None => "***".to_string(),
             };
-            format!("{scheme}://{masked}@{hosts}{}", &rest[end..])
+            format!("{masked}@{hosts}")
         }
-        None => url.to_string(),
-    }
+        None => authority.to_string(),
+    };
+    format!("{scheme}://{authority}{}", mask_query_password(&rest[end..]))
+}
+
+/// The path-and-query part of a URL with `sentinel_password=`'s value masked.
+fn mask_query_password(tail: &str) -> String {
+    let Some(q) = tail.find('?') else {
+        return tail.to_string();
+    };
+    let (before, query) = tail.split_at(q + 1);
+    let (query, fragment) = match query.find('#') {
+        Some(i) => query.split_at(i),
+        None => (query, ""),
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key == "sentinel_password" => format!("{key}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{before}{}{fragment}", pairs.join("&"))
 }
 
 #[cfg(test)]
@@ -430,8 +607,8 @@ mod tests {
     fn seed_000_forms_parse() {
         let c = RedisConfig::parse("redis://localhost:6379").unwrap();
         assert_eq!(
-            (c.nodes.clone(), c.db, c.password.clone()),
-            (vec![node("localhost", 6379)], 0, None)
+            (c.nodes.clone(), c.db, c.password.clone(), c.sentinel.clone()),
+            (vec![node("localhost", 6379)], 0, None, None)
         );
 
         let c = RedisConfig::parse("redis://:password@localhost:6379").unwrap();
@@ -445,9 +622,18 @@ mod tests {
             c.nodes,
             vec![node("node1", 6379), node("node2", 6379), node("node3", 6379)]
         );
+        assert!(
+            c.sentinel.is_none(),
+            "a comma list of plain hosts stays a failover list"
+        );
 
         let c = RedisConfig::parse("rediss://localhost:6379").unwrap();
         assert_eq!(c.tls, Some(RedisTls { ca_file: None }));
+
+        let c = RedisConfig::parse("redis://sentinel-host:26379/mymaster").unwrap();
+        assert_eq!(c.nodes, vec![node("sentinel-host", 26379)]);
+        assert_eq!(c.sentinel.unwrap().master, "mymaster");
+        assert_eq!((c.db, c.password), (0, None));
     }
 
     #[test]
@@ -468,16 +654,88 @@ mod tests {
     }
 
     #[test]
-    fn sentinel_forms_are_refused_clearly() {
+    fn sentinel_forms_parse() {
+        let c = RedisConfig::parse("redis+sentinel://app:pw@s1:26379,s2,[::1]:26380/mymaster/2").unwrap();
+        assert_eq!(
+            c.nodes,
+            vec![node("s1", 26379), node("s2", 26379), node("::1", 26380)],
+            "a sentinel's port defaults to 26379"
+        );
+        assert_eq!(
+            (c.username.as_deref(), c.password.as_deref(), c.db),
+            (Some("app"), Some("pw"), 2),
+            "the user and password are the master's"
+        );
+        let sentinel = c.sentinel.unwrap();
+        assert_eq!(sentinel.master, "mymaster");
+        assert_eq!((sentinel.username, sentinel.password), (None, None));
+        assert!(c.tls.is_none());
+
+        // The seed's form, with a database, and its TLS twin.
+        let c = RedisConfig::parse("redis://s1,s2/my.master-1/5").unwrap();
+        assert_eq!(c.nodes, vec![node("s1", 26379), node("s2", 26379)]);
+        assert_eq!((c.sentinel.unwrap().master.as_str(), c.db), ("my.master-1", 5));
+        let c = RedisConfig::parse("rediss://s1:26379/mymaster?ssl_ca_certs=/ca.pem").unwrap();
+        assert!(c.sentinel.is_some());
+        assert_eq!(c.tls.unwrap().ca_file, Some(PathBuf::from("/ca.pem")));
+
+        let c =
+            RedisConfig::parse("rediss+sentinel://s1/mymaster?sentinel_username=watch&sentinel_password=s%26pw&db=1")
+                .unwrap();
+        let sentinel = c.sentinel.clone().unwrap();
+        assert_eq!(sentinel.username.as_deref(), Some("watch"));
+        assert_eq!(sentinel.password.as_deref(), Some("s&pw"));
+        assert_eq!((c.db, c.username.clone(), c.password.clone()), (1, None, None));
+        assert!(c.tls.is_some());
+
+        // With the sentinel scheme, the first segment is the master even if numeric.
+        let c = RedisConfig::parse("redis+sentinel://s1/0").unwrap();
+        assert_eq!((c.sentinel.unwrap().master.as_str(), c.db), ("0", 0));
+        // A percent-encoded master name.
+        let c = RedisConfig::parse("redis+sentinel://s1/my%2Fmaster").unwrap();
+        assert_eq!(c.sentinel.unwrap().master, "my/master");
+    }
+
+    #[test]
+    fn a_config_is_shown_as_a_url_that_reads_back_the_same() {
         for url in [
-            "redis://sentinel-host:26379/mymaster",
-            "redis+sentinel://sentinel-host:26379/mymaster",
-            "rediss+sentinel://h",
-            "redis://h?sentinel_master=mymaster",
+            "redis://h:6379",
+            "redis://h:6379,g:6380/2",
+            "rediss://h:6379?ssl_ca_certs=/etc/ca.pem",
+            "redis+sentinel://s1:26379,s2:26380/mymaster",
+            "redis+sentinel://s1:26379/my%2Fmaster/3",
+            "rediss+sentinel://s1:26379/mymaster?ssl_ca_certs=/etc/ca.pem",
         ] {
-            let err = RedisConfig::parse(url).unwrap_err();
-            assert!(matches!(err, RedisUrlError::Sentinel { .. }), "{url}: {err}");
-            assert!(err.to_string().contains("Sentinel is not supported"), "{err}");
+            let config = RedisConfig::parse(url).unwrap();
+            assert_eq!(config.to_string(), url);
+            assert_eq!(RedisConfig::parse(&config.to_string()).unwrap(), config);
+        }
+        let seed = RedisConfig::parse("redis://sentinel-host/mymaster").unwrap();
+        assert_eq!(seed.to_string(), "redis+sentinel://sentinel-host:26379/mymaster");
+    }
+
+    #[test]
+    fn sentinel_mistakes_are_refused_clearly() {
+        let cases = [
+            ("redis+sentinel://s1:26379", "names the master"),
+            ("redis+sentinel://s1:26379/", "names the master"),
+            ("rediss+sentinel://s1", "names the master"),
+            ("redis+sentinel://s1//2", "master's name is empty"),
+            ("redis://s1/mymaster/x", "not a database number"),
+            ("redis://s1/mymaster/2/3", "ends in /master or /master/db"),
+            ("redis://s1/2/3", "unexpected path"),
+            ("redis+sentinel://s1/my%20master", "white space"),
+            ("redis://h?sentinel_password=x", "is for Sentinel"),
+            ("redis://h/1?sentinel_username=u", "is for Sentinel"),
+            ("redis+sentinel://s/m?sentinel_username=u", "needs sentinel_password"),
+            ("redis://h?service_name=mymaster", "in the path"),
+            ("redis://h?sentinel_master=mymaster", "in the path"),
+            ("redis+sentinel://s/m/99999999999", "out of range"),
+            ("sentinel://s/m", "must start with redis://"),
+        ];
+        for (url, expected) in cases {
+            let err = RedisConfig::parse(url).unwrap_err().to_string();
+            assert!(err.contains(expected), "{url}: {err}");
         }
     }
 
@@ -519,5 +777,22 @@ mod tests {
         assert_eq!(mask_password("redis://:pw@h/1"), "redis://:***@h/1");
         assert_eq!(mask_password("redis://u:pw@h"), "redis://u:***@h");
         assert_eq!(mask_password("redis://h"), "redis://h");
+
+        let url = "redis+sentinel://:hunter2@s/m?sentinel_username=u&sentinel_password=swordfish";
+        let c = RedisConfig::parse(url).unwrap();
+        let shown = format!("{c} {c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("swordfish"), "{shown}");
+        assert_eq!(
+            c.to_string(),
+            "redis+sentinel://:***@s:26379/m?sentinel_username=u&sentinel_password=***"
+        );
+        assert_eq!(
+            mask_password(url),
+            "redis+sentinel://:***@s/m?sentinel_username=u&sentinel_password=***"
+        );
+        let err = RedisConfig::parse("redis+sentinel://s/m?sentinel_password=swordfish&bad=1")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("swordfish"), "{err}");
     }
 }

@@ -1,13 +1,16 @@
 //! A public door to the notifier's way of dialling Redis, for other crates
 //! (ingestion's pub/sub and stream inputs) that must reach the same Redis the
-//! same way: the failover list, TLS, AUTH, SELECT and a named connection.
+//! same way: the failover list or Sentinel, TLS, AUTH, SELECT and a named
+//! connection; and, with Sentinel, word of the master's moves.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use redis::RedisError;
 use redis::aio::{MultiplexedConnection, PubSub};
+use tokio::sync::watch;
 
-use super::config::RedisConfig;
+use super::config::{RedisConfig, RedisNode};
 use super::connect::{Dialer, after_handshake};
 
 /// The response timeout of [`RedisConnector::multiplexed`] connections unless
@@ -17,16 +20,21 @@ pub const DEFAULT_REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens named connections to the Redis a [`RedisConfig`] names, exactly as
 /// [`RedisNotifier`](crate::RedisNotifier) does: the first node of the failover
-/// list that answers, TLS for `rediss://`, then `AUTH`, `SELECT` and
+/// list that answers, or with Sentinel the master the sentinels name (checked
+/// with `ROLE`), TLS for `rediss://`, then `AUTH`, `SELECT` and
 /// `CLIENT SETNAME <client_name>` (so `CLIENT LIST` shows who is who). Cheap to
-/// clone.
+/// clone; clones share one [`MasterSwitches`] watcher.
+///
+/// A connection is not re-dialled by itself: drop it after an error for which
+/// [`RedisConnector::should_redial`] says so, or when [`MasterSwitches`] says
+/// the master moved, and ask for a new one.
 ///
 /// ```no_run
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::time::Duration;
 /// use courier_notify::{RedisConfig, RedisConnector};
 ///
-/// let config = RedisConfig::parse("redis://127.0.0.1:6379/0")?;
+/// let config = RedisConfig::parse("redis+sentinel://127.0.0.1:26379/mymaster/0")?;
 /// let connector = RedisConnector::new(config, Duration::from_secs(5))?;
 /// let mut connection = connector.multiplexed("courier-ingest-example").await?;
 /// let pong: String = redis::cmd("PING").query_async(&mut connection).await?;
@@ -51,8 +59,9 @@ impl std::fmt::Debug for RedisConnector {
 
 impl RedisConnector {
     /// Prepares connections to `config`'s Redis; `timeout` bounds the dialling
-    /// and handshake of each node. Fails only when TLS cannot be set up (an
-    /// unreadable CA file, no system roots); nothing is dialled yet.
+    /// and handshake of each node (and each question to a sentinel). Fails only
+    /// when TLS cannot be set up (an unreadable CA file, no system roots); nothing
+    /// is dialled yet.
     pub fn new(config: RedisConfig, timeout: Duration) -> Result<Self, String> {
         let dialer = Dialer::new(config.clone(), timeout)?;
         Ok(RedisConnector {
@@ -70,13 +79,14 @@ impl RedisConnector {
         self
     }
 
-    /// The connection settings (`Display` masks the password).
+    /// The connection settings (`Display` masks the passwords).
     pub fn config(&self) -> &RedisConfig {
         &self.config
     }
 
     /// A multiplexed connection named `client_name` (its driver runs on a
-    /// spawned task). The error says why each node of the list failed.
+    /// spawned task). The error says why each node of the list (or each
+    /// sentinel) failed.
     pub async fn multiplexed(&self, client_name: &str) -> Result<MultiplexedConnection, String> {
         let (io, node) = self.dialer.dial(client_name).await?;
         let config = redis::AsyncConnectionConfig::new().set_response_timeout(self.response_timeout);
@@ -93,5 +103,104 @@ impl RedisConnector {
         PubSub::new(&after_handshake(), io)
             .await
             .map_err(|e| format!("{node}: {e}"))
+    }
+
+    /// Word of the master's moves, for a Sentinel config (for any other, a
+    /// [`MasterSwitches`] that never fires). The first call, on any clone, starts
+    /// watching the sentinels' `+switch-master` on one connection named
+    /// `watcher_name`; it must be made inside a Tokio runtime, which runs the
+    /// watching task until the last clone of this connector is dropped.
+    ///
+    /// Take it before dialling: a move announced meanwhile is then not missed.
+    pub fn master_switches(&self, watcher_name: &str) -> MasterSwitches {
+        MasterSwitches {
+            moves: self.dialer.moves(watcher_name),
+        }
+    }
+
+    /// Whether a connection that gave `error` should be dropped and dialled
+    /// afresh: no answer came (an I/O error, a timeout, a closed connection), so
+    /// the connection is suspect; or the server answered that it is no longer
+    /// the master (`READONLY`: a replica, such as a master demoted by a
+    /// failover; `MASTERDOWN`), so the next dial must find the one that is.
+    /// Any other answer (a wrong type, a missing group) leaves the connection
+    /// good.
+    ///
+    /// ```
+    /// use courier_notify::RedisConnector;
+    /// use redis::{ErrorKind, RedisError, ServerErrorKind};
+    /// let replica = RedisError::from((ErrorKind::Server(ServerErrorKind::ReadOnly), "READONLY"));
+    /// assert!(RedisConnector::should_redial(&replica));
+    /// let gone = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+    /// assert!(RedisConnector::should_redial(&gone));
+    /// let refused = RedisError::from((ErrorKind::Server(ServerErrorKind::ResponseError), "wrong arguments"));
+    /// assert!(!RedisConnector::should_redial(&refused));
+    /// ```
+    pub fn should_redial(error: &RedisError) -> bool {
+        match error.code() {
+            None => true,
+            Some("READONLY" | "MASTERDOWN") => true,
+            // A transaction aborted because a replica refused its writes.
+            Some("EXECABORT") => error.to_string().contains("READONLY"),
+            Some(_) => false,
+        }
+    }
+}
+
+/// Hears when Redis Sentinel moves the master a [`RedisConnector`] dials (the
+/// sentinels' `+switch-master`), so that a connection still open to the old one
+/// (alive, but by now a replica) is dropped and dialled again. Made by
+/// [`RedisConnector::master_switches`]; without Sentinel it never fires.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use courier_notify::{RedisConfig, RedisConnector};
+///
+/// let config = RedisConfig::parse("redis+sentinel://127.0.0.1:26379/mymaster")?;
+/// let connector = RedisConnector::new(config, Duration::from_secs(5))?;
+/// let mut switches = connector.master_switches("courier-example-sentinel");
+/// let mut connection = connector.multiplexed("courier-example").await?;
+/// loop {
+///     if switches.switched() {
+///         connection = connector.multiplexed("courier-example").await?;
+///     }
+///     let _: () = redis::cmd("XADD").arg("s").arg("*").arg("k").arg("v").query_async(&mut connection).await?;
+///     # break;
+/// }
+/// // Or wait for the next move:
+/// let moved_to = switches.next().await;
+/// println!("the master is now {moved_to}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct MasterSwitches {
+    moves: Option<watch::Receiver<Option<RedisNode>>>,
+}
+
+impl MasterSwitches {
+    /// Whether the master moved since this was made (or cloned from one that had
+    /// seen as much) or since this last said so.
+    pub fn switched(&mut self) -> bool {
+        match &mut self.moves {
+            Some(moves) if moves.has_changed().unwrap_or(false) => {
+                moves.borrow_and_update();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Resolves at the master's next move, with its new address; never without
+    /// Sentinel, or once the connector is gone.
+    pub async fn next(&mut self) -> RedisNode {
+        if let Some(moves) = &mut self.moves {
+            while moves.changed().await.is_ok() {
+                if let Some(to) = moves.borrow_and_update().clone() {
+                    return to;
+                }
+            }
+        }
+        std::future::pending().await
     }
 }

@@ -1,14 +1,22 @@
 //! The Redis notifier: seed 000's pub/sub channels and JSON messages, with one
 //! subscription connection per node (owned by a [`FanoutActor`]) and one
-//! multiplexed publishing connection.
+//! multiplexed publishing connection; with Sentinel, one more connection to a
+//! sentinel, hearing when the master moves.
+//!
+//! `config` reads connection strings, `connect` dials and shakes hands,
+//! `sentinel` finds the master and watches it move, `connector` opens the same
+//! connections for other crates.
 
 mod config;
 mod connect;
 mod connector;
+mod sentinel;
 
 pub(crate) use config::mask_password;
-pub use config::{DEFAULT_REDIS_PORT, RedisConfig, RedisNode, RedisTls, RedisUrlError};
-pub use connector::{DEFAULT_REDIS_RESPONSE_TIMEOUT, RedisConnector};
+pub use config::{
+    DEFAULT_REDIS_PORT, DEFAULT_SENTINEL_PORT, RedisConfig, RedisNode, RedisSentinel, RedisTls, RedisUrlError,
+};
+pub use connector::{DEFAULT_REDIS_RESPONSE_TIMEOUT, MasterSwitches, RedisConnector};
 
 use std::sync::Arc;
 
@@ -35,6 +43,14 @@ use connect::{Dialer, RedisPublisher, SubscriptionConnector};
 /// returns [`NotifyError::Unavailable`]; `subscribe` still registers (and returns);
 /// the subscription connection comes back by itself, re-subscribes, and tells every
 /// subscriber to resync from the store.
+///
+/// With Redis Sentinel (`redis+sentinel://...`, see [`RedisConfig`]) every
+/// (re)connection asks the sentinels for the master, so a failover is followed
+/// without a restart; a third connection, `courier-sentinel-<origin>` on a
+/// sentinel, hears `+switch-master`, and a move of the master closes the
+/// subscription and publishing connections to the old one at once (the
+/// subscription comes back on the new master, and subscribers resync as after
+/// any reconnection).
 ///
 /// Must be created inside an actix system to run its actor there; outside one it
 /// runs the actor on a thread of its own.
@@ -76,7 +92,8 @@ impl RedisNotifier {
     }
 
     /// Connects with explicit settings. Both connections are made before this
-    /// returns; an error says why each node of the list could not be reached.
+    /// returns; an error says why each node of the list (or each sentinel) could
+    /// not be reached.
     pub async fn connect_with(config: RedisConfig, options: ClusterOptions) -> Result<Self, OpenError> {
         let channels = Channels::new(&options.prefix)?;
         let origin = new_origin();
@@ -86,15 +103,19 @@ impl RedisNotifier {
             target: config.to_string(),
             reason,
         };
+        // Watched from before the first dial, so that no move is missed.
+        let moves = dialer.moves(&format!("courier-sentinel-{origin}"));
         let publisher = RedisPublisher::new(
             dialer.clone(),
             format!("courier-pub-{origin}"),
             options.operation_timeout,
+            moves.clone(),
         );
         publisher.connection().await.map_err(connect_error)?;
         let connector = Arc::new(SubscriptionConnector {
             dialer,
             name: format!("courier-sub-{origin}"),
+            moves,
         });
         let cluster = Cluster::start("redis", channels, connector, Box::new(publisher), origin, options)
             .await
@@ -117,7 +138,13 @@ impl RedisNotifier {
         format!("courier-pub-{}", self.cluster.origin())
     }
 
-    /// The connection settings (`Display` masks the password).
+    /// The name of the connection to a sentinel that hears `+switch-master`
+    /// (with Sentinel only).
+    pub fn sentinel_client_name(&self) -> String {
+        format!("courier-sentinel-{}", self.cluster.origin())
+    }
+
+    /// The connection settings (`Display` masks the passwords).
     pub fn config(&self) -> &RedisConfig {
         &self.config
     }
