@@ -10,10 +10,9 @@
 //! ```
 //!
 //! Several hosts (`redis://node1:6379,node2:6379`) are an ordered failover list: the
-//! notifier connects to the first one that answers, on every (re)connection. That
-//! is also right for Redis Cluster: classic pub/sub (PUBLISH/SUBSCRIBE, not the
-//! sharded SPUBLISH) is broadcast to every node of a cluster, so one connection to
-//! any node hears every channel.
+//! notifier connects to the first one that answers, on every (re)connection. It is
+//! not a Redis Cluster's node list: Redis Cluster is not supported (its stream keys
+//! live on one shard each, which a failover list would not follow).
 //!
 //! Redis Sentinel: the hosts are sentinels (port 26379 unless given), asked in order
 //! where the master named in the path is; the user and password are the master's,
@@ -130,10 +129,9 @@ impl fmt::Debug for RedisSentinel {
 /// error.
 ///
 /// Several hosts (`redis://node1:6379,node2:6379`) are an ordered failover list: the
-/// notifier connects to the first one that answers, on every (re)connection. That
-/// is also right for Redis Cluster: classic pub/sub (PUBLISH/SUBSCRIBE, not the
-/// sharded SPUBLISH) is broadcast to every node of a cluster, so one connection to
-/// any node hears every channel.
+/// notifier connects to the first one that answers, on every (re)connection. It is
+/// not a Redis Cluster's node list: Redis Cluster is not supported (its stream keys
+/// live on one shard each, which a failover list would not follow).
 ///
 /// With [`sentinel`](Self::sentinel) set, [`nodes`](Self::nodes) are the sentinels
 /// (port 26379 unless given): each (re)connection asks them in turn where the
