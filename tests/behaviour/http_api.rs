@@ -440,6 +440,10 @@ async fn bad_input_gets_clear_4xx_json_errors() {
         ),
         (400, get(&s.at("/v1/executions/not-a-uuid")).await),
         (400, get(&s.at("/v1/executions?limit=5000")).await),
+        // A deep offset would read every skipped row: bounded.
+        (400, get(&s.at("/v1/executions?offset=100001")).await),
+        (400, get(&s.at("/v1/dead-letters?offset=4000000000")).await),
+        (400, get(&s.at("/v1/webhooks?offset=100001")).await),
         (400, get(&s.at("/v1/executions?state=sleepy")).await),
         (
             400,

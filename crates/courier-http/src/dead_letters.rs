@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::Http;
 use crate::error::{ApiError, ApiResult, BadRequest, Conflict, NotFound, StoreError, Unavailable};
-use crate::params::{Page, page_limit, task_id};
+use crate::params::{Page, page_limit, page_offset, task_id};
 use crate::routes::Routes;
 
 /// Adds the dead letters' routes.
@@ -51,7 +51,7 @@ pub(crate) struct DeadLetterList {
 )]
 pub(crate) async fn list(http: web::Data<Http>, page: web::Query<Page>) -> ApiResult<HttpResponse> {
     let limit = page_limit(page.limit)?;
-    let offset = page.offset.unwrap_or(0);
+    let offset = page_offset(page.offset)?;
     let mut dead_letters = http.courier().dead_letters(limit, offset).await?;
     for item in &mut dead_letters {
         item.task.lease_token = None;

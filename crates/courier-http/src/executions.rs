@@ -22,7 +22,7 @@ use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, TooManyWaiters, Unavailable,
     UnsupportedMediaType,
 };
-use crate::params::{check_duration, check_name, check_public_name, execution_id, page_limit};
+use crate::params::{check_duration, check_name, check_public_name, execution_id, page_limit, page_offset};
 use crate::routes::Routes;
 
 /// Steps listed with an execution; the rest are paged via the event log or tasks.
@@ -90,7 +90,7 @@ pub(crate) struct ListExecutions {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 50)]
     pub limit: Option<u32>,
     /// Items skipped.
-    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295i64, default = 0)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 100000, default = 0)]
     pub offset: Option<u32>,
 }
 
@@ -246,7 +246,7 @@ pub(crate) async fn create(http: web::Data<Http>, body: web::Json<CreateExecutio
 pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListExecutions>) -> ApiResult<HttpResponse> {
     let query = query.into_inner();
     let limit = page_limit(query.limit)?;
-    let offset = query.offset.unwrap_or(0);
+    let offset = page_offset(query.offset)?;
     // Asking for one of Courier's own functions by name is asking to see it.
     let named_internal = query
         .function

@@ -19,11 +19,14 @@ use crate::error::{ApiError, ApiResult};
 pub(crate) const MAX_PAGE: u32 = 1000;
 /// Items a list returns by default.
 pub(crate) const DEFAULT_PAGE: u32 = 50;
+/// Most items a list skips: the store reads every skipped row, so a deep
+/// offset costs as much as a scan. Past it, narrow the list with its filters.
+pub(crate) const MAX_OFFSET: u32 = 100_000;
 /// Longest duration a request body may give (delays, expiries, retry-afters,
 /// cleanup ages): 100 years, so every time computed from one is a real timestamp.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 
-const _: () = assert!(DEFAULT_PAGE == 50 && MAX_PAGE == 1000 && MAX_NAME == 200);
+const _: () = assert!(DEFAULT_PAGE == 50 && MAX_PAGE == 1000 && MAX_NAME == 200 && MAX_OFFSET == 100_000);
 
 /// Refuses a duration longer than [`MAX_DURATION`].
 pub(crate) fn check_duration(field: &str, value: Option<Duration>) -> ApiResult<()> {
@@ -55,6 +58,17 @@ pub(crate) fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
         n if n > MAX_PAGE => Err(ApiError::bad_request(
             format!("limit must be at most {MAX_PAGE}"),
             json!({ "limit": n }),
+        )),
+        n => Ok(n),
+    }
+}
+
+/// Items to skip: default 0, at most [`MAX_OFFSET`].
+pub(crate) fn page_offset(offset: Option<u32>) -> ApiResult<u32> {
+    match offset.unwrap_or(0) {
+        n if n > MAX_OFFSET => Err(ApiError::bad_request(
+            format!("offset must be at most {MAX_OFFSET}"),
+            json!({ "offset": n, "hint": "narrow the list with its filters instead of paging this deep" }),
         )),
         n => Ok(n),
     }
@@ -109,7 +123,7 @@ pub(crate) struct Page {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 50)]
     pub limit: Option<u32>,
     /// Items skipped.
-    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295i64, default = 0)]
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 100000, default = 0)]
     pub offset: Option<u32>,
 }
 

@@ -20,7 +20,7 @@ use crate::Http;
 use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, Unavailable, UnsupportedMediaType,
 };
-use crate::params::{Page, page_limit, uuid};
+use crate::params::{Page, page_limit, page_offset, uuid};
 use crate::routes::Routes;
 
 /// Adds the webhooks' routes.
@@ -176,7 +176,7 @@ pub(crate) async fn create(http: web::Data<Http>, body: web::Json<NewWebhook>) -
 )]
 pub(crate) async fn list(http: web::Data<Http>, page: web::Query<Page>) -> ApiResult<HttpResponse> {
     let limit = page_limit(page.limit)?;
-    let offset = page.offset.unwrap_or(0);
+    let offset = page_offset(page.offset)?;
     let hooks = http.webhooks().list(limit, offset).await?;
     let webhooks: Vec<Value> = hooks.iter().map(view).collect();
     Ok(HttpResponse::Ok().json(WebhookList {
@@ -339,7 +339,7 @@ pub(crate) async fn deliveries(
     page: web::Query<Page>,
 ) -> ApiResult<HttpResponse> {
     let limit = page_limit(page.limit)?;
-    let offset = page.offset.unwrap_or(0);
+    let offset = page_offset(page.offset)?;
     let deliveries = http.webhooks().deliveries(uuid("webhook", &id)?, limit, offset).await?;
     Ok(HttpResponse::Ok().json(DeliveryList {
         deliveries,
