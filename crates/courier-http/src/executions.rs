@@ -22,7 +22,9 @@ use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, TooManyWaiters, Unavailable,
     UnsupportedMediaType,
 };
-use crate::params::{check_duration, check_name, check_public_name, execution_id, page_limit, page_offset};
+use crate::params::{
+    check_duration, check_name, check_public_name, execution_id, optional_body, page_limit, page_offset,
+};
 use crate::routes::Routes;
 
 /// Steps listed with an execution; the rest are paged via the event log or tasks.
@@ -379,11 +381,7 @@ pub(crate) async fn result(
 )]
 pub(crate) async fn cancel(http: web::Data<Http>, id: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
     let id = execution_id(&id)?;
-    let body: Option<CancelBody> = if body.is_empty() {
-        None
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string())))?
-    };
+    let body: Option<CancelBody> = optional_body(&body)?;
     let reason = body
         .and_then(|b| b.reason)
         .unwrap_or_else(|| "cancelled over the API".into());

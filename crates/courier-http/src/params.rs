@@ -63,6 +63,15 @@ pub(crate) fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
     }
 }
 
+/// An optional JSON body: none (or `null`) is `None`; one that is there must
+/// be a valid `T` (400 otherwise).
+pub(crate) fn optional_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<Option<T>> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string())))
+}
+
 /// Items to skip: default 0, at most [`MAX_OFFSET`].
 pub(crate) fn page_offset(offset: Option<u32>) -> ApiResult<u32> {
     match offset.unwrap_or(0) {

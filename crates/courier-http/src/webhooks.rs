@@ -20,7 +20,7 @@ use crate::Http;
 use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, Unavailable, UnsupportedMediaType,
 };
-use crate::params::{Page, page_limit, page_offset, uuid};
+use crate::params::{Page, optional_body, page_limit, page_offset, uuid};
 use crate::routes::Routes;
 
 /// Adds the webhooks' routes.
@@ -308,11 +308,7 @@ pub(crate) async fn rotate_secret(
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
     let id = uuid("webhook", &id)?;
-    let body: Option<RotateSecretBody> = if body.is_empty() {
-        None
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string())))?
-    };
+    let body: Option<RotateSecretBody> = optional_body(&body)?;
     let grace = body.and_then(|b| b.grace_period).unwrap_or(DEFAULT_GRACE_PERIOD);
     let hook = http.webhooks().rotate_secret(id, grace).await?;
     let mut answer = view(&hook);
@@ -379,11 +375,7 @@ pub(crate) struct ReplayBody {
 )]
 pub(crate) async fn replay(http: web::Data<Http>, id: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
     let id = uuid("webhook", &id)?;
-    let body: Option<ReplayBody> = if body.is_empty() {
-        None
-    } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string())))?
-    };
+    let body: Option<ReplayBody> = optional_body(&body)?;
     let since = body.and_then(|b| b.since);
     let report = http.webhooks().replay_skipped(id, since).await?;
     Ok(HttpResponse::Ok().json(report))
