@@ -142,6 +142,14 @@ async fn deliveries(s: &Server, hook: &Value) -> Vec<Value> {
     body["deliveries"].as_array().unwrap().clone()
 }
 
+/// Waits up to `within` for `hook`'s newest delivery to be in `state`.
+async fn newest_reaches(s: &Server, hook: &Value, state: &str, within: Duration, what: &str) {
+    eventually(within, what, || async {
+        deliveries(s, hook).await.first().is_some_and(|d| d["state"] == state)
+    })
+    .await;
+}
+
 #[actix_rt::test]
 async fn deliveries_carry_both_signatures_and_the_event() {
     let receiver = Receiver::start(vec![(200, None)]).await;
@@ -200,12 +208,13 @@ async fn deliveries_carry_both_signatures_and_the_event() {
     assert_eq!(got.header("X-Tenant"), Some("acme"), "custom headers are sent");
     assert_eq!(webhook_id, body["id"].as_str().unwrap());
 
-    eventually(Duration::from_secs(10), "the delivery is recorded", || async {
-        deliveries(&s, &hook)
-            .await
-            .first()
-            .is_some_and(|d| d["state"] == "delivered")
-    })
+    newest_reaches(
+        &s,
+        &hook,
+        "delivered",
+        Duration::from_secs(10),
+        "the delivery is recorded",
+    )
     .await;
     let d = &deliveries(&s, &hook).await[0];
     assert_eq!(d["attempts"], 1);
@@ -242,13 +251,7 @@ async fn a_flaky_receiver_sees_retries_that_honour_retry_after() {
         got[2].header("webhook-id"),
         "one message id across retries"
     );
-    eventually(Duration::from_secs(10), "delivered", || async {
-        deliveries(&s, &hook)
-            .await
-            .first()
-            .is_some_and(|d| d["state"] == "delivered")
-    })
-    .await;
+    newest_reaches(&s, &hook, "delivered", Duration::from_secs(10), "delivered").await;
     let statuses: Vec<Value> = deliveries(&s, &hook).await[0]["attempt_log"]
         .as_array()
         .unwrap()
@@ -398,15 +401,12 @@ async fn a_delivery_whose_webhook_is_disabled_before_its_retry_is_skipped_not_de
     .await;
     let (status, _) = post(&format!("{hook_url}/disable"), &json!(null)).await;
     assert_eq!(status, 200);
-    eventually(
+    newest_reaches(
+        &s,
+        &hook,
+        "skipped",
         Duration::from_secs(10),
         "the retry finds it disabled and skips",
-        || async {
-            deliveries(&s, &hook)
-                .await
-                .first()
-                .is_some_and(|d| d["state"] == "skipped")
-        },
     )
     .await;
     assert_eq!(receiver.received().len(), 1, "no attempt while disabled");
@@ -417,13 +417,7 @@ async fn a_delivery_whose_webhook_is_disabled_before_its_retry_is_skipped_not_de
     let (status, replayed) = replay_skipped(&s, &hook, &json!(null)).await;
     assert_eq!(status, 200, "{replayed}");
     assert_eq!(replayed["replayed"].as_array().unwrap().len(), 1);
-    eventually(Duration::from_secs(20), "the replay delivers", || async {
-        deliveries(&s, &hook)
-            .await
-            .first()
-            .is_some_and(|d| d["state"] == "delivered")
-    })
-    .await;
+    newest_reaches(&s, &hook, "delivered", Duration::from_secs(20), "the replay delivers").await;
     assert_eq!(receiver.received().len(), 2);
     s.stop().await;
 }
@@ -435,12 +429,13 @@ async fn an_exhausted_delivery_is_a_dead_letter_that_replays() {
     let hook = register(&s, &receiver.url, &["execution.completed"]).await;
     let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
     s.http.courier().wait_for(id, WAIT).await.unwrap();
-    eventually(Duration::from_secs(20), "the delivery fails for good", || async {
-        deliveries(&s, &hook)
-            .await
-            .first()
-            .is_some_and(|d| d["state"] == "failed")
-    })
+    newest_reaches(
+        &s,
+        &hook,
+        "failed",
+        Duration::from_secs(20),
+        "the delivery fails for good",
+    )
     .await;
     assert_eq!(receiver.received().len(), 3, "the first attempt and two retries");
     let delivery = &deliveries(&s, &hook).await[0];
@@ -452,13 +447,7 @@ async fn an_exhausted_delivery_is_a_dead_letter_that_replays() {
     receiver.answer(200);
     let (status, replayed) = post(&s.at(&format!("/v1/dead-letters/{task}/replay")), &json!(null)).await;
     assert_eq!(status, 200, "{replayed}");
-    eventually(Duration::from_secs(20), "the replay delivers", || async {
-        deliveries(&s, &hook)
-            .await
-            .first()
-            .is_some_and(|d| d["state"] == "delivered")
-    })
-    .await;
+    newest_reaches(&s, &hook, "delivered", Duration::from_secs(20), "the replay delivers").await;
     assert_eq!(receiver.received().len(), 4);
     s.stop().await;
 }
@@ -707,12 +696,13 @@ async fn an_endless_response_body_is_cut_at_one_kibibyte() {
     s.http.courier().wait_for(id, WAIT).await.unwrap();
     let started = Instant::now();
     // Well within the 5 s attempt timeout: the body is not read to its (missing) end.
-    eventually(Duration::from_secs(3), "delivered without reading on", || async {
-        deliveries(&s, &hook)
-            .await
-            .first()
-            .is_some_and(|d| d["state"] == "delivered")
-    })
+    newest_reaches(
+        &s,
+        &hook,
+        "delivered",
+        Duration::from_secs(3),
+        "delivered without reading on",
+    )
     .await;
     assert!(started.elapsed() < Duration::from_secs(4));
     let response = deliveries(&s, &hook).await[0]["attempt_log"][0]["response"].clone();
@@ -731,15 +721,12 @@ async fn retry_after_is_capped_at_the_longest_schedule_step() {
     let hook = register(&s, &receiver.url, &["execution.completed"]).await;
     let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
     s.http.courier().wait_for(id, WAIT).await.unwrap();
-    eventually(
+    newest_reaches(
+        &s,
+        &hook,
+        "delivered",
         Duration::from_secs(15),
         "the retry comes after 300 ms, not an hour",
-        || async {
-            deliveries(&s, &hook)
-                .await
-                .first()
-                .is_some_and(|d| d["state"] == "delivered")
-        },
     )
     .await;
     let got = receiver.received();
