@@ -13,6 +13,7 @@
 //! "lagged" notice on its wire) and calls the functions here from its handlers.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -45,11 +46,20 @@ struct Feed {
     generation: u64,
 }
 
+/// Ids of sessions in the log tail, unique in the process.
+static NEXT_MEMBER: AtomicU64 = AtomicU64::new(1);
+
 /// The state every session keeps.
 pub(crate) struct Core {
     http: Http,
     feeds: BTreeMap<String, Feed>,
-    tail_id: Option<u64>,
+    /// The session's id in the log tail, chosen here so that a session which
+    /// stops before the tail's answer arrives still leaves.
+    member: u64,
+    /// The join was sent: leaving must be sent too.
+    joining: bool,
+    /// The tail answered the join: its batches are this session's to apply.
+    joined: bool,
     stalled: bool,
     /// Resets of the log seen; a catch-up begun before one is discarded.
     resets: u64,
@@ -61,7 +71,9 @@ impl Core {
         Core {
             http,
             feeds: BTreeMap::new(),
-            tail_id: None,
+            member: NEXT_MEMBER.fetch_add(1, Ordering::Relaxed),
+            joining: false,
+            joined: false,
             stalled: false,
             resets: 0,
             generations: 0,
@@ -124,17 +136,21 @@ pub(crate) trait Session: Actor<Context = Context<Self>> + Handler<Batch> + Hand
 /// tail's cursor (what the tail read before the session joined).
 pub(crate) fn join<S: Session>(act: &mut S, ctx: &mut Context<S>) {
     let join = Join {
+        id: act.core().member,
         batches: ctx.address().recipient(),
         closing: ctx.address().recipient(),
     };
+    // Queued now, so a `Leave` sent from `stopped` (even before the answer
+    // comes back) reaches the tail after it.
+    act.core().joining = true;
     act.core()
         .http
         .tail()
         .send(join)
         .into_actor(act)
         .map(|joined, act, ctx| match joined {
-            Ok(Joined { id, cursor }) => {
-                act.core().tail_id = Some(id);
+            Ok(Joined { cursor }) => {
+                act.core().joined = true;
                 let behind: Vec<String> = act
                     .core()
                     .feeds
@@ -154,8 +170,9 @@ pub(crate) fn join<S: Session>(act: &mut S, ctx: &mut Context<S>) {
 /// Leaves the log tail (from the session's `stopped`).
 pub(crate) fn leave<S: Session>(act: &mut S) {
     let core = act.core();
-    if let Some(id) = core.tail_id.take() {
-        core.http.tail().do_send(Leave(id));
+    if std::mem::take(&mut core.joining) {
+        core.joined = false;
+        core.http.tail().do_send(Leave(core.member));
     }
 }
 
@@ -174,7 +191,7 @@ pub(crate) fn add_feed<S: Session>(act: &mut S, feed: String, follower: Follower
         },
     );
     let upto = act.core().http.tail_cursor();
-    if act.core().tail_id.is_some() && upto > cursor {
+    if act.core().joined && upto > cursor {
         catch_up(act, feed, upto, ctx);
     }
 }
@@ -210,7 +227,7 @@ pub(crate) fn on_batch<S: Session>(act: &mut S, batch: Batch, ctx: &mut Context<
         settle(act, sent, ctx);
         return;
     }
-    if act.core().stalled || act.core().tail_id.is_none() {
+    if act.core().stalled || !act.core().joined {
         // Caught up from the log later.
         return;
     }

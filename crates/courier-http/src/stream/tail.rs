@@ -62,11 +62,12 @@ impl Batch {
 #[rtype(result = "()")]
 pub(crate) struct Closing;
 
-/// A session joins; the answer is its id and the tail's cursor (events up to it
-/// the session must read itself).
+/// A session joins under its own id (unique in the process); the answer is the
+/// tail's cursor (events up to it the session must read itself).
 #[derive(Message)]
 #[rtype(result = "Joined")]
 pub(crate) struct Join {
+    pub id: u64,
     pub batches: Recipient<Batch>,
     pub closing: Recipient<Closing>,
 }
@@ -74,7 +75,6 @@ pub(crate) struct Join {
 /// The answer to `Join`.
 #[derive(MessageResponse, Clone, Copy)]
 pub(crate) struct Joined {
-    pub id: u64,
     pub cursor: i64,
 }
 
@@ -108,7 +108,6 @@ pub(crate) struct LogTail {
     members: HashMap<u64, Member>,
     /// Members that missed a batch and have not been sent one since.
     behind: HashSet<u64>,
-    next_id: u64,
     reading: bool,
     again: bool,
     checking_head: bool,
@@ -130,7 +129,6 @@ impl LogTail {
             cursor,
             members: HashMap::new(),
             behind: HashSet::new(),
-            next_id: 0,
             reading: false,
             again: false,
             checking_head: false,
@@ -293,16 +291,14 @@ impl Handler<Join> for LogTail {
     type Result = Joined;
 
     fn handle(&mut self, msg: Join, _: &mut Self::Context) -> Joined {
-        self.next_id += 1;
         self.members.insert(
-            self.next_id,
+            msg.id,
             Member {
                 batches: msg.batches,
                 closing: msg.closing,
             },
         );
         Joined {
-            id: self.next_id,
             cursor: self.cursor.load(Ordering::SeqCst),
         }
     }
