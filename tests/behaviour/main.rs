@@ -16,6 +16,7 @@ mod fan_out;
 mod http_api;
 mod http_auth;
 mod http_caps;
+mod http_functions;
 mod http_notifications;
 mod http_streams;
 mod idempotency_and_cache;

@@ -37,6 +37,8 @@ enum Command {
     Dlq(client::dlq::DlqArgs),
     /// Delete finished executions and dead letters older than a duration.
     Cleanup(client::CleanupArgs),
+    /// Function settings for the whole cluster: list, show, set, delete.
+    Functions(client::functions::FunctionsArgs),
     /// Webhooks on a node: create, list, show, delete, deliveries, enable, disable, replay.
     Webhooks(client::webhooks::WebhooksArgs),
     /// Notifications for people (send, mint a browser's connection token, subscribe
@@ -51,6 +53,7 @@ async fn client_command(command: Command) -> i32 {
         Command::Signal(args) => client::signal(args).await,
         Command::Dlq(args) => client::dlq::run(args).await,
         Command::Cleanup(args) => client::cleanup(args).await,
+        Command::Functions(args) => client::functions::run(args).await,
         Command::Webhooks(args) => client::webhooks::run(args).await,
         Command::Notify(args) => client::notify::run(*args).await,
         Command::Serve(_) | Command::Bench(_) => unreachable!("not a client command"),

@@ -959,3 +959,60 @@ fn serve_listens_where_addr_says_over_the_environment() {
     assert!(!dir.join("env.db").exists());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn function_settings_are_set_shown_listed_and_deleted() {
+    let server = Server::start(None);
+    let out = server.run(&["functions", "show", "ext.resize"]).ok();
+    assert!(out.stdout.contains("nothing (the code's options"), "{out:#?}");
+    let out = server
+        .run(&[
+            "functions",
+            "set",
+            "ext.resize",
+            "--queue",
+            "images",
+            "--priority",
+            "-2",
+            "--tag",
+            "gpu",
+            "--timeout",
+            "45s",
+            "--max-concurrent",
+            "3",
+            "--retry",
+            r#"{"initial_delay": "2s"}"#,
+            "--max-attempts",
+            "6",
+        ])
+        .ok();
+    for needle in ["queue:", "images", "revision 1", "\"max_attempts\":6", "45s"] {
+        assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
+    }
+    // New tasks take them.
+    let execution = server.dispatch("ext.resize", json!({}));
+    let out = server.run(&["exec", "show", &execution, "--json"]).ok();
+    assert_eq!(out.json()["steps"][0]["queue"], "images", "{out:#?}");
+    assert_eq!(out.json()["steps"][0]["priority"], -2);
+
+    let out = server.run(&["functions", "list"]).ok();
+    assert!(out.stdout.starts_with("NAME "), "{out:#?}");
+    for needle in ["ext.resize", "rev 1", "images", "-2", "3", "6", "45s"] {
+        assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
+    }
+    let out = server.run(&["functions", "list", "--json"]).ok();
+    assert_eq!(out.json()["functions"][0]["settings"]["max_concurrent"], 3);
+
+    let out = server.run(&["functions", "set", "ext.resize", "--max-concurrent", "0"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("max_concurrent must be at least 1"), "{out:#?}");
+    let out = server.run(&["functions", "set", "ext.resize", "--retry", "[1]"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("--retry must be a JSON object"), "{out:#?}");
+
+    let out = server.run(&["functions", "delete", "ext.resize"]).ok();
+    assert!(out.stdout.contains("settings forgotten"), "{out:#?}");
+    let out = server.run(&["functions", "delete", "ext.resize"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains("not found"), "{out:#?}");
+}

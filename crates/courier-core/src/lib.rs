@@ -27,6 +27,7 @@ mod duration;
 mod error;
 mod event;
 mod execution;
+mod function;
 mod id;
 pub mod metric;
 mod notification;
@@ -49,6 +50,7 @@ pub use duration::{DurationError, format_duration, parse_duration, serde_duratio
 pub use error::{LeaseLost, ParseEnumError, StoreError, StoreResult, TaskError};
 pub use event::{Event, EventFilter, EventType, NewEvent};
 pub use execution::{Cancelled, Dispatched, ExecutionFilter, ExecutionRecord, NewExecution};
+pub use function::{FunctionRecord, FunctionSettings};
 pub use id::{ExecutionId, LeaseToken, TaskId};
 pub use notification::{
     Cursor, Dismissal, MAX_KEY as MAX_NOTIFICATION_KEY, NewNotification, NotificationFilter, NotificationMode,
@@ -66,8 +68,8 @@ pub use signal::{SignalRecord, SignalSent};
 pub use state::{ExecutionState, TaskKind, TaskState};
 pub use store::{
     CacheStore, ChildGroup, ContextStore, DeadLetterStore, Effect, EffectApplied, EffectWrite, EventStore,
-    ExecutionStore, NotificationStore, Reservation, SeedRecords, Store, TaskStore, WebhookStore, WriteBatch,
-    WriteResults,
+    ExecutionStore, FunctionStore, NotificationStore, Reservation, SeedRecords, Store, TaskStore, WebhookStore,
+    WriteBatch, WriteResults,
 };
 pub use task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, DEFAULT_QUEUE, Lease, LeaseKey, NewTask, Outcome,

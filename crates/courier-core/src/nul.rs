@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::error::{StoreError, TaskError};
 use crate::execution::NewExecution;
+use crate::function::FunctionSettings;
 use crate::notification::{NewNotification, Target};
 use crate::progress::Progress;
 use crate::store::{Effect, EffectWrite, WriteBatch, WriteResults};
@@ -92,6 +93,29 @@ impl HoldsNul for NewTask {
             return Some("result");
         }
         self.spec.nul_field()
+    }
+}
+
+impl HoldsNul for FunctionSettings {
+    fn nul_field(&self) -> Option<&'static str> {
+        first(&[
+            ("queue", self.queue.as_deref().is_some_and(text_has_nul)),
+            ("tags", self.tags.iter().flatten().any(|t| text_has_nul(t))),
+            (
+                "retry.retry_on",
+                self.retry
+                    .iter()
+                    .flat_map(|r| r.retry_on.iter().flatten())
+                    .any(|k| text_has_nul(k)),
+            ),
+            (
+                "retry.non_retryable",
+                self.retry
+                    .iter()
+                    .flat_map(|r| r.non_retryable.iter())
+                    .any(|k| text_has_nul(k)),
+            ),
+        ])
     }
 }
 

@@ -35,6 +35,7 @@ pub mod descriptors;
 mod error;
 mod events;
 mod executions;
+mod functions;
 mod health;
 mod ingest;
 mod json_only;
@@ -419,6 +420,7 @@ fn routes(routes: Routes) -> Routes {
     let routes = tasks::routes(routes);
     let routes = workers::routes(routes);
     let routes = dead_letters::routes(routes);
+    let routes = functions::routes(routes);
     let routes = cleanup::routes(routes);
     let routes = events::routes(routes);
     let routes = stream::sse::routes(routes);

@@ -5,18 +5,19 @@
 use std::time::Duration;
 
 use courier_core::{
-    Cancelled, DeliveryAttempt, DeliveryReplay, DeliveryState, ExecutionId, NewDelivery, Replayed, SignalSent, TaskId,
-    WebhookRecord,
+    Cancelled, DeliveryAttempt, DeliveryReplay, DeliveryState, ExecutionId, FunctionRecord, FunctionSettings,
+    NewDelivery, Replayed, SignalSent, TaskId, WebhookRecord,
 };
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::RuntimeError;
 use crate::handle::Courier;
+use crate::options::AppliedOptions;
 use crate::store_actor::{
-    AcquireRole, CancelExecution, Cleanup, CleanupReport, CreateWebhook, DeleteWebhook, DiscardDeadLetter,
-    EnqueueDeliveries, RecordDeliveryAttempt, ReplaceWebhookSecret, ReplayDeadLetter, ReplayDeliveries,
-    RotateWebhookSecret, SendSignal, SetWebhookEnabled, SkipDelivery,
+    AcquireRole, CancelExecution, Cleanup, CleanupReport, CreateWebhook, DeleteFunctionSettings, DeleteWebhook,
+    DiscardDeadLetter, EnqueueDeliveries, PutFunctionSettings, RecordDeliveryAttempt, ReplaceWebhookSecret,
+    ReplayDeadLetter, ReplayDeliveries, RotateWebhookSecret, SendSignal, SetWebhookEnabled, SkipDelivery,
 };
 
 impl Courier {
@@ -84,6 +85,65 @@ impl Courier {
             ttl,
         };
         Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Stores `settings` for `function` (replacing what was set before), for
+    /// every node: new tasks of the function take each field given instead of
+    /// what its registration says. This node applies them at once, the others
+    /// within [`function_settings::REFRESH`](crate::function_settings::REFRESH).
+    ///
+    /// ```no_run
+    /// # async fn run(courier: courier_runtime::Courier) -> Result<(), courier_runtime::RuntimeError> {
+    /// use courier_core::FunctionSettings;
+    /// let settings = FunctionSettings { queue: Some("payments".into()), max_concurrent: Some(4), ..Default::default() };
+    /// let record = courier.set_function_settings("charge_card", settings).await?;
+    /// assert_eq!(courier.applied_options("charge_card").queue, "payments");
+    /// # let _ = record; Ok(()) }
+    /// ```
+    pub async fn set_function_settings(
+        &self,
+        function: &str,
+        settings: FunctionSettings,
+    ) -> Result<FunctionRecord, RuntimeError> {
+        let write = PutFunctionSettings {
+            name: function.to_string(),
+            settings,
+        };
+        let record = self.node.writes().send(write).await??;
+        self.node.functions().wrote(function, Some(record.settings.clone()));
+        Ok(record)
+    }
+
+    /// Forgets the settings stored for `function` (its tasks take their
+    /// registration's options again); whether there were any.
+    pub async fn delete_function_settings(&self, function: &str) -> Result<bool, RuntimeError> {
+        let existed = self
+            .node
+            .writes()
+            .send(DeleteFunctionSettings(function.to_string()))
+            .await??;
+        self.node.functions().wrote(function, None);
+        Ok(existed)
+    }
+
+    /// The settings stored for `function`, read from the store.
+    pub async fn function_settings(&self, function: &str) -> Result<Option<FunctionRecord>, RuntimeError> {
+        Ok(self.node.store().get_function_settings(function).await?)
+    }
+
+    /// Every function's stored settings, by name, read from the store.
+    pub async fn list_function_settings(&self) -> Result<Vec<FunctionRecord>, RuntimeError> {
+        Ok(self.node.store().list_function_settings().await?)
+    }
+
+    /// What applies to new tasks of `function` dispatched through this node.
+    pub fn applied_options(&self, function: &str) -> AppliedOptions {
+        self.node.functions().applied(function)
+    }
+
+    /// The functions this node registered, by name.
+    pub fn registered_functions(&self) -> Vec<String> {
+        self.node.functions().registered()
     }
 
     /// Registers a webhook (see `courier-webhooks`, which builds the record).

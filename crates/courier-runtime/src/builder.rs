@@ -262,6 +262,11 @@ impl CourierBuilder {
             clock: self.clock,
             live,
         });
+        // Read once before the first dispatch can be made; the node's
+        // `FunctionSettingsWatch` keeps them fresh from here on.
+        let settings = node.functions().writes_seen();
+        node.functions()
+            .reload(node.store().list_function_settings().await?, settings);
         let coordinator = Coordinator::new(node.clone(), run_worker).start();
         tracing::info!(
             node = node.id(),

@@ -1,7 +1,7 @@
 //! `Coordinator`: the root of a node's actor tree.
 //!
-//! It starts the `WorkerActor` and the `MaintenanceActor` under actix
-//! supervisors (an actor that stops unexpectedly is restarted with the same
+//! It starts the `FunctionSettingsWatch`, and the `WorkerActor` and the
+//! `MaintenanceActor` under actix supervisors (an actor that stops unexpectedly is restarted with the same
 //! address), starts one `ExecutionActor` per claimed orchestrator (each
 //! registers itself in the node's live registry), and runs the shutdown order:
 //! drain the worker, hand live executions back, let the last commits land.
@@ -11,6 +11,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::execution::ExecutionActor;
+use crate::function_settings::{FunctionSettingsWatch, StopWatch};
 use crate::live::Drain;
 use crate::maintenance::{MaintenanceActor, StopMaintenance};
 use crate::node::Node;
@@ -28,6 +29,7 @@ pub(crate) struct Coordinator {
     run_worker: bool,
     worker: Option<Addr<WorkerActor>>,
     maintenance: Option<Addr<MaintenanceActor>>,
+    settings_watch: Option<Addr<FunctionSettingsWatch>>,
     shutting_down: bool,
 }
 
@@ -38,6 +40,7 @@ impl Coordinator {
             run_worker,
             worker: None,
             maintenance: None,
+            settings_watch: None,
             shutting_down: false,
         }
     }
@@ -48,6 +51,9 @@ impl Actor for Coordinator {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(65_536);
+        // Every node dispatches, worker or not, so every node keeps the
+        // functions' settings fresh.
+        self.settings_watch = Some(FunctionSettingsWatch::new(self.node.clone()).start());
         if self.run_worker {
             let (node, me) = (self.node.clone(), ctx.address().recipient());
             self.worker = Some(Supervisor::start(move |_| WorkerActor::new(node, me)));
@@ -86,6 +92,9 @@ impl Handler<Shutdown> for Coordinator {
         self.shutting_down = true;
         if let Some(maintenance) = &self.maintenance {
             maintenance.do_send(StopMaintenance);
+        }
+        if let Some(watch) = self.settings_watch.take() {
+            watch.do_send(StopWatch);
         }
         let worker = self.worker.clone();
         let live = self.node.live().clone();

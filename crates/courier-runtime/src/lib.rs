@@ -62,6 +62,7 @@ mod execution;
 mod external;
 pub use external::EXTERNAL_OWNER;
 mod function;
+pub mod function_settings;
 mod handle;
 mod lease;
 mod live;
@@ -85,6 +86,8 @@ pub use notifications::{
     Compose, MAX_PAYLOAD as MAX_NOTIFICATION_PAYLOAD, NotificationError, NotificationHooks, NotificationOptions,
     Notifications, validate as validate_notification,
 };
-pub use options::{DispatchOptions, FunctionOptions, KeyFn, MaintenanceOptions, PollBackoff, WorkerOptions};
+pub use options::{
+    AppliedOptions, DispatchOptions, FunctionOptions, KeyFn, MaintenanceOptions, PollBackoff, WorkerOptions,
+};
 pub use orchestrator::OrchestratorContext;
 pub use store_actor::CleanupReport;

@@ -1,10 +1,11 @@
 //! Options: per function, per dispatch, per worker, per runtime.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use courier_core::{DEFAULT_QUEUE, RetryPolicy, TaskKind, TaskSpec};
+use courier_core::{DEFAULT_QUEUE, FunctionRecord, FunctionSettings, RetryPolicy, TaskKind, TaskSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -381,34 +382,161 @@ impl Default for MaintenanceOptions {
 /// Per-function limits handed to claims.
 pub(crate) type Limits = HashMap<String, u32>;
 
-/// Every registered function's kind and options, by name: what a task of each
-/// looks like. Cheap to clone (shared); frozen when the node starts.
+/// What applies to new tasks of a function on this node: its registration here
+/// (if any), overridden field by field by the settings stored for it.
+///
+/// ```
+/// # async fn run(courier: courier_runtime::Courier) -> Result<(), courier_runtime::RuntimeError> {
+/// let applied = courier.applied_options("charge_card");
+/// println!("{} on queue {} (at most {:?} at once)", applied.name, applied.queue, applied.max_concurrent);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AppliedOptions {
+    /// The function.
+    pub name: String,
+    /// Its kind, if this node registered it (`None`: only outside workers serve it here).
+    pub registered: Option<TaskKind>,
+    /// Retry policy of its tasks.
+    pub retry: RetryPolicy,
+    /// Per-attempt time limit.
+    #[serde(with = "courier_core::serde_duration::option")]
+    pub timeout: Option<Duration>,
+    /// Queue of its tasks.
+    pub queue: String,
+    /// Routing tags.
+    pub tags: Vec<String>,
+    /// Priority.
+    pub priority: i32,
+    /// Cluster-wide cap on its running tasks.
+    pub max_concurrent: Option<u32>,
+}
+
+/// Every registered function's kind and options, by name, with the settings
+/// stored for functions over the API laid over them: what a task of each looks
+/// like. Cheap to clone (shared). The registrations are frozen when the node
+/// starts; the stored settings are replaced as the node reads them again (see
+/// [`crate::function_settings`]).
 #[derive(Clone, Default)]
 pub(crate) struct FunctionTable {
     functions: Arc<HashMap<String, (TaskKind, FunctionOptions)>>,
+    stored: Arc<StoredSettings>,
+}
+
+/// The stored settings as this node last read or wrote them.
+#[derive(Default)]
+struct StoredSettings {
+    by_name: RwLock<Arc<HashMap<String, FunctionSettings>>>,
+    /// Bumped by every write this node makes, so that a reload which began
+    /// before it does not put back what it replaced.
+    writes: AtomicU64,
 }
 
 impl FunctionTable {
     pub(crate) fn new(functions: HashMap<String, (TaskKind, FunctionOptions)>) -> Self {
         FunctionTable {
             functions: Arc::new(functions),
+            stored: Arc::default(),
         }
+    }
+
+    fn settings(&self) -> Arc<HashMap<String, FunctionSettings>> {
+        self.stored.by_name.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The spec of a task of `function` with `args`: from its registration, or
-    /// defaults (an activity for an external worker) if it is not registered here.
+    /// defaults (an activity for an external worker) if it is not registered here,
+    /// with its stored settings laid over.
     pub(crate) fn spec(&self, function: &str, args: Value) -> TaskSpec {
-        match self.functions.get(function) {
+        let mut spec = match self.functions.get(function) {
             Some((kind, options)) => options.spec(*kind, function, args),
             None => FunctionOptions::default().spec(TaskKind::Activity, function, args),
+        };
+        if let Some(set) = self.settings().get(function) {
+            if let Some(retry) = &set.retry {
+                spec.retry = retry.clone();
+            }
+            if set.timeout.is_some() {
+                spec.timeout = set.timeout;
+            }
+            if let Some(queue) = &set.queue {
+                spec.queue = queue.clone();
+            }
+            if let Some(tags) = &set.tags {
+                spec.tags = tags.clone();
+            }
+            if let Some(priority) = set.priority {
+                spec.priority = priority;
+            }
+        }
+        spec
+    }
+
+    /// Per-function concurrency caps, for claims: the stored ones, and the
+    /// registered ones where none is stored.
+    pub(crate) fn limits(&self) -> Limits {
+        let mut limits: Limits = self
+            .functions
+            .iter()
+            .filter_map(|(name, (_, options))| options.max_concurrent.map(|m| (name.clone(), m)))
+            .collect();
+        for (name, set) in self.settings().iter() {
+            if let Some(max) = set.max_concurrent {
+                limits.insert(name.clone(), max);
+            }
+        }
+        limits
+    }
+
+    /// What applies to new tasks of `function` here.
+    pub(crate) fn applied(&self, function: &str) -> AppliedOptions {
+        let spec = self.spec(function, Value::Null);
+        AppliedOptions {
+            name: function.to_string(),
+            registered: self.functions.get(function).map(|(kind, _)| *kind),
+            retry: spec.retry,
+            timeout: spec.timeout,
+            queue: spec.queue,
+            tags: spec.tags,
+            priority: spec.priority,
+            max_concurrent: self.limits().remove(function),
         }
     }
 
-    /// Per-function concurrency caps, for claims.
-    pub(crate) fn limits(&self) -> Limits {
-        self.functions
-            .iter()
-            .filter_map(|(name, (_, options))| options.max_concurrent.map(|m| (name.clone(), m)))
-            .collect()
+    /// The functions registered here, by name.
+    pub(crate) fn registered(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.functions.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// How many writes of settings this node has made (see [`reload`](Self::reload)).
+    pub(crate) fn writes_seen(&self) -> u64 {
+        self.stored.writes.load(Ordering::SeqCst)
+    }
+
+    /// Replaces the stored settings with `records`, read from the store after
+    /// `writes_seen` was [`writes_seen`](Self::writes_seen); ignored if this node
+    /// wrote settings since (the read may predate that write; the next reload
+    /// brings both).
+    pub(crate) fn reload(&self, records: Vec<FunctionRecord>, writes_seen: u64) {
+        let mut by_name = self.stored.by_name.write().unwrap_or_else(|e| e.into_inner());
+        if self.stored.writes.load(Ordering::SeqCst) != writes_seen {
+            return;
+        }
+        *by_name = Arc::new(records.into_iter().map(|r| (r.name, r.settings)).collect());
+    }
+
+    /// Applies a write this node made: `settings` now stored for `name`, or
+    /// (`None`) none.
+    pub(crate) fn wrote(&self, name: &str, settings: Option<FunctionSettings>) {
+        let mut by_name = self.stored.by_name.write().unwrap_or_else(|e| e.into_inner());
+        self.stored.writes.fetch_add(1, Ordering::SeqCst);
+        let mut next = HashMap::clone(&by_name);
+        match settings {
+            Some(settings) => next.insert(name.to_string(), settings),
+            None => next.remove(name),
+        };
+        *by_name = Arc::new(next);
     }
 }

@@ -41,10 +41,10 @@ use chrono::{DateTime, Utc};
 use courier_core::metric;
 use courier_core::{
     Cancelled, ChildCreated, ChildGroup, ClaimRequest, Claimed, Committed, Completed, Completion, DeliveryAttempt,
-    DeliveryReplay, DeliveryState, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, LeaseKey,
-    LeaseToken, NewDelivery, NewExecution, NewNotification, NotificationSent, NotificationTtl, Notifier, Outcome,
-    Progress, Renewed, Replayed, Reservation, SignalSent, Store, StoreError, StoreResult, TaskError, TaskId, Viewer,
-    WebhookRecord, WriteBatch, WriteResults,
+    DeliveryReplay, DeliveryState, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, FunctionRecord,
+    FunctionSettings, LeaseKey, LeaseToken, NewDelivery, NewExecution, NewNotification, NotificationSent,
+    NotificationTtl, Notifier, Outcome, Progress, Renewed, Replayed, Reservation, SignalSent, Store, StoreError,
+    StoreResult, TaskError, TaskId, Viewer, WebhookRecord, WriteBatch, WriteResults,
 };
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -295,6 +295,19 @@ pub(crate) struct ReleaseKey {
 #[derive(Message)]
 #[rtype(result = "StoreResult<()>")]
 pub(crate) struct CreateWebhook(pub WebhookRecord);
+
+/// Stores a function's settings (replacing what was set).
+#[derive(Message)]
+#[rtype(result = "StoreResult<FunctionRecord>")]
+pub(crate) struct PutFunctionSettings {
+    pub name: String,
+    pub settings: FunctionSettings,
+}
+
+/// Forgets a function's settings; whether there were any.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct DeleteFunctionSettings(pub String);
 
 /// Deletes a webhook with its deliveries; whether it existed.
 #[derive(Message)]
@@ -1164,6 +1177,24 @@ impl Handler<CreateWebhook> for StoreActor {
 
     fn handle(&mut self, m: CreateWebhook, _: &mut Self::Context) -> Self::Result {
         self.quiet(move |store| async move { store.create_webhook(&m.0).await })
+    }
+}
+
+/// Stores the function's settings.
+impl Handler<PutFunctionSettings> for StoreActor {
+    type Result = ResponseFuture<StoreResult<FunctionRecord>>;
+
+    fn handle(&mut self, m: PutFunctionSettings, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.put_function_settings(&m.name, &m.settings).await })
+    }
+}
+
+/// Forgets the function's settings.
+impl Handler<DeleteFunctionSettings> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: DeleteFunctionSettings, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.delete_function_settings(&m.0).await })
     }
 }
 

@@ -1,4 +1,4 @@
-//! The client commands: `exec`, `signal`, `dlq`, `cleanup`, `webhooks` and `notify`, each a
+//! The client commands: `exec`, `signal`, `dlq`, `cleanup`, `functions`, `webhooks` and `notify`, each a
 //! few requests to a node's REST API (`courier serve`).
 //!
 //! Every command prints a table or a short sentence, or with `--json` the API's
@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod dlq;
 pub mod exec;
+pub mod functions;
 pub mod ingest;
 pub mod notify;
 pub mod progress;

@@ -12,6 +12,7 @@
 //! | [`EventStore`] | the event log: read after a cursor, head, trim |
 //! | [`DeadLetterStore`] | dead letters: list, read, discard, replay, clean up |
 //! | [`WebhookStore`] | webhook registrations, deliveries and their attempts |
+//! | [`FunctionStore`] | functions' settings, as operators set them over the API |
 //! | [`CacheStore`] | the result cache and idempotency keys |
 //! | [`ContextStore`] | an execution's context: signals, progress, counters, state values |
 //! | [`NotificationStore`] | notifications for people: send, dismiss, replay, subscriptions to sources, expiry |
@@ -48,6 +49,7 @@ mod context;
 mod dead_letters;
 mod event_log;
 mod executions;
+mod functions;
 mod notifications;
 mod seed;
 mod tasks;
@@ -65,6 +67,7 @@ pub use context::ContextStore;
 pub use dead_letters::DeadLetterStore;
 pub use event_log::EventStore;
 pub use executions::ExecutionStore;
+pub use functions::FunctionStore;
 pub use notifications::NotificationStore;
 pub use seed::SeedRecords;
 pub use tasks::TaskStore;
@@ -86,6 +89,7 @@ pub trait Store:
     + EventStore
     + DeadLetterStore
     + WebhookStore
+    + FunctionStore
     + CacheStore
     + ContextStore
     + NotificationStore

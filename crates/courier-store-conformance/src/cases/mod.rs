@@ -11,6 +11,7 @@ pub mod counters;
 pub mod dead_letters;
 pub mod event_log;
 pub mod executions;
+pub mod functions;
 pub mod maintenance;
 pub mod notifications;
 pub mod nul;

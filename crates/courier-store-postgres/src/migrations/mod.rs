@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (4, include_str!("0004_event_log.sql")),
     (5, include_str!("0005_webhook_secret_rotation.sql")),
     (6, include_str!("0006_skipped_deliveries.sql")),
+    (7, include_str!("0007_function_settings.sql")),
 ];
 
 /// Creates the schema (if one is configured) and applies every migration not yet

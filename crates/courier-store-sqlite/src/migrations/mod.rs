@@ -14,6 +14,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("0004_event_log.sql")),
     (5, include_str!("0005_webhook_secret_rotation.sql")),
     (6, include_str!("0006_skipped_deliveries.sql")),
+    (7, include_str!("0007_function_settings.sql")),
 ];
 
 /// Applies every migration not applied yet, in one IMMEDIATE transaction, so that

@@ -1,0 +1,212 @@
+//! `courier functions`: what new tasks of each function get (retry policy,
+//! timeout, queue, tags, priority, concurrency cap), set for the whole cluster.
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use super::render::{self, Table};
+use super::{Client, ClientArgs, ClientError, ClientResult, print_json};
+
+/// `courier functions`.
+#[derive(Args, Debug)]
+pub struct FunctionsArgs {
+    #[command(subcommand)]
+    pub command: FunctionsCommand,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// What `courier functions` does.
+#[derive(Subcommand, Debug)]
+pub enum FunctionsCommand {
+    /// Lists functions with stored settings and those the node runs, by name.
+    List {
+        /// Also Courier's own functions (`courier.*`).
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Shows what is stored for a function and what its new tasks get.
+    Show {
+        /// The function.
+        name: String,
+    },
+    /// Stores a function's settings for every node, replacing what was stored
+    /// (what is not given falls back to the code's options or the defaults).
+    Set {
+        /// The function.
+        name: String,
+        /// The queue its tasks go to.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Higher runs first.
+        #[arg(long, allow_hyphen_values = true)]
+        priority: Option<i32>,
+        /// A routing tag (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Per-attempt time limit, e.g. 30s.
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
+        /// Cluster-wide cap on running tasks.
+        #[arg(long, value_name = "N")]
+        max_concurrent: Option<u32>,
+        /// Total attempts, the first included.
+        #[arg(long, value_name = "N")]
+        max_attempts: Option<u32>,
+        /// The whole retry policy as JSON, e.g. '{"max_attempts": 5, "initial_delay": "2s"}'
+        /// (`--max-attempts` is applied over it).
+        #[arg(long, value_name = "JSON")]
+        retry: Option<String>,
+    },
+    /// Forgets a function's settings: its new tasks get the code's options again.
+    Delete {
+        /// The function.
+        name: String,
+    },
+}
+
+/// Runs `courier functions`.
+pub async fn run(args: FunctionsArgs) -> ClientResult<()> {
+    let client = Client::new(&args.client)?;
+    match args.command {
+        FunctionsCommand::List { internal } => list(&client, internal).await,
+        FunctionsCommand::Show { name } => {
+            let answer = client.get(&["v1", "functions", &name], &[]).await?;
+            print_function(&client, &answer);
+            Ok(())
+        }
+        FunctionsCommand::Set {
+            name,
+            queue,
+            priority,
+            tags,
+            timeout,
+            max_concurrent,
+            max_attempts,
+            retry,
+        } => {
+            let mut body = Map::new();
+            if let Some(queue) = queue {
+                body.insert("queue".into(), json!(queue));
+            }
+            if let Some(priority) = priority {
+                body.insert("priority".into(), json!(priority));
+            }
+            if !tags.is_empty() {
+                body.insert("tags".into(), json!(tags));
+            }
+            if let Some(timeout) = timeout {
+                body.insert("timeout".into(), json!(timeout));
+            }
+            if let Some(max) = max_concurrent {
+                body.insert("max_concurrent".into(), json!(max));
+            }
+            let mut policy = match retry {
+                Some(text) => Some(
+                    serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .filter(Value::is_object)
+                        .ok_or_else(|| ClientError::Other(format!("--retry must be a JSON object, got {text:?}")))?,
+                ),
+                None => None,
+            };
+            if let Some(attempts) = max_attempts {
+                policy.get_or_insert_with(|| json!({}))["max_attempts"] = json!(attempts);
+            }
+            if let Some(policy) = policy {
+                body.insert("retry".into(), policy);
+            }
+            let url = client.url(&["v1", "functions", &name]);
+            let answer = client.call(Method::PUT, url, Some(&Value::Object(body))).await?;
+            print_function(&client, &answer);
+            Ok(())
+        }
+        FunctionsCommand::Delete { name } => {
+            client.delete(&["v1", "functions", &name]).await?;
+            if !client.json {
+                println!("function {name}: settings forgotten");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn list(client: &Client, internal: bool) -> ClientResult<()> {
+    let answer = client
+        .get(
+            &["v1", "functions"],
+            &[("internal", internal.then(|| "true".to_string()))],
+        )
+        .await?;
+    if client.json {
+        print_json(&answer);
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        "NAME",
+        "STORED",
+        "QUEUE",
+        "PRIORITY",
+        "MAX RUNNING",
+        "ATTEMPTS",
+        "TIMEOUT",
+    ]);
+    for f in answer["functions"].as_array().into_iter().flatten() {
+        let applied = &f["applied"];
+        table.row(vec![
+            render::scalar(&f["name"]),
+            if f["settings"].is_null() {
+                "-".into()
+            } else {
+                format!("rev {}", f["revision"])
+            },
+            render::scalar(&applied["queue"]),
+            render::scalar(&applied["priority"]),
+            or_dash(&applied["max_concurrent"]),
+            render::scalar(&applied["retry"]["max_attempts"]),
+            or_dash(&applied["timeout"]),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+fn or_dash(value: &Value) -> String {
+    if value.is_null() {
+        "-".into()
+    } else {
+        render::scalar(value)
+    }
+}
+
+fn print_function(client: &Client, f: &Value) {
+    if client.json {
+        print_json(f);
+        return;
+    }
+    let applied = &f["applied"];
+    render::print_fields(&[
+        ("name", render::scalar(&f["name"])),
+        (
+            "stored",
+            if f["settings"].is_null() {
+                "nothing (the code's options or the defaults apply)".into()
+            } else {
+                format!(
+                    "{} (revision {}, {})",
+                    f["settings"],
+                    f["revision"],
+                    render::scalar(&f["updated_at"])
+                )
+            },
+        ),
+        ("queue", render::scalar(&applied["queue"])),
+        ("priority", render::scalar(&applied["priority"])),
+        ("tags", render::pretty(&applied["tags"])),
+        ("max running", or_dash(&applied["max_concurrent"])),
+        ("timeout", or_dash(&applied["timeout"])),
+        ("retry", applied["retry"].to_string()),
+        ("runs here", or_dash(&applied["registered"])),
+    ]);
+}
