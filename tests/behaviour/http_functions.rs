@@ -42,9 +42,11 @@ async fn dispatched_task(s: &Server, function: &str) -> Value {
 async fn stored_settings_shape_new_tasks_of_an_outside_function_until_deleted() {
     let s = server_on(sqlite().await).await;
     let (status, before) = get(&s.at("/v1/functions/resize")).await;
-    assert_eq!(status, 200, "{before}");
-    assert_eq!(before["settings"], Value::Null);
-    assert_eq!(before["applied"]["queue"], "default");
+    assert_eq!(status, 404, "nothing stored, not run here: {before}");
+    let (status, own) = get(&s.at("/v1/functions/double")).await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["settings"], Value::Null);
+    assert_eq!(own["applied"]["queue"], "default");
 
     let settings = json!({
         "queue": "images", "priority": 7, "timeout": "45s", "max_concurrent": 1, "tags": ["gpu"],
@@ -102,6 +104,8 @@ async fn stored_settings_shape_new_tasks_of_an_outside_function_until_deleted() 
     assert_eq!(status, 204);
     let (status, missing) = delete(&s.at("/v1/functions/resize")).await;
     assert_eq!(status, 404, "{missing}");
+    let (status, gone) = get(&s.at("/v1/functions/resize")).await;
+    assert_eq!(status, 404, "{gone}");
     assert_eq!(dispatched_task(&s, "resize").await["queue"], "default");
     s.stop().await;
 }

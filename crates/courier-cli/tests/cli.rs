@@ -963,8 +963,9 @@ fn serve_listens_where_addr_says_over_the_environment() {
 #[test]
 fn function_settings_are_set_shown_listed_and_deleted() {
     let server = Server::start(None);
-    let out = server.run(&["functions", "show", "ext.resize"]).ok();
-    assert!(out.stdout.contains("nothing (the code's options"), "{out:#?}");
+    let out = server.run(&["functions", "show", "ext.resize"]);
+    assert_eq!(out.code, 1, "nothing stored, not run there: {out:#?}");
+    assert!(out.stderr.contains("not found"), "{out:#?}");
     let out = server
         .run(&[
             "functions",

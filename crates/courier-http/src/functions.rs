@@ -177,13 +177,14 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListFunctions>
 #[utoipa::path(
     get, path = "/v1/functions/{name}", operation_id = "getFunction", tag = "functions",
     summary = "One function: what is stored for it and what its new tasks get.",
-    description = "Answers for any name, since outside workers may serve a function no node registered: with nothing stored, `settings` is null and `applied` shows the defaults.",
+    description = "404 when nothing is stored for it and the answering node does not run it (new tasks of such a function, served by outside workers, get the defaults).",
     params(("name" = String, Path, description = "The function.")),
     responses(
         (status = 200, description = "The function.", body = FunctionView, links(
             ("Set" = (operation_id = "putFunction", parameters(("name" = "$response.body#/name")))),
         )),
         (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
     )
@@ -191,6 +192,9 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListFunctions>
 pub(crate) async fn get(http: web::Data<Http>, name: web::Path<String>) -> ApiResult<HttpResponse> {
     check_name("name", &name)?;
     let record = http.courier().function_settings(&name).await?;
+    if record.is_none() && !http.courier().registered_functions().contains(&name) {
+        return Err(ApiError::not_found("function", name.as_str()));
+    }
     Ok(HttpResponse::Ok().json(view(&http, &name, record)))
 }
 
