@@ -328,9 +328,15 @@ async function withoutTokens() {
         const width = await pageWidth(p);
         assert(width <= viewport.width, `${size} ${view}: the page is ${width} px wide in a ${viewport.width} px viewport`);
       };
+      // (Polled: a list may be re-rendered, its rows replaced, while this looks.)
       const visibleInViewport = async (selector, view) => {
-        const box = await p.locator(selector).first().boundingBox();
-        assert(box && box.x >= 0 && box.x + box.width <= viewport.width, `${size} ${view}: ${selector} is off-screen (${JSON.stringify(box)})`);
+        let box = null;
+        await until(`${size} ${view}: ${selector} on screen`, async () => {
+          box = await p.locator(selector).first().boundingBox({ timeout: 1000 });
+          return box && box.x >= 0 && box.x + box.width <= viewport.width;
+        }, 3000).catch(() => {
+          throw new Error(`${size} ${view}: ${selector} is off-screen (${JSON.stringify(box)})`);
+        });
       };
       await p.goto(server.base + '/');
       await waitLive(p);
