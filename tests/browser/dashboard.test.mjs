@@ -5,14 +5,20 @@
 //
 // COURIER_BIN defaults to ../../target/debug/courier (relative to this folder);
 // CHROMIUM to /usr/bin/chromium. Nothing is built or downloaded here. The whole
-// run is bounded by 90 s; the exit code is non-zero on any failure. With
-// SCREENSHOTS=<dir> it also saves a picture of each view there.
+// run is bounded by 180 s (it dispatches 5,000 executions with the page open);
+// the exit code is non-zero on any failure. With SCREENSHOTS=<dir> it also
+// saves a picture of each view there, at desktop (1280×800) and phone (390×844) sizes.
 
 import http from 'node:http';
-import { assert, freePort, harness, until, WAIT_MS } from './harness.mjs';
+import { assert, freePort, harness, sleep, until, WAIT_MS } from './harness.mjs';
 
 const TOKEN = 'dashboard-test-token';
-const h = harness('dashboard');
+const h = harness('dashboard', { overallMs: 180_000 });
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const PAGE = 50; // the executions list's page size
+const LOAD = 5_000; // executions dispatched with the page open
+const LONG_TASK_MS = 200; // the longest the page's main thread may be blocked while they arrive
 const { api, log, step } = h;
 let receiver = null;
 h.onCleanup(() => receiver && receiver.srv.close());
@@ -22,7 +28,7 @@ const startServer = (name, tokens = '', again = null) =>
   h.startServer(name, { tokens, again, env: { COURIER_WEBHOOKS_SCHEDULE: '300ms,300ms', COURIER_WEBHOOKS_ALLOW_PRIVATE: '127.0.0.1/32,::1/128', COURIER_WEBHOOKS_SECRET_KEY: 'AG997S88LNpAm0Rom4TeLVh0GSchFj+eO/whPOkGJrw=' } });
 const stopServer = h.stopServer;
 const shot = (page, name) => h.shot(page, name);
-const newPage = (label) => h.newPage(label);
+const newPage = (label, options) => h.newPage(label, options);
 
 // Executions of functions no node runs, so only this test's claims take their tasks.
 const dispatch = async (server, fn, args = {}) =>
@@ -59,10 +65,28 @@ async function startReceiver() {
   return { srv, url: `http://127.0.0.1:${port}/hook`, gone: `http://127.0.0.1:${port}/gone`, got };
 }
 
+// A worker's claim of the one task of `execution` (a retry may take a second to come due).
+async function claimNext(server, execution) {
+  const { data } = await api(server, 'POST', '/v1/workers/claim', {
+    worker_id: 'browser-test', wait: '5s', functions: [execution.function],
+  });
+  assert(data.length === 1 && data[0].execution_id === execution.id, `claimed ${JSON.stringify(data)}`);
+  return data[0];
+}
+
 const row = (page, id) => page.locator(`[data-testid="execution-row"][data-id="${id}"]`);
 const rowState = (page, id) => row(page, id).locator('[data-testid="execution-state"]');
 const expectText = (locator, text, what) =>
   until(what || `"${text}"`, async () => (await locator.textContent({ timeout: 500 })).trim() === text);
+const rowIds = (page) => page.locator('[data-testid="execution-row"]').evaluateAll((rows) => rows.map((r) => r.dataset.id));
+const rowFunctions = (page) => page.locator('[data-testid="execution-row"] td:nth-child(2)').allTextContents();
+const pageWidth = (page) => page.evaluate(() => document.documentElement.scrollWidth);
+const waitLive = (page) => until('connection status "live"', async () =>
+  (await page.getAttribute('[data-testid="conn-status"]', 'data-state')) === 'live');
+// The page's background colour as [r, g, b].
+const background = (page) => page.evaluate(() =>
+  getComputedStyle(document.body).backgroundColor.match(/\d+/g).slice(0, 3).map(Number));
+const isDark = (rgb) => (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) < 80;
 
 // ---------- the checks ----------
 async function withoutTokens() {
@@ -244,6 +268,260 @@ async function withoutTokens() {
     assert((await api(server, 'GET', `/v1/webhooks/${gone.id}`)).data.enabled === false, 'the server did not disable it');
   });
 
+  await step('"show internal" lists Courier\'s own executions (webhook deliveries) only when ticked', async () => {
+    const internal = (await api(server, 'GET', '/v1/executions?internal=true&function=courier.webhook.deliver')).data.executions;
+    assert(internal.length > 0, 'no webhook delivery executions to show');
+    await page.reload(); // what the list shows is what the API answers, not what went by live
+    await waitLive(page);
+    await row(page, first.id).waitFor({ timeout: WAIT_MS });
+    assert(!(await rowFunctions(page)).some((f) => f.startsWith('courier.')), 'internal executions listed unticked');
+    await page.check('[data-testid="show-internal"]');
+    await row(page, internal[0].id).waitFor({ timeout: WAIT_MS });
+    assert((await rowFunctions(page)).some((f) => f.trim() === 'courier.webhook.deliver'), 'no delivery listed');
+    await page.uncheck('[data-testid="show-internal"]');
+    await until('the internal executions to leave the list', async () => (await row(page, internal[0].id).count()) === 0);
+    assert(!(await rowFunctions(page)).some((f) => f.startsWith('courier.')), 'internal executions still listed');
+  });
+
+  let progressed;
+  await step('progress shows as a bar with its message, and the timeline shows each attempt', async () => {
+    progressed = await dispatch(server, 'resize_fn', { image: 'cat.png' });
+    let task = await claimNext(server, progressed);
+    await api(server, 'POST', `/v1/tasks/${task.task_id}/fail`, { lease_token: task.lease_token, error: 'flaky disk' });
+    task = await claimNext(server, progressed); // the retry, about a second later
+    await api(server, 'POST', `/v1/tasks/${task.task_id}/progress`, { lease_token: task.lease_token, percent: 40, message: 'resizing' });
+    await row(page, progressed.id).click();
+    const detail = page.locator('[data-testid="execution-detail"]');
+    await expectText(detail.locator('[data-testid="detail-id"]'), progressed.id);
+    const bar = detail.locator('[data-testid="progress-row"]');
+    await bar.waitFor({ timeout: WAIT_MS });
+    await expectText(bar.locator('[data-testid="progress-message"]'), 'resizing');
+    await expectText(bar.locator('[data-testid="progress-percent"]'), '40%');
+    const fill = await bar.locator('[data-testid="progress-bar"] > span').evaluate((n) => n.style.width);
+    assert(fill === '40%', `the bar is filled ${fill}`);
+    const blocks = await detail.locator('pre').allTextContents();
+    assert(!blocks.some((b) => b.includes('"percent"')), 'progress is still shown as JSON');
+    await api(server, 'POST', `/v1/tasks/${task.task_id}/complete`, { lease_token: task.lease_token, result: 'done' });
+    await expectText(detail.locator('[data-testid="detail-state"]'), 'completed');
+    const outcomes = await until('two attempts on the timeline', async () => {
+      const o = await detail.locator('[data-testid="timeline-row"] [data-testid="timeline-attempt"]')
+        .evaluateAll((segs) => segs.map((x) => x.dataset.outcome));
+      return o.length === 2 && o;
+    });
+    assert(JSON.stringify(outcomes) === '["failed","completed"]', `attempts: ${outcomes}`);
+    const widths = await detail.locator('[data-testid="timeline-attempt"]').evaluateAll((segs) =>
+      segs.map((x) => x.getBoundingClientRect().width));
+    assert(widths.every((w) => w >= 1), `an attempt bar is not drawn: ${widths}`);
+    await shot(page, 'desktop-execution-timeline');
+  });
+
+  await step('every view fits a phone (390 px) and a desktop, and the detail is its own screen on a phone', async () => {
+    // A dead letter to show.
+    const x = await dispatch(server, 'broken_fn');
+    const task = await claim(server, x);
+    await api(server, 'POST', `/v1/tasks/${task.task_id}/fail`, {
+      lease_token: task.lease_token, error: 'a rather long error message that should wrap on a narrow screen', retryable: false,
+    });
+    for (const [size, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+      const p = await newPage(size, { contextOptions: { viewport } });
+      const fits = async (view) => {
+        const width = await pageWidth(p);
+        assert(width <= viewport.width, `${size} ${view}: the page is ${width} px wide in a ${viewport.width} px viewport`);
+      };
+      // (Polled: a list may be re-rendered, its rows replaced, while this looks.)
+      const visibleInViewport = async (selector, view) => {
+        let box = null;
+        await until(`${size} ${view}: ${selector} on screen`, async () => {
+          box = await p.locator(selector).first().boundingBox({ timeout: 1000 });
+          return box && box.x >= 0 && box.x + box.width <= viewport.width;
+        }, 3000).catch(() => {
+          throw new Error(`${size} ${view}: ${selector} is off-screen (${JSON.stringify(box)})`);
+        });
+      };
+      await p.goto(server.base + '/');
+      await waitLive(p);
+      await row(p, progressed.id).waitFor({ timeout: WAIT_MS });
+      await fits('executions');
+      await visibleInViewport('[data-testid="conn-status"]', 'executions');
+      await visibleInViewport('[data-testid="theme-toggle"]', 'executions');
+      await visibleInViewport('[data-testid="next-page"]', 'executions');
+      await shot(p, `${size}-executions`);
+
+      await row(p, progressed.id).click();
+      const detail = p.locator('[data-testid="execution-detail"]');
+      await expectText(detail.locator('[data-testid="detail-id"]'), progressed.id);
+      await detail.locator('[data-testid="timeline-attempt"]').first().waitFor({ timeout: WAIT_MS });
+      await fits('execution detail');
+      const listShown = await p.locator('[data-testid="executions-table"]').isVisible();
+      const back = detail.locator('[data-testid="detail-back"]');
+      if (size === 'phone') {
+        assert(!listShown, 'on a phone the list is shown beside the detail');
+        assert(await back.isVisible(), 'on a phone the detail has no Back control');
+        await visibleInViewport('[data-testid="detail-back"]', 'execution detail');
+      } else {
+        assert(listShown, 'on a desktop the list is not shown beside the detail');
+      }
+      await shot(p, `${size}-execution-detail`);
+      if (size === 'phone') {
+        await back.click();
+        await p.locator('[data-testid="executions-table"]').waitFor({ state: 'visible', timeout: WAIT_MS });
+        assert(await detail.isHidden(), 'Back did not close the detail');
+      }
+
+      await p.click('[data-testid="tab-dead-letters"]');
+      const dl = p.locator(`[data-testid="dead-letter-row"][data-id="${task.task_id}"]`);
+      await dl.waitFor({ timeout: WAIT_MS });
+      await fits('dead letters');
+      await visibleInViewport(`[data-testid="dead-letter-row"][data-id="${task.task_id}"] [data-testid="replay-button"]`, 'dead letters');
+      await visibleInViewport(`[data-testid="dead-letter-row"][data-id="${task.task_id}"] [data-testid="discard-button"]`, 'dead letters');
+      await shot(p, `${size}-dead-letters`);
+
+      await p.click('[data-testid="tab-webhooks"]');
+      const hookRow = p.locator(`[data-testid="webhook-row"][data-id="${hook.id}"]`);
+      await hookRow.waitFor({ timeout: WAIT_MS });
+      await hookRow.locator('[data-testid="deliveries-button"]').click();
+      await p.locator(`[data-testid="deliveries-table"][data-webhook="${hook.id}"] [data-testid="delivery-row"]`).first()
+        .waitFor({ timeout: WAIT_MS });
+      await fits('webhooks');
+      await visibleInViewport(`[data-testid="webhook-row"][data-id="${hook.id}"] [data-testid="toggle-webhook"]`, 'webhooks');
+      await visibleInViewport(`[data-testid="webhook-row"][data-id="${hook.id}"] [data-testid="deliveries-button"]`, 'webhooks');
+      await shot(p, `${size}-webhooks`);
+      await p.context().close();
+    }
+  });
+
+  await step('dark mode follows the system, and the toggle flips it and is remembered', async () => {
+    const p = await newPage('dark', { contextOptions: { viewport: DESKTOP } });
+    await p.emulateMedia({ colorScheme: 'dark' });
+    await p.goto(server.base + '/');
+    await waitLive(p);
+    await row(p, progressed.id).waitFor({ timeout: WAIT_MS });
+    assert(isDark(await background(p)), `the system is dark but the page is ${await background(p)}`);
+    await shot(p, 'desktop-executions-dark');
+    await row(p, progressed.id).click();
+    await p.locator('[data-testid="timeline-attempt"]').first().waitFor({ timeout: WAIT_MS });
+    await shot(p, 'desktop-execution-detail-dark');
+    await p.click('[data-testid="theme-toggle"]');
+    await until('the page to turn light', async () => !isDark(await background(p)));
+    await p.reload();
+    await waitLive(p);
+    assert(!isDark(await background(p)), 'the light choice was not remembered');
+    await p.click('[data-testid="theme-toggle"]');
+    await until('the page to turn dark again', async () => isDark(await background(p)));
+    await p.emulateMedia({ colorScheme: 'light' });
+    assert(isDark(await background(p)), 'the dark choice gave way to the system\'s light');
+    await p.setViewportSize(PHONE);
+    await p.click('[data-testid="tab-dead-letters"]');
+    await p.locator('[data-testid="dead-letter-row"]').first().waitFor({ timeout: WAIT_MS });
+    await shot(p, 'phone-dead-letters-dark');
+    await p.context().close();
+    const light = await newPage('light', { contextOptions: { viewport: DESKTOP } });
+    await light.emulateMedia({ colorScheme: 'light' });
+    await light.goto(server.base + '/');
+    assert(!isDark(await background(light)), 'the system is light but the page is dark');
+    await light.context().close();
+  });
+
+  await page.context().close();
+}
+
+// The page stays responsive while thousands of executions arrive, its list is
+// paged and filtered by the API, and a page one is reading does not move.
+async function underLoad() {
+  const server = await startServer('load server');
+  const page = await newPage('load', { contextOptions: { viewport: DESKTOP } });
+  await page.addInitScript(() => {
+    window.__longTasks = [];
+    new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) window.__longTasks.push({ start: e.startTime, ms: e.duration });
+    }).observe({ type: 'longtask', buffered: true });
+  });
+  await page.goto(server.base + '/');
+  await waitLive(page);
+
+  const functions = ['load_a', 'load_b', 'load_c', 'load_d'];
+  let maxRows = 0;
+  let since = 0;
+  await step(`${LOAD} executions dispatched with the page open: no long task over ${LONG_TASK_MS} ms, never more than ${PAGE} rows`, async () => {
+    since = await page.evaluate(() => performance.now());
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        maxRows = Math.max(maxRows, await page.locator('[data-testid="execution-row"]').count());
+        await sleep(200);
+      }
+    })();
+    const t0 = Date.now();
+    let next = 0;
+    const worker = async () => {
+      while (next < LOAD) {
+        const i = next++;
+        await api(server, 'POST', '/v1/executions', { function: functions[i % functions.length], args: { i } });
+      }
+    };
+    await Promise.all(Array.from({ length: 12 }, worker));
+    log(`dispatched ${LOAD} executions in ${Date.now() - t0} ms`);
+    // Until the page has caught up: its first page is the API's.
+    const newest = (await api(server, 'GET', `/v1/executions?limit=${PAGE}`)).data.executions.map((x) => x.id);
+    await until('the list to show the newest page', async () => JSON.stringify(await rowIds(page)) === JSON.stringify(newest), 30_000);
+    sampling = false;
+    await sampler;
+    const tasks = await page.evaluate((t) => window.__longTasks.filter((x) => x.start >= t), since);
+    const longest = Math.max(0, ...tasks.map((x) => x.ms));
+    const rows = await page.locator('[data-testid="execution-row"]').count();
+    log(`long tasks while they arrived: ${tasks.length}, the longest ${Math.round(longest)} ms; rows at most ${maxRows}, now ${rows}`);
+    assert(longest <= LONG_TASK_MS, `the main thread was blocked for ${Math.round(longest)} ms`);
+    assert(maxRows <= PAGE && rows === PAGE, `the list had up to ${maxRows} rows, now ${rows}`);
+    await shot(page, 'desktop-executions-under-load');
+  });
+
+  await step('paging: older and newer pages, and a page does not move when executions arrive', async () => {
+    const first = await rowIds(page);
+    await page.click('[data-testid="next-page"]');
+    await until('the second page', async () => (await rowIds(page))[0] !== first[0]);
+    const second = await rowIds(page);
+    const expected = (await api(server, 'GET', `/v1/executions?limit=${PAGE}&offset=${PAGE}`)).data.executions.map((x) => x.id);
+    assert(JSON.stringify(second) === JSON.stringify(expected), 'the second page is not the API\'s second page');
+    await expectText(page.locator('[data-testid="page-info"]'), `${PAGE + 1}–${2 * PAGE}`);
+    const more = [];
+    for (let i = 0; i < 3; i++) more.push(await dispatch(server, 'load_a', { more: i }));
+    await expectText(page.locator('[data-testid="new-executions"]'), '3 new — show');
+    assert(JSON.stringify(await rowIds(page)) === JSON.stringify(second), 'the second page moved when executions arrived');
+    await page.click('[data-testid="prev-page"]');
+    await until('the first page again', async () => (await rowIds(page))[0] !== second[0]);
+    assert(JSON.stringify(await rowIds(page)) === JSON.stringify(first), 'Newer did not lead back to the page read before');
+    await page.click('[data-testid="prev-page"]'); // the newest page, which follows new executions live
+    await row(page, more[2].id).waitFor({ timeout: WAIT_MS });
+    assert((await rowIds(page))[0] === more[2].id, 'the newest execution is not first');
+    assert(await page.locator('[data-testid="prev-page"]').isDisabled(), 'Newer is enabled on the first page');
+  });
+
+  await step('filters by function and state go to the API; search by id opens an execution', async () => {
+    await page.fill('[data-testid="function-filter"]', 'load_c');
+    await page.press('[data-testid="function-filter"]', 'Enter');
+    await until('only load_c listed', async () => {
+      const f = await rowFunctions(page);
+      return f.length === PAGE && f.every((x) => x.trim() === 'load_c');
+    });
+    await page.click('[data-testid="next-page"]');
+    await expectText(page.locator('[data-testid="page-info"]'), `${PAGE + 1}–${2 * PAGE}`);
+    assert((await rowFunctions(page)).every((x) => x.trim() === 'load_c'), 'the second page is not filtered');
+    await page.selectOption('[data-testid="state-filter"]', 'completed');
+    await until('no completed load_c executions', async () =>
+      (await page.locator('#executions-body td.empty').count()) === 1);
+    await page.selectOption('[data-testid="state-filter"]', 'pending');
+    await until('pending load_c executions', async () => (await rowFunctions(page)).length === PAGE);
+    await page.fill('[data-testid="function-filter"]', '');
+    await page.press('[data-testid="function-filter"]', 'Enter');
+    await page.selectOption('[data-testid="state-filter"]', '');
+    const target = (await api(server, 'GET', `/v1/executions?limit=1&offset=1234`)).data.executions[0];
+    await page.fill('[data-testid="search-input"]', target.id);
+    await page.press('[data-testid="search-input"]', 'Enter');
+    await expectText(page.locator('[data-testid="detail-id"]'), target.id);
+    assert(page.url().endsWith('#/executions/' + target.id), `the search went to ${page.url()}`);
+    await shot(page, 'desktop-search-result');
+  });
+
   await page.context().close();
 }
 
@@ -308,5 +586,6 @@ async function withTokens() {
 
 h.run(async () => {
   await withoutTokens();
+  await underLoad();
   await withTokens();
 });
