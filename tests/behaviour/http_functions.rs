@@ -157,6 +157,7 @@ async fn bad_settings_are_refused_with_400() {
     let s = server_on(sqlite().await).await;
     let cases = [
         ("f", json!({"max_concurrent": 0}), "max_concurrent"),
+        ("f", json!({"max_concurrent": 2_000_000}), "max_concurrent"),
         ("f", json!({"retry": {"max_attempts": 0}}), "retry.max_attempts"),
         ("f", json!({"retry": {"jitter": 2.0}}), "retry.jitter"),
         (
@@ -178,6 +179,10 @@ async fn bad_settings_are_refused_with_400() {
     assert_eq!(status, 400, "an unknown field: {error}");
     assert!(error["error"].is_string() && error.get("detail").is_some(), "{error}");
     let (status, error) = put(&s.at("/v1/functions/f"), &json!({"priority": "high"})).await;
+    assert_eq!(status, 400, "{error}");
+    let (status, error) = put(&s.at("/v1/functions/f"), &json!([null, null])).await;
+    assert_eq!(status, 400, "an array is not settings: {error}");
+    let (status, error) = get(&s.at("/v1/functions?internal=maybe")).await;
     assert_eq!(status, 400, "{error}");
     let (_, listed) = get(&s.at("/v1/functions")).await;
     assert_eq!(

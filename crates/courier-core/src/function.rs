@@ -50,8 +50,9 @@ pub struct FunctionSettings {
     /// Higher runs first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
-    /// Cluster-wide cap on its running tasks.
+    /// Cluster-wide cap on its running tasks (1 to 1,000,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub max_concurrent: Option<u32>,
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use courier_core::{FunctionRecord, FunctionSettings, RetryPolicy, TaskKind, serde_duration};
 use courier_runtime::AppliedOptions;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::Http;
@@ -32,6 +32,8 @@ pub(crate) fn routes(routes: Routes) -> Routes {
 const MAX_TAGS: usize = 64;
 /// Most steps of an explicit retry schedule.
 const MAX_SCHEDULE: usize = 100;
+/// The highest cap on running tasks (the schema says the same).
+const MAX_CONCURRENT: u32 = 1_000_000;
 /// Most attempts a retry policy may allow.
 const MAX_ATTEMPTS: u32 = 10_000;
 
@@ -145,6 +147,7 @@ pub(crate) struct ListFunctions {
     params(ListFunctions),
     responses(
         (status = 200, description = "The functions.", body = FunctionList),
+        (status = 400, response = BadRequest),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
     )
@@ -220,10 +223,20 @@ pub(crate) async fn get(http: web::Data<Http>, name: web::Path<String>) -> ApiRe
 pub(crate) async fn put(
     http: web::Data<Http>,
     name: web::Path<String>,
-    body: web::Json<FunctionSettings>,
+    body: web::Json<Value>,
 ) -> ApiResult<HttpResponse> {
     check_public_name("name", &name)?;
-    let settings = body.into_inner();
+    // Read from an object only: serde would also take the fields, in order,
+    // from an array (`[null, null]`), which no client means.
+    let body = body.into_inner();
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid JSON body",
+            json!("the settings must be a JSON object"),
+        ));
+    }
+    let settings: FunctionSettings =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string())))?;
     check_settings(&settings)?;
     let record = http.courier().set_function_settings(&name, settings).await?;
     Ok(HttpResponse::Ok().json(view(&http, &name, Some(record))))
@@ -268,10 +281,12 @@ fn check_settings(settings: &FunctionSettings) -> ApiResult<()> {
             check_name("tags", tag)?;
         }
     }
-    if settings.max_concurrent == Some(0) {
+    if let Some(max) = settings.max_concurrent
+        && !(1..=MAX_CONCURRENT).contains(&max)
+    {
         return Err(invalid(
             "max_concurrent",
-            "must be at least 1 (leave it out for no cap)",
+            &format!("must be at least 1 and at most {MAX_CONCURRENT} (leave it out for no cap)"),
         ));
     }
     if let Some(timeout) = settings.timeout
