@@ -54,7 +54,7 @@ pub(crate) struct CleanupReport {
     post, path = "/v1/cleanup", operation_id = "cleanup", tag = "dead letters",
     summary = "Delete history older than `older_than`.",
     description = "Finished executions (with all their rows), dead letters, events and finished idempotency keys older than `older_than`, and expired cache entries. Events a webhook endpoint has not been sent yet are kept.",
-    request_body = CleanupBody,
+    request_body(content = CleanupBody, example = json!({"older_than": "30d"})),
     responses(
         (status = 200, description = "What was deleted.", body = CleanupReport),
         (status = 400, response = BadRequest),

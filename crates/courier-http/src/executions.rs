@@ -166,7 +166,7 @@ pub(crate) struct CancelBody {
     post, path = "/v1/executions", operation_id = "createExecution", tag = "executions",
     summary = "Dispatch an execution.",
     description = "201 with the new execution, or 200 with the existing one when `idempotency_key` was used before.",
-    request_body = CreateExecution,
+    request_body(content = CreateExecution, example = json!({"function": "resize", "args": {"image": "cat.png", "width": 800}, "queue": "images", "priority": 5, "expiry": "1h", "idempotency_key": "resize-cat-800"})),
     responses(
         (status = 201, description = "Created.", body = ExecutionRecord, links(
             ("GetExecution" = (operation_id = "getExecution", parameters(("id" = "$response.body#/id")))),
@@ -368,7 +368,7 @@ pub(crate) async fn result(
     summary = "Cancel an execution and its unfinished tasks.",
     description = "Cancelling a cancelled execution succeeds again; one that finished otherwise gets 409.",
     params(("id" = Uuid, Path, description = "The execution's id.")),
-    request_body(content = Option<CancelBody>, content_type = "application/json"),
+    request_body(content = Option<CancelBody>, content_type = "application/json", example = json!({"reason": "the customer withdrew the order"})),
     responses(
         (status = 200, description = "Cancelled.", body = Cancelled),
         (status = 400, response = BadRequest),
@@ -403,7 +403,7 @@ pub(crate) async fn cancel(http: web::Data<Http>, id: web::Path<String>, body: w
         ("id" = Uuid, Path, description = "The execution's id."),
         ("name" = String, Path, description = "The signal's name.", min_length = 1, max_length = 200),
     ),
-    request_body(content = Option<Value>, content_type = "application/json", description = "The payload (none: `null`)."),
+    request_body(content = Option<Value>, content_type = "application/json", description = "The payload (none: `null`).", example = json!({"approved": true, "by": "ada"})),
     responses(
         (status = 202, description = "Sent (kept until a wait consumes it).", body = SignalSent),
         (status = 400, response = BadRequest),

@@ -462,6 +462,33 @@ mod tests {
         );
     }
 
+    /// A newcomer reads a request's example before its schema: every JSON
+    /// request body has one (Schemathesis also sends each, so each is accepted).
+    #[test]
+    fn every_json_request_body_has_an_example() {
+        let document = spec();
+        let mut missing = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("an item") {
+                let Some(body) = operation["requestBody"]["content"]["application/json"].as_object() else {
+                    continue;
+                };
+                // On the body, or on the schema it names.
+                let schema = body["schema"]["$ref"]
+                    .as_str()
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                    .map(|name| &document["components"]["schemas"][name]);
+                let has = body.contains_key("example")
+                    || body.contains_key("examples")
+                    || schema.is_some_and(|s| s.get("example").is_some() || s.get("examples").is_some());
+                if !has {
+                    missing.push(format!("{method} {path}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "request bodies without an example: {missing:?}");
+    }
+
     #[test]
     fn every_error_answer_is_a_shared_error_response() {
         let document = spec();

@@ -139,7 +139,7 @@ pub(crate) struct DeliveryList {
     post, path = "/v1/webhooks", operation_id = "createWebhook", tag = "webhooks",
     summary = "Register a webhook.",
     description = "The answer is the only time its signing secret is shown. Refused with 400: URLs that are not http(s) or whose host is a literal non-global address (loopback, private, link-local, ...) not in `webhooks.allow_private`, and headers Courier sets itself (`Host`, `Content-Length`, `Transfer-Encoding`, `Connection`, the signature headers, ...). Refused with 409 once `webhooks.max_endpoints` webhooks are registered.",
-    request_body = NewWebhook,
+    request_body(content = NewWebhook, example = json!({"url": "https://hooks.example.com/courier", "event_types": ["execution.completed", "execution.failed"], "headers": {"x-team": "billing"}, "description": "billing events"})),
     responses(
         (status = 201, description = "Registered.", body = WebhookRecord, links(
             ("GetWebhook" = (operation_id = "getWebhook", parameters(("id" = "$response.body#/id")))),
@@ -290,7 +290,7 @@ fn grace_period() -> RefOr<Schema> {
     summary = "Rotate a webhook's signing secret.",
     description = "The answer is the only time the new secret is shown. For the grace period (default 24h, at most 7d, 0: none) deliveries carry both signatures in `webhook-signature` (`v1,<new> v1,<previous>`), so a receiver verifies with either while it moves to the new secret; `X-Webhook-Signature` is signed with the new secret only. A secret replaced by an earlier rotation stops signing at once. Refused with 409 while no `webhooks.secret_key` is set.",
     params(("id" = Uuid, Path, description = "The webhook's id.")),
-    request_body(content = Option<RotateSecretBody>, content_type = "application/json"),
+    request_body(content = Option<RotateSecretBody>, content_type = "application/json", example = json!({"grace_period": "24h"})),
     responses(
         (status = 200, description = "The webhook with its new secret.", body = WebhookRecord),
         (status = 400, response = BadRequest),
@@ -361,7 +361,7 @@ pub(crate) struct ReplayBody {
     summary = "Replay the deliveries skipped while the webhook was disabled.",
     description = "Events that arrive while a webhook is disabled (or whose attempt comes up then) are recorded as `skipped` deliveries. Once the webhook is enabled again, this makes each of them (at or after `since`, oldest first) pending again, made by a new execution; each is replayed once however many callers race. At most 10,000 per call: `more` says to call again. 409 while the webhook is disabled.",
     params(("id" = Uuid, Path, description = "The webhook's id.")),
-    request_body(content = Option<ReplayBody>, content_type = "application/json"),
+    request_body(content = Option<ReplayBody>, content_type = "application/json", example = json!({"since": "2026-12-04T09:00:00Z"})),
     responses(
         (status = 200, description = "The deliveries replayed.", body = ReplayedDeliveries),
         (status = 400, response = BadRequest),

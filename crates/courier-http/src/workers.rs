@@ -233,7 +233,7 @@ const MAX_CLAIM: u32 = 1000;
     post, path = "/v1/workers/claim", operation_id = "claimTasks", tag = "workers",
     summary = "Claim activities for an external worker.",
     description = "Long-polls up to `wait` for work; an empty array if none came.",
-    request_body = ClaimBody,
+    request_body(content = ClaimBody, example = json!({"worker_id": "py-worker-1", "functions": ["resize"], "queues": ["images"], "max": 10, "lease": "30s", "wait": "2s"})),
     responses(
         (status = 200, description = "The claimed tasks.", body = Vec<ClaimedTask>, links(
             ("GetTask" = (operation_id = "getTask", parameters(("id" = "$response.body#/0/task_id")))),
@@ -325,7 +325,7 @@ fn lease(id: &str, token: courier_core::LeaseToken) -> ApiResult<LeaseKey> {
     post, path = "/v1/tasks/{id}/heartbeat", operation_id = "heartbeatTask", tag = "workers",
     summary = "Renew the lease and record a heartbeat.",
     params(("id" = Uuid, Path, description = "The task's id.")),
-    request_body = HeartbeatBody,
+    request_body(content = HeartbeatBody, example = json!({"lease_token": "0193a5e2-7c1e-7a55-9d3c-2f6b1e8a4c10", "details": {"rows_done": 1200}})),
     responses(
         (status = 200, description = "Renewed.", body = Renewed),
         (status = 400, response = BadRequest),
@@ -354,7 +354,7 @@ pub(crate) async fn heartbeat(
     post, path = "/v1/tasks/{id}/checkpoint", operation_id = "checkpointTask", tag = "workers",
     summary = "Save a checkpoint for the next attempt.",
     params(("id" = Uuid, Path, description = "The task's id.")),
-    request_body = CheckpointBody,
+    request_body(content = CheckpointBody, example = json!({"lease_token": "0193a5e2-7c1e-7a55-9d3c-2f6b1e8a4c10", "checkpoint": {"offset": 1200}})),
     responses(
         (status = 200, description = "Saved.", body = TaskAck),
         (status = 400, response = BadRequest),
@@ -382,7 +382,7 @@ pub(crate) async fn checkpoint(
     post, path = "/v1/tasks/{id}/progress", operation_id = "reportProgress", tag = "workers",
     summary = "Report progress.",
     params(("id" = Uuid, Path, description = "The task's id.")),
-    request_body = ProgressBody,
+    request_body(content = ProgressBody, example = json!({"lease_token": "0193a5e2-7c1e-7a55-9d3c-2f6b1e8a4c10", "percent": 40.0, "message": "resizing", "step": "resize"})),
     responses(
         (status = 200, description = "Recorded.", body = TaskAck),
         (status = 400, response = BadRequest),
@@ -425,7 +425,7 @@ pub(crate) async fn progress(
     post, path = "/v1/tasks/{id}/complete", operation_id = "completeTask", tag = "workers",
     summary = "Complete the task with its result.",
     params(("id" = Uuid, Path, description = "The task's id.")),
-    request_body = CompleteBody,
+    request_body(content = CompleteBody, example = json!({"lease_token": "0193a5e2-7c1e-7a55-9d3c-2f6b1e8a4c10", "result": {"url": "https://cdn.example.com/cat-800.png"}})),
     responses(
         (status = 200, description = "Completed.", body = Completed, links(
             ("GetResult" = (operation_id = "getExecutionResult", parameters(("id" = "$response.body#/execution_id")))),
@@ -456,7 +456,7 @@ pub(crate) async fn complete(
     summary = "Fail the attempt.",
     description = "Retried by the task's policy unless `retryable` is false.",
     params(("id" = Uuid, Path, description = "The task's id.")),
-    request_body = FailBody,
+    request_body(content = FailBody, example = json!({"lease_token": "0193a5e2-7c1e-7a55-9d3c-2f6b1e8a4c10", "error": {"kind": "http_503", "message": "the image store is unavailable"}, "retryable": true, "retry_after": "10s"})),
     responses(
         (status = 200, description = "Recorded (`state` is `pending` for a retry).", body = Completed, links(
             ("GetDeadLetter" = (operation_id = "getDeadLetter", parameters(("id" = "$response.body#/task_id")))),

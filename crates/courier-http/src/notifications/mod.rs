@@ -352,7 +352,7 @@ async fn send(http: &Http, body: SendBody) -> ApiResult<Option<NotificationRecor
     post, path = "/v1/notifications", operation_id = "sendNotification", tag = "notifications",
     summary = "Send a notification.",
     description = "Stored (unless ephemeral), then pushed to every open stream of its target on every node. A newer notification with the same target and `group` replaces the earlier one (connected subscribers get a `dismissed` event for it). A broadcast is always ephemeral; the answer says so in `mode`.",
-    request_body = SendBody,
+    request_body(content = SendBody, example = json!({"target": "user", "user_id": "ada", "type": "order.shipped", "mode": "queued", "group": "order-77", "payload": {"title": "Your order shipped", "order": 77}})),
     responses(
         (status = 201, description = "Sent.", body = SentBody),
         (status = 200, description = "A hook suppressed it: nothing was sent.", body = Suppressed),
@@ -486,7 +486,7 @@ fn token_ttl() -> RefOr<Schema> {
     post, path = "/v1/notifications/tokens", operation_id = "createConnectionToken", tag = "notifications",
     summary = "Mint a connection token for a browser.",
     description = "For applications that would rather not sign JWTs themselves. 409 when `notifications.token_secret` is not set.",
-    request_body = TokenBody,
+    request_body(content = TokenBody, example = json!({"session_id": "sess-9f2c", "user_id": "ada", "sources": ["orders"]})),
     responses(
         (status = 201, description = "The token.", body = ConnectionToken),
         (status = 400, response = BadRequest),
@@ -547,7 +547,7 @@ pub(crate) struct SubscriptionBody {
     post, path = "/v1/notifications/subscriptions", operation_id = "subscribeSource", tag = "notifications",
     summary = "Subscribe a user to a source.",
     description = "201 when the subscription is new, 200 when it already existed. Every stream of the user receives the source's notifications from then on.",
-    request_body = SubscriptionBody,
+    request_body(content = SubscriptionBody, example = json!({"user_id": "ada", "source": "orders"})),
     responses(
         (status = 201, description = "Subscribed.", body = SourceSubscriptionState),
         (status = 200, description = "Already subscribed.", body = SourceSubscriptionState),
@@ -749,7 +749,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     post, path = "/notifications/webhook", operation_id = "notificationWebhook", tag = "notifications",
     summary = "Send a notification from a backend holding the webhook secret.",
     description = "Seed 004's inbound webhook: the same body as `POST /v1/notifications`. 404 when `notifications.webhook_secret` is not set; after a failed authentication the client gets 429 for `notifications.webhook_failure_window`.",
-    request_body = SendBody,
+    request_body(content = SendBody, example = json!({"target": "user", "user_id": "ada", "type": "order.shipped", "mode": "queued", "group": "order-77", "payload": {"title": "Your order shipped", "order": 77}})),
     security(("webhook_secret" = [])),
     responses(
         (status = 202, description = "Accepted.", body = NotificationAccepted),
