@@ -175,7 +175,7 @@ pub(crate) struct CancelBody {
             ("Signal" = (operation_id = "sendSignal", parameters(("id" = "$response.body#/id")))),
             ("Events" = (operation_id = "pollEvents", parameters(("execution_id" = "$response.body#/id")))),
             ("Claim" = (operation_id = "claimTasks", request_body = json!({"functions": ["$response.body#/function"], "queues": ["$response.body#/queue"], "tags": null}))),
-        )),
+        ), example = json!({"id": "01a243a8-d945-733e-b4fd-aca6c54c9cbe", "function": "resize", "state": "pending", "args": {"image": "cat.png", "width": 800}, "queue": "images", "tags": [], "priority": 5, "idempotency_key": "resize-cat-800", "created_at": "2026-12-05T00:44:28.869870Z", "updated_at": "2026-12-05T00:44:28.869870Z"})),
         (status = 200, description = "The execution dispatched earlier with this idempotency key.", body = ExecutionRecord, links(
             ("GetExecution" = (operation_id = "getExecution", parameters(("id" = "$response.body#/id")))),
             ("GetResult" = (operation_id = "getExecutionResult", parameters(("id" = "$response.body#/id")))),
@@ -183,7 +183,7 @@ pub(crate) struct CancelBody {
             ("Signal" = (operation_id = "sendSignal", parameters(("id" = "$response.body#/id")))),
             ("Events" = (operation_id = "pollEvents", parameters(("execution_id" = "$response.body#/id")))),
             ("Claim" = (operation_id = "claimTasks", request_body = json!({"functions": ["$response.body#/function"], "queues": ["$response.body#/queue"], "tags": null}))),
-        )),
+        ), example = json!({"id": "01a243a8-d945-733e-b4fd-aca6c54c9cbe", "function": "resize", "state": "pending", "args": {"image": "cat.png", "width": 800}, "queue": "images", "tags": [], "priority": 5, "idempotency_key": "resize-cat-800", "created_at": "2026-12-05T00:44:28.869870Z", "updated_at": "2026-12-05T00:44:28.869870Z"})),
         (status = 400, response = BadRequest),
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
@@ -311,8 +311,8 @@ pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResu
     description = "200 once finished (`result` if it completed, `error` otherwise); 202 with the state if still unfinished after the wait.",
     params(("id" = Uuid, Path, description = "The execution's id."), ResultQuery),
     responses(
-        (status = 200, description = "Finished.", body = ResultBody),
-        (status = 202, description = "Still unfinished after the wait (`execution_id` and `state` only).", body = ResultBody),
+        (status = 200, description = "Finished.", body = ResultBody, example = json!({"execution_id": "01a243a8-d945-733e-b4fd-aca6c54c9cbe", "state": "completed", "result": {"url": "https://cdn.example.com/cat-800.png"}})),
+        (status = 202, description = "Still unfinished after the wait (`execution_id` and `state` only).", body = ResultBody, example = json!({"execution_id": "01a243a8-d945-733e-b4fd-aca6c54c9cbe", "state": "running"})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 429, response = TooManyWaiters),
@@ -370,7 +370,7 @@ pub(crate) async fn result(
     params(("id" = Uuid, Path, description = "The execution's id.")),
     request_body(content = Option<CancelBody>, content_type = "application/json", example = json!({"reason": "the customer withdrew the order"})),
     responses(
-        (status = 200, description = "Cancelled.", body = Cancelled),
+        (status = 200, description = "Cancelled.", body = Cancelled, example = json!({"execution_id": "01a243a8-d945-733e-b4fd-aca6c54c9cbe", "previous": "pending", "tasks": ["01a243a8-d945-733e-56dd-049fbe515111"]})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -405,7 +405,7 @@ pub(crate) async fn cancel(http: web::Data<Http>, id: web::Path<String>, body: w
     ),
     request_body(content = Option<Value>, content_type = "application/json", description = "The payload (none: `null`).", example = json!({"approved": true, "by": "ada"})),
     responses(
-        (status = 202, description = "Sent (kept until a wait consumes it).", body = SignalSent),
+        (status = 202, description = "Sent (kept until a wait consumes it).", body = SignalSent, example = json!({"signal_id": "01a243a8-db17-720b-b523-300e37d22190", "delivered_to": null, "parent_id": null})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),

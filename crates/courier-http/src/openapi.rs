@@ -534,6 +534,38 @@ mod tests {
         }
     }
 
+    /// Every example given with a response or a request body writes only
+    /// properties its schema documents, and every one it requires.
+    #[test]
+    fn examples_fit_their_schemas_property_names() {
+        let document = spec();
+        let mut checked = 0;
+        for item in document["paths"].as_object().expect("paths").values() {
+            for operation in item.as_object().expect("an item").values() {
+                let bodies = operation["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|r| r.values())
+                    .chain(std::iter::once(&operation["requestBody"]));
+                for body in bodies {
+                    let media = &body["content"]["application/json"];
+                    let Some(example) = media.get("example") else { continue };
+                    let (schema, example) = match (&media["schema"]["$ref"], &media["schema"]["items"]["$ref"]) {
+                        (Value::String(r), _) => (r, example.clone()),
+                        (_, Value::String(r)) => (r, example[0].clone()),
+                        _ => continue,
+                    };
+                    let name = schema.trim_start_matches("#/components/schemas/");
+                    if document["components"]["schemas"][name]["properties"].is_object() {
+                        check(&document, name, example);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked >= 15, "only {checked} examples checked");
+    }
+
     #[test]
     fn records_match_their_schemas_property_names() {
         use courier_core::{ExecutionId, TaskError};

@@ -242,7 +242,7 @@ const MAX_CLAIM: u32 = 1000;
             ("Progress" = (operation_id = "reportProgress", parameters(("id" = "$response.body#/0/task_id")), request_body = json!({"lease_token": "$response.body#/0/lease_token"}))),
             ("Complete" = (operation_id = "completeTask", parameters(("id" = "$response.body#/0/task_id")), request_body = json!({"lease_token": "$response.body#/0/lease_token"}))),
             ("Fail" = (operation_id = "failTask", parameters(("id" = "$response.body#/0/task_id")), request_body = json!({"lease_token": "$response.body#/0/lease_token"}))),
-        )),
+        ), example = json!([{"task_id": "01a243a8-d945-733e-56dd-049fbe515111", "execution_id": "01a243a8-d945-733e-b4fd-aca6c54c9cbe", "function": "resize", "args": {"image": "cat.png", "width": 800}, "attempt": 1, "lease_token": "674cbf99-1fb4-48ec-a867-efee652f0b1d", "lease_expires_at": "2026-12-05T00:44:58.880692Z", "queue": "images"}])),
         (status = 400, response = BadRequest),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
@@ -327,7 +327,7 @@ fn lease(id: &str, token: courier_core::LeaseToken) -> ApiResult<LeaseKey> {
     params(("id" = Uuid, Path, description = "The task's id.")),
     request_body(content = HeartbeatBody, example = json!({"lease_token": "0193a5e2-7c1e-7a55-9d3c-2f6b1e8a4c10", "details": {"rows_done": 1200}})),
     responses(
-        (status = 200, description = "Renewed.", body = Renewed),
+        (status = 200, description = "Renewed.", body = Renewed, example = json!({"task_id": "01a243a8-d945-733e-56dd-049fbe515111", "expires_at": "2026-12-05T00:44:59.202785Z"})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -356,7 +356,7 @@ pub(crate) async fn heartbeat(
     params(("id" = Uuid, Path, description = "The task's id.")),
     request_body(content = CheckpointBody, example = json!({"lease_token": "0193a5e2-7c1e-7a55-9d3c-2f6b1e8a4c10", "checkpoint": {"offset": 1200}})),
     responses(
-        (status = 200, description = "Saved.", body = TaskAck),
+        (status = 200, description = "Saved.", body = TaskAck, example = json!({"task_id": "01a243a8-d945-733e-56dd-049fbe515111"})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -384,7 +384,7 @@ pub(crate) async fn checkpoint(
     params(("id" = Uuid, Path, description = "The task's id.")),
     request_body(content = ProgressBody, example = json!({"lease_token": "0193a5e2-7c1e-7a55-9d3c-2f6b1e8a4c10", "percent": 40.0, "message": "resizing", "step": "resize"})),
     responses(
-        (status = 200, description = "Recorded.", body = TaskAck),
+        (status = 200, description = "Recorded.", body = TaskAck, example = json!({"task_id": "01a243a8-d945-733e-56dd-049fbe515111"})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -429,7 +429,7 @@ pub(crate) async fn progress(
     responses(
         (status = 200, description = "Completed.", body = Completed, links(
             ("GetResult" = (operation_id = "getExecutionResult", parameters(("id" = "$response.body#/execution_id")))),
-        )),
+        ), example = json!({"task_id": "01a243a8-d945-733e-56dd-049fbe515111", "execution_id": "01a243a8-d945-733e-b4fd-aca6c54c9cbe", "state": "completed", "parent_id": null, "execution_state": "completed"})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -462,7 +462,7 @@ pub(crate) async fn complete(
             ("GetDeadLetter" = (operation_id = "getDeadLetter", parameters(("id" = "$response.body#/task_id")))),
             ("Replay" = (operation_id = "replayDeadLetter", parameters(("id" = "$response.body#/task_id")))),
             ("Discard" = (operation_id = "discardDeadLetter", parameters(("id" = "$response.body#/task_id")))),
-        )),
+        ), example = json!({"task_id": "01a243a8-d945-733e-56dd-049fbe515111", "execution_id": "01a243a8-d945-733e-b4fd-aca6c54c9cbe", "state": "pending", "parent_id": null, "execution_state": "running"})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
