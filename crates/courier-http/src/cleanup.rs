@@ -56,7 +56,7 @@ pub(crate) struct CleanupReport {
     description = "Finished executions (with all their rows), dead letters, events and finished idempotency keys older than `older_than`, and expired cache entries. Events a webhook endpoint has not been sent yet are kept.",
     request_body(content = CleanupBody, example = json!({"older_than": "30d"})),
     responses(
-        (status = 200, description = "What was deleted.", body = CleanupReport),
+        (status = 200, description = "What was deleted.", body = CleanupReport, example = json!({"executions": 0, "dead_letters": 0, "events": 0, "cache_entries": 0, "idempotency_keys": 0})),
         (status = 400, response = BadRequest),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),

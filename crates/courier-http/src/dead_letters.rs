@@ -43,7 +43,7 @@ pub(crate) struct DeadLetterList {
             ("GetDeadLetter" = (operation_id = "getDeadLetter", parameters(("id" = "$response.body#/dead_letters/0/task_id")))),
             ("Replay" = (operation_id = "replayDeadLetter", parameters(("id" = "$response.body#/dead_letters/0/task_id")))),
             ("Discard" = (operation_id = "discardDeadLetter", parameters(("id" = "$response.body#/dead_letters/0/task_id")))),
-        )),
+        ), example = json!({"dead_letters": [{"task_id": "01a243aa-895b-77a1-409e-cf8f64378c72", "execution_id": "01a243aa-895b-77a1-a2be-67b61f2a41dd", "reason": "error kind \"card_declined\" is not retryable", "failed_at": "2026-12-05T00:46:19.487820Z", "task": {"id": "01a243aa-895b-77a1-409e-cf8f64378c72", "execution_id": "01a243aa-895b-77a1-a2be-67b61f2a41dd", "step": 0, "kind": "activity", "function": "charge", "queue": "default", "tags": [], "priority": 0, "state": "failed", "args": {"order": 77}, "error": {"kind": "card_declined", "message": "the card was declined", "non_retryable": true}, "attempt": 1, "retry": {"max_attempts": 3, "initial_delay": "1s", "backoff_factor": 2.0, "max_delay": "5m", "jitter": 0.1}, "lease_owner": "external:py-worker-1", "heartbeat_at": "2026-12-05T00:46:19.486313Z", "wake_gen": 0, "scheduled_for": "2026-12-05T00:46:19.484654Z", "created_at": "2026-12-05T00:46:19.484654Z", "started_at": "2026-12-05T00:46:19.486313Z", "completed_at": "2026-12-05T00:46:19.487820Z"}}], "total": 1, "limit": 1, "offset": 0})),
         (status = 400, response = BadRequest),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
@@ -71,7 +71,7 @@ pub(crate) async fn list(http: web::Data<Http>, page: web::Query<Page>) -> ApiRe
     summary = "One dead letter, by its task's id.",
     params(("id" = Uuid, Path, description = "The dead letter's task id.")),
     responses(
-        (status = 200, description = "The dead letter.", body = DeadLetterRecord),
+        (status = 200, description = "The dead letter.", body = DeadLetterRecord, example = json!({"task_id": "01a243aa-895b-77a1-409e-cf8f64378c72", "execution_id": "01a243aa-895b-77a1-a2be-67b61f2a41dd", "reason": "error kind \"card_declined\" is not retryable", "failed_at": "2026-12-05T00:46:19.487820Z", "task": {"id": "01a243aa-895b-77a1-409e-cf8f64378c72", "execution_id": "01a243aa-895b-77a1-a2be-67b61f2a41dd", "step": 0, "kind": "activity", "function": "charge", "queue": "default", "tags": [], "priority": 0, "state": "failed", "args": {"order": 77}, "error": {"kind": "card_declined", "message": "the card was declined", "non_retryable": true}, "attempt": 1, "retry": {"max_attempts": 3, "initial_delay": "1s", "backoff_factor": 2.0, "max_delay": "5m", "jitter": 0.1}, "lease_owner": "external:py-worker-1", "heartbeat_at": "2026-12-05T00:46:19.486313Z", "wake_gen": 0, "scheduled_for": "2026-12-05T00:46:19.484654Z", "created_at": "2026-12-05T00:46:19.484654Z", "started_at": "2026-12-05T00:46:19.486313Z", "completed_at": "2026-12-05T00:46:19.487820Z"}})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = StoreError),
@@ -117,7 +117,7 @@ pub(crate) async fn discard(http: web::Data<Http>, id: web::Path<String>) -> Api
     summary = "Replay a dead letter: the task runs again and its execution resumes.",
     params(("id" = Uuid, Path, description = "The dead letter's task id.")),
     responses(
-        (status = 200, description = "Replayed.", body = Replayed),
+        (status = 200, description = "Replayed.", body = Replayed, example = json!({"task_id": "01a243aa-895b-77a1-409e-cf8f64378c72", "execution_id": "01a243aa-895b-77a1-a2be-67b61f2a41dd", "execution_resumed": true})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),

@@ -106,7 +106,7 @@ pub(crate) fn filter_of(query: &EventFilters) -> ApiResult<EventFilter> {
     summary = "Events after the cursor, oldest first.",
     params(EventFilters, EventsLimit),
     responses(
-        (status = 200, description = "A page of events.", body = EventsPage),
+        (status = 200, description = "A page of events.", body = EventsPage, example = json!({"events": [{"seq": 1, "type": "execution.created", "execution_id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "timestamp": "2026-12-05T00:46:19.479900Z", "data": {"function": "resize", "queue": "images"}}], "next": 2, "has_more": true})),
         (status = 400, response = BadRequest),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),

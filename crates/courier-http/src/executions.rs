@@ -239,7 +239,7 @@ pub(crate) async fn create(http: web::Data<Http>, body: web::Json<CreateExecutio
     summary = "List executions, newest first.",
     params(ListExecutions),
     responses(
-        (status = 200, description = "A page of executions.", body = ExecutionList),
+        (status = 200, description = "A page of executions.", body = ExecutionList, example = json!({"executions": [{"id": "01a243aa-895b-77a1-a2be-67b61f2a41dd", "function": "charge", "state": "failed", "args": {"order": 77}, "error": {"kind": "card_declined", "message": "the card was declined", "non_retryable": true}, "queue": "default", "tags": [], "priority": 0, "created_at": "2026-12-05T00:46:19.484654Z", "updated_at": "2026-12-05T00:46:19.487820Z", "started_at": "2026-12-05T00:46:19.486313Z", "completed_at": "2026-12-05T00:46:19.487820Z"}], "limit": 1, "offset": 0})),
         (status = 400, response = BadRequest),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
@@ -279,7 +279,7 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListExecutions
     responses(
         (status = 200, description = "The execution.", body = ExecutionDetail, links(
             ("GetRootTask" = (operation_id = "getTask", parameters(("id" = "$response.body#/steps/0/id")))),
-        )),
+        ), example = json!({"execution": {"id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "function": "resize", "state": "completed", "args": {"image": "cat.png", "width": 800}, "result": {"url": "https://cdn.example.com/cat-800.png"}, "queue": "images", "tags": [], "priority": 0, "created_at": "2026-12-05T00:46:19.479900Z", "updated_at": "2026-12-05T00:46:19.483189Z", "started_at": "2026-12-05T00:46:19.481007Z", "completed_at": "2026-12-05T00:46:19.483189Z"}, "counters": {}, "values": {}, "progress": [{"execution_id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "task_id": "01a243aa-8957-70b4-648c-c1f6e2f56459", "percent": 40.0, "message": "resizing", "created_at": "2026-12-05T00:46:19.482355Z"}], "steps": [{"id": "01a243aa-8957-70b4-648c-c1f6e2f56459", "execution_id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "step": 0, "kind": "activity", "function": "resize", "queue": "images", "tags": [], "priority": 0, "state": "completed", "args": {"image": "cat.png", "width": 800}, "result": {"url": "https://cdn.example.com/cat-800.png"}, "attempt": 1, "retry": {"max_attempts": 3, "initial_delay": "1s", "backoff_factor": 2.0, "max_delay": "5m", "jitter": 0.1}, "lease_owner": "external:py-worker-1", "heartbeat_at": "2026-12-05T00:46:19.481007Z", "wake_gen": 0, "scheduled_for": "2026-12-05T00:46:19.479900Z", "created_at": "2026-12-05T00:46:19.479900Z", "started_at": "2026-12-05T00:46:19.481007Z", "completed_at": "2026-12-05T00:46:19.483189Z"}], "steps_truncated": false})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = StoreError),

@@ -146,7 +146,7 @@ pub(crate) struct ListFunctions {
     summary = "Functions with stored settings, and those this node runs, by name.",
     params(ListFunctions),
     responses(
-        (status = 200, description = "The functions.", body = FunctionList),
+        (status = 200, description = "The functions.", body = FunctionList, example = json!({"functions": [{"name": "resize", "settings": {"timeout": "30s", "queue": "images", "max_concurrent": 4}, "revision": 1, "updated_at": "2026-12-05T00:46:21.002994Z", "applied": {"registered": null, "retry": {"max_attempts": 3, "initial_delay": "1s", "backoff_factor": 2.0, "max_delay": "5m", "jitter": 0.1}, "timeout": "30s", "queue": "images", "tags": [], "priority": 0, "max_concurrent": 4}}]})),
         (status = 400, response = BadRequest),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),

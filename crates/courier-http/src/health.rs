@@ -79,7 +79,7 @@ pub(crate) struct Ready {
 #[utoipa::path(
     get, path = "/healthz", operation_id = "healthz", tag = "node",
     summary = "Whether the process answers.",
-    responses((status = 200, description = "Alive.", body = Health))
+    responses((status = 200, description = "Alive.", body = Health, example = json!({"status": "ok", "node": "node-46b92cc0"})))
 )]
 pub(crate) async fn healthz(http: web::Data<Http>) -> HttpResponse {
     HttpResponse::Ok().json(Health {
@@ -94,7 +94,7 @@ pub(crate) async fn healthz(http: web::Data<Http>) -> HttpResponse {
     summary = "Whether the node can serve.",
     description = "503 when the store does not answer, a group commit panicked and the node has not committed since, or the node is shutting down.",
     responses(
-        (status = 200, description = "Ready.", body = Ready),
+        (status = 200, description = "Ready.", body = Ready, example = json!({"status": "ready", "node": "node-46b92cc0", "store": "sqlite", "notifier": "memory", "store_time": "2026-12-05T00:46:19.478404Z"})),
         (status = 503, response = Unavailable),
     )
 )]

@@ -60,7 +60,7 @@ pub(crate) struct NotifyMessage {
     description = "The message becomes an execution of `courier.ingest.deliver`, one provider call per recipient; `GET /v1/executions/{id}/result` lists `{recipient, ok, detail}` per recipient, in order.",
     request_body = NotifyMessage,
     responses(
-        (status = 202, description = "Accepted: the delivery execution is committed.", body = Queued),
+        (status = 202, description = "Accepted: the delivery execution is committed.", body = Queued, example = json!({"id": "01a243aa-8f50-76ef-a707-f6e2900c5326", "status": "queued"})),
         (status = 400, response = BadRequest),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),

@@ -41,7 +41,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
     get, path = "/metrics", operation_id = "metrics", tag = "node",
     summary = "Prometheus metrics.",
     responses(
-        (status = 200, description = "Prometheus text exposition (version 0.0.4).", content_type = "text/plain", body = String),
+        (status = 200, description = "Prometheus text exposition (version 0.0.4).", content_type = "text/plain", body = String, example = json!("# TYPE courier_dispatches_total counter\ncourier_dispatches_total 1042\n")),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
     )

@@ -536,6 +536,38 @@ mod tests {
 
     /// Every example given with a response or a request body writes only
     /// properties its schema documents, and every one it requires.
+    /// Every answer a client reads (JSON, the streams, the metrics) carries an
+    /// example; only the pages and scripts a browser loads, and this document
+    /// itself, go without.
+    #[test]
+    fn every_answer_a_client_reads_has_an_example() {
+        let document = spec();
+        let schemas = &document["components"]["schemas"];
+        let mut missing = Vec::new();
+        for (path, item) in document["paths"].as_object().expect("paths") {
+            if path == "/openapi.json" {
+                continue;
+            }
+            for (method, operation) in item.as_object().expect("an item") {
+                for (status, answer) in operation["responses"].as_object().expect("responses") {
+                    for (kind, media) in answer["content"].as_object().into_iter().flatten() {
+                        if kind.starts_with("text/html") || kind.starts_with("text/javascript") {
+                            continue;
+                        }
+                        let named = media["schema"]["$ref"]
+                            .as_str()
+                            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                            .is_some_and(|name| schemas[name].get("example").is_some());
+                        if media.get("example").is_none() && !named {
+                            missing.push(format!("{method} {path} {status} {kind}"));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(missing.is_empty(), "answers without an example: {missing:?}");
+    }
+
     #[test]
     fn examples_fit_their_schemas_property_names() {
         let document = spec();

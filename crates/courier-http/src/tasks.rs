@@ -29,7 +29,7 @@ pub(crate) struct QueueList {
     summary = "One task.",
     params(("id" = Uuid, Path, description = "The task's id.")),
     responses(
-        (status = 200, description = "The task.", body = TaskRecord),
+        (status = 200, description = "The task.", body = TaskRecord, example = json!({"id": "01a243aa-8957-70b4-648c-c1f6e2f56459", "execution_id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "step": 0, "kind": "activity", "function": "resize", "queue": "images", "tags": [], "priority": 0, "state": "completed", "args": {"image": "cat.png", "width": 800}, "result": {"url": "https://cdn.example.com/cat-800.png"}, "attempt": 1, "retry": {"max_attempts": 3, "initial_delay": "1s", "backoff_factor": 2.0, "max_delay": "5m", "jitter": 0.1}, "lease_owner": "external:py-worker-1", "heartbeat_at": "2026-12-05T00:46:19.481007Z", "wake_gen": 0, "scheduled_for": "2026-12-05T00:46:19.479900Z", "created_at": "2026-12-05T00:46:19.479900Z", "started_at": "2026-12-05T00:46:19.481007Z", "completed_at": "2026-12-05T00:46:19.483189Z"})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = StoreError),
@@ -58,7 +58,7 @@ pub(crate) fn without_lease_token(mut task: TaskRecord) -> TaskRecord {
     get, path = "/v1/queues", operation_id = "listQueues", tag = "tasks",
     summary = "Work per queue: ready, scheduled, running.",
     responses(
-        (status = 200, description = "Queue depths.", body = QueueList),
+        (status = 200, description = "Queue depths.", body = QueueList, example = json!({"queues": [{"queue": "images", "ready": 1, "scheduled": 0, "running": 0}]})),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
     )

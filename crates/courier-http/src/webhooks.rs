@@ -148,7 +148,7 @@ pub(crate) struct DeliveryList {
             ("RotateSecret" = (operation_id = "rotateWebhookSecret", parameters(("id" = "$response.body#/id")))),
             ("Deliveries" = (operation_id = "listDeliveries", parameters(("id" = "$response.body#/id")))),
             ("Delete" = (operation_id = "deleteWebhook", parameters(("id" = "$response.body#/id")))),
-        )),
+        ), example = json!({"id": "01a243aa-8957-70b4-86ac-69cebec53e7a", "url": "https://hooks.example.com/courier", "event_types": ["execution.completed"], "headers": {}, "secret": "whsec_gWGptwtfkDBn6ZrHMDUHG06x2ghDTEez", "description": "billing events", "enabled": true, "created_at": "2026-12-05T00:46:19.479094Z", "updated_at": "2026-12-05T00:46:19.479094Z"})),
         (status = 400, response = BadRequest),
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
@@ -168,7 +168,7 @@ pub(crate) async fn create(http: web::Data<Http>, body: web::Json<NewWebhook>) -
     summary = "Webhooks, oldest first (without secrets).",
     params(Page),
     responses(
-        (status = 200, description = "A page of webhooks.", body = WebhookList),
+        (status = 200, description = "A page of webhooks.", body = WebhookList, example = json!({"webhooks": [{"created_at": "2026-12-05T00:46:19.479094Z", "description": "billing events", "enabled": true, "event_types": ["execution.completed"], "headers": {}, "id": "01a243aa-8957-70b4-86ac-69cebec53e7a", "updated_at": "2026-12-05T00:46:19.479094Z", "url": "https://hooks.example.com/courier"}], "limit": 1, "offset": 0})),
         (status = 400, response = BadRequest),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
@@ -192,7 +192,7 @@ pub(crate) async fn list(http: web::Data<Http>, page: web::Query<Page>) -> ApiRe
     summary = "One webhook (without its secret).",
     params(("id" = Uuid, Path, description = "The webhook's id.")),
     responses(
-        (status = 200, description = "The webhook.", body = Webhook),
+        (status = 200, description = "The webhook.", body = Webhook, example = json!({"created_at": "2026-12-05T00:46:19.479094Z", "description": "billing events", "enabled": true, "event_types": ["execution.completed"], "headers": {}, "id": "01a243aa-8957-70b4-86ac-69cebec53e7a", "updated_at": "2026-12-05T00:46:19.479094Z", "url": "https://hooks.example.com/courier"})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = StoreError),
@@ -228,7 +228,7 @@ pub(crate) async fn delete(http: web::Data<Http>, id: web::Path<String>) -> ApiR
     summary = "Enable a webhook.",
     params(("id" = Uuid, Path, description = "The webhook's id.")),
     responses(
-        (status = 200, description = "The webhook.", body = Webhook),
+        (status = 200, description = "The webhook.", body = Webhook, example = json!({"created_at": "2026-12-05T00:46:19.479094Z", "description": "billing events", "enabled": true, "event_types": ["execution.completed"], "headers": {}, "id": "01a243aa-8957-70b4-86ac-69cebec53e7a", "updated_at": "2026-12-05T00:46:21.001017Z", "url": "https://hooks.example.com/courier"})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = StoreError),
@@ -246,7 +246,7 @@ pub(crate) async fn enable(http: web::Data<Http>, id: web::Path<String>) -> ApiR
     summary = "Disable a webhook.",
     params(("id" = Uuid, Path, description = "The webhook's id.")),
     responses(
-        (status = 200, description = "The webhook.", body = Webhook),
+        (status = 200, description = "The webhook.", body = Webhook, example = json!({"created_at": "2026-12-05T00:46:19.479094Z", "description": "billing events", "disabled_reason": "disabled over the API", "enabled": false, "event_types": ["execution.completed"], "headers": {}, "id": "01a243aa-8957-70b4-86ac-69cebec53e7a", "updated_at": "2026-12-05T00:46:20.999866Z", "url": "https://hooks.example.com/courier"})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = StoreError),
@@ -292,7 +292,7 @@ fn grace_period() -> RefOr<Schema> {
     params(("id" = Uuid, Path, description = "The webhook's id.")),
     request_body(content = Option<RotateSecretBody>, content_type = "application/json", example = json!({"grace_period": "24h"})),
     responses(
-        (status = 200, description = "The webhook with its new secret.", body = WebhookRecord),
+        (status = 200, description = "The webhook with its new secret.", body = WebhookRecord, example = json!({"created_at": "2026-12-05T00:46:19.479094Z", "description": "billing events", "enabled": true, "event_types": ["execution.completed"], "headers": {}, "id": "01a243aa-8957-70b4-86ac-69cebec53e7a", "previous_secret_until": "2026-12-06T00:46:21.002420Z", "secret": "whsec_clT452l3khHta6N3EZT5ZDPn8qXldA9J", "updated_at": "2026-12-05T00:46:21.002420Z", "url": "https://hooks.example.com/courier"})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -322,7 +322,7 @@ pub(crate) async fn rotate_secret(
     summary = "A webhook's deliveries, newest first, each with its attempts.",
     params(("id" = Uuid, Path, description = "The webhook's id."), Page),
     responses(
-        (status = 200, description = "A page of deliveries.", body = DeliveryList),
+        (status = 200, description = "A page of deliveries.", body = DeliveryList, example = json!({"deliveries": [{"id": "01a243aa-895b-77a1-a2be-67b48a899085", "webhook_id": "01a243aa-8957-70b4-86ac-69cebec53e7a", "event_seq": 7, "event_type": "execution.completed", "execution_id": "01a243aa-895b-77a1-a2be-67b5e9b8e24a", "state": "delivered", "attempts": 1, "last_status": 200, "created_at": "2026-12-05T00:46:19.483967Z", "updated_at": "2026-12-05T00:46:19.486951Z", "attempt_log": [{"delivery_id": "01a243aa-895b-77a1-a2be-67b48a899085", "attempt": 1, "status": 200, "latency_ms": 0, "response": "ok", "at": "2026-12-05T00:46:19.486951Z"}]}], "limit": 1, "offset": 0})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = StoreError),
@@ -363,7 +363,7 @@ pub(crate) struct ReplayBody {
     params(("id" = Uuid, Path, description = "The webhook's id.")),
     request_body(content = Option<ReplayBody>, content_type = "application/json", example = json!({"since": "2026-12-04T09:00:00Z"})),
     responses(
-        (status = 200, description = "The deliveries replayed.", body = ReplayedDeliveries),
+        (status = 200, description = "The deliveries replayed.", body = ReplayedDeliveries, example = json!({"replayed": [], "more": false})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),

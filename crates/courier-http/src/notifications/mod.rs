@@ -354,8 +354,8 @@ async fn send(http: &Http, body: SendBody) -> ApiResult<Option<NotificationRecor
     description = "Stored (unless ephemeral), then pushed to every open stream of its target on every node. A newer notification with the same target and `group` replaces the earlier one (connected subscribers get a `dismissed` event for it). A broadcast is always ephemeral; the answer says so in `mode`.",
     request_body(content = SendBody, example = json!({"target": "user", "user_id": "ada", "type": "order.shipped", "mode": "queued", "group": "order-77", "payload": {"title": "Your order shipped", "order": 77}})),
     responses(
-        (status = 201, description = "Sent.", body = SentBody),
-        (status = 200, description = "A hook suppressed it: nothing was sent.", body = Suppressed),
+        (status = 201, description = "Sent.", body = SentBody, example = json!({"id": "01a243aa-8f4c-744f-b279-6093bfa71411", "type": "order.shipped", "mode": "queued", "created_at": 1796431581.00482, "seq": 24})),
+        (status = 200, description = "A hook suppressed it: nothing was sent.", body = Suppressed, example = json!({"suppressed": true})),
         (status = 400, response = BadRequest),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
@@ -402,7 +402,7 @@ pub(crate) struct ListQuery {
     summary = "Stored notifications, newest first.",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of notifications.", body = NotificationList),
+        (status = 200, description = "A page of notifications.", body = NotificationList, example = json!({"notifications": [{"id": "01a243aa-8f4c-744f-b279-6093bfa71411", "seq": 24, "target": {"key": "ada", "kind": "user"}, "type": "order.shipped", "mode": "queued", "group": "order-77", "payload": {"order": 77, "title": "Your order shipped"}, "created_at": "2026-12-05T00:46:21.004820Z", "expires_at": "2026-12-06T00:46:21.004820Z"}], "limit": 1, "next_before": 24})),
         (status = 400, response = BadRequest),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
@@ -488,7 +488,7 @@ fn token_ttl() -> RefOr<Schema> {
     description = "For applications that would rather not sign JWTs themselves. 409 when `notifications.token_secret` is not set.",
     request_body(content = TokenBody, example = json!({"session_id": "sess-9f2c", "user_id": "ada", "sources": ["orders"]})),
     responses(
-        (status = 201, description = "The token.", body = ConnectionToken),
+        (status = 201, description = "The token.", body = ConnectionToken, example = json!({"token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzaWQiOiJzZXNzLTlmMmMiLCJzdWIiOiJhZGEiLCJleHAiOjE3OTY0MzUxODEsInNvdXJjZXMiOlsib3JkZXJzIl19.jntQoYA2hIi-rcYjyW9XP7rvVV096kn6M2k_pDvWgeI", "expires_at": "2026-12-05T01:46:21Z"})),
         (status = 400, response = BadRequest),
         (status = 409, response = Conflict),
         (status = 413, response = PayloadTooLarge),
@@ -549,8 +549,8 @@ pub(crate) struct SubscriptionBody {
     description = "201 when the subscription is new, 200 when it already existed. Every stream of the user receives the source's notifications from then on.",
     request_body(content = SubscriptionBody, example = json!({"user_id": "ada", "source": "orders"})),
     responses(
-        (status = 201, description = "Subscribed.", body = SourceSubscriptionState),
-        (status = 200, description = "Already subscribed.", body = SourceSubscriptionState),
+        (status = 201, description = "Subscribed.", body = SourceSubscriptionState, example = json!({"user_id": "ada", "source": "orders", "subscribed": true})),
+        (status = 200, description = "Already subscribed.", body = SourceSubscriptionState, example = json!({"user_id": "ada", "source": "orders", "subscribed": true})),
         (status = 400, response = BadRequest),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
@@ -580,7 +580,7 @@ pub(crate) async fn subscribe(http: web::Data<Http>, body: web::Json<Subscriptio
     summary = "Unsubscribe a user from a source.",
     params(SubscriptionBody),
     responses(
-        (status = 200, description = "Unsubscribed.", body = SourceSubscriptionState),
+        (status = 200, description = "Unsubscribed.", body = SourceSubscriptionState, example = json!({"user_id": "ada", "source": "orders", "subscribed": false})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = StoreError),
@@ -622,7 +622,7 @@ pub(crate) struct UserQuery {
     summary = "The sources a user is subscribed to.",
     params(UserQuery),
     responses(
-        (status = 200, description = "The user's sources.", body = SourceSubscriptions),
+        (status = 200, description = "The user's sources.", body = SourceSubscriptions, example = json!({"user_id": "ada", "sources": ["orders"]})),
         (status = 400, response = BadRequest),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
@@ -653,7 +653,7 @@ pub(crate) struct TokenQuery {
     params(("id" = Uuid, Path, description = "The notification's id."), TokenQuery),
     security(("connection_token" = []), ("bearer" = []), ("anonymous_session" = [])),
     responses(
-        (status = 200, description = "Dismissed.", body = NotificationDismissed),
+        (status = 200, description = "Dismissed.", body = NotificationDismissed, example = json!({"dismissed": "01a243aa-8f4c-744f-b279-6093bfa71411"})),
         (status = 401, response = NotSignedIn),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
@@ -691,7 +691,7 @@ pub(crate) async fn dismiss(
     params(("group" = String, Path, description = "The group key.", min_length = 1, max_length = 200), TokenQuery),
     security(("connection_token" = []), ("bearer" = []), ("anonymous_session" = [])),
     responses(
-        (status = 200, description = "What was dismissed.", body = NotificationGroupDismissed),
+        (status = 200, description = "What was dismissed.", body = NotificationGroupDismissed, example = json!({"dismissed_group": "order-77", "dismissed": ["01a243aa-8f4c-744f-b279-6093bfa71411"]})),
         (status = 400, response = BadRequest),
         (status = 401, response = NotSignedIn),
         (status = 500, response = StoreError),
@@ -752,7 +752,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     request_body(content = SendBody, example = json!({"target": "user", "user_id": "ada", "type": "order.shipped", "mode": "queued", "group": "order-77", "payload": {"title": "Your order shipped", "order": 77}})),
     security(("webhook_secret" = [])),
     responses(
-        (status = 202, description = "Accepted.", body = NotificationAccepted),
+        (status = 202, description = "Accepted.", body = NotificationAccepted, example = json!({"id": "01a243aa-8f4c-744f-b279-6093bfa71411", "type": "order.shipped", "suppressed": false})),
         (status = 400, response = BadRequest),
         (status = 401, response = WrongWebhookSecret),
         (status = 404, response = NotFound),

@@ -81,7 +81,7 @@ fn cursor(req: &HttpRequest, since: Option<f64>) -> ApiResult<Option<Cursor>> {
     ),
     security(("connection_token" = []), ("bearer" = []), ("anonymous_session" = [])),
     responses(
-        (status = 200, description = "The stream.", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The stream.", content_type = "text/event-stream", body = String, example = json!(": connected\n\nid: 24\nevent: order.shipped\ndata: {\"id\":\"01a243aa-8f4c-744f-b279-6093bfa71411\",\"type\":\"order.shipped\",\"payload\":{\"title\":\"Your order shipped\"}}\n\n")),
         (status = 400, response = BadRequest),
         (status = 401, response = NotSignedIn),
         (status = 500, response = StoreError),

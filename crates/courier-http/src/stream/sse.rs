@@ -50,7 +50,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
         ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "Resume after this sequence number (overrides `after`)."),
     ),
     responses(
-        (status = 200, description = "The stream.", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The stream.", content_type = "text/event-stream", body = String, example = json!(": connected\n\nid: 7\nevent: execution.completed\ndata: {\"seq\":7,\"type\":\"execution.completed\",\"execution_id\":\"01a243aa-51ed-7100-ab64-49fdd32a4484\",\"timestamp\":\"2026-12-05T00:46:05.301Z\",\"data\":{}}\n\n")),
         (status = 400, response = BadRequest),
         (status = 503, response = TooManyStreams),
     )
