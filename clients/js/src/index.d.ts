@@ -33,6 +33,9 @@ export class Client {
   result(id: string, options?: { timeout?: number }): Promise<unknown>;
   cancel(id: string, reason?: string): Promise<unknown>;
   signal(id: string, name: string, payload?: unknown): Promise<unknown>;
+  setFunction(fn: string, settings?: FunctionSettings): Promise<FunctionView>;
+  function(fn: string): Promise<FunctionView | null>;
+  resetFunction(fn: string): Promise<boolean>;
 }
 
 export class Task {
@@ -81,3 +84,23 @@ export function verifyWebhook(
 
 /** Checks `X-Webhook-Signature: sha256=<hex>`. */
 export function verifySeedSignature(secret: string, body: string | Uint8Array, header: string | undefined): boolean;
+
+/** What new tasks of a function get, set for the whole cluster (`PUT /v1/functions/{name}`). */
+export interface FunctionSettings {
+  retry?: Record<string, unknown>;
+  timeout?: string | number;
+  queue?: string;
+  tags?: string[];
+  priority?: number;
+  maxConcurrent?: number;
+  max_concurrent?: number;
+}
+
+/** A function: what is stored for it and what its new tasks get. */
+export interface FunctionView {
+  name: string;
+  settings: Record<string, unknown> | null;
+  revision: number | null;
+  updated_at: string | null;
+  applied: Record<string, unknown>;
+}

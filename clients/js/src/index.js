@@ -139,6 +139,40 @@ export class Client {
     const path = `/v1/executions/${id}/signals/${encodeURIComponent(name)}`;
     return (await this.http.request("POST", path, { body: payload })).value;
   }
+
+  /**
+   * Stores `fn`'s settings for every node of the cluster (`retry`, `timeout`, `queue`, `tags`, `priority`,
+   * `maxConcurrent` or `max_concurrent`), replacing what was stored; new tasks of the function take them.
+   */
+  async setFunction(fn, settings = {}) {
+    const body = { ...settings };
+    if ("maxConcurrent" in body) {
+      body.max_concurrent = body.maxConcurrent;
+      delete body.maxConcurrent;
+    }
+    return (await this.http.request("PUT", `/v1/functions/${encodeURIComponent(fn)}`, { body })).value;
+  }
+
+  /** What is stored for `fn` and what its new tasks get, or null when nothing is stored and the node does not run it. */
+  async function(fn) {
+    try {
+      return (await this.http.request("GET", `/v1/functions/${encodeURIComponent(fn)}`)).value;
+    } catch (e) {
+      if (e instanceof CourierError && e.status === 404) return null;
+      throw e;
+    }
+  }
+
+  /** Forgets `fn`'s stored settings; whether there were any. */
+  async resetFunction(fn) {
+    try {
+      await this.http.request("DELETE", `/v1/functions/${encodeURIComponent(fn)}`);
+      return true;
+    } catch (e) {
+      if (e instanceof CourierError && e.status === 404) return false;
+      throw e;
+    }
+  }
 }
 
 /** The claimed task an activity runs: `args`, `attempt` (1-based), `checkpointValue`, and calls on its lease. */

@@ -88,6 +88,33 @@ test("a worker runs activities and the client awaits their results", async () =>
   await running;
 });
 
+test("function settings cap and route new tasks", async () => {
+  const client = new Client(url);
+  assert.equal(await client.function("js.capped"), null);
+  const view = await client.setFunction("js.capped", { queue: "js-capped", maxConcurrent: 1, retry: { max_attempts: 2 } });
+  assert.deepEqual([view.revision, view.applied.queue, view.applied.max_concurrent], [1, "js-capped", 1]);
+  let running = 0;
+  let peak = 0;
+  const worker = new Worker(url, { queues: ["js-capped"], lease: "3s", wait: "1s", concurrency: 4, log: quiet }).activity(
+    "js.capped",
+    async (n) => {
+      running += 1;
+      peak = Math.max(peak, running);
+      await sleep(200);
+      running -= 1;
+      return n;
+    },
+  );
+  const serving = worker.run({ handleSignals: false });
+  const ids = await Promise.all([0, 1, 2, 3].map((n) => client.dispatch("js.capped", n)));
+  assert.deepEqual(await Promise.all(ids.map((id) => client.result(id, { timeout: 30_000 }))), [0, 1, 2, 3]);
+  assert.equal(peak, 1, "max_concurrent 1 holds with four slots free");
+  worker.stop();
+  await serving;
+  assert.equal(await client.resetFunction("js.capped"), true);
+  assert.equal(await client.resetFunction("js.capped"), false);
+});
+
 test("failures retry unless they say not to", async () => {
   const client = new Client(url);
   let flakyAttempts = 0;

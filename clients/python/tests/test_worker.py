@@ -114,6 +114,31 @@ class WorkerTest(unittest.TestCase):
         thread.join(timeout=10)
         self.assertFalse(thread.is_alive(), "run() returns once stopped")
 
+    def test_function_settings_cap_and_route_new_tasks(self):
+        self.assertIsNone(self.client.function("py.capped"))
+        view = self.client.set_function("py.capped", queue="py-capped", max_concurrent=1, retry={"max_attempts": 2})
+        self.assertEqual((view["revision"], view["applied"]["queue"]), (1, "py-capped"))
+        running, peak, lock = [0], [0], threading.Lock()
+
+        def capped(args, task):
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.2)
+            with lock:
+                running[0] -= 1
+            return args
+
+        worker = Worker(self.node.url, queues=["py-capped"], lease="3s", wait="1s", concurrency=4).activity("py.capped", capped)
+        thread = self.serve(worker)
+        ids = [self.client.dispatch("py.capped", n) for n in range(4)]
+        self.assertEqual([self.client.result(i, timeout=30) for i in ids], list(range(4)))
+        self.assertEqual(peak[0], 1, "max_concurrent 1 holds with four slots free")
+        worker.stop()
+        thread.join(timeout=10)
+        self.assertTrue(self.client.reset_function("py.capped"))
+        self.assertFalse(self.client.reset_function("py.capped"))
+
     def test_failures_retry_unless_they_say_not_to(self):
         attempts = {"flaky": 0}
 

@@ -126,3 +126,34 @@ class Client:
         """Sends the execution a named signal."""
         answer, _ = self.http.request("POST", f"/v1/executions/{execution_id}/signals/{urllib.parse.quote(name)}", payload)
         return answer
+
+    def set_function(self, function, **settings):
+        """Stores `function`'s settings for every node of the cluster: any of
+        `retry` (a dict: `max_attempts`, `initial_delay`, ...), `timeout`,
+        `queue`, `tags`, `priority`, `max_concurrent`. They replace what was
+        stored; new tasks of the function take them. Its view: `settings`,
+        `revision`, `applied`."""
+        path = f"/v1/functions/{urllib.parse.quote(function, safe='')}"
+        answer, _ = self.http.request("PUT", path, settings)
+        return answer
+
+    def function(self, function):
+        """What is stored for `function` and what its new tasks get, or None
+        when nothing is stored and the node does not run it."""
+        try:
+            answer, _ = self.http.request("GET", f"/v1/functions/{urllib.parse.quote(function, safe='')}")
+        except CourierError as e:
+            if e.status == 404:
+                return None
+            raise
+        return answer
+
+    def reset_function(self, function):
+        """Forgets `function`'s stored settings; whether there were any."""
+        try:
+            self.http.request("DELETE", f"/v1/functions/{urllib.parse.quote(function, safe='')}")
+        except CourierError as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
