@@ -11,7 +11,8 @@ use courier::core::TaskError;
 use courier::http::HttpOptions;
 use serde_json::{Value, json};
 
-async fn server_on(store: std::sync::Arc<dyn courier::core::Store>) -> Server {
+/// A node on `store` that runs `double` (`n * 2`) itself.
+pub(crate) async fn server_on(store: std::sync::Arc<dyn courier::core::Store>) -> Server {
     let builder = Courier::builder()
         .store(store)
         .activity("double", |_ctx, n: i64| async move { Ok::<_, TaskError>(n * 2) })

@@ -18,6 +18,7 @@ mod http_auth;
 mod http_caps;
 mod http_functions;
 mod http_notifications;
+mod http_stats;
 mod http_streams;
 mod idempotency_and_cache;
 mod internal_events;

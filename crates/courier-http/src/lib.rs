@@ -47,6 +47,7 @@ mod options;
 mod page_policy;
 mod params;
 mod routes;
+mod stats;
 mod stream;
 mod tasks;
 mod webhooks;
@@ -91,6 +92,8 @@ struct Inner {
     seen_queues: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Open streams and waiting long-polls (`http.max_streams`, `http.max_waiters`).
     caps: caps::Caps,
+    /// The last hour, counted for `/v1/stats`.
+    stats: Arc<stats::Stats>,
 }
 
 /// A node builder with the webhook delivery activity and dispatcher installed
@@ -167,14 +170,17 @@ impl Http {
     fn start_with(courier: Courier, options: HttpOptions, ingest: Option<courier_ingest::Ingest>) -> Http {
         metrics::handle();
         let tail_cursor = Arc::new(AtomicI64::new(0));
+        let stats = Arc::new(stats::Stats::default());
         let tail = stream::tail::LogTail::new(
             courier.store().clone(),
             courier.notifier().clone(),
             options.tail_poll,
             options.max_event_bytes,
             tail_cursor.clone(),
+            stats.clone(),
         )
         .start();
+        stats::QueueSampler::new(courier.store().clone(), stats.clone()).start();
         let notification_hub = notifications::hub::NotificationHub::new(
             courier.store().clone(),
             courier.notifier().clone(),
@@ -185,6 +191,7 @@ impl Http {
         Http {
             inner: Arc::new(Inner {
                 caps,
+                stats,
                 webhooks: courier_webhooks::Webhooks::with_options(courier.clone(), options.webhooks.clone()),
                 ingest,
                 courier,
@@ -254,6 +261,10 @@ impl Http {
 
     pub(crate) fn caps(&self) -> &caps::Caps {
         &self.inner.caps
+    }
+
+    pub(crate) fn stats(&self) -> &stats::Stats {
+        &self.inner.stats
     }
 
     pub(crate) fn tail(&self) -> &Addr<stream::tail::LogTail> {
@@ -423,6 +434,7 @@ fn routes(routes: Routes) -> Routes {
     let routes = functions::routes(routes);
     let routes = cleanup::routes(routes);
     let routes = events::routes(routes);
+    let routes = stats::routes(routes);
     let routes = stream::sse::routes(routes);
     let routes = stream::ws::routes(routes);
     let routes = webhooks::routes(routes);

@@ -249,6 +249,7 @@ mod tests {
             ("replayDeadLetter", Admin),
             ("pollEvents", Read),
             ("listFunctions", Read),
+            ("getStats", Read),
             ("getFunction", Read),
             ("putFunction", Admin),
             ("deleteFunction", Admin),

@@ -105,6 +105,8 @@ pub(crate) struct LogTail {
     poll: Duration,
     max_event_bytes: usize,
     cursor: Arc<AtomicI64>,
+    /// Counts every batch read, for `/v1/stats`.
+    stats: Arc<crate::stats::Stats>,
     members: HashMap<u64, Member>,
     /// Members that missed a batch and have not been sent one since.
     behind: HashSet<u64>,
@@ -120,6 +122,7 @@ impl LogTail {
         poll: Duration,
         max_event_bytes: usize,
         cursor: Arc<AtomicI64>,
+        stats: Arc<crate::stats::Stats>,
     ) -> Self {
         LogTail {
             store,
@@ -127,6 +130,7 @@ impl LogTail {
             poll,
             max_event_bytes,
             cursor,
+            stats,
             members: HashMap::new(),
             behind: HashSet::new(),
             reading: false,
@@ -186,6 +190,7 @@ impl LogTail {
                         let full = events.len() as u32 == READ_PAGE;
                         let to = events.last().map_or(from, |e| e.seq);
                         act.cursor.store(to, Ordering::SeqCst);
+                        act.stats.record(&events);
                         act.broadcast(Batch::new(from, to, events));
                         if full || act.again {
                             act.read(ctx);

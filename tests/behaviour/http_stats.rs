@@ -1,0 +1,47 @@
+//! `/v1/stats`: the last hour as the node's log tail counted it.
+
+use std::time::Duration;
+
+use crate::http_functions::server_on;
+use crate::support::http::*;
+use crate::support::*;
+use serde_json::json;
+
+/// `/v1/stats` counts what the node's log tail saw, minute by minute: the
+/// executions dispatched, completed and failed, and how long each waited to start.
+#[actix_rt::test]
+async fn stats_count_the_last_hour_from_the_event_log() {
+    let s = server_on(sqlite().await).await;
+    for n in 0..5 {
+        let (_, created) = post(&s.at("/v1/executions"), &json!({"function": "double", "args": n})).await;
+        let id = created["id"].as_str().unwrap();
+        let (status, _) = get(&s.at(&format!("/v1/executions/{id}/result?wait=10s"))).await;
+        assert_eq!(status, 200);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, stats) = get(&s.at("/v1/stats")).await;
+        assert_eq!(status, 200, "{stats}");
+        let sum = |key: &str| {
+            stats[key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .sum::<u64>()
+        };
+        if sum("completed") == 5 {
+            assert_eq!(sum("dispatched"), 5, "{stats}");
+            assert_eq!(sum("failed"), 0);
+            let minutes = stats["minutes"].as_array().unwrap().len();
+            assert!((1..=60).contains(&minutes), "{stats}");
+            assert_eq!(stats["dispatched"].as_array().unwrap().len(), minutes);
+            assert_eq!(stats["start_latency_ms"]["last_5m"]["count"], 5, "{stats}");
+            assert_eq!(stats["dead_letters"], 0);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never counted: {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}
