@@ -1,4 +1,5 @@
-//! `/v1/stats`: the last hour as the node's log tail counted it.
+//! What the dashboard asks for: `/v1/stats` (the last hour as the node's log tail
+//! counted it) and the executions list's filters.
 
 use std::time::Duration;
 
@@ -43,5 +44,40 @@ async fn stats_count_the_last_hour_from_the_event_log() {
         assert!(tokio::time::Instant::now() < deadline, "never counted: {stats}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    s.stop().await;
+}
+
+/// The executions list narrows by queue, creation-time range and idempotency
+/// key, as the dashboard's filters ask it to.
+#[actix_rt::test]
+async fn executions_list_by_queue_time_and_idempotency_key() {
+    let s = server_on(sqlite().await).await;
+    let (_, first) = post(
+        &s.at("/v1/executions"),
+        &json!({"function": "ext.a", "queue": "images", "idempotency_key": "k-1"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (_, second) = post(&s.at("/v1/executions"), &json!({"function": "ext.a", "queue": "mail"})).await;
+    let ids = |list: &serde_json::Value| -> Vec<String> {
+        list["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, images) = get(&s.at("/v1/executions?queue=images")).await;
+    assert_eq!(status, 200, "{images}");
+    assert_eq!(ids(&images), [first["id"].as_str().unwrap()]);
+    let (_, keyed) = get(&s.at("/v1/executions?idempotency_key=k-1")).await;
+    assert_eq!(ids(&keyed), [first["id"].as_str().unwrap()]);
+    let after = second["created_at"].as_str().unwrap();
+    let (_, later) = get(&s.at(&format!("/v1/executions?created_after={after}"))).await;
+    assert_eq!(ids(&later), [second["id"].as_str().unwrap()]);
+    let (_, earlier) = get(&s.at(&format!("/v1/executions?created_before={after}"))).await;
+    assert_eq!(ids(&earlier), [first["id"].as_str().unwrap()]);
+    let (status, bad) = get(&s.at("/v1/executions?created_after=yesterday")).await;
+    assert_eq!(status, 400, "{bad}");
     s.stop().await;
 }

@@ -137,6 +137,18 @@ pub struct ExecutionFilter {
     pub state: Option<ExecutionState>,
     /// Only executions of this function.
     pub function: Option<String>,
+    /// Only executions whose root task went to this queue.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// Only executions created at or after this instant.
+    #[serde(default)]
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only executions created before this instant.
+    #[serde(default)]
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only the execution dispatched with this idempotency key.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
     /// Also Courier's own executions (functions named `courier.*`, such as webhook
     /// deliveries); without this they are left out.
     #[serde(default)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
 use courier_core::{
     Cancelled, Dispatched, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, ProgressEntry, SignalSent,
     TaskError, TaskRecord, parse_duration, serde_duration,
@@ -85,6 +86,14 @@ pub(crate) struct ListExecutions {
     pub state: Option<ExecutionState>,
     /// Only executions of this function.
     pub function: Option<String>,
+    /// Only executions whose root task went to this queue.
+    pub queue: Option<String>,
+    /// Only executions created at or after this instant (RFC 3339).
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only executions created before this instant (RFC 3339).
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only the execution dispatched with this idempotency key.
+    pub idempotency_key: Option<String>,
     /// Include Courier's own executions (`courier.*`: webhook deliveries, ingested
     /// messages); default false, unless `function` names one of them.
     pub internal: Option<bool>,
@@ -259,6 +268,10 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListExecutions
         .list_executions(&ExecutionFilter {
             state: query.state,
             function: query.function,
+            queue: query.queue,
+            created_after: query.created_after,
+            created_before: query.created_before,
+            idempotency_key: query.idempotency_key,
             include_internal: query.internal.unwrap_or(named_internal),
             limit,
             offset,

@@ -81,6 +81,7 @@ macro_rules! __cases {
             executions::creating_an_execution_with_its_root_task_is_atomic,
             executions::raw_execution_records_round_trip,
             executions::executions_list_newest_first_with_filters_and_paging,
+            executions::executions_list_by_queue_time_range_and_idempotency_key,
             executions::cancel_sticks_and_fences_running_tasks,
             executions::executions_past_their_deadline_time_out,
             executions::internal_executions_are_listed_only_when_asked_for,

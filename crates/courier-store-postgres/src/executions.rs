@@ -199,16 +199,41 @@ async fn list(store: &PostgresStore, f: &ExecutionFilter) -> StoreResult<Vec<Exe
     if f.function.is_some() {
         sql.push_str(" AND function = $2");
     }
+    if f.queue.is_some() {
+        sql.push_str(" AND queue = $5");
+    }
+    if f.created_after.is_some() {
+        sql.push_str(" AND created_at >= $6");
+    }
+    if f.created_before.is_some() {
+        sql.push_str(" AND created_at < $7");
+    }
+    if f.idempotency_key.is_some() {
+        sql.push_str(" AND idempotency_key = $8");
+    }
     sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4");
     let rows = query_typed(
         &client,
         &sql,
-        &[Type::TEXT, Type::TEXT, Type::INT8, Type::INT8],
+        &[
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::TIMESTAMPTZ,
+            Type::TEXT,
+        ],
         &[
             &f.state.map(|s| s.as_str()),
             &f.function,
             &limit(f.limit),
             &i64::from(f.offset),
+            &f.queue,
+            &f.created_after,
+            &f.created_before,
+            &f.idempotency_key,
         ],
     )
     .await?;

@@ -107,6 +107,22 @@ fn list(conn: &Connection, filter: &ExecutionFilter) -> Result<Vec<ExecutionReco
         sql.push_str(" AND function = ?");
         args.push(SqlValue::Text(function.clone()));
     }
+    if let Some(queue) = &filter.queue {
+        sql.push_str(" AND queue = ?");
+        args.push(SqlValue::Text(queue.clone()));
+    }
+    if let Some(after) = filter.created_after {
+        sql.push_str(" AND created_at >= ?");
+        args.push(SqlValue::Integer(micros(after)));
+    }
+    if let Some(before) = filter.created_before {
+        sql.push_str(" AND created_at < ?");
+        args.push(SqlValue::Integer(micros(before)));
+    }
+    if let Some(key) = &filter.idempotency_key {
+        sql.push_str(" AND idempotency_key = ?");
+        args.push(SqlValue::Text(key.clone()));
+    }
     if !filter.include_internal {
         sql.push_str(" AND function NOT LIKE 'courier.%'");
     }

@@ -279,6 +279,71 @@ pub async fn executions_list_newest_first_with_filters_and_paging(store: DynStor
     assert_eq!(store.count_executions(Some(ExecutionState::Pending)).await.unwrap(), 7);
 }
 
+/// Listing narrows by the root task's queue, by a creation-time range
+/// (from inclusive, to exclusive) and by idempotency key, each alone and together.
+pub async fn executions_list_by_queue_time_range_and_idempotency_key(store: DynStore) {
+    let mut made = Vec::new();
+    for i in 0..6 {
+        let queue = if i % 2 == 0 { "images" } else { "mail" };
+        let new = NewExecution::new(activity("f").on_queue(queue)).with_idempotency_key(format!("key-{i}"));
+        let id = new.id;
+        store.dispatch(vec![new]).await.unwrap();
+        made.push((id, execution(&store, id).await.created_at));
+        sleep_ms(3).await;
+    }
+    let list = |filter: ExecutionFilter| {
+        let store = store.clone();
+        async move {
+            let mut ids: Vec<ExecutionId> = store
+                .list_executions(&ExecutionFilter { limit: 100, ..filter })
+                .await
+                .unwrap()
+                .iter()
+                .map(|e| e.id)
+                .collect();
+            ids.reverse();
+            ids
+        }
+    };
+    let images = list(ExecutionFilter {
+        queue: Some("images".into()),
+        ..ExecutionFilter::default()
+    })
+    .await;
+    assert_eq!(images, [made[0].0, made[2].0, made[4].0]);
+    let middle = list(ExecutionFilter {
+        created_after: Some(made[1].1),
+        created_before: Some(made[4].1),
+        ..ExecutionFilter::default()
+    })
+    .await;
+    assert_eq!(
+        middle,
+        [made[1].0, made[2].0, made[3].0],
+        "from inclusive, to exclusive"
+    );
+    let both = list(ExecutionFilter {
+        queue: Some("mail".into()),
+        created_after: Some(made[2].1),
+        ..ExecutionFilter::default()
+    })
+    .await;
+    assert_eq!(both, [made[3].0, made[5].0]);
+    let keyed = list(ExecutionFilter {
+        idempotency_key: Some("key-4".into()),
+        ..ExecutionFilter::default()
+    })
+    .await;
+    assert_eq!(keyed, [made[4].0]);
+    let none = list(ExecutionFilter {
+        idempotency_key: Some("key-4".into()),
+        queue: Some("mail".into()),
+        ..ExecutionFilter::default()
+    })
+    .await;
+    assert!(none.is_empty());
+}
+
 /// Cancel moves the execution and all its unfinished tasks to cancelled, fences
 /// the running ones, is idempotent, and leaves nothing claimable.
 pub async fn cancel_sticks_and_fences_running_tasks(store: DynStore) {
