@@ -39,11 +39,25 @@ async fn stats_count_the_last_hour_from_the_event_log() {
             assert_eq!(stats["dispatched"].as_array().unwrap().len(), minutes);
             assert_eq!(stats["start_latency_ms"]["last_5m"]["count"], 5, "{stats}");
             assert_eq!(stats["dead_letters"], 0);
+            assert_eq!(stats["holders"], json!([]), "nothing runs now: {stats}");
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "never counted: {stats}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // An outside worker holding a task is shown with what it holds.
+    post(&s.at("/v1/executions"), &json!({"function": "ext.held"})).await;
+    let (_, claimed) = post(
+        &s.at("/v1/workers/claim"),
+        &json!({"worker_id": "w1", "functions": ["ext.held"], "wait": "2s"}),
+    )
+    .await;
+    assert_eq!(claimed.as_array().unwrap().len(), 1, "{claimed}");
+    let (_, stats) = get(&s.at("/v1/stats")).await;
+    assert_eq!(
+        stats["holders"],
+        json!([{"owner": "external:w1", "running": 1, "functions": ["ext.held"]}])
+    );
     s.stop().await;
 }
 

@@ -1,6 +1,6 @@
 //! `GET /v1/stats`: the last hour of the cluster, minute by minute, as the
 //! dashboard's overview draws it: executions dispatched, completed and failed,
-//! dispatch→start latency, and each queue's depth.
+//! dispatch→start latency, each queue's depth, and who holds running tasks.
 //!
 //! The node keeps it in memory rather than querying the store for it: the
 //! node's `LogTail` already reads every event the cluster appends, so it hands
@@ -9,14 +9,14 @@
 //! (the answer's `since` says from when it counts). Courier's own executions
 //! (`courier.*`) are left out, as the public feeds leave them out.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use courier_core::{Event, EventType, ExecutionId, QueueDepth, Store};
+use courier_core::{Event, EventType, ExecutionId, QueueDepth, Store, TaskFilter, TaskRecord, TaskState};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -31,6 +31,8 @@ pub(crate) const SAMPLE: Duration = Duration::from_secs(10);
 /// Executions whose start is still awaited, remembered to time their latency;
 /// past this the oldest are forgotten (their latency is not measured).
 const AWAITED: usize = 100_000;
+/// Running tasks read to tell who holds what.
+const HELD_READ: u32 = 1000;
 /// Latencies kept per minute for its percentiles (a uniform sample past it).
 const LATENCIES_PER_MINUTE: usize = 2_000;
 
@@ -251,6 +253,7 @@ impl Stats {
             },
             queues,
             dead_letters: 0,
+            holders: Vec::new(),
         }
     }
 }
@@ -287,7 +290,8 @@ fn percentiles(mut ms: Vec<u32>) -> Option<LatencyPercentiles> {
         "dispatched": [120, 96], "completed": [118, 90], "failed": [2, 1],
         "start_latency_ms": {"last_5m": {"p50": 3, "p90": 9, "p99": 41, "max": 60, "count": 210}, "last_hour": null},
         "queues": {"images": [{"ready": 4, "scheduled": 0, "running": 2}, null]},
-        "dead_letters": 3
+        "dead_letters": 3,
+        "holders": [{"owner": "external:py-worker-1", "running": 2, "functions": ["resize"]}]
     })
 )]
 pub(crate) struct StatsReport {
@@ -308,6 +312,20 @@ pub(crate) struct StatsReport {
     pub queues: BTreeMap<String, Vec<Option<QueuePoint>>>,
     /// Dead letters waiting now.
     pub dead_letters: u64,
+    /// Who holds running tasks now (nodes by their id, outside workers as
+    /// `external:<worker id>`), most first; from at most [`HELD_READ`] running tasks.
+    pub holders: Vec<Holder>,
+}
+
+/// A node or worker holding running tasks.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Holder {
+    /// The lease owner: a node's id, or `external:<worker id>`.
+    pub owner: String,
+    /// Running tasks it holds.
+    pub running: u64,
+    /// The functions of those tasks, by name.
+    pub functions: Vec<String>,
 }
 
 /// Latency percentiles over two spans.
@@ -361,7 +379,36 @@ pub(crate) async fn get(http: web::Data<Http>) -> ApiResult<HttpResponse> {
     let now = store.now().await?;
     let mut report = http.stats().report(now);
     report.dead_letters = store.count_dead_letters().await?;
+    let running = store
+        .list_tasks(&TaskFilter {
+            state: Some(TaskState::Running),
+            limit: HELD_READ,
+            ..TaskFilter::default()
+        })
+        .await?;
+    report.holders = holders(running);
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// Running tasks grouped by their lease owner, most first.
+fn holders(running: Vec<TaskRecord>) -> Vec<Holder> {
+    let mut by_owner: BTreeMap<String, (u64, BTreeSet<String>)> = BTreeMap::new();
+    for task in running {
+        let Some(owner) = task.lease_owner else { continue };
+        let entry = by_owner.entry(owner).or_default();
+        entry.0 += 1;
+        entry.1.insert(task.function);
+    }
+    let mut holders: Vec<Holder> = by_owner
+        .into_iter()
+        .map(|(owner, (running, functions))| Holder {
+            owner,
+            running,
+            functions: functions.into_iter().collect(),
+        })
+        .collect();
+    holders.sort_by(|a, b| b.running.cmp(&a.running).then_with(|| a.owner.cmp(&b.owner)));
+    holders
 }
 
 /// Reads the queues' depths every [`SAMPLE`] into the node's [`Stats`].
