@@ -221,6 +221,36 @@ async function withoutTokens() {
     assert(res.status === 404, `the server still has it (${res.status})`);
   });
 
+  await step('"Discard selected" on dead letters confirms naming how many and reports successes and failures', async () => {
+    const tasks = [];
+    for (const n of [1, 2]) {
+      const x = await dispatch(server, 'bulk_fn', { n });
+      const task = await claim(server, x);
+      await api(server, 'POST', `/v1/tasks/${task.task_id}/fail`, { lease_token: task.lease_token, error: 'bulk', retryable: false });
+      tasks.push(task.task_id);
+    }
+    // Their "Execution failed" toasts would cover the buttons.
+    await until('both failure toasts', async () => (await page.locator('.courier-toast', { hasText: 'bulk_fn' }).count()) === 2);
+    while (await page.locator('.courier-toast-close').count()) await page.locator('.courier-toast-close').first().click();
+    await page.locator('#refresh-dead-letters').click();
+    for (const id of tasks) {
+      const box = page.locator(`[data-testid="dead-letter-row"][data-id="${id}"] [data-testid="dead-letter-select"]`);
+      await box.waitFor({ timeout: WAIT_MS });
+      await box.check();
+    }
+    const discard = page.locator('[data-testid="discard-selected"]');
+    await expectText(discard, 'Discard 2 selected');
+    await discard.click();
+    await expectText(discard, 'Confirm discard 2 selected');
+    await shot(page, 'dead-letters-bulk');
+    await discard.click();
+    await until('the report', async () => (await page.locator('[data-testid="notice"]').textContent()).startsWith('Discard: 2 succeeded, 0 failed'));
+    for (const id of tasks) {
+      const res = await fetch(`${server.base}/v1/dead-letters/${id}`);
+      assert(res.status === 404, `the server still has ${id} (${res.status})`);
+    }
+  });
+
   await step('the webhook is listed with its delivery and both attempts', async () => {
     await until('the delivery to succeed on its second attempt', async () => {
       const { data } = await api(server, 'GET', `/v1/webhooks/${hook.id}/deliveries`);
