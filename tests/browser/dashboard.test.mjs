@@ -251,6 +251,27 @@ async function withoutTokens() {
     }
   });
 
+  await step('"Cancel selected" on the executions list confirms naming how many, cancels them and reports', async () => {
+    const xs = [await dispatch(server, 'bulk_cancel_fn', { n: 1 }), await dispatch(server, 'bulk_cancel_fn', { n: 2 })];
+    await page.click('[data-testid="tab-executions"]');
+    for (const x of xs) {
+      await row(page, x.id).waitFor({ timeout: WAIT_MS });
+      await row(page, x.id).locator('[data-testid="execution-select"]').check();
+    }
+    assert(!(await page.evaluate(() => location.hash)).includes(xs[0].id), 'ticking a box opened the execution');
+    const cancel = page.locator('[data-testid="cancel-selected"]');
+    await expectText(cancel, 'Cancel 2 selected');
+    await cancel.click();
+    await expectText(cancel, 'Confirm cancel 2 selected');
+    await shot(page, 'executions-bulk');
+    await cancel.click();
+    await until('the report', async () => (await page.locator('[data-testid="notice"]').textContent()).startsWith('Cancel: 2 succeeded, 0 failed'));
+    for (const x of xs) {
+      const { data } = await api(server, 'GET', `/v1/executions/${x.id}`);
+      assert(data.execution.state === 'cancelled', `${x.id} is ${data.execution.state}`);
+    }
+  });
+
   await step('the webhook is listed with its delivery and both attempts', async () => {
     await until('the delivery to succeed on its second attempt', async () => {
       const { data } = await api(server, 'GET', `/v1/webhooks/${hook.id}/deliveries`);
