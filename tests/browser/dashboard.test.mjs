@@ -297,6 +297,18 @@ async function withoutTokens() {
     await shot(page, 'webhooks');
   });
 
+  await step('a delivery opened shows the request body (the event) and each response excerpt', async () => {
+    const delivery = page.locator(`[data-testid="deliveries-table"][data-webhook="${hook.id}"] [data-testid="delivery-row"]`).first();
+    await delivery.locator('[data-testid="delivery-open"]').click();
+    const detail = page.locator('[data-testid="delivery-detail"]');
+    await detail.waitFor({ timeout: WAIT_MS });
+    const text = await detail.textContent();
+    assert(text.includes('execution.completed'), `the request body does not show the event: ${text.slice(0, 300)}`);
+    const responses = (await detail.locator('[data-testid="delivery-response"]').allTextContents()).map((t) => t.trim());
+    assert(JSON.stringify(responses) === '["try again","ok"]', `responses: ${responses}`);
+    await shot(page, 'webhook-delivery');
+  });
+
   await step('Disable and Enable on the page switch the webhook', async () => {
     const hookRow = page.locator(`[data-testid="webhook-row"][data-id="${hook.id}"]`);
     await hookRow.locator('[data-testid="toggle-webhook"]').click();
