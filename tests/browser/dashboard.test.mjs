@@ -13,7 +13,8 @@ import http from 'node:http';
 import { assert, freePort, harness, sleep, until, WAIT_MS } from './harness.mjs';
 
 const TOKEN = 'dashboard-test-token';
-const h = harness('dashboard', { overallMs: 180_000 });
+// 400s are expected where a step sends bad input on purpose (the API's error shown).
+const h = harness('dashboard', { overallMs: 180_000, ignoreConsole: /status of 40[01]/ });
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const PAGE = 50; // the executions list's page size
@@ -220,6 +221,57 @@ async function withoutTokens() {
     assert(res.status === 404, `the server still has it (${res.status})`);
   });
 
+  await step('"Discard selected" on dead letters confirms naming how many and reports successes and failures', async () => {
+    const tasks = [];
+    for (const n of [1, 2]) {
+      const x = await dispatch(server, 'bulk_fn', { n });
+      const task = await claim(server, x);
+      await api(server, 'POST', `/v1/tasks/${task.task_id}/fail`, { lease_token: task.lease_token, error: 'bulk', retryable: false });
+      tasks.push(task.task_id);
+    }
+    // Their "Execution failed" toasts would cover the buttons.
+    await until('both failure toasts', async () => (await page.locator('.courier-toast', { hasText: 'bulk_fn' }).count()) === 2);
+    while (await page.locator('.courier-toast-close').count()) await page.locator('.courier-toast-close').first().click();
+    await page.locator('#refresh-dead-letters').click();
+    for (const id of tasks) {
+      const box = page.locator(`[data-testid="dead-letter-row"][data-id="${id}"] [data-testid="dead-letter-select"]`);
+      await box.waitFor({ timeout: WAIT_MS });
+      await box.check();
+    }
+    const discard = page.locator('[data-testid="discard-selected"]');
+    await expectText(discard, 'Discard 2 selected');
+    await discard.click();
+    await expectText(discard, 'Confirm discard 2 selected');
+    await shot(page, 'dead-letters-bulk');
+    await discard.click();
+    await until('the report', async () => (await page.locator('[data-testid="notice"]').textContent()).startsWith('Discard: 2 succeeded, 0 failed'));
+    for (const id of tasks) {
+      const res = await fetch(`${server.base}/v1/dead-letters/${id}`);
+      assert(res.status === 404, `the server still has ${id} (${res.status})`);
+    }
+  });
+
+  await step('"Cancel selected" on the executions list confirms naming how many, cancels them and reports', async () => {
+    const xs = [await dispatch(server, 'bulk_cancel_fn', { n: 1 }), await dispatch(server, 'bulk_cancel_fn', { n: 2 })];
+    await page.click('[data-testid="tab-executions"]');
+    for (const x of xs) {
+      await row(page, x.id).waitFor({ timeout: WAIT_MS });
+      await row(page, x.id).locator('[data-testid="execution-select"]').check();
+    }
+    assert(!(await page.evaluate(() => location.hash)).includes(xs[0].id), 'ticking a box opened the execution');
+    const cancel = page.locator('[data-testid="cancel-selected"]');
+    await expectText(cancel, 'Cancel 2 selected');
+    await cancel.click();
+    await expectText(cancel, 'Confirm cancel 2 selected');
+    await shot(page, 'executions-bulk');
+    await cancel.click();
+    await until('the report', async () => (await page.locator('[data-testid="notice"]').textContent()).startsWith('Cancel: 2 succeeded, 0 failed'));
+    for (const x of xs) {
+      const { data } = await api(server, 'GET', `/v1/executions/${x.id}`);
+      assert(data.execution.state === 'cancelled', `${x.id} is ${data.execution.state}`);
+    }
+  });
+
   await step('the webhook is listed with its delivery and both attempts', async () => {
     await until('the delivery to succeed on its second attempt', async () => {
       const { data } = await api(server, 'GET', `/v1/webhooks/${hook.id}/deliveries`);
@@ -245,6 +297,18 @@ async function withoutTokens() {
     await shot(page, 'webhooks');
   });
 
+  await step('a delivery opened shows the request body (the event) and each response excerpt', async () => {
+    const delivery = page.locator(`[data-testid="deliveries-table"][data-webhook="${hook.id}"] [data-testid="delivery-row"]`).first();
+    await delivery.locator('[data-testid="delivery-open"]').click();
+    const detail = page.locator('[data-testid="delivery-detail"]');
+    await detail.waitFor({ timeout: WAIT_MS });
+    const text = await detail.textContent();
+    assert(text.includes('execution.completed'), `the request body does not show the event: ${text.slice(0, 300)}`);
+    const responses = (await detail.locator('[data-testid="delivery-response"]').allTextContents()).map((t) => t.trim());
+    assert(JSON.stringify(responses) === '["try again","ok"]', `responses: ${responses}`);
+    await shot(page, 'webhook-delivery');
+  });
+
   await step('Disable and Enable on the page switch the webhook', async () => {
     const hookRow = page.locator(`[data-testid="webhook-row"][data-id="${hook.id}"]`);
     await hookRow.locator('[data-testid="toggle-webhook"]').click();
@@ -253,6 +317,88 @@ async function withoutTokens() {
     await hookRow.locator('[data-testid="toggle-webhook"]').click();
     await expectText(hookRow.locator('[data-testid="webhook-state"]'), 'enabled');
     assert((await api(server, 'GET', `/v1/webhooks/${hook.id}`)).data.enabled === true, 'the server still has it disabled');
+  });
+
+  await step('Rotate secret shows the new secret once; Replay skipped answers; the success rate shows', async () => {
+    const hookRow = page.locator(`[data-testid="webhook-row"][data-id="${hook.id}"]`);
+    await expectText(hookRow.locator('[data-testid="webhook-success"]'), '100% (1/1)');
+    await hookRow.locator('[data-testid="manage-webhook"]').click();
+    const manage = page.locator('[data-testid="webhook-manage"]');
+    await manage.waitFor({ timeout: WAIT_MS });
+    await manage.locator('[data-testid="grace-period"]').fill('1h');
+    await manage.locator('[data-testid="rotate-secret"]').click();
+    await manage.locator('[data-testid="rotate-secret"]').click(); // confirm
+    const secret = manage.locator('[data-testid="new-secret"]');
+    await secret.waitFor({ timeout: WAIT_MS });
+    assert((await secret.textContent()).trim().length >= 16, 'no new secret shown');
+    assert((await manage.textContent()).includes('will not be shown again'), 'no warning that the secret is shown once');
+    await shot(page, 'webhook-rotated');
+    await manage.locator('[data-testid="replay-since"]').fill('not a time');
+    await manage.locator('[data-testid="replay-skipped"]').click();
+    await until('the API error shown', async () => (await manage.locator('[data-testid="replay-error"]').textContent()).length > 0);
+    await manage.locator('[data-testid="replay-since"]').fill(new Date(Date.now() - 3600_000).toISOString());
+    await manage.locator('[data-testid="replay-skipped"]').click();
+    await until('a replay notice', async () => (await page.locator('[data-testid="notice"]').textContent()).startsWith('Replayed'));
+    assert((await manage.locator('[data-testid="replay-error"]').textContent()) === '', 'replay failed');
+  });
+
+  await step('Send signal validates its JSON, shows the API error, and sends', async () => {
+    const x = await dispatch(server, 'signal_fn', { n: 'signal' });
+    await page.goto(server.base + '/#/executions/' + x.id);
+    const form = page.locator('[data-testid="signal-form"]');
+    await form.waitFor({ timeout: WAIT_MS });
+    await form.locator('[data-testid="signal-name"]').fill('approve');
+    await form.locator('[data-testid="signal-form-json"]').fill('{"ok": tru');
+    await form.locator('[data-testid="signal-form-submit"]').click();
+    await until('the parse error', async () => (await form.locator('[data-testid="signal-form-error"]').textContent()).startsWith('Invalid JSON'));
+    await form.locator('[data-testid="signal-form-json"]').fill('{"ok": true}');
+    await form.locator('[data-testid="signal-form-submit"]').click();
+    // The API has no read of pending signals: the 202 answer shows as a notice, and no error.
+    await until('the sent notice', async () => (await page.locator('[data-testid="notice"]').textContent()) === 'Signal approve sent');
+    assert((await form.locator('[data-testid="signal-form-error"]').textContent()) === '', 'the signal failed');
+    await shot(page, 'execution-signal');
+    await api(server, 'POST', `/v1/executions/${x.id}/cancel`, {}); // out of the later steps' lists and claims
+  });
+
+  await step('Functions: the table lists them, the editor validates, saves (PUT) and resets (DELETE)', async () => {
+    await api(server, 'PUT', '/v1/functions/browser_fn', { priority: 1 });
+    await page.goto(server.base + '/#/functions');
+    const fnRow = page.locator('[data-testid="function-row"][data-name="browser_fn"]');
+    await fnRow.waitFor({ timeout: WAIT_MS });
+    await fnRow.click();
+    const form = page.locator('[data-testid="function-form"]');
+    await form.waitFor({ timeout: WAIT_MS });
+    await form.locator('[data-testid="function-form-json"]').fill('{"priority": ');
+    await form.locator('[data-testid="function-form-submit"]').click();
+    await until('the parse error', async () => (await form.locator('[data-testid="function-form-error"]').textContent()).startsWith('Invalid JSON'));
+    await form.locator('[data-testid="function-form-json"]').fill('{"priority": "high"}');
+    await form.locator('[data-testid="function-form-submit"]').click();
+    await until('the API error', async () => {
+      const t = await form.locator('[data-testid="function-form-error"]').textContent();
+      return t.length > 0 && !t.startsWith('Invalid JSON');
+    });
+    await form.locator('[data-testid="function-form-json"]').fill('{"priority": 7, "max_concurrent": 3}');
+    await form.locator('[data-testid="function-form-submit"]').click();
+    await until('the stored priority 7', async () => (await api(server, 'GET', '/v1/functions/browser_fn')).data.applied?.priority === 7);
+    await shot(page, 'functions');
+    await page.setViewportSize(PHONE);
+    await page.locator('[data-testid="function-reset"]').waitFor({ timeout: WAIT_MS });
+    assert(await pageWidth(page) <= PHONE.width, `the functions view scrolls sideways on a phone: ${await pageWidth(page)}`);
+    await shot(page, 'phone-functions');
+    await page.click('[data-testid="function-reset"]');
+    await page.click('[data-testid="function-reset"]'); // confirm
+    await until('the settings forgotten', async () => {
+      try { await api(server, 'GET', '/v1/functions/browser_fn'); return false; } catch (e) { return /: 404 /.test(e.message); }
+    });
+    await page.goto(server.base + '/#/webhooks');
+    await page.locator(`[data-testid="webhook-row"][data-id="${hook.id}"]`).waitFor({ timeout: WAIT_MS });
+    if (!(await page.locator('[data-testid="webhook-manage"]').count())) { // still open from the step above, or not
+      await page.locator(`[data-testid="webhook-row"][data-id="${hook.id}"] [data-testid="manage-webhook"]`).click();
+    }
+    await page.locator('[data-testid="webhook-manage"]').waitFor({ timeout: WAIT_MS });
+    assert(await pageWidth(page) <= PHONE.width, `the webhooks view scrolls sideways on a phone: ${await pageWidth(page)}`);
+    await shot(page, 'phone-webhook-manage');
+    await page.setViewportSize(DESKTOP);
   });
 
   await step('an endpoint that answers 410 Gone is disabled, and a toast says so', async () => {
