@@ -406,33 +406,40 @@ async fn when_the_logs_head_goes_back_streams_reset_and_miss_nothing_after() {
     s.stop().await;
 }
 
+/// Opens `/v1/events/stream` on a bare socket and reads until the stream's
+/// first comment (`: connected`), checking it answered 200.
+async fn open_raw_stream(addr: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /v1/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains(": connected") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut chunk))
+            .await
+            .expect("the stream opens")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    socket
+}
+
 /// A stream whose client went away while it was still joining the log tail
 /// (after its first bytes, before the tail's answer reached it) left its place
 /// in the tail behind: the session stopped without knowing its id, so it never
 /// left, and the place was held until the next event was broadcast.
 #[actix_rt::test]
 async fn an_sse_stream_closed_while_it_joins_leaves_nothing_behind() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = server().await;
     let addr = s.url.trim_start_matches("http://").to_string();
     for _ in 0..100 {
-        let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        socket
-            .write_all(b"GET /v1/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut seen = Vec::new();
-        while !String::from_utf8_lossy(&seen).contains(": connected") {
-            let mut chunk = [0u8; 1024];
-            let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut chunk))
-                .await
-                .expect("the stream opens")
-                .unwrap();
-            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-            seen.extend_from_slice(&chunk[..n]);
-        }
         // Gone at once, without waiting for the session to join.
-        drop(socket);
+        drop(open_raw_stream(&addr).await);
     }
     eventually(Duration::from_secs(5), "every stream has left the tail", || async {
         s.http.event_streams().await == 0
@@ -446,28 +453,11 @@ async fn an_sse_stream_closed_while_it_joins_leaves_nothing_behind() {
 /// open/close cycles ran the node out of descriptors. Now it is let go at once.
 #[actix_rt::test]
 async fn an_sse_stream_whose_client_went_away_is_let_go_at_once() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = server().await;
     let addr = s.url.trim_start_matches("http://").to_string();
     let mut sockets = Vec::new();
     for _ in 0..20 {
-        let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        socket
-            .write_all(b"GET /v1/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut seen = Vec::new();
-        while !String::from_utf8_lossy(&seen).contains(": connected") {
-            let mut chunk = [0u8; 1024];
-            let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut chunk))
-                .await
-                .expect("the stream opens")
-                .unwrap();
-            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
-            seen.extend_from_slice(&chunk[..n]);
-        }
-        assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
-        sockets.push(socket);
+        sockets.push(open_raw_stream(&addr).await);
     }
     eventually(Duration::from_secs(5), "the streams have joined", || async {
         s.http.event_streams().await == 20
