@@ -182,9 +182,33 @@ pub enum StoreError {
     /// Anything else the database reported.
     #[error("store backend error: {0}")]
     Backend(String),
+    /// The store's own code panicked while running the operation (caught where
+    /// it ran, so the store stays usable). Not transient: the same operation may
+    /// panic again. The runtime marks the node not ready until the store proves
+    /// it works again.
+    #[error("a store operation panicked: {0}")]
+    Panicked(String),
 }
 
 impl StoreError {
+    /// The error for a store operation that panicked, carrying what the panic
+    /// said when it said it with a string.
+    ///
+    /// ```
+    /// use courier_core::StoreError;
+    /// let payload = std::panic::catch_unwind(|| panic!("index {} out of range", 3)).unwrap_err();
+    /// let e = StoreError::from_panic(payload.as_ref());
+    /// assert_eq!(e.to_string(), "a store operation panicked: index 3 out of range");
+    /// ```
+    pub fn from_panic(payload: &(dyn std::any::Any + Send)) -> StoreError {
+        let said = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        StoreError::Panicked(said)
+    }
+
     /// Whether retrying the same call later may succeed (connection trouble,
     /// serialization failures), as opposed to a definite answer.
     pub fn is_transient(&self) -> bool {

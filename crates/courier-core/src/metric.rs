@@ -15,6 +15,9 @@ pub const COMMIT_OPERATIONS: &str = "courier_commit_operations_total";
 /// Counter: group commits that panicked (their callers were answered with an
 /// error, the node turned not ready and the store actor restarted).
 pub const COMMIT_PANICS: &str = "courier_commit_panics_total";
+/// Counter: store calls that panicked, label `operation` (commit, claim,
+/// renewal); the node is not ready until a call of the same operation succeeds.
+pub const STORE_PANICS: &str = "courier_store_panics_total";
 /// Gauge: group-commit writes admitted to the store actor and not yet answered
 /// (at most its bound; callers past it wait).
 pub const PENDING_WRITES: &str = "courier_pending_writes";
@@ -131,6 +134,7 @@ pub const ALL: &[&str] = &[
     COMMIT_SECONDS,
     COMMIT_OPERATIONS,
     COMMIT_PANICS,
+    STORE_PANICS,
     PENDING_WRITES,
     DISPATCHES,
     CLAIMS,

@@ -117,6 +117,16 @@ impl From<StoreFailure> for ApiError {
                     json!("the store cannot be reached now; try again (the node's log has the cause)"),
                 )
             }
+            // The node has turned not ready and restarts what panicked: like an
+            // outage, worth trying again (perhaps on another node).
+            StoreFailure::Panicked(detail) => {
+                tracing::error!(panic = %detail, "a store call panicked");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store unavailable",
+                    json!("a store call failed on this node; try again (the node's log has the cause)"),
+                )
+            }
             StoreFailure::Backend(detail) => {
                 tracing::error!(error = %detail, "store backend error");
                 ApiError::new(

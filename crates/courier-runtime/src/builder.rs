@@ -22,7 +22,7 @@ use crate::notifications::{NotificationHooks, NotificationOptions};
 use crate::options::{FunctionOptions, MaintenanceOptions, WorkerOptions};
 use crate::orchestrator::OrchestratorContext;
 use crate::readiness::Readiness;
-use crate::store_actor::{CommitFault, StoreActor, StoreActorParts};
+use crate::store_actor::{StoreActor, StoreActorParts, StoreFault};
 
 /// Opens a store once the builder knows its clock (see [`CourierBuilder::open_store`]).
 pub type StoreOpener = Box<dyn FnOnce(Clock) -> BoxFuture<'static, StoreResult<Arc<dyn Store>>> + Send>;
@@ -234,14 +234,14 @@ impl CourierBuilder {
         let live = Live::default();
         let admission = Admission::new(MAX_PENDING_WRITES);
         let readiness = Readiness::default();
-        let commit_fault = CommitFault::default();
+        let store_fault = StoreFault::default();
         let writes = {
             let parts = StoreActorParts {
                 notifier: notifier.clone(),
                 live: live.clone(),
                 admission: admission.clone(),
                 readiness: readiness.clone(),
-                fault: commit_fault.clone(),
+                fault: store_fault.clone(),
             };
             let store = store.clone();
             Supervisor::start(move |_| StoreActor::new(store, parts))
@@ -252,7 +252,7 @@ impl CourierBuilder {
             writes,
             admission,
             readiness,
-            commit_fault,
+            store_fault,
             notifier,
             registry: self.registry,
             worker: self.worker.unwrap_or_default(),

@@ -21,6 +21,7 @@ use crate::error::RuntimeError;
 use crate::function::Registry;
 use crate::node::Node;
 use crate::options::{DispatchOptions, WorkerOptions};
+use crate::readiness::Lane;
 use crate::store_actor::Dispatch;
 
 /// Dispatches sent to the store actor in one message at most.
@@ -76,7 +77,8 @@ impl Courier {
     }
 
     /// Why this node should not take traffic now, if it should not: a group
-    /// commit panicked, and the restarted store actor has not yet committed one.
+    /// commit, a claim or a lease renewal panicked, and no call of the same kind
+    /// has succeeded since.
     /// `/readyz` answers 503 with it.
     pub fn unready_reason(&self) -> Option<String> {
         self.node.readiness().reason()
@@ -87,7 +89,21 @@ impl Courier {
     /// restart its store actor and recover. Never call it in production.
     #[doc(hidden)]
     pub fn panic_on_next_group_commit(&self) {
-        self.node.commit_fault().arm();
+        self.node.store_fault().arm(Lane::Commit);
+    }
+
+    /// Makes this node's next claim panic, once (as
+    /// [`panic_on_next_group_commit`](Self::panic_on_next_group_commit) does for
+    /// a commit). Never call it in production.
+    #[doc(hidden)]
+    pub fn panic_on_next_claim(&self) {
+        self.node.store_fault().arm(Lane::Claim);
+    }
+
+    /// Makes this node's next lease renewal panic, once. Never call it in production.
+    #[doc(hidden)]
+    pub fn panic_on_next_lease_renewal(&self) {
+        self.node.store_fault().arm(Lane::Renewal);
     }
 
     /// The store, for reads. Every write goes through the runtime (the handle's

@@ -15,7 +15,7 @@ use crate::live::Live;
 use crate::notifications::{NotificationHooks, NotificationOptions};
 use crate::options::{FunctionTable, MaintenanceOptions, WorkerOptions};
 use crate::readiness::Readiness;
-use crate::store_actor::{CommitFault, StoreActor};
+use crate::store_actor::{StoreActor, StoreFault};
 
 /// A node's shared state. Cheap to clone.
 #[derive(Clone)]
@@ -31,7 +31,7 @@ struct NodeInner {
     admission: Admission,
     /// Whether `writes` works (`/readyz`).
     readiness: Readiness,
-    commit_fault: CommitFault,
+    store_fault: StoreFault,
     notifier: Arc<dyn Notifier>,
     registry: Registry,
     functions: FunctionTable,
@@ -53,7 +53,7 @@ pub(crate) struct NodeParts {
     pub writes: Addr<StoreActor>,
     pub admission: Admission,
     pub readiness: Readiness,
-    pub commit_fault: CommitFault,
+    pub store_fault: StoreFault,
     pub notifier: Arc<dyn Notifier>,
     pub registry: Registry,
     pub worker: WorkerOptions,
@@ -81,7 +81,7 @@ impl Node {
                 writes: parts.writes,
                 admission: parts.admission,
                 readiness: parts.readiness,
-                commit_fault: parts.commit_fault,
+                store_fault: parts.store_fault,
                 notifier: parts.notifier,
                 registry: parts.registry,
                 functions,
@@ -125,8 +125,8 @@ impl Node {
         &self.inner.readiness
     }
 
-    pub(crate) fn commit_fault(&self) -> &CommitFault {
-        &self.inner.commit_fault
+    pub(crate) fn store_fault(&self) -> &StoreFault {
+        &self.inner.store_fault
     }
 
     pub(crate) fn notifier(&self) -> &Arc<dyn Notifier> {

@@ -20,7 +20,13 @@
 //!   supervisor restarts; the first group committed after that (a caller's, or
 //!   a probe's if none comes) makes the node ready again.
 //! * **Claims and renewals** (`Claim`, `Renew`): a claim runs at once; renewals
-//!   batch among themselves. Neither waits behind a big commit.
+//!   batch among themselves. Neither waits behind a big commit. A claim or a
+//!   renewal that panics is answered with an error and marks the node not
+//!   ready until a claim (or renewal) succeeds again, a caller's or a probe's.
+//!
+//! A panic counts wherever it happens: in the runtime's code around a store
+//! call, or in the store's own (the SQLite writer thread catches it and answers
+//! [`StoreError::Panicked`]). See [`readiness`](crate::readiness).
 //! * **Everything else** (cancel, signals, heartbeats, checkpoints, progress,
 //!   releases, suspensions, dead letters, housekeeping, idempotency keys,
 //!   webhooks): one store call each, run at once.
@@ -44,7 +50,7 @@ use courier_core::{
     DeliveryReplay, DeliveryState, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, FunctionRecord,
     FunctionSettings, LeaseKey, LeaseToken, NewDelivery, NewExecution, NewNotification, NotificationSent,
     NotificationTtl, Notifier, Outcome, Progress, Renewed, Replayed, Reservation, SignalSent, Store, StoreError,
-    StoreResult, TaskError, TaskId, Viewer, WebhookRecord, WriteBatch, WriteResults,
+    StoreResult, TaskError, TaskId, TaskKind, Viewer, WebhookRecord, WriteBatch, WriteResults,
 };
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -54,31 +60,75 @@ use uuid::Uuid;
 
 use crate::admission::{Admission, Admitted};
 use crate::live::Live;
-use crate::readiness::Readiness;
+use crate::readiness::{Lane, Readiness};
 use crate::wake;
 
 /// Most operations in one transaction; the rest wait for the next commit.
 pub(crate) const MAX_BATCH: usize = 4096;
 
-/// How long a store actor restarted after a panicked commit waits for a
-/// caller's commit to prove it works before it commits a probe itself (an idle
-/// node must not stay not-ready for want of traffic, which `/readyz` keeps away).
+/// How often a store actor with a failing lane checks whether a caller's call
+/// proved it works, and if not, probes it itself (an idle node must not stay
+/// not-ready for want of traffic, which `/readyz` keeps away).
 const PROBE_AFTER: Duration = Duration::from_secs(2);
 
-/// A test's way to make a group commit panic (see
-/// `Courier::panic_on_next_group_commit`). Cheap to clone; nothing else sets it.
+/// A test's way to make the next store call of a lane panic (see
+/// `Courier::panic_on_next_group_commit` and its siblings). Cheap to clone;
+/// nothing else sets it.
 #[derive(Clone, Default)]
-pub(crate) struct CommitFault(Arc<AtomicBool>);
+pub(crate) struct StoreFault(Arc<[AtomicBool; 3]>);
 
-impl CommitFault {
-    /// Makes the next group commit panic.
-    pub(crate) fn arm(&self) {
-        self.0.store(true, Ordering::SeqCst);
+impl StoreFault {
+    /// Makes the next call of `lane` panic.
+    pub(crate) fn arm(&self, lane: Lane) {
+        self.0[Self::index(lane)].store(true, Ordering::SeqCst);
     }
 
-    /// Whether this commit must panic (and disarms).
-    fn fire(&self) -> bool {
-        self.0.swap(false, Ordering::SeqCst)
+    /// Whether this call of `lane` must panic (and disarms).
+    fn fire(&self, lane: Lane) -> bool {
+        self.0[Self::index(lane)].swap(false, Ordering::SeqCst)
+    }
+
+    fn index(lane: Lane) -> usize {
+        match lane {
+            Lane::Commit => 0,
+            Lane::Claim => 1,
+            Lane::Renewal => 2,
+        }
+    }
+}
+
+/// Runs a store call of `lane` with its panics caught: a panic must not unwind
+/// through the actor's task (that would end it where its supervisor cannot see,
+/// leaving the node green and the caller unanswered), so it becomes
+/// [`StoreError::Panicked`], which is also what a store answers for a panic it
+/// caught itself.
+async fn guarded<T>(lane: Lane, fault: StoreFault, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    let caught = AssertUnwindSafe(async move {
+        if fault.fire(lane) {
+            panic!("a test made this {lane} panic");
+        }
+        call.await
+    })
+    .catch_unwind()
+    .await;
+    caught.unwrap_or_else(|panic| Err(StoreError::from_panic(panic.as_ref())))
+}
+
+/// Marks `lane` failing if `result` is a panic's, or working again if it is a
+/// success: what a claim or a renewal tells the node's readiness.
+fn note_outcome<T>(readiness: &Readiness, lane: Lane, result: &StoreResult<T>) {
+    match result {
+        Err(StoreError::Panicked(said)) => {
+            metrics::counter!(metric::STORE_PANICS, "operation" => lane.as_str()).increment(1);
+            tracing::error!(panic = %said, operation = %lane, "a store call panicked; the node is not ready until one succeeds");
+            readiness.fail(lane, format!("a {lane} panicked ({said})"));
+        }
+        Ok(_) => {
+            if readiness.recover(lane) {
+                tracing::info!(operation = %lane, "a store call succeeded after a panic; that lane works again");
+            }
+        }
+        Err(_) => {}
     }
 }
 
@@ -547,9 +597,11 @@ pub(crate) struct StoreActor {
     peak_pending: usize,
     renewals: Vec<(Renew, Reply<Renewed>)>,
     renewing: bool,
+    /// A readiness probe is in flight.
+    probing: bool,
     admission: Admission,
     readiness: Readiness,
-    fault: CommitFault,
+    fault: StoreFault,
 }
 
 /// What a `StoreActor` is built from, besides the store.
@@ -558,7 +610,7 @@ pub(crate) struct StoreActorParts {
     pub live: Live,
     pub admission: Admission,
     pub readiness: Readiness,
-    pub fault: CommitFault,
+    pub fault: StoreFault,
 }
 
 impl StoreActor {
@@ -575,6 +627,7 @@ impl StoreActor {
             peak_pending: 0,
             renewals: Vec::new(),
             renewing: false,
+            probing: false,
             admission: parts.admission,
             readiness: parts.readiness,
             fault: parts.fault,
@@ -623,29 +676,17 @@ impl StoreActor {
         let started = std::time::Instant::now();
         let fut = {
             let batch = batch.clone();
-            // A panic in the commit must not unwind through the actor's task: that
-            // would end it where its supervisor cannot see, leaving the node green
-            // and every later write unanswered. Caught, it is handled below.
-            AssertUnwindSafe(async move {
-                if fault.fire() {
-                    panic!("panic_on_next_group_commit: a test made this group commit panic");
-                }
-                store.commit(batch).await
-            })
-            .catch_unwind()
+            guarded(Lane::Commit, fault, async move { store.commit(batch).await })
         };
-        ctx.spawn(fut.into_actor(self).map(move |caught, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
             metrics::histogram!(metric::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
             act.committing_weight = 0;
-            let result = match caught {
-                Ok(result) => result,
-                Err(panic) => {
-                    act.commit_panicked(queue, ops, panic_message(panic.as_ref()), ctx);
-                    return;
-                }
-            };
+            if let Err(StoreError::Panicked(said)) = result {
+                act.commit_panicked(queue, ops, said, ctx);
+                return;
+            }
             metrics::counter!(metric::COMMIT_OPERATIONS).increment(ops as u64);
-            if result.is_ok() && act.readiness.recover() {
+            if result.is_ok() && act.readiness.recover(Lane::Commit) {
                 tracing::info!("a group commit succeeded after the store actor restarted; the node is ready again");
             }
             match result {
@@ -671,63 +712,68 @@ impl StoreActor {
     /// the actor stops so that its supervisor restarts it with a clean context.
     /// Writes still queued stay queued for the restarted actor.
     fn commit_panicked(&mut self, queue: Queue, ops: usize, panic: String, ctx: &mut Context<Self>) {
-        metrics::counter!(metric::COMMIT_PANICS).increment(1);
+        count_commit_panic();
         tracing::error!(ops, panic = %panic, "a group commit panicked; answering its callers with an error and restarting the store actor");
         let detail = format!("a group commit panicked ({panic}); the store actor is restarting");
-        self.readiness.fail(detail.clone());
+        self.readiness.fail(Lane::Commit, detail.clone());
         queue.fail(StoreError::Unavailable(detail));
         self.committing = false;
         ctx.stop();
     }
 
-    /// After a restart: commits a probe unless a caller's commit already made the
-    /// node ready. The probe completes a task that does not exist, which every
-    /// store refuses as an item without writing, so it runs a whole group-commit
-    /// transaction and leaves nothing behind.
+    /// Every [`PROBE_AFTER`]: probes each lane still failing (a caller's call
+    /// that succeeded would have recovered it already). Each probe is a call
+    /// that every store answers without writing anything: a group commit
+    /// completing a task that does not exist (refused as an item, so a whole
+    /// group-commit transaction runs and leaves nothing behind), a claim no task
+    /// can match, the renewal of a lease nobody holds.
     fn probe(&mut self, ctx: &mut Context<Self>) {
-        if self.readiness.reason().is_none() {
+        if self.probing {
             return;
         }
-        let lease = LeaseKey {
-            task_id: TaskId::root_of(ExecutionId::new()),
-            token: LeaseToken::new(),
-        };
-        let batch = Arc::new(WriteBatch {
-            completions: vec![Completion {
-                lease,
-                outcome: Outcome::Retry {
-                    error: TaskError::new("probe", "the store actor's readiness probe"),
-                    delay: Duration::ZERO,
-                },
-            }],
-            ..WriteBatch::default()
-        });
-        let store = self.store.clone();
-        let probing = AssertUnwindSafe(async move { store.commit(batch).await }).catch_unwind();
-        ctx.spawn(probing.into_actor(self).map(|caught, act, ctx| match caught {
-            Ok(Ok(_)) => {
-                if act.readiness.recover() {
-                    tracing::info!("the restarted store actor's probe commit succeeded; the node is ready again");
+        let lanes: Vec<Lane> = [Lane::Commit, Lane::Claim, Lane::Renewal]
+            .into_iter()
+            .filter(|lane| self.readiness.failing(*lane))
+            .collect();
+        if lanes.is_empty() {
+            return;
+        }
+        self.probing = true;
+        let (store, fault, readiness) = (self.store.clone(), self.fault.clone(), self.readiness.clone());
+        let probing = async move {
+            for lane in lanes {
+                let store = store.clone();
+                let result = match lane {
+                    Lane::Commit => guarded(lane, fault.clone(), async move { store.commit(probe_batch()).await })
+                        .await
+                        .map(drop),
+                    Lane::Claim => guarded(
+                        lane,
+                        fault.clone(),
+                        async move { store.claim_tasks(&probe_claim()).await },
+                    )
+                    .await
+                    .map(drop),
+                    Lane::Renewal => guarded(lane, fault.clone(), async move {
+                        store.renew_leases(&[probe_lease()], Duration::from_secs(1)).await
+                    })
+                    .await
+                    .map(drop),
+                };
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, operation = %lane, "a readiness probe failed; trying again");
                 }
+                note_outcome(&readiness, lane, &result);
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "the restarted store actor's probe commit failed; trying again");
-                ctx.run_later(PROBE_AFTER, |act, ctx| act.probe(ctx));
-            }
-            Err(panic) => {
-                let panic = panic_message(panic.as_ref());
-                tracing::error!(panic = %panic, "the restarted store actor's probe commit panicked; trying again");
-                metrics::counter!(metric::COMMIT_PANICS).increment(1);
-                ctx.run_later(PROBE_AFTER, |act, ctx| act.probe(ctx));
-            }
-        }));
+        };
+        ctx.spawn(probing.into_actor(self).map(|(), act, _| act.probing = false));
     }
 
     fn retry_one_by_one(&mut self, queue: Queue, batch: Arc<WriteBatch>, ctx: &mut Context<Self>) {
         let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
         let singles = queue.into_items(batch);
         let (store, live, notifier) = (self.store.clone(), self.live.clone(), self.notifier.clone());
-        let readiness = self.readiness.clone();
+        let (readiness, fault) = (self.readiness.clone(), self.fault.clone());
         ctx.spawn(
             async move {
                 let mut panicked = false;
@@ -735,19 +781,19 @@ impl StoreActor {
                     let mut queue = Queue::default();
                     queue.push(item);
                     let batch = Arc::new(mem::take(&mut queue.batch));
-                    // Caught for the same reason as in `commit`.
-                    match AssertUnwindSafe(store.commit(batch.clone())).catch_unwind().await {
-                        Ok(Ok(results)) => answer(&live, &notifier, queue, &batch, results).await,
-                        Ok(Err(e)) => queue.fail(e),
-                        Err(panic) => {
-                            let panic = panic_message(panic.as_ref());
-                            metrics::counter!(metric::COMMIT_PANICS).increment(1);
+                    let store = store.clone();
+                    let single = batch.clone();
+                    match guarded(Lane::Commit, fault.clone(), async move { store.commit(single).await }).await {
+                        Ok(results) => answer(&live, &notifier, queue, &batch, results).await,
+                        Err(StoreError::Panicked(panic)) => {
+                            count_commit_panic();
                             tracing::error!(panic = %panic, "a write retried alone panicked; restarting the store actor");
                             let detail = format!("a group commit panicked ({panic}); the store actor is restarting");
-                            readiness.fail(detail.clone());
+                            readiness.fail(Lane::Commit, detail.clone());
                             queue.fail(StoreError::Unavailable(detail));
                             panicked = true;
                         }
+                        Err(e) => queue.fail(e),
                     }
                 }
                 panicked
@@ -767,7 +813,7 @@ impl StoreActor {
         }
         self.renewing = true;
         let pending = mem::take(&mut self.renewals);
-        let store = self.store.clone();
+        let (store, fault, readiness) = (self.store.clone(), self.fault.clone(), self.readiness.clone());
         ctx.spawn(
             async move {
                 // Group by extension so each group is one statement.
@@ -780,7 +826,9 @@ impl StoreActor {
                 }
                 for (extend, group) in groups {
                     let keys: Vec<LeaseKey> = group.iter().map(|(k, _)| *k).collect();
-                    match store.renew_leases(&keys, extend).await {
+                    let renewed = guarded(Lane::Renewal, fault.clone(), store.renew_leases(&keys, extend)).await;
+                    note_outcome(&readiness, Lane::Renewal, &renewed);
+                    match renewed {
                         Ok(results) => {
                             for ((_, reply), result) in group.into_iter().zip(results) {
                                 let _ = reply.send(result);
@@ -881,10 +929,8 @@ impl Actor for StoreActor {
         // Callers wait for their commit; the mailbox bound only limits how far
         // ahead of the store callers may run.
         ctx.set_mailbox_capacity(65_536);
+        ctx.run_interval(PROBE_AFTER, |act, ctx| act.probe(ctx));
         // Started again by the supervisor: carry on with what was queued.
-        if self.readiness.reason().is_some() {
-            ctx.run_later(PROBE_AFTER, |act, ctx| act.probe(ctx));
-        }
         self.commit(ctx);
         self.renew(ctx);
     }
@@ -896,6 +942,7 @@ impl Supervised for StoreActor {
         self.committing = false;
         self.committing_weight = 0;
         self.renewing = false;
+        self.probing = false;
     }
 }
 
@@ -903,13 +950,52 @@ fn stopped() -> StoreError {
     StoreError::Unavailable("store actor stopped".into())
 }
 
-/// The message a panic carried, if it was a string.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
+/// Counts a group commit that panicked, on both the commit-specific counter
+/// and the one for every store lane.
+fn count_commit_panic() {
+    metrics::counter!(metric::COMMIT_PANICS).increment(1);
+    metrics::counter!(metric::STORE_PANICS, "operation" => Lane::Commit.as_str()).increment(1);
+}
+
+/// A group that completes a task that does not exist: every store refuses the
+/// item without writing, after running a whole group-commit transaction.
+fn probe_batch() -> Arc<WriteBatch> {
+    Arc::new(WriteBatch {
+        completions: vec![Completion {
+            lease: probe_lease(),
+            outcome: Outcome::Retry {
+                error: TaskError::new("probe", "the store actor's readiness probe"),
+                delay: Duration::ZERO,
+            },
+        }],
+        ..WriteBatch::default()
+    })
+}
+
+/// A claim no task can match: an activity of a function nobody can name on a
+/// queue nobody can name (a function filter alone would still let timers match).
+fn probe_claim() -> ClaimRequest {
+    let nobody = format!("courier.readiness-probe.{}", Uuid::new_v4());
+    ClaimRequest {
+        worker_id: nobody.clone(),
+        queues: Some(vec![nobody.clone()]),
+        tags: None,
+        functions: Some(vec![nobody]),
+        kinds: vec![TaskKind::Activity],
+        max: 1,
+        lease: Duration::from_secs(1),
+        limits: Default::default(),
+        exclude_functions: Vec::new(),
+        exclude_internal: true,
+    }
+}
+
+/// A lease nobody holds, on a task that does not exist.
+fn probe_lease() -> LeaseKey {
+    LeaseKey {
+        task_id: TaskId::root_of(ExecutionId::new()),
+        token: LeaseToken::new(),
+    }
 }
 
 macro_rules! queued_handler {
@@ -991,9 +1077,12 @@ impl Handler<Claim> for StoreActor {
     type Result = ResponseFuture<StoreResult<Vec<Claimed>>>;
 
     fn handle(&mut self, msg: Claim, _: &mut Self::Context) -> Self::Result {
-        let claiming = self.logged(|store| async move { store.claim_tasks(&msg.0).await });
+        let (fault, readiness) = (self.fault.clone(), self.readiness.clone());
+        let claiming = self.logged(|store| guarded(Lane::Claim, fault, async move { store.claim_tasks(&msg.0).await }));
         Box::pin(async move {
-            let claimed = claiming.await?;
+            let claimed = claiming.await;
+            note_outcome(&readiness, Lane::Claim, &claimed);
+            let claimed = claimed?;
             metrics::counter!(metric::CLAIMS).increment(claimed.len() as u64);
             Ok(claimed)
         })
@@ -1339,7 +1428,7 @@ impl Handler<PeakPending> for StoreActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use courier_core::{LocalNotifier, TaskKind, TaskSpec};
+    use courier_core::{LocalNotifier, TaskSpec};
     use courier_store_sqlite::{SqliteOptions, SqliteStore};
 
     /// Five bounds' worth of dispatches at once, one message each: before
@@ -1360,7 +1449,7 @@ mod tests {
                 live: Live::default(),
                 admission: admission.clone(),
                 readiness: Readiness::default(),
-                fault: CommitFault::default(),
+                fault: StoreFault::default(),
             },
         )
         .start();

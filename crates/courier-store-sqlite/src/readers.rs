@@ -58,7 +58,7 @@ impl Readers {
         let job: ReadJob = Box::new(move |conn| {
             let result = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
                 Ok(r) => r.map_err(StoreError::from),
-                Err(_) => Err(StoreError::Backend("a store read panicked".into())),
+                Err(panic) => Err(StoreError::from_panic(panic.as_ref())),
             };
             let _ = tx.send(result);
         });

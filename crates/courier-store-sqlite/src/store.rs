@@ -40,6 +40,8 @@ struct Inner {
     clock: Clock,
     closed: AtomicBool,
     path: Option<PathBuf>,
+    /// Set by a test to make the next group commit panic.
+    commit_fault: AtomicBool,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -82,6 +84,7 @@ impl SqliteStore {
                 clock: options.clock,
                 closed: AtomicBool::new(false),
                 path: options.path,
+                commit_fault: AtomicBool::new(false),
             }),
         })
     }
@@ -98,6 +101,15 @@ impl SqliteStore {
     /// transactions, jobs): `courier bench` reports its cost per execution.
     pub fn writer_load(&self) -> crate::WriterLoad {
         self.inner.writer.load()
+    }
+
+    /// Makes the next group commit panic on the writer thread, once: the fault
+    /// a test injects to see a panic in the store's own code caught where it
+    /// happens, answered as [`StoreError::Panicked`], and the node turn not
+    /// ready. Never call it in production.
+    #[doc(hidden)]
+    pub fn panic_on_next_commit(&self) {
+        self.inner.commit_fault.store(true, Ordering::SeqCst);
     }
 
     /// The durability the writer's connection runs with: `"normal"` or `"full"`
@@ -268,7 +280,14 @@ impl Store for SqliteStore {
             self.check_open()?;
             return Ok(WriteResults::default());
         }
-        self.write(move |conn, now| commit::commit(conn, now, &batch)).await
+        let panics = self.inner.commit_fault.swap(false, Ordering::SeqCst);
+        self.write(move |conn, now| {
+            if panics {
+                panic!("panic_on_next_commit: a test made this commit panic on the writer thread");
+            }
+            commit::commit(conn, now, &batch)
+        })
+        .await
     }
 
     async fn cluster_value(&self, name: &str, candidate: &str) -> StoreResult<String> {

@@ -187,8 +187,8 @@ impl Writer {
                         let e = StoreError::from(failure);
                         (Outcome::Failed(e.clone()), Err(e))
                     }
-                    Err(_) => {
-                        let e = StoreError::Backend("a store operation panicked".into());
+                    Err(panic) => {
+                        let e = StoreError::from_panic(panic.as_ref());
                         (Outcome::Failed(e.clone()), Err(e))
                     }
                 },
@@ -219,7 +219,7 @@ impl Writer {
         let job: AloneJob = Box::new(move |conn| {
             let result = match catch_unwind(AssertUnwindSafe(|| f(conn))) {
                 Ok(r) => r.map_err(StoreError::from),
-                Err(_) => Err(StoreError::Backend("a store operation panicked".into())),
+                Err(panic) => Err(StoreError::from_panic(panic.as_ref())),
             };
             let _ = tx.send(result);
         });
@@ -410,6 +410,44 @@ mod tests {
         let peak = writer.peak_depth();
         assert!(peak <= WRITE_QUEUE_BOUND, "{peak} jobs waited, over the bound");
         assert!(peak > 0, "the flood queued up at all");
+        writer.shutdown().await;
+    }
+
+    /// A job that panics on the thread is answered as `Panicked` (with what the
+    /// panic said), not as a backend error the runtime cannot tell apart from a
+    /// database's refusal; the thread lives on and the next write lands.
+    #[tokio::test]
+    async fn a_job_that_panics_is_answered_as_panicked_and_the_thread_carries_on() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (n INTEGER NOT NULL)").unwrap();
+        let writer = Writer::start(conn).unwrap();
+        let panicked = writer
+            .run::<(), _>(|conn| {
+                conn.execute("INSERT INTO t (n) VALUES (1)", [])?;
+                panic!("index {} out of range", 3);
+            })
+            .await
+            .unwrap_err();
+        match &panicked {
+            StoreError::Panicked(said) => assert_eq!(said, "index 3 out of range"),
+            other => panic!("expected Panicked, got {other:?}"),
+        }
+        let written = writer
+            .run(|conn| Ok(conn.execute("INSERT INTO t (n) VALUES (2)", [])?))
+            .await
+            .unwrap();
+        assert_eq!(written, 1);
+        let rows: Vec<i64> = writer
+            .run(|conn| {
+                let mut stmt = conn.prepare("SELECT n FROM t")?;
+                let rows = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()?;
+                Ok(rows)
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![2], "the panicked job's write was rolled back");
         writer.shutdown().await;
     }
 }
