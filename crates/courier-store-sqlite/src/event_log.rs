@@ -69,6 +69,25 @@ fn append(conn: &Connection, now: i64, event: &NewEvent) -> Result<i64> {
 
 /// Events matching `filter`, oldest first.
 fn read(conn: &Connection, filter: &EventFilter) -> Result<Vec<Event>> {
+    let (sql, args) = read_statement(filter)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), |row| {
+        Ok(Event {
+            seq: row.get(0)?,
+            event_type: enum_at(row, 1)?,
+            execution_id: uuid_opt_at(row, 2)?.map(ExecutionId),
+            task_id: uuid_opt_at(row, 3)?.map(TaskId),
+            timestamp: time_at(row, 4)?,
+            data: json_at(row, 5)?,
+            internal: row.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The statement reading `filter`'s page: keyset paging from `after` in seq
+/// order, so a page costs its own rows whatever its depth.
+fn read_statement(filter: &EventFilter) -> Result<(String, Vec<SqlValue>)> {
     let mut sql = String::from(
         "SELECT seq, event_type, execution_id, task_id, timestamp, data, internal FROM events WHERE seq > ?",
     );
@@ -90,19 +109,7 @@ fn read(conn: &Connection, filter: &EventFilter) -> Result<Vec<Event>> {
     }
     sql.push_str(" ORDER BY seq LIMIT ?");
     args.push(SqlValue::Integer(limit(filter.limit)));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |row| {
-        Ok(Event {
-            seq: row.get(0)?,
-            event_type: enum_at(row, 1)?,
-            execution_id: uuid_opt_at(row, 2)?.map(ExecutionId),
-            task_id: uuid_opt_at(row, 3)?.map(TaskId),
-            timestamp: time_at(row, 4)?,
-            data: json_at(row, 5)?,
-            internal: row.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok((sql, args))
 }
 
 /// The highest sequence number ever assigned, surviving trims of the newest events.
@@ -130,4 +137,61 @@ fn trim(conn: &Connection, older_than: i64, chunk: u64) -> Result<u64> {
         )?
         .execute((older_than, chunk as i64))?;
     Ok(n as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use courier_core::EventType;
+
+    /// How SQLite plans `filter`'s read, one line per step.
+    fn plan(conn: &Connection, filter: &EventFilter) -> String {
+        let (sql, args) = read_statement(filter).unwrap();
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let steps = stmt
+            .query_map(params_from_iter(args), |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        steps.join("\n")
+    }
+
+    /// Every shape of filtered read walks an index from its cursor (keyset
+    /// paging), never the whole log: a reader asking for one type of event, one
+    /// execution's or one task's must not cost a scan of everything appended.
+    #[test]
+    fn every_filtered_read_searches_an_index_from_its_cursor() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::migrations::migrate(&mut conn, 0).unwrap();
+        let by_type = EventFilter::after(41).types([EventType::TaskCompleted]).limit(100);
+        let plan_of_type = plan(&conn, &by_type);
+        assert!(
+            plan_of_type.contains("USING INDEX events_by_type (event_type=? AND seq>?)"),
+            "{plan_of_type}"
+        );
+        let execution = EventFilter {
+            execution_id: Some(ExecutionId::new()),
+            ..EventFilter::after(41)
+        };
+        assert!(
+            plan(&conn, &execution).contains("USING INDEX events_by_execution"),
+            "{}",
+            plan(&conn, &execution)
+        );
+        let task = EventFilter {
+            task_id: Some(TaskId::root_of(ExecutionId::new())),
+            ..EventFilter::after(41)
+        };
+        assert!(
+            plan(&conn, &task).contains("USING INDEX events_by_task"),
+            "{}",
+            plan(&conn, &task)
+        );
+        let everything = plan(&conn, &EventFilter::after(41));
+        assert!(everything.contains("INTEGER PRIMARY KEY (rowid>?)"), "{everything}");
+        for filter in [by_type, execution, task, EventFilter::after(41)] {
+            let plan = plan(&conn, &filter);
+            assert!(!plan.lines().any(|step| step.starts_with("SCAN events")), "{plan}");
+        }
+    }
 }
