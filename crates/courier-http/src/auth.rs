@@ -25,6 +25,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::Http;
 use crate::error::{ApiError, ErrorBody};
@@ -190,10 +191,12 @@ impl Granted {
 }
 
 /// Constant-time comparison that leaks neither the bytes nor the length: both
-/// sides are hashed first, so every comparison is of 32 bytes.
+/// sides are hashed first, so every comparison is of 32 bytes, and the digests
+/// are compared with `subtle`, whose comparison the optimiser cannot turn into
+/// an early exit.
 fn same(a: &[u8], b: &[u8]) -> bool {
     let (a, b) = (Sha256::digest(a), Sha256::digest(b));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.as_slice().ct_eq(b.as_slice()).into()
 }
 
 fn presented(req: &ServiceRequest) -> Option<String> {
@@ -337,5 +340,19 @@ mod tests {
         );
         assert_eq!(ApiToken::parse("k3y:"), Err(TokenError::NoScopes));
         assert!(!format!("{scoped:?}").contains("k3y"), "Debug hides the token");
+    }
+
+    #[test]
+    fn tokens_match_only_whole_and_exact() {
+        assert!(same(b"s3cret-token", b"s3cret-token"));
+        for other in [
+            &b"s3cret-toke"[..],
+            b"s3cret-token2",
+            b"S3cret-token",
+            b"",
+            b"s3cret-token\0",
+        ] {
+            assert!(!same(b"s3cret-token", other), "{:?}", String::from_utf8_lossy(other));
+        }
     }
 }
