@@ -44,6 +44,7 @@ mod metrics;
 pub mod notifications;
 mod openapi;
 mod options;
+mod outbox;
 mod page_policy;
 mod params;
 mod routes;

@@ -32,7 +32,7 @@ use courier_core::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::outbox::{Refused, Sender};
+use crate::outbox::{Refused, Sender};
 
 /// One SSE frame of the notification stream.
 pub(crate) fn frame(seq: Option<i64>, event: &str, data: &Value) -> Bytes {

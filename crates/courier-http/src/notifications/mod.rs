@@ -15,7 +15,6 @@
 pub(crate) mod client;
 pub(crate) mod hub;
 pub(crate) mod identity;
-pub(crate) mod outbox;
 pub(crate) mod stream;
 pub mod token;
 

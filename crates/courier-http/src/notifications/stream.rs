@@ -24,10 +24,10 @@ use utoipa::IntoParams;
 
 use super::hub::{GoLive, Join, Leave, NotificationHub, frame};
 use super::identity::identify;
-use super::outbox::{Receiver, outbox};
 use crate::Http;
 use crate::caps::Slot;
 use crate::error::{ApiError, ApiResult, BadRequest, NotSignedIn, StoreError, TooManyStreams};
+use crate::outbox::{Receiver, outbox};
 
 /// Frames queued towards one client before it counts as not reading.
 const OUTBOX: usize = 64;

@@ -19,14 +19,15 @@ use courier_core::metric;
 use futures::FutureExt;
 use futures::future::LocalBoxFuture;
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use super::follow::Follower;
 use super::session::{self, Core, Sent, Session};
 use super::tail::{Batch, Closing};
 use crate::Http;
+use crate::caps::Slot;
 use crate::error::{ApiError, ApiResult, BadRequest, TooManyStreams};
 use crate::events::{EventFilters, filter_of};
+use crate::outbox::{Receiver, Refused, Sender, outbox};
 use crate::routes::Routes;
 
 /// Frames buffered towards the client before its session counts it as stalled.
@@ -82,13 +83,9 @@ pub(crate) async fn stream(
         Some(after) => after,
         None => http.courier().store().last_event_seq().await?,
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(OUTBOX);
+    let (tx, rx) = outbox(OUTBOX);
     SseSession::new(http.get_ref().clone(), filter, tx).start();
-    let body = futures::stream::unfold((rx, slot), |(mut rx, slot)| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, actix_web::Error>(chunk), (rx, slot)))
-    });
+    let body = Body { rx, _slot: slot };
     Ok(HttpResponse::Ok()
         .insert_header(("Content-Type", "text/event-stream"))
         .insert_header(("Cache-Control", "no-cache"))
@@ -96,17 +93,36 @@ pub(crate) async fn stream(
         .streaming(body))
 }
 
+/// A stream's body: the frames its session queued. Dropped when the connection
+/// ends, which the session hears at once (its outbox closes), and which gives
+/// the stream's place under `http.max_streams` back.
+struct Body {
+    rx: Receiver,
+    _slot: Slot,
+}
+
+impl futures::Stream for Body {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|frame| frame.map(Ok))
+    }
+}
+
 /// One SSE connection.
 pub(crate) struct SseSession {
     core: Core,
     /// Where the feed starts (moved into the core when the session starts).
     start: Option<Follower>,
-    tx: mpsc::Sender<Bytes>,
+    tx: Sender,
     last_write: Instant,
 }
 
 impl SseSession {
-    fn new(http: Http, filter: courier_core::EventFilter, tx: mpsc::Sender<Bytes>) -> Self {
+    fn new(http: Http, filter: courier_core::EventFilter, tx: Sender) -> Self {
         let cursor = filter.after;
         SseSession {
             core: Core::new(http),
@@ -122,8 +138,8 @@ impl SseSession {
                 self.last_write = Instant::now();
                 Sent::Queued
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Sent::Full,
-            Err(mpsc::error::TrySendError::Closed(_)) => Sent::Gone,
+            Err(Refused::Full) => Sent::Full,
+            Err(Refused::Closed) => Sent::Gone,
         }
     }
 }
@@ -151,7 +167,7 @@ impl Session for SseSession {
 
     fn room(&self) -> LocalBoxFuture<'static, bool> {
         let tx = self.tx.clone();
-        async move { tx.reserve().await.is_ok() }.boxed_local()
+        async move { tx.room().await }.boxed_local()
     }
 }
 

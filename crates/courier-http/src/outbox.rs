@@ -1,10 +1,13 @@
-//! A stream's outbox: the frames queued towards one browser, bounded.
+//! A stream's outbox: the frames queued towards one client, bounded. Every
+//! long-lived stream has one: the event streams (SSE) and the notification
+//! streams.
 //!
 //! Not tokio's `mpsc`: its channel allocates a 32-slot block and two
 //! cache-padded halves up front, about 1.5 KiB, which for tens of thousands of
 //! idle streams is a large share of their memory. This one is a mutex around a
 //! queue that allocates only when frames wait, and a `Notify` for senders
-//! waiting for room (only the replay waits; the hub never does).
+//! waiting for room or for the reader to go (a notification replay, a stalled
+//! event stream's session; the hub and the log tail never wait).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -97,6 +100,38 @@ impl Sender {
             waker.wake();
         }
         Ok(())
+    }
+
+    /// Waits until a frame would fit; `false` if the reader went away instead.
+    pub(crate) async fn room(&self) -> bool {
+        loop {
+            let notified = self.0.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.0.lock();
+                if !state.reading {
+                    return false;
+                }
+                if state.queue.len() < state.capacity {
+                    return true;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until the stream's reader is gone (the connection ended).
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.0.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.0.lock().reading {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Whether the stream's reader is gone.
@@ -211,5 +246,34 @@ mod tests {
         assert_eq!(blocked.await.unwrap(), Err(Refused::Closed));
         assert!(tx.is_closed());
         assert_eq!(tx.try_send(Bytes::from_static(b"e")), Err(Refused::Closed));
+    }
+
+    #[tokio::test]
+    async fn room_and_closed_wait_for_the_reader() {
+        let (tx, mut rx) = outbox(1);
+        assert!(tx.room().await, "an empty outbox has room");
+        tx.try_send(Bytes::from_static(b"a")).unwrap();
+        let room = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.room().await }
+        });
+        let closed = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.closed().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!room.is_finished() && !closed.is_finished());
+        assert_eq!(poll_fn(|cx| rx.poll_recv(cx)).await.as_deref(), Some(&b"a"[..]));
+        assert!(room.await.unwrap(), "a read makes room");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!closed.is_finished(), "a read is not the end");
+        tx.try_send(Bytes::from_static(b"b")).unwrap();
+        let no_room = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.room().await }
+        });
+        drop(rx);
+        closed.await.unwrap();
+        assert!(!no_room.await.unwrap(), "no room once the reader is gone");
     }
 }
