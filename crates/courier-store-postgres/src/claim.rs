@@ -61,6 +61,7 @@ const PARAM_TYPES: &[Type] = &[
     Type::INT8_ARRAY, // $10 their budgets
     Type::TEXT_ARRAY, // $11 excluded functions
     Type::TEXT,       // $12 the internal prefix
+    Type::TEXT_ARRAY, // $13 the functions asked for that have no limit
 ];
 
 const ORDER: &str = "ORDER BY priority DESC, scheduled_for, created_at";
@@ -99,15 +100,38 @@ fn statement(shape: Shape) -> String {
          )"
         .to_string()
     };
-    let mut sql = format!(
-        "WITH RECURSIVE {queues},
-         pending_due AS (
+    // With a function filter, each function's due work is read from its own
+    // index (so a queue full of other functions' tasks, limited ones included,
+    // is never walked), and timers, which ignore the filter, from theirs. Without
+    // one, the queue is walked in claim order.
+    let pending_due = if shape.functions {
+        format!(
+            "SELECT c.* FROM unnest($13::text[]) AS f(name) CROSS JOIN LATERAL (
+                 SELECT {CANDIDATE} FROM tasks
+                 WHERE state = 'pending' AND function = f.name AND kind IN ('orchestrator', 'activity')
+                     AND scheduled_for <= now() AND {filters}{in_queues}
+                 {ORDER} LIMIT $1 FOR UPDATE SKIP LOCKED
+             ) c
+             UNION ALL
              SELECT c.* FROM queues CROSS JOIN LATERAL (
+                 SELECT {CANDIDATE} FROM tasks
+                 WHERE state = 'pending' AND kind IN ('sleep', 'signal_wait') AND queue = queues.name
+                     AND scheduled_for <= now() AND {filters}
+                 {ORDER} LIMIT $1 FOR UPDATE SKIP LOCKED
+             ) c"
+        )
+    } else {
+        format!(
+            "SELECT c.* FROM queues CROSS JOIN LATERAL (
                  SELECT {CANDIDATE} FROM tasks
                  WHERE state = 'pending' AND queue = queues.name AND scheduled_for <= now() AND {filters}{unlimited}
                  {ORDER} LIMIT $1 FOR UPDATE SKIP LOCKED
-             ) c
-         ),
+             ) c"
+        )
+    };
+    let mut sql = format!(
+        "WITH RECURSIVE {queues},
+         pending_due AS ({pending_due}),
          expired AS (
              SELECT {CANDIDATE} FROM tasks
              WHERE state = 'running' AND lease_expires_at < now() AND {filters}{in_queues}{unlimited}
@@ -216,6 +240,13 @@ impl Plan<'_> {
             internal_excluded: req.exclude_internal,
         };
         let prefix = courier_core::INTERNAL_PREFIX;
+        let unlimited: Vec<&str> = req
+            .functions
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|f| !limited.contains(f))
+            .collect();
         let empty: Vec<String> = Vec::new();
         let max = i64::from(req.max);
         let lease = micros(req.lease);
@@ -236,6 +267,7 @@ impl Plan<'_> {
                 &budgets,
                 &req.exclude_functions,
                 &prefix,
+                &unlimited,
             ],
         )
         .await?;

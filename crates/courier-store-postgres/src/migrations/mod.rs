@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("0005_webhook_secret_rotation.sql")),
     (6, include_str!("0006_skipped_deliveries.sql")),
     (7, include_str!("0007_function_settings.sql")),
+    (8, include_str!("0008_limited_claims.sql")),
 ];
 
 /// Creates the schema (if one is configured) and applies every migration not yet
