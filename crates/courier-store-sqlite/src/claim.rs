@@ -84,14 +84,79 @@ const ORDER: &str = " ORDER BY priority DESC, scheduled_for, created_at, id LIMI
 
 /// Pending, due candidates on `queue`, in claim order.
 fn pending(conn: &Connection, now: i64, queue: &str, filters: &Filters, n: usize) -> Result<Vec<(i64, TaskRecord)>> {
-    let mut sql = String::from(concat!(
+    let sql = concat!(
         "SELECT ",
         task_columns!(),
         " FROM tasks INDEXED BY tasks_claim WHERE state = 'pending' AND queue = ? AND scheduled_for <= ?"
+    );
+    candidates(
+        conn,
+        sql,
+        vec![SqlValue::Text(queue.to_string()), SqlValue::Integer(now)],
+        filters,
+        n,
+    )
+}
+
+/// Pending, due orchestrators and activities of `function`, in claim order,
+/// from the function's own index.
+fn pending_of_function(
+    conn: &Connection,
+    now: i64,
+    function: &str,
+    queues: Option<&[String]>,
+    filters: &Filters,
+    n: usize,
+) -> Result<Vec<(i64, TaskRecord)>> {
+    let mut sql = String::from(concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks INDEXED BY tasks_pending_function WHERE state = 'pending' AND function = ? \
+         AND kind IN ('orchestrator', 'activity') AND scheduled_for <= ?"
     ));
-    let mut args = Vec::with_capacity(filters.args.len() + 3);
-    args.push(SqlValue::Text(queue.to_string()));
-    args.push(SqlValue::Integer(now));
+    let mut args = vec![SqlValue::Text(function.to_string()), SqlValue::Integer(now)];
+    if let Some(queues) = queues {
+        sql.push_str(" AND queue IN (SELECT value FROM json_each(?))");
+        args.push(SqlValue::Text(json(queues)?));
+    }
+    candidates(conn, &sql, args, filters, n)
+}
+
+/// Pending, due timers (sleeps and signal waits) on `queue`, in claim order,
+/// from their own index.
+fn pending_timers(
+    conn: &Connection,
+    now: i64,
+    queue: &str,
+    filters: &Filters,
+    n: usize,
+) -> Result<Vec<(i64, TaskRecord)>> {
+    let sql = concat!(
+        "SELECT ",
+        task_columns!(),
+        " FROM tasks INDEXED BY tasks_pending_timers WHERE state = 'pending' \
+         AND kind IN ('sleep', 'signal_wait') AND queue = ? AND scheduled_for <= ?"
+    );
+    candidates(
+        conn,
+        sql,
+        vec![SqlValue::Text(queue.to_string()), SqlValue::Integer(now)],
+        filters,
+        n,
+    )
+}
+
+/// Runs a candidate query (`sql` with its `args`) with the request's filters,
+/// in claim order, at most `n`.
+fn candidates(
+    conn: &Connection,
+    sql: &str,
+    args: Vec<SqlValue>,
+    filters: &Filters,
+    n: usize,
+) -> Result<Vec<(i64, TaskRecord)>> {
+    let mut sql = sql.to_string();
+    let mut args = args;
     sql.push_str(&filters.sql);
     args.extend(filters.args.iter().cloned());
     sql.push_str(ORDER);
@@ -188,8 +253,32 @@ pub(crate) fn claim(
             Some(queues) => queues.clone(),
             None => pending_queues(conn)?,
         };
-        for queue in &walk {
-            let found = pending(conn, now, queue, &filters, need)?;
+        let mut found = Vec::new();
+        match &req.functions {
+            // Each function's work from its own index (a full one not at all),
+            // timers from theirs.
+            Some(functions) => {
+                for function in functions.iter().filter(|f| !saturated.contains(f)) {
+                    found.push(pending_of_function(
+                        conn,
+                        now,
+                        function,
+                        queues.as_deref(),
+                        &filters,
+                        need,
+                    )?);
+                }
+                for queue in &walk {
+                    found.push(pending_timers(conn, now, queue, &filters, need)?);
+                }
+            }
+            None => {
+                for queue in &walk {
+                    found.push(pending(conn, now, queue, &filters, need)?);
+                }
+            }
+        }
+        for found in found {
             more_exist |= found.len() == need;
             candidates.extend(found);
         }

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("0005_webhook_secret_rotation.sql")),
     (6, include_str!("0006_skipped_deliveries.sql")),
     (7, include_str!("0007_function_settings.sql")),
+    (8, include_str!("0008_function_claims.sql")),
 ];
 
 /// Applies every migration not applied yet, in one IMMEDIATE transaction, so that
