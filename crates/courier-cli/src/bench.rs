@@ -384,7 +384,9 @@ fn line(args: &BenchArgs, run: &Run, extra: Value) -> Value {
     if let Some(c) = run.cost {
         if c.writer_us.is_some() {
             out["writer_us_per_exec"] = json!(round(c.writer_us));
-            out["write_txns_per_exec"] = json!(round(c.write_txns));
+            // A group commit carries hundreds of executions: two decimals
+            // would print 0.
+            out["write_txns_per_exec"] = json!(c.write_txns.map(|v| (v * 10_000.0).round() / 10_000.0));
         }
         if c.wal_bytes.is_some() {
             out["rows_per_exec"] = json!({
