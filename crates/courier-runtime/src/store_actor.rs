@@ -23,13 +23,14 @@
 //!   batch among themselves. Neither waits behind a big commit. A claim or a
 //!   renewal that panics is answered with an error and marks the node not
 //!   ready until a claim (or renewal) succeeds again, a caller's or a probe's.
-//!
-//! A panic counts wherever it happens: in the runtime's code around a store
-//! call, or in the store's own (the SQLite writer thread catches it and answers
-//! [`StoreError::Panicked`]). See [`readiness`](crate::readiness).
 //! * **Everything else** (cancel, signals, heartbeats, checkpoints, progress,
 //!   releases, suspensions, dead letters, housekeeping, idempotency keys,
 //!   webhooks): one store call each, run at once.
+//!
+//! A panic in a group commit, a claim or a renewal counts wherever it happens:
+//! in the runtime's code around the store call, or in the store's own (the
+//! SQLite writer thread catches it and answers [`StoreError::Panicked`]). See
+//! [`readiness`](crate::readiness).
 //!
 //! Talks to: the store; the notifier (through `wake`); live `ExecutionActor`s
 //! (`ChildrenSettled`, through the [`Live`] registry).
