@@ -668,6 +668,49 @@ async function underLoad() {
     await shot(page, 'desktop-search-result');
   });
 
+  await step('filters by queue, creation time and idempotency key go to the API and stay across live updates', async () => {
+    const made = [];
+    for (const [i, key] of [[0, 'order-41'], [1, 'order-42'], [2, null]]) {
+      const body = { function: 'queued_fn', queue: 'dash-q', args: { i } };
+      if (key) body.idempotency_key = key;
+      made.push((await api(server, 'POST', '/v1/executions', body)).data);
+    }
+    await page.goto(page.url().replace(/#.*$/, '#/executions'));
+    await page.fill('[data-testid="queue-filter"]', 'dash-q');
+    await page.press('[data-testid="queue-filter"]', 'Enter');
+    await until('only dash-q executions listed', async () => {
+      const ids = await rowIds(page);
+      return ids.length === 3 && made.every((m) => ids.includes(m.id));
+    });
+    // A new execution on another queue does not enter the filtered list; one on this queue does.
+    await api(server, 'POST', '/v1/executions', { function: 'queued_fn', queue: 'elsewhere' });
+    const fourth = (await api(server, 'POST', '/v1/executions', { function: 'queued_fn', queue: 'dash-q' })).data;
+    await row(page, fourth.id).waitFor({ timeout: WAIT_MS });
+    assert((await rowIds(page)).length === 4, 'an execution on another queue entered the list');
+
+    await page.fill('[data-testid="search-input"]', 'order-42');
+    await page.press('[data-testid="search-input"]', 'Enter');
+    await until('the key chip and one row', async () =>
+      (await page.locator('[data-testid="key-chip"]').isVisible()) && (await rowIds(page)).join() === made[1].id);
+    await shot(page, 'desktop-filter-by-key');
+    await page.click('[data-testid="key-clear"]');
+    await until('the queue filter alone again', async () => (await rowIds(page)).length === 4);
+
+    await page.fill('[data-testid="before-filter"]', '2000-01-01T00:00:00');
+    await page.dispatchEvent('[data-testid="before-filter"]', 'change');
+    await until('nothing created before 2000', async () =>
+      (await page.locator('#executions-body td.empty').count()) === 1);
+    await page.fill('[data-testid="before-filter"]', '');
+    await page.fill('[data-testid="after-filter"]', '2000-01-01T00:00:00');
+    await page.dispatchEvent('[data-testid="after-filter"]', 'change');
+    await until('everything on dash-q was created after 2000', async () => (await rowIds(page)).length === 4);
+    await page.fill('[data-testid="after-filter"]', '');
+    await page.dispatchEvent('[data-testid="after-filter"]', 'change');
+    await page.fill('[data-testid="queue-filter"]', '');
+    await page.press('[data-testid="queue-filter"]', 'Enter');
+    await until('the whole list again', async () => (await rowIds(page)).length === PAGE);
+  });
+
   await page.context().close();
 }
 
