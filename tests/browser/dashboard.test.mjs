@@ -711,6 +711,48 @@ async function underLoad() {
     await until('the whole list again', async () => (await rowIds(page)).length === PAGE);
   });
 
+  await step('the overview draws /v1/stats: executions and queue depth as charts, latency, holders, dead letters', async () => {
+    // A running task held by an outside worker, to be listed as its holder.
+    const held = await dispatch(server, 'held_fn');
+    await claim(server, held);
+    const stats = (await api(server, 'GET', '/v1/stats')).data;
+    for (const [size, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+      for (const scheme of ['light', 'dark']) {
+        const p = await newPage(`overview ${size} ${scheme}`, { contextOptions: { viewport } });
+        await p.emulateMedia({ colorScheme: scheme });
+        await p.goto(server.base + '/#/overview');
+        await p.locator('[data-testid="executions-chart"] polyline[data-series="dispatched"]').first().waitFor({ state: 'attached', timeout: WAIT_MS });
+        // The dispatched line has a point per minute counted, and reaches the chart's top (its largest value).
+        const points = await p.locator('[data-testid="executions-chart"] polyline[data-series="dispatched"]').first().getAttribute('points');
+        assert(points.split(' ').length >= 1, `no points: ${points}`);
+        const top = Math.max(...stats.dispatched);
+        assert(await p.locator('[data-testid="executions-chart"] text', { hasText: String(top) }).count() >= 1,
+          `the chart's scale does not read ${top}`);
+        await until('a queue line and its legend', async () =>
+          (await p.locator('[data-testid="queues-chart"] polyline').count()) >= 1 &&
+          (await p.locator('[data-testid="queue-legend"]').allTextContents()).includes('default'));
+        await until('latency figures', async () => (await p.locator('[data-testid="latency-row"]').count()) >= 1);
+        await until('the outside worker holding held_fn', async () =>
+          (await p.locator('[data-testid="holder-row"]', { hasText: 'external:browser-test' }).count()) === 1 &&
+          (await p.locator('[data-testid="holder-row"]', { hasText: 'held_fn' }).count()) === 1);
+        await until('the dead letters waiting, as /v1/stats counts them', async () => {
+          const shown = (await p.locator('[data-testid="overview-dead-letters"]').textContent()).trim();
+          const waiting = (await api(server, 'GET', '/v1/stats')).data.dead_letters;
+          return shown === `${waiting} ${waiting === 1 ? 'dead letter' : 'dead letters'} waiting`;
+        });
+        const width = await pageWidth(p);
+        assert(width <= viewport.width, `${size} overview: the page is ${width} px wide in a ${viewport.width} px viewport`);
+        if (scheme === 'dark') assert(isDark(await background(p)), 'the overview is not dark');
+        await shot(p, `${size}-overview${scheme === 'dark' ? '-dark' : ''}`);
+        if (size === 'desktop' && scheme === 'light') {
+          await p.click('[data-testid="overview-dead-letters"]');
+          await p.locator('[data-testid="view-dead-letters"]').waitFor({ state: 'visible', timeout: WAIT_MS });
+        }
+        await p.context().close();
+      }
+    }
+  });
+
   await page.context().close();
 }
 
