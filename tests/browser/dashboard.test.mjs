@@ -251,6 +251,48 @@ async function withoutTokens() {
     }
   });
 
+  await step('"Replay selected" on dead letters re-queues each; a failed step\'s Replay in the detail re-queues it', async () => {
+    const made = [];
+    for (const n of [1, 2, 3]) {
+      const x = await dispatch(server, 'replay_fn', { n });
+      const task = await claim(server, x);
+      await api(server, 'POST', `/v1/tasks/${task.task_id}/fail`, { lease_token: task.lease_token, error: 'replay me', retryable: false });
+      made.push({ x, task });
+    }
+    await until('the failure toasts', async () => (await page.locator('.courier-toast', { hasText: 'replay_fn' }).count()) === 3);
+    while (await page.locator('.courier-toast-close').count()) await page.locator('.courier-toast-close').first().click();
+    await page.locator('#refresh-dead-letters').click();
+    for (const { task } of made.slice(0, 2)) {
+      const box = page.locator(`[data-testid="dead-letter-row"][data-id="${task.task_id}"] [data-testid="dead-letter-select"]`);
+      await box.waitFor({ timeout: WAIT_MS });
+      await box.check();
+    }
+    const replay = page.locator('[data-testid="replay-selected"]');
+    await expectText(replay, 'Replay 2 selected');
+    await replay.click();
+    await expectText(replay, 'Confirm replay 2 selected');
+    await replay.click();
+    await until('the report', async () => (await page.locator('[data-testid="notice"]').textContent()).startsWith('Replay: 2 succeeded, 0 failed'));
+    for (const { x, task } of made.slice(0, 2)) {
+      const res = await fetch(`${server.base}/v1/dead-letters/${task.task_id}`);
+      assert(res.status === 404, `${task.task_id} is still a dead letter (${res.status})`);
+      const again = (await api(server, 'GET', `/v1/tasks/${task.task_id}`)).data;
+      assert(again.state === 'pending', `the replayed task of ${x.id} is ${again.state}`);
+    }
+
+    // The third from its execution's detail: the failed step has Replay.
+    const { x, task } = made[2];
+    await page.goto(page.url().replace(/#.*$/, '#/executions/' + x.id));
+    const stepRow = page.locator(`[data-testid="step-row"][data-id="${task.task_id}"]`);
+    await stepRow.locator('[data-testid="step-replay"]').click();
+    await until('a replay notice', async () => (await page.locator('[data-testid="notice"]').textContent()).startsWith('Replayed'));
+    const again = (await api(server, 'GET', `/v1/tasks/${task.task_id}`)).data;
+    assert(again.state === 'pending', `the task replayed from its step is ${again.state}`);
+    await until('its step no longer failed', async () =>
+      (await stepRow.locator('[data-testid="step-replay"]').count()) === 0);
+    await page.goto(page.url().replace(/#.*$/, '#/executions'));
+  });
+
   await step('"Cancel selected" on the executions list confirms naming how many, cancels them and reports', async () => {
     const xs = [await dispatch(server, 'bulk_cancel_fn', { n: 1 }), await dispatch(server, 'bulk_cancel_fn', { n: 2 })];
     await page.click('[data-testid="tab-executions"]');
