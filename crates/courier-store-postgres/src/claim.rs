@@ -1,12 +1,15 @@
 //! Claims: handing due work to workers under leases.
 //!
 //! One statement finds and takes the work. Candidates come from two branches,
-//! each served by its own partial index: `pending` tasks that are due (read one
-//! queue at a time in claim order, so the index delivers them already sorted and
-//! the scan stops after `max`), and `running` tasks whose lease expired. Both lock
-//! with `FOR UPDATE SKIP LOCKED`, so concurrent claimers pass over each other's
-//! rows instead of queueing behind them; the best `max` candidates are then
-//! updated to `running` under fresh tokens.
+//! each served by partial indexes: `pending` tasks that are due, and `running`
+//! tasks whose lease expired. Pending work is read in claim order, so an index
+//! delivers it already sorted and the scan stops after `max`: a claim that names
+//! its functions (every node's own worker does) reads each function from its own
+//! index and timers from theirs, so other functions' tasks are never walked; one
+//! that does not (an outside worker's) reads one queue at a time. Every branch
+//! locks with `FOR UPDATE SKIP LOCKED`, so concurrent claimers pass over each
+//! other's rows instead of queueing behind them; the best `max` candidates are
+//! then updated to `running` under fresh tokens.
 //!
 //! Concurrency limits are counted, not estimated: for each limited function the
 //! claim takes a transaction-scoped advisory lock (in name order, so claimers never

@@ -1,9 +1,11 @@
 //! Claims. They run on the writer thread, so a claim is atomic with respect to
 //! every other write, and per-function limits hold however many workers race.
 //!
-//! Candidates come from the partial index on pending tasks, walked in claim order
-//! one queue at a time (every queue that has pending work, when none is named)
-//! and merged here, plus expired leases; filters are applied in SQL so that
+//! Candidates come from partial indexes on pending tasks, read in claim order
+//! and merged here, plus expired leases: a claim that names its functions reads
+//! each function from its own index (a full one not at all) and timers from
+//! theirs; one that does not walks the queues one at a time (every queue that
+//! has pending work, when none is named). Filters are applied in SQL so that
 //! `LIMIT` counts only claimable rows. When a limited function fills up, its
 //! remaining candidates are skipped and the walk is redone without it, so a busy
 //! function cannot starve the others out of a claim.
