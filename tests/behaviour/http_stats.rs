@@ -58,6 +58,47 @@ async fn stats_count_the_last_hour_from_the_event_log() {
         stats["holders"],
         json!([{"owner": "external:w1", "running": 1, "functions": ["ext.held"]}])
     );
+
+    // Streams open on this node, and what ingestion took in and refused.
+    assert_eq!(stats["streams"], json!({"events": 0, "notifications": 0}), "{stats}");
+    assert_eq!(stats["ingest"]["inputs"], json!([]), "{stats}");
+    let stream = client()
+        .get(s.at("/v1/events/stream"))
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    let message = json!({"provider": "log", "recipient": ["ops@example.com"], "message": "disk full"});
+    let (status, body) = post(&s.at("/v1/notify"), &message).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _) = post(
+        &s.at("/v1/notify"),
+        &json!({"provider": "carrier-pigeon", "recipient": ["x"]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, stats) = get(&s.at("/v1/stats")).await;
+        if stats["streams"]["events"] == 1 {
+            let ingest = &stats["ingest"];
+            assert_eq!(
+                ingest["inputs"],
+                json!([{"input": "http", "accepted": 1, "refused": 1}]),
+                "{stats}"
+            );
+            assert_eq!(ingest["dead_lettered"], 0, "{stats}");
+            assert!(ingest["capacity"].as_u64().unwrap() > 0, "{stats}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the open stream was never counted: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stream);
     s.stop().await;
 }
 

@@ -795,6 +795,51 @@ async function underLoad() {
     }
   });
 
+  await step('Notifications & ingest: recent notifications by target, streams open, ingestion counts and rates', async () => {
+    const sent = [];
+    for (const [user, group] of [['ada', 'order-1'], ['ada', 'order-2'], ['bob', 'order-3']]) {
+      sent.push((await api(server, 'POST', '/v1/notifications', {
+        target: 'user', user_id: user, type: 'order.shipped', mode: 'queued', group, payload: { title: 'Shipped ' + group },
+      })).data);
+    }
+    const message = { provider: 'log', recipient: ['ops@example.com'], message: 'disk at {{ n }}%', n: 91 };
+    assert((await api(server, 'POST', '/v1/notify', message)).status === 202, 'the message was not taken in');
+    for (const [size, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
+      for (const scheme of ['light', 'dark']) {
+        const p = await newPage(`activity ${size} ${scheme}`, { contextOptions: { viewport } });
+        await p.emulateMedia({ colorScheme: scheme });
+        await p.goto(server.base + '/#/activity');
+        await until('the notifications listed', async () =>
+          (await p.locator('[data-testid="notification-row"]').count()) >= 3);
+        await p.selectOption('[data-testid="notification-kind"]', 'user');
+        await p.fill('[data-testid="notification-key"]', 'ada');
+        await p.press('[data-testid="notification-key"]', 'Enter');
+        await until('only ada\'s two', async () => {
+          const ids = await p.locator('[data-testid="notification-row"]').evaluateAll((rows) => rows.map((r) => r.dataset.id));
+          return ids.length === 2 && ids.includes(sent[0].id) && ids.includes(sent[1].id);
+        });
+        await expectText(p.locator('[data-testid="notification-row"]').first().locator('[data-testid="notification-state"]'), 'live');
+        // This page's own event stream is open on the node.
+        await until('the open event streams counted', async () =>
+          Number(await p.locator('[data-testid="streams-events"]').textContent()) >= 1);
+        await until('the http input counted', async () =>
+          Number(await p.locator('[data-testid="ingest-row"][data-input="http"] td:nth-child(2)').textContent()) >= 1);
+        if (size === 'desktop' && scheme === 'light') {
+          // A second read gives a rate.
+          assert((await api(server, 'POST', '/v1/notify', message)).status === 202, 'the second message was not taken in');
+          await p.click('#refresh-activity');
+          await until('a rate', async () =>
+            /\/s$/.test((await p.locator('[data-testid="ingest-row"][data-input="http"] [data-testid="ingest-rate"]').textContent()).trim()));
+        }
+        const width = await pageWidth(p);
+        assert(width <= viewport.width, `${size} notifications & ingest: the page is ${width} px wide in a ${viewport.width} px viewport`);
+        if (scheme === 'dark') assert(isDark(await background(p)), 'the view is not dark');
+        await shot(p, `${size}-activity${scheme === 'dark' ? '-dark' : ''}`);
+        await p.context().close();
+      }
+    }
+  });
+
   await page.context().close();
 }
 

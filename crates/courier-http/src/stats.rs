@@ -254,6 +254,8 @@ impl Stats {
             queues,
             dead_letters: 0,
             holders: Vec::new(),
+            streams: StreamCounts::default(),
+            ingest: None,
         }
     }
 }
@@ -291,7 +293,10 @@ fn percentiles(mut ms: Vec<u32>) -> Option<LatencyPercentiles> {
         "start_latency_ms": {"last_5m": {"p50": 3, "p90": 9, "p99": 41, "max": 60, "count": 210}, "last_hour": null},
         "queues": {"images": [{"ready": 4, "scheduled": 0, "running": 2}, null]},
         "dead_letters": 3,
-        "holders": [{"owner": "external:py-worker-1", "running": 2, "functions": ["resize"]}]
+        "holders": [{"owner": "external:py-worker-1", "running": 2, "functions": ["resize"]}],
+        "streams": {"events": 12, "notifications": 340},
+        "ingest": {"in_flight": 3, "capacity": 1024, "dead_lettered": 1,
+                   "inputs": [{"input": "http", "accepted": 1200, "refused": 4}, {"input": "stream", "accepted": 88000, "refused": 1}]}
     })
 )]
 pub(crate) struct StatsReport {
@@ -315,6 +320,43 @@ pub(crate) struct StatsReport {
     /// Who holds running tasks now (nodes by their id, outside workers as
     /// `external:<worker id>`), most first; from at most [`HELD_READ`] running tasks.
     pub holders: Vec<Holder>,
+    /// Streams open on this node now.
+    pub streams: StreamCounts,
+    /// Ingestion on this node since it started (`null`: not configured here).
+    pub ingest: Option<IngestReport>,
+}
+
+/// Streams open on this node.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub(crate) struct StreamCounts {
+    /// Event streams (SSE and WebSocket).
+    pub events: u64,
+    /// Notification streams (browsers).
+    pub notifications: u64,
+}
+
+/// What this node's ingestion did since it started.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IngestReport {
+    /// Messages taken in whose delivery execution is not committed yet.
+    pub in_flight: u64,
+    /// The most that may wait (`ingest.queue_size`); past it inputs are refused or slowed.
+    pub capacity: u64,
+    /// Stream entries moved to the dead-letter stream (`<stream>:dead`).
+    pub dead_lettered: u64,
+    /// Each input that has seen a message, by name.
+    pub inputs: Vec<InputReport>,
+}
+
+/// One ingestion input's counts since the node started.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct InputReport {
+    /// `http`, `tcp`, `stream` or `pubsub`.
+    pub input: String,
+    /// Messages whose delivery execution was committed.
+    pub accepted: u64,
+    /// Messages refused (invalid, too large, queue full, ...).
+    pub refused: u64,
 }
 
 /// A node or worker holding running tasks.
@@ -387,6 +429,27 @@ pub(crate) async fn get(http: web::Data<Http>) -> ApiResult<HttpResponse> {
         })
         .await?;
     report.holders = holders(running);
+    report.streams = StreamCounts {
+        events: http.event_streams().await as u64,
+        notifications: http.notification_streams().await as u64,
+    };
+    report.ingest = http.ingest().map(|ingest| {
+        let intake = ingest.intake();
+        IngestReport {
+            in_flight: intake.in_flight() as u64,
+            capacity: intake.capacity() as u64,
+            dead_lettered: intake.dead_letter_count(),
+            inputs: intake
+                .counts()
+                .into_iter()
+                .map(|(input, c)| InputReport {
+                    input: input.to_string(),
+                    accepted: c.accepted,
+                    refused: c.refused,
+                })
+                .collect(),
+        }
+    });
     Ok(HttpResponse::Ok().json(report))
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use courier_core::{ExecutionId, metric};
@@ -116,6 +116,20 @@ struct Inner {
     commit_micros: AtomicU64,
     /// The second of the last "queue full" warning.
     last_full_warning: AtomicU64,
+    /// What each input took in and refused since the node started.
+    counts: Mutex<BTreeMap<&'static str, InputCounts>>,
+    /// Stream entries moved to the dead-letter stream since the node started.
+    dead_lettered: AtomicU64,
+}
+
+/// What one input took in and refused since the node started (the dashboard's
+/// view of ingestion; Prometheus has the same as `courier_ingest_*` counters).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InputCounts {
+    /// Messages whose delivery execution was committed.
+    pub accepted: u64,
+    /// Messages refused, for any reason.
+    pub refused: u64,
 }
 
 impl Intake {
@@ -135,6 +149,8 @@ impl Intake {
                 queue,
                 commit_micros: AtomicU64::new(2_000),
                 last_full_warning: AtomicU64::new(0),
+                counts: Mutex::default(),
+                dead_lettered: AtomicU64::new(0),
             }),
         }
     }
@@ -205,7 +221,10 @@ impl Intake {
         drop(permit);
         self.gauge();
         match &result {
-            Ok(_) => metrics::counter!(metric::INGEST_ACCEPTED, "input" => origin.label()).increment(1),
+            Ok(_) => {
+                metrics::counter!(metric::INGEST_ACCEPTED, "input" => origin.label()).increment(1);
+                self.count(&origin, |c| c.accepted += 1);
+            }
             Err(error) => self.refused(&origin, error),
         }
         result
@@ -214,6 +233,7 @@ impl Intake {
     /// Counts (and logs) a refusal.
     pub fn refused(&self, origin: &Origin, error: &IntakeError) {
         metrics::counter!(metric::INGEST_REFUSED, "input" => origin.label(), "reason" => error.reason()).increment(1);
+        self.count(origin, |c| c.refused += 1);
         match error {
             IntakeError::Invalid(e) => tracing::debug!(input = origin.label(), %e, "message refused"),
             // A flood is refused thousands of times a second: say so once a second.
@@ -237,6 +257,29 @@ impl Intake {
     /// Counts a refusal an input decided itself (unauthorized, too large).
     pub fn refused_by_input(&self, origin: &Origin, reason: &'static str) {
         metrics::counter!(metric::INGEST_REFUSED, "input" => origin.label(), "reason" => reason).increment(1);
+        self.count(origin, |c| c.refused += 1);
+    }
+
+    /// Counts a stream entry moved to the dead-letter stream.
+    pub fn dead_lettered(&self, reason: &'static str) {
+        metrics::counter!(metric::INGEST_DEAD, "reason" => reason).increment(1);
+        self.inner.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What each input (`http`, `tcp`, `stream`, `pubsub`) took in and refused
+    /// since the node started, by input name.
+    pub fn counts(&self) -> BTreeMap<&'static str, InputCounts> {
+        self.inner.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stream entries moved to the dead-letter stream since the node started.
+    pub fn dead_letter_count(&self) -> u64 {
+        self.inner.dead_lettered.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, origin: &Origin, change: impl FnOnce(&mut InputCounts)) {
+        let mut counts = self.inner.counts.lock().unwrap_or_else(|e| e.into_inner());
+        change(counts.entry(origin.label()).or_default());
     }
 
     /// Messages accepted and not yet committed.

@@ -48,7 +48,7 @@ use tokio::sync::watch;
 
 pub use client::{ClientError, IngestClient};
 pub use deliver::{CALLBACK, DELIVER, RecipientReport, RecipientResult, ResultHook, SendArgs, provider_activity};
-pub use intake::{Intake, IntakeError, Origin};
+pub use intake::{InputCounts, Intake, IntakeError, Origin};
 pub use message::{Account, InvalidMessage, MAX_RECIPIENTS, Message, Recipient};
 pub use options::{INGEST_QUEUE, IngestOptions};
 pub use provider::{ProviderConfig, ProviderSetupError};

@@ -627,7 +627,7 @@ impl Consumer {
             .arg(id)
             .ignore();
         match self.ops.pipe::<()>(&pipe).await {
-            Ok(()) => metrics::counter!(metric::INGEST_DEAD, "reason" => reason).increment(1),
+            Ok(()) => self.intake.dead_lettered(reason),
             Err(failure) => {
                 count_error();
                 tracing::warn!(stream = %self.options.stream, entry = %id, error = %failure, "ingest stream: could not dead-letter an entry; it stays pending");
