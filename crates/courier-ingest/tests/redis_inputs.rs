@@ -214,6 +214,17 @@ async fn poison_entries_are_dead_lettered_and_acked_while_the_rest_flows() -> Re
     assert_eq!(dead.len(), 3, "{dead:?}");
     wait_all_acked(&mut redis, &stream, &group).await?;
     assert_eq!(deliveries(&courier).await?.len(), 2);
+    // What the dashboard shows: two accepted, three refused, three dead-lettered.
+    let counts = ingest.intake().counts();
+    assert_eq!(
+        counts.get("stream"),
+        Some(&courier_ingest::InputCounts {
+            accepted: 2,
+            refused: 3
+        }),
+        "{counts:?}"
+    );
+    assert_eq!(ingest.intake().dead_letter_count(), 3);
 
     stop(courier, ingest).await;
     cleanup(&mut redis, &stream).await;

@@ -537,14 +537,17 @@ impl Consumer {
             );
             return self.dead_letter(&entry.id, "max_deliveries", &detail, original).await;
         }
-        let Some(raw) = raw.as_deref() else {
-            return self
-                .dead_letter(&entry.id, "unparsable", "the entry has no `message` field", b"")
-                .await;
-        };
         let origin = Origin::Stream {
             stream: self.options.stream.clone(),
             entry: entry.id.clone(),
+        };
+        let Some(raw) = raw.as_deref() else {
+            // Refused like any message that is not one (before, only dead-lettered:
+            // `courier_ingest_refused_total` missed it).
+            self.intake.refused_by_input(&origin, "invalid");
+            return self
+                .dead_letter(&entry.id, "unparsable", "the entry has no `message` field", b"")
+                .await;
         };
         if raw.len() > self.options.max_message_bytes {
             self.intake.refused_by_input(&origin, "too_large");
