@@ -395,9 +395,13 @@ async function withoutTokens() {
     await until('the parse error', async () => (await form.locator('[data-testid="signal-form-error"]').textContent()).startsWith('Invalid JSON'));
     await form.locator('[data-testid="signal-form-json"]').fill('{"ok": true}');
     await form.locator('[data-testid="signal-form-submit"]').click();
-    // The API has no read of pending signals: the 202 answer shows as a notice, and no error.
     await until('the sent notice', async () => (await page.locator('[data-testid="notice"]').textContent()) === 'Signal approve sent');
     assert((await form.locator('[data-testid="signal-form-error"]').textContent()) === '', 'the signal failed');
+    // The detail lists it, not consumed yet (nothing waits for it).
+    const sentRow = page.locator('[data-testid="signal-row"]');
+    await until('the signal listed', async () => (await sentRow.count()) === 1);
+    const cells = (await sentRow.first().locator('td').allTextContents()).map((c) => c.trim());
+    assert(cells[1] === 'approve' && cells[2] === '{"ok":true}' && cells[3] === 'not yet awaited', `the signal row reads ${cells}`);
     await shot(page, 'execution-signal');
     await api(server, 'POST', `/v1/executions/${x.id}/cancel`, {}); // out of the later steps' lists and claims
   });

@@ -9,6 +9,11 @@ use crate::id::{ExecutionId, TaskId};
 
 /// A signal as stored. Signals of one name queue up: each wait consumes the oldest
 /// unconsumed one, and a signal sent before anyone waits is kept until someone does.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(description = "A signal sent to an execution, and the wait that consumed it.")
+)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SignalRecord {
     /// Its id.

@@ -10,8 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use courier_core::{
-    Cancelled, Dispatched, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, ProgressEntry, SignalSent,
-    TaskError, TaskRecord, parse_duration, serde_duration,
+    Cancelled, Dispatched, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, ProgressEntry, SignalRecord,
+    SignalSent, TaskError, TaskRecord, parse_duration, serde_duration,
 };
 use courier_runtime::{DispatchOptions, RuntimeError};
 use serde::{Deserialize, Serialize};
@@ -129,6 +129,9 @@ pub(crate) struct ExecutionDetail {
     pub values: BTreeMap<String, Value>,
     /// Its latest progress reports, oldest first.
     pub progress: Vec<ProgressEntry>,
+    /// The latest 50 signals sent to it, oldest first, each with the wait that
+    /// consumed it (signals awaited are its `signal_wait` steps).
+    pub signals: Vec<SignalRecord>,
     /// Its tasks by step (the first 1000).
     pub steps: Vec<TaskRecord>,
     /// Whether it has more steps than listed.
@@ -292,7 +295,7 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListExecutions
     responses(
         (status = 200, description = "The execution.", body = ExecutionDetail, links(
             ("GetRootTask" = (operation_id = "getTask", parameters(("id" = "$response.body#/steps/0/id")))),
-        ), example = json!({"execution": {"id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "function": "resize", "state": "completed", "args": {"image": "cat.png", "width": 800}, "result": {"url": "https://cdn.example.com/cat-800.png"}, "queue": "images", "tags": [], "priority": 0, "created_at": "2026-12-05T00:46:19.479900Z", "updated_at": "2026-12-05T00:46:19.483189Z", "started_at": "2026-12-05T00:46:19.481007Z", "completed_at": "2026-12-05T00:46:19.483189Z"}, "counters": {}, "values": {}, "progress": [{"execution_id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "task_id": "01a243aa-8957-70b4-648c-c1f6e2f56459", "percent": 40.0, "message": "resizing", "created_at": "2026-12-05T00:46:19.482355Z"}], "steps": [{"id": "01a243aa-8957-70b4-648c-c1f6e2f56459", "execution_id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "step": 0, "kind": "activity", "function": "resize", "queue": "images", "tags": [], "priority": 0, "state": "completed", "args": {"image": "cat.png", "width": 800}, "result": {"url": "https://cdn.example.com/cat-800.png"}, "attempt": 1, "retry": {"max_attempts": 3, "initial_delay": "1s", "backoff_factor": 2.0, "max_delay": "5m", "jitter": 0.1}, "lease_owner": "external:py-worker-1", "heartbeat_at": "2026-12-05T00:46:19.481007Z", "wake_gen": 0, "scheduled_for": "2026-12-05T00:46:19.479900Z", "created_at": "2026-12-05T00:46:19.479900Z", "started_at": "2026-12-05T00:46:19.481007Z", "completed_at": "2026-12-05T00:46:19.483189Z"}], "steps_truncated": false})),
+        ), example = json!({"execution": {"id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "function": "resize", "state": "completed", "args": {"image": "cat.png", "width": 800}, "result": {"url": "https://cdn.example.com/cat-800.png"}, "queue": "images", "tags": [], "priority": 0, "created_at": "2026-12-05T00:46:19.479900Z", "updated_at": "2026-12-05T00:46:19.483189Z", "started_at": "2026-12-05T00:46:19.481007Z", "completed_at": "2026-12-05T00:46:19.483189Z"}, "counters": {}, "values": {}, "progress": [{"execution_id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "task_id": "01a243aa-8957-70b4-648c-c1f6e2f56459", "percent": 40.0, "message": "resizing", "created_at": "2026-12-05T00:46:19.482355Z"}], "signals": [{"id": "01a243a8-db17-720b-b523-300e37d22190", "execution_id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "name": "approve", "payload": {"by": "ann"}, "created_at": "2026-12-05T00:46:19.480100Z", "consumed_by": "01a243aa-8957-70b4-648c-c1f6e2f56459", "consumed_at": "2026-12-05T00:46:19.480900Z"}], "steps": [{"id": "01a243aa-8957-70b4-648c-c1f6e2f56459", "execution_id": "01a243aa-8957-70b4-86ac-69cf99e8a9f6", "step": 0, "kind": "activity", "function": "resize", "queue": "images", "tags": [], "priority": 0, "state": "completed", "args": {"image": "cat.png", "width": 800}, "result": {"url": "https://cdn.example.com/cat-800.png"}, "attempt": 1, "retry": {"max_attempts": 3, "initial_delay": "1s", "backoff_factor": 2.0, "max_delay": "5m", "jitter": 0.1}, "lease_owner": "external:py-worker-1", "heartbeat_at": "2026-12-05T00:46:19.481007Z", "wake_gen": 0, "scheduled_for": "2026-12-05T00:46:19.479900Z", "created_at": "2026-12-05T00:46:19.479900Z", "started_at": "2026-12-05T00:46:19.481007Z", "completed_at": "2026-12-05T00:46:19.483189Z"}], "steps_truncated": false})),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 500, response = StoreError),
@@ -312,6 +315,7 @@ pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResu
         counters: view.counters,
         values: view.state,
         progress: view.progress,
+        signals: view.signals,
         steps,
         steps_truncated,
     }))

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use courier_core::metric;
 use courier_core::{
     DeadLetterRecord, Dispatched, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, NewExecution, Notice,
-    Notifier, ProgressEntry, QueueDepth, Store, TaskFilter, TaskId, TaskKind, TaskRecord, Topic,
+    Notifier, ProgressEntry, QueueDepth, SignalRecord, Store, TaskFilter, TaskId, TaskKind, TaskRecord, Topic,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,8 @@ use crate::store_actor::Dispatch;
 
 /// Dispatches sent to the store actor in one message at most.
 const DISPATCH_CHUNK: usize = 5000;
+/// Signals an [`ExecutionView`] lists (the latest).
+const SIGNALS_SHOWN: u32 = 50;
 
 /// Everything `state_of` knows about an execution.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +40,9 @@ pub struct ExecutionView {
     pub state: BTreeMap<String, Value>,
     /// Its latest progress reports, oldest first.
     pub progress: Vec<ProgressEntry>,
+    /// The latest signals sent to it, oldest first, each with the wait that
+    /// consumed it.
+    pub signals: Vec<SignalRecord>,
 }
 
 /// A running node: dispatch work, wait for it, inspect and steer it.
@@ -256,7 +261,8 @@ impl Courier {
         decode_result(execution)
     }
 
-    /// The execution's state, counters, state values and latest progress.
+    /// The execution's state, counters, state values, latest progress and latest
+    /// signals.
     pub async fn state_of(&self, id: ExecutionId) -> Result<ExecutionView, RuntimeError> {
         let store = self.node.store();
         let execution = store
@@ -267,6 +273,7 @@ impl Courier {
             counters: store.get_execution_counters(id).await?,
             state: store.get_execution_state_values(id).await?,
             progress: store.list_progress(id, 20).await?,
+            signals: store.list_signals(id, SIGNALS_SHOWN).await?,
             execution,
         })
     }

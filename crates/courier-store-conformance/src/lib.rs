@@ -117,6 +117,7 @@ macro_rules! __cases {
             children::one_commit_carries_many_kinds_and_isolates_refusals,
             children::a_notification_effect_is_sent_once_per_step,
             signals::a_signal_sent_before_anyone_waits_is_kept,
+            signals::an_executions_signals_list_oldest_first_with_their_consumers,
             signals::a_signal_completes_the_oldest_wait_and_wakes_its_parent,
             signals::a_signal_wait_with_a_timeout_is_claimable_when_due,
             signals::raw_signal_records_round_trip,

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use courier_core::{
-    Change, Committed, ContextStore, ExecutionId, LeaseKey, Progress, ProgressEntry, SignalSent, StoreResult, TaskId,
-    events_of,
+    Change, Committed, ContextStore, ExecutionId, LeaseKey, Progress, ProgressEntry, SignalRecord, SignalSent,
+    StoreResult, TaskId, events_of,
 };
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
@@ -40,6 +40,10 @@ impl ContextStore for PostgresStore {
         fence: Option<LeaseKey>,
     ) -> StoreResult<Committed<()>> {
         append_progress(self, execution_id, task_id, progress, fence).await
+    }
+
+    async fn list_signals(&self, execution_id: ExecutionId, limit: u32) -> StoreResult<Vec<SignalRecord>> {
+        crate::signals::list(self, execution_id, limit).await
     }
 
     async fn list_progress(&self, execution_id: ExecutionId, limit: u32) -> StoreResult<Vec<ProgressEntry>> {

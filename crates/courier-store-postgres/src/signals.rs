@@ -21,7 +21,7 @@ use crate::codec::parse;
 use crate::error::Result;
 use crate::event_log;
 use crate::rows::{self, SIGNAL_COLUMNS};
-use crate::statements::{execute, query_opt};
+use crate::statements::{execute, query, query_opt};
 use crate::transaction::in_transaction;
 use crate::wake::Wakes;
 
@@ -140,6 +140,19 @@ pub(crate) async fn create(store: &PostgresStore, s: &SignalRecord) -> StoreResu
     .await
     .map_err(|e| e.conflict_on(s.id))?;
     Ok(())
+}
+
+/// The latest `limit` signals of an execution, oldest first.
+pub(crate) async fn list(store: &PostgresStore, execution: ExecutionId, limit: u32) -> StoreResult<Vec<SignalRecord>> {
+    let client = store.client().await?;
+    let sql = format!(
+        "SELECT {SIGNAL_COLUMNS} FROM (
+             SELECT {SIGNAL_COLUMNS}, position FROM signals WHERE execution_id = $1
+             ORDER BY created_at DESC, position DESC LIMIT $2
+         ) latest ORDER BY created_at, position"
+    );
+    let rows = query(&client, &sql, &[&execution.0, &i64::from(limit)]).await?;
+    Ok(rows.iter().map(rows::signal).collect::<Result<_>>()?)
 }
 
 /// The oldest unconsumed signal of a name, or else the newest consumed one.

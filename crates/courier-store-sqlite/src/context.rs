@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use courier_core::{
-    Change, Committed, ContextStore, ExecutionId, LeaseKey, Progress, ProgressEntry, SignalSent, StoreResult, TaskId,
+    Change, Committed, ContextStore, ExecutionId, LeaseKey, Progress, ProgressEntry, SignalRecord, SignalSent,
+    StoreResult, TaskId,
 };
 use rusqlite::Connection;
 use serde_json::Value;
@@ -44,6 +45,10 @@ impl ContextStore for SqliteStore {
             append_progress(conn, now, execution_id, task_id, &progress, changes)
         })
         .await
+    }
+
+    async fn list_signals(&self, execution_id: ExecutionId, limit: u32) -> StoreResult<Vec<SignalRecord>> {
+        self.read(move |conn, _| signals::list(conn, execution_id, limit)).await
     }
 
     async fn list_progress(&self, execution_id: ExecutionId, limit: u32) -> StoreResult<Vec<ProgressEntry>> {

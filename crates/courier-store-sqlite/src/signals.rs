@@ -129,6 +129,17 @@ pub(crate) fn create(conn: &Connection, s: &SignalRecord) -> Result<()> {
     Ok(())
 }
 
+/// The latest `limit` signals of an execution, oldest first.
+pub(crate) fn list(conn: &Connection, execution: ExecutionId, limit: u32) -> Result<Vec<SignalRecord>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, execution_id, name, payload, created_at, consumed_by, consumed_at FROM (
+             SELECT rowid AS n, * FROM signals WHERE execution_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2
+         ) ORDER BY created_at, n",
+    )?;
+    let rows = stmt.query_map((execution.0.as_bytes(), i64::from(limit)), signal_at)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 fn signal_at(row: &Row<'_>) -> rusqlite::Result<SignalRecord> {
     Ok(SignalRecord {
         id: uuid_at(row, 0)?,

@@ -10,7 +10,7 @@ use crate::change::Committed;
 use crate::error::StoreResult;
 use crate::id::{ExecutionId, TaskId};
 use crate::progress::{Progress, ProgressEntry};
-use crate::signal::SignalSent;
+use crate::signal::{SignalRecord, SignalSent};
 use crate::task::LeaseKey;
 
 /// Signals, progress, counters and state values. Orchestrators record counters
@@ -39,6 +39,10 @@ pub trait ContextStore: Send + Sync {
         progress: &Progress,
         fence: Option<LeaseKey>,
     ) -> StoreResult<Committed<()>>;
+
+    /// The latest `limit` signals sent to an execution, oldest first, each with
+    /// the wait that consumed it (if one did). Reads only what it returns.
+    async fn list_signals(&self, execution_id: ExecutionId, limit: u32) -> StoreResult<Vec<SignalRecord>>;
 
     /// The latest `limit` progress reports of an execution, oldest first. Reads
     /// only what it returns (per-report cost is constant, however many exist).

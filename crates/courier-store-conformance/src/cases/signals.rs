@@ -14,6 +14,46 @@ fn wait_for(name: &str) -> TaskSpec {
     TaskSpec::new(TaskKind::SignalWait, name, json!(null))
 }
 
+/// An execution's signals list oldest first, the latest `limit` of them, each
+/// with the wait that consumed it; another execution's are not among them.
+pub async fn an_executions_signals_list_oldest_first_with_their_consumers(store: DynStore) {
+    let (id, orch) = running_orchestrator(&store, "approval").await;
+    let (other, _) = running_orchestrator(&store, "approval").await;
+    let mut sent = Vec::new();
+    for (name, by) in [("approve", "ann"), ("note", "bob"), ("approve", "cy")] {
+        sent.push(
+            store
+                .send_signal(id, name, json!({"by": by}))
+                .await
+                .unwrap()
+                .value
+                .signal_id,
+        );
+    }
+    store.send_signal(other, "approve", json!({"by": "x"})).await.unwrap();
+    // A wait consumes the oldest `approve`.
+    store
+        .create_children(Some(orch.lease.key()), vec![child(&orch, 1, wait_for("approve"))])
+        .await
+        .unwrap();
+    let listed = store.list_signals(id, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), sent);
+    assert_eq!(
+        listed
+            .iter()
+            .map(|s| (s.name.as_str(), s.payload["by"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        vec![("approve", "ann"), ("note", "bob"), ("approve", "cy")]
+    );
+    assert_eq!(listed[0].consumed_by, Some(TaskId::for_step(id, 1)));
+    assert!(listed[0].consumed_at.is_some());
+    assert_eq!((listed[1].consumed_by, listed[2].consumed_by), (None, None));
+    assert!(listed.iter().all(|s| s.execution_id == id));
+    let latest = store.list_signals(id, 2).await.unwrap();
+    assert_eq!(latest.iter().map(|s| s.id).collect::<Vec<_>>(), sent[1..].to_vec());
+    assert!(store.list_signals(ExecutionId::new(), 10).await.unwrap().is_empty());
+}
+
 /// A signal sent before anyone waits is kept, and the first wait consumes it at once.
 pub async fn a_signal_sent_before_anyone_waits_is_kept(store: DynStore) {
     let (id, orch) = running_orchestrator(&store, "approval").await;
