@@ -17,6 +17,7 @@ mod http_api;
 mod http_auth;
 mod http_caps;
 mod http_functions;
+mod http_nodes;
 mod http_notifications;
 mod http_stats;
 mod http_streams;

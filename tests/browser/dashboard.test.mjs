@@ -10,6 +10,7 @@
 // saves a picture of each view there, at desktop (1280×800) and phone (390×844) sizes.
 
 import http from 'node:http';
+import path from 'node:path';
 import { assert, freePort, harness, sleep, until, WAIT_MS } from './harness.mjs';
 
 const TOKEN = 'dashboard-test-token';
@@ -25,8 +26,11 @@ let receiver = null;
 h.onCleanup(() => receiver && receiver.srv.close());
 
 // The webhooks of these servers retry quickly.
-const startServer = (name, tokens = '', again = null) =>
-  h.startServer(name, { tokens, again, env: { COURIER_WEBHOOKS_SCHEDULE: '300ms,300ms', COURIER_WEBHOOKS_ALLOW_PRIVATE: '127.0.0.1/32,::1/128', COURIER_WEBHOOKS_SECRET_KEY: 'AG997S88LNpAm0Rom4TeLVh0GSchFj+eO/whPOkGJrw=' } });
+const SERVER_ENV = {
+  COURIER_WEBHOOKS_SCHEDULE: '300ms,300ms', COURIER_WEBHOOKS_ALLOW_PRIVATE: '127.0.0.1/32,::1/128',
+  COURIER_WEBHOOKS_SECRET_KEY: 'AG997S88LNpAm0Rom4TeLVh0GSchFj+eO/whPOkGJrw=', COURIER_NODE_REPORT_INTERVAL: '300ms',
+};
+const startServer = (name, tokens = '', again = null) => h.startServer(name, { tokens, again, env: SERVER_ENV });
 const stopServer = h.stopServer;
 const shot = (page, name) => h.shot(page, name);
 const newPage = (label, options) => h.newPage(label, options);
@@ -43,11 +47,12 @@ async function claim(server, execution) {
   return data[0];
 }
 
-// A webhook endpoint that answers 500 to its first request and 200 after, and
-// 410 Gone at /gone.
+// A webhook endpoint that answers 500 to its first request and 200 after,
+// 410 Gone at /gone, and at /flaky 503 until `flakyUp` is set, 200 after.
 async function startReceiver() {
   const port = await freePort();
   const got = [];
+  const flaky = { up: false, got: 0 };
   const srv = http.createServer((req, res) => {
     let body = '';
     req.on('data', (d) => { body += d; });
@@ -57,13 +62,19 @@ async function startReceiver() {
         res.end('gone');
         return;
       }
+      if (req.url === '/flaky') {
+        flaky.got += 1;
+        res.writeHead(flaky.up ? 200 : 503, { 'content-type': 'text/plain' });
+        res.end(flaky.up ? 'ok' : 'down for maintenance');
+        return;
+      }
       got.push({ headers: req.headers, body });
       res.writeHead(got.length === 1 ? 500 : 200, { 'content-type': 'text/plain' });
       res.end(got.length === 1 ? 'try again' : 'ok');
     });
   });
   await new Promise((r) => srv.listen(port, '127.0.0.1', r));
-  return { srv, url: `http://127.0.0.1:${port}/hook`, gone: `http://127.0.0.1:${port}/gone`, got };
+  return { srv, url: `http://127.0.0.1:${port}/hook`, gone: `http://127.0.0.1:${port}/gone`, flakyUrl: `http://127.0.0.1:${port}/flaky`, flaky, got };
 }
 
 // A worker's claim of the one task of `execution` (a retry may take a second to come due).
@@ -374,6 +385,11 @@ async function withoutTokens() {
     await secret.waitFor({ timeout: WAIT_MS });
     assert((await secret.textContent()).trim().length >= 16, 'no new secret shown');
     assert((await manage.textContent()).includes('will not be shown again'), 'no warning that the secret is shown once');
+    await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.base });
+    await manage.locator('[data-testid="copy-secret"]').click();
+    await until('a "Copied" notice', async () => (await page.locator('[data-testid="notice"]').textContent()) === 'Copied');
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    assert(copied === (await secret.textContent()).trim(), `the clipboard holds ${copied.slice(0, 12)}..., not the new secret`);
     await shot(page, 'webhook-rotated');
     await manage.locator('[data-testid="replay-since"]').fill('not a time');
     await manage.locator('[data-testid="replay-skipped"]').click();
@@ -458,6 +474,45 @@ async function withoutTokens() {
     const toast = page.locator('.courier-toast', { hasText: 'Webhook endpoint disabled' });
     await toast.waitFor({ timeout: WAIT_MS });
     assert((await api(server, 'GET', `/v1/webhooks/${gone.id}`)).data.enabled === false, 'the server did not disable it');
+  });
+
+  await step('a failed delivery opened offers Replay, which delivers it once the endpoint is back', async () => {
+    const x = await dispatch(server, 'external_fn', { n: 'for the flaky hook' });
+    const flakyHook = (await api(server, 'POST', '/v1/webhooks', {
+      url: receiver.flakyUrl, event_types: ['execution.completed'], execution_id: x.id, description: 'flaky',
+    })).data;
+    const task = await claim(server, x);
+    await api(server, 'POST', `/v1/tasks/${task.task_id}/complete`, { lease_token: task.lease_token, result: 4 });
+    await until('the delivery to fail after its three attempts', async () => {
+      const { data } = await api(server, 'GET', `/v1/webhooks/${flakyHook.id}/deliveries`);
+      return data.deliveries.length === 1 && data.deliveries[0].state === 'failed';
+    });
+    assert(receiver.flaky.got === 3, `the endpoint got ${receiver.flaky.got} attempts`);
+    await page.click('[data-testid="tab-webhooks"]');
+    const hookRow = page.locator(`[data-testid="webhook-row"][data-id="${flakyHook.id}"]`);
+    await hookRow.waitFor({ timeout: WAIT_MS });
+    await hookRow.locator('[data-testid="deliveries-button"]').click();
+    const delivery = page.locator(`[data-testid="deliveries-table"][data-webhook="${flakyHook.id}"] [data-testid="delivery-row"]`).first();
+    await delivery.waitFor({ timeout: WAIT_MS });
+    await expectText(delivery.locator('[data-testid="delivery-state"]'), 'failed');
+    await delivery.locator('[data-testid="delivery-open"]').click();
+    const replay = page.locator('[data-testid="delivery-replay"]');
+    await replay.waitFor({ timeout: WAIT_MS });
+    assert((await page.locator('[data-testid="delivery-response"]').allTextContents()).every((t) => t.includes('down for maintenance')),
+      'the failed attempts\' responses are not shown');
+    await shot(page, 'webhook-failed-delivery');
+    receiver.flaky.up = true;
+    await replay.click();
+    await until('a "Delivery replayed" notice', async () => (await page.locator('[data-testid="notice"]').textContent()) === 'Delivery replayed');
+    await until('the delivery delivered on its replay', async () => {
+      const { data } = await api(server, 'GET', `/v1/webhooks/${flakyHook.id}/deliveries`);
+      return data.deliveries.length === 1 && data.deliveries[0].state === 'delivered';
+    });
+    assert(receiver.flaky.got === 4, `the endpoint got ${receiver.flaky.got} requests, not one more`);
+    await page.click('[data-testid="tab-webhooks"]');
+    await hookRow.locator('[data-testid="deliveries-button"]').click();
+    await expectText(page.locator(`[data-testid="deliveries-table"][data-webhook="${flakyHook.id}"] [data-testid="delivery-state"]`).first(), 'delivered');
+    await page.click('[data-testid="tab-executions"]');
   });
 
   await step('"show internal" lists Courier\'s own executions (webhook deliveries) only when ticked', async () => {
@@ -762,6 +817,12 @@ async function underLoad() {
     const held = await dispatch(server, 'held_fn');
     await claim(server, held);
     const stats = (await api(server, 'GET', '/v1/stats')).data;
+    // A second node on the same store, serving the API only and idle: listed all the same.
+    const idle = await h.startServer('idle API node', { env: {
+      ...SERVER_ENV, COURIER_STORE_URL: path.join(server.dir, 'courier.db'), COURIER_WORKER_ENABLED: 'false', COURIER_NODE_ID: 'idle-api',
+    } });
+    const self = await until('this node reporting in', async () =>
+      (await api(server, 'GET', '/v1/nodes')).data.nodes.find((n) => n.id !== 'idle-api' && n.up));
     for (const [size, viewport] of [['desktop', DESKTOP], ['phone', PHONE]]) {
       for (const scheme of ['light', 'dark']) {
         const p = await newPage(`overview ${size} ${scheme}`, { contextOptions: { viewport } });
@@ -781,6 +842,15 @@ async function underLoad() {
         await until('the outside worker holding held_fn', async () =>
           (await p.locator('[data-testid="holder-row"]', { hasText: 'external:browser-test' }).count()) === 1 &&
           (await p.locator('[data-testid="holder-row"]', { hasText: 'held_fn' }).count()) === 1);
+        await until('both nodes listed up, the idle one API-only, the outside worker under this one', async () => {
+          const idleRow = p.locator('[data-testid="node-row"][data-node="idle-api"]');
+          const selfRow = p.locator(`[data-testid="node-row"][data-node="${self.id}"]`);
+          return (await idleRow.count()) === 1 && (await selfRow.count()) === 1 &&
+            (await idleRow.locator('[data-testid="node-state"]').textContent()) === 'up' &&
+            (await idleRow.locator('[data-testid="node-activities"]').textContent()) === '—' &&
+            (await selfRow.locator('[data-testid="node-activities"]').textContent()).endsWith(`of ${self.report.capacity}`) &&
+            (await p.locator('[data-testid="external-worker-row"][data-worker="browser-test"]').count()) === 1;
+        });
         await until('the dead letters waiting, as /v1/stats counts them', async () => {
           const shown = (await p.locator('[data-testid="overview-dead-letters"]').textContent()).trim();
           const waiting = (await api(server, 'GET', '/v1/stats')).data.dead_letters;
@@ -797,6 +867,9 @@ async function underLoad() {
         await p.context().close();
       }
     }
+    await stopServer(idle);
+    await until('the idle node gone from the list once stopped', async () =>
+      !(await api(server, 'GET', '/v1/nodes')).data.nodes.some((n) => n.id === 'idle-api'));
   });
 
   await step('Notifications & ingest: recent notifications by target, streams open, ingestion counts and rates', async () => {
@@ -826,6 +899,11 @@ async function underLoad() {
         // This page's own event stream is open on the node.
         await until('the open event streams counted', async () =>
           Number(await p.locator('[data-testid="streams-events"]').textContent()) >= 1);
+        await until('this node\'s streams in the per-node table', async () => {
+          if (size === 'desktop') await p.click('#refresh-activity');
+          const cells = await p.locator('[data-testid="node-streams-row"] td:nth-child(2)').allTextContents();
+          return cells.length === 1 && Number(cells[0]) >= 1;
+        });
         await until('the http input counted', async () =>
           Number(await p.locator('[data-testid="ingest-row"][data-input="http"] td:nth-child(2)').textContent()) >= 1);
         if (size === 'desktop' && scheme === 'light') {

@@ -49,6 +49,9 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct Node {
     pub id: String,
+    /// How often the node reports itself to the cluster's list of nodes.
+    #[serde(with = "serde_duration")]
+    pub report_interval: Duration,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -554,6 +557,13 @@ impl Config {
             tracing::warn!(
                 "maintenance.stuck_after is not shorter than worker.lease: tasks will be reclaimed before they are reported stuck"
             );
+        }
+        if self.node.report_interval < Duration::from_millis(100)
+            || self.node.report_interval > Duration::from_secs(600)
+        {
+            return Err(ConfigError::Invalid(
+                "node.report_interval must be between 100ms and 10m".into(),
+            ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be \"text\" or \"json\"".into()));

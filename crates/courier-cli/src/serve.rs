@@ -100,7 +100,8 @@ pub async fn run(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         .clock(clock)
         .maintenance(config.maintenance_options())
         .notifications(config.notification_options())
-        .node_id(node.clone());
+        .node_id(node.clone())
+        .report_every(config.node.report_interval);
     if config.testing.fixtures {
         tracing::warn!("testing.fixtures: registering the fixture.* test functions");
         builder = crate::fixtures::register(builder, &config.testing.effects_file, &node);

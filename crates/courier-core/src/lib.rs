@@ -30,6 +30,7 @@ mod execution;
 mod function;
 mod id;
 pub mod metric;
+mod node;
 mod notification;
 mod notifier;
 mod nul;
@@ -52,6 +53,7 @@ pub use event::{Event, EventFilter, EventType, NewEvent};
 pub use execution::{Cancelled, Dispatched, ExecutionFilter, ExecutionRecord, NewExecution};
 pub use function::{FunctionRecord, FunctionSettings};
 pub use id::{ExecutionId, LeaseToken, TaskId};
+pub use node::{ExternalWorker, NodeRecord, NodeReport};
 pub use notification::{
     Cursor, Dismissal, MAX_KEY as MAX_NOTIFICATION_KEY, NewNotification, NotificationFilter, NotificationMode,
     NotificationNotice, NotificationRecord, NotificationSent, NotificationTtl, Replay, Subscriber, Target, TargetError,
@@ -68,8 +70,8 @@ pub use signal::{SignalRecord, SignalSent};
 pub use state::{ExecutionState, TaskKind, TaskState};
 pub use store::{
     CacheStore, ChildGroup, ContextStore, DeadLetterStore, Effect, EffectApplied, EffectWrite, EventStore,
-    ExecutionStore, FunctionStore, NotificationStore, Reservation, SeedRecords, Store, TaskStore, WebhookStore,
-    WriteBatch, WriteResults,
+    ExecutionStore, FunctionStore, NodeStore, NotificationStore, Reservation, SeedRecords, Store, TaskStore,
+    WebhookStore, WriteBatch, WriteResults,
 };
 pub use task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, DEFAULT_QUEUE, Lease, LeaseKey, NewTask, Outcome,

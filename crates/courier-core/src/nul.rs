@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::error::{StoreError, TaskError};
 use crate::execution::NewExecution;
 use crate::function::FunctionSettings;
+use crate::node::NodeReport;
 use crate::notification::{NewNotification, Target};
 use crate::progress::Progress;
 use crate::store::{Effect, EffectWrite, WriteBatch, WriteResults};
@@ -93,6 +94,22 @@ impl HoldsNul for NewTask {
             return Some("result");
         }
         self.spec.nul_field()
+    }
+}
+
+impl HoldsNul for NodeReport {
+    fn nul_field(&self) -> Option<&'static str> {
+        first(&[
+            ("version", text_has_nul(&self.version)),
+            ("functions", self.functions.iter().any(|f| text_has_nul(f))),
+            ("gauges", self.gauges.keys().any(|k| text_has_nul(k))),
+            (
+                "external_workers",
+                self.external_workers
+                    .iter()
+                    .any(|w| text_has_nul(&w.id) || w.functions.iter().chain(&w.queues).any(|t| text_has_nul(t))),
+            ),
+        ])
     }
 }
 

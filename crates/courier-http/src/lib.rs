@@ -41,6 +41,7 @@ mod ingest;
 mod json_only;
 pub mod listener;
 mod metrics;
+mod nodes;
 pub mod notifications;
 mod openapi;
 mod options;
@@ -95,6 +96,8 @@ struct Inner {
     caps: caps::Caps,
     /// The last hour, counted for `/v1/stats`.
     stats: Arc<stats::Stats>,
+    /// Outside workers that asked this node for work lately (`/v1/nodes`).
+    seen_workers: nodes::SeenWorkers,
 }
 
 /// A node builder with the webhook delivery activity and dispatcher installed
@@ -189,7 +192,7 @@ impl Http {
         )
         .start();
         let caps = caps::Caps::new(options.max_streams, options.max_waiters);
-        Http {
+        let http = Http {
             inner: Arc::new(Inner {
                 caps,
                 stats,
@@ -205,8 +208,11 @@ impl Http {
                 stopping: AtomicBool::new(false),
                 closing: tokio::sync::watch::Sender::new(false),
                 seen_queues: Default::default(),
+                seen_workers: Default::default(),
             }),
-        }
+        };
+        nodes::add_to_report(&http);
+        http
     }
 
     /// The runtime.
@@ -221,6 +227,11 @@ impl Http {
     /// How many event-log streams (SSE and WebSocket) are open on this node.
     pub async fn event_streams(&self) -> usize {
         self.tail().send(stream::tail::Members).await.unwrap_or(0)
+    }
+
+    /// Outside workers that asked this node for work lately.
+    pub(crate) fn seen_workers(&self) -> &nodes::SeenWorkers {
+        &self.inner.seen_workers
     }
 
     /// How many notification streams are open on this node.
@@ -436,6 +447,7 @@ fn routes(routes: Routes) -> Routes {
     let routes = cleanup::routes(routes);
     let routes = events::routes(routes);
     let routes = stats::routes(routes);
+    let routes = nodes::routes(routes);
     let routes = stream::sse::routes(routes);
     let routes = stream::ws::routes(routes);
     let routes = webhooks::routes(routes);

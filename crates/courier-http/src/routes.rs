@@ -250,6 +250,7 @@ mod tests {
             ("pollEvents", Read),
             ("listFunctions", Read),
             ("getStats", Read),
+            ("listNodes", Read),
             ("getFunction", Read),
             ("putFunction", Admin),
             ("deleteFunction", Admin),

@@ -272,6 +272,11 @@ pub(crate) async fn claim(http: web::Data<Http>, body: web::Json<ClaimBody>) -> 
         ));
     }
     let wait = body.wait.unwrap_or(Duration::ZERO).min(http.options().max_wait);
+    http.seen_workers().saw(
+        &body.worker_id,
+        body.functions.as_deref().unwrap_or_default(),
+        body.queues.as_deref().unwrap_or_default(),
+    );
     // A long-poll holds a place under `http.max_waiters` until it is answered.
     let _slot = if wait.is_zero() {
         None

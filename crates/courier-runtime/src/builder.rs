@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use courier_core::{Clock, LocalNotifier, Notifier, Store, StoreResult};
@@ -21,6 +22,7 @@ use crate::node::{Node, NodeParts};
 use crate::notifications::{NotificationHooks, NotificationOptions};
 use crate::options::{FunctionOptions, MaintenanceOptions, WorkerOptions};
 use crate::orchestrator::OrchestratorContext;
+use crate::presence::DEFAULT_REPORT_EVERY;
 use crate::readiness::Readiness;
 use crate::store_actor::{StoreActor, StoreActorParts, StoreFault};
 
@@ -45,6 +47,7 @@ pub struct CourierBuilder {
     notifications: NotificationOptions,
     notification_hooks: NotificationHooks,
     node_id: Option<String>,
+    report_every: Duration,
     on_start: Vec<StartHook>,
 }
 
@@ -61,6 +64,7 @@ impl Courier {
             notifications: NotificationOptions::default(),
             notification_hooks: NotificationHooks::default(),
             node_id: None,
+            report_every: DEFAULT_REPORT_EVERY,
             on_start: Vec::new(),
         }
     }
@@ -209,6 +213,14 @@ impl CourierBuilder {
         self
     }
 
+    /// How often the node reports what it runs and holds to the cluster's list
+    /// of nodes (see [`Courier::nodes`]); default 5 s. Readers call a node gone
+    /// after three intervals without a report.
+    pub fn report_every(mut self, every: Duration) -> Self {
+        self.report_every = every.max(Duration::from_millis(10));
+        self
+    }
+
     /// Runs `hook` with the started node, before [`start`](Self::start) returns:
     /// for services that run beside the runtime and need its handle (the webhook
     /// dispatcher and its delivery activity, ingestion). Hooks run in the order
@@ -261,6 +273,7 @@ impl CourierBuilder {
             notification_hooks: self.notification_hooks,
             clock: self.clock,
             live,
+            report_every: self.report_every,
         });
         // Read once before the first dispatch can be made; the node's
         // `FunctionSettingsWatch` keeps them fresh from here on.

@@ -1,10 +1,11 @@
 //! `Coordinator`: the root of a node's actor tree.
 //!
-//! It starts the `FunctionSettingsWatch`, and the `WorkerActor` and the
-//! `MaintenanceActor` under actix supervisors (an actor that stops unexpectedly is restarted with the same
-//! address), starts one `ExecutionActor` per claimed orchestrator (each
+//! It starts the `FunctionSettingsWatch` and the `PresenceActor`, and the
+//! `WorkerActor` and the `MaintenanceActor` under actix supervisors (an actor
+//! that stops unexpectedly is restarted with the same address), starts one `ExecutionActor` per claimed orchestrator (each
 //! registers itself in the node's live registry), and runs the shutdown order:
-//! drain the worker, hand live executions back, let the last commits land.
+//! drain the worker, hand live executions back, let the last commits land,
+//! leave the list of nodes.
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use crate::function_settings::{FunctionSettingsWatch, StopWatch};
 use crate::live::Drain;
 use crate::maintenance::{MaintenanceActor, StopMaintenance};
 use crate::node::Node;
+use crate::presence::{Leave, PresenceActor};
 use crate::store_actor::ReleaseLease;
 use crate::worker::{DrainWorker, StartExecution, WorkerActor};
 
@@ -30,6 +32,7 @@ pub(crate) struct Coordinator {
     worker: Option<Addr<WorkerActor>>,
     maintenance: Option<Addr<MaintenanceActor>>,
     settings_watch: Option<Addr<FunctionSettingsWatch>>,
+    presence: Option<Addr<PresenceActor>>,
     shutting_down: bool,
 }
 
@@ -41,6 +44,7 @@ impl Coordinator {
             worker: None,
             maintenance: None,
             settings_watch: None,
+            presence: None,
             shutting_down: false,
         }
     }
@@ -54,6 +58,7 @@ impl Actor for Coordinator {
         // Every node dispatches, worker or not, so every node keeps the
         // functions' settings fresh.
         self.settings_watch = Some(FunctionSettingsWatch::new(self.node.clone()).start());
+        self.presence = Some(PresenceActor::new(self.node.clone(), self.run_worker).start());
         if self.run_worker {
             let (node, me) = (self.node.clone(), ctx.address().recipient());
             self.worker = Some(Supervisor::start(move |_| WorkerActor::new(node, me)));
@@ -97,6 +102,7 @@ impl Handler<Shutdown> for Coordinator {
             watch.do_send(StopWatch);
         }
         let worker = self.worker.clone();
+        let presence = self.presence.take();
         let live = self.node.live().clone();
         Box::pin(
             async move {
@@ -110,6 +116,10 @@ impl Handler<Shutdown> for Coordinator {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
                 while live.len() > 0 && tokio::time::Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                // Last, so the list shows the node until it holds nothing.
+                if let Some(presence) = presence {
+                    let _ = presence.send(Leave).await;
                 }
             }
             .into_actor(self),

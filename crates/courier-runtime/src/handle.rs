@@ -9,8 +9,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use courier_core::metric;
 use courier_core::{
-    DeadLetterRecord, Dispatched, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, NewExecution, Notice,
-    Notifier, ProgressEntry, QueueDepth, SignalRecord, Store, TaskFilter, TaskId, TaskKind, TaskRecord, Topic,
+    DeadLetterRecord, Dispatched, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, NewExecution,
+    NodeRecord, Notice, Notifier, ProgressEntry, QueueDepth, SignalRecord, Store, TaskFilter, TaskId, TaskKind,
+    TaskRecord, Topic,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,7 @@ use crate::error::RuntimeError;
 use crate::function::Registry;
 use crate::node::Node;
 use crate::options::{DispatchOptions, WorkerOptions};
+use crate::presence::ReportSource;
 use crate::readiness::Lane;
 use crate::store_actor::Dispatch;
 
@@ -340,6 +342,35 @@ impl Courier {
     /// How many executions this node holds in memory.
     pub async fn live_executions(&self) -> Result<usize, RuntimeError> {
         Ok(self.node.live().len())
+    }
+
+    /// The cluster's nodes as they last reported in, by id: what each runs and
+    /// holds, idle or busy, and when it was last heard from
+    /// ([`NodeRecord::is_up`] tells the ones that stopped without leaving).
+    pub async fn nodes(&self) -> Result<Vec<NodeRecord>, RuntimeError> {
+        Ok(self.node.store().list_nodes().await?)
+    }
+
+    /// Adds what a part beside the runtime keeps (streams, ingestion, outside
+    /// workers) to what this node reports of itself (see [`nodes`](Self::nodes)),
+    /// read each time it reports in.
+    ///
+    /// ```no_run
+    /// # async fn example(courier: courier_runtime::Courier) {
+    /// use std::sync::Arc;
+    /// use courier_runtime::ReportPart;
+    /// use futures::FutureExt;
+    ///
+    /// courier.add_to_node_report(Arc::new(|| {
+    ///     async {
+    ///         ReportPart { gauges: vec![("jobs.imported".into(), 42)], ..ReportPart::default() }
+    ///     }
+    ///     .boxed_local()
+    /// }));
+    /// # }
+    /// ```
+    pub fn add_to_node_report(&self, source: ReportSource) {
+        self.node.presence().add_source(source);
     }
 
     /// Stops claiming, lets running activities finish (up to the drain

@@ -71,6 +71,7 @@ mod node;
 mod notifications;
 mod options;
 mod orchestrator;
+mod presence;
 mod readiness;
 mod retry;
 mod store_actor;
@@ -90,4 +91,5 @@ pub use options::{
     AppliedOptions, DispatchOptions, FunctionOptions, KeyFn, MaintenanceOptions, PollBackoff, WorkerOptions,
 };
 pub use orchestrator::OrchestratorContext;
+pub use presence::{DEFAULT_REPORT_EVERY, FORGET_AFTER, ReportPart, ReportSource};
 pub use store_actor::CleanupReport;

@@ -3,18 +3,21 @@
 //! Every interval it tries to hold the cluster-wide `courier.maintenance` role
 //! (a lease in the store); the holder times out expired executions, reports
 //! stuck tasks, every cleanup interval deletes finished executions and dead
-//! letters past their retention, trims the event log and purges the cache, and
-//! every notification cleanup interval deletes expired notifications. Other
+//! letters past their retention, trims the event log, purges the cache and
+//! forgets nodes silent for an hour, and every notification cleanup interval deletes expired notifications. Other
 //! nodes do nothing, so each job runs once per cluster, not once per node.
 
 use std::time::Instant;
 
 use actix::prelude::*;
+use courier_core::StoreResult;
 use courier_core::metric;
-use courier_core::{StoreError, StoreResult};
 
 use crate::node::Node;
-use crate::store_actor::{AcquireRole, Cleanup, DetectStuckTasks, SweepNotifications, TimeOutExecutions};
+use crate::presence::FORGET_AFTER;
+use crate::store_actor::{
+    AcquireRole, Cleanup, DetectStuckTasks, ForgetNodes, SweepNotifications, TimeOutExecutions, unreachable,
+};
 
 /// Expired notifications deleted per statement.
 const SWEEP_BATCH: u32 = 5000;
@@ -129,6 +132,12 @@ impl MaintenanceActor {
                     );
                 }
             }
+            if cleanup_due {
+                let forgotten = writes.send(ForgetNodes(FORGET_AFTER)).await.map_err(unreachable)??;
+                if forgotten > 0 {
+                    tracing::info!(nodes = forgotten, "nodes silent for an hour forgotten");
+                }
+            }
             if sweep_due {
                 // Expired notifications, a bounded batch at a time.
                 let mut swept = 0;
@@ -165,10 +174,6 @@ impl MaintenanceActor {
         })
         .spawn(ctx);
     }
-}
-
-fn unreachable(e: MailboxError) -> StoreError {
-    StoreError::Unavailable(format!("the store actor is unreachable: {e}"))
 }
 
 impl Actor for MaintenanceActor {

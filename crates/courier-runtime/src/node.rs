@@ -3,6 +3,7 @@
 //! and the executions live here.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Addr;
 use courier_core::{Clock, Notifier, Store};
@@ -14,6 +15,7 @@ use crate::lease::LeaseTerms;
 use crate::live::Live;
 use crate::notifications::{NotificationHooks, NotificationOptions};
 use crate::options::{FunctionTable, MaintenanceOptions, WorkerOptions};
+use crate::presence::Presence;
 use crate::readiness::Readiness;
 use crate::store_actor::{StoreActor, StoreFault};
 
@@ -42,6 +44,9 @@ struct NodeInner {
     /// This node's wall clock (shifted only in tests that play a skewed node).
     clock: Clock,
     live: Live,
+    /// What the node reports of itself to the list of nodes, and how often.
+    presence: Presence,
+    report_every: Duration,
     /// Built once: every activity attempt on this node shares it.
     runner: Runner,
 }
@@ -62,6 +67,7 @@ pub(crate) struct NodeParts {
     pub notification_hooks: NotificationHooks,
     pub clock: Clock,
     pub live: Live,
+    pub report_every: Duration,
 }
 
 impl Node {
@@ -91,6 +97,8 @@ impl Node {
                 notification_hooks: parts.notification_hooks,
                 clock: parts.clock,
                 live: parts.live,
+                presence: Presence::default(),
+                report_every: parts.report_every,
                 runner,
             }),
         }
@@ -119,6 +127,14 @@ impl Node {
 
     pub(crate) fn admission(&self) -> &Admission {
         &self.inner.admission
+    }
+
+    pub(crate) fn presence(&self) -> &Presence {
+        &self.inner.presence
+    }
+
+    pub(crate) fn report_every(&self) -> Duration {
+        self.inner.report_every
     }
 
     pub(crate) fn readiness(&self) -> &Readiness {

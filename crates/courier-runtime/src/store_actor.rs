@@ -49,9 +49,9 @@ use courier_core::metric;
 use courier_core::{
     Cancelled, ChildCreated, ChildGroup, ClaimRequest, Claimed, Committed, Completed, Completion, DeliveryAttempt,
     DeliveryReplay, DeliveryState, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, FunctionRecord,
-    FunctionSettings, LeaseKey, LeaseToken, NewDelivery, NewExecution, NewNotification, NotificationSent,
-    NotificationTtl, Notifier, Outcome, Progress, Renewed, Replayed, Reservation, SignalSent, Store, StoreError,
-    StoreResult, TaskError, TaskId, TaskKind, Viewer, WebhookRecord, WriteBatch, WriteResults,
+    FunctionSettings, LeaseKey, LeaseToken, NewDelivery, NewExecution, NewNotification, NodeRecord, NodeReport,
+    NotificationSent, NotificationTtl, Notifier, Outcome, Progress, Renewed, Replayed, Reservation, SignalSent, Store,
+    StoreError, StoreResult, TaskError, TaskId, TaskKind, Viewer, WebhookRecord, WriteBatch, WriteResults,
 };
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -346,6 +346,32 @@ pub(crate) struct ReleaseKey {
 #[derive(Message)]
 #[rtype(result = "StoreResult<()>")]
 pub(crate) struct CreateWebhook(pub WebhookRecord);
+
+/// Writes this node's row afresh: it started now.
+#[derive(Message)]
+#[rtype(result = "StoreResult<NodeRecord>")]
+pub(crate) struct JoinNode {
+    pub id: String,
+    pub report: NodeReport,
+}
+
+/// Records this node's latest report; false if it has no row (join again).
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct ReportNode {
+    pub id: String,
+    pub report: NodeReport,
+}
+
+/// Removes this node's row: it is shutting down.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct LeaveNode(pub String);
+
+/// Forgets the nodes not seen for this long; how many.
+#[derive(Message)]
+#[rtype(result = "StoreResult<u64>")]
+pub(crate) struct ForgetNodes(pub Duration);
 
 /// Stores a function's settings (replacing what was set).
 #[derive(Message)]
@@ -880,6 +906,11 @@ impl StoreActor {
     }
 }
 
+/// The error of a message the store actor could not take (it stopped).
+pub(crate) fn unreachable(e: MailboxError) -> StoreError {
+    StoreError::Unavailable(format!("the store actor is unreachable: {e}"))
+}
+
 /// Answers every caller of a committed batch and publishes whom it wakes.
 async fn answer(live: &Live, notifier: &Arc<dyn Notifier>, queue: Queue, batch: &WriteBatch, results: WriteResults) {
     let Queue {
@@ -1267,6 +1298,42 @@ impl Handler<CreateWebhook> for StoreActor {
 
     fn handle(&mut self, m: CreateWebhook, _: &mut Self::Context) -> Self::Result {
         self.quiet(move |store| async move { store.create_webhook(&m.0).await })
+    }
+}
+
+/// Joins the list of nodes.
+impl Handler<JoinNode> for StoreActor {
+    type Result = ResponseFuture<StoreResult<NodeRecord>>;
+
+    fn handle(&mut self, m: JoinNode, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.join_node(&m.id, &m.report).await })
+    }
+}
+
+/// Reports in.
+impl Handler<ReportNode> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: ReportNode, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.report_node(&m.id, &m.report).await })
+    }
+}
+
+/// Leaves the list of nodes.
+impl Handler<LeaveNode> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: LeaveNode, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.leave_node(&m.0).await })
+    }
+}
+
+/// Forgets silent nodes.
+impl Handler<ForgetNodes> for StoreActor {
+    type Result = ResponseFuture<StoreResult<u64>>;
+
+    fn handle(&mut self, m: ForgetNodes, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.forget_nodes(m.0).await })
     }
 }
 

@@ -191,6 +191,7 @@ impl WorkerActor {
                 )
                 .start();
                 self.running.insert(id, actor);
+                self.node.presence().set_running(self.running.len());
             }
             TaskKind::Orchestrator => self.executions.do_send(StartExecution(claimed)),
             TaskKind::Sleep => self.end_timer(
@@ -224,6 +225,7 @@ impl WorkerActor {
         for (_, lease) in self.running.drain() {
             lease.do_send(Release::now());
         }
+        self.node.presence().set_running(0);
         if let Some((_, done)) = self.drain.take() {
             let _ = done.send(());
         }
@@ -311,6 +313,7 @@ impl Handler<SlotFreed> for WorkerActor {
     fn handle(&mut self, msg: SlotFreed, ctx: &mut Self::Context) {
         let was_full = self.running.len() >= self.node.worker_options().max_concurrency;
         self.running.remove(&msg.task_id);
+        self.node.presence().set_running(self.running.len());
         if self.draining {
             self.check_drain(ctx);
         } else if was_full {

@@ -78,6 +78,7 @@ mod functions;
 mod leases;
 mod maintenance;
 mod migrations;
+mod nodes;
 mod notifications;
 mod options;
 mod rows;

@@ -15,6 +15,7 @@
 //! | [`FunctionStore`] | functions' settings, as operators set them over the API |
 //! | [`CacheStore`] | the result cache and idempotency keys |
 //! | [`ContextStore`] | an execution's context: signals, progress, counters, state values |
+//! | [`NodeStore`] | the cluster's nodes as they report themselves: join, report, leave, list, forget |
 //! | [`NotificationStore`] | notifications for people: send, dismiss, replay, subscriptions to sources, expiry |
 //! | [`SeedRecords`] | seed 003's record-level operations (raw inserts and updates), kept for parity; the runtime never calls them |
 //!
@@ -50,6 +51,7 @@ mod dead_letters;
 mod event_log;
 mod executions;
 mod functions;
+mod nodes;
 mod notifications;
 mod seed;
 mod tasks;
@@ -68,6 +70,7 @@ pub use dead_letters::DeadLetterStore;
 pub use event_log::EventStore;
 pub use executions::ExecutionStore;
 pub use functions::FunctionStore;
+pub use nodes::NodeStore;
 pub use notifications::NotificationStore;
 pub use seed::SeedRecords;
 pub use tasks::TaskStore;
@@ -90,6 +93,7 @@ pub trait Store:
     + DeadLetterStore
     + WebhookStore
     + FunctionStore
+    + NodeStore
     + CacheStore
     + ContextStore
     + NotificationStore

@@ -13,6 +13,7 @@ pub mod event_log;
 pub mod executions;
 pub mod functions;
 pub mod maintenance;
+pub mod nodes;
 pub mod notifications;
 pub mod nul;
 pub mod signals;
