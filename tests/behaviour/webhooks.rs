@@ -452,6 +452,72 @@ async fn an_exhausted_delivery_is_a_dead_letter_that_replays() {
     s.stop().await;
 }
 
+/// After an outage of its endpoint, a webhook's failed deliveries are tried
+/// again in one call (those since a time, oldest first, then the rest), each
+/// once however often the call is made, and refused while it is disabled.
+#[actix_rt::test]
+async fn failed_deliveries_since_a_time_are_recovered_once_each() {
+    let receiver = Receiver::start(vec![(503, None)]).await;
+    let s = node(sqlite().await, options(&[20, 20])).await;
+    let hook = register(&s, &receiver.url, &["execution.completed"]).await;
+    let hook_url = s.at(&format!("/v1/webhooks/{}", hook["id"].as_str().unwrap()));
+    for n in 0..3 {
+        let id = s.http.courier().dispatch("echo", json!(n)).await.unwrap();
+        s.http.courier().wait_for(id, WAIT).await.unwrap();
+        // Apart in time, so `since` can tell them apart.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    eventually(Duration::from_secs(20), "three failed deliveries", || async {
+        let listed = deliveries(&s, &hook).await;
+        listed.len() == 3 && listed.iter().all(|d| d["state"] == "failed")
+    })
+    .await;
+    assert_eq!(receiver.received().len(), 9, "three attempts each");
+
+    let (status, _) = post(&format!("{hook_url}/disable"), &json!(null)).await;
+    assert_eq!(status, 200);
+    let (status, refused) = post(&format!("{hook_url}/recover"), &json!(null)).await;
+    assert_eq!(status, 409, "a disabled webhook recovers nothing: {refused}");
+    post(&format!("{hook_url}/enable"), &json!(null)).await;
+    let (status, bad) = post(&format!("{hook_url}/recover"), &json!({"since": "yesterday"})).await;
+    assert_eq!(status, 400, "{bad}");
+
+    receiver.answer(200);
+    // Newest first: [2] is the oldest. From the second one on: two of three.
+    let listed = deliveries(&s, &hook).await;
+    let since = listed[1]["created_at"].clone();
+    let (status, first) = post(&format!("{hook_url}/recover"), &json!({"since": since})).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        first["replayed"],
+        json!([listed[1]["id"], listed[0]["id"]]),
+        "oldest first"
+    );
+    assert_eq!(first["more"], false);
+    let (_, again) = post(&format!("{hook_url}/recover"), &json!({"since": since})).await;
+    assert_eq!(again["replayed"], json!([]), "each is recovered once: {again}");
+    let (_, rest) = post(&format!("{hook_url}/recover"), &json!(null)).await;
+    assert_eq!(rest["replayed"], json!([listed[2]["id"]]));
+
+    eventually(
+        Duration::from_secs(20),
+        "every recovered delivery delivered",
+        || async { deliveries(&s, &hook).await.iter().all(|d| d["state"] == "delivered") },
+    )
+    .await;
+    assert_eq!(receiver.received().len(), 12, "one more attempt each");
+    let after = deliveries(&s, &hook).await;
+    for (was, now) in listed.iter().zip(&after) {
+        assert_eq!(
+            was["execution_id"], now["execution_id"],
+            "tried again by its own execution"
+        );
+    }
+    let (_, dead) = get(&s.at("/v1/dead-letters")).await;
+    assert_eq!(dead["dead_letters"], json!([]), "no dead letter left behind: {dead}");
+    s.stop().await;
+}
+
 #[actix_rt::test]
 async fn two_nodes_deliver_each_event_once() {
     let receiver = Receiver::start(vec![(200, None)]).await;

@@ -476,7 +476,7 @@ async function withoutTokens() {
     assert((await api(server, 'GET', `/v1/webhooks/${gone.id}`)).data.enabled === false, 'the server did not disable it');
   });
 
-  await step('a failed delivery opened offers Replay, which delivers it once the endpoint is back', async () => {
+  await step('a failed delivery opened offers Replay, and "Retry failed" retries a webhook\'s failed deliveries, once the endpoint is back', async () => {
     const x = await dispatch(server, 'external_fn', { n: 'for the flaky hook' });
     const flakyHook = (await api(server, 'POST', '/v1/webhooks', {
       url: receiver.flakyUrl, event_types: ['execution.completed'], execution_id: x.id, description: 'flaky',
@@ -512,6 +512,31 @@ async function withoutTokens() {
     await page.click('[data-testid="tab-webhooks"]');
     await hookRow.locator('[data-testid="deliveries-button"]').click();
     await expectText(page.locator(`[data-testid="deliveries-table"][data-webhook="${flakyHook.id}"] [data-testid="delivery-state"]`).first(), 'delivered');
+
+    // An outage again: the failed delivery is retried from the webhook's "Retry failed".
+    receiver.flaky.up = false;
+    const y = await dispatch(server, 'external_fn', { n: 'for the second flaky hook' });
+    const second = (await api(server, 'POST', '/v1/webhooks', {
+      url: receiver.flakyUrl, event_types: ['execution.completed'], execution_id: y.id, description: 'flaky again',
+    })).data;
+    const taskY = await claim(server, y);
+    await api(server, 'POST', `/v1/tasks/${taskY.task_id}/complete`, { lease_token: taskY.lease_token, result: 5 });
+    await until('the second delivery to fail', async () => {
+      const { data } = await api(server, 'GET', `/v1/webhooks/${second.id}/deliveries`);
+      return data.deliveries.length === 1 && data.deliveries[0].state === 'failed';
+    });
+    receiver.flaky.up = true;
+    await page.click('[data-testid="tab-webhooks"]');
+    const secondRow = page.locator(`[data-testid="webhook-row"][data-id="${second.id}"]`);
+    await secondRow.waitFor({ timeout: WAIT_MS });
+    await secondRow.locator('[data-testid="manage-webhook"]').click();
+    await page.locator('[data-testid="webhook-manage"] [data-testid="recover-failed"]').click();
+    await until('a "Retrying 1 failed delivery" notice', async () =>
+      (await page.locator('[data-testid="notice"]').textContent()) === 'Retrying 1 failed delivery');
+    await until('the second delivery delivered', async () => {
+      const { data } = await api(server, 'GET', `/v1/webhooks/${second.id}/deliveries`);
+      return data.deliveries[0].state === 'delivered';
+    });
     await page.click('[data-testid="tab-executions"]');
   });
 

@@ -647,10 +647,18 @@ fn webhooks_are_created_inspected_paused_and_deleted() {
         .ok();
     assert_eq!(
         out.stdout.trim(),
-        format!("replayed 1 skipped deliveries of webhook {id}")
+        format!("replayed skipped deliveries of webhook {id}: 1")
     );
     let out = server.run(&["webhooks", "replay", &id, "--json"]).ok();
     assert_eq!(out.json()["replayed"], json!([]));
+    // Nothing failed for good: nothing to recover.
+    let out = server
+        .run(&["webhooks", "recover", &id, "--since", "2000-01-01T00:00:00Z"])
+        .ok();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("retrying failed deliveries of webhook {id}: 0")
+    );
     let out = server.run(&["webhooks", "delete", &id]).ok();
     assert_eq!(out.stdout.trim(), format!("deleted webhook {id}"));
     let out = server.run(&["webhooks", "show", &id]);

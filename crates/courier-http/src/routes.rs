@@ -283,6 +283,7 @@ mod tests {
             ("disableWebhook", Admin),
             ("enableWebhook", Admin),
             ("replaySkippedDeliveries", Admin),
+            ("recoverFailedDeliveries", Admin),
             ("rotateWebhookSecret", Admin),
             ("claimTasks", Worker),
             ("eventsWebSocket", Read),

@@ -35,6 +35,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
         .add(__path_rotate_secret, rotate_secret)
         .add(__path_deliveries, deliveries)
         .add(__path_replay, replay)
+        .add(__path_recover, recover)
 }
 
 impl From<WebhookError> for ApiError {
@@ -346,7 +347,7 @@ pub(crate) async fn deliveries(
 
 /// `POST /v1/webhooks/{id}/replay` body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[schema(description = "Which skipped deliveries to replay.")]
+#[schema(description = "Which deliveries to replay (skipped) or recover (failed).")]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReplayBody {
     /// Only those recorded at or after this instant (RFC 3339); default: all.
@@ -378,5 +379,32 @@ pub(crate) async fn replay(http: web::Data<Http>, id: web::Path<String>, body: w
     let body: Option<ReplayBody> = optional_body(&body)?;
     let since = body.and_then(|b| b.since);
     let report = http.webhooks().replay_skipped(id, since).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Recovers the deliveries that failed (every attempt used).
+/// The body is optional (none, or `null`); one that is there must be a valid [`ReplayBody`].
+#[utoipa::path(
+    post, path = "/v1/webhooks/{id}/recover", operation_id = "recoverFailedDeliveries", tag = "webhooks",
+    summary = "Try the deliveries that failed again (all, or those since a time), as after an outage of the endpoint.",
+    description = "Each delivery that used every attempt (recorded at or after `since`, oldest first) has its dead-lettered step replayed: its execution tries the endpoint again from the first step of the retry schedule, and the delivery turns `pending`, then `delivered` or `failed` again. Each is recovered once however many callers race. At most 10,000 per call: `more` says to call again. 409 while the webhook is disabled.",
+    params(("id" = Uuid, Path, description = "The webhook's id.")),
+    request_body(content = Option<ReplayBody>, content_type = "application/json", example = json!({"since": "2026-12-04T09:00:00Z"})),
+    responses(
+        (status = 200, description = "The deliveries recovered.", body = ReplayedDeliveries, example = json!({"replayed": ["01a2457e-3df6-70c4-9329-5e4c14cd8f2a"], "more": false})),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(crate) async fn recover(http: web::Data<Http>, id: web::Path<String>, body: web::Bytes) -> ApiResult<HttpResponse> {
+    let id = uuid("webhook", &id)?;
+    let body: Option<ReplayBody> = optional_body(&body)?;
+    let since = body.and_then(|b| b.since);
+    let report = http.webhooks().recover_failed(id, since).await?;
     Ok(HttpResponse::Ok().json(report))
 }

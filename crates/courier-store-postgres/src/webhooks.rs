@@ -98,13 +98,14 @@ impl WebhookStore for PostgresStore {
         skip(self, id).await
     }
 
-    async fn list_skipped_deliveries(
+    async fn list_deliveries_in_state(
         &self,
         webhook_id: Uuid,
+        state: DeliveryState,
         since: Option<DateTime<Utc>>,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryRecord>> {
-        list_skipped(self, webhook_id, since, limit).await
+        list_in_state(self, webhook_id, state, since, limit).await
     }
 
     async fn replay_deliveries(&self, replays: Vec<DeliveryReplay>) -> StoreResult<Committed<Vec<Uuid>>> {
@@ -433,9 +434,10 @@ async fn skip(store: &PostgresStore, id: Uuid) -> StoreResult<bool> {
 }
 
 /// A webhook's skipped deliveries recorded at or after `since`, oldest first.
-async fn list_skipped(
+async fn list_in_state(
     store: &PostgresStore,
     webhook: Uuid,
+    state: DeliveryState,
     since: Option<DateTime<Utc>>,
     max: u32,
 ) -> StoreResult<Vec<DeliveryRecord>> {
@@ -445,12 +447,7 @@ async fn list_skipped(
          WHERE webhook_id = $1 AND state = $2 AND ($3::timestamptz IS NULL OR created_at >= $3)
          ORDER BY created_at, id LIMIT $4"
     );
-    let rows = query(
-        &client,
-        &sql,
-        &[&webhook, &DeliveryState::Skipped.as_str(), &since, &limit(max)],
-    )
-    .await?;
+    let rows = query(&client, &sql, &[&webhook, &state.as_str(), &since, &limit(max)]).await?;
     Ok(rows.iter().map(rows::delivery).collect::<Result<_>>()?)
 }
 

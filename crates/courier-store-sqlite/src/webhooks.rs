@@ -98,14 +98,15 @@ impl WebhookStore for SqliteStore {
         self.write(move |conn, now| skip(conn, now, id)).await
     }
 
-    async fn list_skipped_deliveries(
+    async fn list_deliveries_in_state(
         &self,
         webhook_id: Uuid,
+        state: DeliveryState,
         since: Option<DateTime<Utc>>,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryRecord>> {
         let since = since.map_or(i64::MIN, micros);
-        self.read(move |conn, _| list_skipped(conn, webhook_id, since, limit))
+        self.read(move |conn, _| list_in_state(conn, webhook_id, state, since, limit))
             .await
     }
 
@@ -360,17 +361,20 @@ fn skip(conn: &Connection, now: i64, id: Uuid) -> Result<bool> {
 }
 
 /// A webhook's skipped deliveries recorded at or after `since`, oldest first.
-fn list_skipped(conn: &Connection, webhook: Uuid, since: i64, max: u32) -> Result<Vec<DeliveryRecord>> {
+fn list_in_state(
+    conn: &Connection,
+    webhook: Uuid,
+    state: DeliveryState,
+    since: i64,
+    max: u32,
+) -> Result<Vec<DeliveryRecord>> {
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",
         delivery_columns!(),
         " FROM webhook_deliveries WHERE webhook_id = ?1 AND state = ?2 AND created_at >= ?3 \
          ORDER BY created_at, id LIMIT ?4"
     ))?;
-    let rows = stmt.query_map(
-        (webhook.as_bytes(), DeliveryState::Skipped.as_str(), since, limit(max)),
-        delivery_at,
-    )?;
+    let rows = stmt.query_map((webhook.as_bytes(), state.as_str(), since, limit(max)), delivery_at)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use courier_core::{
-    DeliveryAttempt, DeliveryRecord, DeliveryReplay, EventType, ExecutionId, NewExecution, StoreError, TaskId,
-    WebhookRecord,
+    DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, EventType, ExecutionId, NewExecution, StoreError,
+    TaskId, TaskState, WebhookRecord,
 };
 use courier_runtime::{Courier, RuntimeError};
 use serde::{Deserialize, Serialize};
@@ -120,10 +120,10 @@ pub struct DeliveryView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(as = ReplayedDeliveries))]
 pub struct ReplayedDeliveries {
-    /// The deliveries replayed, oldest first: each is pending again, made by a
-    /// new execution.
+    /// The deliveries replayed, oldest first: a skipped one is pending again,
+    /// made by a new execution; a failed one is tried again by its own.
     pub replayed: Vec<Uuid>,
-    /// More skipped deliveries wait than one call replays (10,000): call again.
+    /// More deliveries wait than one call replays (10,000): call again.
     pub more: bool,
 }
 
@@ -419,7 +419,7 @@ impl Webhooks {
             let page = self
                 .courier
                 .store()
-                .list_skipped_deliveries(id, since, REPLAY_PAGE)
+                .list_deliveries_in_state(id, DeliveryState::Skipped, since, REPLAY_PAGE)
                 .await?;
             if page.is_empty() {
                 return Ok(report);
@@ -444,6 +444,51 @@ impl Webhooks {
             report.replayed.extend(replayed);
         }
         report.more = true;
+        Ok(report)
+    }
+
+    /// Recovers the deliveries that failed (every attempt used) recorded at or
+    /// after `since`, if given, oldest first: each one's dead-lettered step is
+    /// replayed, so its execution tries the endpoint again from the first step
+    /// of the retry schedule and the delivery turns `pending`, then
+    /// `delivered` or `failed` again. A delivery is recovered once however many
+    /// callers race (a dead letter is replayed once). Refused while the webhook
+    /// is disabled.
+    pub async fn recover_failed(
+        &self,
+        id: Uuid,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<ReplayedDeliveries, WebhookError> {
+        let hook = self.get(id).await?;
+        if !hook.enabled {
+            return Err(WebhookError::Disabled(id));
+        }
+        let store = self.courier.store();
+        // One read: a recovered delivery stays `failed` until its next attempt
+        // is recorded, so paging by state would read it again.
+        let failed = store
+            .list_deliveries_in_state(id, DeliveryState::Failed, since, MAX_REPLAY as u32 + 1)
+            .await?;
+        let mut report = ReplayedDeliveries {
+            more: failed.len() > MAX_REPLAY,
+            ..ReplayedDeliveries::default()
+        };
+        for delivery in failed.into_iter().take(MAX_REPLAY) {
+            let steps = self.courier.steps(delivery.execution_id, None, 1000).await?;
+            let mut recovered = false;
+            for step in steps.iter().filter(|t| t.state == TaskState::Failed) {
+                match self.courier.replay_dead_letter(step.id).await {
+                    Ok(_) => recovered = true,
+                    // Replayed by a racing caller (or discarded) meanwhile.
+                    Err(RuntimeError::Store(StoreError::DeadLetterNotFound(_) | StoreError::ExecutionState { .. })) => {
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if recovered {
+                report.replayed.push(delivery.id);
+            }
+        }
         Ok(report)
     }
 

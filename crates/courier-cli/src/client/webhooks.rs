@@ -93,6 +93,15 @@ pub enum WebhooksCommand {
         #[arg(long, value_name = "TIME")]
         since: Option<DateTime<Utc>>,
     },
+    /// Tries a webhook's failed deliveries (every attempt used) again, as after
+    /// an outage of its endpoint.
+    Recover {
+        /// The webhook's id.
+        id: String,
+        /// Only those recorded at or after this instant (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<DateTime<Utc>>,
+    },
     /// Gives a webhook a new signing secret; prints it (shown this once only).
     /// The old secret goes on signing deliveries beside the new one for the
     /// grace period.
@@ -217,28 +226,35 @@ pub async fn run(args: WebhooksArgs) -> ClientResult<()> {
         WebhooksCommand::Deliveries { id, limit, offset } => deliveries(&client, &id, limit, offset).await,
         WebhooksCommand::Enable { id } => set_enabled(&client, &id, true).await,
         WebhooksCommand::Disable { id } => set_enabled(&client, &id, false).await,
-        WebhooksCommand::Replay { id, since } => replay(&client, &id, since).await,
+        WebhooksCommand::Replay { id, since } => replay(&client, &id, "replay", since).await,
+        WebhooksCommand::Recover { id, since } => replay(&client, &id, "recover", since).await,
         WebhooksCommand::RotateSecret { id, grace } => rotate_secret(&client, &id, grace).await,
     }
 }
 
-/// `POST /v1/webhooks/{id}/replay` answer.
+/// `POST /v1/webhooks/{id}/replay` and `/recover` answer.
 #[derive(Debug, Deserialize)]
 struct Replayed {
     replayed: Vec<uuid::Uuid>,
     more: bool,
 }
 
-async fn replay(client: &Client, id: &str, since: Option<DateTime<Utc>>) -> ClientResult<()> {
+/// Replays skipped deliveries (`action` "replay") or recovers failed ones ("recover").
+async fn replay(client: &Client, id: &str, action: &str, since: Option<DateTime<Utc>>) -> ClientResult<()> {
     check_id("webhook", id)?;
     let body = since.map(|since| json!({ "since": since }));
-    let answer = client.post(&["v1", "webhooks", id, "replay"], body.as_ref()).await?;
+    let answer = client.post(&["v1", "webhooks", id, action], body.as_ref()).await?;
     if client.json {
         print_json(&answer);
         return Ok(());
     }
     let report: Replayed = decode(answer)?;
-    println!("replayed {} skipped deliveries of webhook {id}", report.replayed.len());
+    let what = if action == "recover" {
+        "retrying failed"
+    } else {
+        "replayed skipped"
+    };
+    println!("{what} deliveries of webhook {id}: {}", report.replayed.len());
     if report.more {
         println!("(more are waiting: run it again)");
     }

@@ -83,11 +83,13 @@ pub trait WebhookStore: Send + Sync {
     /// attempt came up); whether it was pending.
     async fn skip_delivery(&self, id: Uuid) -> StoreResult<bool>;
 
-    /// A webhook's skipped deliveries recorded at or after `since`, oldest first,
-    /// at most `limit` (0: all).
-    async fn list_skipped_deliveries(
+    /// A webhook's deliveries in `state` recorded at or after `since`, oldest
+    /// first, at most `limit` (0: all): the skipped ones to replay, the failed
+    /// ones to recover.
+    async fn list_deliveries_in_state(
         &self,
         webhook_id: Uuid,
+        state: DeliveryState,
         since: Option<DateTime<Utc>>,
         limit: u32,
     ) -> StoreResult<Vec<DeliveryRecord>>;

@@ -777,7 +777,10 @@ pub async fn skipped_deliveries_dispatch_nothing_and_list_oldest_first(store: Dy
 
     let ids = |list: Vec<DeliveryRecord>| list.into_iter().map(|d| d.id).collect::<Vec<_>>();
     assert_eq!(
-        ids(store.list_skipped_deliveries(hook, None, 0).await.unwrap()),
+        ids(store
+            .list_deliveries_in_state(hook, DeliveryState::Skipped, None, 0)
+            .await
+            .unwrap()),
         vec![first.id]
     );
     // The pending one is skipped when its attempt comes up: once, only while pending.
@@ -802,26 +805,66 @@ pub async fn skipped_deliveries_dispatch_nothing_and_list_oldest_first(store: Dy
         DeliveryState::Delivered
     );
 
+    // Listed by state: a failed one is listed as failed, not as skipped or delivered.
+    let failed = delivery(hook, 4, "deliver-failed");
+    assert!(
+        store
+            .enqueue_deliveries(3, 4, vec![failed.clone()])
+            .await
+            .unwrap()
+            .value
+    );
+    store
+        .record_delivery_attempt(&attempt(failed.id, 1, Some(503), None), DeliveryState::Failed)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store
+            .list_deliveries_in_state(hook, DeliveryState::Failed, None, 0)
+            .await
+            .unwrap()),
+        vec![failed.id]
+    );
+    assert_eq!(
+        ids(store
+            .list_deliveries_in_state(hook, DeliveryState::Delivered, None, 0)
+            .await
+            .unwrap()),
+        vec![delivered.id]
+    );
+
     // Oldest (by when recorded) first, from `since`, up to `limit`.
     assert_eq!(
-        ids(store.list_skipped_deliveries(hook, None, 0).await.unwrap()),
+        ids(store
+            .list_deliveries_in_state(hook, DeliveryState::Skipped, None, 0)
+            .await
+            .unwrap()),
         vec![first.id, pending.id]
     );
     assert_eq!(
-        ids(store.list_skipped_deliveries(hook, None, 1).await.unwrap()),
+        ids(store
+            .list_deliveries_in_state(hook, DeliveryState::Skipped, None, 1)
+            .await
+            .unwrap()),
         vec![first.id]
     );
     assert_eq!(
-        ids(store.list_skipped_deliveries(hook, Some(between), 0).await.unwrap()),
+        ids(store
+            .list_deliveries_in_state(hook, DeliveryState::Skipped, Some(between), 0)
+            .await
+            .unwrap()),
         vec![pending.id]
     );
     assert_eq!(
-        ids(store.list_skipped_deliveries(other, None, 0).await.unwrap()),
+        ids(store
+            .list_deliveries_in_state(other, DeliveryState::Skipped, None, 0)
+            .await
+            .unwrap()),
         vec![elsewhere.id]
     );
     assert!(
         store
-            .list_skipped_deliveries(Uuid::new_v4(), None, 0)
+            .list_deliveries_in_state(Uuid::new_v4(), DeliveryState::Skipped, None, 0)
             .await
             .unwrap()
             .is_empty()
