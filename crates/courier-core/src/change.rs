@@ -42,6 +42,7 @@ use crate::id::{ExecutionId, TaskId};
 use crate::notification::{NotificationNotice, NotificationRecord, Subscriber};
 use crate::notifier::Notice;
 use crate::progress::Progress;
+use crate::schedule::{RunOutcome, ScheduleRun};
 use crate::state::{ExecutionState, TaskKind, TaskState};
 
 /// What the task a change concerns is, as events describe it.
@@ -292,6 +293,12 @@ pub enum Change {
         /// Subscribed (true) or unsubscribed.
         subscribed: bool,
     },
+    /// A schedule's slot was fired or skipped (a buffered slot changes
+    /// nothing yet: it is logged when it fires).
+    ScheduleRan {
+        /// What became of the slot.
+        run: ScheduleRun,
+    },
 }
 
 impl Change {
@@ -442,6 +449,24 @@ impl Change {
                 data: json!({"ids": ids, "subscriber": subscriber, "group": group}),
             },
             Change::SourceSubscription { .. } => return None,
+            Change::ScheduleRan { run } => {
+                let event_type = match run.outcome {
+                    RunOutcome::Fired => EventType::ScheduleFired,
+                    RunOutcome::Skipped => EventType::ScheduleSkipped,
+                    RunOutcome::Buffered => return None,
+                };
+                NewEvent {
+                    event_type,
+                    execution_id: run.execution_id,
+                    task_id: None,
+                    data: json!({
+                        "schedule_id": run.schedule_id,
+                        "slot": run.slot,
+                        "count": run.count,
+                        "reason": run.reason,
+                    }),
+                }
+            }
         };
         Some(event)
     }
@@ -464,6 +489,12 @@ impl Change {
                 state: ExecutionState::Pending | ExecutionState::Running,
                 ..
             } | Change::SourceSubscription { .. }
+                | Change::ScheduleRan {
+                    run: ScheduleRun {
+                        outcome: RunOutcome::Buffered,
+                        ..
+                    }
+                }
         )
     }
 
@@ -544,7 +575,8 @@ impl Change {
             | Change::TaskProgress { .. }
             | Change::TaskHeartbeat { .. }
             | Change::TaskCheckpoint { .. }
-            | Change::TaskStuck { .. } => Vec::new(),
+            | Change::TaskStuck { .. }
+            | Change::ScheduleRan { .. } => Vec::new(),
         }
     }
 

@@ -55,6 +55,10 @@ string_enum! {
         NotificationSent => "notification.sent",
         /// Notifications were dismissed by one subscriber.
         NotificationDismissed => "notification.dismissed",
+        /// A schedule's slot started an execution.
+        ScheduleFired => "schedule.fired",
+        /// A schedule's slot (or a run of them) was skipped.
+        ScheduleSkipped => "schedule.skipped",
     }
 }
 

@@ -38,6 +38,7 @@ mod nul;
 pub mod openapi;
 mod progress;
 mod retry;
+mod schedule;
 mod signal;
 mod state;
 pub mod store;
@@ -66,12 +67,16 @@ pub use notifier::{
 pub use nul::{HoldsNul, NulRefusals, nul_refused, text_has_nul, value_has_nul};
 pub use progress::{Progress, ProgressEntry};
 pub use retry::{RetryPolicy, RetryVerdict};
+pub use schedule::{
+    Firing, MIN_EVERY, NewRun, Overlap, RunOutcome, ScheduleDefinition, ScheduleError, ScheduleRecord, ScheduleRun,
+    ScheduleSpec, jitter_of, slot_key,
+};
 pub use signal::{SignalRecord, SignalSent};
 pub use state::{ExecutionState, TaskKind, TaskState};
 pub use store::{
     CacheStore, ChildGroup, ContextStore, DeadLetterStore, Effect, EffectApplied, EffectWrite, EventStore,
-    ExecutionStore, FunctionStore, NodeStore, NotificationStore, Reservation, SeedRecords, Store, TaskStore,
-    WebhookStore, WriteBatch, WriteResults,
+    ExecutionStore, FunctionStore, NodeStore, NotificationStore, Reservation, ScheduleStore, SeedRecords, Store,
+    TaskStore, WebhookStore, WriteBatch, WriteResults,
 };
 pub use task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, DEFAULT_QUEUE, Lease, LeaseKey, NewTask, Outcome,

@@ -16,6 +16,7 @@ use crate::function::FunctionSettings;
 use crate::node::NodeReport;
 use crate::notification::{NewNotification, Target};
 use crate::progress::Progress;
+use crate::schedule::ScheduleRecord;
 use crate::store::{Effect, EffectWrite, WriteBatch, WriteResults};
 use crate::task::{Completion, NewTask, Outcome, Remember, TaskSpec};
 
@@ -94,6 +95,20 @@ impl HoldsNul for NewTask {
             return Some("result");
         }
         self.spec.nul_field()
+    }
+}
+
+impl HoldsNul for ScheduleRecord {
+    fn nul_field(&self) -> Option<&'static str> {
+        let d = &self.definition;
+        first(&[
+            ("id", text_has_nul(&self.id)),
+            ("function", text_has_nul(&d.function)),
+            ("args", value_has_nul(&d.args)),
+            ("cron", d.cron.as_deref().is_some_and(text_has_nul)),
+            ("timezone", text_has_nul(&d.timezone)),
+            ("queue", d.queue.as_deref().is_some_and(text_has_nul)),
+        ])
     }
 }
 

@@ -82,6 +82,7 @@ mod nodes;
 mod notifications;
 mod options;
 mod rows;
+mod schedules;
 mod seed;
 mod signals;
 mod statements;

@@ -51,6 +51,7 @@ mod notifications;
 mod options;
 mod readers;
 mod rows;
+mod schedules;
 mod seed;
 mod signals;
 mod store;

@@ -16,6 +16,7 @@
 //! | [`CacheStore`] | the result cache and idempotency keys |
 //! | [`ContextStore`] | an execution's context: signals, progress, counters, state values |
 //! | [`NodeStore`] | the cluster's nodes as they report themselves: join, report, leave, list, forget |
+//! | [`ScheduleStore`] | schedules and their runs: create, read, update and fire with a compare-and-set of their revision |
 //! | [`NotificationStore`] | notifications for people: send, dismiss, replay, subscriptions to sources, expiry |
 //! | [`SeedRecords`] | seed 003's record-level operations (raw inserts and updates), kept for parity; the runtime never calls them |
 //!
@@ -53,6 +54,7 @@ mod executions;
 mod functions;
 mod nodes;
 mod notifications;
+mod schedules;
 mod seed;
 mod tasks;
 mod webhooks;
@@ -72,6 +74,7 @@ pub use executions::ExecutionStore;
 pub use functions::FunctionStore;
 pub use nodes::NodeStore;
 pub use notifications::NotificationStore;
+pub use schedules::ScheduleStore;
 pub use seed::SeedRecords;
 pub use tasks::TaskStore;
 pub use webhooks::WebhookStore;
@@ -94,6 +97,7 @@ pub trait Store:
     + WebhookStore
     + FunctionStore
     + NodeStore
+    + ScheduleStore
     + CacheStore
     + ContextStore
     + NotificationStore

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (7, include_str!("0007_function_settings.sql")),
     (8, include_str!("0008_limited_claims.sql")),
     (9, include_str!("0009_nodes.sql")),
+    (10, include_str!("0010_schedules.sql")),
 ];
 
 /// Creates the schema (if one is configured) and applies every migration not yet
