@@ -306,3 +306,61 @@ async fn housekeeping_runs_on_one_node_at_a_time_and_moves_when_it_dies() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A schedule on three nodes: each slot fires once for the cluster (on the
+/// node holding the scheduler role), and when that node is killed another
+/// takes over without losing a slot: the slots missed meanwhile fire late,
+/// within the catch-up window, once each.
+#[actix_rt::test]
+async fn a_schedule_fires_each_slot_once_across_nodes_and_loses_none_when_its_holder_dies() {
+    let mut cluster = Cluster::start(&["a", "b", "c"], redis(), &[], |_| Vec::new()).await;
+    let a = cluster.node("a");
+    let (status, created) = post(
+        &a.at("/v1/schedules"),
+        &json!({"id": "heartbeat", "function": "ext.scheduled", "every": "1s", "overlap": "allow", "catchup_window": "1m"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut holders = Vec::new();
+    for node in &cluster.nodes {
+        if node.counter("courier_schedule_slots_fired_total").await > 0.0 {
+            holders.push(node.name.clone());
+        }
+    }
+    assert_eq!(holders.len(), 1, "slots fired on {holders:?}");
+    let holder = holders[0].clone();
+    cluster.node_mut(&holder).kill9();
+    let killed_at = chrono::Utc::now();
+    let survivor = cluster.nodes.iter().find(|n| n.name != holder).unwrap();
+    // The role's lease runs out (3 s), a survivor takes it and catches up.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+
+    let (status, body) = get(&survivor.at("/v1/schedules/heartbeat/runs?limit=1000")).await;
+    assert_eq!(status, 200, "{body}");
+    let runs = body["runs"].as_array().unwrap();
+    assert!(runs.iter().all(|r| r["outcome"] == "fired"), "{body}");
+    let mut slots: Vec<chrono::DateTime<chrono::Utc>> = runs
+        .iter()
+        .map(|r| r["slot"].as_str().unwrap().parse().unwrap())
+        .collect();
+    slots.sort();
+    assert!(slots.len() >= 9, "{} slots in 11 s", slots.len());
+    assert!(
+        slots.windows(2).all(|w| w[1] - w[0] == chrono::TimeDelta::seconds(1)),
+        "each slot once, none missing: {slots:?}"
+    );
+    let executions: BTreeSet<&str> = runs.iter().map(|r| r["execution_id"].as_str().unwrap()).collect();
+    assert_eq!(executions.len(), runs.len(), "one execution per slot");
+    let (_, listed) = get(&survivor.at("/v1/executions?function=ext.scheduled&limit=1000")).await;
+    assert_eq!(
+        listed["executions"].as_array().unwrap().len(),
+        runs.len(),
+        "no execution beyond the runs: {listed}"
+    );
+    let last = *slots.last().unwrap();
+    assert!(
+        last > killed_at + chrono::TimeDelta::seconds(3),
+        "a survivor went on firing after the kill (last slot {last}, killed at {killed_at})"
+    );
+}

@@ -26,6 +26,7 @@ mod internal_events;
 mod notifications;
 mod replay;
 mod retries;
+mod schedules;
 mod seed_behaviours;
 mod wakeups;
 mod webhooks;

@@ -50,6 +50,8 @@ pub const VERSION_MISMATCHES: &str = "courier_version_mismatches_total";
 /// Counter: awaited children found missing from the store (a lost acknowledged
 /// write), each recreated by a replay.
 pub const LOST_CHILDREN: &str = "courier_lost_children_total";
+/// Counter: schedule slots fired (executions started by schedules).
+pub const SCHEDULE_SLOTS_FIRED: &str = "courier_schedule_slots_fired_total";
 /// Counter: housekeeping rounds run while holding the maintenance role.
 pub const MAINTENANCE_ROUNDS: &str = "courier_maintenance_rounds_total";
 /// Counter: executions timed out by housekeeping.
@@ -151,6 +153,7 @@ pub const ALL: &[&str] = &[
     VERSION_MISMATCHES,
     LOST_CHILDREN,
     MAINTENANCE_ROUNDS,
+    SCHEDULE_SLOTS_FIRED,
     EXECUTIONS_TIMED_OUT,
     TASKS_STUCK,
     CLEANUP_RUNS,

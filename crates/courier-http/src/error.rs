@@ -151,6 +151,7 @@ impl From<RuntimeError> for ApiError {
             ),
             RuntimeError::Serialization(e) => ApiError::bad_request("cannot serialize", json!(e)),
             RuntimeError::Invalid(e) => ApiError::bad_request("invalid request", json!(e)),
+            RuntimeError::ScheduleNotFound(id) => ApiError::not_found("schedule", id),
             RuntimeError::Stopped(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down", json!(e)),
             RuntimeError::WaitTimedOut { execution_id, state } => ApiError::new(
                 StatusCode::ACCEPTED,

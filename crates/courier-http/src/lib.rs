@@ -49,6 +49,7 @@ mod outbox;
 mod page_policy;
 mod params;
 mod routes;
+mod schedules;
 mod stats;
 mod stream;
 mod tasks;
@@ -444,6 +445,7 @@ fn routes(routes: Routes) -> Routes {
     let routes = workers::routes(routes);
     let routes = dead_letters::routes(routes);
     let routes = functions::routes(routes);
+    let routes = schedules::routes(routes);
     let routes = cleanup::routes(routes);
     let routes = events::routes(routes);
     let routes = stats::routes(routes);

@@ -124,6 +124,7 @@ pub(crate) fn spec() -> Value {
             { "name": "tasks", "description": "Tasks and queues." },
             { "name": "workers", "description": "External workers: claim activities, then heartbeat, checkpoint, report progress, complete or fail them, fenced by the claim's lease token." },
             { "name": "functions", "description": "What new tasks of each function get (retry policy, timeout, queue, tags, priority, concurrency cap), set for the whole cluster." },
+            { "name": "schedules", "description": "Functions started on a cron expression or at a fixed interval, once per slot for the whole cluster." },
             { "name": "dead letters", "description": "Failures kept for inspection and replay, and cleanup." },
             { "name": "events", "description": "The event log: polling, Server-Sent Events, WebSocket." },
             { "name": "webhooks", "description": "Webhook registrations and their deliveries." },
@@ -279,7 +280,7 @@ mod tests {
     use crate::routes::{METRICS, is_api};
 
     /// Operations the document has; a route added or removed changes it on purpose.
-    const OPERATIONS: usize = 57;
+    const OPERATIONS: usize = 66;
 
     fn operations(document: &Value) -> Vec<(String, String, Value)> {
         let mut all = Vec::new();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use courier_core::{Clock, LocalNotifier, Notifier, Store, StoreResult};
+use courier_core::{Clock, LocalNotifier, Notifier, ScheduleDefinition, Store, StoreResult};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -48,6 +48,7 @@ pub struct CourierBuilder {
     notification_hooks: NotificationHooks,
     node_id: Option<String>,
     report_every: Duration,
+    schedules: Vec<(String, ScheduleDefinition)>,
     on_start: Vec<StartHook>,
 }
 
@@ -65,6 +66,7 @@ impl Courier {
             notification_hooks: NotificationHooks::default(),
             node_id: None,
             report_every: DEFAULT_REPORT_EVERY,
+            schedules: Vec::new(),
             on_start: Vec::new(),
         }
     }
@@ -221,6 +223,15 @@ impl CourierBuilder {
         self
     }
 
+    /// Makes sure schedule `id` exists with `definition` when the node starts:
+    /// created if missing, its definition replaced if it differs (its pause and
+    /// runs kept). Every node may declare the same schedules; the cluster fires
+    /// each slot once.
+    pub fn schedule(mut self, id: impl Into<String>, definition: ScheduleDefinition) -> Self {
+        self.schedules.push((id.into(), definition));
+        self
+    }
+
     /// Runs `hook` with the started node, before [`start`](Self::start) returns:
     /// for services that run beside the runtime and need its handle (the webhook
     /// dispatcher and its delivery activity, ingestion). Hooks run in the order
@@ -289,9 +300,29 @@ impl CourierBuilder {
             "courier node started"
         );
         let courier = Courier::new(node, coordinator);
+        for (id, definition) in self.schedules {
+            declare_schedule(&courier, id, definition).await?;
+        }
         for hook in self.on_start {
             hook(&courier);
         }
         Ok(courier)
+    }
+}
+
+/// Creates schedule `id`, or replaces its definition if it differs.
+async fn declare_schedule(courier: &Courier, id: String, definition: ScheduleDefinition) -> Result<(), RuntimeError> {
+    match courier
+        .create_schedule(Some(id.clone()), definition.clone(), false)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(RuntimeError::Store(courier_core::StoreError::Conflict { .. })) => {
+            if courier.schedule(&id).await?.definition != definition {
+                courier.replace_schedule(&id, definition).await?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }

@@ -1,8 +1,9 @@
 //! `Coordinator`: the root of a node's actor tree.
 //!
 //! It starts the `FunctionSettingsWatch` and the `PresenceActor`, and the
-//! `WorkerActor` and the `MaintenanceActor` under actix supervisors (an actor
-//! that stops unexpectedly is restarted with the same address), starts one `ExecutionActor` per claimed orchestrator (each
+//! `WorkerActor`, the `MaintenanceActor` and the `SchedulerActor` under actix
+//! supervisors (an actor that stops unexpectedly is restarted with the same
+//! address), starts one `ExecutionActor` per claimed orchestrator (each
 //! registers itself in the node's live registry), and runs the shutdown order:
 //! drain the worker, hand live executions back, let the last commits land,
 //! leave the list of nodes.
@@ -17,6 +18,7 @@ use crate::live::Drain;
 use crate::maintenance::{MaintenanceActor, StopMaintenance};
 use crate::node::Node;
 use crate::presence::{Leave, PresenceActor};
+use crate::scheduler::{SchedulerActor, StopScheduler};
 use crate::store_actor::ReleaseLease;
 use crate::worker::{DrainWorker, StartExecution, WorkerActor};
 
@@ -31,6 +33,7 @@ pub(crate) struct Coordinator {
     run_worker: bool,
     worker: Option<Addr<WorkerActor>>,
     maintenance: Option<Addr<MaintenanceActor>>,
+    scheduler: Option<Addr<SchedulerActor>>,
     settings_watch: Option<Addr<FunctionSettingsWatch>>,
     presence: Option<Addr<PresenceActor>>,
     shutting_down: bool,
@@ -43,6 +46,7 @@ impl Coordinator {
             run_worker,
             worker: None,
             maintenance: None,
+            scheduler: None,
             settings_watch: None,
             presence: None,
             shutting_down: false,
@@ -64,6 +68,8 @@ impl Actor for Coordinator {
             self.worker = Some(Supervisor::start(move |_| WorkerActor::new(node, me)));
             let node = self.node.clone();
             self.maintenance = Some(Supervisor::start(move |_| MaintenanceActor::new(node)));
+            let node = self.node.clone();
+            self.scheduler = Some(Supervisor::start(move |_| SchedulerActor::new(node)));
         }
     }
 }
@@ -97,6 +103,9 @@ impl Handler<Shutdown> for Coordinator {
         self.shutting_down = true;
         if let Some(maintenance) = &self.maintenance {
             maintenance.do_send(StopMaintenance);
+        }
+        if let Some(scheduler) = &self.scheduler {
+            scheduler.do_send(StopScheduler);
         }
         if let Some(watch) = self.settings_watch.take() {
             watch.do_send(StopWatch);

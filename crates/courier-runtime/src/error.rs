@@ -42,6 +42,9 @@ pub enum RuntimeError {
     /// Invalid configuration or input.
     #[error("invalid: {0}")]
     Invalid(String),
+    /// No schedule has this id.
+    #[error("schedule {0} not found")]
+    ScheduleNotFound(String),
 }
 
 impl From<actix::MailboxError> for RuntimeError {

@@ -74,6 +74,8 @@ mod orchestrator;
 mod presence;
 mod readiness;
 mod retry;
+mod scheduler;
+mod schedules;
 mod store_actor;
 mod wake;
 mod worker;
@@ -92,4 +94,6 @@ pub use options::{
 };
 pub use orchestrator::OrchestratorContext;
 pub use presence::{DEFAULT_REPORT_EVERY, FORGET_AFTER, ReportPart, ReportSource};
+pub use scheduler::TICK as SCHEDULER_TICK;
+pub use schedules::MAX_SCHEDULE_ID;
 pub use store_actor::CleanupReport;

@@ -48,10 +48,11 @@ use chrono::{DateTime, Utc};
 use courier_core::metric;
 use courier_core::{
     Cancelled, ChildCreated, ChildGroup, ClaimRequest, Claimed, Committed, Completed, Completion, DeliveryAttempt,
-    DeliveryReplay, DeliveryState, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, FunctionRecord,
-    FunctionSettings, LeaseKey, LeaseToken, NewDelivery, NewExecution, NewNotification, NodeRecord, NodeReport,
-    NotificationSent, NotificationTtl, Notifier, Outcome, Progress, Renewed, Replayed, Reservation, SignalSent, Store,
-    StoreError, StoreResult, TaskError, TaskId, TaskKind, Viewer, WebhookRecord, WriteBatch, WriteResults,
+    DeliveryReplay, DeliveryState, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, Firing,
+    FunctionRecord, FunctionSettings, LeaseKey, LeaseToken, NewDelivery, NewExecution, NewNotification, NodeRecord,
+    NodeReport, NotificationSent, NotificationTtl, Notifier, Outcome, Progress, Renewed, Replayed, Reservation,
+    ScheduleRecord, SignalSent, Store, StoreError, StoreResult, TaskError, TaskId, TaskKind, Viewer, WebhookRecord,
+    WriteBatch, WriteResults,
 };
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -367,6 +368,29 @@ pub(crate) struct ReportNode {
 #[derive(Message)]
 #[rtype(result = "StoreResult<bool>")]
 pub(crate) struct LeaveNode(pub String);
+
+/// Stores a new schedule.
+#[derive(Message)]
+#[rtype(result = "StoreResult<ScheduleRecord>")]
+pub(crate) struct CreateSchedule(pub ScheduleRecord);
+
+/// Replaces a schedule at the revision read.
+#[derive(Message)]
+#[rtype(result = "StoreResult<Option<ScheduleRecord>>")]
+pub(crate) struct UpdateSchedule {
+    pub schedule: ScheduleRecord,
+    pub expected_revision: i64,
+}
+
+/// Deletes a schedule and its runs.
+#[derive(Message)]
+#[rtype(result = "StoreResult<bool>")]
+pub(crate) struct DeleteSchedule(pub String);
+
+/// Fires slots of a schedule at the revision read (dispatching their executions).
+#[derive(Message)]
+#[rtype(result = "StoreResult<Option<ScheduleRecord>>")]
+pub(crate) struct FireSchedule(pub Firing);
 
 /// Forgets the nodes not seen for this long; how many.
 #[derive(Message)]
@@ -1298,6 +1322,42 @@ impl Handler<CreateWebhook> for StoreActor {
 
     fn handle(&mut self, m: CreateWebhook, _: &mut Self::Context) -> Self::Result {
         self.quiet(move |store| async move { store.create_webhook(&m.0).await })
+    }
+}
+
+/// Stores the schedule.
+impl Handler<CreateSchedule> for StoreActor {
+    type Result = ResponseFuture<StoreResult<ScheduleRecord>>;
+
+    fn handle(&mut self, m: CreateSchedule, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.create_schedule(&m.0).await })
+    }
+}
+
+/// Replaces the schedule.
+impl Handler<UpdateSchedule> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Option<ScheduleRecord>>>;
+
+    fn handle(&mut self, m: UpdateSchedule, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.update_schedule(&m.schedule, m.expected_revision).await })
+    }
+}
+
+/// Deletes the schedule.
+impl Handler<DeleteSchedule> for StoreActor {
+    type Result = ResponseFuture<StoreResult<bool>>;
+
+    fn handle(&mut self, m: DeleteSchedule, _: &mut Self::Context) -> Self::Result {
+        self.quiet(move |store| async move { store.delete_schedule(&m.0).await })
+    }
+}
+
+/// Fires the slots; their executions' workers are woken.
+impl Handler<FireSchedule> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Option<ScheduleRecord>>>;
+
+    fn handle(&mut self, m: FireSchedule, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.fire_schedule(&m.0).await })
     }
 }
 
