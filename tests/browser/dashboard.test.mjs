@@ -422,6 +422,47 @@ async function withoutTokens() {
     await api(server, 'POST', `/v1/executions/${x.id}/cancel`, {}); // out of the later steps' lists and claims
   });
 
+  await step('Schedules: created from the page, next runs shown, runs listed, paused, run now, deleted; fits a phone', async () => {
+    await page.click('[data-testid="tab-schedules"]');
+    await page.click('[data-testid="new-schedule"]');
+    const form = page.locator('[data-testid="schedule-form"]');
+    await form.waitFor({ timeout: WAIT_MS });
+    await form.locator('[data-testid="schedule-form-json"]').fill(JSON.stringify({ id: 'tick', function: 'sched_fn', every: '1s', overlap: 'allow' }));
+    await form.locator('[data-testid="schedule-form-submit"]').click();
+    const row = page.locator('[data-testid="schedule-row"][data-id="tick"]');
+    await row.waitFor({ timeout: WAIT_MS });
+    await expectText(row.locator('[data-testid="schedule-timing"]'), 'every 1s');
+    await expectText(row.locator('[data-testid="schedule-state"]'), 'active');
+    assert(await row.locator('[data-testid="schedule-upcoming"] li').count() === 3, 'the next three runs are not shown');
+    // A bad one is refused with the API's words.
+    await page.click('[data-testid="new-schedule"]');
+    await form.locator('[data-testid="schedule-form-json"]').fill(JSON.stringify({ function: 'sched_fn', cron: 'not cron' }));
+    await form.locator('[data-testid="schedule-form-submit"]').click();
+    await until('the API error shown', async () => (await form.locator('[data-testid="schedule-form-error"]').textContent()).includes('cron'));
+    await page.click('[data-testid="new-schedule"]');
+    await until('two slots fired', async () => (await api(server, 'GET', '/v1/schedules/tick/runs')).data.runs.length >= 2);
+    await row.locator('[data-testid="schedule-toggle"]').click();
+    await expectText(row.locator('[data-testid="schedule-state"]'), 'paused');
+    assert((await api(server, 'GET', '/v1/schedules/tick')).data.paused === true, 'the server still has it active');
+    await row.locator('[data-testid="schedule-runs-button"]').click();
+    await until('its fired runs listed', async () => (await page.locator('[data-testid="schedule-run"][data-outcome="fired"]').count()) >= 2);
+    const before = (await api(server, 'GET', '/v1/schedules/tick/runs')).data.runs.length;
+    await row.locator('[data-testid="schedule-trigger"]').click();
+    await until('a "Started execution" notice', async () => (await page.locator('[data-testid="notice"]').textContent()).startsWith('Started execution'));
+    const after = (await api(server, 'GET', '/v1/schedules/tick/runs')).data.runs;
+    assert(after.length === before + 1 && after[0].reason === 'trigger', `runs after Run now: ${JSON.stringify(after.slice(0, 2))}`);
+    await shot(page, 'schedules');
+    await page.setViewportSize(PHONE);
+    assert(await pageWidth(page) <= PHONE.width, `the schedules view scrolls sideways on a phone: ${await pageWidth(page)}`);
+    await shot(page, 'phone-schedules');
+    await page.setViewportSize(DESKTOP);
+    await row.locator('[data-testid="schedule-delete"]').click();
+    await row.locator('[data-testid="schedule-delete"]').click(); // confirm
+    await until('the schedule gone', async () => (await page.locator('[data-testid="schedule-row"][data-id="tick"]').count()) === 0);
+    assert((await fetch(server.base + '/v1/schedules/tick')).status === 404, 'the server still has it');
+    await page.click('[data-testid="tab-executions"]');
+  });
+
   await step('Functions: the table lists them, the editor validates, saves (PUT) and resets (DELETE)', async () => {
     await api(server, 'PUT', '/v1/functions/browser_fn', { priority: 1 });
     await page.goto(server.base + '/#/functions');

@@ -39,6 +39,8 @@ enum Command {
     Cleanup(client::CleanupArgs),
     /// Function settings for the whole cluster: list, show, set, delete.
     Functions(client::functions::FunctionsArgs),
+    /// Schedules for the whole cluster: list, show, create, pause, resume, trigger, runs, delete.
+    Schedules(client::schedules::SchedulesArgs),
     /// Webhooks on a node: create, list, show, delete, deliveries, enable, disable, replay.
     Webhooks(client::webhooks::WebhooksArgs),
     /// Notifications for people (send, mint a browser's connection token, subscribe
@@ -54,6 +56,7 @@ async fn client_command(command: Command) -> i32 {
         Command::Dlq(args) => client::dlq::run(args).await,
         Command::Cleanup(args) => client::cleanup(args).await,
         Command::Functions(args) => client::functions::run(args).await,
+        Command::Schedules(args) => client::schedules::run(args).await,
         Command::Webhooks(args) => client::webhooks::run(args).await,
         Command::Notify(args) => client::notify::run(*args).await,
         Command::Serve(_) | Command::Bench(_) => unreachable!("not a client command"),

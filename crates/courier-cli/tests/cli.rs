@@ -1025,3 +1025,67 @@ fn function_settings_are_set_shown_listed_and_deleted() {
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(out.stderr.contains("not found"), "{out:#?}");
 }
+
+#[test]
+fn schedules_are_created_listed_triggered_paused_and_deleted() {
+    let server = Server::start(None);
+    let out = server
+        .run(&[
+            "schedules",
+            "create",
+            "ext.nightly",
+            "--id",
+            "nightly",
+            "--cron",
+            "0 30 2 * * *",
+            "--timezone",
+            "Europe/Paris",
+            "--args",
+            r#"{"days": 1}"#,
+        ])
+        .ok();
+    for needle in ["nightly", "cron 0 30 2 * * * (Europe/Paris)", "active", "next slots"] {
+        assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
+    }
+    let out = server.run(&[
+        "schedules",
+        "create",
+        "ext.nightly",
+        "--every",
+        "1s",
+        "--cron",
+        "* * * * *",
+    ]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("exactly one of cron and every"), "{out:#?}");
+    let out = server.run(&["schedules", "create", "ext.nightly", "--every", "1h", "--args", "{nope"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("--args must be JSON"), "{out:#?}");
+
+    let out = server.run(&["schedules", "list"]).ok();
+    assert!(out.stdout.starts_with("ID "), "{out:#?}");
+    assert!(out.stdout.contains("ext.nightly"), "{out:#?}");
+    let out = server.run(&["schedules", "trigger", "nightly"]).ok();
+    assert!(
+        out.stdout.starts_with("schedule nightly: started execution "),
+        "{out:#?}"
+    );
+    let out = server.run(&["schedules", "runs", "nightly", "--json"]).ok();
+    let runs = out.json()["runs"].clone();
+    assert_eq!(runs[0]["reason"], "trigger", "{runs}");
+    assert_eq!(runs[0]["outcome"], "fired");
+    let out = server.run(&["schedules", "pause", "nightly"]).ok();
+    assert!(out.stdout.starts_with("schedule nightly paused"), "{out:#?}");
+    let out = server.run(&["schedules", "show", "nightly", "--json"]).ok();
+    assert_eq!(out.json()["paused"], true);
+    let out = server.run(&["schedules", "resume", "nightly"]).ok();
+    assert!(
+        out.stdout.starts_with("schedule nightly resumed; next slot: 20"),
+        "{out:#?}"
+    );
+    let out = server.run(&["schedules", "delete", "nightly"]).ok();
+    assert_eq!(out.stdout.trim(), "deleted schedule nightly");
+    let out = server.run(&["schedules", "show", "nightly"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(out.stderr.trim(), "courier: schedule not found (id: nightly)");
+}

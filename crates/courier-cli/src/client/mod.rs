@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod notify;
 pub mod progress;
 pub mod render;
+pub mod schedules;
 pub mod webhooks;
 
 /// Options every client command takes.
