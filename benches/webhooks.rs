@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 mod support;
-use support::{Server, psql, read_message};
+use support::{Api, Server, psql, read_message};
 
 const CONNECTIONS: usize = 16;
 
@@ -48,36 +48,6 @@ async fn receiver(listener: TcpListener, received: Arc<AtomicU64>, last: Arc<std
                 }
             }
         });
-    }
-}
-
-/// One keep-alive API connection.
-struct Api(BufReader<TcpStream>);
-
-impl Api {
-    async fn connect(port: u16) -> Api {
-        Api(BufReader::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap()))
-    }
-
-    async fn get(&mut self, path: &str) -> (String, Vec<u8>) {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
-        self.0.get_mut().write_all(request.as_bytes()).await.unwrap();
-        read_message(&mut self.0)
-            .await
-            .unwrap()
-            .expect("the server closed the connection")
-    }
-
-    async fn post(&mut self, path: &str, body: &str) -> (String, Vec<u8>) {
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.0.get_mut().write_all(request.as_bytes()).await.unwrap();
-        read_message(&mut self.0)
-            .await
-            .unwrap()
-            .expect("the server closed the connection")
     }
 }
 

@@ -5,7 +5,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
@@ -105,4 +106,34 @@ pub async fn read_message(
     let mut body = vec![0; length];
     reader.read_exact(&mut body).await?;
     Ok(Some((head, body)))
+}
+
+/// One keep-alive API connection.
+pub struct Api(BufReader<TcpStream>);
+
+impl Api {
+    pub async fn connect(port: u16) -> Api {
+        Api(BufReader::new(TcpStream::connect(("127.0.0.1", port)).await.unwrap()))
+    }
+
+    pub async fn get(&mut self, path: &str) -> (String, Vec<u8>) {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        self.0.get_mut().write_all(request.as_bytes()).await.unwrap();
+        read_message(&mut self.0)
+            .await
+            .unwrap()
+            .expect("the server closed the connection")
+    }
+
+    pub async fn post(&mut self, path: &str, body: &str) -> (String, Vec<u8>) {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.0.get_mut().write_all(request.as_bytes()).await.unwrap();
+        read_message(&mut self.0)
+            .await
+            .unwrap()
+            .expect("the server closed the connection")
+    }
 }

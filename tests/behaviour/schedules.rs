@@ -230,3 +230,54 @@ async fn bad_schedules_get_clear_answers() {
     assert_eq!(status, 404);
     s.stop().await;
 }
+
+/// A past range is backfilled: each slot in it starts once (its key), again
+/// only pointing at the execution it made; a range too wide or backwards is
+/// refused.
+#[actix_rt::test]
+async fn a_past_range_is_backfilled_once_per_slot() {
+    let s = server(sqlite().await, Arc::new(AtomicU32::new(0))).await;
+    let (status, _) = post(
+        &s.at("/v1/schedules"),
+        &json!({"id": "hourly", "function": "tick", "cron": "0 0 * * * *", "paused": true}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let now = chrono::Utc::now();
+    let from = now - chrono::TimeDelta::hours(3);
+    let range = json!({"from": from, "to": now});
+    let (status, first) = post(&s.at("/v1/schedules/hourly/backfill"), &range).await;
+    assert_eq!(status, 201, "{first}");
+    let runs = first["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 3, "three hours, three slots: {first}");
+    assert!(
+        runs.iter()
+            .all(|r| r["reason"] == "backfill" && r["outcome"] == "fired")
+    );
+    for run in runs {
+        let id = run["execution_id"].as_str().unwrap();
+        let (status, result) = get(&s.at(&format!("/v1/executions/{id}/result?wait=10s"))).await;
+        assert_eq!((status, &result["result"]), (200, &json!("tock")), "{result}");
+    }
+    let (status, again) = post(&s.at("/v1/schedules/hourly/backfill"), &range).await;
+    assert_eq!(status, 201, "{again}");
+    let ids = |v: &Value| -> Vec<Value> {
+        v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["execution_id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(&again), ids(&first), "a slot keeps its one execution");
+    let (_, listed) = get(&s.at("/v1/executions?function=tick&limit=100")).await;
+    assert_eq!(listed["executions"].as_array().unwrap().len(), 3, "{listed}");
+
+    let wide = json!({"from": now - chrono::TimeDelta::days(100), "to": now});
+    let (status, refused) = post(&s.at("/v1/schedules/hourly/backfill"), &wide).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("in parts"), "{refused}");
+    let backwards = json!({"from": now, "to": from});
+    assert_eq!(post(&s.at("/v1/schedules/hourly/backfill"), &backwards).await.0, 400);
+    s.stop().await;
+}

@@ -39,7 +39,7 @@ enum Command {
     Cleanup(client::CleanupArgs),
     /// Function settings for the whole cluster: list, show, set, delete.
     Functions(client::functions::FunctionsArgs),
-    /// Schedules for the whole cluster: list, show, create, pause, resume, trigger, runs, delete.
+    /// Schedules for the whole cluster: list, show, create, pause, resume, trigger, backfill, runs, delete.
     Schedules(client::schedules::SchedulesArgs),
     /// Webhooks on a node: create, list, show, delete, deliveries, enable, disable, replay.
     Webhooks(client::webhooks::WebhooksArgs),

@@ -1074,6 +1074,18 @@ fn schedules_are_created_listed_triggered_paused_and_deleted() {
     let runs = out.json()["runs"].clone();
     assert_eq!(runs[0]["reason"], "trigger", "{runs}");
     assert_eq!(runs[0]["outcome"], "fired");
+    let out = server
+        .run(&[
+            "schedules",
+            "backfill",
+            "nightly",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-01-03T12:00:00Z",
+        ])
+        .ok();
+    assert_eq!(out.stdout.trim(), "schedule nightly: started 3 slots", "{out:#?}");
     let out = server.run(&["schedules", "pause", "nightly"]).ok();
     assert!(out.stdout.starts_with("schedule nightly paused"), "{out:#?}");
     let out = server.run(&["schedules", "show", "nightly", "--json"]).ok();

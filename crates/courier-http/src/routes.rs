@@ -259,6 +259,7 @@ mod tests {
             ("pauseSchedule", Admin),
             ("resumeSchedule", Admin),
             ("triggerSchedule", Admin),
+            ("backfillSchedule", Admin),
             ("listScheduleRuns", Read),
             ("getFunction", Read),
             ("putFunction", Admin),

@@ -32,6 +32,7 @@ pub(crate) fn routes(routes: Routes) -> Routes {
         .add(__path_pause, pause)
         .add(__path_resume, resume)
         .add(__path_trigger, trigger)
+        .add(__path_backfill, backfill)
         .add(__path_runs, runs)
 }
 
@@ -446,6 +447,52 @@ pub(crate) async fn resume(http: web::Data<Http>, id: web::Path<String>) -> ApiR
 pub(crate) async fn trigger(http: web::Data<Http>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     check_id(&id)?;
     Ok(HttpResponse::Created().json(http.courier().trigger_schedule(&id).await?))
+}
+
+/// `POST /v1/schedules/{id}/backfill` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(description = "The past range whose slots to start.")]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BackfillBody {
+    /// The first instant (RFC 3339), included.
+    pub from: DateTime<Utc>,
+    /// The last instant (RFC 3339), included.
+    pub to: DateTime<Utc>,
+}
+
+/// Starts the slots of a past range.
+#[utoipa::path(
+    post, path = "/v1/schedules/{id}/backfill", operation_id = "backfillSchedule", tag = "schedules",
+    summary = "Start the schedule's slots from `from` to `to` (both included, at most 1000), as if they had fired.",
+    description = "Recorded with `reason: \"backfill\"` and logged as `schedule.fired`, paused or not and whatever the catch-up window. Each slot's execution has the idempotency key its firing uses, so a slot that already fired keeps its one execution.",
+    params(("id" = String, Path, description = "The schedule's id.")),
+    request_body(content = BackfillBody, example = json!({"from": "2026-12-01T00:00:00Z", "to": "2026-12-03T23:59:59Z"})),
+    responses(
+        (status = 201, description = "Started.", body = RunList, example = json!({"runs": [
+            {"schedule_id": "nightly-rollup", "slot": "2026-12-03T01:30:00Z", "outcome": "fired", "count": 1,
+             "execution_id": "01a2457e-1d80-7713-afa6-77363ca3b2b7", "reason": "backfill", "recorded_at": "2026-12-05T10:02:00.120Z"}
+        ]})),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = StoreError),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(crate) async fn backfill(
+    http: web::Data<Http>,
+    id: web::Path<String>,
+    body: web::Json<BackfillBody>,
+) -> ApiResult<HttpResponse> {
+    check_id(&id)?;
+    let runs = http
+        .courier()
+        .backfill_schedule(&id, body.from, body.to)
+        .await
+        .map_err(runtime_invalid)?;
+    Ok(HttpResponse::Created().json(RunList { runs }))
 }
 
 /// `GET /v1/schedules/{id}/runs` query.

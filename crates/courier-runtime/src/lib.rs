@@ -95,5 +95,5 @@ pub use options::{
 pub use orchestrator::OrchestratorContext;
 pub use presence::{DEFAULT_REPORT_EVERY, FORGET_AFTER, ReportPart, ReportSource};
 pub use scheduler::TICK as SCHEDULER_TICK;
-pub use schedules::MAX_SCHEDULE_ID;
+pub use schedules::{MAX_BACKFILL, MAX_SCHEDULE_ID};
 pub use store_actor::CleanupReport;

@@ -20,7 +20,7 @@ use courier_core::{
 };
 
 use crate::node::Node;
-use crate::store_actor::{AcquireRole, FireSchedule, unreachable};
+use crate::store_actor::{AcquireRole, FireSchedules, unreachable};
 
 /// The role whose holder fires the schedules.
 pub(crate) const ROLE: &str = "courier.scheduler";
@@ -103,6 +103,10 @@ impl SchedulerActor {
     }
 }
 
+/// Firings written in one transaction: one event-log append and one
+/// dispatch batch for all of them.
+const FIRINGS_PER_WRITE: usize = 250;
+
 /// Reads the due schedules and fires each.
 async fn fire_due(node: &Node) -> StoreResult<()> {
     let store = node.store();
@@ -111,26 +115,40 @@ async fn fire_due(node: &Node) -> StoreResult<()> {
         return Ok(());
     }
     let now = store.now().await?;
-    for schedule in due {
-        let previous_running = match schedule.last_execution_id {
-            Some(id) => store.get_execution(id).await?.is_some_and(|x| !x.state.is_terminal()),
-            None => false,
+    let mut firings = Vec::with_capacity(due.len());
+    for schedule in &due {
+        // Only a policy that waits needs to know whether the last one still runs.
+        let previous_running = match (schedule.definition.overlap, schedule.last_execution_id) {
+            (Overlap::Allow, _) | (_, None) => false,
+            (_, Some(id)) => store.get_execution(id).await?.is_some_and(|x| !x.state.is_terminal()),
         };
-        let Some(firing) = plan(&schedule, now, previous_running, |slot| {
-            slot_execution(node, &schedule, slot)
-        }) else {
-            continue;
-        };
-        let fired = firing.runs.iter().filter(|r| r.outcome == RunOutcome::Fired).count();
-        match node.writes().send(FireSchedule(firing)).await.map_err(unreachable)? {
-            Ok(Some(_)) => {
-                if fired > 0 {
-                    metrics::counter!(courier_core::metric::SCHEDULE_SLOTS_FIRED).increment(fired as u64);
+        if let Some(firing) = plan(schedule, now, previous_running, |slot| {
+            slot_execution(node, schedule, slot)
+        }) {
+            firings.push(firing);
+        }
+    }
+    let writes = node.writes().clone();
+    while !firings.is_empty() {
+        let batch: Vec<Firing> = firings.drain(..firings.len().min(FIRINGS_PER_WRITE)).collect();
+        let fired: Vec<usize> = batch
+            .iter()
+            .map(|f| f.runs.iter().filter(|r| r.outcome == RunOutcome::Fired).count())
+            .collect();
+        match writes.send(FireSchedules(batch)).await.map_err(unreachable)? {
+            Ok(written) => {
+                // A `None` was edited (or fired by a former holder) since it was read: next tick.
+                let slots: usize = written
+                    .iter()
+                    .zip(&fired)
+                    .filter(|(w, _)| w.is_some())
+                    .map(|(_, n)| n)
+                    .sum();
+                if slots > 0 {
+                    metrics::counter!(courier_core::metric::SCHEDULE_SLOTS_FIRED).increment(slots as u64);
                 }
             }
-            // Edited (or fired by a former holder) since it was read: next tick.
-            Ok(None) => {}
-            Err(e) => tracing::warn!(schedule = schedule.id, error = %e, "could not fire a schedule's slots"),
+            Err(e) => tracing::warn!(error = %e, "could not fire schedules' slots"),
         }
     }
     Ok(())

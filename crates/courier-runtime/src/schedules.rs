@@ -10,10 +10,12 @@ use courier_core::{
 use crate::error::RuntimeError;
 use crate::handle::Courier;
 use crate::scheduler::slot_execution;
-use crate::store_actor::{CreateSchedule, DeleteSchedule, FireSchedule, UpdateSchedule};
+use crate::store_actor::{CreateSchedule, DeleteSchedule, FireSchedules, UpdateSchedule};
 
 /// The longest schedule id.
 pub const MAX_SCHEDULE_ID: usize = 200;
+/// The most slots one backfill starts.
+pub const MAX_BACKFILL: usize = 1000;
 /// How often an edit is tried again when a firing moved the schedule on meanwhile.
 const EDIT_TRIES: usize = 20;
 
@@ -164,7 +166,7 @@ impl Courier {
                     execution: Some(slot_execution(&self.node, &record, now)),
                 }],
             };
-            if let Some(fired) = self.node.writes().send(FireSchedule(firing)).await?? {
+            if let Some(fired) = self.fire(firing).await? {
                 return Ok(ScheduleRun {
                     schedule_id: fired.id,
                     slot: now,
@@ -179,9 +181,79 @@ impl Courier {
         Err(busy(id))
     }
 
+    /// Starts the schedule's slots from `from` to `to` (both included; at most
+    /// [`MAX_BACKFILL`]), as if they had fired (`reason: "backfill"`), paused
+    /// or not and whatever its catch-up window. Each slot's idempotency key is
+    /// the one its firing uses, so a slot that already fired keeps its one
+    /// execution (its run points at it). The runs, newest slot first.
+    pub async fn backfill_schedule(
+        &self,
+        id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ScheduleRun>, RuntimeError> {
+        if to < from {
+            return Err(RuntimeError::Invalid("a backfill's `to` is before its `from`".into()));
+        }
+        for _ in 0..EDIT_TRIES {
+            let record = self.schedule(id).await?;
+            let spec = check(&record.definition, record.anchor_at)?;
+            let mut slots = Vec::new();
+            let mut next = from
+                .checked_sub_signed(chrono::TimeDelta::microseconds(1))
+                .and_then(|before| spec.next_after(before));
+            while let Some(slot) = next.filter(|slot| *slot <= to) {
+                if slots.len() == MAX_BACKFILL {
+                    return Err(RuntimeError::Invalid(format!(
+                        "the range holds more than {MAX_BACKFILL} slots; backfill it in parts"
+                    )));
+                }
+                slots.push(slot);
+                next = spec.next_after(slot);
+            }
+            if slots.is_empty() {
+                return Ok(Vec::new());
+            }
+            let runs = slots
+                .iter()
+                .map(|&slot| NewRun {
+                    slot,
+                    outcome: RunOutcome::Fired,
+                    count: 1,
+                    reason: "backfill".into(),
+                    execution: Some(slot_execution(&self.node, &record, slot)),
+                })
+                .collect();
+            let firing = Firing {
+                schedule_id: record.id.clone(),
+                expected_revision: record.revision,
+                next_slot: record.next_slot,
+                buffered_slot: record.buffered_slot,
+                runs,
+            };
+            if self.fire(firing).await?.is_some() {
+                let recorded = self.store().list_schedule_runs(id, 0, 0).await?;
+                // Newest first: each slot's first run listed is this backfill's.
+                let mut seen = std::collections::HashSet::new();
+                let runs = recorded
+                    .into_iter()
+                    .filter(|r| r.reason == "backfill" && slots.contains(&r.slot) && seen.insert(r.slot))
+                    .collect();
+                return Ok(runs);
+            }
+        }
+        Err(busy(id))
+    }
+
     /// Deletes a schedule and its runs (executions it started are left alone).
     pub async fn delete_schedule(&self, id: &str) -> Result<bool, RuntimeError> {
         Ok(self.node.writes().send(DeleteSchedule(id.to_string())).await??)
+    }
+
+    /// Writes one firing; the schedule as written, or `None` if it moved on.
+    async fn fire(&self, firing: Firing) -> Result<Option<ScheduleRecord>, RuntimeError> {
+        let fired = self.node.writes().send(FireSchedules(vec![firing])).await??;
+        Ok(fired.into_iter().next().flatten())
     }
 
     /// Reads, changes and writes a schedule at the revision read, again if a

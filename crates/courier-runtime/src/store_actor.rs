@@ -387,10 +387,11 @@ pub(crate) struct UpdateSchedule {
 #[rtype(result = "StoreResult<bool>")]
 pub(crate) struct DeleteSchedule(pub String);
 
-/// Fires slots of a schedule at the revision read (dispatching their executions).
+/// Fires slots of schedules, each at the revision read (dispatching their
+/// executions), in one transaction; one answer per firing.
 #[derive(Message)]
-#[rtype(result = "StoreResult<Option<ScheduleRecord>>")]
-pub(crate) struct FireSchedule(pub Firing);
+#[rtype(result = "StoreResult<Vec<Option<ScheduleRecord>>>")]
+pub(crate) struct FireSchedules(pub Vec<Firing>);
 
 /// Forgets the nodes not seen for this long; how many.
 #[derive(Message)]
@@ -1353,11 +1354,11 @@ impl Handler<DeleteSchedule> for StoreActor {
 }
 
 /// Fires the slots; their executions' workers are woken.
-impl Handler<FireSchedule> for StoreActor {
-    type Result = ResponseFuture<StoreResult<Option<ScheduleRecord>>>;
+impl Handler<FireSchedules> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Vec<Option<ScheduleRecord>>>>;
 
-    fn handle(&mut self, m: FireSchedule, _: &mut Self::Context) -> Self::Result {
-        self.logged(move |store| async move { store.fire_schedule(&m.0).await })
+    fn handle(&mut self, m: FireSchedules, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move { store.fire_schedules(&m.0).await })
     }
 }
 

@@ -172,6 +172,7 @@ macro_rules! __cases {
             schedules::a_firing_dispatches_records_and_logs_each_slot_once,
             schedules::racing_firings_of_one_revision_write_once,
             schedules::a_schedule_holding_a_nul_is_refused,
+            schedules::firings_in_one_write_answer_each,
             changes::every_write_reports_exactly_the_changes_it_logged,
             changes::fenced_progress_is_refused_after_the_lease_is_lost,
             maintenance::initialising_again_is_harmless,

@@ -116,11 +116,18 @@ impl ScheduleStore for PostgresStore {
         Ok(rows.iter().map(record).collect::<Result<_>>()?)
     }
 
-    async fn fire_schedule(&self, firing: &Firing) -> StoreResult<Committed<Option<ScheduleRecord>>> {
-        for run in firing.runs.iter().filter_map(|r| r.execution.as_ref()) {
+    async fn fire_schedules(&self, firings: &[Firing]) -> StoreResult<Committed<Vec<Option<ScheduleRecord>>>> {
+        for run in firings
+            .iter()
+            .flat_map(|f| &f.runs)
+            .filter_map(|r| r.execution.as_ref())
+        {
             run.check_nul()?;
         }
-        in_transaction!(self, |tx| fire_in(tx, firing))
+        if firings.is_empty() {
+            return Ok(Committed::unchanged(Vec::new()));
+        }
+        in_transaction!(self, |tx| fire_in(tx, firings))
     }
 
     async fn list_schedule_runs(&self, id: &str, max: u32, offset: u32) -> StoreResult<Vec<ScheduleRun>> {
@@ -174,77 +181,115 @@ async fn delete_in(tx: &Transaction<'_>, id: &str) -> Result<bool> {
     Ok(execute(tx, "DELETE FROM schedules WHERE id = $1", &[&id]).await? > 0)
 }
 
-async fn fire_in(tx: &Transaction<'_>, f: &Firing) -> Result<Committed<Option<ScheduleRecord>>> {
-    // The compare-and-set first: a racer waits here for the winner's commit,
-    // then matches no row and leaves before doing any work.
-    let moved = execute(
-        tx,
-        "UPDATE schedules SET next_slot = $2, buffered_slot = $3, updated_at = now(), revision = revision + 1
-         WHERE id = $1 AND revision = $4",
-        &[&f.schedule_id, &f.next_slot, &f.buffered_slot, &f.expected_revision],
-    )
-    .await?;
-    if moved == 0 {
-        return Ok(Committed::unchanged(None));
+async fn fire_in(tx: &Transaction<'_>, firings: &[Firing]) -> Result<Committed<Vec<Option<ScheduleRecord>>>> {
+    // The compare-and-sets first, in id order (so two batches never wait on
+    // each other in a cycle): a racer waits here for the winner's commit, then
+    // matches no row and writes nothing of that firing.
+    let mut order: Vec<usize> = (0..firings.len()).collect();
+    order.sort_by(|a, b| firings[*a].schedule_id.cmp(&firings[*b].schedule_id));
+    let mut won = vec![false; firings.len()];
+    for i in order {
+        let f = &firings[i];
+        won[i] = execute(
+            tx,
+            "UPDATE schedules SET next_slot = $2, buffered_slot = $3, updated_at = now(), revision = revision + 1
+             WHERE id = $1 AND revision = $4",
+            &[&f.schedule_id, &f.next_slot, &f.buffered_slot, &f.expected_revision],
+        )
+        .await?
+            > 0;
     }
-    let executions: Vec<_> = f.runs.iter().filter_map(|r| r.execution.clone()).collect();
+    let winners: Vec<&Firing> = firings.iter().zip(&won).filter(|(_, w)| **w).map(|(f, _)| f).collect();
+    if winners.is_empty() {
+        return Ok(Committed::unchanged(vec![None; firings.len()]));
+    }
+    let executions: Vec<_> = winners
+        .iter()
+        .flat_map(|f| f.runs.iter().filter_map(|r| r.execution.clone()))
+        .collect();
     let mut changes = Vec::new();
     let mut dispatched = dispatch::apply(tx, &executions, &mut changes).await?.into_iter();
     let now: DateTime<Utc> = query_one(tx, "SELECT now()", &[])
         .await?
         .try_get(0)
         .map_err(Error::from)?;
-    for r in &f.runs {
-        let execution = match &r.execution {
-            Some(_) => match dispatched.next() {
-                Some(outcome) => Some(outcome.map_err(Error::Store)?.id()),
-                None => {
-                    return Err(Error::Store(StoreError::Backend(
-                        "dispatch answered fewer executions".into(),
-                    )));
-                }
-            },
-            None => None,
-        };
+    // The runs as rows, and each winner's last fired slot.
+    let (mut ids, mut slots, mut outcomes, mut counts, mut run_executions, mut reasons) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut last_ids, mut last_slots, mut last_executions) = (Vec::new(), Vec::new(), Vec::new());
+    for f in &winners {
+        let mut last = None;
+        for r in &f.runs {
+            let execution = match &r.execution {
+                Some(_) => match dispatched.next() {
+                    Some(outcome) => Some(outcome.map_err(Error::Store)?.id()),
+                    None => {
+                        return Err(Error::Store(StoreError::Backend(
+                            "dispatch answered fewer executions".into(),
+                        )));
+                    }
+                },
+                None => None,
+            };
+            ids.push(f.schedule_id.as_str());
+            slots.push(r.slot);
+            outcomes.push(r.outcome.as_str());
+            counts.push(i32::try_from(r.count).unwrap_or(i32::MAX));
+            run_executions.push(execution.map(|e| e.0));
+            reasons.push(r.reason.as_str());
+            if r.outcome == RunOutcome::Fired {
+                last = Some((r.slot, execution));
+            }
+            changes.push(Change::ScheduleRan {
+                run: ScheduleRun {
+                    schedule_id: f.schedule_id.clone(),
+                    slot: r.slot,
+                    outcome: r.outcome,
+                    count: r.count,
+                    execution_id: execution,
+                    reason: r.reason.clone(),
+                    recorded_at: now,
+                },
+            });
+        }
+        if let Some((slot, execution)) = last {
+            last_ids.push(f.schedule_id.as_str());
+            last_slots.push(slot);
+            last_executions.push(execution.map(|e| e.0));
+        }
+    }
+    execute(
+        tx,
+        "INSERT INTO schedule_runs (schedule_id, slot, outcome, count, execution_id, reason, recorded_at)
+         SELECT r.schedule_id, r.slot, r.outcome, r.count, r.execution_id, r.reason, $7
+         FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::int4[], $5::uuid[], $6::text[])
+              AS r(schedule_id, slot, outcome, count, execution_id, reason)",
+        &[&ids, &slots, &outcomes, &counts, &run_executions, &reasons, &now],
+    )
+    .await?;
+    if !last_ids.is_empty() {
         execute(
             tx,
-            "INSERT INTO schedule_runs (schedule_id, slot, outcome, count, execution_id, reason, recorded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &f.schedule_id,
-                &r.slot,
-                &r.outcome.as_str(),
-                &i32::try_from(r.count).unwrap_or(i32::MAX),
-                &execution.map(|e| e.0),
-                &r.reason,
-                &now,
-            ],
+            "UPDATE schedules s SET last_slot = l.slot, last_execution_id = l.execution_id
+             FROM unnest($1::text[], $2::timestamptz[], $3::uuid[]) AS l(id, slot, execution_id)
+             WHERE s.id = l.id",
+            &[&last_ids, &last_slots, &last_executions],
         )
         .await?;
-        if r.outcome == RunOutcome::Fired {
-            execute(
-                tx,
-                "UPDATE schedules SET last_slot = $2, last_execution_id = $3 WHERE id = $1",
-                &[&f.schedule_id, &r.slot, &execution.map(|e| e.0)],
-            )
-            .await?;
-        }
-        changes.push(Change::ScheduleRan {
-            run: ScheduleRun {
-                schedule_id: f.schedule_id.clone(),
-                slot: r.slot,
-                outcome: r.outcome,
-                count: r.count,
-                execution_id: execution,
-                reason: r.reason.clone(),
-                recorded_at: now,
-            },
-        });
     }
-    let sql = format!("SELECT {COLUMNS} FROM schedules WHERE id = $1");
-    let row = query_one(tx, &sql, &[&f.schedule_id]).await?;
-    let record = record(&row)?;
+    let won_ids: Vec<&str> = winners.iter().map(|f| f.schedule_id.as_str()).collect();
+    let sql = format!("SELECT {COLUMNS} FROM schedules WHERE id = ANY($1)");
+    let mut records: std::collections::HashMap<String, ScheduleRecord> = query(tx, &sql, &[&won_ids])
+        .await?
+        .iter()
+        .map(|row| record(row).map(|r| (r.id.clone(), r)))
+        .collect::<Result<_>>()?;
     // The event head bump must be the transaction's last statement (see event_log).
     event_log::append(tx, &events_of(&changes)).await?;
-    Ok(Committed::new(Some(record), changes))
+    let value = firings
+        .iter()
+        .zip(&won)
+        .map(|(f, w)| if *w { records.remove(&f.schedule_id) } else { None })
+        .collect();
+    Ok(Committed::new(value, changes))
 }

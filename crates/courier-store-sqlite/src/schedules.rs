@@ -79,14 +79,20 @@ impl ScheduleStore for SqliteStore {
         .await
     }
 
-    async fn fire_schedule(&self, firing: &Firing) -> StoreResult<Committed<Option<ScheduleRecord>>> {
-        for run in firing.runs.iter().filter_map(|r| r.execution.as_ref()) {
+    async fn fire_schedules(&self, firings: &[Firing]) -> StoreResult<Committed<Vec<Option<ScheduleRecord>>>> {
+        for run in firings
+            .iter()
+            .flat_map(|f| &f.runs)
+            .filter_map(|r| r.execution.as_ref())
+        {
             run.check_nul()?;
         }
-        let firing = firing.clone();
-        // Isolated: a refused dispatch must undo the schedule's move.
-        self.write_changes_isolated(move |conn, now, changes| fire(conn, now, &firing, changes))
-            .await
+        let firings = firings.to_vec();
+        // Isolated: a refused dispatch must undo the schedules' moves.
+        self.write_changes_isolated(move |conn, now, changes| {
+            firings.iter().map(|firing| fire(conn, now, firing, changes)).collect()
+        })
+        .await
     }
 
     async fn list_schedule_runs(&self, id: &str, max: u32, offset: u32) -> StoreResult<Vec<ScheduleRun>> {

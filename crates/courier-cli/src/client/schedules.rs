@@ -73,6 +73,17 @@ pub enum SchedulesCommand {
         /// The schedule's id.
         id: String,
     },
+    /// Starts a schedule's slots of a past range (both ends included).
+    Backfill {
+        /// The schedule's id.
+        id: String,
+        /// The first instant (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        from: String,
+        /// The last instant (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        to: String,
+    },
     /// What became of a schedule's slots, newest first.
     Runs {
         /// The schedule's id.
@@ -149,6 +160,17 @@ pub async fn run(args: SchedulesArgs) -> ClientResult<()> {
                     "schedule {id}: started execution {}",
                     render::scalar(&answer["execution_id"])
                 );
+            }
+            Ok(())
+        }
+        SchedulesCommand::Backfill { id, from, to } => {
+            let body = json!({ "from": from, "to": to });
+            let answer = client.post(&["v1", "schedules", &id, "backfill"], Some(&body)).await?;
+            if client.json {
+                print_json(&answer);
+            } else {
+                let n = answer["runs"].as_array().map_or(0, Vec::len);
+                println!("schedule {id}: started {n} slots");
             }
             Ok(())
         }

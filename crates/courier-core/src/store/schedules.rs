@@ -39,14 +39,22 @@ pub trait ScheduleStore: Send + Sync {
     /// that hold a buffered slot, earliest first, at most `limit`.
     async fn due_schedules(&self, limit: u32) -> StoreResult<Vec<ScheduleRecord>>;
 
-    /// Writes a firing in one transaction if the schedule is still at its
-    /// `expected_revision`: moves it on (next and buffered slot; the last
-    /// fired slot and its execution), dispatches each fired run's execution
-    /// (exactly as a dispatch would: its idempotency key makes one execution
-    /// per slot), records the runs and logs them. `None`, with nothing
-    /// written, if another writer came first. Changes: each dispatch's, then a
-    /// `ScheduleRan` per run, in order.
-    async fn fire_schedule(&self, firing: &Firing) -> StoreResult<Committed<Option<ScheduleRecord>>>;
+    /// Writes firings in one transaction, each only if its schedule is still
+    /// at its `expected_revision`: moves it on (next and buffered slot; the
+    /// last fired slot and its execution), dispatches each fired run's
+    /// execution (exactly as a dispatch would: its idempotency key makes one
+    /// execution per slot), records the runs and logs them. One result per
+    /// firing, in order: the schedule as written, or `None` with nothing of
+    /// that firing written (another writer came first). Changes: the
+    /// dispatches', then a `ScheduleRan` per run, in order.
+    async fn fire_schedules(&self, firings: &[Firing]) -> StoreResult<Committed<Vec<Option<ScheduleRecord>>>>;
+
+    /// [`fire_schedules`](Self::fire_schedules) with one firing.
+    async fn fire_schedule(&self, firing: &Firing) -> StoreResult<Committed<Option<ScheduleRecord>>> {
+        let fired = self.fire_schedules(std::slice::from_ref(firing)).await?;
+        let changes = fired.changes;
+        Ok(Committed::new(fired.value.into_iter().next().flatten(), changes))
+    }
 
     /// A schedule's runs, newest slot first, at most `limit` (0: all) from `offset`.
     async fn list_schedule_runs(&self, id: &str, limit: u32, offset: u32) -> StoreResult<Vec<ScheduleRun>>;

@@ -309,3 +309,38 @@ pub async fn a_schedule_holding_a_nul_is_refused(store: DynStore) {
     refused(store.create_schedule(&s).await, "cron");
     assert!(store.list_schedules(0, 0).await.unwrap().is_empty());
 }
+
+/// Firings written together answer one by one: a stale one writes nothing of
+/// its own and does not stop its neighbours.
+pub async fn firings_in_one_write_answer_each(store: DynStore) {
+    let slot = store.now().await.unwrap() - TimeDelta::seconds(1);
+    for id in ["a", "b", "c"] {
+        store.create_schedule(&schedule(id, Some(slot))).await.unwrap();
+    }
+    let firing = |id: &str, revision: i64| Firing {
+        schedule_id: id.into(),
+        expected_revision: revision,
+        next_slot: Some(slot + TimeDelta::hours(1)),
+        buffered_slot: None,
+        runs: vec![fired(id, slot)],
+    };
+    let head = store.last_event_seq().await.unwrap();
+    let out = store
+        .fire_schedules(&[firing("c", 1), firing("a", 7), firing("b", 1)])
+        .await
+        .unwrap();
+    let answers: Vec<Option<String>> = out.value.iter().map(|r| r.as_ref().map(|r| r.id.clone())).collect();
+    assert_eq!(answers, [Some("c".to_string()), None, Some("b".to_string())]);
+    assert_logged(&store, head, &out.changes, "firings in one write").await;
+    assert!(
+        store.list_schedule_runs("a", 0, 0).await.unwrap().is_empty(),
+        "the stale one wrote nothing"
+    );
+    assert_eq!(store.get_schedule("a").await.unwrap().unwrap().revision, 1);
+    for id in ["b", "c"] {
+        let s = store.get_schedule(id).await.unwrap().unwrap();
+        assert_eq!((s.revision, s.last_slot), (2, Some(slot)));
+        assert_eq!(store.list_schedule_runs(id, 0, 0).await.unwrap().len(), 1);
+    }
+    assert!(store.fire_schedules(&[]).await.unwrap().value.is_empty());
+}
