@@ -193,3 +193,45 @@ async fn bad_settings_are_refused_with_400() {
     );
     s.stop().await;
 }
+
+/// A function paused by its settings is claimed by no node and no outside
+/// worker (its dispatches are taken and wait); resumed, its tasks run.
+#[actix_rt::test]
+async fn a_paused_function_waits_until_it_is_resumed() {
+    let s = server_on(sqlite().await).await;
+    let (status, stored) = put(&s.at("/v1/functions/double"), &json!({"paused": true})).await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["settings"]["paused"], true);
+    let (status, _) = put(&s.at("/v1/functions/ext.paused"), &json!({"paused": true})).await;
+    assert_eq!(status, 200);
+
+    let (status, created) = post(&s.at("/v1/executions"), &json!({"function": "double", "args": 21})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, outside) = post(&s.at("/v1/executions"), &json!({"function": "ext.paused"})).await;
+    let (status, claimed) = post(
+        &s.at("/v1/workers/claim"),
+        &json!({"worker_id": "w", "functions": ["ext.paused"], "wait": "1s"}),
+    )
+    .await;
+    assert_eq!(
+        (status, claimed),
+        (200, json!([])),
+        "an outside worker gets nothing of it"
+    );
+    let (status, waiting) = get(&s.at(&format!("/v1/executions/{id}/result?wait=1s"))).await;
+    assert_eq!(status, 202, "still waiting: {waiting}");
+    assert_eq!(waiting["state"], "pending");
+
+    put(&s.at("/v1/functions/double"), &json!({"paused": false})).await;
+    let (status, done) = get(&s.at(&format!("/v1/executions/{id}/result?wait=15s"))).await;
+    assert_eq!((status, &done["result"]), (200, &json!(42)), "{done}");
+    delete(&s.at("/v1/functions/ext.paused")).await;
+    let (_, claimed) = post(
+        &s.at("/v1/workers/claim"),
+        &json!({"worker_id": "w", "functions": ["ext.paused"], "wait": "5s"}),
+    )
+    .await;
+    assert_eq!(claimed[0]["execution_id"], outside["id"], "{claimed}");
+    s.stop().await;
+}

@@ -37,7 +37,7 @@ enum Command {
     Dlq(client::dlq::DlqArgs),
     /// Delete finished executions and dead letters older than a duration.
     Cleanup(client::CleanupArgs),
-    /// Function settings for the whole cluster: list, show, set, delete.
+    /// Function settings for the whole cluster: list, show, set, pause, resume, delete.
     Functions(client::functions::FunctionsArgs),
     /// Schedules for the whole cluster: list, show, create, pause, resume, trigger, backfill, runs, delete.
     Schedules(client::schedules::SchedulesArgs),

@@ -1019,6 +1019,18 @@ fn function_settings_are_set_shown_listed_and_deleted() {
     assert_eq!(out.code, 1, "{out:#?}");
     assert!(out.stderr.contains("--retry must be a JSON object"), "{out:#?}");
 
+    // Pausing keeps the other settings; a function with none starts from none.
+    let out = server.run(&["functions", "pause", "ext.resize"]).ok();
+    assert_eq!(out.stdout.trim(), "function ext.resize paused");
+    let out = server.run(&["functions", "show", "ext.resize", "--json"]).ok();
+    assert_eq!(out.json()["settings"]["paused"], true, "{out:#?}");
+    assert_eq!(out.json()["settings"]["max_concurrent"], 3, "{out:#?}");
+    let out = server.run(&["functions", "resume", "ext.resize"]).ok();
+    assert_eq!(out.stdout.trim(), "function ext.resize resumed");
+    let out = server.run(&["functions", "pause", "ext.fresh"]).ok();
+    assert_eq!(out.stdout.trim(), "function ext.fresh paused");
+    server.run(&["functions", "delete", "ext.fresh"]).ok();
+
     let out = server.run(&["functions", "delete", "ext.resize"]).ok();
     assert!(out.stdout.contains("settings forgotten"), "{out:#?}");
     let out = server.run(&["functions", "delete", "ext.resize"]);

@@ -54,6 +54,10 @@ pub struct FunctionSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub max_concurrent: Option<u32>,
+    /// Paused: no node and no outside worker claims its tasks (running ones
+    /// finish; dispatches are still taken and wait).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
 }
 
 /// A function's stored settings.

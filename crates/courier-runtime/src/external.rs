@@ -43,6 +43,7 @@ impl Courier {
         // ingested messages), is never handed to an outside worker, whose
         // outcome routes would then accept it.
         request.exclude_functions = self.node.registry().runnable();
+        request.exclude_functions.extend(self.node.functions().paused());
         request.exclude_internal = true;
         // The lease owner says the claim is an outside worker's, which the
         // outcome routes below check.

@@ -488,6 +488,18 @@ impl FunctionTable {
         limits
     }
 
+    /// The functions paused by their stored settings: claims leave their tasks.
+    pub(crate) fn paused(&self) -> Vec<String> {
+        let mut paused: Vec<String> = self
+            .settings()
+            .iter()
+            .filter(|(_, set)| set.paused == Some(true))
+            .map(|(name, _)| name.clone())
+            .collect();
+        paused.sort();
+        paused
+    }
+
     /// What applies to new tasks of `function` here.
     pub(crate) fn applied(&self, function: &str) -> AppliedOptions {
         let spec = self.spec(function, Value::Null);

@@ -99,7 +99,7 @@ impl WorkerActor {
             max,
             lease: options.lease,
             limits: self.node.functions().limits(),
-            exclude_functions: Vec::new(),
+            exclude_functions: self.node.functions().paused(),
             exclude_internal: false,
         })
     }

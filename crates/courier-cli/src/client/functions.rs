@@ -59,6 +59,17 @@ pub enum FunctionsCommand {
         #[arg(long, value_name = "JSON")]
         retry: Option<String>,
     },
+    /// Pauses a function for the whole cluster: no node or outside worker
+    /// claims its tasks until it is resumed (its other settings are kept).
+    Pause {
+        /// The function.
+        name: String,
+    },
+    /// Resumes a paused function.
+    Resume {
+        /// The function.
+        name: String,
+    },
     /// Forgets a function's settings: its new tasks get the code's options again.
     Delete {
         /// The function.
@@ -122,6 +133,8 @@ pub async fn run(args: FunctionsArgs) -> ClientResult<()> {
             print_function(&client, &answer);
             Ok(())
         }
+        FunctionsCommand::Pause { name } => set_paused(&client, &name, true).await,
+        FunctionsCommand::Resume { name } => set_paused(&client, &name, false).await,
         FunctionsCommand::Delete { name } => {
             client.delete(&["v1", "functions", &name]).await?;
             if !client.json {
@@ -130,6 +143,25 @@ pub async fn run(args: FunctionsArgs) -> ClientResult<()> {
             Ok(())
         }
     }
+}
+
+/// Keeps the stored settings and sets `paused` (a function with none stored
+/// answers 404 to the read: it starts from none).
+async fn set_paused(client: &Client, name: &str, paused: bool) -> ClientResult<()> {
+    let mut settings = match client.get(&["v1", "functions", name], &[]).await {
+        Ok(current) => current["settings"].as_object().cloned().unwrap_or_default(),
+        Err(ClientError::Api { error, .. }) if error == "function not found" => Map::new(),
+        Err(e) => return Err(e),
+    };
+    settings.insert("paused".into(), json!(paused));
+    let url = client.url(&["v1", "functions", name]);
+    let answer = client.call(Method::PUT, url, Some(&Value::Object(settings))).await?;
+    if client.json {
+        print_json(&answer);
+    } else {
+        println!("function {name} {}", if paused { "paused" } else { "resumed" });
+    }
+    Ok(())
 }
 
 async fn list(client: &Client, internal: bool) -> ClientResult<()> {

@@ -20,6 +20,7 @@ fn settings() -> FunctionSettings {
         tags: Some(vec!["eu".into(), "gpu".into()]),
         priority: Some(-3),
         max_concurrent: Some(4),
+        paused: Some(true),
     }
 }
 
