@@ -23,26 +23,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 mod support;
-use support::{Api, Server, psql};
+use support::{Api, BenchStore, Server};
 
 const CONNECTIONS: usize = 8;
 
 async fn run(store: &str, n: usize, seconds: u64) -> serde_json::Value {
-    let dir = std::env::temp_dir().join(format!("courier-schedule-bench-{}-{store}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let admin = std::env::var("COURIER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into());
-    let database = format!("courier_schedule_bench_{}", std::process::id());
-    let store_url = match store {
-        "sqlite" => dir.join("bench.db").display().to_string(),
-        "postgres" => {
-            psql(&admin, &format!("CREATE DATABASE {database}"));
-            let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
-            format!("{base}/{database}")
-        }
-        other => panic!("unknown store {other:?} (sqlite or postgres)"),
-    };
-    let server = Server::start(&[("COURIER_STORE_URL", store_url)]);
+    let bench_store = BenchStore::create("schedule", store);
+    let server = Server::start(&[("COURIER_STORE_URL", bench_store.url.clone())]);
     let port = server.port;
 
     let per_connection = n.div_ceil(CONNECTIONS);
@@ -90,10 +77,7 @@ async fn run(store: &str, n: usize, seconds: u64) -> serde_json::Value {
     }
     drop(api);
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
-    if store == "postgres" {
-        psql(&admin, &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
-    }
+    drop(bench_store);
     lateness.sort_unstable();
     let at = |q: f64| {
         lateness

@@ -23,7 +23,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 mod support;
-use support::{Api, Server, psql, read_message};
+use support::{Api, BenchStore, Server, read_message};
 
 const CONNECTIONS: usize = 16;
 
@@ -65,20 +65,8 @@ async fn queued(api: &mut Api) -> u64 {
 }
 
 async fn run(store: &str, n: usize) -> serde_json::Value {
-    let dir = std::env::temp_dir().join(format!("courier-webhook-bench-{}-{store}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let admin = std::env::var("COURIER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into());
-    let database = format!("courier_webhook_bench_{}", std::process::id());
-    let store_url = match store {
-        "sqlite" => dir.join("bench.db").display().to_string(),
-        "postgres" => {
-            psql(&admin, &format!("CREATE DATABASE {database}"));
-            let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
-            format!("{base}/{database}")
-        }
-        other => panic!("unknown store {other:?} (sqlite or postgres)"),
-    };
+    let bench_store = BenchStore::create("webhook", store);
+    let store_url = bench_store.url.clone();
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let receiver_port = listener.local_addr().unwrap().port();
@@ -143,10 +131,7 @@ async fn run(store: &str, n: usize) -> serde_json::Value {
     let elapsed = last.lock().unwrap().map_or(started.elapsed(), |t| t - started);
     drop(server);
     receiving.abort();
-    let _ = std::fs::remove_dir_all(&dir);
-    if store == "postgres" {
-        psql(&admin, &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
-    }
+    drop(bench_store);
     serde_json::json!({
         "bench": "webhook_deliveries",
         "store": store,

@@ -27,6 +27,47 @@ pub fn psql(url: &str, sql: &str) {
     assert!(status.success(), "psql {sql:?} failed");
 }
 
+/// A fresh store for one bench run: a SQLite file in a scratch folder, or a
+/// Postgres database made for it (on `COURIER_TEST_POSTGRES_URL`'s server);
+/// both removed when dropped.
+pub struct BenchStore {
+    /// What `COURIER_STORE_URL` should say.
+    pub url: String,
+    dir: std::path::PathBuf,
+    /// The admin URL and the database made, for Postgres.
+    database: Option<(String, String)>,
+}
+
+impl BenchStore {
+    /// A store of kind `store` (`sqlite` or `postgres`) for the bench `bench`.
+    pub fn create(bench: &str, store: &str) -> BenchStore {
+        let dir = std::env::temp_dir().join(format!("courier-{bench}-bench-{}-{store}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (url, database) = match store {
+            "sqlite" => (dir.join("bench.db").display().to_string(), None),
+            "postgres" => {
+                let admin = std::env::var("COURIER_TEST_POSTGRES_URL")
+                    .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/test".into());
+                let database = format!("courier_{bench}_bench_{}", std::process::id());
+                psql(&admin, &format!("CREATE DATABASE {database}"));
+                let (base, _) = admin.rsplit_once('/').expect("a database in the URL");
+                (format!("{base}/{database}"), Some((admin, database)))
+            }
+            other => panic!("unknown store {other:?} (sqlite or postgres)"),
+        };
+        BenchStore { url, dir, database }
+    }
+}
+
+impl Drop for BenchStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin, database)) = &self.database {
+            psql(admin, &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+        }
+    }
+}
+
 /// A `courier serve` process (`COURIER_BIN`, default target/release/courier),
 /// killed and reaped when dropped.
 pub struct Server {

@@ -400,6 +400,15 @@ impl Webhooks {
         self.get(id).await
     }
 
+    /// The webhook, refused if disabled: a replay to it would only be skipped again.
+    async fn enabled(&self, id: Uuid) -> Result<WebhookRecord, WebhookError> {
+        let hook = self.get(id).await?;
+        if !hook.enabled {
+            return Err(WebhookError::Disabled(id));
+        }
+        Ok(hook)
+    }
+
     /// Replays the deliveries skipped while the webhook was disabled (those
     /// recorded at or after `since`, if given), oldest first: each becomes
     /// pending again, made by a new execution. A delivery is replayed once
@@ -409,10 +418,7 @@ impl Webhooks {
         id: Uuid,
         since: Option<DateTime<Utc>>,
     ) -> Result<ReplayedDeliveries, WebhookError> {
-        let hook = self.get(id).await?;
-        if !hook.enabled {
-            return Err(WebhookError::Disabled(id));
-        }
+        self.enabled(id).await?;
         let mut report = ReplayedDeliveries::default();
         // Bounded even if racing callers keep taking every page from under us.
         for _ in 0..2 * MAX_REPLAY / REPLAY_PAGE as usize {
@@ -459,10 +465,7 @@ impl Webhooks {
         id: Uuid,
         since: Option<DateTime<Utc>>,
     ) -> Result<ReplayedDeliveries, WebhookError> {
-        let hook = self.get(id).await?;
-        if !hook.enabled {
-            return Err(WebhookError::Disabled(id));
-        }
+        self.enabled(id).await?;
         let store = self.courier.store();
         // One read: a recovered delivery stays `failed` until its next attempt
         // is recorded, so paging by state would read it again.

@@ -195,21 +195,13 @@ async fn list(client: &Client, internal: bool) -> ClientResult<()> {
             },
             render::scalar(&applied["queue"]),
             render::scalar(&applied["priority"]),
-            or_dash(&applied["max_concurrent"]),
+            render::or_dash(&applied["max_concurrent"]),
             render::scalar(&applied["retry"]["max_attempts"]),
-            or_dash(&applied["timeout"]),
+            render::or_dash(&applied["timeout"]),
         ]);
     }
     table.print();
     Ok(())
-}
-
-fn or_dash(value: &Value) -> String {
-    if value.is_null() {
-        "-".into()
-    } else {
-        render::scalar(value)
-    }
 }
 
 fn print_function(client: &Client, f: &Value) {
@@ -236,9 +228,9 @@ fn print_function(client: &Client, f: &Value) {
         ("queue", render::scalar(&applied["queue"])),
         ("priority", render::scalar(&applied["priority"])),
         ("tags", render::pretty(&applied["tags"])),
-        ("max running", or_dash(&applied["max_concurrent"])),
-        ("timeout", or_dash(&applied["timeout"])),
+        ("max running", render::or_dash(&applied["max_concurrent"])),
+        ("timeout", render::or_dash(&applied["timeout"])),
         ("retry", applied["retry"].to_string()),
-        ("runs here", or_dash(&applied["registered"])),
+        ("runs here", render::or_dash(&applied["registered"])),
     ]);
 }

@@ -115,6 +115,11 @@ pub fn scalar(value: &Value) -> String {
     }
 }
 
+/// A JSON value in a cell, or `-` for null.
+pub fn or_dash(value: &Value) -> String {
+    if value.is_null() { "-".into() } else { scalar(value) }
+}
+
 /// A JSON value as an indented block.
 pub fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())

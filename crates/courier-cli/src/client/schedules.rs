@@ -190,17 +190,12 @@ async fn act(client: &Client, id: &str, action: &str, done: &str) -> ClientResul
     if client.json {
         print_json(&answer);
     } else {
-        println!("schedule {id} {done}; next slot: {}", or_dash(&answer["next_slot"]));
+        println!(
+            "schedule {id} {done}; next slot: {}",
+            render::or_dash(&answer["next_slot"])
+        );
     }
     Ok(())
-}
-
-fn or_dash(value: &Value) -> String {
-    if value.is_null() {
-        "-".into()
-    } else {
-        render::scalar(value)
-    }
 }
 
 fn timing(s: &Value) -> String {
@@ -239,8 +234,8 @@ async fn list(client: &Client) -> ClientResult<()> {
             timing(s),
             render::scalar(&s["overlap"]),
             if s["paused"] == true { "paused" } else { "active" }.into(),
-            or_dash(&s["next_slot"]),
-            or_dash(&s["last_execution_id"]),
+            render::or_dash(&s["next_slot"]),
+            render::or_dash(&s["last_execution_id"]),
         ]);
     }
     table.print();
@@ -262,7 +257,7 @@ async fn runs(client: &Client, id: &str, limit: u32) -> ClientResult<()> {
             render::scalar(&r["outcome"]),
             render::scalar(&r["count"]),
             render::scalar(&r["reason"]),
-            or_dash(&r["execution_id"]),
+            render::or_dash(&r["execution_id"]),
         ]);
     }
     table.print();
@@ -297,6 +292,6 @@ fn print_schedule(client: &Client, s: &Value) {
                 upcoming.join(", ")
             },
         ),
-        ("last execution", or_dash(&s["last_execution_id"])),
+        ("last execution", render::or_dash(&s["last_execution_id"])),
     ]);
 }
