@@ -24,6 +24,7 @@ mod http_streams;
 mod idempotency_and_cache;
 mod internal_events;
 mod notifications;
+mod pauses;
 mod replay;
 mod retries;
 mod schedules;

@@ -29,10 +29,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Measure throughput and latency; prints one JSON line per run.
     Bench(bench::BenchArgs),
-    /// Executions on a node: list, show, cancel, wait (with a progress bar).
+    /// Executions on a node: list, show, cancel, pause, resume, wait (with a progress bar).
     Exec(client::exec::ExecArgs),
     /// Send a signal to an execution.
     Signal(client::SignalArgs),
+    /// Queues: work per queue; pause and resume a queue for the whole cluster.
+    Queues(client::queues::QueuesArgs),
     /// Dead letters on a node: list, replay, discard.
     Dlq(client::dlq::DlqArgs),
     /// Delete finished executions and dead letters older than a duration.
@@ -53,6 +55,7 @@ async fn client_command(command: Command) -> i32 {
     let result = match command {
         Command::Exec(args) => client::exec::run(args).await,
         Command::Signal(args) => client::signal(args).await,
+        Command::Queues(args) => client::queues::run(args).await,
         Command::Dlq(args) => client::dlq::run(args).await,
         Command::Cleanup(args) => client::cleanup(args).await,
         Command::Functions(args) => client::functions::run(args).await,

@@ -1113,3 +1113,54 @@ fn schedules_are_created_listed_triggered_paused_and_deleted() {
     assert_eq!(out.code, 1);
     assert_eq!(out.stderr.trim(), "courier: schedule not found (id: nightly)");
 }
+
+#[test]
+fn executions_and_queues_are_paused_and_resumed() {
+    let server = Server::start(None);
+    let work = server.dispatch("ext.work", json!({"n": 1}));
+
+    let out = server.run(&["exec", "pause", &work]).ok();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("paused execution {work}: no worker claims its tasks until it is resumed")
+    );
+    let out = server.run(&["exec", "pause", &work]).ok();
+    assert!(out.stdout.contains("was already paused (since 20"), "{out:#?}");
+    let out = server.run(&["exec", "show", &work]).ok();
+    assert!(out.stdout.contains("paused since:"), "{out:#?}");
+    let out = server.run(&["exec", "show", &work, "--json"]).ok();
+    assert!(out.json()["paused_at"].is_string(), "{out:#?}");
+    let out = server.run(&["exec", "resume", &work]).ok();
+    assert_eq!(out.stdout.trim(), format!("resumed execution {work}"));
+    let out = server.run(&["exec", "resume", &work]).ok();
+    assert_eq!(out.stdout.trim(), format!("execution {work} was not paused"));
+    let out = server.run(&["exec", "pause", "not-an-id"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("invalid execution id"), "{out:#?}");
+
+    let out = server.run(&["queues", "pause", "mail"]).ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "paused queue mail: no worker claims its tasks until it is resumed"
+    );
+    let out = server.run(&["queues", "list"]).ok();
+    assert!(out.stdout.starts_with("QUEUE "), "{out:#?}");
+    let mail = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("mail "))
+        .expect("mail listed");
+    assert!(mail.contains("20"), "paused since a time: {out:#?}");
+    let default = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("default "))
+        .expect("default listed");
+    assert!(default.trim_end().ends_with('-'), "default is not paused: {out:#?}");
+    let out = server.run(&["queues", "resume", "mail"]).ok();
+    assert_eq!(out.stdout.trim(), "resumed queue mail");
+    let out = server.run(&["queues", "list", "--json"]).ok();
+    assert_eq!(out.json()["paused"], json!([]), "{out:#?}");
+    let out = server.run(&["queues", "resume", "mail"]).ok();
+    assert_eq!(out.stdout.trim(), "queue mail was not paused");
+}

@@ -14,6 +14,8 @@
 //! | [`ExecutionStarted`](Change::ExecutionStarted) | `execution.started` `{function}` | — |
 //! | [`ExecutionResumed`](Change::ExecutionResumed) | `execution.resumed` `{function, task_id}` | execution |
 //! | [`ExecutionEnded`](Change::ExecutionEnded) | `execution.completed` `{function, result}`, `.failed` `{function, error}`, `.timed_out` `{function}`, `.cancelled` `{function, reason}` | execution |
+//! | [`ExecutionPaused`](Change::ExecutionPaused) | `execution.paused` or `execution.unpaused` `{function}` | work on its queues, if unpaused |
+//! | [`QueuePaused`](Change::QueuePaused) | `queue.paused` or `queue.resumed` `{queue}` | work, if resumed |
 //! | [`TaskCreated`](Change::TaskCreated) | `task.created` `{function, kind, step, queue}` | work, if claimable now |
 //! | [`TaskQueued`](Change::TaskQueued) | `task.queued` `{function, kind, attempt, reason}` (`retry`, `woken`, `released`, `replayed`) | work, if due now |
 //! | [`TaskStarted`](Change::TaskStarted) | `task.started` `{function, kind, attempt, worker}` | — |
@@ -175,6 +177,26 @@ pub enum Change {
         /// Why (cancelled).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+    },
+    /// An execution was paused or unpaused.
+    ExecutionPaused {
+        /// The execution.
+        execution: ExecutionId,
+        /// Its function.
+        function: String,
+        /// Paused (true) or unpaused.
+        paused: bool,
+        /// The queues holding its work that waits to be claimed (when unpaused),
+        /// whose workers are woken.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        queues: Vec<String>,
+    },
+    /// A queue was paused or resumed.
+    QueuePaused {
+        /// The queue.
+        queue: String,
+        /// Paused (true) or resumed.
+        paused: bool,
     },
     /// A task row was created.
     TaskCreated {
@@ -352,6 +374,29 @@ impl Change {
                 };
                 NewEvent::execution(event_type, *execution, data)
             }
+            Change::ExecutionPaused {
+                execution,
+                function,
+                paused,
+                ..
+            } => {
+                let event_type = if *paused {
+                    EventType::ExecutionPaused
+                } else {
+                    EventType::ExecutionUnpaused
+                };
+                NewEvent::execution(event_type, *execution, json!({"function": function}))
+            }
+            Change::QueuePaused { queue, paused } => NewEvent {
+                event_type: if *paused {
+                    EventType::QueuePaused
+                } else {
+                    EventType::QueueResumed
+                },
+                execution_id: None,
+                task_id: None,
+                data: json!({"queue": queue}),
+            },
             Change::TaskCreated { task, step, queue, .. } => task.event(
                 EventType::TaskCreated,
                 json!({"function": task.function, "kind": task.kind, "step": step, "queue": queue}),
@@ -512,6 +557,10 @@ impl Change {
                 state: *state,
                 child: None,
             }],
+            Change::ExecutionPaused {
+                paused: false, queues, ..
+            } => queues.iter().map(|q| Notice::Work { queue: q.clone() }).collect(),
+            Change::QueuePaused { queue, paused: false } => vec![Notice::Work { queue: queue.clone() }],
             Change::TaskCreated {
                 queue, claimable_now, ..
             }
@@ -576,7 +625,9 @@ impl Change {
             | Change::TaskHeartbeat { .. }
             | Change::TaskCheckpoint { .. }
             | Change::TaskStuck { .. }
-            | Change::ScheduleRan { .. } => Vec::new(),
+            | Change::ScheduleRan { .. }
+            | Change::ExecutionPaused { paused: true, .. }
+            | Change::QueuePaused { paused: true, .. } => Vec::new(),
         }
     }
 

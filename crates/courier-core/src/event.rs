@@ -51,6 +51,15 @@ string_enum! {
         ExecutionTimedOut => "execution.timed_out",
         /// An execution was cancelled.
         ExecutionCancelled => "execution.cancelled",
+        /// An execution was paused: no claim takes its tasks until it is unpaused.
+        ExecutionPaused => "execution.paused",
+        /// A paused execution was unpaused (`execution.resumed` already names
+        /// the reopening of a failed execution by a replayed dead letter).
+        ExecutionUnpaused => "execution.unpaused",
+        /// A queue was paused: no claim takes its tasks until it is resumed.
+        QueuePaused => "queue.paused",
+        /// A paused queue was resumed.
+        QueueResumed => "queue.resumed",
         /// A notification for people was sent (ids and target, not its payload).
         NotificationSent => "notification.sent",
         /// Notifications were dismissed by one subscriber.

@@ -36,6 +36,7 @@ mod notifier;
 mod nul;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+mod pause;
 mod progress;
 mod retry;
 mod schedule;
@@ -65,6 +66,7 @@ pub use notifier::{
     Subscription, Topic, TopicListener,
 };
 pub use nul::{HoldsNul, NulRefusals, nul_refused, text_has_nul, value_has_nul};
+pub use pause::{PauseState, PausedQueue};
 pub use progress::{Progress, ProgressEntry};
 pub use retry::{RetryPolicy, RetryVerdict};
 pub use schedule::{
@@ -75,8 +77,8 @@ pub use signal::{SignalRecord, SignalSent};
 pub use state::{ExecutionState, TaskKind, TaskState};
 pub use store::{
     CacheStore, ChildGroup, ContextStore, DeadLetterStore, Effect, EffectApplied, EffectWrite, EventStore,
-    ExecutionStore, FunctionStore, NodeStore, NotificationStore, Reservation, ScheduleStore, SeedRecords, Store,
-    TaskStore, WebhookStore, WriteBatch, WriteResults,
+    ExecutionStore, FunctionStore, NodeStore, NotificationStore, PauseStore, Reservation, ScheduleStore, SeedRecords,
+    Store, TaskStore, WebhookStore, WriteBatch, WriteResults,
 };
 pub use task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, DEFAULT_QUEUE, Lease, LeaseKey, NewTask, Outcome,

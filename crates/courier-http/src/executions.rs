@@ -136,6 +136,9 @@ pub(crate) struct ExecutionDetail {
     pub steps: Vec<TaskRecord>,
     /// Whether it has more steps than listed.
     pub steps_truncated: bool,
+    /// Since when it has been paused (no worker claims its tasks), if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<DateTime<Utc>>,
 }
 
 /// `GET /v1/executions/{id}/result` query.
@@ -310,6 +313,12 @@ pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResu
     let steps_truncated = steps.len() > STEPS_SHOWN as usize;
     steps.truncate(STEPS_SHOWN as usize);
     let steps = steps.into_iter().map(crate::tasks::without_lease_token).collect();
+    // A pause outlives the execution's end until cleanup; only a live one is shown.
+    let paused_at = if view.execution.state.is_terminal() {
+        None
+    } else {
+        courier.execution_paused_at(id).await?
+    };
     Ok(HttpResponse::Ok().json(ExecutionDetail {
         execution: view.execution,
         counters: view.counters,
@@ -318,6 +327,7 @@ pub(crate) async fn get(http: web::Data<Http>, id: web::Path<String>) -> ApiResu
         signals: view.signals,
         steps,
         steps_truncated,
+        paused_at,
     }))
 }
 

@@ -48,6 +48,7 @@ mod options;
 mod outbox;
 mod page_policy;
 mod params;
+mod pauses;
 mod routes;
 mod schedules;
 mod stats;
@@ -442,6 +443,7 @@ fn routes(routes: Routes) -> Routes {
     let routes = executions::routes(routes);
     let routes = ingest::routes(routes);
     let routes = tasks::routes(routes);
+    let routes = pauses::routes(routes);
     let routes = workers::routes(routes);
     let routes = dead_letters::routes(routes);
     let routes = functions::routes(routes);

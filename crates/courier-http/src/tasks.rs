@@ -1,7 +1,7 @@
 //! `/v1/tasks/{id}` and `/v1/queues`: reading tasks and queue depths.
 
 use actix_web::{HttpResponse, web};
-use courier_core::{QueueDepth, TaskRecord};
+use courier_core::{PausedQueue, QueueDepth, TaskRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -21,6 +21,8 @@ pub(crate) fn routes(routes: Routes) -> Routes {
 pub(crate) struct QueueList {
     /// Every queue with work.
     pub queues: Vec<QueueDepth>,
+    /// The paused queues (with work or not): no worker claims their tasks.
+    pub paused: Vec<PausedQueue>,
 }
 
 /// One task.
@@ -58,12 +60,13 @@ pub(crate) fn without_lease_token(mut task: TaskRecord) -> TaskRecord {
     get, path = "/v1/queues", operation_id = "listQueues", tag = "tasks",
     summary = "Work per queue: ready, scheduled, running.",
     responses(
-        (status = 200, description = "Queue depths.", body = QueueList, example = json!({"queues": [{"queue": "images", "ready": 1, "scheduled": 0, "running": 0}]})),
+        (status = 200, description = "Queue depths.", body = QueueList, example = json!({"queues": [{"queue": "images", "ready": 1, "scheduled": 0, "running": 0}], "paused": [{"queue": "email", "paused_at": "2026-12-05T16:40:00.125000Z"}]})),
         (status = 500, response = StoreError),
         (status = 503, response = Unavailable),
     )
 )]
 pub(crate) async fn queues(http: web::Data<Http>) -> ApiResult<HttpResponse> {
     let queues = http.courier().queue_depth().await?;
-    Ok(HttpResponse::Ok().json(QueueList { queues }))
+    let paused = http.courier().paused_queues().await?;
+    Ok(HttpResponse::Ok().json(QueueList { queues, paused }))
 }

@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use courier_core::{
     Cancelled, DeliveryAttempt, DeliveryReplay, DeliveryState, ExecutionId, FunctionRecord, FunctionSettings,
-    NewDelivery, Replayed, SignalSent, TaskId, WebhookRecord,
+    NewDelivery, PauseState, PausedQueue, Replayed, SignalSent, TaskId, WebhookRecord,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -16,8 +18,9 @@ use crate::handle::Courier;
 use crate::options::AppliedOptions;
 use crate::store_actor::{
     AcquireRole, CancelExecution, Cleanup, CleanupReport, CreateWebhook, DeleteFunctionSettings, DeleteWebhook,
-    DiscardDeadLetter, EnqueueDeliveries, PutFunctionSettings, RecordDeliveryAttempt, ReplaceWebhookSecret,
-    ReplayDeadLetter, ReplayDeliveries, RotateWebhookSecret, SendSignal, SetWebhookEnabled, SkipDelivery,
+    DiscardDeadLetter, EnqueueDeliveries, PauseExecution, PauseQueue, PutFunctionSettings, RecordDeliveryAttempt,
+    ReplaceWebhookSecret, ReplayDeadLetter, ReplayDeliveries, RotateWebhookSecret, SendSignal, SetWebhookEnabled,
+    SkipDelivery,
 };
 
 impl Courier {
@@ -29,6 +32,67 @@ impl Courier {
             reason: reason.to_string(),
         };
         Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Pauses an execution for the whole cluster: no node and no outside worker
+    /// claims its tasks until it is [resumed](Self::resume_execution). Tasks
+    /// already running finish, and their results are kept (its next steps are
+    /// written and wait). Logged as `execution.paused`; an execution that has
+    /// ended cannot be paused.
+    ///
+    /// ```no_run
+    /// # async fn run(courier: courier_runtime::Courier, id: courier_core::ExecutionId) -> Result<(), courier_runtime::RuntimeError> {
+    /// let paused = courier.pause_execution(id).await?;
+    /// assert!(paused.paused());
+    /// courier.resume_execution(id).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn pause_execution(&self, id: ExecutionId) -> Result<PauseState, RuntimeError> {
+        let write = PauseExecution {
+            execution: id,
+            paused: true,
+        };
+        Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Resumes a paused execution: its waiting tasks are claimed again (logged as
+    /// `execution.unpaused`). Resuming one that is not paused changes nothing.
+    pub async fn resume_execution(&self, id: ExecutionId) -> Result<PauseState, RuntimeError> {
+        let write = PauseExecution {
+            execution: id,
+            paused: false,
+        };
+        Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Since when an execution has been paused, if it is.
+    pub async fn execution_paused_at(&self, id: ExecutionId) -> Result<Option<DateTime<Utc>>, RuntimeError> {
+        Ok(self.node.store().execution_paused_at(id).await?)
+    }
+
+    /// Pauses a queue for the whole cluster: no claim takes its tasks until it
+    /// is [resumed](Self::resume_queue); running ones finish and dispatches to it
+    /// are still taken. Logged as `queue.paused`.
+    pub async fn pause_queue(&self, queue: &str) -> Result<PauseState, RuntimeError> {
+        let write = PauseQueue {
+            queue: queue.to_string(),
+            paused: true,
+        };
+        Ok(self.node.writes().send(write).await??)
+    }
+
+    /// Resumes a paused queue (logged as `queue.resumed`); its workers are woken.
+    pub async fn resume_queue(&self, queue: &str) -> Result<PauseState, RuntimeError> {
+        let write = PauseQueue {
+            queue: queue.to_string(),
+            paused: false,
+        };
+        Ok(self.node.writes().send(write).await??)
+    }
+
+    /// The paused queues, by name.
+    pub async fn paused_queues(&self) -> Result<Vec<PausedQueue>, RuntimeError> {
+        Ok(self.node.store().paused_queues().await?)
     }
 
     /// Sends a signal to an execution (kept until a wait consumes it).

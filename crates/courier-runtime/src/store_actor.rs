@@ -50,9 +50,9 @@ use courier_core::{
     Cancelled, ChildCreated, ChildGroup, ClaimRequest, Claimed, Committed, Completed, Completion, DeliveryAttempt,
     DeliveryReplay, DeliveryState, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, Firing,
     FunctionRecord, FunctionSettings, LeaseKey, LeaseToken, NewDelivery, NewExecution, NewNotification, NodeRecord,
-    NodeReport, NotificationSent, NotificationTtl, Notifier, Outcome, Progress, Renewed, Replayed, Reservation,
-    ScheduleRecord, SignalSent, Store, StoreError, StoreResult, TaskError, TaskId, TaskKind, Viewer, WebhookRecord,
-    WriteBatch, WriteResults,
+    NodeReport, NotificationSent, NotificationTtl, Notifier, Outcome, PauseState, Progress, Renewed, Replayed,
+    Reservation, ScheduleRecord, SignalSent, Store, StoreError, StoreResult, TaskError, TaskId, TaskKind, Viewer,
+    WebhookRecord, WriteBatch, WriteResults,
 };
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -243,6 +243,22 @@ pub(crate) struct SuspendTask {
 pub(crate) struct CancelExecution {
     pub execution: ExecutionId,
     pub reason: String,
+}
+
+/// Pauses (or resumes) an execution: claims leave its tasks while it is paused.
+#[derive(Message)]
+#[rtype(result = "StoreResult<PauseState>")]
+pub(crate) struct PauseExecution {
+    pub execution: ExecutionId,
+    pub paused: bool,
+}
+
+/// Pauses (or resumes) a queue: claims leave its tasks while it is paused.
+#[derive(Message)]
+#[rtype(result = "StoreResult<PauseState>")]
+pub(crate) struct PauseQueue {
+    pub queue: String,
+    pub paused: bool,
 }
 
 /// Sends a signal to an execution.
@@ -1215,6 +1231,36 @@ impl Handler<CancelExecution> for StoreActor {
 
     fn handle(&mut self, m: CancelExecution, _: &mut Self::Context) -> Self::Result {
         self.logged(move |store| async move { store.cancel_execution(m.execution, &m.reason).await })
+    }
+}
+
+/// Pauses or resumes the execution.
+impl Handler<PauseExecution> for StoreActor {
+    type Result = ResponseFuture<StoreResult<PauseState>>;
+
+    fn handle(&mut self, m: PauseExecution, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move {
+            if m.paused {
+                store.pause_execution(m.execution).await
+            } else {
+                store.resume_execution(m.execution).await
+            }
+        })
+    }
+}
+
+/// Pauses or resumes the queue.
+impl Handler<PauseQueue> for StoreActor {
+    type Result = ResponseFuture<StoreResult<PauseState>>;
+
+    fn handle(&mut self, m: PauseQueue, _: &mut Self::Context) -> Self::Result {
+        self.logged(move |store| async move {
+            if m.paused {
+                store.pause_queue(&m.queue).await
+            } else {
+                store.resume_queue(&m.queue).await
+            }
+        })
     }
 }
 

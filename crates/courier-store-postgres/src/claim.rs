@@ -71,7 +71,13 @@ const ORDER: &str = "ORDER BY priority DESC, scheduled_for, created_at";
 const CANDIDATE: &str = "id, function, priority, scheduled_for, created_at";
 
 fn statement(shape: Shape) -> String {
-    let mut filters = String::from("kind = ANY($4)");
+    // Paused executions and queues: one primary-key probe each per candidate
+    // (a paused queue is also left out of the queue walk below).
+    let mut filters = String::from(
+        "kind = ANY($4)
+         AND NOT EXISTS (SELECT 1 FROM paused_executions p WHERE p.execution_id = tasks.execution_id)
+         AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = tasks.queue)",
+    );
     if shape.functions {
         filters.push_str(" AND (kind IN ('sleep', 'signal_wait') OR function = ANY($6))");
     }
@@ -116,7 +122,7 @@ fn statement(shape: Shape) -> String {
                  {ORDER} LIMIT $1 FOR UPDATE SKIP LOCKED
              ) c
              UNION ALL
-             SELECT c.* FROM queues CROSS JOIN LATERAL (
+             SELECT c.* FROM open_queues queues CROSS JOIN LATERAL (
                  SELECT {CANDIDATE} FROM tasks
                  WHERE state = 'pending' AND kind IN ('sleep', 'signal_wait') AND queue = queues.name
                      AND scheduled_for <= now() AND {filters}
@@ -125,7 +131,7 @@ fn statement(shape: Shape) -> String {
         )
     } else {
         format!(
-            "SELECT c.* FROM queues CROSS JOIN LATERAL (
+            "SELECT c.* FROM open_queues queues CROSS JOIN LATERAL (
                  SELECT {CANDIDATE} FROM tasks
                  WHERE state = 'pending' AND queue = queues.name AND scheduled_for <= now() AND {filters}{unlimited}
                  {ORDER} LIMIT $1 FOR UPDATE SKIP LOCKED
@@ -134,6 +140,10 @@ fn statement(shape: Shape) -> String {
     };
     let mut sql = format!(
         "WITH RECURSIVE {queues},
+         open_queues AS (
+             SELECT name FROM queues
+             WHERE NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = queues.name)
+         ),
          pending_due AS ({pending_due}),
          expired AS (
              SELECT {CANDIDATE} FROM tasks

@@ -81,6 +81,7 @@ mod migrations;
 mod nodes;
 mod notifications;
 mod options;
+mod pauses;
 mod rows;
 mod schedules;
 mod seed;

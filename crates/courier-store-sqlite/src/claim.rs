@@ -30,7 +30,12 @@ struct Filters {
 
 impl Filters {
     fn new(req: &ClaimRequest, saturated: &[String]) -> Result<Filters> {
-        let mut sql = String::new();
+        // Paused executions and queues (see `pauses`): each set is read once per
+        // statement, and is usually empty.
+        let mut sql = String::from(
+            " AND execution_id NOT IN (SELECT execution_id FROM paused_executions) \
+             AND queue NOT IN (SELECT queue FROM paused_queues)",
+        );
         let mut args = Vec::new();
         if req.kinds.is_empty() {
             sql.push_str(" AND kind <> 'effect'");
@@ -246,15 +251,18 @@ pub(crate) fn claim(
     // Live leases per limited function, counted once, then kept up to date here.
     let mut live: HashMap<String, u32> = HashMap::new();
     let mut saturated: Vec<String> = Vec::new();
+    let paused = crate::pauses::paused_queue_names(conn)?;
     loop {
         let need = max - claimed.len();
         let filters = Filters::new(req, &saturated)?;
         let mut candidates = Vec::new();
         let mut more_exist = false;
-        let walk = match &queues {
+        let mut walk = match &queues {
             Some(queues) => queues.clone(),
             None => pending_queues(conn)?,
         };
+        // A paused queue is not walked at all (its filter would pass over every row).
+        walk.retain(|queue| !paused.contains(queue));
         let mut found = Vec::new();
         match &req.functions {
             // Each function's work from its own index (a full one not at all),

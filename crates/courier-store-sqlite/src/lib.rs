@@ -49,6 +49,7 @@ mod migrations;
 mod nodes;
 mod notifications;
 mod options;
+mod pauses;
 mod readers;
 mod rows;
 mod schedules;

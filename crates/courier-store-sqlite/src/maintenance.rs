@@ -22,6 +22,7 @@ const EXECUTION_TABLES: &[&str] = &[
     "DELETE FROM webhook_attempts WHERE delivery_id IN \
      (SELECT id FROM webhook_deliveries WHERE execution_id = ?1)",
     "DELETE FROM webhook_deliveries WHERE execution_id = ?1",
+    "DELETE FROM paused_executions WHERE execution_id = ?1",
     "DELETE FROM executions WHERE id = ?1",
 ];
 

@@ -1,9 +1,10 @@
-//! `courier exec`: list, show, cancel and wait for executions.
+//! `courier exec`: list, show, cancel, pause, resume and wait for executions.
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use courier_core::{Cancelled, ExecutionRecord, ExecutionState, ProgressEntry, TaskRecord};
+use courier_core::{Cancelled, ExecutionRecord, ExecutionState, PauseState, ProgressEntry, TaskRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -50,6 +51,17 @@ pub enum ExecCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Pauses an execution for the whole cluster: no worker claims its tasks
+    /// until it is resumed (running ones finish).
+    Pause {
+        /// The execution's id.
+        id: String,
+    },
+    /// Resumes a paused execution.
+    Resume {
+        /// The execution's id.
+        id: String,
+    },
     /// Follows an execution live with a progress bar until it finishes.
     ///
     /// Exits 0 when it completed, 2 when it failed, timed out or was cancelled,
@@ -85,6 +97,8 @@ pub struct ExecutionDetail {
     pub steps: Vec<TaskRecord>,
     #[serde(default)]
     pub steps_truncated: bool,
+    #[serde(default)]
+    pub paused_at: Option<DateTime<Utc>>,
 }
 
 /// Runs `courier exec ...`.
@@ -99,6 +113,8 @@ pub async fn run(args: ExecArgs) -> ClientResult<()> {
         } => list(&client, state, function, limit, offset).await,
         ExecCommand::Show { id } => show(&client, &id).await,
         ExecCommand::Cancel { id, reason } => cancel(&client, &id, reason).await,
+        ExecCommand::Pause { id } => pause(&client, &id, true).await,
+        ExecCommand::Resume { id } => pause(&client, &id, false).await,
         ExecCommand::Wait { id, timeout } => super::progress::wait(&client, &id, timeout.as_deref()).await,
     }
 }
@@ -182,6 +198,7 @@ async fn show(client: &Client, id: &str) -> ClientResult<()> {
         ("function", e.function.clone()),
         ("version", e.version.clone().unwrap_or_default()),
         ("state", e.state.to_string()),
+        ("paused since", render::opt_time(&detail.paused_at)),
         ("queue", e.queue.clone()),
         ("priority", e.priority.to_string()),
         ("tags", render::list(&e.tags)),
@@ -268,6 +285,27 @@ async fn cancel(client: &Client, id: &str, reason: Option<String>) -> ClientResu
             cancelled.previous,
             cancelled.tasks.len()
         );
+    }
+    Ok(())
+}
+
+async fn pause(client: &Client, id: &str, paused: bool) -> ClientResult<()> {
+    check_id("execution", id)?;
+    let verb = if paused { "pause" } else { "resume" };
+    let answer = client.post(&["v1", "executions", id, verb], None).await?;
+    if client.json {
+        print_json(&answer);
+        return Ok(());
+    }
+    let state: PauseState = decode(answer)?;
+    match (paused, state.changed) {
+        (true, true) => println!("paused execution {id}: no worker claims its tasks until it is resumed"),
+        (true, false) => println!(
+            "execution {id} was already paused (since {})",
+            render::opt_time(&state.paused_at)
+        ),
+        (false, true) => println!("resumed execution {id}"),
+        (false, false) => println!("execution {id} was not paused"),
     }
     Ok(())
 }

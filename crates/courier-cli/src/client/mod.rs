@@ -19,6 +19,7 @@ pub mod functions;
 pub mod ingest;
 pub mod notify;
 pub mod progress;
+pub mod queues;
 pub mod render;
 pub mod schedules;
 pub mod webhooks;

@@ -16,6 +16,7 @@
 //! | [`CacheStore`] | the result cache and idempotency keys |
 //! | [`ContextStore`] | an execution's context: signals, progress, counters, state values |
 //! | [`NodeStore`] | the cluster's nodes as they report themselves: join, report, leave, list, forget |
+//! | [`PauseStore`] | pauses of executions and queues, which claims honour |
 //! | [`ScheduleStore`] | schedules and their runs: create, read, update and fire with a compare-and-set of their revision |
 //! | [`NotificationStore`] | notifications for people: send, dismiss, replay, subscriptions to sources, expiry |
 //! | [`SeedRecords`] | seed 003's record-level operations (raw inserts and updates), kept for parity; the runtime never calls them |
@@ -54,6 +55,7 @@ mod executions;
 mod functions;
 mod nodes;
 mod notifications;
+mod pauses;
 mod schedules;
 mod seed;
 mod tasks;
@@ -74,6 +76,7 @@ pub use executions::ExecutionStore;
 pub use functions::FunctionStore;
 pub use nodes::NodeStore;
 pub use notifications::NotificationStore;
+pub use pauses::PauseStore;
 pub use schedules::ScheduleStore;
 pub use seed::SeedRecords;
 pub use tasks::TaskStore;
@@ -97,6 +100,7 @@ pub trait Store:
     + WebhookStore
     + FunctionStore
     + NodeStore
+    + PauseStore
     + ScheduleStore
     + CacheStore
     + ContextStore

@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod nodes;
 pub mod notifications;
 pub mod nul;
+pub mod pauses;
 pub mod schedules;
 pub mod signals;
 pub mod tasks;

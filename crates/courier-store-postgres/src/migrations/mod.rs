@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (8, include_str!("0008_limited_claims.sql")),
     (9, include_str!("0009_nodes.sql")),
     (10, include_str!("0010_schedules.sql")),
+    (11, include_str!("0011_pauses.sql")),
 ];
 
 /// Creates the schema (if one is configured) and applies every migration not yet

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("0008_function_claims.sql")),
     (9, include_str!("0009_nodes.sql")),
     (10, include_str!("0010_schedules.sql")),
+    (11, include_str!("0011_pauses.sql")),
 ];
 
 /// Applies every migration not applied yet, in one IMMEDIATE transaction, so that
