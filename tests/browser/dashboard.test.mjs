@@ -422,6 +422,39 @@ async function withoutTokens() {
     await api(server, 'POST', `/v1/executions/${x.id}/cancel`, {}); // out of the later steps' lists and claims
   });
 
+  await step('Pause and resume an execution from its detail and a queue from the overview; outside claims honour both', async () => {
+    const x = (await api(server, 'POST', '/v1/executions', { function: 'pause_fn', queue: 'browser-q' })).data;
+    await page.goto(server.base + '/#/executions/' + x.id);
+    const detail = page.locator('[data-testid="execution-detail"]');
+    await detail.locator('[data-testid="pause-button"]').click();
+    await detail.locator('[data-testid="detail-paused-badge"]').waitFor({ timeout: WAIT_MS });
+    await detail.locator('[data-testid="resume-button"]').waitFor({ timeout: WAIT_MS });
+    assert((await api(server, 'GET', '/v1/executions/' + x.id)).data.paused_at, 'the server does not have it paused');
+    const claimNone = async () => (await api(server, 'POST', '/v1/workers/claim', { worker_id: 'browser-test', wait: '500ms', functions: ['pause_fn'] })).data;
+    assert((await claimNone()).length === 0, 'a paused execution was claimed');
+    await shot(page, 'execution-paused');
+    await detail.locator('[data-testid="resume-button"]').click();
+    await until('the paused badge gone', async () => (await detail.locator('[data-testid="detail-paused-badge"]').count()) === 0);
+    assert(!(await api(server, 'GET', '/v1/executions/' + x.id)).data.paused_at, 'the server still has it paused');
+
+    await page.goto(server.base + '/#/overview');
+    const row = page.locator('[data-testid="queue-row"][data-queue="browser-q"]');
+    await row.waitFor({ timeout: WAIT_MS });
+    await row.locator('[data-testid="queue-pause"]').click();
+    await until('the queue shown paused', async () => (await row.getAttribute('data-paused')) === 'true');
+    assert((await api(server, 'GET', '/v1/queues')).data.paused.some((q) => q.queue === 'browser-q'), 'the server does not have the queue paused');
+    assert((await claimNone()).length === 0, 'a paused queue\'s task was claimed');
+    await shot(page, 'queue-paused');
+    await page.setViewportSize(PHONE);
+    assert(await pageWidth(page) <= PHONE.width, `the overview scrolls sideways on a phone: ${await pageWidth(page)}`);
+    await page.setViewportSize(DESKTOP);
+    await row.locator('[data-testid="queue-resume"]').click();
+    await until('the queue shown running', async () => (await row.getAttribute('data-paused')) === 'false');
+    const claimed = (await api(server, 'POST', '/v1/workers/claim', { worker_id: 'browser-test', wait: '2s', functions: ['pause_fn'] })).data;
+    assert(claimed.length === 1 && claimed[0].execution_id === x.id, `resumed, its task is not claimed: ${JSON.stringify(claimed)}`);
+    await api(server, 'POST', `/v1/executions/${x.id}/cancel`, {});
+  });
+
   await step('Schedules: created from the page, next runs shown, runs listed, paused, run now, deleted; fits a phone', async () => {
     await page.click('[data-testid="tab-schedules"]');
     await page.click('[data-testid="new-schedule"]');
