@@ -10,6 +10,7 @@ mod support;
 
 mod cancel_and_expiry;
 mod concurrency_limit;
+mod deterministic;
 mod durable_functions;
 mod durable_sleep;
 mod fan_out;

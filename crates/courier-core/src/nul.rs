@@ -214,6 +214,10 @@ impl HoldsNul for EffectWrite {
             }
             Effect::Progress(progress) => progress.nul_field(),
             Effect::Notify { notification, .. } => notification.nul_field(),
+            Effect::Record { name, value } => first(&[
+                ("record name", text_has_nul(name)),
+                ("recorded value", value_has_nul(value)),
+            ]),
         }
     }
 }

@@ -468,10 +468,19 @@ impl OrchestratorContext {
     }
 
     fn effect(&self, effect: Effect) -> impl Future<Output = Result<Value, TaskError>> + use<> {
+        self.effect_made(effect.function_name(), Box::new(move || Ok(effect)))
+    }
+
+    /// [`effect`](Self::effect), made only when the step has no record yet (a
+    /// replay reads the recorded result and never calls `make`).
+    fn effect_made(
+        &self,
+        function: String,
+        make: Box<dyn FnOnce() -> Result<Effect, TaskError> + '_>,
+    ) -> impl Future<Output = Result<Value, TaskError>> + use<> {
         let mut driver = self.driver.borrow_mut();
         let step = driver.next_step;
         driver.next_step += 1;
-        let function = effect.function_name();
         if let Some(error) = &driver.failed {
             let error = error.clone();
             return futures::future::Either::Left(futures::future::ready(Err(error)));
@@ -484,6 +493,10 @@ impl OrchestratorContext {
             };
             return futures::future::Either::Left(futures::future::ready(outcome));
         }
+        let effect = match make() {
+            Ok(effect) => effect,
+            Err(error) => return futures::future::Either::Left(futures::future::ready(Err(error))),
+        };
         let write = EffectWrite {
             fence: Some(driver.lease),
             execution_id: driver.execution_id,
@@ -518,6 +531,67 @@ impl OrchestratorContext {
             }
             Ok(applied.result)
         })
+    }
+
+    /// The time, read from this node's clock on the first run and recorded as a
+    /// step, so every replay gets the same instant (an orchestrator must not read
+    /// the clock itself: a replay would take another branch).
+    ///
+    /// ```no_run
+    /// # async fn flow(ctx: courier_runtime::OrchestratorContext) -> Result<(), courier_core::TaskError> {
+    /// let started = ctx.now().await?;
+    /// let deadline = started + chrono::Duration::hours(24);
+    /// # let _ = deadline; Ok(()) }
+    /// ```
+    pub fn now(&self) -> impl Future<Output = Result<DateTime<Utc>, TaskError>> + use<> {
+        self.record("now", Utc::now)
+    }
+
+    /// A random number in `[0, 1)`, drawn on the first run and recorded, so every
+    /// replay gets the same one.
+    pub fn random(&self) -> impl Future<Output = Result<f64, TaskError>> + use<> {
+        self.record("random", rand::random::<f64>)
+    }
+
+    /// A fresh random (v4) UUID, made on the first run and recorded, so every
+    /// replay gets the same one (an idempotency key for a call to the outside
+    /// world, say).
+    pub fn uuid(&self) -> impl Future<Output = Result<Uuid, TaskError>> + use<> {
+        self.record("uuid", Uuid::new_v4)
+    }
+
+    /// Any value the code makes that must not change on replay (Temporal's side
+    /// effect): `make` runs on the first run only, its value is recorded under
+    /// `name` as a step, and every replay reads it back. `name` is checked on
+    /// replay like a function's, so reordered code fails loudly instead of
+    /// reading another step's value.
+    ///
+    /// ```no_run
+    /// # async fn flow(ctx: courier_runtime::OrchestratorContext) -> Result<(), courier_core::TaskError> {
+    /// let shard: u32 = ctx.record("shard", || rand::random::<u32>() % 16).await?;
+    /// # let _ = shard; Ok(()) }
+    /// ```
+    pub fn record<T: Serialize + DeserializeOwned, F: FnOnce() -> T>(
+        &self,
+        name: &str,
+        make: F,
+    ) -> impl Future<Output = Result<T, TaskError>> + use<T, F> {
+        let name = name.to_string();
+        let function = format!("courier.record:{name}");
+        let applied = self.effect_made(
+            function,
+            Box::new(move || {
+                let value = serde_json::to_value(make()).map_err(|e| {
+                    TaskError::non_retryable(TaskError::SERIALIZATION, format!("a value to record is not JSON: {e}"))
+                })?;
+                Ok(Effect::Record { name, value })
+            }),
+        );
+        async move {
+            let value = applied.await?;
+            serde_json::from_value(value)
+                .map_err(|e| TaskError::non_retryable(TaskError::SERIALIZATION, format!("a recorded value: {e}")))
+        }
     }
 
     /// Reports progress of the execution (recorded once, however often replayed).

@@ -114,6 +114,7 @@ macro_rules! __cases {
             completion::suspending_is_refused_once_a_child_has_settled,
             children::children_are_created_under_the_parents_lease,
             children::effects_apply_once_per_step,
+            children::a_recorded_value_is_read_back_unchanged,
             children::one_commit_carries_many_kinds_and_isolates_refusals,
             children::a_notification_effect_is_sent_once_per_step,
             signals::a_signal_sent_before_anyone_waits_is_kept,

@@ -336,6 +336,7 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut V
     // notification's id); an increment records its counter's value afterwards.
     let recorded_result = match &write.effect {
         Effect::Notify { notification, .. } => serde_json::json!(notification.id),
+        Effect::Record { value, .. } => value.clone(),
         Effect::Increment { .. } | Effect::SetState { .. } | Effect::Progress(_) => Value::Null,
     };
     let mut rows = NewTaskRows::default();
@@ -389,6 +390,7 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut V
             notifications::send_in(tx, notification, ttl, changes).await?;
             recorded_result
         }
+        Effect::Record { .. } => recorded_result,
     };
     Ok(EffectApplied {
         task: ChildCreated::Created {

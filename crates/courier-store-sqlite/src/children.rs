@@ -180,6 +180,7 @@ pub(crate) fn apply_effect(
             let id = notifications::send_as_effect(conn, now, notification, ttl, changes)?;
             serde_json::json!(id)
         }
+        Effect::Record { value, .. } => value.clone(),
     };
     let spec = TaskSpec::new(TaskKind::Effect, write.effect.function_name(), Value::Null);
     let args = json(&write.effect)?;

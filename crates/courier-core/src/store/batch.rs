@@ -133,6 +133,14 @@ pub enum Effect {
         /// How long stored modes are kept.
         ttl: NotificationTtl,
     },
+    /// Record a value the orchestrator made on its first run (a time, a random
+    /// number, an id), so every replay reads the same one; the result is the value.
+    Record {
+        /// What it is (`now`, `random`, `uuid`, or a name the code chose).
+        name: String,
+        /// The value.
+        value: Value,
+    },
 }
 
 impl Effect {
@@ -143,6 +151,7 @@ impl Effect {
             Effect::SetState { key, .. } => format!("courier.state:{key}"),
             Effect::Progress(_) => "courier.progress".to_string(),
             Effect::Notify { .. } => "courier.notify".to_string(),
+            Effect::Record { name, .. } => format!("courier.record:{name}"),
         }
     }
 }

@@ -314,3 +314,54 @@ pub async fn a_notification_effect_is_sent_once_per_step(store: DynStore) {
     assert_eq!(sent.len(), 1, "sent once");
     assert_eq!(store.get_notifications(&[new.id]).await.unwrap().len(), 1);
 }
+
+/// A recorded value (`ctx.now()`, `random()`, `uuid()`, `record()`) is stored
+/// at its step as given the first time; recording the step again returns the
+/// first value, never the new one, and a value holding a NUL is refused.
+pub async fn a_recorded_value_is_read_back_unchanged(store: DynStore) {
+    let (id, orch) = running_orchestrator(&store, "recording").await;
+    let write = |step, value| EffectWrite {
+        fence: Some(orch.lease.key()),
+        execution_id: id,
+        parent_id: Some(orch.task.id),
+        step,
+        effect: Effect::Record {
+            name: "now".into(),
+            value,
+        },
+    };
+    let first = store
+        .apply_effect(write(1, json!("2026-12-05T16:00:00.123456Z")))
+        .await
+        .unwrap();
+    assert!(matches!(first.task, ChildCreated::Created { .. }), "{first:?}");
+    assert_eq!(first.result, json!("2026-12-05T16:00:00.123456Z"));
+    let again = store
+        .apply_effect(write(1, json!("2026-12-05T17:00:00Z")))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again.task, ChildCreated::Existing { function, .. } if function == "courier.record:now"),
+        "{again:?}"
+    );
+    assert_eq!(again.result, first.result, "the first value, not the new one");
+    let row = task(&store, TaskId::for_step(id, 1)).await;
+    assert_eq!((row.kind, row.state), (TaskKind::Effect, TaskState::Completed));
+    assert_eq!(row.result, Some(first.result.clone()));
+    let structured = store
+        .apply_effect(write(2, json!({"shard": 7, "ids": ["a", "b"]})))
+        .await
+        .unwrap();
+    assert_eq!(structured.result, json!({"shard": 7, "ids": ["a", "b"]}));
+    assert!(store.apply_effect(write(3, json!("a\u{0}b"))).await.is_err());
+    // A float reads back as the very same f64 (a fast parser is one ulp off here).
+    let float = 0.439_408_096_349_128_36_f64;
+    store.apply_effect(write(4, json!(float))).await.unwrap();
+    let replayed = store.apply_effect(write(4, json!(0.5))).await.unwrap();
+    assert_eq!(replayed.result.as_f64().map(f64::to_bits), Some(float.to_bits()));
+    let row = task(&store, TaskId::for_step(id, 4)).await;
+    assert_eq!(
+        row.result.and_then(|r| r.as_f64()).map(f64::to_bits),
+        Some(float.to_bits())
+    );
+}
