@@ -26,6 +26,7 @@ mod idempotency_and_cache;
 mod internal_events;
 mod notifications;
 mod pauses;
+mod rate_limits;
 mod replay;
 mod retries;
 mod schedules;

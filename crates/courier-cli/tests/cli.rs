@@ -993,9 +993,23 @@ fn function_settings_are_set_shown_listed_and_deleted() {
             r#"{"initial_delay": "2s"}"#,
             "--max-attempts",
             "6",
+            "--rate-limit",
+            "2.5",
+            "--rate-burst",
+            "4",
+            "--rate-key",
+            "/customer",
         ])
         .ok();
-    for needle in ["queue:", "images", "revision 1", "\"max_attempts\":6", "45s"] {
+    for needle in [
+        "queue:",
+        "images",
+        "revision 1",
+        "\"max_attempts\":6",
+        "45s",
+        "rate limit:",
+        "2.5/s (burst 4, per /customer)",
+    ] {
         assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
     }
     // New tasks take them.

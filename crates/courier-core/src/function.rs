@@ -58,6 +58,10 @@ pub struct FunctionSettings {
     /// finish; dispatches are still taken and wait).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
+    /// Cluster-wide cap on how many of its tasks start per second (optionally
+    /// per key of the args); tasks over it wait in their queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::RateLimit>,
 }
 
 /// A function's stored settings.

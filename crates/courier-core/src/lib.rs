@@ -38,6 +38,7 @@ mod nul;
 pub mod openapi;
 mod pause;
 mod progress;
+mod rate_limit;
 mod retry;
 mod schedule;
 mod signal;
@@ -68,6 +69,7 @@ pub use notifier::{
 pub use nul::{HoldsNul, NulRefusals, nul_refused, text_has_nul, value_has_nul};
 pub use pause::{PauseState, PausedQueue};
 pub use progress::{Progress, ProgressEntry};
+pub use rate_limit::{MAX_RATE, RateLimit, TokenGrant, take_tokens};
 pub use retry::{RetryPolicy, RetryVerdict};
 pub use schedule::{
     Firing, MIN_EVERY, NewRun, Overlap, RunOutcome, ScheduleDefinition, ScheduleError, ScheduleRecord, ScheduleRun,
@@ -77,8 +79,8 @@ pub use signal::{SignalRecord, SignalSent};
 pub use state::{ExecutionState, TaskKind, TaskState};
 pub use store::{
     CacheStore, ChildGroup, ContextStore, DeadLetterStore, Effect, EffectApplied, EffectWrite, EventStore,
-    ExecutionStore, FunctionStore, NodeStore, NotificationStore, PauseStore, Reservation, ScheduleStore, SeedRecords,
-    Store, TaskStore, WebhookStore, WriteBatch, WriteResults,
+    ExecutionStore, FunctionStore, NodeStore, NotificationStore, PauseStore, RateLimitStore, Reservation,
+    ScheduleStore, SeedRecords, Store, TaskStore, WebhookStore, WriteBatch, WriteResults,
 };
 pub use task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, DEFAULT_QUEUE, Lease, LeaseKey, NewTask, Outcome,

@@ -52,6 +52,8 @@ pub const VERSION_MISMATCHES: &str = "courier_version_mismatches_total";
 pub const LOST_CHILDREN: &str = "courier_lost_children_total";
 /// Counter: schedule slots fired (executions started by schedules).
 pub const SCHEDULE_SLOTS_FIRED: &str = "courier_schedule_slots_fired_total";
+/// Counter: claimed tasks given back to wait for a rate-limit token, by function.
+pub const RATE_LIMITED: &str = "courier_rate_limited_total";
 /// Counter: housekeeping rounds run while holding the maintenance role.
 pub const MAINTENANCE_ROUNDS: &str = "courier_maintenance_rounds_total";
 /// Counter: executions timed out by housekeeping.
@@ -154,6 +156,7 @@ pub const ALL: &[&str] = &[
     LOST_CHILDREN,
     MAINTENANCE_ROUNDS,
     SCHEDULE_SLOTS_FIRED,
+    RATE_LIMITED,
     EXECUTIONS_TIMED_OUT,
     TASKS_STUCK,
     CLEANUP_RUNS,

@@ -134,6 +134,13 @@ impl HoldsNul for FunctionSettings {
             ("queue", self.queue.as_deref().is_some_and(text_has_nul)),
             ("tags", self.tags.iter().flatten().any(|t| text_has_nul(t))),
             (
+                "rate_limit.key",
+                self.rate_limit
+                    .as_ref()
+                    .and_then(|r| r.key.as_deref())
+                    .is_some_and(text_has_nul),
+            ),
+            (
                 "retry.retry_on",
                 self.retry
                     .iter()

@@ -297,6 +297,9 @@ fn check_settings(settings: &FunctionSettings) -> ApiResult<()> {
     if let Some(retry) = &settings.retry {
         check_retry(retry)?;
     }
+    if let Some(problem) = settings.rate_limit.as_ref().and_then(|r| r.problem()) {
+        return Err(invalid("rate_limit", &problem));
+    }
     Ok(())
 }
 

@@ -58,6 +58,8 @@ impl Courier {
         let mut stop = std::pin::pin!(stop);
         loop {
             let claimed = self.node.writes().send(Claim(request.clone())).await??;
+            // What waits for rate-limit tokens was given back; the rest is the answer.
+            let claimed = crate::rate_gate::admit(&self.node, claimed).await;
             if !claimed.is_empty() {
                 return Ok(claimed);
             }

@@ -72,6 +72,7 @@ mod notifications;
 mod options;
 mod orchestrator;
 mod presence;
+mod rate_gate;
 mod readiness;
 mod retry;
 mod scheduler;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use courier_core::{DEFAULT_QUEUE, FunctionRecord, FunctionSettings, RetryPolicy, TaskKind, TaskSpec};
+use courier_core::{DEFAULT_QUEUE, FunctionRecord, FunctionSettings, RateLimit, RetryPolicy, TaskKind, TaskSpec};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -486,6 +486,14 @@ impl FunctionTable {
             }
         }
         limits
+    }
+
+    /// Per-function rate limits, from the stored settings.
+    pub(crate) fn rate_limits(&self) -> HashMap<String, RateLimit> {
+        self.settings()
+            .iter()
+            .filter_map(|(name, set)| set.rate_limit.clone().map(|limit| (name.clone(), limit)))
+            .collect()
     }
 
     /// The functions paused by their stored settings: claims leave their tasks.

@@ -119,39 +119,45 @@ impl WorkerActor {
         self.claiming = true;
         self.again = false;
         let max = request.max as usize;
-        self.node
-            .writes()
-            .send(Claim(request))
-            .into_actor(self)
-            .map(move |result, act, ctx| {
-                act.claiming = false;
-                let result = result.unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())));
-                match result {
-                    Ok(claimed) => {
-                        let full = claimed.len() >= max;
-                        let found = !claimed.is_empty();
-                        for c in claimed {
-                            act.start(c, ctx);
-                        }
-                        if full || act.again {
-                            act.idle_wait = act.node.worker_options().poll.min;
-                            ctx.notify(PollNow);
-                        } else if found {
-                            act.idle_wait = act.node.worker_options().poll.min;
-                            act.schedule(ctx);
-                        } else {
-                            act.schedule(ctx);
-                            act.idle_wait = act.node.worker_options().poll.next(act.idle_wait);
-                        }
+        let node = self.node.clone();
+        async move {
+            let claimed = node
+                .writes()
+                .send(Claim(request))
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())))?;
+            let took = claimed.len();
+            Ok((took, crate::rate_gate::admit(&node, claimed).await))
+        }
+        .into_actor(self)
+        .map(move |result: Result<(usize, Vec<Claimed>), StoreError>, act, ctx| {
+            act.claiming = false;
+            match result {
+                Ok((took, claimed)) => {
+                    let full = took >= max;
+                    let found = took > 0;
+                    for c in claimed {
+                        act.start(c, ctx);
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "claim failed; backing off");
+                    if full || act.again {
+                        act.idle_wait = act.node.worker_options().poll.min;
+                        ctx.notify(PollNow);
+                    } else if found {
+                        act.idle_wait = act.node.worker_options().poll.min;
+                        act.schedule(ctx);
+                    } else {
                         act.schedule(ctx);
                         act.idle_wait = act.node.worker_options().poll.next(act.idle_wait);
                     }
                 }
-            })
-            .spawn(ctx);
+                Err(e) => {
+                    tracing::warn!(error = %e, "claim failed; backing off");
+                    act.schedule(ctx);
+                    act.idle_wait = act.node.worker_options().poll.next(act.idle_wait);
+                }
+            }
+        })
+        .spawn(ctx);
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {

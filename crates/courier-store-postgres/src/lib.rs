@@ -82,6 +82,7 @@ mod nodes;
 mod notifications;
 mod options;
 mod pauses;
+mod rate_limits;
 mod rows;
 mod schedules;
 mod seed;

@@ -50,6 +50,7 @@ mod nodes;
 mod notifications;
 mod options;
 mod pauses;
+mod rate_limits;
 mod readers;
 mod rows;
 mod schedules;

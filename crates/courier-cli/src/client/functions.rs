@@ -54,6 +54,15 @@ pub enum FunctionsCommand {
         /// Total attempts, the first included.
         #[arg(long, value_name = "N")]
         max_attempts: Option<u32>,
+        /// Cluster-wide cap on task starts per second (tasks over it wait).
+        #[arg(long, value_name = "PER_SECOND")]
+        rate_limit: Option<f64>,
+        /// How many may start at once after a quiet spell (with --rate-limit).
+        #[arg(long, value_name = "N", requires = "rate_limit")]
+        rate_burst: Option<u32>,
+        /// A JSON pointer into the args, one bucket per value, e.g. /customer_id (with --rate-limit).
+        #[arg(long, value_name = "POINTER", requires = "rate_limit")]
+        rate_key: Option<String>,
         /// The whole retry policy as JSON, e.g. '{"max_attempts": 5, "initial_delay": "2s"}'
         /// (`--max-attempts` is applied over it).
         #[arg(long, value_name = "JSON")]
@@ -96,6 +105,9 @@ pub async fn run(args: FunctionsArgs) -> ClientResult<()> {
             max_concurrent,
             max_attempts,
             retry,
+            rate_limit,
+            rate_burst,
+            rate_key,
         } => {
             let mut body = Map::new();
             if let Some(queue) = queue {
@@ -112,6 +124,16 @@ pub async fn run(args: FunctionsArgs) -> ClientResult<()> {
             }
             if let Some(max) = max_concurrent {
                 body.insert("max_concurrent".into(), json!(max));
+            }
+            if let Some(per_second) = rate_limit {
+                let mut limit = json!({ "per_second": per_second });
+                if let Some(burst) = rate_burst {
+                    limit["burst"] = json!(burst);
+                }
+                if let Some(key) = rate_key {
+                    limit["key"] = json!(key);
+                }
+                body.insert("rate_limit".into(), limit);
             }
             let mut policy = match retry {
                 Some(text) => Some(
@@ -229,8 +251,28 @@ fn print_function(client: &Client, f: &Value) {
         ("priority", render::scalar(&applied["priority"])),
         ("tags", render::pretty(&applied["tags"])),
         ("max running", render::or_dash(&applied["max_concurrent"])),
+        ("rate limit", rate_limit_line(&f["settings"]["rate_limit"])),
         ("timeout", render::or_dash(&applied["timeout"])),
         ("retry", applied["retry"].to_string()),
         ("runs here", render::or_dash(&applied["registered"])),
     ]);
+}
+
+/// A stored rate limit as `10/s (burst 20, per /customer_id)`, or `-`.
+fn rate_limit_line(limit: &Value) -> String {
+    if limit.is_null() {
+        return "-".into();
+    }
+    let mut line = format!("{}/s", render::scalar(&limit["per_second"]));
+    let mut extras = Vec::new();
+    if !limit["burst"].is_null() {
+        extras.push(format!("burst {}", render::scalar(&limit["burst"])));
+    }
+    if !limit["key"].is_null() {
+        extras.push(format!("per {}", render::scalar(&limit["key"])));
+    }
+    if !extras.is_empty() {
+        line.push_str(&format!(" ({})", extras.join(", ")));
+    }
+    line
 }

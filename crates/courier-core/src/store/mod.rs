@@ -17,6 +17,7 @@
 //! | [`ContextStore`] | an execution's context: signals, progress, counters, state values |
 //! | [`NodeStore`] | the cluster's nodes as they report themselves: join, report, leave, list, forget |
 //! | [`PauseStore`] | pauses of executions and queues, which claims honour |
+//! | [`RateLimitStore`] | rate-limit token buckets, one per function or key |
 //! | [`ScheduleStore`] | schedules and their runs: create, read, update and fire with a compare-and-set of their revision |
 //! | [`NotificationStore`] | notifications for people: send, dismiss, replay, subscriptions to sources, expiry |
 //! | [`SeedRecords`] | seed 003's record-level operations (raw inserts and updates), kept for parity; the runtime never calls them |
@@ -56,6 +57,7 @@ mod functions;
 mod nodes;
 mod notifications;
 mod pauses;
+mod rate_limits;
 mod schedules;
 mod seed;
 mod tasks;
@@ -77,6 +79,7 @@ pub use functions::FunctionStore;
 pub use nodes::NodeStore;
 pub use notifications::NotificationStore;
 pub use pauses::PauseStore;
+pub use rate_limits::RateLimitStore;
 pub use schedules::ScheduleStore;
 pub use seed::SeedRecords;
 pub use tasks::TaskStore;
@@ -101,6 +104,7 @@ pub trait Store:
     + FunctionStore
     + NodeStore
     + PauseStore
+    + RateLimitStore
     + ScheduleStore
     + CacheStore
     + ContextStore

@@ -21,6 +21,11 @@ fn settings() -> FunctionSettings {
         priority: Some(-3),
         max_concurrent: Some(4),
         paused: Some(true),
+        rate_limit: Some(courier_core::RateLimit {
+            per_second: 2.5,
+            burst: Some(4),
+            key: Some("/customer".into()),
+        }),
     }
 }
 

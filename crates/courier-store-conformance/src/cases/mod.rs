@@ -17,6 +17,7 @@ pub mod nodes;
 pub mod notifications;
 pub mod nul;
 pub mod pauses;
+pub mod rate_limits;
 pub mod schedules;
 pub mod signals;
 pub mod tasks;

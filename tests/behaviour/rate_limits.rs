@@ -1,0 +1,150 @@
+//! Rate limits over HTTP: a function's limit spaces its task starts across the
+//! node (a burst, then the rate), its tasks wait instead of failing and use no
+//! attempt; with a key, each value has a bucket of its own; bad limits get a
+//! clear 400. On SQLite and Postgres.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use courier::Courier;
+use courier::core::{Store, TaskError};
+use courier::http::HttpOptions;
+use serde_json::{Value, json};
+
+use crate::support::http::*;
+use crate::support::*;
+
+async fn server(store: Arc<dyn Store>) -> Server {
+    let builder = Courier::builder()
+        .store(store)
+        .activity("send", |_ctx, args: Value| async move { Ok::<_, TaskError>(args) })
+        .worker(fast_worker());
+    Server::start(builder, HttpOptions::default()).await
+}
+
+async fn put(url: &str, body: &Value) -> (u16, Value) {
+    json_of(client().put(url).send_json(body).await.unwrap()).await
+}
+
+/// Dispatches `send` once per args and waits for each result (which must come:
+/// waiting, never failing); their starts, oldest first.
+async fn run_all(s: &Server, args: Vec<Value>) -> Vec<DateTime<Utc>> {
+    let mut ids = Vec::new();
+    for a in &args {
+        let (status, created) = post(&s.at("/v1/executions"), &json!({"function": "send", "args": a})).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    let mut starts = Vec::new();
+    for (id, a) in ids.iter().zip(&args) {
+        let (status, done) = get(&s.at(&format!("/v1/executions/{id}/result?wait=30s"))).await;
+        assert_eq!((status, &done["result"]), (200, a), "{done}");
+        let (_, detail) = get(&s.at(&format!("/v1/executions/{id}"))).await;
+        let step = &detail["steps"][0];
+        assert_eq!(step["attempt"], 1, "waiting for a token used an attempt: {detail}");
+        starts.push(serde_json::from_value(step["started_at"].clone()).unwrap());
+    }
+    starts.sort();
+    starts
+}
+
+/// The most starts within any one second.
+fn busiest_second(starts: &[DateTime<Utc>]) -> usize {
+    (0..starts.len())
+        .map(|i| {
+            starts[i..]
+                .iter()
+                .filter(|t| (**t - starts[i]).num_milliseconds() < 1_000)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+async fn a_rate_limit_spaces_starts_and_each_key_has_its_own(store: Arc<dyn Store>) {
+    let s = server(store).await;
+    for (bad, field) in [
+        (json!({"per_second": 0}), "rate_limit"),
+        (json!({"per_second": 5, "key": "customer"}), "rate_limit"),
+        (json!({"per_second": 5, "burst": 0}), "rate_limit"),
+    ] {
+        let (status, refused) = put(&s.at("/v1/functions/send"), &json!({ "rate_limit": bad })).await;
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(refused["detail"]["field"], field, "{refused}");
+    }
+    let (status, refused) = put(
+        &s.at("/v1/functions/send"),
+        &json!({"rate_limit": {"per_second": 5, "every": 1}}),
+    )
+    .await;
+    assert_eq!(status, 400, "an unknown field: {refused}");
+
+    let (status, stored) = put(
+        &s.at("/v1/functions/send"),
+        &json!({"rate_limit": {"per_second": 10, "burst": 2}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(
+        stored["settings"]["rate_limit"],
+        json!({"per_second": 10.0, "burst": 2})
+    );
+
+    // A burst of 2, then 10 a second: 22 starts span about 2 s.
+    let starts = run_all(&s, (0..22).map(|n| json!({"n": n})).collect()).await;
+    let span = (starts[21] - starts[0]).num_milliseconds();
+    assert!(
+        span >= 1_700,
+        "22 starts at 10/s after a burst of 2 took only {span} ms"
+    );
+    assert!(
+        busiest_second(&starts) <= 12,
+        "{} starts in one second: {starts:?}",
+        busiest_second(&starts)
+    );
+
+    // With a key, each customer has a bucket of its own: two customers' 22
+    // starts take about as long as one customer's 11 would alone.
+    put(
+        &s.at("/v1/functions/send"),
+        &json!({"rate_limit": {"per_second": 10, "burst": 2, "key": "/customer"}}),
+    )
+    .await;
+    let args = (0..22)
+        .map(|n| json!({"customer": if n % 2 == 0 { "acme" } else { "globex" }, "n": n}))
+        .collect();
+    let starts = run_all(&s, args).await;
+    let span = (starts[21] - starts[0]).num_milliseconds();
+    assert!(
+        span < 1_600,
+        "two buckets of 10/s started 22 tasks in {span} ms, as if they shared one"
+    );
+    assert!(
+        span >= 600,
+        "11 starts per customer at 10/s after a burst of 2 took only {span} ms"
+    );
+
+    let body = client()
+        .get(s.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&body).contains("courier_rate_limited_total{function=\"send\"}"),
+        "the waits are counted"
+    );
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_rate_limit_spaces_starts_and_each_key_has_its_own_on_sqlite() {
+    a_rate_limit_spaces_starts_and_each_key_has_its_own(sqlite().await).await;
+}
+
+#[actix_rt::test]
+async fn a_rate_limit_spaces_starts_and_each_key_has_its_own_on_postgres() {
+    a_rate_limit_spaces_starts_and_each_key_has_its_own(postgres().await).await;
+}
