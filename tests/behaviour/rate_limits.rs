@@ -1,9 +1,12 @@
-//! Rate limits over HTTP: a function's limit spaces its task starts across the
-//! node (a burst, then the rate), its tasks wait instead of failing and use no
-//! attempt; with a key, each value has a bucket of its own; bad limits get a
-//! clear 400. On SQLite and Postgres.
+//! Flow control over HTTP. Rate limits: a function's limit spaces its task
+//! starts (a burst, then the rate), its tasks wait instead of failing and use
+//! no attempt; with a key, each value has a bucket of its own. Concurrency
+//! keys: at most `max` tasks of one key run at once, keys apart. Bad settings
+//! get a clear 400. On SQLite and Postgres.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use courier::Courier;
@@ -14,10 +17,33 @@ use serde_json::{Value, json};
 use crate::support::http::*;
 use crate::support::*;
 
+/// Per customer: how many `hold` tasks run now, and the most that ever did.
+type Running = Arc<Mutex<HashMap<String, (usize, usize)>>>;
+
 async fn server(store: Arc<dyn Store>) -> Server {
+    server_counting(store, Running::default()).await
+}
+
+/// `send` echoes its args; `hold` runs 150 ms, counted per `customer` in `running`.
+async fn server_counting(store: Arc<dyn Store>, running: Running) -> Server {
     let builder = Courier::builder()
         .store(store)
         .activity("send", |_ctx, args: Value| async move { Ok::<_, TaskError>(args) })
+        .activity("hold", move |_ctx, args: Value| {
+            let running = running.clone();
+            async move {
+                let customer = args["customer"].as_str().unwrap_or("-").to_string();
+                {
+                    let mut all = running.lock().unwrap();
+                    let (now, most) = all.entry(customer.clone()).or_default();
+                    *now += 1;
+                    *most = (*most).max(*now);
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                running.lock().unwrap().get_mut(&customer).unwrap().0 -= 1;
+                Ok::<_, TaskError>(args)
+            }
+        })
         .worker(fast_worker());
     Server::start(builder, HttpOptions::default()).await
 }
@@ -147,4 +173,80 @@ async fn a_rate_limit_spaces_starts_and_each_key_has_its_own_on_sqlite() {
 #[actix_rt::test]
 async fn a_rate_limit_spaces_starts_and_each_key_has_its_own_on_postgres() {
     a_rate_limit_spaces_starts_and_each_key_has_its_own(postgres().await).await;
+}
+
+async fn a_concurrency_key_caps_each_key_apart(store: Arc<dyn Store>) {
+    let running = Running::default();
+    let s = server_counting(store, running.clone()).await;
+    let (status, refused) = put(
+        &s.at("/v1/functions/hold"),
+        &json!({"concurrency_key": {"key": "/customer", "max": 0}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["detail"]["field"], "concurrency_key", "{refused}");
+    let (status, stored) = put(
+        &s.at("/v1/functions/hold"),
+        &json!({"concurrency_key": {"key": "/customer", "max": 2}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{stored}");
+
+    let mut ids = Vec::new();
+    for n in 0..16 {
+        let customer = if n % 2 == 0 { "acme" } else { "globex" };
+        let (status, created) = post(
+            &s.at("/v1/executions"),
+            &json!({"function": "hold", "args": {"customer": customer, "n": n}}),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let (status, done) = get(&s.at(&format!("/v1/executions/{id}/result?wait=30s"))).await;
+        assert_eq!(status, 200, "waited, never failed: {done}");
+        let (_, detail) = get(&s.at(&format!("/v1/executions/{id}"))).await;
+        assert_eq!(
+            detail["steps"][0]["attempt"], 1,
+            "waiting for a slot used an attempt: {detail}"
+        );
+    }
+    let peaks: HashMap<String, usize> = running
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, (_, most))| (k.clone(), *most))
+        .collect();
+    assert_eq!(peaks.len(), 2, "{peaks:?}");
+    for (customer, most) in &peaks {
+        assert!(*most <= 2, "{most} of {customer}'s tasks ran at once under a cap of 2");
+    }
+    assert!(
+        peaks.values().any(|m| *m == 2),
+        "the cap allowed no parallelism: {peaks:?}"
+    );
+    let body = client()
+        .get(s.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&body).contains("courier_key_limited_total{function=\"hold\"}"),
+        "the waits are counted"
+    );
+    s.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_concurrency_key_caps_each_key_apart_on_sqlite() {
+    a_concurrency_key_caps_each_key_apart(sqlite().await).await;
+}
+
+#[actix_rt::test]
+async fn a_concurrency_key_caps_each_key_apart_on_postgres() {
+    a_concurrency_key_caps_each_key_apart(postgres().await).await;
 }

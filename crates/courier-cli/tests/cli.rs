@@ -999,6 +999,10 @@ fn function_settings_are_set_shown_listed_and_deleted() {
             "4",
             "--rate-key",
             "/customer",
+            "--concurrency-key",
+            "/account",
+            "--key-max",
+            "3",
         ])
         .ok();
     for needle in [
@@ -1009,6 +1013,7 @@ fn function_settings_are_set_shown_listed_and_deleted() {
         "45s",
         "rate limit:",
         "2.5/s (burst 4, per /customer)",
+        "3 at once per /account",
     ] {
         assert!(out.stdout.contains(needle), "{needle} missing: {out:#?}");
     }

@@ -62,6 +62,9 @@ pub struct FunctionSettings {
     /// per key of the args); tasks over it wait in their queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<crate::RateLimit>,
+    /// Cluster-wide cap on its running tasks per key of their args.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_key: Option<crate::ConcurrencyKey>,
 }
 
 /// A function's stored settings.

@@ -69,7 +69,7 @@ pub use notifier::{
 pub use nul::{HoldsNul, NulRefusals, nul_refused, text_has_nul, value_has_nul};
 pub use pause::{PauseState, PausedQueue};
 pub use progress::{Progress, ProgressEntry};
-pub use rate_limit::{MAX_RATE, RateLimit, TokenGrant, take_tokens};
+pub use rate_limit::{ConcurrencyKey, MAX_RATE, RateLimit, TokenGrant, take_tokens};
 pub use retry::{RetryPolicy, RetryVerdict};
 pub use schedule::{
     Firing, MIN_EVERY, NewRun, Overlap, RunOutcome, ScheduleDefinition, ScheduleError, ScheduleRecord, ScheduleRun,

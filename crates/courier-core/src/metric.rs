@@ -54,6 +54,8 @@ pub const LOST_CHILDREN: &str = "courier_lost_children_total";
 pub const SCHEDULE_SLOTS_FIRED: &str = "courier_schedule_slots_fired_total";
 /// Counter: claimed tasks given back to wait for a rate-limit token, by function.
 pub const RATE_LIMITED: &str = "courier_rate_limited_total";
+/// Counter: claimed tasks given back to wait for a slot of their concurrency key, by function.
+pub const KEY_LIMITED: &str = "courier_key_limited_total";
 /// Counter: housekeeping rounds run while holding the maintenance role.
 pub const MAINTENANCE_ROUNDS: &str = "courier_maintenance_rounds_total";
 /// Counter: executions timed out by housekeeping.
@@ -157,6 +159,7 @@ pub const ALL: &[&str] = &[
     MAINTENANCE_ROUNDS,
     SCHEDULE_SLOTS_FIRED,
     RATE_LIMITED,
+    KEY_LIMITED,
     EXECUTIONS_TIMED_OUT,
     TASKS_STUCK,
     CLEANUP_RUNS,

@@ -134,6 +134,10 @@ impl HoldsNul for FunctionSettings {
             ("queue", self.queue.as_deref().is_some_and(text_has_nul)),
             ("tags", self.tags.iter().flatten().any(|t| text_has_nul(t))),
             (
+                "concurrency_key.key",
+                self.concurrency_key.as_ref().is_some_and(|c| text_has_nul(&c.key)),
+            ),
+            (
                 "rate_limit.key",
                 self.rate_limit
                     .as_ref()

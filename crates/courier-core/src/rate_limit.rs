@@ -1,6 +1,8 @@
-//! Rate limits: how many tasks of a function (or of one key of it, taken from
-//! the args) may start per second across the whole cluster, as a token bucket
-//! the store holds (see [`RateLimitStore`](crate::RateLimitStore)).
+//! Flow control per function, held in the store for the whole cluster (see
+//! [`RateLimitStore`](crate::RateLimitStore)): rate limits, how many tasks of a
+//! function (or of one key of it, taken from the args) may start per second, as
+//! a token bucket; and concurrency keys, how many tasks sharing one key may run
+//! at once.
 
 use std::time::Duration;
 
@@ -135,4 +137,55 @@ pub fn take_tokens(tokens: f64, want: u32, per_second: f64) -> TokenGrant {
         Duration::from_secs_f64((1.0 - left) / per_second)
     };
     TokenGrant { granted, next_token_in }
+}
+
+/// A cap on how many of a function's tasks that share one key (a JSON pointer
+/// into the args, such as `/customer_id`) may run at once across the cluster.
+/// A task over it goes back to its queue and waits; it never fails.
+///
+/// ```
+/// use courier_core::ConcurrencyKey;
+/// use serde_json::json;
+///
+/// let per_customer: ConcurrencyKey = serde_json::from_value(json!({"key": "/customer", "max": 2})).unwrap();
+/// assert_eq!(per_customer.bucket("sync", &json!({"customer": 7})), "sync\u{1f}7");
+/// assert!(per_customer.problem().is_none());
+/// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "A cap on how many of a function's tasks sharing one key of their args run at once, cluster-wide."
+    )
+)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencyKey {
+    /// A JSON pointer into the args (`/customer_id`); tasks without it share the `null` key.
+    pub key: String,
+    /// How many may run at once per key (1 to 1,000,000).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
+    pub max: u32,
+}
+
+impl ConcurrencyKey {
+    /// What is wrong with it, if anything.
+    pub fn problem(&self) -> Option<String> {
+        if !self.key.starts_with('/') {
+            return Some(format!(
+                "key must be a JSON pointer such as \"/customer_id\", not {:?}",
+                self.key
+            ));
+        }
+        if self.max == 0 || f64::from(self.max) > MAX_RATE {
+            return Some(format!("max must be 1 to {MAX_RATE}"));
+        }
+        None
+    }
+
+    /// The slot set a task of `function` with `args` counts against.
+    pub fn bucket(&self, function: &str, args: &Value) -> String {
+        let value = args.pointer(&self.key).unwrap_or(&Value::Null);
+        format!("{function}\u{1f}{value}")
+    }
 }

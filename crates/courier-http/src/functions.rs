@@ -300,6 +300,9 @@ fn check_settings(settings: &FunctionSettings) -> ApiResult<()> {
     if let Some(problem) = settings.rate_limit.as_ref().and_then(|r| r.problem()) {
         return Err(invalid("rate_limit", &problem));
     }
+    if let Some(problem) = settings.concurrency_key.as_ref().and_then(|k| k.problem()) {
+        return Err(invalid("concurrency_key", &problem));
+    }
     Ok(())
 }
 

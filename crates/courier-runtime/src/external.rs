@@ -59,7 +59,7 @@ impl Courier {
         loop {
             let claimed = self.node.writes().send(Claim(request.clone())).await??;
             // What waits for rate-limit tokens was given back; the rest is the answer.
-            let claimed = crate::rate_gate::admit(&self.node, claimed).await;
+            let claimed = crate::flow_control::admit(&self.node, claimed).await;
             if !claimed.is_empty() {
                 return Ok(claimed);
             }

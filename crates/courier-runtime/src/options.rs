@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use courier_core::{DEFAULT_QUEUE, FunctionRecord, FunctionSettings, RateLimit, RetryPolicy, TaskKind, TaskSpec};
+use courier_core::{
+    ConcurrencyKey, DEFAULT_QUEUE, FunctionRecord, FunctionSettings, RateLimit, RetryPolicy, TaskKind, TaskSpec,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -493,6 +495,14 @@ impl FunctionTable {
         self.settings()
             .iter()
             .filter_map(|(name, set)| set.rate_limit.clone().map(|limit| (name.clone(), limit)))
+            .collect()
+    }
+
+    /// Per-function concurrency keys, from the stored settings.
+    pub(crate) fn concurrency_keys(&self) -> HashMap<String, ConcurrencyKey> {
+        self.settings()
+            .iter()
+            .filter_map(|(name, set)| set.concurrency_key.clone().map(|key| (name.clone(), key)))
             .collect()
     }
 

@@ -127,7 +127,7 @@ impl WorkerActor {
                 .await
                 .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())))?;
             let took = claimed.len();
-            Ok((took, crate::rate_gate::admit(&node, claimed).await))
+            Ok((took, crate::flow_control::admit(&node, claimed).await))
         }
         .into_actor(self)
         .map(move |result: Result<(usize, Vec<Claimed>), StoreError>, act, ctx| {

@@ -174,6 +174,8 @@ macro_rules! __cases {
             rate_limits::a_bucket_starts_full_and_refills_at_its_rate,
             rate_limits::concurrent_takes_never_grant_more_than_the_bucket_holds,
             rate_limits::a_bucket_holding_a_nul_is_refused,
+            rate_limits::key_slots_are_given_while_fewer_than_max_run,
+            rate_limits::concurrent_slot_takers_never_exceed_max,
             schedules::schedules_are_created_read_and_listed,
             schedules::schedules_update_at_their_revision_and_delete_with_their_runs,
             schedules::due_schedules_are_read_by_the_stores_clock,

@@ -473,6 +473,9 @@ async fn clean_up_chunk(tx: &Transaction<'_>, older_than: DateTime<Utc>) -> Resu
          ),
          deadlines_gone AS (DELETE FROM execution_deadlines WHERE execution_id IN (SELECT id FROM gone)),
          pauses_gone AS (DELETE FROM paused_executions WHERE execution_id IN (SELECT id FROM gone)),
+         slots_gone AS (
+             DELETE FROM key_slots WHERE task_id IN (SELECT id FROM tasks WHERE execution_id IN (SELECT id FROM gone))
+         ),
          tasks_gone AS (DELETE FROM tasks WHERE execution_id IN (SELECT id FROM gone)),
          signals_gone AS (DELETE FROM signals WHERE execution_id IN (SELECT id FROM gone)),
          progress_gone AS (DELETE FROM progress WHERE execution_id IN (SELECT id FROM gone)),

@@ -4,8 +4,11 @@
 //! of one bucket queue on the row and each sees what the last one left.
 
 use async_trait::async_trait;
-use courier_core::{RateLimitStore, StoreResult, TokenGrant, nul_refused, take_tokens, text_has_nul};
+use courier_core::{
+    LeaseToken, RateLimitStore, StoreResult, TaskId, TokenGrant, nul_refused, take_tokens, text_has_nul,
+};
 use deadpool_postgres::Transaction;
+use uuid::Uuid;
 
 use crate::PostgresStore;
 use crate::error::Result;
@@ -20,6 +23,53 @@ impl RateLimitStore for PostgresStore {
         }
         in_transaction!(self, |tx| take(tx, bucket, per_second, burst, want))
     }
+
+    async fn take_slots(&self, bucket: &str, max: u32, holders: &[(TaskId, LeaseToken)]) -> StoreResult<u32> {
+        if text_has_nul(bucket) {
+            return Err(nul_refused("bucket"));
+        }
+        let lock = self.lock_name(&format!("slots:{bucket}"));
+        in_transaction!(self, |tx| take_slots(tx, &lock, bucket, max, holders))
+    }
+}
+
+/// Counts the bucket's live slots and gives the free ones out under a lock on
+/// the bucket, so two claimers of one key take turns and the second counts the
+/// first's slots.
+async fn take_slots(
+    tx: &Transaction<'_>,
+    lock: &str,
+    bucket: &str,
+    max: u32,
+    holders: &[(TaskId, LeaseToken)],
+) -> Result<u32> {
+    execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&lock]).await?;
+    // Slots whose task finished, failed, or lost or outlived its lease are free.
+    execute(
+        tx,
+        "DELETE FROM key_slots ks WHERE ks.bucket = $1 AND NOT EXISTS (
+             SELECT 1 FROM tasks t WHERE t.id = ks.task_id AND t.state = 'running'
+                 AND t.lease_token = ks.lease_token AND t.lease_expires_at > now())",
+        &[&bucket],
+    )
+    .await?;
+    let live: i64 = query_one(tx, "SELECT count(*) FROM key_slots WHERE bucket = $1", &[&bucket])
+        .await?
+        .try_get(0)?;
+    let granted = ((i64::from(max) - live).max(0) as usize).min(holders.len());
+    if granted > 0 {
+        let tasks: Vec<Uuid> = holders[..granted].iter().map(|(t, _)| t.0).collect();
+        let leases: Vec<Uuid> = holders[..granted].iter().map(|(_, l)| l.0).collect();
+        execute(
+            tx,
+            "INSERT INTO key_slots (bucket, task_id, lease_token)
+             SELECT $1, t, l FROM unnest($2::uuid[], $3::uuid[]) AS h(t, l)
+             ON CONFLICT (bucket, task_id) DO UPDATE SET lease_token = excluded.lease_token",
+            &[&bucket, &tasks, &leases],
+        )
+        .await?;
+    }
+    Ok(granted as u32)
 }
 
 async fn take(tx: &Transaction<'_>, bucket: &str, per_second: f64, burst: f64, want: u32) -> Result<TokenGrant> {

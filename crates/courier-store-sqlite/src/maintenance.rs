@@ -12,6 +12,7 @@ use crate::event_log;
 
 /// Every table that holds rows of an execution, child tables first.
 const EXECUTION_TABLES: &[&str] = &[
+    "DELETE FROM key_slots WHERE task_id IN (SELECT id FROM tasks WHERE execution_id = ?1)",
     "DELETE FROM tasks WHERE execution_id = ?1",
     "DELETE FROM signals WHERE execution_id = ?1",
     "DELETE FROM progress WHERE execution_id = ?1",

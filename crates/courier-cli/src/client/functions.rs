@@ -63,6 +63,12 @@ pub enum FunctionsCommand {
         /// A JSON pointer into the args, one bucket per value, e.g. /customer_id (with --rate-limit).
         #[arg(long, value_name = "POINTER", requires = "rate_limit")]
         rate_key: Option<String>,
+        /// A JSON pointer into the args whose tasks of one value run at most --key-max at once.
+        #[arg(long, value_name = "POINTER", requires = "key_max")]
+        concurrency_key: Option<String>,
+        /// How many tasks of one --concurrency-key value may run at once.
+        #[arg(long, value_name = "N", requires = "concurrency_key")]
+        key_max: Option<u32>,
         /// The whole retry policy as JSON, e.g. '{"max_attempts": 5, "initial_delay": "2s"}'
         /// (`--max-attempts` is applied over it).
         #[arg(long, value_name = "JSON")]
@@ -108,6 +114,8 @@ pub async fn run(args: FunctionsArgs) -> ClientResult<()> {
             rate_limit,
             rate_burst,
             rate_key,
+            concurrency_key,
+            key_max,
         } => {
             let mut body = Map::new();
             if let Some(queue) = queue {
@@ -134,6 +142,9 @@ pub async fn run(args: FunctionsArgs) -> ClientResult<()> {
                     limit["key"] = json!(key);
                 }
                 body.insert("rate_limit".into(), limit);
+            }
+            if let (Some(key), Some(max)) = (concurrency_key, key_max) {
+                body.insert("concurrency_key".into(), json!({ "key": key, "max": max }));
             }
             let mut policy = match retry {
                 Some(text) => Some(
@@ -252,6 +263,7 @@ fn print_function(client: &Client, f: &Value) {
         ("tags", render::pretty(&applied["tags"])),
         ("max running", render::or_dash(&applied["max_concurrent"])),
         ("rate limit", rate_limit_line(&f["settings"]["rate_limit"])),
+        ("per key", key_line(&f["settings"]["concurrency_key"])),
         ("timeout", render::or_dash(&applied["timeout"])),
         ("retry", applied["retry"].to_string()),
         ("runs here", render::or_dash(&applied["registered"])),
@@ -275,4 +287,16 @@ fn rate_limit_line(limit: &Value) -> String {
         line.push_str(&format!(" ({})", extras.join(", ")));
     }
     line
+}
+
+/// A stored concurrency key as `2 at once per /customer_id`, or `-`.
+fn key_line(key: &Value) -> String {
+    if key.is_null() {
+        return "-".into();
+    }
+    format!(
+        "{} at once per {}",
+        render::scalar(&key["max"]),
+        render::scalar(&key["key"])
+    )
 }

@@ -26,6 +26,10 @@ fn settings() -> FunctionSettings {
             burst: Some(4),
             key: Some("/customer".into()),
         }),
+        concurrency_key: Some(courier_core::ConcurrencyKey {
+            key: "/customer".into(),
+            max: 2,
+        }),
     }
 }
 

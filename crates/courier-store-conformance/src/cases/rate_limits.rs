@@ -60,3 +60,64 @@ pub async fn a_bucket_holding_a_nul_is_refused(store: DynStore) {
         other => panic!("expected Invalid, got {other:?}"),
     }
 }
+
+fn holder(c: &courier_core::Claimed) -> (courier_core::TaskId, courier_core::LeaseToken) {
+    (c.task.id, c.lease.token)
+}
+
+/// Slots go to holders in order while fewer than `max` are live; a task that
+/// finished frees its slot, as does one whose lease ran out; buckets are apart.
+pub async fn key_slots_are_given_while_fewer_than_max_run(store: DynStore) {
+    dispatch_many(&store, "sync", 4).await;
+    let claimed = claim(&store, &claim_any("w", 4)).await;
+    assert_eq!(claimed.len(), 4);
+    let holders: Vec<_> = claimed.iter().map(holder).collect();
+    assert_eq!(store.take_slots("sync\u{1f}\"a\"", 2, &holders[..3]).await.unwrap(), 2);
+    assert_eq!(
+        store.take_slots("sync\u{1f}\"a\"", 2, &holders[2..3]).await.unwrap(),
+        0,
+        "two run"
+    );
+    assert_eq!(
+        store.take_slots("sync\u{1f}\"b\"", 2, &holders[2..4]).await.unwrap(),
+        2,
+        "another key"
+    );
+    succeed(&store, claimed[0].lease.key(), serde_json::json!(null))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_slots("sync\u{1f}\"a\"", 2, &holders[2..3]).await.unwrap(),
+        1,
+        "a finished task frees its slot"
+    );
+
+    dispatch_many(&store, "brief", 2).await;
+    let short = courier_core::ClaimRequest::new("w", 2, Duration::from_millis(300)).functions(["brief"]);
+    let brief = claim(&store, &short).await;
+    assert_eq!(brief.len(), 2);
+    assert_eq!(store.take_slots("brief", 1, &[holder(&brief[0])]).await.unwrap(), 1);
+    assert_eq!(store.take_slots("brief", 1, &[holder(&brief[1])]).await.unwrap(), 0);
+    sleep_ms(500).await;
+    assert_eq!(
+        store.take_slots("brief", 1, &[holder(&brief[1])]).await.unwrap(),
+        1,
+        "a slot whose lease ran out is free"
+    );
+}
+
+/// Six concurrent takers of one key with a cap of two get two slots between them.
+pub async fn concurrent_slot_takers_never_exceed_max(store: DynStore) {
+    dispatch_many(&store, "sync", 6).await;
+    let claimed = claim(&store, &claim_any("w", 6)).await;
+    let takers = claimed.iter().map(|c| {
+        let (store, holder) = (store.clone(), holder(c));
+        tokio::spawn(async move { store.take_slots("sync\u{1f}1", 2, &[holder]).await.unwrap() })
+    });
+    let total: u32 = futures::future::join_all(takers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .sum();
+    assert_eq!(total, 2);
+}
