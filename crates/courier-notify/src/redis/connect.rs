@@ -136,6 +136,69 @@ impl Dialer {
         Err(failures.join("; "))
     }
 
+    /// A named, authenticated connection to `node` itself (a cluster node the slot
+    /// map names), not to the failover list or the sentinels.
+    pub(crate) async fn dial_node(&self, node: &RedisNode, name: &str) -> Result<Box<dyn Io>, String> {
+        self.opener
+            .open_with(node, &self.setup(name, false))
+            .await
+            .map(|(io, _)| io)
+            .map_err(|reason| format!("{node}: {reason}"))
+    }
+
+    /// Asks `question` (a `CLUSTER` or `INFO` command) on a connection named
+    /// `name` to the first of `nodes` that answers, then closes it: the answer
+    /// and who gave it. The error lists why each node failed.
+    pub(crate) async fn ask_first(
+        &self,
+        nodes: &[RedisNode],
+        name: &str,
+        step: &'static str,
+        question: redis::Cmd,
+    ) -> Result<(Reply, RedisNode), String> {
+        debug_assert!(is_question(step));
+        let mut setup = self.setup(name, false);
+        setup.push((step, question));
+        let mut failures = Vec::new();
+        for node in nodes {
+            match self.opener.open_with(node, &setup).await {
+                Ok((_, mut replies)) => match replies.pop() {
+                    Some(Reply::Error(error)) => failures.push(format!("{node}: {step} refused: {error}")),
+                    Some(reply) => return Ok((reply, node.clone())),
+                    None => failures.push(format!("{node}: no answer to {step}")),
+                },
+                Err(reason) => failures.push(format!("{node}: {reason}")),
+            }
+        }
+        Err(failures.join("; "))
+    }
+
+    /// Whether the nodes are a Redis Cluster: the first that answers says
+    /// `cluster_enabled:1` to `INFO cluster` (a server too old to know the
+    /// section, or one with it off, is not).
+    pub(crate) async fn is_cluster(&self, name: &str) -> Result<bool, String> {
+        let info = redis::cmd("INFO").arg("cluster").clone();
+        let (reply, node) = self.ask_first(&self.config.nodes, name, "INFO", info).await?;
+        let Reply::Bulk(Some(text)) = reply else {
+            return Err(format!("{node}: unexpected answer to INFO cluster: {reply:?}"));
+        };
+        let enabled = String::from_utf8_lossy(&text)
+            .lines()
+            .any(|line| line.trim() == "cluster_enabled:1");
+        tracing::debug!(%node, enabled, "asked whether the Redis nodes are a cluster");
+        Ok(enabled)
+    }
+
+    /// The configuration dialled.
+    pub(crate) fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// The byte-stream opener (TLS settings and the dial time limit).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.opener.timeout
+    }
+
     /// Where the sentinels say the master has moved, each time they say it; `None`
     /// without Sentinel. The first call starts watching the sentinels' `+switch-master`
     /// on one connection named `watcher_name`.
@@ -280,7 +343,7 @@ async fn exchange(io: &mut Box<dyn Io>, steps: &[(&'static str, redis::Cmd)]) ->
 
 /// Steps whose answer is data rather than `+OK`.
 fn is_question(step: &str) -> bool {
-    matches!(step, "ROLE" | "SENTINEL")
+    matches!(step, "ROLE" | "SENTINEL" | "INFO" | "CLUSTER")
 }
 
 /// Reads one RESP2 value, a byte at a time for its lines so that nothing after it
@@ -353,7 +416,7 @@ async fn read_line(io: &mut Box<dyn Io>) -> Result<String, String> {
 }
 
 /// The crate's own connection setup has nothing left to do after ours.
-pub(super) fn after_handshake() -> RedisConnectionInfo {
+pub(crate) fn after_handshake() -> RedisConnectionInfo {
     RedisConnectionInfo::default().set_skip_set_lib_name()
 }
 
@@ -457,7 +520,7 @@ struct Dialled {
     node: RedisNode,
 }
 
-const REDIAL_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const REDIAL_EVERY: Duration = Duration::from_secs(1);
 
 impl RedisPublisher {
     pub(crate) fn new(
