@@ -2,7 +2,8 @@
 //! wake-ups crossing notifiers through sharded pub/sub with channels spread
 //! over the masters (one subscription connection per master in use), a master
 //! killed with SIGKILL and replaced by its replica while every waiter still
-//! wakes, and the plain comma form told apart from a failover list. Every server
+//! wakes, a graceful failover heard only through the old master's
+//! `sunsubscribe`, and the plain comma form told apart from a failover list. Every server
 //! is started here from `redis-server`/`redis-cli`, on loopback, and killed when
 //! the test ends.
 
@@ -252,6 +253,55 @@ async fn a_killed_master_is_replaced_by_its_replica_and_every_waiter_wakes() {
     );
     assert!(b.stats().reconnects >= 1 && b.stats().connected, "{:?}", b.stats());
     eprintln!("Redis Cluster failover: a wake-up crossed nodes again {took:?} after the master was killed");
+}
+
+#[actix_rt::test]
+async fn a_manual_failover_unsubscribes_on_the_old_master_and_every_subscriber_resyncs() {
+    let Some(cluster) = started() else { return };
+    let prefix = fresh_prefix();
+    let a = node(&cluster.url(), &prefix).await.unwrap();
+    let b = node(&cluster.url(), &prefix).await.unwrap();
+    let (tasks, by_master) = tasks_on_every_master(&cluster, &b, 2);
+    let mut subs = Vec::new();
+    for task in &tasks {
+        subs.push(b.subscribe_to_task(*task, None).await.unwrap());
+    }
+    let (&old, moved) = by_master.iter().next().unwrap();
+    let range = cluster.slots().unwrap().into_iter().find(|r| r.master == old).unwrap();
+    let replica = range.replicas[0];
+    // A graceful failover: nobody's connection to the old master is closed; the
+    // old master, now a replica, tells its shard subscribers `sunsubscribe`.
+    let _: () = redis::cmd("CLUSTER")
+        .arg("FAILOVER")
+        .query(&mut sentinel::connect(replica, None).unwrap())
+        .unwrap();
+    for (task, sub) in tasks.iter().zip(subs.iter_mut()) {
+        assert_eq!(
+            sub.next_within(FAILOVER_BOUND).await,
+            Some(Notice::Resync),
+            "the subscriber of {task} resyncs ({:?})",
+            b.stats()
+        );
+    }
+    assert!(
+        eventually(WAIT, || async { cluster.master_of(range.first) == replica }).await,
+        "the replica took over"
+    );
+    let expected: BTreeSet<String> = moved.iter().map(|t| b.channels().name(&Topic::Task(*t))).collect();
+    assert!(
+        eventually(WAIT, || async { shard_channels(replica) == expected }).await,
+        "b subscribed again on the new master: {:?}",
+        shard_channels(replica)
+    );
+    let task = moved[0];
+    let sub = &mut subs[tasks.iter().position(|t| *t == task).unwrap()];
+    a.publish(vec![completed(task)]).await.unwrap();
+    assert_eq!(
+        sub.next_within(WAIT).await,
+        Some(completed(task)),
+        "a's publishing follows the new master"
+    );
+    assert!(b.stats().reconnects >= 1, "{:?}", b.stats());
 }
 
 #[actix_rt::test]

@@ -303,12 +303,18 @@ impl ClusterPublisher {
     }
 
     /// Drops the slot map and every connection: the next call reads the map
-    /// again and dials the masters it names.
-    async fn forget(&self) {
+    /// again and dials the masters it names. With `failed`, not before a second
+    /// has passed: while a master is down (a failover under way) each publish
+    /// then fails at once instead of dialling it again.
+    async fn forget(&self, failed: Option<&str>) {
         let mut state = self.state.lock().await;
         state.slots = None;
         for (_, (_, driver)) in state.connections.drain() {
             driver.abort();
+        }
+        if let Some(reason) = failed {
+            state.retry_at = Some(Instant::now() + REDIAL_EVERY);
+            state.last_error = reason.to_string();
         }
     }
 
@@ -337,10 +343,10 @@ impl Publisher for ClusterPublisher {
                 // A stale map (MOVED after a failover or a resharding) or a
                 // master gone: read the map again and try once more.
                 tracing::debug!(error = %first, name = %self.name, "Redis Cluster publish failed; reading the slot map again");
-                self.forget().await;
+                self.forget(None).await;
                 let again = self.attempt(&messages).await;
-                if again.is_err() {
-                    self.forget().await;
+                if let Err(reason) = &again {
+                    self.forget(Some(reason)).await;
                 }
                 again
             }
