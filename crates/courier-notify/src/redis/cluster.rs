@@ -190,8 +190,9 @@ impl SlotMap {
     }
 }
 
-/// A multiplexed connection to `node`, named `name`, whose driver runs on a task
-/// of its own (aborted through the returned handle).
+/// A multiplexed connection to `node`, which must be a master (`ROLE`), named
+/// `name`, whose driver runs on a task of its own (aborted through the
+/// returned handle).
 async fn open_multiplexed(
     dialer: &Dialer,
     node: &RedisNode,
@@ -199,7 +200,7 @@ async fn open_multiplexed(
     config: redis::AsyncConnectionConfig,
     protocol: ProtocolVersion,
 ) -> Result<(MultiplexedConnection, AbortHandle), String> {
-    let io = dialer.dial_node(node, name).await?;
+    let io = dialer.dial_cluster_master(node, name).await?;
     let info = after_handshake().set_protocol(protocol);
     let (connection, driver) = MultiplexedConnection::new_with_config(&info, io, config)
         .await

@@ -136,16 +136,6 @@ impl Dialer {
         Err(failures.join("; "))
     }
 
-    /// A named, authenticated connection to `node` itself (a cluster node the slot
-    /// map names), not to the failover list or the sentinels.
-    pub(crate) async fn dial_node(&self, node: &RedisNode, name: &str) -> Result<Box<dyn Io>, String> {
-        self.opener
-            .open_with(node, &self.setup(name, false))
-            .await
-            .map(|(io, _)| io)
-            .map_err(|reason| format!("{node}: {reason}"))
-    }
-
     /// Asks `question` (a `CLUSTER` or `INFO` command) on a connection named
     /// `name` to the first of `nodes` that answers, then closes it: the answer
     /// and who gave it. The error lists why each node failed.
@@ -210,23 +200,44 @@ impl Dialer {
     /// it is the master: a sentinel that has not yet seen a failover names the old
     /// one, by then a replica or gone.
     async fn dial_master(&self, master: RedisNode, name: &str) -> Result<Box<dyn Io>, String> {
-        let (io, replies) = self.opener.open_with(&master, &self.setup(name, true)).await?;
+        self.dial_checked(&master, name, "the sentinel has not seen the failover yet?")
+            .await
+    }
+
+    /// A connection to `node`, which must say (`ROLE`) that it is a master; `hint`
+    /// says why it might not be. A user without the right to ask `ROLE` is
+    /// taken at its word.
+    async fn dial_checked(&self, node: &RedisNode, name: &str, hint: &str) -> Result<Box<dyn Io>, String> {
+        let (io, replies) = self.opener.open_with(node, &self.setup(name, true)).await?;
         match replies.last() {
             Some(Reply::Array(Some(items))) => match items.first() {
                 Some(Reply::Bulk(Some(role))) if role.as_slice() == b"master" => Ok(io),
                 Some(Reply::Bulk(Some(role))) => Err(format!(
-                    "it is not the master (ROLE: {}): the sentinel has not seen the failover yet?",
+                    "it is not the master (ROLE: {}): {hint}",
                     String::from_utf8_lossy(role)
                 )),
                 other => Err(format!("unexpected answer to ROLE: {other:?}")),
             },
-            // A user without the right to ask: the sentinel's word is taken.
             Some(Reply::Error(error)) if error.starts_with("NOPERM") => {
-                tracing::debug!(%master, %error, "cannot check the master's ROLE; trusting the sentinel");
+                tracing::debug!(%node, %error, "cannot check the master's ROLE; trusting the address given");
                 Ok(io)
             }
             other => Err(format!("unexpected answer to ROLE: {other:?}")),
         }
+    }
+
+    /// A connection to `node`, a master in a cluster's slot map, checked with
+    /// `ROLE`: a replica takes `SSUBSCRIBE` for its master's slots without a
+    /// word, so a map read from a node that has not yet heard of a failover
+    /// would otherwise leave a subscription on the demoted master.
+    pub(crate) async fn dial_cluster_master(&self, node: &RedisNode, name: &str) -> Result<Box<dyn Io>, String> {
+        self.dial_checked(
+            node,
+            name,
+            "the slot map was read before the failover reached every node?",
+        )
+        .await
+        .map_err(|reason| format!("{node}: {reason}"))
     }
 
     /// AUTH (if a password is set), SELECT (if a database is), CLIENT SETNAME, and
