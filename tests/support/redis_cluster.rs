@@ -2,7 +2,9 @@
 //! masters and three replicas (`redis-server --cluster-enabled yes`, node
 //! timeout 2 s, no persistence), joined by `redis-cli --cluster create
 //! --cluster-replicas 1`, in a scratch directory; every process is killed (and
-//! the directory removed) when dropped, failing test or not.
+//! the directory removed) when dropped, failing test or not. Also over TLS
+//! ([`RedisCluster::start_tls`]: TLS only, for clients, the cluster bus and
+//! replication, with a CA and a certificate for 127.0.0.1 made by `openssl`).
 //!
 //! Included by path beside `sentinel.rs`, which must be included as `mod
 //! sentinel` at the crate's root (its process and port helpers are used here):
@@ -12,10 +14,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sentinel::{RedisProcess, ScratchDir, connect, free_port};
+use crate::sentinel::{RedisProcess, ScratchDir, free_port};
 
 /// How long a node may go unanswered before the others fail it over.
 pub const NODE_TIMEOUT_MS: u64 = 2000;
@@ -27,6 +30,8 @@ pub struct RedisCluster {
     pub nodes: Vec<RedisProcess>,
     /// Ports of the nodes killed so far.
     pub killed: BTreeSet<u16>,
+    /// With TLS: the CA file the nodes' certificate is signed by.
+    pub ca: Option<PathBuf>,
     dir: ScratchDir,
 }
 
@@ -44,13 +49,49 @@ impl RedisCluster {
     /// `cluster_state:ok` and knows the five others, and every replica is in sync.
     /// An error if `redis-server` or `redis-cli` cannot be run.
     pub fn start() -> Result<RedisCluster, String> {
+        RedisCluster::start_with(false)
+    }
+
+    /// The same over TLS only (clients, cluster bus, replication), the nodes'
+    /// certificate naming 127.0.0.1; an error also if `openssl` cannot make it.
+    pub fn start_tls() -> Result<RedisCluster, String> {
+        RedisCluster::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<RedisCluster, String> {
         let dir = ScratchDir::new("redis-cluster");
+        if tls {
+            make_certificates(&dir.0)?;
+        }
         let mut nodes = Vec::new();
         for _ in 0..6 {
             let port = free_port();
-            let args: Vec<String> = [
+            let (plain, tls_args) = if tls {
+                let tls_args = [
+                    "--tls-port",
+                    &port.to_string(),
+                    "--tls-cluster",
+                    "yes",
+                    "--tls-replication",
+                    "yes",
+                    "--tls-cert-file",
+                    "server.pem",
+                    "--tls-key-file",
+                    "server.key",
+                    "--tls-ca-cert-file",
+                    "ca.pem",
+                    "--tls-auth-clients",
+                    "no",
+                ]
+                .map(str::to_string)
+                .to_vec();
+                ("0".to_string(), tls_args)
+            } else {
+                (port.to_string(), Vec::new())
+            };
+            let mut args: Vec<String> = [
                 "--port",
-                &port.to_string(),
+                &plain,
                 "--bind",
                 "127.0.0.1",
                 "--cluster-enabled",
@@ -70,14 +111,19 @@ impl RedisCluster {
             ]
             .map(str::to_string)
             .to_vec();
+            args.extend(tls_args);
             nodes.push(RedisProcess::spawn(port, &args, &dir.0, &format!("redis-{port}.log"))?);
         }
         let cluster = RedisCluster {
             nodes,
             killed: BTreeSet::new(),
+            ca: tls.then(|| dir.0.join("ca.pem")),
             dir,
         };
         let mut create = Command::new("redis-cli");
+        if let Some(ca) = &cluster.ca {
+            create.arg("--tls").arg("--cacert").arg(ca);
+        }
         create.arg("--cluster").arg("create");
         for node in &cluster.nodes {
             create.arg(format!("127.0.0.1:{}", node.port));
@@ -100,7 +146,7 @@ impl RedisCluster {
             Duration::from_secs(30),
             |c| {
                 for port in c.alive() {
-                    let mut connection = connect(port, None)?;
+                    let mut connection = c.connect(port)?;
                     let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut connection)?;
                     let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(&mut connection)?;
                     let all_known = nodes.lines().filter(|l| !l.contains("handshake")).count() == 6;
@@ -114,9 +160,7 @@ impl RedisCluster {
         cluster.wait("every replica in sync", Duration::from_secs(30), |c| {
             for range in c.slots()? {
                 for replica in range.replicas {
-                    let info: String = redis::cmd("INFO")
-                        .arg("replication")
-                        .query(&mut connect(replica, None)?)?;
+                    let info: String = redis::cmd("INFO").arg("replication").query(&mut c.connect(replica)?)?;
                     if !info.contains("master_link_status:up") {
                         return Ok(false);
                     }
@@ -136,27 +180,54 @@ impl RedisCluster {
             .collect()
     }
 
+    /// A blocking connection to the node on `port` (over TLS, trusting the CA,
+    /// for a TLS cluster).
+    pub fn connect(&self, port: u16) -> redis::RedisResult<redis::Connection> {
+        let client = match &self.ca {
+            None => redis::Client::open(format!("redis://127.0.0.1:{port}"))?,
+            Some(ca) => redis::Client::build_with_tls(
+                format!("rediss://127.0.0.1:{port}"),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(ca)?),
+                },
+            )?,
+        };
+        let connection = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        connection.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(connection)
+    }
+
     /// `host:port` of every node, in start order.
     pub fn hosts(&self) -> String {
         let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         hosts.join(",")
     }
 
-    /// `redis+cluster://` naming every node.
+    /// `redis+cluster://` naming every node (`rediss+cluster://...?ssl_ca_certs=`
+    /// for a TLS cluster).
     pub fn url(&self) -> String {
-        format!("redis+cluster://{}", self.hosts())
+        match &self.ca {
+            None => format!("redis+cluster://{}", self.hosts()),
+            Some(ca) => format!("rediss+cluster://{}?ssl_ca_certs={}", self.hosts(), ca.display()),
+        }
     }
 
     /// The plain comma form, `redis://a,b,...`, naming every node.
     pub fn comma_url(&self) -> String {
-        format!("redis://{}", self.hosts())
+        match &self.ca {
+            None => format!("redis://{}", self.hosts()),
+            Some(ca) => format!("rediss://{}?ssl_ca_certs={}", self.hosts(), ca.display()),
+        }
     }
 
     /// The slot map, as the first live node that answers says.
     pub fn slots(&self) -> redis::RedisResult<Vec<SlotRange>> {
         let mut last = None;
         for port in self.alive() {
-            match connect(port, None).and_then(|mut c| redis::cmd("CLUSTER").arg("SLOTS").query::<redis::Value>(&mut c))
+            match self
+                .connect(port)
+                .and_then(|mut c| redis::cmd("CLUSTER").arg("SLOTS").query::<redis::Value>(&mut c))
             {
                 Ok(value) => return Ok(parse_slots(&value)),
                 Err(e) => last = Some(e),
@@ -203,7 +274,7 @@ impl RedisCluster {
                 return Ok(false);
             }
             for port in c.alive() {
-                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut connect(port, None)?)?;
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c.connect(port)?)?;
                 if !info.contains("cluster_state:ok") {
                     return Ok(false);
                 }
@@ -253,6 +324,70 @@ impl Drop for RedisCluster {
         // The processes go before the directory they write in.
         self.nodes.clear();
     }
+}
+
+/// A CA (`ca.pem`) and a certificate for 127.0.0.1 and localhost signed by it
+/// (`server.pem`, `server.key`) in `dir`, made with `openssl`.
+fn make_certificates(dir: &Path) -> Result<(), String> {
+    let run = |args: &[&str]| -> Result<(), String> {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run openssl ({e})"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("openssl {} failed ({status})", args[0]))
+        }
+    };
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").map_err(|e| e.to_string())?;
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Courier test CA",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ])?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ])
 }
 
 /// Reads a `CLUSTER SLOTS` answer (loopback ports only).

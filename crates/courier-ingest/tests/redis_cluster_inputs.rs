@@ -2,9 +2,10 @@
 //! started here from `redis-server`/`redis-cli` on loopback and killed when the
 //! test ends), with a real store and a real node: stream keys on different
 //! masters (and dead letters on yet another) each delivered exactly once, a
-//! master killed under the stream consumer without an entry lost, and the
-//! pub/sub channel input hearing a PUBLISH made on another node, and again
-//! after the node it listened on was killed.
+//! master killed under the stream consumer without an entry lost, the stream
+//! input over TLS (`rediss+cluster://`, the `redis` crate's cluster client),
+//! and the pub/sub channel input hearing a PUBLISH made on another node, and
+//! again after the node it listened on was killed.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -46,14 +47,20 @@ fn started() -> Option<RedisCluster> {
 
 /// A cluster client of the test's own, to write entries and look behind the node's back.
 async fn admin(cluster: &RedisCluster) -> Result<ClusterConnection> {
+    let scheme = if cluster.ca.is_some() { "rediss" } else { "redis" };
     let seeds: Vec<String> = cluster
         .alive()
         .iter()
-        .map(|p| format!("redis://127.0.0.1:{p}"))
+        .map(|p| format!("{scheme}://127.0.0.1:{p}"))
         .collect();
-    Ok(redis::cluster::ClusterClient::new(seeds)?
-        .get_async_connection()
-        .await?)
+    let mut builder = redis::cluster::ClusterClientBuilder::new(seeds);
+    if let Some(ca) = &cluster.ca {
+        builder = builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(ca)?),
+        });
+    }
+    Ok(builder.build()?.get_async_connection().await?)
 }
 
 /// A fresh stream name whose slot is served by `master` and whose dead letters
@@ -330,6 +337,34 @@ async fn the_pubsub_input_hears_the_whole_cluster_and_moves_when_its_node_dies()
     publish_until_delivered(&cluster, &courier, &channel, on[0], &message("two"), 2).await?;
     let found = deliveries(&courier).await?;
     assert_eq!(found.len(), 2, "{found:?}");
+    stop(courier, ingest).await;
+    Ok(())
+}
+
+#[actix_rt::test]
+async fn the_stream_input_reads_a_cluster_over_tls() -> Result {
+    let cluster = match RedisCluster::start_tls() {
+        Ok(cluster) => cluster,
+        Err(reason) if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!("redis-server, redis-cli and openssl are needed for Redis Cluster over TLS and CI=true: {reason}")
+        }
+        Err(reason) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "\n!!!!! SKIPPED: {reason} !!!!!\n");
+            return Ok(());
+        }
+    };
+    let mut redis = admin(&cluster).await?;
+    let stream = stream_on(&cluster, cluster.masters()[1]);
+    let options = stream_options(&cluster.url(), &stream);
+    let group = options.group.clone();
+    let (courier, ingest) = node(options).await?;
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(xadd(&mut redis, &stream, &valid(n).to_string()).await?);
+    }
+    delivered_exactly(&courier, &stream, &ids).await?;
+    all_acked(&redis, &stream, &group).await?;
     stop(courier, ingest).await;
     Ok(())
 }

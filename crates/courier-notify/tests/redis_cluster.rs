@@ -3,9 +3,9 @@
 //! over the masters (one subscription connection per master in use), a master
 //! killed with SIGKILL and replaced by its replica while every waiter still
 //! wakes, a graceful failover heard only through the old master's
-//! `sunsubscribe`, and the plain comma form told apart from a failover list. Every server
-//! is started here from `redis-server`/`redis-cli`, on loopback, and killed when
-//! the test ends.
+//! `sunsubscribe`, wake-ups over TLS (`rediss+cluster://`), and the plain comma
+//! form told apart from a failover list. Every server is started here from
+//! `redis-server`/`redis-cli`, on loopback, and killed when the test ends.
 
 mod common;
 #[path = "../../../tests/support/redis_cluster.rs"]
@@ -343,4 +343,41 @@ async fn the_comma_form_is_a_cluster_when_the_nodes_say_so_and_a_failover_list_o
     // notifier: the URL is what asks for a cluster.
     let single = format!("redis://127.0.0.1:{}", cluster.alive()[0]);
     assert!(!node(&single, &prefix).await.unwrap().is_cluster());
+}
+
+#[actix_rt::test]
+async fn rediss_cluster_carries_wake_ups_over_tls_trusting_the_given_ca() {
+    let cluster = match RedisCluster::start_tls() {
+        Ok(cluster) => cluster,
+        Err(reason) => {
+            common::reachable(
+                "redis-server, redis-cli and openssl (for Redis Cluster over TLS)",
+                Err(reason),
+            );
+            return;
+        }
+    };
+    let prefix = fresh_prefix();
+    let url = cluster.url();
+    assert!(url.starts_with("rediss+cluster://"), "{url}");
+    let a = node(&url, &prefix).await.unwrap();
+    let b = node(&url, &prefix).await.unwrap();
+    assert!(a.is_cluster() && a.config().tls.is_some());
+    let (tasks, by_master) = tasks_on_every_master(&cluster, &b, 2);
+    assert_eq!(by_master.len(), 3);
+    let mut subs = Vec::new();
+    for task in &tasks {
+        subs.push(b.subscribe_to_task(*task, None).await.unwrap());
+    }
+    a.publish(tasks.iter().map(|t| completed(*t)).collect()).await.unwrap();
+    for (task, sub) in tasks.iter().zip(subs.iter_mut()) {
+        assert_eq!(sub.next_within(WAIT).await, Some(completed(*task)), "{task}");
+    }
+    // The comma form over TLS is asked over TLS too.
+    let c = node(&cluster.comma_url(), &prefix).await.unwrap();
+    assert!(c.is_cluster());
+    // Without the CA the nodes' certificate is not trusted.
+    let untrusted = format!("rediss+cluster://{}", cluster.hosts());
+    let err = node(&untrusted, &prefix).await.unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
 }
