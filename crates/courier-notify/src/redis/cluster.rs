@@ -6,6 +6,8 @@
 //!   name, or of its `{hashtag}`, mod 16384).
 //! - [`SlotMap`]: which master owns which slots, read from `CLUSTER SLOTS` on
 //!   the first node that answers (the ones last known, then the seeds).
+//! - Every connection to a master checks with `ROLE` that it is one: a
+//!   replica takes `SSUBSCRIBE` for its master's slots without a word.
 //! - [`ClusterPublisher`]: one multiplexed connection per master; a publish
 //!   call's `SPUBLISH`es are grouped by master and pipelined, the groups sent
 //!   concurrently. After an error (`MOVED`, a master gone) the slot map is read

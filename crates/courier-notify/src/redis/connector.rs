@@ -76,7 +76,13 @@ pub const DEFAULT_REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// list that answers, or with Sentinel the master the sentinels name (checked
 /// with `ROLE`), TLS for `rediss://`, then `AUTH`, `SELECT` and
 /// `CLIENT SETNAME <client_name>` (so `CLIENT LIST` shows who is who). Cheap to
-/// clone; clones share one [`MasterSwitches`] watcher.
+/// clone; clones share one [`MasterSwitches`] watcher and what
+/// [`is_cluster`](Self::is_cluster) found.
+///
+/// For a Redis Cluster, [`connection`](Self::connection) hands out the `redis`
+/// crate's cluster client instead (keyed commands go to their slot's master),
+/// and [`pubsub`](Self::pubsub) classic pub/sub on the first seed that answers;
+/// callers that use [`connection`](Self::connection) need not tell the kinds apart.
 ///
 /// A connection is not re-dialled by itself: drop it after an error for which
 /// [`RedisConnector::should_redial`] says so, or when [`MasterSwitches`] says
