@@ -3,7 +3,8 @@
 //!
 //!     cargo build --release -p courier-cli && cargo bench --bench cluster
 //!
-//! * `wakeup` (per notifier: Redis, Redis through Sentinel, and Postgres NOTIFY):
+//! * `wakeup` (per notifier: Redis, Redis through Sentinel, Redis Cluster and
+//!   Postgres NOTIFY):
 //!   node B is a release
 //!   `courier serve` process that runs the work; node A is this process (no
 //!   worker of its own, polling slowed to 30 s so only a notice can wake it). A
@@ -13,7 +14,10 @@
 //!   dispatch to return. For `redis-sentinel` the bench starts a master, a
 //!   replica and three sentinels of its own (`redis-server` on loopback) and both
 //!   nodes use `redis+sentinel://`: the master is found through the sentinels,
-//!   then the path is the same as plain Redis.
+//!   then the path is the same as plain Redis. For `redis-cluster` it starts a
+//!   Redis Cluster of its own (three masters, three replicas) and both nodes use
+//!   `redis+cluster://`: sharded pub/sub, each notice sent to the master owning
+//!   its channel's slot.
 //! * `throughput` (1, 2, 3 nodes): N no-op executions dispatched in bulk, then
 //!   that many `courier serve` nodes (Redis notifier) run them; executions/s from
 //!   the first start to the last completion, by the store's timestamps.
@@ -30,6 +34,8 @@ use serde_json::json;
 
 mod support;
 use support::{Server, psql};
+#[path = "../tests/support/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "../tests/support/sentinel.rs"]
 mod sentinel;
 
@@ -114,9 +120,13 @@ async fn wakeup(kind: &str, samples: usize) -> serde_json::Value {
         sentinel::SentinelSet::start(sentinel::Passwords::default())
             .unwrap_or_else(|e| panic!("Redis Sentinel on loopback: {e}"))
     });
-    let notifier = match (kind, &sentinels) {
-        ("redis", _) => redis_url(),
-        (_, Some(set)) => set.url(),
+    // Likewise the cluster's six nodes.
+    let cluster = (kind == "redis-cluster")
+        .then(|| redis_cluster::RedisCluster::start().unwrap_or_else(|e| panic!("Redis Cluster on loopback: {e}")));
+    let notifier = match (kind, &sentinels, &cluster) {
+        ("redis", _, _) => redis_url(),
+        (_, Some(set), _) => set.url(),
+        (_, _, Some(cluster)) => cluster.url(),
         _ => db.url.clone(),
     };
     let _b = node(&db, &notifier, &prefix, "b");
@@ -227,7 +237,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
-    for kind in ["redis", "redis-sentinel", "postgres"] {
+    for kind in ["redis", "redis-sentinel", "redis-cluster", "postgres"] {
         println!("{}", wakeup(kind, 200).await);
     }
     for nodes in 1..=3 {

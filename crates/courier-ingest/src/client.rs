@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use courier_notify::{RedisConfig, RedisConnector};
-use redis::aio::MultiplexedConnection;
+use courier_notify::{RedisConfig, RedisConnection, RedisConnector};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -76,7 +75,7 @@ pub struct IngestClient {
     token: Option<String>,
     redis: Option<String>,
     timeout: Duration,
-    connection: std::sync::Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    connection: std::sync::Arc<tokio::sync::Mutex<Option<RedisConnection>>>,
 }
 
 impl Default for IngestClient {
@@ -221,7 +220,7 @@ impl IngestClient {
             .map_err(|_| ClientError::TimedOut(self.timeout))?
     }
 
-    async fn redis_connection(&self) -> Result<MultiplexedConnection, ClientError> {
+    async fn redis_connection(&self) -> Result<RedisConnection, ClientError> {
         let mut held = self.connection.lock().await;
         if let Some(connection) = &*held {
             return Ok(connection.clone());
@@ -231,7 +230,7 @@ impl IngestClient {
         let connector =
             RedisConnector::new(config, self.timeout.min(Duration::from_secs(10))).map_err(ClientError::Redis)?;
         let name = format!("courier-ingest-client-{}", std::process::id());
-        let connection = connector.multiplexed(&name).await.map_err(ClientError::Redis)?;
+        let connection = connector.connection(&name).await.map_err(ClientError::Redis)?;
         *held = Some(connection.clone());
         Ok(connection)
     }

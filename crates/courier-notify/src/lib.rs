@@ -7,7 +7,8 @@
 //! - [`RedisNotifier`]: Redis pub/sub, seed 000's channels (`<prefix>:task:{id}`,
 //!   `<prefix>:execution:{id}`) and JSON, plus `<prefix>:work` and `<prefix>:events`
 //!   (see [`Channels`]); seed 000's connection strings (see [`RedisConfig`]),
-//!   a failover list of nodes or Redis Sentinel finding the master.
+//!   a failover list of nodes, Redis Sentinel finding the master, or a Redis
+//!   Cluster (sharded pub/sub: `SPUBLISH`/`SSUBSCRIBE` per master).
 //! - [`PostgresNotifier`]: LISTEN/NOTIFY on the same channel names.
 //! - [`open`] picks one from a URL (`COURIER_NOTIFIER_URL`).
 //!
@@ -69,6 +70,7 @@ pub use courier_core::{DEFAULT_MAILBOX, Hub, HubStats, LocalNotifier, TopicListe
 pub use open::{OpenError, open};
 pub use postgres::{MAX_CHANNEL_NAME, MAX_POSTGRES_PREFIX, PostgresNotifier};
 pub use redis::{
-    DEFAULT_REDIS_PORT, DEFAULT_REDIS_RESPONSE_TIMEOUT, DEFAULT_SENTINEL_PORT, MasterSwitches, RedisConfig,
-    RedisConnector, RedisNode, RedisNotifier, RedisSentinel, RedisTls, RedisUrlError,
+    DEFAULT_REDIS_PORT, DEFAULT_REDIS_RESPONSE_TIMEOUT, DEFAULT_SENTINEL_PORT, MasterSwitches, RedisClusterMode,
+    RedisConfig, RedisConnection, RedisConnector, RedisNode, RedisNotifier, RedisSentinel, RedisTls, RedisUrlError,
+    SLOTS, key_slot,
 };

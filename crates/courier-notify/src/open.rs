@@ -25,7 +25,7 @@ pub enum OpenError {
     /// The URL names no backend this crate has.
     #[error(
         "unsupported notifier URL {0:?}: use \"memory\", redis://, rediss://, redis+sentinel://, \
-         rediss+sentinel://, postgres:// or postgresql://"
+         rediss+sentinel://, redis+cluster://, rediss+cluster://, postgres:// or postgresql://"
     )]
     Unsupported(String),
     /// A malformed Redis connection string.
@@ -66,7 +66,8 @@ pub enum OpenError {
 
 /// Opens the notifier `url` names: `"memory"` (the in-process default),
 /// `redis://`, `rediss://`, `redis+sentinel://` or `rediss+sentinel://` (Redis
-/// pub/sub, Sentinel finding the master), `postgres://` or `postgresql://`
+/// pub/sub, Sentinel finding the master), `redis+cluster://` or
+/// `rediss+cluster://` (Redis Cluster, sharded pub/sub), `postgres://` or `postgresql://`
 /// (LISTEN/NOTIFY), with channels under `prefix` (ignored in memory).
 ///
 /// Call it inside a running actix system (as `courier serve` does): the cluster

@@ -16,7 +16,10 @@
 //! (`courier_ingest_refused_total{input="pubsub"}`) and logged with the
 //! reason. After an error the subscription is made again, with backoff from
 //! 100 ms to 5 s; with Sentinel, on the master the sentinels name, and at once
-//! when they announce that the master moved.
+//! when they announce that the master moved. On a Redis Cluster the input keeps
+//! classic `SUBSCRIBE` on the first seed node that answers (a `PUBLISH` on any
+//! node of a cluster reaches every node's subscribers), and moves to the next
+//! seed that answers when that node goes away.
 
 use std::time::Duration;
 

@@ -23,7 +23,9 @@
 //!   `ingest.max_deliveries` times is dead-lettered.
 //! - Dead letters go to `<stream>:dead` (`entry`, `reason` = `unparsable`,
 //!   `invalid` or `max_deliveries`, `detail`, `message`, `consumer`), and the
-//!   original is acknowledged.
+//!   original is then acknowledged: two commands, since on a Redis Cluster the
+//!   two streams may hash to different slots (a failure between them leaves the
+//!   entry pending, to be dead-lettered again: a duplicate, never a loss).
 //! - Trimming of the stream and of `<stream>:dead`, at start and every minute:
 //!   `XTRIM MINID ~` past `ingest.stream_max_age`, `XTRIM MAXLEN ~` at
 //!   `ingest.stream_max_len`.
@@ -32,7 +34,10 @@
 //!   and the consumer re-dials and retries, with backoff from 100 ms to 5 s, for
 //!   as long as the node runs. With Sentinel each re-dial asks the sentinels
 //!   where the master is, and a move they announce (`+switch-master`) makes
-//!   both connections re-dial before their next command.
+//!   both connections re-dial before their next command. On a Redis Cluster
+//!   both connections are the `redis` crate's cluster client, which sends each
+//!   command to the master owning its key's slot and follows `MOVED`/`ASK`,
+//!   resharding and failovers itself.
 //! - On shutdown the consumer stops reading, commits and acknowledges what it
 //!   holds, and stays in the group: whatever is still pending on it is taken
 //!   over by another node after `ingest.reclaim_after`.
@@ -42,8 +47,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use courier_core::metric;
-use courier_notify::{MasterSwitches, RedisConnector};
-use redis::aio::MultiplexedConnection;
+use courier_notify::{MasterSwitches, RedisConnection, RedisConnector};
 use redis::streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
 use redis::{FromRedisValue, RedisError};
 use tokio::sync::watch;
@@ -165,7 +169,7 @@ impl std::fmt::Display for Failure {
 struct Ops {
     connector: RedisConnector,
     name: String,
-    connection: tokio::sync::Mutex<(Option<MultiplexedConnection>, MasterSwitches)>,
+    connection: tokio::sync::Mutex<(Option<RedisConnection>, MasterSwitches)>,
 }
 
 impl Ops {
@@ -177,7 +181,7 @@ impl Ops {
         }
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, Failure> {
+    async fn connection(&self) -> Result<RedisConnection, Failure> {
         let mut held = self.connection.lock().await;
         let (connection, switches) = &mut *held;
         if switches.switched() {
@@ -186,7 +190,7 @@ impl Ops {
         if let Some(connection) = connection {
             return Ok(connection.clone());
         }
-        let dialled = self.connector.multiplexed(&self.name).await?;
+        let dialled = self.connector.connection(&self.name).await?;
         *connection = Some(dialled.clone());
         Ok(dialled)
     }
@@ -194,12 +198,6 @@ impl Ops {
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Failure> {
         let mut connection = self.connection().await?;
         let result = cmd.query_async(&mut connection).await;
-        self.settle(result).await
-    }
-
-    async fn pipe<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, Failure> {
-        let mut connection = self.connection().await?;
-        let result = pipe.query_async(&mut connection).await;
         self.settle(result).await
     }
 
@@ -233,7 +231,7 @@ struct Consumer {
 
 /// What the read loop keeps between rounds.
 struct State {
-    reader: Option<MultiplexedConnection>,
+    reader: Option<RedisConnection>,
     /// Moves of the master since the reader was dialled.
     switches: MasterSwitches,
     group_ready: bool,
@@ -297,7 +295,7 @@ impl Consumer {
         if state.reader.is_none() {
             state.reader = Some(
                 self.connector
-                    .multiplexed(&format!("courier-ingest-{}", self.name))
+                    .connection(&format!("courier-ingest-{}", self.name))
                     .await?,
             );
         }
@@ -605,13 +603,15 @@ impl Consumer {
         }
     }
 
-    /// Adds the entry to `<stream>:dead`, then acknowledges it.
+    /// Adds the entry to `<stream>:dead`, then acknowledges it: two commands,
+    /// not one transaction, since on a Redis Cluster the two streams may live
+    /// in different slots. If the acknowledgement fails the entry stays
+    /// pending and is dead-lettered again later (a duplicate dead letter, never
+    /// a lost entry).
     async fn dead_letter(&self, id: &str, reason: &'static str, detail: &str, message: &[u8]) {
         tracing::warn!(stream = %self.options.stream, entry = %id, reason, detail, "ingest stream: entry dead-lettered");
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("XADD")
-            .arg(&self.dead)
+        let mut add = redis::cmd("XADD");
+        add.arg(&self.dead)
             .arg("*")
             .arg("entry")
             .arg(id)
@@ -622,15 +622,15 @@ impl Consumer {
             .arg("message")
             .arg(message)
             .arg("consumer")
-            .arg(&self.name)
-            .ignore()
-            .cmd("XACK")
-            .arg(&self.options.stream)
-            .arg(&self.options.group)
-            .arg(id)
-            .ignore();
-        match self.ops.pipe::<()>(&pipe).await {
-            Ok(()) => self.intake.dead_lettered(reason),
+            .arg(&self.name);
+        let mut ack = redis::cmd("XACK");
+        ack.arg(&self.options.stream).arg(&self.options.group).arg(id);
+        let done = async {
+            self.ops.query::<String>(&add).await?;
+            self.ops.query::<u64>(&ack).await
+        };
+        match done.await {
+            Ok(_) => self.intake.dead_lettered(reason),
             Err(failure) => {
                 count_error();
                 tracing::warn!(stream = %self.options.stream, entry = %id, error = %failure, "ingest stream: could not dead-letter an entry; it stays pending");

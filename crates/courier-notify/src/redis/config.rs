@@ -7,12 +7,16 @@
 //! redis+sentinel://[[username]:password@]host[:port][,host[:port]...]/master[/db][?option=value&...]
 //! rediss+sentinel://...             the same, over TLS (sentinels and master alike)
 //! redis://sentinel-host:26379/mymaster[/db]   the seed's Sentinel form
+//! redis+cluster://[[username]:password@]host[:port][,host[:port]...][?option=value&...]
+//! rediss+cluster://...              Redis Cluster, over TLS
 //! ```
 //!
-//! Several hosts (`redis://node1:6379,node2:6379`) are an ordered failover list: the
-//! notifier connects to the first one that answers, on every (re)connection. It is
-//! not a Redis Cluster's node list: Redis Cluster is not supported (its stream keys
-//! live on one shard each, which a failover list would not follow).
+//! `redis+cluster://` names seed nodes of a Redis Cluster: any one that answers
+//! gives the slot map. Several hosts under plain `redis://` (database 0) are
+//! asked, when first dialled, whether they are a cluster (`INFO cluster` on the
+//! first that answers: `cluster_enabled:1`); if they are, they are seeds too,
+//! otherwise they are an ordered failover list: every (re)connection goes to the
+//! first one that answers.
 //!
 //! Redis Sentinel: the hosts are sentinels (port 26379 unless given), asked in order
 //! where the master named in the path is; the user and password are the master's,
@@ -46,7 +50,7 @@ const PATH_SAFE: &AsciiSet = &NAME_SAFE.remove(b'/');
 /// let node = RedisNode { host: "cache.internal".into(), port: 6380 };
 /// assert_eq!(node.to_string(), "cache.internal:6380");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RedisNode {
     /// Host name or IP address (an IPv6 address without brackets).
     pub host: String,
@@ -111,6 +115,29 @@ impl fmt::Debug for RedisSentinel {
     }
 }
 
+/// Whether a [`RedisConfig`]'s nodes are a Redis Cluster.
+///
+/// ```
+/// use courier_notify::{RedisClusterMode, RedisConfig};
+/// let mode = |url: &str| RedisConfig::parse(url).unwrap().cluster;
+/// assert_eq!(mode("redis+cluster://n1:7000,n2:7001"), RedisClusterMode::Cluster);
+/// assert_eq!(mode("redis://n1:7000,n2:7001"), RedisClusterMode::Detect);
+/// assert_eq!(mode("redis://n1:7000"), RedisClusterMode::Standalone);
+/// assert_eq!(mode("redis://n1:7000,n2:7001/2"), RedisClusterMode::Standalone);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisClusterMode {
+    /// One server, a failover list, or the master Sentinel names.
+    Standalone,
+    /// A Redis Cluster (`redis+cluster://`): the nodes are seeds, any one of
+    /// which gives the slot map.
+    Cluster,
+    /// A plain `redis://` list of several nodes, database 0: a cluster if the
+    /// first node that answers says `cluster_enabled:1` to `INFO cluster`,
+    /// otherwise an ordered failover list.
+    Detect,
+}
+
 /// Where and how to reach Redis, read from seed 000's connection strings:
 ///
 /// ```text
@@ -120,6 +147,8 @@ impl fmt::Debug for RedisSentinel {
 /// redis+sentinel://[[username]:password@]sentinel[:port][,sentinel[:port]...]/master[/db][?...]
 /// rediss+sentinel://...                  the same over TLS, to the sentinels and the master
 /// redis://sentinel-host:26379/mymaster   the seed's form: a path that is not a number names a master
+/// redis+cluster://[[username]:password@]node[:port][,node[:port]...][?...]   Redis Cluster seeds
+/// rediss+cluster://...                   the same over TLS
 /// ```
 ///
 /// Options: `db=N` (same as `/N`), `ssl_ca_certs=PATH`, `ssl_cert_reqs=required`
@@ -128,10 +157,12 @@ impl fmt::Debug for RedisSentinel {
 /// credentials; the URL's user and password are the master's). Anything else is an
 /// error.
 ///
-/// Several hosts (`redis://node1:6379,node2:6379`) are an ordered failover list: the
-/// notifier connects to the first one that answers, on every (re)connection. It is
-/// not a Redis Cluster's node list: Redis Cluster is not supported (its stream keys
-/// live on one shard each, which a failover list would not follow).
+/// Several hosts (`redis://node1:6379,node2:6379`, database 0) are asked, when
+/// first dialled, whether they are a Redis Cluster ([`RedisClusterMode::Detect`]):
+/// if the first that answers says `cluster_enabled:1`, they are the cluster's
+/// seeds; otherwise they are an ordered failover list, and every (re)connection
+/// goes to the first one that answers. `redis+cluster://` says "cluster" outright
+/// (no database, no Sentinel options: a cluster has only database 0).
 ///
 /// With [`sentinel`](Self::sentinel) set, [`nodes`](Self::nodes) are the sentinels
 /// (port 26379 unless given): each (re)connection asks them in turn where the
@@ -174,6 +205,8 @@ pub struct RedisConfig {
     pub tls: Option<RedisTls>,
     /// Redis Sentinel: the master is found by asking the sentinels in `nodes`.
     pub sentinel: Option<RedisSentinel>,
+    /// Whether `nodes` are a Redis Cluster's seeds.
+    pub cluster: RedisClusterMode,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -185,6 +218,7 @@ impl fmt::Debug for RedisConfig {
             .field("db", &self.db)
             .field("tls", &self.tls)
             .field("sentinel", &self.sentinel)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -193,11 +227,14 @@ impl fmt::Display for RedisConfig {
     /// The connection string, with the passwords masked (a Sentinel config is
     /// shown in the `redis+sentinel://` form, whichever form it was read from).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match (self.tls.is_some(), self.sentinel.is_some()) {
-            (false, false) => "redis://",
-            (true, false) => "rediss://",
-            (false, true) => "redis+sentinel://",
-            (true, true) => "rediss+sentinel://",
+        let cluster = self.cluster == RedisClusterMode::Cluster;
+        f.write_str(match (self.tls.is_some(), self.sentinel.is_some(), cluster) {
+            (false, false, false) => "redis://",
+            (true, false, false) => "rediss://",
+            (false, true, _) => "redis+sentinel://",
+            (true, true, _) => "rediss+sentinel://",
+            (false, false, true) => "redis+cluster://",
+            (true, false, true) => "rediss+cluster://",
         })?;
         match (&self.username, &self.password) {
             (Some(user), _) => write!(f, "{user}:***@")?,
@@ -251,9 +288,11 @@ impl fmt::Display for RedisConfig {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RedisUrlError {
-    /// Not a `redis://`, `rediss://`, `redis+sentinel://` or `rediss+sentinel://` URL.
+    /// Not a `redis://`, `rediss://`, `redis+sentinel://`, `rediss+sentinel://`,
+    /// `redis+cluster://` or `rediss+cluster://` URL.
     #[error(
-        "{url:?} is not a Redis URL: it must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
+        "{url:?} is not a Redis URL: it must start with redis://, rediss://, redis+sentinel://, \
+         rediss+sentinel://, redis+cluster:// or rediss+cluster://"
     )]
     NotRedis {
         /// The URL, passwords masked.
@@ -296,6 +335,7 @@ impl RedisConfig {
             db: 0,
             tls: None,
             sentinel: None,
+            cluster: RedisClusterMode::Standalone,
         }
     }
 
@@ -311,11 +351,13 @@ impl RedisConfig {
             return Err(RedisUrlError::NotRedis { url: shown });
         };
         let scheme = scheme.to_ascii_lowercase();
-        let (tls, sentinel_scheme) = match scheme.as_str() {
-            "redis" => (false, false),
-            "rediss" => (true, false),
-            "redis+sentinel" => (false, true),
-            "rediss+sentinel" => (true, true),
+        let (tls, sentinel_scheme, cluster_scheme) = match scheme.as_str() {
+            "redis" => (false, false, false),
+            "rediss" => (true, false, false),
+            "redis+sentinel" => (false, true, false),
+            "rediss+sentinel" => (true, true, false),
+            "redis+cluster" => (false, false, true),
+            "rediss+cluster" => (true, false, true),
             s if s.contains("unix") => {
                 return Err(invalid("Unix sockets are not supported; use redis://host:port".into()));
             }
@@ -361,6 +403,12 @@ impl RedisConfig {
         };
 
         let Path { master, mut db } = parse_path(path, sentinel_scheme).map_err(&invalid)?;
+        if cluster_scheme && master.is_some() {
+            return Err(invalid(
+                "a Redis Cluster URL has no Sentinel master (nor any path but /0): redis+cluster://node1:7000,node2:7001"
+                    .into(),
+            ));
+        }
         let default_port = if master.is_some() {
             DEFAULT_SENTINEL_PORT
         } else {
@@ -423,18 +471,33 @@ impl RedisConfig {
         if sentinel_username.is_some() && sentinel_password.is_none() {
             return Err(invalid("sentinel_username needs sentinel_password".into()));
         }
+        let db = db.unwrap_or(0);
+        if cluster_scheme && db != 0 {
+            return Err(invalid(format!("database {db}: a Redis Cluster has only database 0")));
+        }
+        // A comma list could be a cluster's seeds or a failover list; the
+        // nodes themselves say which when first dialled. With a database other
+        // than 0 it cannot be a cluster.
+        let cluster = if cluster_scheme {
+            RedisClusterMode::Cluster
+        } else if master.is_none() && nodes.len() > 1 && db == 0 {
+            RedisClusterMode::Detect
+        } else {
+            RedisClusterMode::Standalone
+        };
 
         Ok(RedisConfig {
             nodes,
             username,
             password,
-            db: db.unwrap_or(0),
+            db,
             tls: tls.then_some(RedisTls { ca_file }),
             sentinel: master.map(|master| RedisSentinel {
                 master,
                 username: sentinel_username,
                 password: sentinel_password,
             }),
+            cluster,
         })
     }
 }
@@ -620,9 +683,11 @@ mod tests {
             c.nodes,
             vec![node("node1", 6379), node("node2", 6379), node("node3", 6379)]
         );
-        assert!(
-            c.sentinel.is_none(),
-            "a comma list of plain hosts stays a failover list"
+        assert!(c.sentinel.is_none(), "a comma list of plain hosts is no Sentinel URL");
+        assert_eq!(
+            c.cluster,
+            RedisClusterMode::Detect,
+            "a comma list of plain hosts is a cluster or a failover list, as the nodes say"
         );
 
         let c = RedisConfig::parse("rediss://localhost:6379").unwrap();
@@ -695,6 +760,50 @@ mod tests {
     }
 
     #[test]
+    fn cluster_forms_parse() {
+        let c = RedisConfig::parse("redis+cluster://app:pw@n1:7000,n2,[::1]:7002").unwrap();
+        assert_eq!(c.nodes, vec![node("n1", 7000), node("n2", 6379), node("::1", 7002)]);
+        assert_eq!(
+            (c.username.as_deref(), c.password.as_deref()),
+            (Some("app"), Some("pw"))
+        );
+        assert_eq!(
+            (c.cluster, c.sentinel.is_none(), c.tls.is_none()),
+            (RedisClusterMode::Cluster, true, true)
+        );
+        let c = RedisConfig::parse("rediss+cluster://n1:7000?ssl_ca_certs=/ca.pem").unwrap();
+        assert_eq!(c.cluster, RedisClusterMode::Cluster);
+        assert_eq!(c.tls.unwrap().ca_file, Some(PathBuf::from("/ca.pem")));
+        let c = RedisConfig::parse("redis+cluster://n1/0").unwrap();
+        assert_eq!((c.cluster, c.db), (RedisClusterMode::Cluster, 0));
+        assert_eq!(
+            RedisConfig::parse("redis://n1").unwrap().cluster,
+            RedisClusterMode::Standalone
+        );
+        assert_eq!(
+            RedisConfig::parse("redis://a,b/1").unwrap().cluster,
+            RedisClusterMode::Standalone
+        );
+        assert_eq!(
+            RedisConfig::parse("rediss://a,b").unwrap().cluster,
+            RedisClusterMode::Detect
+        );
+        assert_eq!(
+            RedisConfig::parse("redis://s1,s2/m").unwrap().cluster,
+            RedisClusterMode::Standalone
+        );
+        for (url, expected) in [
+            ("redis+cluster://n1/mymaster", "no Sentinel master"),
+            ("redis+cluster://n1/2", "only database 0"),
+            ("redis+cluster://n1?db=3", "only database 0"),
+            ("redis+cluster://n1?sentinel_password=x", "is for Sentinel"),
+        ] {
+            let err = RedisConfig::parse(url).unwrap_err().to_string();
+            assert!(err.contains(expected), "{url}: {err}");
+        }
+    }
+
+    #[test]
     fn a_config_is_shown_as_a_url_that_reads_back_the_same() {
         for url in [
             "redis://h:6379",
@@ -703,6 +812,8 @@ mod tests {
             "redis+sentinel://s1:26379,s2:26380/mymaster",
             "redis+sentinel://s1:26379/my%2Fmaster/3",
             "rediss+sentinel://s1:26379/mymaster?ssl_ca_certs=/etc/ca.pem",
+            "redis+cluster://n1:7000,n2:7001",
+            "rediss+cluster://n1:7000?ssl_ca_certs=/etc/ca.pem",
         ] {
             let config = RedisConfig::parse(url).unwrap();
             assert_eq!(config.to_string(), url);

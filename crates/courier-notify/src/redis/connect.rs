@@ -136,6 +136,59 @@ impl Dialer {
         Err(failures.join("; "))
     }
 
+    /// Asks `question` (a `CLUSTER` or `INFO` command) on a connection named
+    /// `name` to the first of `nodes` that answers, then closes it: the answer
+    /// and who gave it. The error lists why each node failed.
+    pub(crate) async fn ask_first(
+        &self,
+        nodes: &[RedisNode],
+        name: &str,
+        step: &'static str,
+        question: redis::Cmd,
+    ) -> Result<(Reply, RedisNode), String> {
+        debug_assert!(is_question(step));
+        let mut setup = self.setup(name, false);
+        setup.push((step, question));
+        let mut failures = Vec::new();
+        for node in nodes {
+            match self.opener.open_with(node, &setup).await {
+                Ok((_, mut replies)) => match replies.pop() {
+                    Some(Reply::Error(error)) => failures.push(format!("{node}: {step} refused: {error}")),
+                    Some(reply) => return Ok((reply, node.clone())),
+                    None => failures.push(format!("{node}: no answer to {step}")),
+                },
+                Err(reason) => failures.push(format!("{node}: {reason}")),
+            }
+        }
+        Err(failures.join("; "))
+    }
+
+    /// Whether the nodes are a Redis Cluster: the first that answers says
+    /// `cluster_enabled:1` to `INFO cluster` (a server too old to know the
+    /// section, or one with it off, is not).
+    pub(crate) async fn is_cluster(&self, name: &str) -> Result<bool, String> {
+        let info = redis::cmd("INFO").arg("cluster").clone();
+        let (reply, node) = self.ask_first(&self.config.nodes, name, "INFO", info).await?;
+        let Reply::Bulk(Some(text)) = reply else {
+            return Err(format!("{node}: unexpected answer to INFO cluster: {reply:?}"));
+        };
+        let enabled = String::from_utf8_lossy(&text)
+            .lines()
+            .any(|line| line.trim() == "cluster_enabled:1");
+        tracing::debug!(%node, enabled, "asked whether the Redis nodes are a cluster");
+        Ok(enabled)
+    }
+
+    /// The configuration dialled.
+    pub(crate) fn config(&self) -> &RedisConfig {
+        &self.config
+    }
+
+    /// The byte-stream opener (TLS settings and the dial time limit).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.opener.timeout
+    }
+
     /// Where the sentinels say the master has moved, each time they say it; `None`
     /// without Sentinel. The first call starts watching the sentinels' `+switch-master`
     /// on one connection named `watcher_name`.
@@ -147,23 +200,44 @@ impl Dialer {
     /// it is the master: a sentinel that has not yet seen a failover names the old
     /// one, by then a replica or gone.
     async fn dial_master(&self, master: RedisNode, name: &str) -> Result<Box<dyn Io>, String> {
-        let (io, replies) = self.opener.open_with(&master, &self.setup(name, true)).await?;
+        self.dial_checked(&master, name, "the sentinel has not seen the failover yet?")
+            .await
+    }
+
+    /// A connection to `node`, which must say (`ROLE`) that it is a master; `hint`
+    /// says why it might not be. A user without the right to ask `ROLE` is
+    /// taken at its word.
+    async fn dial_checked(&self, node: &RedisNode, name: &str, hint: &str) -> Result<Box<dyn Io>, String> {
+        let (io, replies) = self.opener.open_with(node, &self.setup(name, true)).await?;
         match replies.last() {
             Some(Reply::Array(Some(items))) => match items.first() {
                 Some(Reply::Bulk(Some(role))) if role.as_slice() == b"master" => Ok(io),
                 Some(Reply::Bulk(Some(role))) => Err(format!(
-                    "it is not the master (ROLE: {}): the sentinel has not seen the failover yet?",
+                    "it is not the master (ROLE: {}): {hint}",
                     String::from_utf8_lossy(role)
                 )),
                 other => Err(format!("unexpected answer to ROLE: {other:?}")),
             },
-            // A user without the right to ask: the sentinel's word is taken.
             Some(Reply::Error(error)) if error.starts_with("NOPERM") => {
-                tracing::debug!(%master, %error, "cannot check the master's ROLE; trusting the sentinel");
+                tracing::debug!(%node, %error, "cannot check the master's ROLE; trusting the address given");
                 Ok(io)
             }
             other => Err(format!("unexpected answer to ROLE: {other:?}")),
         }
+    }
+
+    /// A connection to `node`, a master in a cluster's slot map, checked with
+    /// `ROLE`: a replica takes `SSUBSCRIBE` for its master's slots without a
+    /// word, so a map read from a node that has not yet heard of a failover
+    /// would otherwise leave a subscription on the demoted master.
+    pub(crate) async fn dial_cluster_master(&self, node: &RedisNode, name: &str) -> Result<Box<dyn Io>, String> {
+        self.dial_checked(
+            node,
+            name,
+            "the slot map was read before the failover reached every node?",
+        )
+        .await
+        .map_err(|reason| format!("{node}: {reason}"))
     }
 
     /// AUTH (if a password is set), SELECT (if a database is), CLIENT SETNAME, and
@@ -280,7 +354,7 @@ async fn exchange(io: &mut Box<dyn Io>, steps: &[(&'static str, redis::Cmd)]) ->
 
 /// Steps whose answer is data rather than `+OK`.
 fn is_question(step: &str) -> bool {
-    matches!(step, "ROLE" | "SENTINEL")
+    matches!(step, "ROLE" | "SENTINEL" | "INFO" | "CLUSTER")
 }
 
 /// Reads one RESP2 value, a byte at a time for its lines so that nothing after it
@@ -353,7 +427,7 @@ async fn read_line(io: &mut Box<dyn Io>) -> Result<String, String> {
 }
 
 /// The crate's own connection setup has nothing left to do after ours.
-pub(super) fn after_handshake() -> RedisConnectionInfo {
+pub(crate) fn after_handshake() -> RedisConnectionInfo {
     RedisConnectionInfo::default().set_skip_set_lib_name()
 }
 
@@ -457,7 +531,7 @@ struct Dialled {
     node: RedisNode,
 }
 
-const REDIAL_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const REDIAL_EVERY: Duration = Duration::from_secs(1);
 
 impl RedisPublisher {
     pub(crate) fn new(

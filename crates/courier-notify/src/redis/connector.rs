@@ -1,17 +1,70 @@
 //! A public door to the notifier's way of dialling Redis, for other crates
 //! (ingestion's pub/sub and stream inputs) that must reach the same Redis the
-//! same way: the failover list or Sentinel, TLS, AUTH, SELECT and a named
-//! connection; and, with Sentinel, word of the master's moves.
+//! same way: the failover list, Sentinel or a Redis Cluster, TLS, AUTH, SELECT
+//! and a named connection; and, with Sentinel, word of the master's moves.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::RedisError;
-use redis::aio::{MultiplexedConnection, PubSub};
-use tokio::sync::watch;
+use redis::aio::{ConnectionLike, MultiplexedConnection, PubSub};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, TlsCertificates, Value};
+use tokio::sync::{OnceCell, watch};
 
-use super::config::{RedisConfig, RedisNode};
+use super::config::{RedisClusterMode, RedisConfig, RedisNode};
 use super::connect::{Dialer, after_handshake};
+
+/// A connection from [`RedisConnector::connection`]: one node's multiplexed
+/// connection (a single server, the failover list's first that answers, or the
+/// master Sentinel names), or a Redis Cluster client that sends each command to
+/// the master owning its key's slot and follows `MOVED`/`ASK` and failovers by
+/// itself. Either runs any command (`query_async`) keyed on one slot; a
+/// pipeline or a transaction on a cluster must keep to one slot.
+#[derive(Clone)]
+pub enum RedisConnection {
+    /// A single node.
+    Single(MultiplexedConnection),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RedisConnection::Single(_) => "RedisConnection::Single",
+            RedisConnection::Cluster(_) => "RedisConnection::Cluster",
+        })
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConnection::Single(connection) => connection.req_packed_command(cmd),
+            RedisConnection::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConnection::Single(connection) => connection.req_packed_commands(cmd, offset, count),
+            RedisConnection::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Single(connection) => connection.get_db(),
+            RedisConnection::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
 
 /// The response timeout of [`RedisConnector::multiplexed`] connections unless
 /// [`RedisConnector::response_timeout`] says otherwise. Longer than the
@@ -23,7 +76,13 @@ pub const DEFAULT_REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// list that answers, or with Sentinel the master the sentinels name (checked
 /// with `ROLE`), TLS for `rediss://`, then `AUTH`, `SELECT` and
 /// `CLIENT SETNAME <client_name>` (so `CLIENT LIST` shows who is who). Cheap to
-/// clone; clones share one [`MasterSwitches`] watcher.
+/// clone; clones share one [`MasterSwitches`] watcher and what
+/// [`is_cluster`](Self::is_cluster) found.
+///
+/// For a Redis Cluster, [`connection`](Self::connection) hands out the `redis`
+/// crate's cluster client instead (keyed commands go to their slot's master),
+/// and [`pubsub`](Self::pubsub) classic pub/sub on the first seed that answers;
+/// callers that use [`connection`](Self::connection) need not tell the kinds apart.
 ///
 /// A connection is not re-dialled by itself: drop it after an error for which
 /// [`RedisConnector::should_redial`] says so, or when [`MasterSwitches`] says
@@ -46,6 +105,8 @@ pub struct RedisConnector {
     dialer: Arc<Dialer>,
     config: RedisConfig,
     response_timeout: Option<Duration>,
+    /// Whether the nodes are a Redis Cluster, once known (shared by clones).
+    cluster: Arc<OnceCell<bool>>,
 }
 
 impl std::fmt::Debug for RedisConnector {
@@ -64,10 +125,16 @@ impl RedisConnector {
     /// is dialled yet.
     pub fn new(config: RedisConfig, timeout: Duration) -> Result<Self, String> {
         let dialer = Dialer::new(config.clone(), timeout)?;
+        let known = match config.cluster {
+            RedisClusterMode::Cluster => OnceCell::new_with(Some(true)),
+            RedisClusterMode::Standalone => OnceCell::new_with(Some(false)),
+            RedisClusterMode::Detect => OnceCell::new(),
+        };
         Ok(RedisConnector {
             dialer: Arc::new(dialer),
             config,
             response_timeout: Some(DEFAULT_REDIS_RESPONSE_TIMEOUT),
+            cluster: Arc::new(known),
         })
     }
 
@@ -97,7 +164,63 @@ impl RedisConnector {
         Ok(connection)
     }
 
-    /// A pub/sub connection named `client_name`.
+    /// Whether the nodes are a Redis Cluster: as the URL says, or for a plain
+    /// comma list ([`RedisClusterMode::Detect`]) as the first node that answers
+    /// `INFO cluster` says (asked once, on a connection named `client_name`; an
+    /// unreachable list is an error, and asked again next time).
+    pub async fn is_cluster(&self, client_name: &str) -> Result<bool, String> {
+        self.cluster
+            .get_or_try_init(|| self.dialer.is_cluster(client_name))
+            .await
+            .copied()
+    }
+
+    /// A connection for any command keyed on one slot: a [`RedisConnection::Cluster`]
+    /// for a Redis Cluster (see [`is_cluster`](Self::is_cluster)), otherwise
+    /// [`multiplexed`](Self::multiplexed). A cluster client is not named (the
+    /// `redis` crate's cluster client cannot send `CLIENT SETNAME`) and reads
+    /// the slot map from the seeds (any that answers) itself.
+    pub async fn connection(&self, client_name: &str) -> Result<RedisConnection, String> {
+        if !self.is_cluster(client_name).await? {
+            return self.multiplexed(client_name).await.map(RedisConnection::Single);
+        }
+        let scheme = if self.config.tls.is_some() { "rediss" } else { "redis" };
+        let seeds: Vec<String> = self
+            .config
+            .nodes
+            .iter()
+            .map(|node| format!("{scheme}://{node}"))
+            .collect();
+        let mut builder = ClusterClientBuilder::new(seeds).connection_timeout(self.dialer.timeout());
+        if let Some(timeout) = self.response_timeout {
+            builder = builder.response_timeout(timeout);
+        }
+        if let Some(user) = &self.config.username {
+            builder = builder.username(user);
+        }
+        if let Some(password) = &self.config.password {
+            builder = builder.password(password);
+        }
+        if let Some(ca) = self.config.tls.as_ref().and_then(|tls| tls.ca_file.as_ref()) {
+            let pem = std::fs::read(ca).map_err(|e| format!("cannot read the CA file {}: {e}", ca.display()))?;
+            builder = builder.certs(TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            });
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("Redis Cluster {}: {e}", self.config))?;
+        let connection = client
+            .get_async_connection()
+            .await
+            .map_err(|e| format!("Redis Cluster {}: {e}", self.config))?;
+        Ok(RedisConnection::Cluster(connection))
+    }
+
+    /// A pub/sub connection named `client_name`. On a Redis Cluster this is
+    /// classic pub/sub on the first seed that answers: a `PUBLISH` on any node
+    /// reaches every node's subscribers.
     pub async fn pubsub(&self, client_name: &str) -> Result<PubSub, String> {
         let (io, node) = self.dialer.dial(client_name).await?;
         PubSub::new(&after_handshake(), io)

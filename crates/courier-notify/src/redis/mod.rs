@@ -4,19 +4,23 @@
 //! sentinel, hearing when the master moves.
 //!
 //! `config` reads connection strings, `connect` dials and shakes hands,
-//! `sentinel` finds the master and watches it move, `connector` opens the same
-//! connections for other crates.
+//! `sentinel` finds the master and watches it move, `cluster` speaks sharded
+//! pub/sub to a Redis Cluster, `connector` opens the same connections for other
+//! crates.
 
+mod cluster;
 mod config;
 mod connect;
 mod connector;
 mod sentinel;
 
+pub use cluster::{SLOTS, key_slot};
 pub(crate) use config::mask_password;
 pub use config::{
-    DEFAULT_REDIS_PORT, DEFAULT_SENTINEL_PORT, RedisConfig, RedisNode, RedisSentinel, RedisTls, RedisUrlError,
+    DEFAULT_REDIS_PORT, DEFAULT_SENTINEL_PORT, RedisClusterMode, RedisConfig, RedisNode, RedisSentinel, RedisTls,
+    RedisUrlError,
 };
-pub use connector::{DEFAULT_REDIS_RESPONSE_TIMEOUT, MasterSwitches, RedisConnector};
+pub use connector::{DEFAULT_REDIS_RESPONSE_TIMEOUT, MasterSwitches, RedisConnection, RedisConnector};
 
 use std::sync::Arc;
 
@@ -28,6 +32,7 @@ use crate::channel::Channels;
 use crate::cluster::{Cluster, ClusterOptions, new_origin};
 use crate::fanout::{FanoutActor, SubscribedChannels};
 use crate::open::OpenError;
+use cluster::{ClusterPublisher, ClusterSubscriptionConnector};
 use connect::{Dialer, RedisPublisher, SubscriptionConnector};
 
 /// Notifies across nodes over Redis pub/sub.
@@ -52,6 +57,16 @@ use connect::{Dialer, RedisPublisher, SubscriptionConnector};
 /// subscription comes back on the new master, and subscribers resync as after
 /// any reconnection).
 ///
+/// With Redis Cluster (`redis+cluster://...`, or a plain `redis://a,b,c` whose
+/// nodes say they are one) the notifier uses sharded pub/sub: each notice is
+/// sent with `SPUBLISH` to the master owning its channel's slot (one pipeline
+/// per master), and the subscription is one `SSUBSCRIBE` connection per master
+/// owning a subscribed channel, all named `courier-sub-<origin>`, so a message
+/// reaches only its shard's subscribers instead of every node of the cluster. A
+/// lost master connection, a stale slot map (`MOVED`) or a channel the server
+/// unsubscribes by itself (its slot migrated, or a failover) ends the whole
+/// subscription; it is made again from a fresh slot map, and subscribers resync.
+///
 /// Must be created inside an actix system to run its actor there; outside one it
 /// runs the actor on a thread of its own.
 ///
@@ -71,6 +86,8 @@ use connect::{Dialer, RedisPublisher, SubscriptionConnector};
 pub struct RedisNotifier {
     cluster: Cluster,
     config: RedisConfig,
+    /// Talking to a Redis Cluster (sharded pub/sub).
+    sharded: bool,
 }
 
 impl std::fmt::Debug for RedisNotifier {
@@ -79,6 +96,7 @@ impl std::fmt::Debug for RedisNotifier {
             .field("config", &self.config)
             .field("prefix", &self.cluster.channels().prefix())
             .field("origin", &self.cluster.origin())
+            .field("sharded", &self.sharded)
             .finish()
     }
 }
@@ -103,6 +121,36 @@ impl RedisNotifier {
             target: config.to_string(),
             reason,
         };
+        let cluster = match config.cluster {
+            RedisClusterMode::Cluster => true,
+            RedisClusterMode::Standalone => false,
+            RedisClusterMode::Detect => dialer
+                .is_cluster(&format!("courier-probe-{origin}"))
+                .await
+                .map_err(connect_error)?,
+        };
+        if cluster {
+            let publisher = ClusterPublisher::new(
+                dialer.clone(),
+                format!("courier-pub-{origin}"),
+                options.operation_timeout,
+            );
+            publisher.ready().await.map_err(connect_error)?;
+            let connector = Arc::new(ClusterSubscriptionConnector {
+                dialer,
+                name: format!("courier-sub-{origin}"),
+                operation_timeout: options.operation_timeout,
+                known: Default::default(),
+            });
+            let cluster = Cluster::start("redis", channels, connector, Box::new(publisher), origin, options)
+                .await
+                .map_err(connect_error)?;
+            return Ok(RedisNotifier {
+                cluster,
+                config,
+                sharded: true,
+            });
+        }
         // Watched from before the first dial, so that no move is missed.
         let moves = dialer.moves(&format!("courier-sentinel-{origin}"));
         let publisher = RedisPublisher::new(
@@ -120,7 +168,11 @@ impl RedisNotifier {
         let cluster = Cluster::start("redis", channels, connector, Box::new(publisher), origin, options)
             .await
             .map_err(connect_error)?;
-        Ok(RedisNotifier { cluster, config })
+        Ok(RedisNotifier {
+            cluster,
+            config,
+            sharded: false,
+        })
     }
 
     /// This notifier's random id, sent as `origin` in every message.
@@ -147,6 +199,12 @@ impl RedisNotifier {
     /// The connection settings (`Display` masks the passwords).
     pub fn config(&self) -> &RedisConfig {
         &self.config
+    }
+
+    /// Whether this notifier talks to a Redis Cluster (sharded pub/sub), as the
+    /// URL said or, for a plain comma list, as its nodes answered.
+    pub fn is_cluster(&self) -> bool {
+        self.sharded
     }
 
     /// The channel names in use.
