@@ -48,6 +48,8 @@ struct Shape {
     limited: bool,
     excluded: bool,
     internal_excluded: bool,
+    /// Some execution or queue is paused.
+    paused: bool,
 }
 
 /// Parameter types of every claim statement (unused ones are still declared).
@@ -71,13 +73,17 @@ const ORDER: &str = "ORDER BY priority DESC, scheduled_for, created_at";
 const CANDIDATE: &str = "id, function, priority, scheduled_for, created_at";
 
 fn statement(shape: Shape) -> String {
-    // Paused executions and queues: one primary-key probe each per candidate
-    // (a paused queue is also left out of the queue walk below).
-    let mut filters = String::from(
-        "kind = ANY($4)
-         AND NOT EXISTS (SELECT 1 FROM paused_executions p WHERE p.execution_id = tasks.execution_id)
-         AND NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = tasks.queue)",
-    );
+    let mut filters = String::from("kind = ANY($4)");
+    // Paused executions and queues, each read once per statement into an array;
+    // only when something is paused, since even this filter cost a third of the
+    // claim's throughput on Postgres (the planner's estimates change). A paused
+    // queue is also left out of the queue walk.
+    if shape.paused {
+        filters.push_str(
+            " AND execution_id <> ALL (ARRAY(SELECT execution_id FROM paused_executions))
+              AND queue <> ALL (ARRAY(SELECT queue FROM paused_queues))",
+        );
+    }
     if shape.functions {
         filters.push_str(" AND (kind IN ('sleep', 'signal_wait') OR function = ANY($6))");
     }
@@ -138,12 +144,14 @@ fn statement(shape: Shape) -> String {
              ) c"
         )
     };
+    let open_queues = if shape.paused {
+        "SELECT name FROM queues WHERE name <> ALL (ARRAY(SELECT queue FROM paused_queues))"
+    } else {
+        "SELECT name FROM queues"
+    };
     let mut sql = format!(
         "WITH RECURSIVE {queues},
-         open_queues AS (
-             SELECT name FROM queues
-             WHERE NOT EXISTS (SELECT 1 FROM paused_queues p WHERE p.queue = queues.name)
-         ),
+         open_queues AS ({open_queues}),
          pending_due AS ({pending_due}),
          expired AS (
              SELECT {CANDIDATE} FROM tasks
@@ -251,6 +259,7 @@ impl Plan<'_> {
             limited: !limited.is_empty(),
             excluded: !req.exclude_functions.is_empty(),
             internal_excluded: req.exclude_internal,
+            paused: anything_paused(tx).await?,
         };
         let prefix = courier_core::INTERNAL_PREFIX;
         let unlimited: Vec<&str> = req
@@ -382,4 +391,17 @@ impl Plan<'_> {
         }
         Ok((functions, budgets))
     }
+}
+
+/// Whether any execution or queue is paused. Read in the claim's transaction,
+/// before its statement: a pause committed after this read is honoured from
+/// the next claim on, as if this claim had come first.
+async fn anything_paused(tx: &Transaction<'_>) -> Result<bool> {
+    let row = crate::statements::query_one(
+        tx,
+        "SELECT EXISTS (SELECT 1 FROM paused_executions) OR EXISTS (SELECT 1 FROM paused_queues)",
+        &[],
+    )
+    .await?;
+    Ok(row.try_get(0)?)
 }
