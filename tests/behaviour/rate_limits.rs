@@ -74,6 +74,19 @@ async fn run_all(s: &Server, args: Vec<Value>) -> Vec<DateTime<Utc>> {
     starts
 }
 
+/// The node's `/metrics` page.
+async fn metrics(s: &Server) -> String {
+    let body = client()
+        .get(s.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .body()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// The most starts within any one second.
 fn busiest_second(starts: &[DateTime<Utc>]) -> usize {
     (0..starts.len())
@@ -150,16 +163,10 @@ async fn a_rate_limit_spaces_starts_and_each_key_has_its_own(store: Arc<dyn Stor
         "11 starts per customer at 10/s after a burst of 2 took only {span} ms"
     );
 
-    let body = client()
-        .get(s.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
     assert!(
-        String::from_utf8_lossy(&body).contains("courier_rate_limited_total{function=\"send\"}"),
+        metrics(&s)
+            .await
+            .contains("courier_rate_limited_total{function=\"send\"}"),
         "the waits are counted"
     );
     s.stop().await;
@@ -226,16 +233,10 @@ async fn a_concurrency_key_caps_each_key_apart(store: Arc<dyn Store>) {
         peaks.values().any(|m| *m == 2),
         "the cap allowed no parallelism: {peaks:?}"
     );
-    let body = client()
-        .get(s.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .body()
-        .await
-        .unwrap();
     assert!(
-        String::from_utf8_lossy(&body).contains("courier_key_limited_total{function=\"hold\"}"),
+        metrics(&s)
+            .await
+            .contains("courier_key_limited_total{function=\"hold\"}"),
         "the waits are counted"
     );
     s.stop().await;
