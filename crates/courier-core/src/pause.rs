@@ -5,6 +5,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{StoreError, StoreResult};
+use crate::nul::{nul_refused, text_has_nul};
+
 /// Where a pause or a resume left its target.
 ///
 /// ```
@@ -61,4 +64,24 @@ pub struct PausedQueue {
     pub queue: String,
     /// Since when (store clock).
     pub paused_at: DateTime<Utc>,
+}
+
+impl PausedQueue {
+    /// Refuses a queue name no store keeps: empty, or holding a NUL.
+    ///
+    /// ```
+    /// use courier_core::PausedQueue;
+    ///
+    /// assert!(PausedQueue::check_name("email").is_ok());
+    /// assert!(PausedQueue::check_name("").is_err());
+    /// ```
+    pub fn check_name(queue: &str) -> StoreResult<()> {
+        if queue.is_empty() {
+            return Err(StoreError::Invalid("a queue name must not be empty".into()));
+        }
+        if text_has_nul(queue) {
+            return Err(nul_refused("queue"));
+        }
+        Ok(())
+    }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{
     Change, Committed, ExecutionId, ExecutionState, PauseState, PauseStore, PausedQueue, StoreError, StoreResult,
-    events_of, nul_refused, text_has_nul,
+    events_of,
 };
 use deadpool_postgres::Transaction;
 
@@ -39,12 +39,12 @@ impl PauseStore for PostgresStore {
     }
 
     async fn pause_queue(&self, queue: &str) -> StoreResult<Committed<PauseState>> {
-        checked(queue)?;
+        PausedQueue::check_name(queue)?;
         in_transaction!(self, |tx| pause_queue(tx, queue))
     }
 
     async fn resume_queue(&self, queue: &str) -> StoreResult<Committed<PauseState>> {
-        checked(queue)?;
+        PausedQueue::check_name(queue)?;
         in_transaction!(self, |tx| resume_queue(tx, queue))
     }
 
@@ -68,16 +68,6 @@ impl PauseStore for PostgresStore {
             .map_err(Error::from)?;
         Ok(paused)
     }
-}
-
-fn checked(queue: &str) -> StoreResult<()> {
-    if queue.is_empty() {
-        return Err(StoreError::Invalid("a queue name must not be empty".into()));
-    }
-    if text_has_nul(queue) {
-        return Err(nul_refused("queue"));
-    }
-    Ok(())
 }
 
 /// The execution's state and function; `ExecutionNotFound` if there is none.

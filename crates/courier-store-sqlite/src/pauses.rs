@@ -3,10 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use courier_core::{
-    Change, Committed, ExecutionId, PauseState, PauseStore, PausedQueue, StoreError, StoreResult, nul_refused,
-    text_has_nul,
-};
+use courier_core::{Change, Committed, ExecutionId, PauseState, PauseStore, PausedQueue, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::SqliteStore;
@@ -31,13 +28,15 @@ impl PauseStore for SqliteStore {
     }
 
     async fn pause_queue(&self, queue: &str) -> StoreResult<Committed<PauseState>> {
-        let queue = checked(queue)?;
+        PausedQueue::check_name(queue)?;
+        let queue = queue.to_string();
         self.write_changes(move |conn, now, changes| pause_queue(conn, now, queue, changes))
             .await
     }
 
     async fn resume_queue(&self, queue: &str) -> StoreResult<Committed<PauseState>> {
-        let queue = checked(queue)?;
+        PausedQueue::check_name(queue)?;
+        let queue = queue.to_string();
         self.write_changes(move |conn, now, changes| resume_queue(conn, now, queue, changes))
             .await
     }
@@ -55,16 +54,6 @@ impl PauseStore for SqliteStore {
         })
         .await
     }
-}
-
-fn checked(queue: &str) -> StoreResult<String> {
-    if queue.is_empty() {
-        return Err(StoreError::Invalid("a queue name must not be empty".into()));
-    }
-    if text_has_nul(queue) {
-        return Err(nul_refused("queue"));
-    }
-    Ok(queue.to_string())
 }
 
 /// The paused queues' names, for the claim to skip.
