@@ -111,14 +111,17 @@ fn group<'a, R>(
 async fn give_back(node: &Node, refused: Vec<Claimed>, counter: &'static str, wait: impl Fn(u32) -> Duration) {
     let Some(first) = refused.first() else { return };
     metrics::counter!(counter, "function" => first.task.function.clone()).increment(refused.len() as u64);
-    for (n, c) in refused.into_iter().enumerate() {
-        let release = ReleaseLease {
+    // Sent together: each release is its own fenced write, and the store
+    // actor runs them side by side rather than one round trip after another.
+    let releases = refused.iter().enumerate().map(|(n, c)| {
+        node.writes().send(ReleaseLease {
             lease: c.lease.key(),
             delay: wait(n as u32),
-        };
+        })
+    });
+    for (c, sent) in refused.iter().zip(futures::future::join_all(releases).await) {
         // A release that fails leaves the lease to expire: the task is claimed
         // again then, never lost.
-        let sent = node.writes().send(release).await;
         if let Err(e) = sent
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()))
