@@ -14,11 +14,15 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::sentinel::{RedisProcess, ScratchDir, free_port};
+use certificates::make_certificates;
+
+#[path = "certificates.rs"]
+mod certificates;
 
 /// How long a node may go unanswered before the others fail it over.
 pub const NODE_TIMEOUT_MS: u64 = 2000;
@@ -324,70 +328,6 @@ impl Drop for RedisCluster {
         // The processes go before the directory they write in.
         self.nodes.clear();
     }
-}
-
-/// A CA (`ca.pem`) and a certificate for 127.0.0.1 and localhost signed by it
-/// (`server.pem`, `server.key`) in `dir`, made with `openssl`.
-fn make_certificates(dir: &Path) -> Result<(), String> {
-    let run = |args: &[&str]| -> Result<(), String> {
-        let status = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map_err(|e| format!("cannot run openssl ({e})"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("openssl {} failed ({status})", args[0]))
-        }
-    };
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").map_err(|e| e.to_string())?;
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Courier test CA",
-    ])?;
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ])?;
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ])
 }
 
 /// Reads a `CLUSTER SLOTS` answer (loopback ports only).

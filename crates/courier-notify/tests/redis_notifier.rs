@@ -2,10 +2,12 @@
 //! strings (db number, password, ACL user, failover list, TLS), and riding out a
 //! Redis outage. The shared cluster cases are in `cluster_notifiers.rs`.
 
+#[path = "../../../tests/support/certificates.rs"]
+mod certificates;
 mod common;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -404,69 +406,13 @@ async fn a_password_only_url_connects_and_a_redis_outage_is_ridden_out() {
     assert_eq!(late.next_within(WAIT).await, Some(notice));
 }
 
-/// A CA and a server certificate for 127.0.0.1 / localhost, made with openssl.
-fn make_certificates(dir: &Path) -> bool {
-    std::fs::create_dir_all(dir).unwrap();
-    let run = |args: &[&str]| {
-        Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Courier test CA",
-    ]) && run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]) && run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ])
-}
-
 #[actix_rt::test]
 async fn rediss_connects_over_tls_trusting_the_given_ca() {
     let prefix = fresh_prefix();
     let dir = scratch_dir(&prefix);
-    if !make_certificates(&dir) {
-        common::skip("openssl could not make test certificates");
+    std::fs::create_dir_all(&dir).unwrap();
+    if let Err(e) = certificates::make_certificates(&dir) {
+        common::skip(&format!("openssl could not make test certificates: {e}"));
         let _ = std::fs::remove_dir_all(&dir);
         return;
     }
