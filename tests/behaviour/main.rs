@@ -9,6 +9,7 @@
 mod support;
 
 mod cancel_and_expiry;
+mod child_executions;
 mod concurrency_limit;
 mod deterministic;
 mod durable_functions;

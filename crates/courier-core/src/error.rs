@@ -77,6 +77,9 @@ impl TaskError {
     pub const UNSTORABLE: &'static str = "unstorable";
     /// The default kind for an error that names none.
     pub const ERROR: &'static str = "error";
+    /// Not a failure: what `continue_as_new` hands the orchestrator to return,
+    /// so that its execution completes and its successor carries on.
+    pub const CONTINUED_AS_NEW: &'static str = "continued_as_new";
 
     /// An error of `kind` with `message`.
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {

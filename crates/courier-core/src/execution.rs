@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::error::TaskError;
 use crate::id::{ExecutionId, TaskId};
-use crate::state::ExecutionState;
+use crate::state::{ExecutionState, string_enum};
 use crate::task::TaskSpec;
 
 /// An execution as stored.
@@ -55,6 +55,9 @@ pub struct ExecutionRecord {
     /// When it times out if still unfinished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<DateTime<Utc>>,
+    /// The orchestrator that started it as a child execution, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
 }
 
 impl ExecutionRecord {
@@ -85,6 +88,10 @@ pub struct NewExecution {
     /// Deduplicates dispatches: a second dispatch with the same key returns the first execution.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Makes it a child execution: its end is reported to this parent, and the
+    /// parent's end applies the link's close policy to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
 }
 
 impl NewExecution {
@@ -95,6 +102,7 @@ impl NewExecution {
             spec,
             expiry: None,
             idempotency_key: None,
+            parent: None,
         }
     }
 
@@ -169,4 +177,121 @@ pub struct Cancelled {
     pub previous: ExecutionState,
     /// Tasks that were cancelled with it (running ones lose their lease).
     pub tasks: Vec<TaskId>,
+}
+
+string_enum! {
+    /// What becomes of a child execution when its parent ends first, whether it
+    /// completed, failed, timed out or was cancelled (Temporal's parent-close policy).
+    ///
+    /// ```
+    /// use courier_core::ParentClose;
+    /// assert_eq!("abandon".parse::<ParentClose>().unwrap(), ParentClose::Abandon);
+    /// assert_eq!(ParentClose::default(), ParentClose::Cancel);
+    /// ```
+    ParentClose {
+        /// The child is cancelled with its parent (and its own children by their policies).
+        Cancel => "cancel",
+        /// The child runs on by itself.
+        Abandon => "abandon",
+    }
+}
+
+// `string_enum!` derives for its own enums, so the default is written out.
+#[allow(clippy::derivable_impls)]
+impl Default for ParentClose {
+    fn default() -> Self {
+        ParentClose::Cancel
+    }
+}
+
+/// A child execution's tie to the orchestrator that started it.
+///
+/// ```
+/// use courier_core::{ExecutionId, ParentClose, ParentLink};
+/// let parent = ExecutionId::new();
+/// let link = ParentLink { execution_id: parent, step: 4, close: ParentClose::Cancel };
+/// assert_eq!(link.signal_name(), "courier.child:4");
+/// ```
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent execution.
+    pub execution_id: ExecutionId,
+    /// The parent's step that started the child: the child's end reaches the
+    /// parent as the signal [`signal_name`](Self::signal_name) names.
+    pub step: i64,
+    /// What the parent's end does to the child.
+    pub close: ParentClose,
+}
+
+impl ParentLink {
+    /// The prefix of the signals that carry children's ends; signals sent from
+    /// outside may not use it.
+    pub const SIGNAL_PREFIX: &'static str = "courier.child:";
+
+    /// The signal the child's end is delivered to the parent as. It names the
+    /// parent's step, not the child, so a child that continues as new hands the
+    /// same wait on to its successor.
+    pub fn signal_name(&self) -> String {
+        format!("{}{}", Self::SIGNAL_PREFIX, self.step)
+    }
+}
+
+/// How a child execution ended: the payload of the signal its parent receives.
+///
+/// ```
+/// use courier_core::{ChildOutcome, ExecutionState, TaskError};
+/// let done = ChildOutcome { state: ExecutionState::Completed, result: Some(serde_json::json!(3)), error: None };
+/// assert_eq!(done.into_result().unwrap(), serde_json::json!(3));
+/// let failed = ChildOutcome { state: ExecutionState::Failed, result: None, error: Some(TaskError::new("boom", "no")) };
+/// assert_eq!(failed.into_result().unwrap_err().kind, "boom");
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChildOutcome {
+    /// Its terminal state.
+    pub state: ExecutionState,
+    /// Its result, if it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Why it did not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskError>,
+}
+
+impl ChildOutcome {
+    /// The result for the parent's code: the child's result, or an error saying
+    /// why there is none (its own error for a failure; `cancelled` or `timeout`).
+    pub fn into_result(self) -> Result<Value, TaskError> {
+        match self.state {
+            ExecutionState::Completed => Ok(self.result.unwrap_or(Value::Null)),
+            ExecutionState::Cancelled => Err(self
+                .error
+                .unwrap_or_else(|| TaskError::new(TaskError::CANCELLED, "the child execution was cancelled"))),
+            ExecutionState::TimedOut => Err(self
+                .error
+                .unwrap_or_else(|| TaskError::new(TaskError::TIMEOUT, "the child execution timed out"))),
+            _ => Err(self
+                .error
+                .unwrap_or_else(|| TaskError::new(TaskError::ERROR, "the child execution failed"))),
+        }
+    }
+}
+
+impl ChildOutcome {
+    /// The outcome of an execution that ended in `state`, as its `ExecutionEnded`
+    /// describes it (a cancel or time-out carries a reason, not an error).
+    pub fn ended(state: ExecutionState, result: Option<Value>, error: Option<TaskError>, reason: Option<&str>) -> Self {
+        let error = error.or_else(|| match state {
+            ExecutionState::Cancelled => Some(TaskError::new(
+                TaskError::CANCELLED,
+                reason.unwrap_or("the child execution was cancelled"),
+            )),
+            ExecutionState::TimedOut => Some(TaskError::new(
+                TaskError::TIMEOUT,
+                reason.unwrap_or("the child execution outlived its expiry"),
+            )),
+            _ => None,
+        });
+        ChildOutcome { state, result, error }
+    }
 }

@@ -26,6 +26,30 @@ impl ExecutionId {
     pub fn new() -> Self {
         ExecutionId(Uuid::now_v7())
     }
+
+    /// The id of the execution an orchestrator starts at `step` of `parent` (a
+    /// child, or its successor when it continues as new): a pure function of the
+    /// two, so a replay names the same execution without asking the store.
+    ///
+    /// ```
+    /// use courier_core::{ExecutionId, TaskId};
+    /// let parent = ExecutionId::new();
+    /// assert_eq!(ExecutionId::started_at(parent, 2), ExecutionId::started_at(parent, 2));
+    /// assert_ne!(ExecutionId::started_at(parent, 2), ExecutionId::started_at(parent, 3));
+    /// assert_ne!(ExecutionId::started_at(parent, 2).0, TaskId::for_step(parent, 2).0);
+    /// let grandchild = ExecutionId::started_at(ExecutionId::started_at(parent, 1), 1);
+    /// assert_ne!(grandchild, parent);
+    /// ```
+    pub fn started_at(parent: ExecutionId, step: i64) -> Self {
+        let bytes = parent.0.as_bytes();
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&bytes[..8]);
+        let low = u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes"));
+        // Mixed after the XOR, not only XORed: a child's child at the same step
+        // would otherwise XOR the same value back out and get its grandparent's id.
+        out[8..].copy_from_slice(&mix(low ^ mix(step as u64 ^ CHILD_SALT)).to_be_bytes());
+        ExecutionId(Uuid::from_bytes(out))
+    }
 }
 
 impl Default for ExecutionId {
@@ -75,6 +99,9 @@ impl TaskId {
 
 /// Keeps a root task's id (step 0) different from its execution's id.
 const STEP_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Keeps a started execution's id different from the task id at the same step.
+const CHILD_SALT: u64 = 0xd1b5_4a32_d192_ed03;
 
 /// SplitMix64's finaliser: a bijection on u64 that spreads consecutive steps over all bits.
 fn mix(mut z: u64) -> u64 {

@@ -53,7 +53,9 @@ pub use dead_letter::{DeadLetterRecord, Replayed};
 pub use duration::{DurationError, format_duration, parse_duration, serde_duration};
 pub use error::{LeaseLost, ParseEnumError, StoreError, StoreResult, TaskError};
 pub use event::{Event, EventFilter, EventType, NewEvent};
-pub use execution::{Cancelled, Dispatched, ExecutionFilter, ExecutionRecord, NewExecution};
+pub use execution::{
+    Cancelled, ChildOutcome, Dispatched, ExecutionFilter, ExecutionRecord, NewExecution, ParentClose, ParentLink,
+};
 pub use function::{FunctionRecord, FunctionSettings};
 pub use id::{ExecutionId, LeaseToken, TaskId};
 pub use node::{ExternalWorker, NodeRecord, NodeReport};

@@ -229,6 +229,7 @@ impl HoldsNul for EffectWrite {
                 ("record name", text_has_nul(name)),
                 ("recorded value", value_has_nul(value)),
             ]),
+            Effect::StartChild { execution } | Effect::ContinueAsNew { execution } => execution.nul_field(),
         }
     }
 }

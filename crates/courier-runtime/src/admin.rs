@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use courier_core::{
     Cancelled, DeliveryAttempt, DeliveryReplay, DeliveryState, ExecutionId, FunctionRecord, FunctionSettings,
-    NewDelivery, PauseState, PausedQueue, Replayed, SignalSent, TaskId, WebhookRecord,
+    NewDelivery, ParentLink, PauseState, PausedQueue, Replayed, SignalSent, TaskId, WebhookRecord,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -102,6 +102,12 @@ impl Courier {
         name: &str,
         payload: P,
     ) -> Result<SignalSent, RuntimeError> {
+        if name.starts_with(ParentLink::SIGNAL_PREFIX) {
+            return Err(RuntimeError::Invalid(format!(
+                "signal names starting with {:?} carry child executions' ends and cannot be sent",
+                ParentLink::SIGNAL_PREFIX
+            )));
+        }
         let write = SendSignal {
             execution: id,
             name: name.to_string(),

@@ -183,6 +183,7 @@ impl ExecutionActor {
         let driver = Rc::new(RefCell::new(Driver::new(
             self.execution_id(),
             self.task.id,
+            self.task.function.clone(),
             self.claimed.as_ref().map(|c| c.lease.key()).expect("claimed"),
             history,
             self.node.functions().clone(),
@@ -197,8 +198,17 @@ impl ExecutionActor {
                 let result =
                     result.unwrap_or_else(|_| Err(TaskError::new(TaskError::PANIC, "the orchestrator panicked")));
                 let failed = act.driver.as_ref().and_then(|d| d.borrow().failed.clone());
+                let continued = act.driver.as_ref().and_then(|d| d.borrow().continued);
                 let outcome = match (failed, result) {
                     (Some(error), _) => non_determinism(error),
+                    // The code returned what `continue_as_new` gave it: this
+                    // execution is done, its successor carries on.
+                    (None, Err(error)) if error.kind == TaskError::CONTINUED_AS_NEW && continued.is_some() => {
+                        Outcome::Succeeded {
+                            result: serde_json::json!({ "continued_as_new": continued }),
+                            remember: Vec::new(),
+                        }
+                    }
                     (None, Ok(value)) => Outcome::Succeeded {
                         result: value,
                         remember: Vec::new(),

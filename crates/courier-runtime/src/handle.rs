@@ -139,21 +139,13 @@ impl Courier {
     /// function's registered options.
     pub fn new_execution(&self, function: &str, args: Value, options: &DispatchOptions) -> NewExecution {
         let mut spec = self.node.functions().spec(function, args);
-        if let Some(queue) = &options.queue {
-            spec.queue = queue.clone();
-        }
-        if let Some(tags) = &options.tags {
-            spec.tags = tags.clone();
-        }
-        if let Some(priority) = options.priority {
-            spec.priority = priority;
-        }
-        spec.delay = options.delay;
+        options.apply(&mut spec);
         NewExecution {
             id: ExecutionId::new(),
             spec,
             expiry: options.expiry,
             idempotency_key: options.idempotency_key.clone(),
+            parent: None,
         }
     }
 

@@ -185,6 +185,21 @@ pub struct DispatchOptions {
 }
 
 impl DispatchOptions {
+    /// Lays these options over a function's spec (the expiry and idempotency key
+    /// belong to the execution, not the spec).
+    pub(crate) fn apply(&self, spec: &mut TaskSpec) {
+        if let Some(queue) = &self.queue {
+            spec.queue = queue.clone();
+        }
+        if let Some(tags) = &self.tags {
+            spec.tags = tags.clone();
+        }
+        if let Some(priority) = self.priority {
+            spec.priority = priority;
+        }
+        spec.delay = self.delay;
+    }
+
     /// Delays the start.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);

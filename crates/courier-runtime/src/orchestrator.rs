@@ -151,6 +151,10 @@ impl Gather {
 pub(crate) struct Driver {
     pub execution_id: ExecutionId,
     pub task_id: TaskId,
+    /// The orchestrator's function (an execution that continues as new runs it again).
+    pub function: String,
+    /// The execution this one continued as, once `continue_as_new` recorded it.
+    pub continued: Option<ExecutionId>,
     pub lease: LeaseKey,
     next_step: i64,
     history: HashMap<i64, StepRecord>,
@@ -158,15 +162,17 @@ pub(crate) struct Driver {
     pub outbox: Vec<NewTask>,
     flush_scheduled: bool,
     pub failed: Option<TaskError>,
-    functions: FunctionTable,
+    pub functions: FunctionTable,
     notification_ttl: NotificationTtl,
     port: DriverPort,
 }
 
 impl Driver {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         execution_id: ExecutionId,
         task_id: TaskId,
+        function: String,
         lease: LeaseKey,
         history: HashMap<i64, StepRecord>,
         functions: FunctionTable,
@@ -176,6 +182,8 @@ impl Driver {
         Driver {
             execution_id,
             task_id,
+            function,
+            continued: None,
             lease,
             next_step: 1,
             history,
@@ -187,6 +195,11 @@ impl Driver {
             notification_ttl,
             port,
         }
+    }
+
+    /// The step taken last.
+    pub(crate) fn last_step(&self) -> i64 {
+        self.next_step - 1
     }
 
     /// Task ids of unsettled steps the code is waiting for.
@@ -329,15 +342,15 @@ fn deliver(waiter: Waiter, outcome: StepOutcome) {
 /// ```
 #[derive(Clone)]
 pub struct OrchestratorContext {
-    driver: Rc<RefCell<Driver>>,
+    pub(crate) driver: Rc<RefCell<Driver>>,
 }
 
-fn to_value<A: Serialize>(args: A) -> Result<Value, TaskError> {
+pub(crate) fn to_value<A: Serialize>(args: A) -> Result<Value, TaskError> {
     serde_json::to_value(args)
         .map_err(|e| TaskError::non_retryable(TaskError::SERIALIZATION, format!("arguments are not JSON: {e}")))
 }
 
-fn from_value<R: DeserializeOwned>(value: Value) -> Result<R, TaskError> {
+pub(crate) fn from_value<R: DeserializeOwned>(value: Value) -> Result<R, TaskError> {
     serde_json::from_value(value).map_err(|e| {
         TaskError::non_retryable(
             TaskError::SERIALIZATION,
@@ -346,7 +359,7 @@ fn from_value<R: DeserializeOwned>(value: Value) -> Result<R, TaskError> {
     })
 }
 
-async fn receive(rx: oneshot::Receiver<StepOutcome>) -> StepOutcome {
+pub(crate) async fn receive(rx: oneshot::Receiver<StepOutcome>) -> StepOutcome {
     rx.await
         .unwrap_or_else(|_| Err(TaskError::new(TaskError::CANCELLED, "the execution stopped")))
 }
@@ -361,7 +374,7 @@ impl OrchestratorContext {
         self.driver.borrow().execution_id
     }
 
-    fn step(&self, spec: TaskSpec) -> oneshot::Receiver<StepOutcome> {
+    pub(crate) fn step(&self, spec: TaskSpec) -> oneshot::Receiver<StepOutcome> {
         let (tx, rx) = oneshot::channel();
         self.driver.borrow_mut().begin(spec, Waiter::One(tx));
         rx
@@ -478,25 +491,45 @@ impl OrchestratorContext {
         function: String,
         make: Box<dyn FnOnce() -> Result<Effect, TaskError> + '_>,
     ) -> impl Future<Output = Result<Value, TaskError>> + use<> {
+        match self.reserve_effect(&function) {
+            (_, Some(outcome)) => futures::future::Either::Left(futures::future::ready(outcome)),
+            (step, None) => match make() {
+                Ok(effect) => futures::future::Either::Right(self.write_effect(step, function, effect)),
+                Err(error) => futures::future::Either::Left(futures::future::ready(Err(error))),
+            },
+        }
+    }
+
+    /// Takes the next step for an effect recorded as `function`, with its
+    /// outcome if it is settled already (the history has it, or the code
+    /// diverged); without one, the step is free to write.
+    pub(crate) fn reserve_effect(&self, function: &str) -> (i64, Option<StepOutcome>) {
         let mut driver = self.driver.borrow_mut();
         let step = driver.next_step;
         driver.next_step += 1;
         if let Some(error) = &driver.failed {
-            let error = error.clone();
-            return futures::future::Either::Left(futures::future::ready(Err(error)));
+            return (step, Some(Err(error.clone())));
         }
         if let Some(record) = driver.history.get(&step).cloned() {
             let outcome = if record.kind != TaskKind::Effect || record.function != function {
-                Err(driver.diverged(step, (record.kind, &record.function), (TaskKind::Effect, &function)))
+                Err(driver.diverged(step, (record.kind, &record.function), (TaskKind::Effect, function)))
             } else {
                 Ok(record.result.unwrap_or(Value::Null))
             };
-            return futures::future::Either::Left(futures::future::ready(outcome));
+            return (step, Some(outcome));
         }
-        let effect = match make() {
-            Ok(effect) => effect,
-            Err(error) => return futures::future::Either::Left(futures::future::ready(Err(error))),
-        };
+        (step, None)
+    }
+
+    /// Records `effect` at `step` (taken by [`reserve_effect`](Self::reserve_effect))
+    /// and returns its recorded result.
+    pub(crate) fn write_effect(
+        &self,
+        step: i64,
+        function: String,
+        effect: Effect,
+    ) -> impl Future<Output = Result<Value, TaskError>> + use<> {
+        let driver = self.driver.borrow();
         let write = EffectWrite {
             fence: Some(driver.lease),
             execution_id: driver.execution_id,
@@ -507,7 +540,7 @@ impl OrchestratorContext {
         let effects = driver.port.effects.clone();
         let admission = driver.port.admission.clone();
         let driver = self.driver.clone();
-        futures::future::Either::Right(async move {
+        async move {
             let admitted = admission
                 .admit(1)
                 .await
@@ -530,7 +563,7 @@ impl OrchestratorContext {
                 return Err(error);
             }
             Ok(applied.result)
-        })
+        }
     }
 
     /// The time, read from this node's clock on the first run and recorded as a

@@ -170,6 +170,7 @@ pub(crate) fn slot_execution(node: &Node, schedule: &ScheduleRecord, slot: DateT
         spec,
         expiry: None,
         idempotency_key: Some(slot_key(&schedule.id, slot)),
+        parent: None,
     }
 }
 

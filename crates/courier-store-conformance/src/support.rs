@@ -262,6 +262,7 @@ pub fn execution_record(id: ExecutionId, function: &str) -> ExecutionRecord {
         started_at: None,
         completed_at: None,
         deadline: None,
+        parent: None,
     }
 }
 

@@ -5,8 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use courier_core::{
-    AttemptEnd, Change, ChildCreated, ChildGroup, Effect, EffectApplied, EffectWrite, ExecutionId, LeaseKey, LeaseLost,
-    LeaseToken, NewTask, StoreError, StoreResult, TaskId, TaskKind, TaskRef, TaskSpec, TaskState, WriteBatch,
+    AttemptEnd, Change, ChildCreated, ChildGroup, Dispatched, Effect, EffectApplied, EffectWrite, ExecutionId,
+    LeaseKey, LeaseLost, LeaseToken, NewExecution, NewTask, ParentClose, ParentLink, StoreError, StoreResult, TaskId,
+    TaskKind, TaskRef, TaskSpec, TaskState, WriteBatch,
 };
 use deadpool_postgres::Transaction;
 use serde_json::Value;
@@ -17,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::statements::{execute, query, query_one, query_opt};
 use crate::tasks::{NewTaskRow, NewTaskRows};
 use crate::wake::Wakes;
-use crate::{context, notifications};
+use crate::{context, dispatch, family, notifications};
 
 /// The orchestrators whose leases fence a batch's children and effects, locked
 /// for the rest of the transaction so that a reclaim cannot slip in between the
@@ -337,6 +338,7 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut V
     let recorded_result = match &write.effect {
         Effect::Notify { notification, .. } => serde_json::json!(notification.id),
         Effect::Record { value, .. } => value.clone(),
+        Effect::StartChild { execution } | Effect::ContinueAsNew { execution } => serde_json::json!(execution.id),
         Effect::Increment { .. } | Effect::SetState { .. } | Effect::Progress(_) => Value::Null,
     };
     let mut rows = NewTaskRows::default();
@@ -391,6 +393,31 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut V
             recorded_result
         }
         Effect::Record { .. } => recorded_result,
+        Effect::StartChild { execution } => {
+            let mut child = execution.clone();
+            let link = child.parent.get_or_insert(ParentLink {
+                execution_id: write.execution_id,
+                step: write.step,
+                close: ParentClose::Cancel,
+            });
+            if link.execution_id != write.execution_id {
+                return Err(Error::Store(StoreError::Conflict {
+                    id: child.id.to_string(),
+                    detail: format!(
+                        "a child started by execution {} names another parent",
+                        write.execution_id
+                    ),
+                }));
+            }
+            start_execution(tx, &child, changes).await?;
+            recorded_result
+        }
+        Effect::ContinueAsNew { execution } => {
+            let mut successor = execution.clone();
+            successor.parent = family::hand_over(tx, write.execution_id).await?;
+            start_execution(tx, &successor, changes).await?;
+            recorded_result
+        }
     };
     Ok(EffectApplied {
         task: ChildCreated::Created {
@@ -399,6 +426,23 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut V
         },
         result,
     })
+}
+
+/// Dispatches an execution an effect starts; its id must be free, since the
+/// effect's step is taken only once.
+async fn start_execution(tx: &Transaction<'_>, execution: &NewExecution, changes: &mut Vec<Change>) -> Result<()> {
+    let mut results = dispatch::apply(tx, std::slice::from_ref(execution), changes).await?;
+    match results.pop() {
+        Some(Ok(Dispatched::Created(_))) => Ok(()),
+        Some(Ok(Dispatched::Existing(id))) => Err(Error::Store(StoreError::Conflict {
+            id: id.to_string(),
+            detail: "the execution to start already exists".into(),
+        })),
+        Some(Err(e)) => Err(Error::Store(e)),
+        None => Err(Error::Store(StoreError::Backend(
+            "a dispatch returned no result".into(),
+        ))),
+    }
 }
 
 /// What an earlier recording of an effect left at its step.

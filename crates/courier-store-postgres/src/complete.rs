@@ -23,6 +23,7 @@ use crate::children::refusal;
 use crate::codec::{micros, now_plus, opt_micros, parse, to_json};
 use crate::error::Result;
 use crate::executions::forget_deadlines;
+use crate::family;
 use crate::rows::{self, TASK_COLUMNS};
 use crate::statements::{execute, query};
 use crate::wake::Wakes;
@@ -174,6 +175,8 @@ async fn apply_pass(
         settle_errors.push(error);
     }
     let mut settled: HashMap<Uuid, (ExecutionState, String)> = HashMap::new();
+    // Settled executions with a parent or children: their ends go further.
+    let mut with_family: HashSet<Uuid> = HashSet::new();
     if !settle_ids.is_empty() {
         for r in query(
             tx,
@@ -181,12 +184,16 @@ async fn apply_pass(
                  completed_at = now(), updated_at = now()
              FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[]) AS x(id, state, result, error)
              WHERE e.id = ANY($1) AND e.id = x.id AND e.state IN ('pending', 'running')
-             RETURNING e.id, e.state, e.function",
+             RETURNING e.id, e.state, e.function, e.parent_execution_id IS NOT NULL OR e.has_children",
             &[&settle_ids, &settle_states, &settle_results, &settle_errors],
         )
         .await?
         {
-            settled.insert(r.try_get(0)?, (parse(r.try_get::<_, &str>(1)?)?, r.try_get(2)?));
+            let id: Uuid = r.try_get(0)?;
+            settled.insert(id, (parse(r.try_get::<_, &str>(1)?)?, r.try_get(2)?));
+            if r.try_get::<_, bool>(3)? {
+                with_family.insert(id);
+            }
         }
         if !settled.is_empty() {
             let ids: Vec<Uuid> = settled.keys().copied().collect();
@@ -198,6 +205,7 @@ async fn apply_pass(
     keep_dead_letters(tx, &items, &finished).await?;
 
     let mut out = Vec::with_capacity(items.len());
+    let mut family_ends = Vec::new();
     for c in &items {
         let Some(task) = finished.get(&c.lease.task_id.0) else {
             out.push(Err(refused
@@ -272,6 +280,12 @@ async fn apply_pass(
                 }
                 *state
             });
+        if execution_state.is_some()
+            && with_family.contains(&execution.0)
+            && let Some(end @ Change::ExecutionEnded { .. }) = changes.last()
+        {
+            family_ends.push(end.clone());
+        }
         let terminal = task.state.is_terminal();
         let parent_id = task.parent_id.filter(|_| terminal);
         if let Some(parent) = parent_id {
@@ -284,6 +298,9 @@ async fn apply_pass(
             parent_id,
             execution_state,
         }));
+    }
+    if !family_ends.is_empty() {
+        family::ended(tx, family_ends, changes, wakes).await?;
     }
     Ok(out)
 }

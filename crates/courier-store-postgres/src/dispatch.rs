@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::codec::{now_plus, opt_micros, tags_json, tags_sql};
 use crate::error::{Error, Result};
+use crate::family;
 use crate::statements::query;
 use crate::tasks::{NewTaskRow, NewTaskRows};
 
@@ -139,6 +140,12 @@ pub(crate) async fn apply(
             id: TaskId::root_of(item.id).to_string(),
             detail: format!("the root task id of execution {} is already taken", item.id),
         }));
+    }
+
+    for item in inserting.iter().filter(|item| created.contains(&item.id.0)) {
+        if let Some(link) = &item.parent {
+            family::link(tx, item.id, link).await?;
+        }
     }
 
     let mut results: Vec<StoreResult<Dispatched>> = Vec::with_capacity(items.len());

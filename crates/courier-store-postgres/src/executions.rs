@@ -18,11 +18,12 @@ use uuid::Uuid;
 use crate::PostgresStore;
 use crate::codec::{count, limit, parse, to_json};
 use crate::error::{Error, Result};
-use crate::event_log;
 use crate::rows::{self, EXECUTION_COLUMNS};
 use crate::statements::{execute, query, query_one, query_opt, query_typed};
 use crate::tasks::insert_record;
 use crate::transaction::in_transaction;
+use crate::wake::Wakes;
+use crate::{event_log, family};
 
 #[async_trait]
 impl ExecutionStore for PostgresStore {
@@ -54,7 +55,7 @@ impl ExecutionStore for PostgresStore {
 static INSERT_RECORD: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO executions ({EXECUTION_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     )
 });
 
@@ -80,6 +81,9 @@ async fn insert_record_execution<C: GenericClient>(client: &C, e: &ExecutionReco
             &e.started_at,
             &e.completed_at,
             &e.deadline,
+            &e.parent.map(|p| p.execution_id.0),
+            &e.parent.map(|p| p.step),
+            &e.parent.map(|p| p.close.as_str()),
         ],
     )
     .await
@@ -158,7 +162,7 @@ async fn update_in(tx: &Transaction<'_>, e: &ExecutionRecord) -> Result<()> {
         tx,
         "UPDATE executions SET function = $2, version = $3, state = $4, args = $5, result = $6, error = $7,
              queue = $8, tags = $9, priority = $10, idempotency_key = $11, updated_at = $12, started_at = $13,
-             completed_at = $14, deadline = $15
+             completed_at = $14, deadline = $15, parent_execution_id = $16, parent_step = $17, parent_close = $18
          WHERE id = $1",
         &[
             &e.id.0,
@@ -176,6 +180,9 @@ async fn update_in(tx: &Transaction<'_>, e: &ExecutionRecord) -> Result<()> {
             &e.started_at,
             &e.completed_at,
             &e.deadline,
+            &e.parent.map(|p| p.execution_id.0),
+            &e.parent.map(|p| p.step),
+            &e.parent.map(|p| p.close.as_str()),
         ],
     )
     .await
@@ -309,6 +316,28 @@ async fn cancel(store: &PostgresStore, id: ExecutionId, reason: &str) -> StoreRe
 }
 
 async fn cancel_in(tx: &Transaction<'_>, id: ExecutionId, reason: &str) -> Result<Committed<Cancelled>> {
+    let mut changes = Vec::new();
+    let (cancelled, end) = cancel_locked(tx, id, reason, &mut changes).await?;
+    let Some(end) = end else {
+        return Ok(Committed::unchanged(cancelled));
+    };
+    let mut wakes = Wakes::default();
+    family::ended(tx, vec![end], &mut changes, &mut wakes).await?;
+    wakes.apply(tx, &mut changes).await?;
+    event_log::append(tx, &events_of(&changes)).await?;
+    Ok(Committed::new(cancelled, changes))
+}
+
+/// Cancels an execution and its unfinished tasks inside the caller's
+/// transaction, recording their changes; also returns the `ExecutionEnded` if it
+/// ended now (none if it had ended before), for the caller to follow to its
+/// parent and children.
+pub(crate) async fn cancel_locked(
+    tx: &Transaction<'_>,
+    id: ExecutionId,
+    reason: &str,
+    changes: &mut Vec<Change>,
+) -> Result<(Cancelled, Option<Change>)> {
     // The execution row is locked first, so a concurrent completion of its root
     // cannot settle it between this check and the update.
     let row = query_opt(
@@ -320,16 +349,16 @@ async fn cancel_in(tx: &Transaction<'_>, id: ExecutionId, reason: &str) -> Resul
     .ok_or(StoreError::ExecutionNotFound(id))?;
     let previous: ExecutionState = parse(row.try_get::<_, &str>(0)?)?;
     if previous.is_terminal() {
-        return Ok(Committed::unchanged(Cancelled {
+        let unchanged = Cancelled {
             execution_id: id,
             previous,
             tasks: Vec::new(),
-        }));
+        };
+        return Ok((unchanged, None));
     }
     let function: String = row.try_get(1)?;
-    let mut changes = Vec::new();
     let cancelled = cancel_tasks(tx, &[id.0]).await?;
-    let tasks = report(id, &cancelled, reason, &mut changes);
+    let tasks = report(id, &cancelled, reason, changes);
     let error = to_json(&TaskError::new(TaskError::CANCELLED, reason))?;
     execute(
         tx,
@@ -339,22 +368,22 @@ async fn cancel_in(tx: &Transaction<'_>, id: ExecutionId, reason: &str) -> Resul
     )
     .await?;
     forget_deadlines(tx, &[id.0]).await?;
-    changes.push(Change::ExecutionEnded {
+    let end = Change::ExecutionEnded {
         execution: id,
         function,
         state: ExecutionState::Cancelled,
         result: None,
         error: None,
         reason: Some(reason.to_string()),
-    });
-    event_log::append(tx, &events_of(&changes)).await?;
-    Ok(Committed::new(
+    };
+    changes.push(end.clone());
+    Ok((
         Cancelled {
             execution_id: id,
             previous,
             tasks,
         },
-        changes,
+        Some(end),
     ))
 }
 
@@ -415,6 +444,10 @@ async fn time_out_in(tx: &Transaction<'_>, max: u32) -> Result<Committed<Vec<Can
             tasks,
         });
     }
+    let ends = changes.clone();
+    let mut wakes = Wakes::default();
+    family::ended(tx, ends, &mut changes, &mut wakes).await?;
+    wakes.apply(tx, &mut changes).await?;
     event_log::append(tx, &events_of(&changes)).await?;
     Ok(Committed::new(out, changes))
 }

@@ -74,6 +74,7 @@ mod dispatch;
 mod error;
 mod event_log;
 mod executions;
+mod family;
 mod functions;
 mod leases;
 mod maintenance;

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use courier_core::{
     DeadLetterRecord, DeliveryAttempt, DeliveryRecord, Event, EventType, ExecutionId, ExecutionRecord, LeaseToken,
-    ProgressEntry, SignalRecord, TaskError, TaskId, TaskRecord, WebhookRecord,
+    ParentLink, ProgressEntry, SignalRecord, TaskError, TaskId, TaskRecord, WebhookRecord,
 };
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -26,7 +26,8 @@ pub(crate) static TASK_COLUMNS_T: LazyLock<String> = LazyLock::new(|| qualify(TA
 
 /// The execution columns, in decoding order.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, function, version, state, args, result, error, queue, tags, \
-     priority, idempotency_key, created_at, updated_at, started_at, completed_at, deadline";
+     priority, idempotency_key, created_at, updated_at, started_at, completed_at, deadline, parent_execution_id, \
+     parent_step, parent_close";
 
 /// The signal columns, in decoding order.
 pub(crate) const SIGNAL_COLUMNS: &str = "id, execution_id, name, payload, created_at, consumed_by, consumed_at";
@@ -117,6 +118,14 @@ pub(crate) fn execution(row: &Row) -> Result<ExecutionRecord> {
         started_at: row.try_get(13)?,
         completed_at: row.try_get(14)?,
         deadline: row.try_get(15)?,
+        parent: match row.try_get::<_, Option<Uuid>>(16)? {
+            Some(parent) => Some(ParentLink {
+                execution_id: ExecutionId(parent),
+                step: row.try_get(17)?,
+                close: parse(row.try_get::<_, &str>(18)?)?,
+            }),
+            None => None,
+        },
     })
 }
 

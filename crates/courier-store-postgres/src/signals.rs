@@ -43,6 +43,28 @@ async fn send_in(
     name: &str,
     payload: &Value,
 ) -> Result<Committed<SignalSent>> {
+    let mut changes = Vec::new();
+    let mut wakes = Wakes::default();
+    let sent = deliver(tx, execution, name, payload, &mut changes, &mut wakes).await?;
+    if changes.is_empty() {
+        return Ok(Committed::unchanged(sent));
+    }
+    wakes.apply(tx, &mut changes).await?;
+    event_log::append(tx, &events_of(&changes)).await?;
+    Ok(Committed::new(sent, changes))
+}
+
+/// Stores a signal and hands it to the oldest wait for its name, if any: the
+/// wait's `AttemptEnded` goes to `changes` and its parent to `wakes`, for the
+/// caller to apply and append with the rest of its transaction.
+pub(crate) async fn deliver(
+    tx: &Transaction<'_>,
+    execution: ExecutionId,
+    name: &str,
+    payload: &Value,
+    changes: &mut Vec<Change>,
+    wakes: &mut Wakes,
+) -> Result<SignalSent> {
     let row = query_opt(
         tx,
         "SELECT state FROM executions WHERE id = $1 FOR NO KEY UPDATE",
@@ -75,11 +97,11 @@ async fn send_in(
     )
     .await?;
     let Some(wait) = wait else {
-        return Ok(Committed::unchanged(SignalSent {
+        return Ok(SignalSent {
             signal_id,
             delivered_to: None,
             parent_id: None,
-        }));
+        });
     };
     let task = TaskId(wait.try_get(0)?);
     let parent = wait.try_get::<_, Option<Uuid>>(1)?.map(TaskId);
@@ -99,25 +121,19 @@ async fn send_in(
         &[&signal_id, &task.0],
     )
     .await?;
-    let mut changes = vec![Change::AttemptEnded {
+    changes.push(Change::AttemptEnded {
         task: TaskRef::new(execution, task, TaskKind::SignalWait, function),
         attempt: u32::try_from(attempt).unwrap_or(0),
         end: AttemptEnd::Completed,
-    }];
-    let mut wakes = Wakes::default();
+    });
     if let Some(parent) = parent {
         wakes.add(parent);
     }
-    wakes.apply(tx, &mut changes).await?;
-    event_log::append(tx, &events_of(&changes)).await?;
-    Ok(Committed::new(
-        SignalSent {
-            signal_id,
-            delivered_to: Some(task),
-            parent_id: parent,
-        },
-        changes,
-    ))
+    Ok(SignalSent {
+        signal_id,
+        delivered_to: Some(task),
+        parent_id: parent,
+    })
 }
 
 /// Inserts a signal record as given.

@@ -32,6 +32,7 @@ fn record(id: ExecutionId, deadline_in: chrono::Duration) -> ExecutionRecord {
         started_at: Some(now),
         completed_at: None,
         deadline: Some(now + deadline_in),
+        parent: None,
     }
 }
 

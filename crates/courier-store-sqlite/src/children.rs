@@ -3,8 +3,8 @@
 //! orchestrator finds its history instead of repeating it.
 
 use courier_core::{
-    AttemptEnd, Change, ChildCreated, ChildGroup, Effect, EffectApplied, EffectWrite, ExecutionId, NewTask, TaskId,
-    TaskKind, TaskRef, TaskSpec, TaskState,
+    AttemptEnd, Change, ChildCreated, ChildGroup, Effect, EffectApplied, EffectWrite, ExecutionId, NewTask,
+    ParentClose, ParentLink, StoreError, TaskId, TaskKind, TaskRef, TaskSpec, TaskState,
 };
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::codec::{after, enum_at, json, json_opt_at, uuid_at};
 use crate::error::Result;
 use crate::rows::{NewTaskRow, insert_new_task};
-use crate::{context, event_log, executions, leases, notifications, signals, tasks, wake};
+use crate::{context, dispatch, event_log, executions, family, leases, notifications, signals, tasks, wake};
 
 /// What sits at a step already, with its recorded result.
 fn existing_at(conn: &Connection, execution: ExecutionId, step: i64) -> Result<Option<(ChildCreated, Option<Value>)>> {
@@ -181,6 +181,30 @@ pub(crate) fn apply_effect(
             serde_json::json!(id)
         }
         Effect::Record { value, .. } => value.clone(),
+        Effect::StartChild { execution } => {
+            let mut child = execution.clone();
+            let link = child.parent.get_or_insert(ParentLink {
+                execution_id: write.execution_id,
+                step: write.step,
+                close: ParentClose::Cancel,
+            });
+            if link.execution_id != write.execution_id {
+                return Err(StoreError::Conflict {
+                    id: child.id.to_string(),
+                    detail: format!(
+                        "a child started by execution {} names another parent",
+                        write.execution_id
+                    ),
+                }
+                .into());
+            }
+            serde_json::json!(dispatch::dispatch(conn, now, &child, changes)?.id())
+        }
+        Effect::ContinueAsNew { execution } => {
+            let mut successor = execution.clone();
+            successor.parent = family::hand_over(conn, write.execution_id)?;
+            serde_json::json!(dispatch::dispatch(conn, now, &successor, changes)?.id())
+        }
     };
     let spec = TaskSpec::new(TaskKind::Effect, write.effect.function_name(), Value::Null);
     let args = json(&write.effect)?;

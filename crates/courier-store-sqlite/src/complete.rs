@@ -57,7 +57,7 @@ pub(crate) fn complete(
                     error: None,
                     reason: None,
                 };
-                event_log::record(conn, now, changes, ended)?;
+                executions::record_end(conn, now, changes, ended)?;
                 done.execution_state = Some(ExecutionState::Completed);
             }
         }
@@ -119,7 +119,7 @@ pub(crate) fn complete(
                     error: Some(error.clone()),
                     reason: None,
                 };
-                event_log::record(conn, now, changes, ended)?;
+                executions::record_end(conn, now, changes, ended)?;
                 done.execution_state = Some(ExecutionState::Failed);
             }
             done.state = TaskState::Failed;

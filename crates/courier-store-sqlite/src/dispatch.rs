@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::codec::{after, json, uuid_at};
 use crate::error::Result;
-use crate::event_log;
 use crate::rows::{NewTaskRow, insert_new_task};
+use crate::{event_log, family};
 
 /// Creates an execution and its root task, or finds the one its idempotency key names.
 pub(crate) fn dispatch(
@@ -73,6 +73,9 @@ pub(crate) fn dispatch(
         conn.prepare_cached("DELETE FROM executions WHERE id = ?1")?
             .execute([new.id.0.as_bytes()])?;
         return Err(taken().into());
+    }
+    if let Some(link) = &new.parent {
+        family::link(conn, new.id, link)?;
     }
     let created = Change::ExecutionCreated {
         execution: new.id,

@@ -15,7 +15,7 @@ use crate::SqliteStore;
 use crate::codec::{enum_at, json, limit, micros, uuid_at};
 use crate::error::Result;
 use crate::rows::{execution_at, execution_columns, insert_execution, overwrite_execution};
-use crate::{event_log, maintenance};
+use crate::{event_log, family, maintenance};
 
 #[async_trait]
 impl ExecutionStore for SqliteStore {
@@ -182,6 +182,13 @@ pub(crate) fn start(conn: &Connection, now: i64, id: ExecutionId) -> Result<bool
     Ok(changed > 0)
 }
 
+/// Records an execution's `ExecutionEnded` and what the end sets off for its
+/// parent and children (see [`family::ended`]).
+pub(crate) fn record_end(conn: &Connection, now: i64, changes: &mut Vec<Change>, ended: Change) -> Result<()> {
+    event_log::record(conn, now, changes, ended.clone())?;
+    family::ended(conn, now, &ended, changes)
+}
+
 /// Cancels every unfinished task of an execution (running ones lose their lease).
 fn cancel_tasks(
     conn: &Connection,
@@ -217,7 +224,13 @@ fn cancel_tasks(
 }
 
 /// Cancels an execution and its unfinished tasks.
-fn cancel(conn: &Connection, now: i64, id: ExecutionId, reason: &str, changes: &mut Vec<Change>) -> Result<Cancelled> {
+pub(crate) fn cancel(
+    conn: &Connection,
+    now: i64,
+    id: ExecutionId,
+    reason: &str,
+    changes: &mut Vec<Change>,
+) -> Result<Cancelled> {
     let (previous, function) = require(conn, id)?;
     if previous.is_terminal() {
         return Ok(Cancelled {
@@ -237,7 +250,7 @@ fn cancel(conn: &Connection, now: i64, id: ExecutionId, reason: &str, changes: &
         error: None,
         reason: Some(reason.to_string()),
     };
-    event_log::record(conn, now, changes, ended)?;
+    record_end(conn, now, changes, ended)?;
     Ok(Cancelled {
         execution_id: id,
         previous,
@@ -270,7 +283,7 @@ fn time_out(conn: &Connection, now: i64, max: u32, changes: &mut Vec<Change>) ->
             error: None,
             reason: None,
         };
-        event_log::record(conn, now, changes, ended)?;
+        record_end(conn, now, changes, ended)?;
         out.push(Cancelled {
             execution_id: id,
             previous,

@@ -1,7 +1,7 @@
 //! Row ↔ record mapping for the two big tables, and the raw inserts and
 //! overwrites of whole records.
 
-use courier_core::{ExecutionId, ExecutionRecord, LeaseToken, TaskId, TaskRecord, TaskSpec, TaskState};
+use courier_core::{ExecutionId, ExecutionRecord, LeaseToken, ParentLink, TaskId, TaskRecord, TaskSpec, TaskState};
 use rusqlite::{Connection, Row, params};
 
 use crate::codec::{
@@ -60,7 +60,7 @@ pub(crate) fn task_at(row: &Row<'_>) -> rusqlite::Result<(i64, TaskRecord)> {
 macro_rules! execution_columns {
     () => {
         "id, function, version, state, args, result, error, queue, tags, priority, idempotency_key, created_at, \
-         updated_at, started_at, completed_at, deadline"
+         updated_at, started_at, completed_at, deadline, parent_execution_id, parent_step, parent_close"
     };
 }
 pub(crate) use execution_columns;
@@ -84,6 +84,14 @@ pub(crate) fn execution_at(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         started_at: time_opt_at(row, 13)?,
         completed_at: time_opt_at(row, 14)?,
         deadline: time_opt_at(row, 15)?,
+        parent: match uuid_opt_at(row, 16)? {
+            Some(parent) => Some(ParentLink {
+                execution_id: ExecutionId(parent),
+                step: row.get(17)?,
+                close: enum_at(row, 18)?,
+            }),
+            None => None,
+        },
     })
 }
 
@@ -178,8 +186,9 @@ pub(crate) fn overwrite_task(conn: &Connection, t: &TaskRecord) -> Result<bool> 
 pub(crate) fn insert_execution(conn: &Connection, e: &ExecutionRecord) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO executions (id, function, version, state, args, result, error, queue, tags, priority, \
-         idempotency_key, created_at, updated_at, started_at, completed_at, deadline) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         idempotency_key, created_at, updated_at, started_at, completed_at, deadline, parent_execution_id, \
+         parent_step, parent_close) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
     )?;
     stmt.execute(params![
         e.id.0.as_bytes(),
@@ -198,6 +207,9 @@ pub(crate) fn insert_execution(conn: &Connection, e: &ExecutionRecord) -> Result
         e.started_at.map(micros),
         e.completed_at.map(micros),
         e.deadline.map(micros),
+        e.parent.map(|p| *p.execution_id.0.as_bytes()),
+        e.parent.map(|p| p.step),
+        e.parent.map(|p| p.close.as_str()),
     ])
     .map_err(conflict_on(e.id, "execution"))?;
     Ok(())
@@ -208,7 +220,8 @@ pub(crate) fn overwrite_execution(conn: &Connection, e: &ExecutionRecord) -> Res
     let mut stmt = conn.prepare_cached(
         "UPDATE executions SET function = ?2, version = ?3, state = ?4, args = ?5, result = ?6, error = ?7, \
          queue = ?8, tags = ?9, priority = ?10, idempotency_key = ?11, created_at = ?12, updated_at = ?13, \
-         started_at = ?14, completed_at = ?15, deadline = ?16 WHERE id = ?1",
+         started_at = ?14, completed_at = ?15, deadline = ?16, parent_execution_id = ?17, parent_step = ?18, \
+         parent_close = ?19 WHERE id = ?1",
     )?;
     let changed = stmt
         .execute(params![
@@ -228,6 +241,9 @@ pub(crate) fn overwrite_execution(conn: &Connection, e: &ExecutionRecord) -> Res
             e.started_at.map(micros),
             e.completed_at.map(micros),
             e.deadline.map(micros),
+            e.parent.map(|p| *p.execution_id.0.as_bytes()),
+            e.parent.map(|p| p.step),
+            e.parent.map(|p| p.close.as_str()),
         ])
         .map_err(conflict_on(e.id, "execution idempotency key"))?;
     Ok(changed > 0)

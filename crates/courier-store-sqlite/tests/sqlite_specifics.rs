@@ -253,6 +253,7 @@ fn record(id: ExecutionId) -> ExecutionRecord {
         started_at: None,
         completed_at: None,
         deadline: None,
+        parent: None,
     }
 }
 

@@ -141,6 +141,19 @@ pub enum Effect {
         /// The value.
         value: Value,
     },
+    /// Start a child execution (its `parent` link set, its id
+    /// [`ExecutionId::started_at`](crate::ExecutionId::started_at) the step);
+    /// the result is its id.
+    StartChild {
+        /// The child.
+        execution: NewExecution,
+    },
+    /// Start the execution that carries this one on with a fresh history; it
+    /// takes over this execution's parent link, if any. The result is its id.
+    ContinueAsNew {
+        /// The successor.
+        execution: NewExecution,
+    },
 }
 
 impl Effect {
@@ -152,6 +165,8 @@ impl Effect {
             Effect::Progress(_) => "courier.progress".to_string(),
             Effect::Notify { .. } => "courier.notify".to_string(),
             Effect::Record { name, .. } => format!("courier.record:{name}"),
+            Effect::StartChild { execution } => format!("courier.child:{}", execution.spec.function),
+            Effect::ContinueAsNew { .. } => "courier.continue_as_new".to_string(),
         }
     }
 }

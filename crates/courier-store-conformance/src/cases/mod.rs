@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod changes;
+pub mod child_executions;
 pub mod children;
 pub mod claims;
 pub mod cleanup;

@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("0010_schedules.sql")),
     (11, include_str!("0011_pauses.sql")),
     (12, include_str!("0012_rate_limits.sql")),
+    (13, include_str!("0013_child_executions.sql")),
 ];
 
 /// Applies every migration not applied yet, in one IMMEDIATE transaction, so that
