@@ -407,3 +407,37 @@ async fn a_rate_limit_of_50_a_second_holds_across_three_nodes() {
     let nodes: BTreeSet<String> = cluster.effects().into_iter().map(|e| e.node).collect();
     assert!(nodes.len() >= 2, "the work was not shared: {nodes:?}");
 }
+
+#[actix_rt::test]
+async fn child_executions_spread_over_nodes_and_their_ends_wake_the_parent_elsewhere() {
+    // Polling is slow, so each child's end must reach its parent's node as a
+    // notice; node `a` only serves the API.
+    let cluster = Cluster::start(&["a", "b", "c"], redis(), SLOW_POLLING, api_only_a).await;
+    let a = cluster.node("a");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let id = dispatch(
+        a,
+        "fixture.family",
+        json!({ "key": "fam", "children": 6, "steps": 2, "sleep_ms": 20 }),
+    )
+    .await;
+    let (status, body) = result(a, &id, Duration::from_secs(20)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "completed", "{body}");
+    assert_eq!(body["result"], 12, "six children of two steps each");
+
+    let (_, children) = get(&a.at(&format!("/v1/executions?parent={id}&limit=100"))).await;
+    let children = children["executions"].as_array().unwrap().clone();
+    assert_eq!(children.len(), 6, "{children:?}");
+    assert!(
+        children
+            .iter()
+            .all(|c| c["state"] == "completed" && c["parent"]["execution_id"] == id.as_str())
+    );
+    let effects = cluster.effects();
+    let ends = Effect::ends_by_key(&effects);
+    assert_eq!(ends.len(), 12, "every child's every step ran: {ends:?}");
+    assert!(ends.values().all(|e| e.len() == 1), "a step ran twice: {ends:?}");
+    let nodes: HashSet<&str> = effects.iter().map(|e| e.node.as_str()).collect();
+    assert!(!nodes.contains("a"), "the API-only node ran work: {nodes:?}");
+}

@@ -455,6 +455,39 @@ async function withoutTokens() {
     await api(server, 'POST', `/v1/executions/${x.id}/cancel`, {});
   });
 
+  await step('Child executions: a parent lists its children, each links back to its parent; fits a phone', async () => {
+    // Its own node with the fixture functions: `fixture.family` starts three
+    // child executions of `fixture.pipeline` and awaits them.
+    const family = await h.startServer('family server', { env: { ...SERVER_ENV, COURIER_TESTING_FIXTURES: 'true' } });
+    try {
+      const x = (await api(family, 'POST', '/v1/executions', { function: 'fixture.family', args: { key: 'browser', children: 3 } })).data;
+      const done = await until('the family done', async () => {
+        const d = (await api(family, 'GET', '/v1/executions/' + x.id)).data;
+        return d.execution.state === 'completed' && d;
+      });
+      assert(done.execution.result === 3, `the parent's result: ${JSON.stringify(done.execution.result)}`);
+      await page.goto(family.base + '/#/executions/' + x.id);
+      const rows = page.locator('[data-testid="child-row"]');
+      await until('three children listed', async () => (await rows.count()) === 3);
+      const states = await page.locator('[data-testid="child-state"]').allTextContents();
+      assert(states.every((t) => t === 'completed'), `child states ${states}`);
+      await shot(page, 'execution-children');
+      await page.setViewportSize(PHONE);
+      assert(await pageWidth(page) <= PHONE.width, `the children table scrolls sideways on a phone: ${await pageWidth(page)}`);
+      await page.setViewportSize(DESKTOP);
+      const childId = await rows.first().getAttribute('data-id');
+      await rows.first().locator('[data-testid="child-link"]').click();
+      await until('the child opened', async () =>
+        (await page.locator('[data-testid="detail-id"]').textContent()) === childId);
+      await page.locator('[data-testid="detail-parent"]').click();
+      await until('back at the parent', async () =>
+        (await page.locator('[data-testid="detail-id"]').textContent()) === x.id);
+    } finally {
+      await page.goto(server.base + '/#/executions'); // back on this test's own server
+      await stopServer(family);
+    }
+  });
+
   await step('Schedules: created from the page, next runs shown, runs listed, paused, run now, deleted; fits a phone', async () => {
     await page.click('[data-testid="tab-schedules"]');
     await page.click('[data-testid="new-schedule"]');

@@ -21,6 +21,10 @@
 //!   pipeline, and before each step it notifies `user` (one notification per
 //!   step) and updates one progress toast grouped by the execution, so a test can
 //!   count that a replay sends nothing twice.
+//! * `fixture.family` `{"key", "children", "steps", "sleep_ms"}`: an orchestrator
+//!   starting `children` child executions of `fixture.pipeline` (keys
+//!   `<key>/c<i>`, `steps` each) and awaiting them all; returns the sum of their
+//!   results.
 //!
 //! Off by default; production nodes never register them.
 
@@ -48,6 +52,21 @@ struct Pipeline {
     steps: u32,
     #[serde(default)]
     sleep_ms: u64,
+}
+
+/// Arguments of `fixture.family`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Family {
+    key: String,
+    children: u32,
+    #[serde(default = "one")]
+    steps: u32,
+    #[serde(default)]
+    sleep_ms: u64,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Arguments of `fixture.notifying`.
@@ -126,6 +145,22 @@ pub fn register(builder: CourierBuilder, effects_file: &str, node: &str) -> Cour
                 Ok::<_, TaskError>(args.steps)
             },
         )
+        .orchestrator("fixture.family", |ctx: OrchestratorContext, args: Family| async move {
+            let mut started = Vec::with_capacity(args.children as usize);
+            for i in 0..args.children {
+                let pipeline = Pipeline {
+                    key: format!("{}/c{i}", args.key),
+                    steps: args.steps,
+                    sleep_ms: args.sleep_ms,
+                };
+                started.push(ctx.start_child("fixture.pipeline", pipeline).await?);
+            }
+            let mut total = 0u32;
+            for child in started {
+                total += child.result::<u32>().await?;
+            }
+            Ok::<_, TaskError>(total)
+        })
         .orchestrator(
             "fixture.notifying",
             |ctx: OrchestratorContext, args: Notifying| async move {

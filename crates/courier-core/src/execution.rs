@@ -157,6 +157,9 @@ pub struct ExecutionFilter {
     /// Only the execution dispatched with this idempotency key.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Only the child executions this execution started.
+    #[serde(default)]
+    pub parent: Option<ExecutionId>,
     /// Also Courier's own executions (functions named `courier.*`, such as webhook
     /// deliveries); without this they are left out.
     #[serde(default)]

@@ -94,6 +94,9 @@ pub(crate) struct ListExecutions {
     pub created_before: Option<DateTime<Utc>>,
     /// Only the execution dispatched with this idempotency key.
     pub idempotency_key: Option<String>,
+    /// Only the child executions this execution started.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub parent: Option<String>,
     /// Include Courier's own executions (`courier.*`: webhook deliveries, ingested
     /// messages); default false, unless `function` names one of them.
     pub internal: Option<bool>,
@@ -264,6 +267,7 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListExecutions
     let query = query.into_inner();
     let limit = page_limit(query.limit)?;
     let offset = page_offset(query.offset)?;
+    let parent = query.parent.as_deref().map(execution_id).transpose()?;
     // Asking for one of Courier's own functions by name is asking to see it.
     let named_internal = query
         .function
@@ -278,6 +282,7 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListExecutions
             created_after: query.created_after,
             created_before: query.created_before,
             idempotency_key: query.idempotency_key,
+            parent,
             include_internal: query.internal.unwrap_or(named_internal),
             limit,
             offset,

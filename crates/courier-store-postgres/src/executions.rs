@@ -218,6 +218,9 @@ async fn list(store: &PostgresStore, f: &ExecutionFilter) -> StoreResult<Vec<Exe
     if f.idempotency_key.is_some() {
         sql.push_str(" AND idempotency_key = $8");
     }
+    if f.parent.is_some() {
+        sql.push_str(" AND parent_execution_id = $9");
+    }
     sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4");
     let rows = query_typed(
         &client,
@@ -231,6 +234,7 @@ async fn list(store: &PostgresStore, f: &ExecutionFilter) -> StoreResult<Vec<Exe
             Type::TIMESTAMPTZ,
             Type::TIMESTAMPTZ,
             Type::TEXT,
+            Type::UUID,
         ],
         &[
             &f.state.map(|s| s.as_str()),
@@ -241,6 +245,7 @@ async fn list(store: &PostgresStore, f: &ExecutionFilter) -> StoreResult<Vec<Exe
             &f.created_after,
             &f.created_before,
             &f.idempotency_key,
+            &f.parent.map(|p| p.0),
         ],
     )
     .await?;

@@ -123,6 +123,10 @@ fn list(conn: &Connection, filter: &ExecutionFilter) -> Result<Vec<ExecutionReco
         sql.push_str(" AND idempotency_key = ?");
         args.push(SqlValue::Text(key.clone()));
     }
+    if let Some(parent) = filter.parent {
+        sql.push_str(" AND parent_execution_id = ?");
+        args.push(SqlValue::Blob(parent.0.as_bytes().to_vec()));
+    }
     if !filter.include_internal {
         sql.push_str(" AND function NOT LIKE 'courier.%'");
     }

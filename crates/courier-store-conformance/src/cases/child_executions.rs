@@ -3,8 +3,8 @@
 //! and a link handed on by continue-as-new.
 
 use courier_core::{
-    Change, ChildCreated, ChildOutcome, Claimed, Effect, EffectApplied, EffectWrite, ExecutionId, ExecutionState,
-    NewExecution, ParentClose, ParentLink, TaskId, TaskKind, TaskSpec, TaskState,
+    Change, ChildCreated, ChildOutcome, Claimed, Effect, EffectApplied, EffectWrite, ExecutionFilter, ExecutionId,
+    ExecutionState, NewExecution, ParentClose, ParentLink, TaskId, TaskKind, TaskSpec, TaskState,
 };
 use serde_json::{Value, json};
 
@@ -113,6 +113,21 @@ pub async fn a_child_execution_starts_once_and_reports_its_end(store: DynStore) 
     let outcome: ChildOutcome = serde_json::from_value(wait.result.unwrap()).unwrap();
     assert_eq!(outcome.state, ExecutionState::Failed);
     assert_eq!(outcome.into_result().unwrap_err().kind, "card_declined");
+
+    // A parent's children are listed by their link.
+    let listed = store
+        .list_executions(&ExecutionFilter {
+            parent: Some(parent),
+            limit: 10,
+            ..ExecutionFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut ids: Vec<ExecutionId> = listed.iter().map(|e| e.id).collect();
+    ids.sort();
+    let mut expected = vec![child_id, failing];
+    expected.sort();
+    assert_eq!(ids, expected);
 }
 
 /// Cancelling a parent cancels its `cancel` children and theirs in turn, in the
