@@ -1183,3 +1183,29 @@ fn executions_and_queues_are_paused_and_resumed() {
     let out = server.run(&["queues", "resume", "mail"]).ok();
     assert_eq!(out.stdout.trim(), "queue mail was not paused");
 }
+
+#[test]
+fn a_parents_child_executions_are_listed_and_shown_with_their_link() {
+    let server = Server::start_with(None, &[("COURIER_TESTING_FIXTURES", "true".into())]);
+    let parent = server.dispatch("fixture.family", json!({"key": "cli", "children": 2}));
+    let out = server.run(&["exec", "wait", &parent, "--timeout", "20s"]).ok();
+    assert!(out.stdout.contains("completed"), "{out:#?}");
+    let out = server.run(&["exec", "list", "--parent", &parent, "--json"]).ok();
+    let children = out.json()["executions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(children.len(), 2, "{out:#?}");
+    let child = children[0]["id"].as_str().unwrap().to_string();
+    let out = server.run(&["exec", "list", "--parent", &parent]).ok();
+    assert!(
+        out.stdout.contains(&child) && out.stdout.contains("fixture.pipeline"),
+        "{out:#?}"
+    );
+    assert!(
+        !out.stdout.contains("fixture.family"),
+        "the parent is not its own child: {out:#?}"
+    );
+    let out = server.run(&["exec", "show", &child]).ok();
+    assert!(out.stdout.contains(&format!("{parent} (step ")), "{out:#?}");
+    assert!(out.stdout.contains("cancel when it ends"), "{out:#?}");
+    let out = server.run(&["exec", "list", "--parent", "not-an-id"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+}

@@ -31,6 +31,9 @@ pub enum ExecCommand {
         /// Only executions of this function.
         #[arg(long)]
         function: Option<String>,
+        /// Only the child executions this execution started.
+        #[arg(long, value_name = "EXECUTION_ID")]
+        parent: Option<String>,
         /// At most this many (1 to 1000).
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -108,9 +111,10 @@ pub async fn run(args: ExecArgs) -> ClientResult<()> {
         ExecCommand::List {
             state,
             function,
+            parent,
             limit,
             offset,
-        } => list(&client, state, function, limit, offset).await,
+        } => list(&client, state, function, parent, limit, offset).await,
         ExecCommand::Show { id } => show(&client, &id).await,
         ExecCommand::Cancel { id, reason } => cancel(&client, &id, reason).await,
         ExecCommand::Pause { id } => pause(&client, &id, true).await,
@@ -132,6 +136,7 @@ async fn list(
     client: &Client,
     state: Option<String>,
     function: Option<String>,
+    parent: Option<String>,
     limit: u32,
     offset: u32,
 ) -> ClientResult<()> {
@@ -147,6 +152,7 @@ async fn list(
             &[
                 ("state", state),
                 ("function", function),
+                ("parent", parent),
                 ("limit", Some(limit.to_string())),
                 ("offset", Some(offset.to_string())),
             ],
@@ -203,6 +209,12 @@ async fn show(client: &Client, id: &str) -> ClientResult<()> {
         ("priority", e.priority.to_string()),
         ("tags", render::list(&e.tags)),
         ("idempotency key", e.idempotency_key.clone().unwrap_or_default()),
+        (
+            "parent",
+            e.parent
+                .map(|p| format!("{} (step {}, {} when it ends)", p.execution_id, p.step, p.close))
+                .unwrap_or_default(),
+        ),
         ("created", render::time(&e.created_at)),
         ("started", render::opt_time(&e.started_at)),
         ("finished", render::opt_time(&e.completed_at)),
