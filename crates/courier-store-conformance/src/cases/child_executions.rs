@@ -114,6 +114,26 @@ pub async fn a_child_execution_starts_once_and_reports_its_end(store: DynStore) 
     assert_eq!(outcome.state, ExecutionState::Failed);
     assert_eq!(outcome.into_result().unwrap_err().kind, "card_declined");
 
+    // A child that outlives its expiry reports a time-out.
+    let mut late = start(&orch, 5, activity("family-slow"), ParentClose::Cancel);
+    if let Effect::StartChild { execution } = &mut late.effect {
+        execution.expiry = Some(std::time::Duration::from_millis(1));
+    }
+    store.apply_effect(late).await.unwrap();
+    let slow = ExecutionId::started_at(parent, 5);
+    wait_for_child(&store, &orch, 6, 5).await;
+    sleep_ms(30).await;
+    let timed_out = store.time_out_executions(10).await.unwrap();
+    assert!(timed_out.value.iter().any(|c| c.execution_id == slow), "{timed_out:?}");
+    let wait = task(&store, TaskId::for_step(parent, 6)).await;
+    assert_eq!(wait.state, TaskState::Completed);
+    let outcome: ChildOutcome = serde_json::from_value(wait.result.unwrap()).unwrap();
+    assert_eq!(outcome.state, ExecutionState::TimedOut);
+    assert_eq!(
+        outcome.into_result().unwrap_err().kind,
+        courier_core::TaskError::TIMEOUT
+    );
+
     // A parent's children are listed by their link.
     let listed = store
         .list_executions(&ExecutionFilter {
@@ -125,7 +145,7 @@ pub async fn a_child_execution_starts_once_and_reports_its_end(store: DynStore) 
         .unwrap();
     let mut ids: Vec<ExecutionId> = listed.iter().map(|e| e.id).collect();
     ids.sort();
-    let mut expected = vec![child_id, failing];
+    let mut expected = vec![child_id, failing, slow];
     expected.sort();
     assert_eq!(ids, expected);
 }
