@@ -95,6 +95,25 @@ pub struct NewExecution {
 }
 
 impl NewExecution {
+    /// This execution as the child started at `step` of `parent`: linked to it
+    /// (with the default close policy unless it says otherwise), refused if it
+    /// names another parent.
+    pub fn as_child_of(&self, parent: ExecutionId, step: i64) -> Result<NewExecution, crate::StoreError> {
+        let mut child = self.clone();
+        let link = child.parent.get_or_insert(ParentLink {
+            execution_id: parent,
+            step,
+            close: ParentClose::Cancel,
+        });
+        if link.execution_id != parent || link.step != step {
+            return Err(crate::StoreError::Conflict {
+                id: child.id.to_string(),
+                detail: format!("a child started at step {step} of execution {parent} names another parent or step"),
+            });
+        }
+        Ok(child)
+    }
+
     /// A new execution with a fresh id running `spec`.
     pub fn new(spec: TaskSpec) -> Self {
         NewExecution {
@@ -236,7 +255,12 @@ impl ParentLink {
     /// parent's step, not the child, so a child that continues as new hands the
     /// same wait on to its successor.
     pub fn signal_name(&self) -> String {
-        format!("{}{}", Self::SIGNAL_PREFIX, self.step)
+        Self::signal_at(self.step)
+    }
+
+    /// The signal that carries the end of the child started at the parent's `step`.
+    pub fn signal_at(step: i64) -> String {
+        format!("{}{}", Self::SIGNAL_PREFIX, step)
     }
 }
 
@@ -281,6 +305,11 @@ impl ChildOutcome {
 }
 
 impl ChildOutcome {
+    /// The signal payload that carries it to the parent.
+    pub fn payload(&self) -> Value {
+        serde_json::json!({ "state": self.state, "result": self.result, "error": self.error })
+    }
+
     /// The outcome of an execution that ended in `state`, as its `ExecutionEnded`
     /// describes it (a cancel or time-out carries a reason, not an error).
     pub fn ended(state: ExecutionState, result: Option<Value>, error: Option<TaskError>, reason: Option<&str>) -> Self {

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use courier_core::{
     AttemptEnd, Change, ChildCreated, ChildGroup, Dispatched, Effect, EffectApplied, EffectWrite, ExecutionId,
-    LeaseKey, LeaseLost, LeaseToken, NewExecution, NewTask, ParentClose, ParentLink, StoreError, StoreResult, TaskId,
-    TaskKind, TaskRef, TaskSpec, TaskState, WriteBatch,
+    LeaseKey, LeaseLost, LeaseToken, NewExecution, NewTask, StoreError, StoreResult, TaskId, TaskKind, TaskRef,
+    TaskSpec, TaskState, WriteBatch,
 };
 use deadpool_postgres::Transaction;
 use serde_json::Value;
@@ -394,21 +394,7 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut V
         }
         Effect::Record { .. } => recorded_result,
         Effect::StartChild { execution } => {
-            let mut child = execution.clone();
-            let link = child.parent.get_or_insert(ParentLink {
-                execution_id: write.execution_id,
-                step: write.step,
-                close: ParentClose::Cancel,
-            });
-            if link.execution_id != write.execution_id {
-                return Err(Error::Store(StoreError::Conflict {
-                    id: child.id.to_string(),
-                    detail: format!(
-                        "a child started by execution {} names another parent",
-                        write.execution_id
-                    ),
-                }));
-            }
+            let child = execution.as_child_of(write.execution_id, write.step)?;
             start_execution(tx, &child, changes).await?;
             recorded_result
         }

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use courier_core::{Change, ChildOutcome, ExecutionId, ExecutionState, ParentClose, ParentLink, StoreError};
+use courier_core::{Change, ChildOutcome, ExecutionId, ExecutionState, ParentLink, StoreError};
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
@@ -161,14 +161,8 @@ async fn report_to_parent(
     if parent_state.is_terminal() {
         return Ok(());
     }
-    let outcome = ChildOutcome::ended(state, result, error, reason.as_deref());
-    let payload = serde_json::to_value(&outcome).map_err(|e| StoreError::Backend(e.to_string()))?;
-    let name = ParentLink {
-        execution_id: parent,
-        step,
-        close: ParentClose::Cancel,
-    }
-    .signal_name();
+    let payload = ChildOutcome::ended(state, result, error, reason.as_deref()).payload();
+    let name = ParentLink::signal_at(step);
     // The parent may end between the read above and the lock `deliver` takes;
     // then there is no one left to tell.
     match signals::deliver(tx, parent, &name, &payload, changes, wakes).await {

@@ -3,8 +3,8 @@
 //! orchestrator finds its history instead of repeating it.
 
 use courier_core::{
-    AttemptEnd, Change, ChildCreated, ChildGroup, Effect, EffectApplied, EffectWrite, ExecutionId, NewTask,
-    ParentClose, ParentLink, StoreError, TaskId, TaskKind, TaskRef, TaskSpec, TaskState,
+    AttemptEnd, Change, ChildCreated, ChildGroup, Effect, EffectApplied, EffectWrite, ExecutionId, NewTask, TaskId,
+    TaskKind, TaskRef, TaskSpec, TaskState,
 };
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
@@ -182,22 +182,7 @@ pub(crate) fn apply_effect(
         }
         Effect::Record { value, .. } => value.clone(),
         Effect::StartChild { execution } => {
-            let mut child = execution.clone();
-            let link = child.parent.get_or_insert(ParentLink {
-                execution_id: write.execution_id,
-                step: write.step,
-                close: ParentClose::Cancel,
-            });
-            if link.execution_id != write.execution_id {
-                return Err(StoreError::Conflict {
-                    id: child.id.to_string(),
-                    detail: format!(
-                        "a child started by execution {} names another parent",
-                        write.execution_id
-                    ),
-                }
-                .into());
-            }
+            let child = execution.as_child_of(write.execution_id, write.step)?;
             serde_json::json!(dispatch::dispatch(conn, now, &child, changes)?.id())
         }
         Effect::ContinueAsNew { execution } => {

@@ -3,7 +3,7 @@
 //! applied to its children by their close policy, all in the transaction that
 //! ends the execution, so no end is ever lost between the two.
 
-use courier_core::{Change, ChildOutcome, ExecutionId, ParentClose, ParentLink, StoreError};
+use courier_core::{Change, ChildOutcome, ExecutionId, ParentLink};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::codec::{enum_at, uuid_at, uuid_opt_at};
@@ -86,14 +86,8 @@ pub(crate) fn ended(conn: &Connection, now: i64, ended: &Change, changes: &mut V
         let parent = ExecutionId(parent);
         let (parent_state, _) = executions::require(conn, parent)?;
         if !parent_state.is_terminal() {
-            let outcome = ChildOutcome::ended(*state, result.clone(), error.clone(), reason.as_deref());
-            let payload = serde_json::to_value(&outcome).map_err(|e| StoreError::Backend(e.to_string()))?;
-            let name = ParentLink {
-                execution_id: parent,
-                step,
-                close: ParentClose::Cancel,
-            }
-            .signal_name();
+            let payload = ChildOutcome::ended(*state, result.clone(), error.clone(), reason.as_deref()).payload();
+            let name = ParentLink::signal_at(step);
             signals::send(conn, now, parent, &name, &payload, changes)?;
         }
     }
