@@ -14,6 +14,7 @@ mod concurrency_limit;
 mod deterministic;
 mod durable_functions;
 mod durable_sleep;
+mod fairness;
 mod fan_out;
 mod http_api;
 mod http_auth;

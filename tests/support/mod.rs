@@ -28,6 +28,33 @@ pub async fn sqlite_in_dir() -> (Arc<dyn Store>, std::path::PathBuf) {
     (Arc::new(store), dir)
 }
 
+/// A fresh SQLite store in a temporary file whose claim order gives each
+/// priority level `ageing` of waiting.
+pub async fn sqlite_aged(ageing: Duration) -> Arc<dyn Store> {
+    let dir = std::env::temp_dir().join(format!("courier-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ageing = courier::core::PriorityAgeing::new(ageing).unwrap();
+    let store = SqliteStore::open(SqliteOptions::file(dir.join("courier.db")).priority_ageing(ageing))
+        .await
+        .unwrap();
+    store.init().await.unwrap();
+    Arc::new(store)
+}
+
+/// A fresh Postgres store in its own schema whose claim order gives each
+/// priority level `ageing` of waiting.
+pub async fn postgres_aged(ageing: Duration) -> Arc<dyn Store> {
+    let schema = format!("rt_{}", uuid::Uuid::new_v4().simple());
+    let ageing = courier::core::PriorityAgeing::new(ageing).unwrap();
+    let options = PostgresOptions::new(postgres_url())
+        .schema(schema)
+        .pool_size(8)
+        .priority_ageing(ageing);
+    let store = PostgresStore::connect(options).await.unwrap();
+    store.init().await.unwrap();
+    Arc::new(store)
+}
+
 /// The Postgres URL tests use.
 pub fn postgres_url() -> String {
     std::env::var("COURIER_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())

@@ -62,6 +62,9 @@ pub struct Store {
     #[serde(with = "serde_duration")]
     pub statement_timeout: Duration,
     pub sqlite_synchronous: SqliteSynchronous,
+    /// What one priority level is worth in waiting (at most an hour, checked at load).
+    #[serde(with = "serde_duration")]
+    pub priority_aging: Duration,
 }
 
 /// `store.sqlite_synchronous`.
@@ -80,6 +83,8 @@ impl Store {
         courier_store::StoreSettings {
             statement_timeout: (!self.statement_timeout.is_zero()).then_some(self.statement_timeout),
             sqlite_synchronous_full: self.sqlite_synchronous == SqliteSynchronous::Full,
+            // Checked by `Config::load`, so the fallback is never taken.
+            priority_ageing: courier_core::PriorityAgeing::new(self.priority_aging).unwrap_or_default(),
         }
     }
 }
@@ -565,6 +570,8 @@ impl Config {
                 "node.report_interval must be between 100ms and 10m".into(),
             ));
         }
+        courier_core::PriorityAgeing::new(self.store.priority_aging)
+            .map_err(|e| ConfigError::Invalid(format!("store.priority_aging: {e}")))?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be \"text\" or \"json\"".into()));
         }
@@ -858,6 +865,10 @@ mod tests {
         assert_eq!(settings.statement_timeout, Some(Duration::from_secs(5)));
         assert!(settings.sqlite_synchronous_full);
         let off = Config::load(None, |k| (k == "COURIER_STORE_STATEMENT_TIMEOUT").then(|| "0s".into())).unwrap();
+        let aged = Config::load(None, |k| (k == "COURIER_STORE_PRIORITY_AGING").then(|| "5s".into())).unwrap();
+        assert_eq!(aged.store.settings().priority_ageing.duration(), Duration::from_secs(5));
+        let err = Config::load(None, |k| (k == "COURIER_STORE_PRIORITY_AGING").then(|| "2h".into())).unwrap_err();
+        assert!(err.to_string().contains("store.priority_aging"), "{err}");
         assert_eq!(off.store.settings().statement_timeout, None);
         assert!(
             Config::load(None, |k| (k == "COURIER_STORE_SQLITE_SYNCHRONOUS")

@@ -37,6 +37,7 @@ mod nul;
 #[cfg(feature = "openapi")]
 pub mod openapi;
 mod pause;
+mod priority;
 mod progress;
 mod rate_limit;
 mod retry;
@@ -70,6 +71,7 @@ pub use notifier::{
 };
 pub use nul::{HoldsNul, NulRefusals, nul_refused, text_has_nul, value_has_nul};
 pub use pause::{PauseState, PausedQueue};
+pub use priority::{PriorityAgeing, PriorityAgeingError};
 pub use progress::{Progress, ProgressEntry};
 pub use rate_limit::{ConcurrencyKey, MAX_RATE, RateLimit, TokenGrant, take_tokens};
 pub use retry::{RetryPolicy, RetryVerdict};

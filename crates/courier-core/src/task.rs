@@ -89,7 +89,8 @@ impl TaskSpec {
         self
     }
 
-    /// Sets its priority.
+    /// Sets its priority: higher is claimed first, each level worth the store's
+    /// [`PriorityAgeing`](crate::PriorityAgeing) of waiting.
     pub fn with_priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self

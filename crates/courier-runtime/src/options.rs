@@ -36,7 +36,8 @@ pub struct FunctionOptions {
     pub queue: Option<String>,
     /// Routing tags.
     pub tags: Vec<String>,
-    /// Priority (higher first).
+    /// Priority (higher first, each level worth the store's priority ageing
+    /// of waiting: see [`courier_core::PriorityAgeing`]).
     pub priority: i32,
     /// Cluster-wide cap on running tasks of this function.
     pub max_concurrent: Option<u32>,

@@ -94,6 +94,7 @@ macro_rules! __cases {
             claims::an_expired_but_unclaimed_lease_still_completes,
             claims::a_task_scheduled_in_the_future_is_claimable_only_when_due,
             claims::claims_follow_priority_then_age,
+            claims::a_flood_of_higher_priority_overtakes_only_within_the_ageing_bound,
             claims::claims_route_by_queue_tags_function_and_kind,
             claims::claiming_a_root_task_starts_its_execution_once,
             claims::lease_renewal_extends_live_leases_and_reports_lost_ones,

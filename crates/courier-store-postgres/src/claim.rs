@@ -18,13 +18,18 @@
 //! waits for the first to commit and then counts its claims too, so the limit
 //! holds across processes.
 //!
+//! Claim order is the `claim_at` column: the due time minus priority × the
+//! store's ageing (see [`courier_core::PriorityAgeing`] for the bound it gives),
+//! then priority, due time and creation. Every claim index is ordered that way.
+//!
 //! Each claim records a `TaskStarted` (and an `ExecutionStarted` when it starts
 //! its execution), in claim order, appended in the claim's transaction.
 
 use std::collections::HashMap;
 
 use courier_core::{
-    Change, ClaimRequest, Claimed, Committed, ExecutionId, Lease, StoreResult, TaskKind, TaskRecord, TaskRef, events_of,
+    Change, ClaimRequest, Claimed, Committed, ExecutionId, Lease, PriorityAgeing, StoreResult, TaskKind, TaskRecord,
+    TaskRef, events_of,
 };
 use deadpool_postgres::Transaction;
 use tokio_postgres::types::Type;
@@ -69,8 +74,8 @@ const PARAM_TYPES: &[Type] = &[
     Type::TEXT_ARRAY, // $13 the functions asked for that have no limit
 ];
 
-const ORDER: &str = "ORDER BY priority DESC, scheduled_for, created_at";
-const CANDIDATE: &str = "id, function, priority, scheduled_for, created_at";
+const ORDER: &str = "ORDER BY claim_at, priority DESC, scheduled_for, created_at";
+const CANDIDATE: &str = "id, function, claim_at, priority, scheduled_for, created_at";
 
 fn statement(shape: Shape) -> String {
     let mut filters = String::from("kind = ANY($4)");
@@ -185,7 +190,7 @@ fn statement(shape: Shape) -> String {
              FROM (SELECT * FROM limited_pending UNION ALL SELECT * FROM limited_expired) l
          ),
          limited AS (
-             SELECT r.id, r.function, r.priority, r.scheduled_for, r.created_at
+             SELECT r.id, r.function, r.claim_at, r.priority, r.scheduled_for, r.created_at
              FROM limited_ranked r JOIN budget b ON b.function = r.function
              WHERE r.rank <= b.n
          ),"
@@ -212,6 +217,7 @@ struct Plan<'a> {
     /// Limited functions this request could claim, in name order, with their limits.
     limits: Vec<(&'a str, u32)>,
     lock_prefix: String,
+    ageing: PriorityAgeing,
 }
 
 /// Claims up to `req.max` tasks.
@@ -243,6 +249,7 @@ pub(crate) async fn claim(store: &PostgresStore, req: &ClaimRequest) -> StoreRes
         kinds,
         limits,
         lock_prefix: store.lock_name("limit"),
+        ageing: store.ageing,
     };
     in_transaction!(store, |tx| plan.run(tx))
 }
@@ -294,9 +301,13 @@ impl Plan<'_> {
         )
         .await?;
         let mut tasks: Vec<TaskRecord> = rows.iter().map(rows::task).collect::<Result<_>>()?;
+        // The statement's order, for the events (the UPDATE returns rows in any order).
+        let ageing = self.ageing;
         tasks.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
+            ageing
+                .claim_at(a.priority, a.scheduled_for)
+                .cmp(&ageing.claim_at(b.priority, b.scheduled_for))
+                .then(b.priority.cmp(&a.priority))
                 .then(a.scheduled_for.cmp(&b.scheduled_for))
                 .then(a.created_at.cmp(&b.created_at))
                 .then(a.id.cmp(&b.id))

@@ -55,6 +55,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Claim order
+//!
+//! Claims take due work by the `claim_at` column: due time minus priority ×
+//! [`PriorityAgeing`](courier_core::PriorityAgeing) (which states the bound this
+//! gives), generated from `scheduled_for` and `priority`, so no write path can
+//! forget it, and the key of every claim index. The ageing is the store's
+//! ([`PostgresOptions::priority_ageing`]), applied by `init`: a different one
+//! rebuilds the column, rewriting `tasks`.
+//!
 //! # Event log
 //!
 //! Sequence numbers are gap-free in commit order and never reused: each
@@ -83,6 +92,7 @@ mod nodes;
 mod notifications;
 mod options;
 mod pauses;
+mod priority_ageing;
 mod rate_limits;
 mod rows;
 mod schedules;
@@ -153,6 +163,8 @@ impl WriteVolume {
 pub struct PostgresStore {
     pool: Pool,
     schema: Option<Arc<str>>,
+    /// What a priority level is worth in waiting; fixed at `init`.
+    ageing: courier_core::PriorityAgeing,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -191,6 +203,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             schema: options.schema_name().map(Arc::from),
+            ageing: options.priority_ageing_setting(),
         };
         let client = store.client().await?;
         client.simple_query("SELECT 1").await.map_err(|e| error::from_db(&e))?;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use courier_core::{StoreError, StoreResult};
+use courier_core::{PriorityAgeing, StoreError, StoreResult};
 
 use crate::tls::{PostgresTls, parse_postgres_url};
 
@@ -22,6 +22,7 @@ pub struct PostgresOptions {
     schema: Option<String>,
     pool_size: usize,
     statement_timeout: Option<Duration>,
+    priority_ageing: PriorityAgeing,
 }
 
 /// Connections the pool keeps at most unless told otherwise.
@@ -40,6 +41,7 @@ impl PostgresOptions {
             schema: None,
             pool_size: DEFAULT_POOL_SIZE,
             statement_timeout: Some(DEFAULT_STATEMENT_TIMEOUT),
+            priority_ageing: PriorityAgeing::DEFAULT,
         }
     }
 
@@ -50,6 +52,19 @@ impl PostgresOptions {
     pub fn statement_timeout(mut self, limit: Option<Duration>) -> Self {
         self.statement_timeout = limit;
         self
+    }
+
+    /// What one priority level is worth in waiting (`store.priority_aging`): the
+    /// store's claim order, applied by `init` (which rebuilds the order of every
+    /// task if the database had another; see [`PriorityAgeing`] for the bound).
+    pub fn priority_ageing(mut self, ageing: PriorityAgeing) -> Self {
+        self.priority_ageing = ageing;
+        self
+    }
+
+    /// The priority ageing.
+    pub fn priority_ageing_setting(&self) -> PriorityAgeing {
+        self.priority_ageing
     }
 
     /// The statement timeout, if any.

@@ -23,7 +23,8 @@ impl Store for PostgresStore {
 
     async fn init(&self) -> StoreResult<()> {
         let schema = self.schema.clone();
-        in_transaction!(self, |tx| migrations::migrate(tx, schema.as_deref()))
+        let ageing = self.ageing;
+        in_transaction!(self, |tx| migrations::migrate(tx, schema.as_deref(), ageing))
     }
 
     async fn close(&self) {

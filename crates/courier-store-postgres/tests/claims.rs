@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use courier_core::{ClaimRequest, ExecutionStore, NewExecution, Store, TaskKind, TaskSpec, TaskStore};
+use courier_store_postgres::{PostgresOptions, PostgresStore};
 use serde_json::json;
 
 async fn dispatch(store: &impl Store, function: &str, queue: &str, priority: i32) {
@@ -98,4 +99,49 @@ async fn init_is_idempotent_and_safe_when_nodes_race() {
     dispatch(&store, "after", "default", 0).await;
     assert_eq!(store.count_executions(None).await.unwrap(), 1);
     store.drop_schema().await.unwrap();
+}
+
+/// The store's priority ageing is applied at `init`: reopening with another
+/// rebuilds the claim order of the tasks already written, and of new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_with_another_priority_ageing_rebuilds_the_claim_order() {
+    let store = common::fresh("claims_ageing").await;
+    let schema = store.schema().unwrap().to_string();
+    // A priority-0 task, then 200 ms later a priority-1 one: with the default
+    // (a level is worth 60 s) the later, higher one goes first.
+    dispatch(&store, "low", "default", 0).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    dispatch(&store, "high", "default", 1).await;
+    let reopen = |ageing_ms: u64| {
+        let schema = schema.clone();
+        async move {
+            let ageing = courier_core::PriorityAgeing::new(Duration::from_millis(ageing_ms)).unwrap();
+            let options = PostgresOptions::new(common::url())
+                .schema(schema)
+                .priority_ageing(ageing);
+            let store = PostgresStore::connect(options).await.unwrap();
+            store.init().await.unwrap();
+            store
+        }
+    };
+    // With 10 ms a level, 200 ms of waiting outweighs one level.
+    let aged = reopen(10).await;
+    let claim_all = |store: PostgresStore| async move {
+        let got = store
+            .claim_tasks(&ClaimRequest::new("w", 1, Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .value;
+        got.into_iter().map(|c| c.task.function).collect::<Vec<_>>()
+    };
+    assert_eq!(claim_all(aged.clone()).await, vec!["low"]);
+    assert_eq!(claim_all(aged.clone()).await, vec!["high"]);
+    // Back to the default: priority wins again within the minute.
+    let default = reopen(60_000).await;
+    dispatch(&default, "low", "default", 0).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    dispatch(&default, "high", "default", 1).await;
+    assert_eq!(claim_all(default.clone()).await, vec!["high"]);
+    assert_eq!(claim_all(default.clone()).await, vec!["low"]);
+    default.drop_schema().await.unwrap();
 }

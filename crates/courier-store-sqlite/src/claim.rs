@@ -9,11 +9,15 @@
 //! `LIMIT` counts only claimable rows. When a limited function fills up, its
 //! remaining candidates are skipped and the walk is redone without it, so a busy
 //! function cannot starve the others out of a claim.
+//!
+//! Claim order is the `claim_at` column: the due time minus priority × the
+//! store's ageing (see [`courier_core::PriorityAgeing`] for the bound it gives),
+//! then priority, due time, creation and id. Every claim index is ordered that way.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use courier_core::{Change, ClaimRequest, Claimed, Lease, LeaseToken, TaskRecord, TaskRef, TaskState};
+use courier_core::{Change, ClaimRequest, Claimed, Lease, LeaseToken, PriorityAgeing, TaskRecord, TaskRef, TaskState};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
@@ -78,16 +82,19 @@ impl Filters {
     }
 }
 
-/// Claim order: priority (high first), due time, creation, id.
-fn claim_order(a: &TaskRecord, b: &TaskRecord) -> Ordering {
-    b.priority
-        .cmp(&a.priority)
+/// Claim order, as the indexes have it: the ageing-adjusted due time, then
+/// priority (high first), due time, creation, id.
+fn claim_order(ageing: PriorityAgeing, a: &TaskRecord, b: &TaskRecord) -> Ordering {
+    ageing
+        .claim_at(a.priority, a.scheduled_for)
+        .cmp(&ageing.claim_at(b.priority, b.scheduled_for))
+        .then(b.priority.cmp(&a.priority))
         .then(a.scheduled_for.cmp(&b.scheduled_for))
         .then(a.created_at.cmp(&b.created_at))
         .then(a.id.cmp(&b.id))
 }
 
-const ORDER: &str = " ORDER BY priority DESC, scheduled_for, created_at, id LIMIT ?";
+const ORDER: &str = " ORDER BY claim_at, priority DESC, scheduled_for, created_at, id LIMIT ?";
 
 /// Pending, due candidates on `queue`, in claim order.
 fn pending(conn: &Connection, now: i64, queue: &str, filters: &Filters, n: usize) -> Result<Vec<(i64, TaskRecord)>> {
@@ -233,6 +240,7 @@ fn live_count(conn: &Connection, now: i64, function: &str) -> Result<u32> {
 pub(crate) fn claim(
     conn: &Connection,
     now: i64,
+    ageing: PriorityAgeing,
     req: &ClaimRequest,
     changes: &mut Vec<Change>,
 ) -> Result<Vec<Claimed>> {
@@ -295,7 +303,7 @@ pub(crate) fn claim(
         let found = expired(conn, now, queues.as_deref(), &filters, need)?;
         more_exist |= found.len() == need;
         candidates.extend(found);
-        candidates.sort_by(|a, b| claim_order(&a.1, &b.1));
+        candidates.sort_by(|a, b| claim_order(ageing, &a.1, &b.1));
 
         let mut newly_saturated = false;
         for (rowid, task) in candidates {

@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn every_filtered_read_searches_an_index_from_its_cursor() {
         let mut conn = Connection::open_in_memory().unwrap();
-        crate::migrations::migrate(&mut conn, 0).unwrap();
+        crate::migrations::migrate(&mut conn, 0, courier_core::PriorityAgeing::DEFAULT).unwrap();
         let by_type = EventFilter::after(41).types([EventType::TaskCompleted]).limit(100);
         let plan_of_type = plan(&conn, &by_type);
         assert!(

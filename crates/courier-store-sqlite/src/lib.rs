@@ -13,6 +13,13 @@
 //! with a few reader threads, so reads never wait for writes. Every time the store
 //! stamps or compares comes from the configured [`Clock`](courier_core::Clock).
 //!
+//! Claims take due work by the `claim_at` column: due time minus priority ×
+//! [`PriorityAgeing`](courier_core::PriorityAgeing) (which states the bound this
+//! gives), generated from `scheduled_for` and `priority`, so no write path can
+//! forget it, and the key of every claim index. The ageing is the store's
+//! ([`SqliteOptions::priority_ageing`]), applied by `init`: a different one
+//! rebuilds the column and its indexes.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), courier_core::StoreError> {
 //! use courier_core::{ClaimRequest, NewExecution, Store, TaskKind, TaskSpec, TaskStore};
@@ -51,6 +58,7 @@ mod nodes;
 mod notifications;
 mod options;
 mod pauses;
+mod priority_ageing;
 mod rate_limits;
 mod readers;
 mod rows;

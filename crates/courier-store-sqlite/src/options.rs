@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use courier_core::Clock;
+use courier_core::{Clock, PriorityAgeing};
 
 /// Where the database lives and how it is tuned.
 ///
@@ -16,6 +16,7 @@ pub struct SqliteOptions {
     pub(crate) path: Option<PathBuf>,
     pub(crate) clock: Clock,
     pub(crate) synchronous_full: bool,
+    pub(crate) priority_ageing: PriorityAgeing,
 }
 
 impl SqliteOptions {
@@ -26,6 +27,7 @@ impl SqliteOptions {
             path: None,
             clock: Clock::system(),
             synchronous_full: false,
+            priority_ageing: PriorityAgeing::DEFAULT,
         }
     }
 
@@ -41,6 +43,14 @@ impl SqliteOptions {
     /// The clock the store stamps and compares every time with (tests shift it).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// What one priority level is worth in waiting (`store.priority_aging`): the
+    /// store's claim order, applied by `init` (which rebuilds the order of every
+    /// task if the file had another; see [`PriorityAgeing`] for the bound).
+    pub fn priority_ageing(mut self, ageing: PriorityAgeing) -> Self {
+        self.priority_ageing = ageing;
         self
     }
 

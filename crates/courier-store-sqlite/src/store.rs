@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use courier_core::{Change, Clock, Committed, Store, StoreError, StoreResult, WriteBatch, WriteResults};
+use courier_core::{
+    Change, Clock, Committed, PriorityAgeing, Store, StoreError, StoreResult, WriteBatch, WriteResults,
+};
 use rusqlite::Connection;
 
 use crate::codec::{micros, time};
@@ -38,6 +40,8 @@ struct Inner {
     /// `None` for an in-memory database, which only the writer's connection can see.
     readers: Option<Readers>,
     clock: Clock,
+    /// What a priority level is worth in waiting; fixed at `init`.
+    ageing: PriorityAgeing,
     closed: AtomicBool,
     path: Option<PathBuf>,
     /// Set by a test to make the next group commit panic.
@@ -82,11 +86,17 @@ impl SqliteStore {
                 writer,
                 readers,
                 clock: options.clock,
+                ageing: options.priority_ageing,
                 closed: AtomicBool::new(false),
                 path: options.path,
                 commit_fault: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// What a priority level is worth in waiting in this store's claim order.
+    pub(crate) fn ageing(&self) -> PriorityAgeing {
+        self.inner.ageing
     }
 
     fn check_open(&self) -> StoreResult<()> {
@@ -246,9 +256,10 @@ impl Store for SqliteStore {
     async fn init(&self) -> StoreResult<()> {
         self.check_open()?;
         let clock = self.inner.clock;
+        let ageing = self.inner.ageing;
         self.inner
             .writer
-            .run_alone(move |conn| migrations::migrate(conn, micros(clock.now())))
+            .run_alone(move |conn| migrations::migrate(conn, micros(clock.now()), ageing))
             .await
     }
 

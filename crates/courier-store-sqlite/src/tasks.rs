@@ -42,7 +42,8 @@ impl TaskStore for SqliteStore {
 
     async fn claim_tasks(&self, req: &ClaimRequest) -> StoreResult<Committed<Vec<Claimed>>> {
         let req = req.clone();
-        self.write_changes(move |conn, now, changes| claim::claim(conn, now, &req, changes))
+        let ageing = self.ageing();
+        self.write_changes(move |conn, now, changes| claim::claim(conn, now, ageing, &req, changes))
             .await
     }
 

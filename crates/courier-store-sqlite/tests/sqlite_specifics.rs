@@ -310,3 +310,50 @@ async fn the_memory_path_is_a_private_database() {
     assert_eq!(a.count_executions(None).await.unwrap(), 1);
     assert_eq!(b.count_executions(None).await.unwrap(), 0);
 }
+
+/// The store's priority ageing is applied at `init`: reopening with another
+/// rebuilds the claim order of the tasks already written, and of new ones.
+#[tokio::test]
+async fn reopening_with_another_priority_ageing_rebuilds_the_claim_order() {
+    let dir = std::env::temp_dir().join(format!("courier-sqlite-ageing-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("courier.db");
+    let open = |ageing_ms: u64| {
+        let path = path.clone();
+        async move {
+            let ageing = courier_core::PriorityAgeing::new(Duration::from_millis(ageing_ms)).unwrap();
+            let store = SqliteStore::open(SqliteOptions::file(path).priority_ageing(ageing))
+                .await
+                .unwrap();
+            store.init().await.unwrap();
+            store
+        }
+    };
+    let next = |store: &SqliteStore| {
+        let store = store.clone();
+        async move { store.claim_tasks(&req(1)).await.unwrap().value[0].task.function.clone() }
+    };
+    // A priority-0 task, then 200 ms later a priority-1 one: with the default
+    // (a level is worth 60 s) the later, higher one would go first.
+    let store = open(60_000).await;
+    dispatch(&store, activity("low")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    dispatch(&store, activity("high").with_priority(1)).await;
+    store.close().await;
+
+    // With 10 ms a level, 200 ms of waiting outweighs one level.
+    let store = open(10).await;
+    assert_eq!(next(&store).await, "low");
+    assert_eq!(next(&store).await, "high");
+    store.close().await;
+
+    // Back to the default: priority wins again within the minute.
+    let store = open(60_000).await;
+    dispatch(&store, activity("low")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    dispatch(&store, activity("high").with_priority(1)).await;
+    assert_eq!(next(&store).await, "high");
+    assert_eq!(next(&store).await, "low");
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -47,6 +47,9 @@ pub struct StoreSettings {
     /// SQLite only: `true` fsyncs at every commit (`synchronous=FULL`); `false`
     /// (`NORMAL`, WAL) may lose the last commits on power loss, never corrupts.
     pub sqlite_synchronous_full: bool,
+    /// Both stores: what one priority level is worth in waiting in the claim
+    /// order (see [`courier_core::PriorityAgeing`] for the bound it gives).
+    pub priority_ageing: courier_core::PriorityAgeing,
 }
 
 impl Default for StoreSettings {
@@ -54,6 +57,7 @@ impl Default for StoreSettings {
         StoreSettings {
             statement_timeout: Some(courier_store_postgres::DEFAULT_STATEMENT_TIMEOUT),
             sqlite_synchronous_full: false,
+            priority_ageing: courier_core::PriorityAgeing::DEFAULT,
         }
     }
 }
@@ -62,7 +66,9 @@ impl Default for StoreSettings {
 pub async fn open_with(url: &str, clock: Clock, settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
     let url = url.trim();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let options = PostgresOptions::new(url).statement_timeout(settings.statement_timeout);
+        let options = PostgresOptions::new(url)
+            .statement_timeout(settings.statement_timeout)
+            .priority_ageing(settings.priority_ageing);
         let store = PostgresStore::connect(options).await?;
         return Ok(Arc::new(store));
     }
@@ -75,7 +81,10 @@ pub async fn open_with(url: &str, clock: Clock, settings: &StoreSettings) -> Res
     } else {
         SqliteOptions::file(path)
     };
-    let options = options.clock(clock).synchronous_full(settings.sqlite_synchronous_full);
+    let options = options
+        .clock(clock)
+        .synchronous_full(settings.sqlite_synchronous_full)
+        .priority_ageing(settings.priority_ageing);
     let store = SqliteStore::open(options).await?;
     Ok(Arc::new(store))
 }
@@ -83,7 +92,12 @@ pub async fn open_with(url: &str, clock: Clock, settings: &StoreSettings) -> Res
 /// [`open_with`] for SQLite only, keeping the concrete type (tests read what it runs with).
 #[doc(hidden)]
 pub async fn open_sqlite_with(path: &str, settings: &StoreSettings) -> Result<SqliteStore, StoreError> {
-    SqliteStore::open(SqliteOptions::file(path).synchronous_full(settings.sqlite_synchronous_full)).await
+    SqliteStore::open(
+        SqliteOptions::file(path)
+            .synchronous_full(settings.sqlite_synchronous_full)
+            .priority_ageing(settings.priority_ageing),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -28,8 +28,10 @@ pub trait TaskStore: Send + Sync {
 
     /// Atomically claims up to `req.max` claimable tasks: `pending` and due, or
     /// `running` with an expired lease. Honours queues, kinds, functions and tags
-    /// (see [`ClaimRequest`]); orders by priority (high first), then due time, then
-    /// creation. A function with a limit never has more than that many tasks
+    /// (see [`ClaimRequest`]); orders by due time minus priority × the store's
+    /// [`PriorityAgeing`](crate::PriorityAgeing) (earliest first; the bound that
+    /// gives is stated there), then priority (high first), due time and creation.
+    /// A function with a limit never has more than that many tasks
     /// running under live leases, however many claimers race (unlike the seed,
     /// which counted without a lock).
     ///

@@ -215,6 +215,90 @@ pub async fn claims_follow_priority_then_age(store: DynStore) {
     assert_eq!(order, vec!["d", "b", "e", "a", "c"]);
 }
 
+/// Priority ageing at the default (a level is worth 60 s of waiting): a flood
+/// of priority-10 work overtakes a priority-0 task only if it became due less
+/// than 10 × 60 s after it. Due 15 minutes before the flood, the low task is
+/// claimed first; due 5 minutes before it, after the whole flood. Checked on
+/// each way a claim reads its candidates: walking the queue, per named
+/// function, and through a concurrency-limited function's own branch.
+pub async fn a_flood_of_higher_priority_overtakes_only_within_the_ageing_bound(store: DynStore) {
+    let ageing = courier_core::PriorityAgeing::DEFAULT.duration();
+    assert_eq!(
+        ageing,
+        Duration::from_secs(60),
+        "this case is written for the default ageing"
+    );
+    let requests = [
+        ("queue walk", claim_any("w", 1)),
+        ("named functions", claim_any("w", 1).functions(["low", "flood"])),
+        (
+            "limited function",
+            claim_any("w", 1).functions(["low", "flood"]).limit("flood", 100),
+        ),
+    ];
+    for (how, req) in requests {
+        let exec = ExecutionId::new();
+        store
+            .create_execution(&execution_record(exec, "fairness"))
+            .await
+            .unwrap();
+        let now = now_micros();
+        let due = |ago_s: i64| now - chrono::Duration::seconds(ago_s);
+        let mk = |step: i64, function: &str, priority: i32, scheduled_for| {
+            let mut t = task_record(exec, step, TaskKind::Activity, function);
+            t.priority = priority;
+            t.scheduled_for = scheduled_for;
+            t
+        };
+        // Beyond the bound: due 15 min before the flood (bound: 10 levels × 60 s).
+        let mut tasks = vec![mk(1, "low", 0, due(15 * 60 + 1))];
+        // Within it: due 5 min before the flood.
+        tasks.push(mk(2, "low", 0, due(5 * 60 + 1)));
+        // The flood, due over the last second.
+        for i in 0..5 {
+            tasks.push(mk(3 + i, "flood", 10, due(1)));
+        }
+        store.create_tasks(&tasks).await.unwrap();
+
+        let mut order = Vec::new();
+        for _ in 0..tasks.len() {
+            let c = claim_one(&store, &req).await;
+            // The flood's tasks tie (due and created together): any order among them.
+            let step = if c.task.function == "low" { c.task.step } else { 0 };
+            order.push((c.task.function.clone(), step));
+        }
+        let expected: Vec<(String, i64)> = [("low", 1)]
+            .into_iter()
+            .chain((3..8).map(|_| ("flood", 0)))
+            .chain([("low", 2)])
+            .map(|(f, s)| (f.to_string(), s))
+            .collect();
+        assert_eq!(order, expected, "claim order ({how})");
+        assert!(claim(&store, &req).await.is_empty(), "{how}: all claimed");
+    }
+
+    // One claim taking several returns them in claim order too.
+    let exec = ExecutionId::new();
+    store
+        .create_execution(&execution_record(exec, "fairness"))
+        .await
+        .unwrap();
+    let now = now_micros();
+    let mut old = task_record(exec, 1, TaskKind::Activity, "low");
+    old.scheduled_for = now - chrono::Duration::seconds(20 * 60);
+    let mut high = task_record(exec, 2, TaskKind::Activity, "flood");
+    high.priority = 10;
+    let mut recent = task_record(exec, 3, TaskKind::Activity, "low");
+    recent.scheduled_for = now - chrono::Duration::seconds(2);
+    store.create_tasks(&[recent, high, old]).await.unwrap();
+    let steps: Vec<i64> = claim(&store, &claim_any("w", 10))
+        .await
+        .iter()
+        .map(|c| c.task.step)
+        .collect();
+    assert_eq!(steps, vec![1, 2, 3]);
+}
+
 /// Queues, tags (overlap; untagged matches everyone), functions (timers exempt)
 /// and kinds route claims; effects are never claimed.
 pub async fn claims_route_by_queue_tags_function_and_kind(store: DynStore) {

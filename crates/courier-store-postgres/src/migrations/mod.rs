@@ -2,6 +2,7 @@
 //! order, and recorded in `courier_migrations`. To change the schema, append a
 //! file and a line to [`MIGRATIONS`]; never edit one that has shipped.
 
+use courier_core::PriorityAgeing;
 use deadpool_postgres::Transaction;
 
 use crate::error::Result;
@@ -22,12 +23,14 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (11, include_str!("0011_pauses.sql")),
     (12, include_str!("0012_rate_limits.sql")),
     (13, include_str!("0013_child_executions.sql")),
+    (14, include_str!("0014_priority_ageing.sql")),
 ];
 
 /// Creates the schema (if one is configured) and applies every migration not yet
 /// applied. Nodes starting together serialize on an advisory lock held to the end
-/// of the transaction, so the later ones find nothing left to do.
-pub(crate) async fn migrate(tx: &Transaction<'_>, schema: Option<&str>) -> Result<()> {
+/// of the transaction, so the later ones find nothing left to do. Then makes the
+/// claim order use the store's priority `ageing` (see [`crate::priority_ageing`]).
+pub(crate) async fn migrate(tx: &Transaction<'_>, schema: Option<&str>, ageing: PriorityAgeing) -> Result<()> {
     let lock_key = format!("courier.migrate:{}", schema.unwrap_or(""));
     execute(
         tx,
@@ -57,5 +60,5 @@ pub(crate) async fn migrate(tx: &Transaction<'_>, schema: Option<&str>) -> Resul
         execute(tx, "INSERT INTO courier_migrations (version) VALUES ($1)", &[version]).await?;
         tracing::info!(version, "applied Postgres migration");
     }
-    Ok(())
+    crate::priority_ageing::apply(tx, ageing).await
 }

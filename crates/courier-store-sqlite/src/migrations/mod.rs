@@ -2,6 +2,7 @@
 //! in order, and recorded in `courier_migrations`. To change the schema, append a
 //! file and a line to [`MIGRATIONS`]; never edit one that has shipped.
 
+use courier_core::PriorityAgeing;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::Result;
@@ -21,12 +22,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("0011_pauses.sql")),
     (12, include_str!("0012_rate_limits.sql")),
     (13, include_str!("0013_child_executions.sql")),
+    (14, include_str!("0014_priority_ageing.sql")),
 ];
 
 /// Applies every migration not applied yet, in one IMMEDIATE transaction, so that
 /// several processes opening one file at once serialize on the write lock and the
-/// later ones find nothing left to do.
-pub(crate) fn migrate(conn: &mut Connection, now: i64) -> Result<()> {
+/// later ones find nothing left to do. Then makes the claim order use the store's
+/// priority `ageing` (see [`crate::priority_ageing`]), in the same transaction.
+pub(crate) fn migrate(conn: &mut Connection, now: i64, ageing: PriorityAgeing) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS courier_migrations (
@@ -49,6 +52,7 @@ pub(crate) fn migrate(conn: &mut Connection, now: i64) -> Result<()> {
         )?;
         tracing::debug!(version, "applied SQLite migration");
     }
+    crate::priority_ageing::apply(&tx, ageing)?;
     tx.commit()?;
     Ok(())
 }
