@@ -21,7 +21,10 @@ use crate::store_actor::ReleaseLease;
 const UNREAD_WAIT: Duration = Duration::from_secs(1);
 
 /// How long the first task refused a slot of its key waits; the ones after it
-/// wait a little longer each, so they come back spread out.
+/// wait a little longer each, so they come back spread out. Being due later,
+/// they go behind every task already due, which bounds how long a flood on one
+/// key holds back another key's task of the same priority: one claim pass over
+/// the work due before it (tests/behaviour/fairness.rs).
 const KEY_WAIT: Duration = Duration::from_millis(250);
 
 /// The most a task refused a slot waits before it looks again.
