@@ -411,6 +411,18 @@ async fn bad_input_gets_clear_4xx_json_errors() {
             json_of(raw(r#"{"function": "x", "surprise": 1}"#).await.unwrap()).await,
         ),
         (400, json_of(raw(r#"{"function": ""}"#).await.unwrap()).await),
+        // An array is not an object, though serde would read the struct's fields from it.
+        (400, json_of(raw(r#"["x"]"#).await.unwrap()).await),
+        (400, json_of(raw("[]").await.unwrap()).await),
+        (
+            400,
+            post(
+                &s.at("/v1/executions/00000000-0000-0000-0000-000000000000/cancel"),
+                &json!([]),
+            )
+            .await,
+        ),
+        (400, post(&s.at("/v1/workers/claim"), &json!(["w"])).await),
         (
             400,
             json_of(raw(r#"{"function": "x", "delay": "soon"}"#).await.unwrap()).await,

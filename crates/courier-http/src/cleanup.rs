@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use crate::Http;
 use crate::error::{ApiResult, BadRequest, PayloadTooLarge, StoreError, Unavailable, UnsupportedMediaType};
+use crate::params::JsonObject;
 use crate::params::check_duration;
 use crate::routes::Routes;
 
@@ -64,7 +65,7 @@ pub(crate) struct CleanupReport {
         (status = 503, response = Unavailable),
     )
 )]
-pub(crate) async fn cleanup(http: web::Data<Http>, body: web::Json<CleanupBody>) -> ApiResult<HttpResponse> {
+pub(crate) async fn cleanup(http: web::Data<Http>, body: JsonObject<CleanupBody>) -> ApiResult<HttpResponse> {
     check_duration("older_than", Some(body.older_than))?;
     let report = http.courier().cleanup(body.older_than).await?;
     Ok(HttpResponse::Ok().json(report))

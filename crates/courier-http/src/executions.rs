@@ -23,6 +23,7 @@ use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, TooManyWaiters, Unavailable,
     UnsupportedMediaType,
 };
+use crate::params::JsonObject;
 use crate::params::{
     check_duration, check_name, check_public_name, execution_id, optional_body, page_limit, page_offset,
 };
@@ -210,7 +211,7 @@ pub(crate) struct CancelBody {
         (status = 503, response = Unavailable),
     )
 )]
-pub(crate) async fn create(http: web::Data<Http>, body: web::Json<CreateExecution>) -> ApiResult<HttpResponse> {
+pub(crate) async fn create(http: web::Data<Http>, body: JsonObject<CreateExecution>) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     check_public_name("function", &body.function)?;
     if let Some(queue) = &body.queue {

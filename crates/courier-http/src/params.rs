@@ -69,7 +69,77 @@ pub(crate) fn optional_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiR
     if body.is_empty() {
         return Ok(None);
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string())))
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string())))?;
+    // Checked before decoding: serde would read a struct from an array too,
+    // field by field in order, so `[]` would pass for an empty object.
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Object(_) => serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string()))),
+        other => Err(ApiError::bad_request(
+            "the body must be a JSON object (or null, or nothing)",
+            json!({ "got": json_type(&other) }),
+        )),
+    }
+}
+
+/// The JSON type of `value`, as error details name it.
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// A request body that must be a JSON object, decoded into `T`.
+///
+/// `web::Json<T>` alone would also take an array for a struct (serde reads its
+/// fields in order from one), so `["charge"]` would pass for
+/// `{"function": "charge"}`. This reads the body as JSON under the app's
+/// `JsonConfig` (its size limit and error answers), refuses anything but an
+/// object, then decodes.
+pub(crate) struct JsonObject<T>(pub T);
+
+impl<T> JsonObject<T> {
+    /// The decoded body.
+    pub(crate) fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for JsonObject<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonObject<T> {
+    type Error = actix_web::Error;
+    type Future = futures::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let json = actix_web::web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = json.await?.into_inner();
+            if !value.is_object() {
+                return Err(ApiError::bad_request(
+                    "the body must be a JSON object",
+                    json!({ "got": json_type(&value) }),
+                )
+                .into());
+            }
+            serde_json::from_value(value)
+                .map(JsonObject)
+                .map_err(|e| ApiError::bad_request("invalid JSON body", json!(e.to_string())).into())
+        })
+    }
 }
 
 /// Items to skip: default 0, at most [`MAX_OFFSET`].
@@ -197,4 +267,26 @@ pub(crate) fn queue_names() -> RefOr<Schema> {
 /// `functions` of a claim.
 pub(crate) fn function_names() -> RefOr<Schema> {
     names("Only these functions.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Body {
+        #[allow(dead_code)]
+        reason: Option<String>,
+    }
+
+    #[test]
+    fn an_optional_body_is_nothing_null_or_an_object() {
+        assert!(optional_body::<Body>(b"").unwrap().is_none());
+        assert!(optional_body::<Body>(b"null").unwrap().is_none());
+        assert!(optional_body::<Body>(br#"{"reason": "x"}"#).unwrap().is_some());
+        // Serde alone reads a struct from an array; these must be refused.
+        for bad in [&b"[]"[..], br#"["x"]"#, b"3", br#""x""#, b"{"] {
+            assert!(optional_body::<Body>(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 }

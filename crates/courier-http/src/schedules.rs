@@ -15,6 +15,7 @@ use crate::Http;
 use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, Unavailable, UnsupportedMediaType,
 };
+use crate::params::JsonObject;
 use crate::params::{MAX_DURATION, Page, check_name, page_limit, page_offset};
 use crate::routes::Routes;
 
@@ -484,7 +485,7 @@ pub(crate) struct BackfillBody {
 pub(crate) async fn backfill(
     http: web::Data<Http>,
     id: web::Path<String>,
-    body: web::Json<BackfillBody>,
+    body: JsonObject<BackfillBody>,
 ) -> ApiResult<HttpResponse> {
     check_id(&id)?;
     let runs = http

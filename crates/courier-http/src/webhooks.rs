@@ -20,6 +20,7 @@ use crate::Http;
 use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, Unavailable, UnsupportedMediaType,
 };
+use crate::params::JsonObject;
 use crate::params::{Page, optional_body, page_limit, page_offset, uuid};
 use crate::routes::Routes;
 
@@ -158,7 +159,7 @@ pub(crate) struct DeliveryList {
         (status = 503, response = Unavailable),
     )
 )]
-pub(crate) async fn create(http: web::Data<Http>, body: web::Json<NewWebhook>) -> ApiResult<HttpResponse> {
+pub(crate) async fn create(http: web::Data<Http>, body: JsonObject<NewWebhook>) -> ApiResult<HttpResponse> {
     let hook = http.webhooks().create(body.into_inner()).await?;
     Ok(HttpResponse::Created().json(hook))
 }

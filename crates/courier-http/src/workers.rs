@@ -20,6 +20,7 @@ use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, PayloadTooLarge, StoreError, TooManyWaiters, Unavailable,
     UnsupportedMediaType,
 };
+use crate::params::JsonObject;
 use crate::params::{check_duration, check_name, duration_input, nullable, task_id};
 use crate::routes::Routes;
 
@@ -251,7 +252,7 @@ const MAX_CLAIM: u32 = 1000;
         (status = 503, response = Unavailable),
     )
 )]
-pub(crate) async fn claim(http: web::Data<Http>, body: web::Json<ClaimBody>) -> ApiResult<HttpResponse> {
+pub(crate) async fn claim(http: web::Data<Http>, body: JsonObject<ClaimBody>) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     check_name("worker_id", &body.worker_id)?;
     for name in body.queues.iter().flatten().chain(body.functions.iter().flatten()) {
@@ -345,7 +346,7 @@ fn lease(id: &str, token: courier_core::LeaseToken) -> ApiResult<LeaseKey> {
 pub(crate) async fn heartbeat(
     http: web::Data<Http>,
     id: web::Path<String>,
-    body: web::Json<HeartbeatBody>,
+    body: JsonObject<HeartbeatBody>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let key = lease(&id, body.lease_token)?;
@@ -374,7 +375,7 @@ pub(crate) async fn heartbeat(
 pub(crate) async fn checkpoint(
     http: web::Data<Http>,
     id: web::Path<String>,
-    body: web::Json<CheckpointBody>,
+    body: JsonObject<CheckpointBody>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let key = lease(&id, body.lease_token)?;
@@ -402,7 +403,7 @@ pub(crate) async fn checkpoint(
 pub(crate) async fn progress(
     http: web::Data<Http>,
     id: web::Path<String>,
-    body: web::Json<ProgressBody>,
+    body: JsonObject<ProgressBody>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     if let Some(p) = body.percent
@@ -447,7 +448,7 @@ pub(crate) async fn progress(
 pub(crate) async fn complete(
     http: web::Data<Http>,
     id: web::Path<String>,
-    body: web::Json<CompleteBody>,
+    body: JsonObject<CompleteBody>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let key = lease(&id, body.lease_token)?;
@@ -480,7 +481,7 @@ pub(crate) async fn complete(
 pub(crate) async fn fail(
     http: web::Data<Http>,
     id: web::Path<String>,
-    body: web::Json<FailBody>,
+    body: JsonObject<FailBody>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     check_duration("retry_after", body.retry_after)?;

@@ -45,6 +45,7 @@ use crate::error::{
     ApiError, ApiResult, BadRequest, Conflict, NotFound, NotSignedIn, PayloadTooLarge, StoreError, TooManyRequests,
     Unavailable, Unprocessable, UnsupportedMediaType, WrongWebhookSecret,
 };
+use crate::params::JsonObject;
 use crate::params::{duration_input, nullable};
 use crate::routes::Routes;
 
@@ -363,7 +364,7 @@ async fn send(http: &Http, body: SendBody) -> ApiResult<Option<NotificationRecor
         (status = 503, response = Unavailable),
     )
 )]
-pub(crate) async fn create(http: web::Data<Http>, body: web::Json<SendBody>) -> ApiResult<HttpResponse> {
+pub(crate) async fn create(http: web::Data<Http>, body: JsonObject<SendBody>) -> ApiResult<HttpResponse> {
     match send(&http, body.into_inner()).await? {
         Some(record) => Ok(HttpResponse::Created().json(sent_body(&record))),
         None => Ok(HttpResponse::Ok().json(Suppressed { suppressed: true })),
@@ -494,7 +495,7 @@ fn token_ttl() -> RefOr<Schema> {
         (status = 415, response = UnsupportedMediaType),
     )
 )]
-pub(crate) async fn mint_token(http: web::Data<Http>, body: web::Json<TokenBody>) -> ApiResult<HttpResponse> {
+pub(crate) async fn mint_token(http: web::Data<Http>, body: JsonObject<TokenBody>) -> ApiResult<HttpResponse> {
     let Some(secret) = &http.options().notifications.token_secret else {
         return Err(ApiError::conflict(
             "connection tokens are not enabled on this server",
@@ -557,7 +558,7 @@ pub(crate) struct SubscriptionBody {
         (status = 503, response = Unavailable),
     )
 )]
-pub(crate) async fn subscribe(http: web::Data<Http>, body: web::Json<SubscriptionBody>) -> ApiResult<HttpResponse> {
+pub(crate) async fn subscribe(http: web::Data<Http>, body: JsonObject<SubscriptionBody>) -> ApiResult<HttpResponse> {
     let added = http
         .courier()
         .notifications()
