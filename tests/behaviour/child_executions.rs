@@ -328,3 +328,57 @@ async fn continue_as_new_keeps_history_bounded_on_sqlite() {
 async fn continue_as_new_keeps_history_bounded_on_postgres() {
     continue_as_new_keeps_history_bounded(postgres().await).await;
 }
+
+/// A parent gives up on a slow child: the timer wins the `select`, the parent
+/// cancels the child (once, though it is replayed), and ends.
+async fn a_parent_cancels_a_slow_child(store: Arc<dyn Store>) {
+    let courier = builder(store)
+        .orchestrator("slow_quote", |ctx: OrchestratorContext, _: ()| async move {
+            let quote: f64 = ctx.wait_signal("quote").await?;
+            Ok::<_, TaskError>(quote)
+        })
+        .orchestrator("buyer", |ctx: OrchestratorContext, _: ()| async move {
+            let quote = ctx.start_child("slow_quote", ()).await?;
+            let first = ctx
+                .select(vec![
+                    quote.result::<f64>().map(|r| r.map(Some)).boxed_local(),
+                    ctx.sleep(Duration::from_millis(300))
+                        .map(|r| r.map(|()| None))
+                        .boxed_local(),
+                ])
+                .await?;
+            if first.index == 1 {
+                quote.cancel("no quote in time").await?;
+            }
+            Ok::<_, TaskError>(json!({"child": quote.id(), "winner": first.index}))
+        })
+        .start()
+        .await
+        .unwrap();
+    let buyer = courier.dispatch("buyer", ()).await.unwrap();
+    let result: Value = courier.result_when_done(buyer, WAIT).await.unwrap();
+    assert_eq!(result["winner"], 1, "{result}");
+    let child: courier::core::ExecutionId = serde_json::from_value(result["child"].clone()).unwrap();
+    let record = courier.wait_for(child, WAIT).await.unwrap();
+    assert_eq!(record.state, ExecutionState::Cancelled);
+    assert_eq!(record.error.unwrap().message, "no quote in time");
+    let cancels = courier
+        .steps(buyer, None, 20)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.function == "courier.cancel_child")
+        .count();
+    assert_eq!(cancels, 1);
+    courier.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_parent_cancels_a_slow_child_on_sqlite() {
+    a_parent_cancels_a_slow_child(sqlite().await).await;
+}
+
+#[actix_rt::test]
+async fn a_parent_cancels_a_slow_child_on_postgres() {
+    a_parent_cancels_a_slow_child(postgres().await).await;
+}

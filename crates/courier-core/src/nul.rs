@@ -230,6 +230,7 @@ impl HoldsNul for EffectWrite {
                 ("recorded value", value_has_nul(value)),
             ]),
             Effect::StartChild { execution } | Effect::ContinueAsNew { execution } => execution.nul_field(),
+            Effect::CancelChild { reason, .. } => first(&[("reason", text_has_nul(reason))]),
         }
     }
 }

@@ -94,6 +94,37 @@ impl ChildExecution {
     }
 }
 
+impl ChildExecution {
+    /// Cancels the child (and its own children, by their policies), recorded as
+    /// a step so a replay does not cancel again. Its end then reaches this
+    /// orchestrator like any other: a wait for its result gets `cancelled`. A
+    /// child that has ended already is left alone.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use futures::FutureExt;
+    /// # async fn flow(ctx: courier_runtime::OrchestratorContext) -> Result<(), courier_core::TaskError> {
+    /// let quote = ctx.start_child("fetch_quote", "acme").await?;
+    /// let first = ctx
+    ///     .select(vec![
+    ///         quote.result::<f64>().map(|r| r.map(Some)).boxed_local(),
+    ///         ctx.sleep(Duration::from_secs(30)).map(|r| r.map(|()| None)).boxed_local(),
+    ///     ])
+    ///     .await?;
+    /// if first.index == 1 {
+    ///     quote.cancel("no quote within 30 s").await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel(&self, reason: &str) -> impl Future<Output = Result<(), TaskError>> + use<> {
+        let applied = self.ctx.effect(Effect::CancelChild {
+            execution_id: self.id,
+            reason: reason.to_string(),
+        });
+        async move { applied.await.map(|_| ()) }
+    }
+}
+
 /// The child's result from the signal that carried its end.
 fn end_of(payload: Value) -> Result<Value, TaskError> {
     let outcome: ChildOutcome = serde_json::from_value(payload)

@@ -480,7 +480,9 @@ impl OrchestratorContext {
         }
     }
 
-    fn effect(&self, effect: Effect) -> impl Future<Output = Result<Value, TaskError>> + use<> {
+    /// Records `effect` at the next step (applied once, however often replayed)
+    /// and returns its recorded result.
+    pub(crate) fn effect(&self, effect: Effect) -> impl Future<Output = Result<Value, TaskError>> + use<> {
         self.effect_made(effect.function_name(), Box::new(move || Ok(effect)))
     }
 

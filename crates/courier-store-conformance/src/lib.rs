@@ -121,6 +121,7 @@ macro_rules! __cases {
             child_executions::a_child_execution_starts_once_and_reports_its_end,
             child_executions::a_parents_end_cancels_its_children_by_policy,
             child_executions::continuing_as_new_hands_the_link_to_the_successor,
+            child_executions::a_parent_cancels_its_child_once,
             signals::a_signal_sent_before_anyone_waits_is_kept,
             signals::an_executions_signals_list_oldest_first_with_their_consumers,
             signals::a_signal_completes_the_oldest_wait_and_wakes_its_parent,

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::codec::{parse, to_json};
 use crate::error::{Error, Result};
+use crate::executions::cancel_locked;
 use crate::statements::{execute, query, query_one, query_opt};
 use crate::tasks::{NewTaskRow, NewTaskRows};
 use crate::wake::Wakes;
@@ -316,6 +317,7 @@ pub(crate) async fn apply_effects(
     writes: &[EffectWrite],
     fences: &Fences,
     changes: &mut Vec<Change>,
+    wakes: &mut Wakes,
 ) -> Result<Vec<StoreResult<EffectApplied>>> {
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
@@ -323,12 +325,37 @@ pub(crate) async fn apply_effects(
             results.push(Err(e));
             continue;
         }
-        results.push(Ok(apply_effect(tx, write, changes).await?));
+        if let Err(refusal) = refusal_of(tx, write).await? {
+            results.push(Err(refusal));
+            continue;
+        }
+        results.push(Ok(apply_effect(tx, write, changes, wakes).await?));
     }
     Ok(results)
 }
 
-async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut Vec<Change>) -> Result<EffectApplied> {
+/// What refuses an effect on its own, checked before anything of it is written
+/// (so it fails alone, not the batch): a child it may not start or cancel.
+async fn refusal_of(tx: &Transaction<'_>, write: &EffectWrite) -> Result<StoreResult<()>> {
+    match &write.effect {
+        Effect::StartChild { execution } => Ok(execution.as_child_of(write.execution_id, write.step).map(|_| ())),
+        Effect::CancelChild { execution_id, .. } => {
+            match family::require_child(tx, write.execution_id, *execution_id).await {
+                Ok(()) => Ok(Ok(())),
+                Err(Error::Store(refusal)) => Ok(Err(refusal)),
+                Err(failure) => Err(failure),
+            }
+        }
+        _ => Ok(Ok(())),
+    }
+}
+
+async fn apply_effect(
+    tx: &Transaction<'_>,
+    write: &EffectWrite,
+    changes: &mut Vec<Change>,
+    wakes: &mut Wakes,
+) -> Result<EffectApplied> {
     let id = TaskId::for_step(write.execution_id, write.step);
     let function = write.effect.function_name();
     let args = to_json(&write.effect)?;
@@ -339,6 +366,7 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut V
         Effect::Notify { notification, .. } => serde_json::json!(notification.id),
         Effect::Record { value, .. } => value.clone(),
         Effect::StartChild { execution } | Effect::ContinueAsNew { execution } => serde_json::json!(execution.id),
+        Effect::CancelChild { .. } => Value::Null,
         Effect::Increment { .. } | Effect::SetState { .. } | Effect::Progress(_) => Value::Null,
     };
     let mut rows = NewTaskRows::default();
@@ -397,6 +425,15 @@ async fn apply_effect(tx: &Transaction<'_>, write: &EffectWrite, changes: &mut V
             let child = execution.as_child_of(write.execution_id, write.step)?;
             start_execution(tx, &child, changes).await?;
             recorded_result
+        }
+        Effect::CancelChild { execution_id, reason } => {
+            let (cancelled, end) = cancel_locked(tx, *execution_id, reason, changes).await?;
+            if let Some(end) = end {
+                family::ended(tx, vec![end], changes, wakes).await?;
+            }
+            let previous = serde_json::json!(cancelled.previous);
+            execute(tx, "UPDATE tasks SET result = $2 WHERE id = $1", &[&id.0, &previous]).await?;
+            previous
         }
         Effect::ContinueAsNew { execution } => {
             let mut successor = execution.clone();

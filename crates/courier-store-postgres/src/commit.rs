@@ -42,7 +42,7 @@ async fn apply(store: &PostgresStore, tx: &Transaction<'_>, batch: &WriteBatch) 
     notifications::lock_groups(tx, notifications::effect_group_locks(store, &batch.effects)).await?;
     let fences = Fences::lock(tx, batch).await?;
     let children = children::create(tx, &batch.children, &fences, &mut changes, &mut wakes).await?;
-    let effects = children::apply_effects(tx, &batch.effects, &fences, &mut changes).await?;
+    let effects = children::apply_effects(tx, &batch.effects, &fences, &mut changes, &mut wakes).await?;
     let completions = complete::apply(tx, &batch.completions, &mut changes, &mut wakes).await?;
     wakes.apply(tx, &mut changes).await?;
     event_log::append_changes(tx, &mut changes).await?;

@@ -34,6 +34,25 @@ pub(crate) async fn link(tx: &Transaction<'_>, child: ExecutionId, link: &Parent
     Ok(())
 }
 
+/// Refuses unless `child` is a child execution of `parent`.
+pub(crate) async fn require_child(tx: &Transaction<'_>, parent: ExecutionId, child: ExecutionId) -> Result<()> {
+    let row = query_opt(
+        tx,
+        "SELECT parent_execution_id FROM executions WHERE id = $1",
+        &[&child.0],
+    )
+    .await?
+    .ok_or(StoreError::ExecutionNotFound(child))?;
+    if row.try_get::<_, Option<Uuid>>(0)? == Some(parent.0) {
+        return Ok(());
+    }
+    Err(StoreError::Conflict {
+        id: child.to_string(),
+        detail: format!("execution {child} is not a child of execution {parent}"),
+    }
+    .into())
+}
+
 /// The parent link of `execution`, taken off it: an execution that continues as
 /// new hands its link to its successor, whose end is then the one reported.
 pub(crate) async fn hand_over(tx: &Transaction<'_>, execution: ExecutionId) -> Result<Option<ParentLink>> {

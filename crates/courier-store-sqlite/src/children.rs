@@ -185,6 +185,10 @@ pub(crate) fn apply_effect(
             let child = execution.as_child_of(write.execution_id, write.step)?;
             serde_json::json!(dispatch::dispatch(conn, now, &child, changes)?.id())
         }
+        Effect::CancelChild { execution_id, reason } => {
+            family::require_child(conn, write.execution_id, *execution_id)?;
+            serde_json::json!(executions::cancel(conn, now, *execution_id, reason, changes)?.previous)
+        }
         Effect::ContinueAsNew { execution } => {
             let mut successor = execution.clone();
             successor.parent = family::hand_over(conn, write.execution_id)?;

@@ -3,7 +3,7 @@
 //! applied to its children by their close policy, all in the transaction that
 //! ends the execution, so no end is ever lost between the two.
 
-use courier_core::{Change, ChildOutcome, ExecutionId, ParentLink};
+use courier_core::{Change, ChildOutcome, ExecutionId, ParentLink, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::codec::{enum_at, uuid_at, uuid_opt_at};
@@ -25,6 +25,22 @@ pub(crate) fn link(conn: &Connection, child: ExecutionId, link: &ParentLink) -> 
     conn.prepare_cached("UPDATE executions SET has_children = 1 WHERE id = ?1 AND has_children = 0")?
         .execute([link.execution_id.0.as_bytes()])?;
     Ok(())
+}
+
+/// Refuses unless `child` is a child execution of `parent`.
+pub(crate) fn require_child(conn: &Connection, parent: ExecutionId, child: ExecutionId) -> Result<()> {
+    match parent_of(conn, child)? {
+        Some(link) if link.execution_id == parent => Ok(()),
+        Some(_) | None if executions::state_of(conn, child)?.is_some() => Err(not_a_child(parent, child).into()),
+        _ => Err(StoreError::ExecutionNotFound(child).into()),
+    }
+}
+
+fn not_a_child(parent: ExecutionId, child: ExecutionId) -> StoreError {
+    StoreError::Conflict {
+        id: child.to_string(),
+        detail: format!("execution {child} is not a child of execution {parent}"),
+    }
 }
 
 /// The parent link of `execution`, taken off it: an execution that continues as

@@ -154,6 +154,15 @@ pub enum Effect {
         /// The successor.
         execution: NewExecution,
     },
+    /// Cancel a child execution this one started (and its children, by their
+    /// policies); its end reaches this execution like any other. The result is
+    /// the child's state before (a child that had ended is left alone).
+    CancelChild {
+        /// The child.
+        execution_id: ExecutionId,
+        /// Why (recorded with the cancellation).
+        reason: String,
+    },
 }
 
 impl Effect {
@@ -167,6 +176,7 @@ impl Effect {
             Effect::Record { name, .. } => format!("courier.record:{name}"),
             Effect::StartChild { execution } => format!("courier.child:{}", execution.spec.function),
             Effect::ContinueAsNew { .. } => "courier.continue_as_new".to_string(),
+            Effect::CancelChild { .. } => "courier.cancel_child".to_string(),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use courier_core::{
     Change, ChildCreated, ChildOutcome, Claimed, Effect, EffectApplied, EffectWrite, ExecutionFilter, ExecutionId,
-    ExecutionState, NewExecution, ParentClose, ParentLink, TaskId, TaskKind, TaskSpec, TaskState,
+    ExecutionState, NewExecution, ParentClose, ParentLink, TaskId, TaskKind, TaskSpec, TaskState, WriteBatch,
 };
 use serde_json::{Value, json};
 
@@ -246,4 +246,76 @@ pub async fn continuing_as_new_hands_the_link_to_the_successor(store: DynStore) 
     let wait = task(&store, TaskId::for_step(parent, 2)).await;
     let outcome: ChildOutcome = serde_json::from_value(wait.result.unwrap()).unwrap();
     assert_eq!(outcome.into_result().unwrap(), json!("last round"));
+}
+
+/// A parent cancels its own child once, however often the step is written;
+/// the child's end reaches the parent's wait; an execution that is not its
+/// child is refused.
+pub async fn a_parent_cancels_its_child_once(store: DynStore) {
+    let (parent, orch) = running_orchestrator(&store, "family-canceller").await;
+    store
+        .apply_effect(start(&orch, 1, activity("family-slow-child"), ParentClose::Cancel))
+        .await
+        .unwrap();
+    let child = ExecutionId::started_at(parent, 1);
+    wait_for_child(&store, &orch, 2, 1).await;
+    let cancel = |step: i64, execution_id: ExecutionId| EffectWrite {
+        fence: Some(orch.lease.key()),
+        execution_id: parent,
+        parent_id: Some(orch.task.id),
+        step,
+        effect: Effect::CancelChild {
+            execution_id,
+            reason: "too slow".into(),
+        },
+    };
+    let first = store.apply_effect(cancel(3, child)).await.unwrap();
+    assert_eq!(first.result, json!("pending"));
+    let record = execution(&store, child).await;
+    assert_eq!(record.state, ExecutionState::Cancelled);
+    assert_eq!(record.error.unwrap().message, "too slow");
+    let wait = task(&store, TaskId::for_step(parent, 2)).await;
+    assert_eq!(wait.state, TaskState::Completed, "the parent hears of it");
+    let outcome: ChildOutcome = serde_json::from_value(wait.result.unwrap()).unwrap();
+    assert_eq!(
+        outcome.into_result().unwrap_err().kind,
+        courier_core::TaskError::CANCELLED
+    );
+    let again = store.apply_effect(cancel(3, child)).await.unwrap();
+    assert!(matches!(again.task, ChildCreated::Existing { .. }), "{again:?}");
+    assert_eq!(
+        again.result,
+        json!("pending"),
+        "the recorded result, nothing cancelled again"
+    );
+
+    let stranger = dispatch(&store, activity("family-stranger")).await;
+    assert!(store.apply_effect(cancel(4, stranger)).await.is_err(), "not its child");
+    assert_eq!(execution(&store, stranger).await.state, ExecutionState::Pending);
+    assert!(
+        store.apply_effect(cancel(5, ExecutionId::new())).await.is_err(),
+        "no such execution"
+    );
+
+    // In a group commit the refused one fails alone.
+    let record = EffectWrite {
+        fence: Some(orch.lease.key()),
+        execution_id: parent,
+        parent_id: Some(orch.task.id),
+        step: 7,
+        effect: Effect::Record {
+            name: "after".into(),
+            value: json!(1),
+        },
+    };
+    let results = store
+        .commit(std::sync::Arc::new(WriteBatch {
+            effects: vec![cancel(6, stranger), record],
+            ..WriteBatch::default()
+        }))
+        .await
+        .unwrap();
+    assert!(results.effects[0].is_err(), "{:?}", results.effects[0]);
+    assert_eq!(results.effects[1].as_ref().unwrap().result, json!(1));
+    assert_eq!(execution(&store, stranger).await.state, ExecutionState::Pending);
 }
