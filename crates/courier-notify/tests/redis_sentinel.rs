@@ -245,8 +245,19 @@ async fn a_switch_master_announcement_moves_every_connection_while_the_old_maste
         "b re-subscribed on the new master and resyncs"
     );
     assert!(client_names(new.port, None).contains(&b.subscription_client_name()));
-    a.publish(vec![Notice::Work { queue: "new".into() }]).await.unwrap();
-    assert_eq!(work.next_within(WAIT).await, Some(Notice::Work { queue: "new".into() }));
+    // `a` hears of the switch on its own watch, maybe a moment after `b`: until
+    // then its publishes still go to the old master (which answers), so publish
+    // until one crosses rather than betting on which node moved first.
+    let started = Instant::now();
+    let crossed = loop {
+        a.publish(vec![Notice::Work { queue: "new".into() }]).await.unwrap();
+        match work.next_within(Duration::from_millis(250)).await {
+            Some(Notice::Work { queue }) if queue == "new" => break true,
+            _ if started.elapsed() > WAIT => break false,
+            _ => {}
+        }
+    };
+    assert!(crossed, "no publish from a reached b on the new master within {WAIT:?}");
     let on_new = client_names(new.port, None);
     assert!(on_new.contains(&a.publisher_client_name()), "{on_new:?}");
     let on_old = client_names(old.port, None);
