@@ -255,37 +255,25 @@ async fn apply_pass(
             .get(&execution.0)
             .filter(|_| task.step == 0)
             .map(|(state, function)| {
-                match (&c.outcome, state) {
-                    (Outcome::Succeeded { result, .. }, ExecutionState::Completed) => {
-                        changes.push(Change::ExecutionEnded {
-                            execution,
-                            function: function.clone(),
-                            state: ExecutionState::Completed,
-                            result: Some(result.clone()),
-                            error: None,
-                            reason: None,
-                        });
-                    }
-                    (Outcome::Failed { error, .. }, ExecutionState::Failed) => {
-                        changes.push(Change::ExecutionEnded {
-                            execution,
-                            function: function.clone(),
-                            state: ExecutionState::Failed,
-                            error: Some(error.clone()),
-                            result: None,
-                            reason: None,
-                        });
-                    }
-                    _ => {}
+                let (result, error) = match (&c.outcome, state) {
+                    (Outcome::Succeeded { result, .. }, ExecutionState::Completed) => (Some(result.clone()), None),
+                    (Outcome::Failed { error, .. }, ExecutionState::Failed) => (None, Some(error.clone())),
+                    _ => return *state,
+                };
+                let ended = Change::ExecutionEnded {
+                    execution,
+                    function: function.clone(),
+                    state: *state,
+                    result,
+                    error,
+                    reason: None,
+                };
+                if with_family.contains(&execution.0) {
+                    family_ends.push(ended.clone());
                 }
+                changes.push(ended);
                 *state
             });
-        if execution_state.is_some()
-            && with_family.contains(&execution.0)
-            && let Some(end @ Change::ExecutionEnded { .. }) = changes.last()
-        {
-            family_ends.push(end.clone());
-        }
         let terminal = task.state.is_terminal();
         let parent_id = task.parent_id.filter(|_| terminal);
         if let Some(parent) = parent_id {

@@ -5,12 +5,12 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use courier_core::{Change, ChildOutcome, ExecutionId, ExecutionState, ParentLink, StoreError};
+use courier_core::{Change, ChildOutcome, ExecutionId, ParentLink, StoreError};
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::codec::parse;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::executions::cancel_locked;
 use crate::signals;
 use crate::statements::{execute, query, query_opt};
@@ -124,18 +124,8 @@ pub(crate) async fn ended(
                 continue;
             };
             if let (Some(parent), Some(step)) = (parent, step) {
-                report_to_parent(
-                    tx,
-                    ExecutionId(parent),
-                    step,
-                    state,
-                    result,
-                    error,
-                    reason,
-                    changes,
-                    wakes,
-                )
-                .await?;
+                let outcome = ChildOutcome::ended(state, result, error, reason.as_deref());
+                report_to_parent(tx, ExecutionId(parent), step, &outcome, changes, wakes).await?;
             }
             if has_children {
                 let children = query(
@@ -159,34 +149,20 @@ pub(crate) async fn ended(
 }
 
 /// Delivers a child's end to its parent as the link's signal, unless the parent
-/// has ended itself.
-#[allow(clippy::too_many_arguments)]
+/// has ended itself (then there is no one left to tell).
 async fn report_to_parent(
     tx: &Transaction<'_>,
     parent: ExecutionId,
     step: i64,
-    state: ExecutionState,
-    result: Option<serde_json::Value>,
-    error: Option<courier_core::TaskError>,
-    reason: Option<String>,
+    outcome: &ChildOutcome,
     changes: &mut Vec<Change>,
     wakes: &mut Wakes,
 ) -> Result<()> {
-    let parent_state = query_opt(tx, "SELECT state FROM executions WHERE id = $1", &[&parent.0]).await?;
-    let Some(row) = parent_state else {
-        return Ok(());
-    };
-    let parent_state: ExecutionState = parse(row.try_get::<_, &str>(0)?)?;
-    if parent_state.is_terminal() {
-        return Ok(());
-    }
-    let payload = ChildOutcome::ended(state, result, error, reason.as_deref()).payload();
     let name = ParentLink::signal_at(step);
-    // The parent may end between the read above and the lock `deliver` takes;
-    // then there is no one left to tell.
-    match signals::deliver(tx, parent, &name, &payload, changes, wakes).await {
+    // `deliver` locks the parent's row and refuses a finished one.
+    match signals::deliver(tx, parent, &name, &outcome.payload(), changes, wakes).await {
         Ok(_) => Ok(()),
-        Err(crate::error::Error::Store(StoreError::ExecutionState { .. })) => Ok(()),
+        Err(Error::Store(StoreError::ExecutionState { .. } | StoreError::ExecutionNotFound(_))) => Ok(()),
         Err(e) => Err(e),
     }
 }
