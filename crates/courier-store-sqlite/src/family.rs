@@ -100,8 +100,9 @@ pub(crate) fn ended(conn: &Connection, now: i64, ended: &Change, changes: &mut V
     };
     if let (Some(parent), Some(step)) = (parent, step) {
         let parent = ExecutionId(parent);
-        let (parent_state, _) = executions::require(conn, parent)?;
-        if !parent_state.is_terminal() {
+        // A parent that ended (or was cleaned up since: an abandoned child can
+        // outlive it) has no one left to tell.
+        if executions::state_of(conn, parent)?.is_some_and(|(state, _)| !state.is_terminal()) {
             let payload = ChildOutcome::ended(*state, result.clone(), error.clone(), reason.as_deref()).payload();
             let name = ParentLink::signal_at(step);
             signals::send(conn, now, parent, &name, &payload, changes)?;

@@ -162,6 +162,10 @@ pub async fn a_parents_end_cancels_its_children_by_policy(store: DynStore) {
         .apply_effect(start(&orch, 2, activity("family-abandoned"), ParentClose::Abandon))
         .await
         .unwrap();
+    store
+        .apply_effect(start(&orch, 3, activity("family-outliving"), ParentClose::Abandon))
+        .await
+        .unwrap();
     let middle = ExecutionId::started_at(parent, 1);
     let abandoned = ExecutionId::started_at(parent, 2);
     let middle_root = claim_root(&store, middle, "family-middle").await;
@@ -196,6 +200,21 @@ pub async fn a_parents_end_cancels_its_children_by_policy(store: DynStore) {
         store.list_signals(parent, 10).await.unwrap().is_empty(),
         "a finished parent gets nothing"
     );
+
+    // An abandoned child may outlive its parent's very row (cleaned up): its
+    // end still settles, with no one left to tell.
+    store
+        .cleanup_executions(chrono::Utc::now() + chrono::Duration::days(1))
+        .await
+        .unwrap();
+    assert!(
+        store.get_execution(parent).await.unwrap().is_none(),
+        "the parent was cleaned up"
+    );
+    let outliving = ExecutionId::started_at(parent, 3);
+    let root = claim_root(&store, outliving, "family-outliving").await;
+    succeed(&store, root.lease.key(), json!("alone")).await.unwrap();
+    assert_eq!(execution(&store, outliving).await.state, ExecutionState::Completed);
 }
 
 /// A child that continues as new hands its link on: the parent hears of the
