@@ -173,6 +173,31 @@ async fn receiver() -> (String, Arc<Mutex<Vec<String>>>, actix_web::dev::ServerH
     (url, got, handle)
 }
 
+/// A node whose port was taken between choosing it and binding it (the fresh
+/// CI run lost that race once) is started again on another, not lost.
+#[actix_rt::test]
+async fn a_node_whose_port_is_taken_starts_on_another() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let db = Database::create();
+    let dir = scratch("port-taken");
+    let mut node = Node::spawn_on(
+        "a",
+        &dir,
+        vec![
+            ("COURIER_STORE_URL".into(), db.url.clone()),
+            ("COURIER_NOTIFIER_URL".into(), db.url.clone()),
+        ],
+        None,
+        port,
+    );
+    node.ready().await;
+    assert_ne!(node.url, format!("http://127.0.0.1:{port}"));
+    let ready = client().get(node.at("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    drop(taken);
+}
+
 #[actix_rt::test]
 async fn webhooks_are_delivered_once_not_once_per_node() {
     let cluster = Cluster::start(&["a", "b", "c"], redis(), &[], |_| Vec::new()).await;

@@ -43,14 +43,7 @@ pub fn courier_bin() -> PathBuf {
     .clone()
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use super::sentinel::free_port;
 
 /// A scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
@@ -146,7 +139,11 @@ impl Node {
 
     /// [`Node::spawn`] under `ulimit -n` (soft and hard) of `fd_limit`, if given.
     pub fn spawn_with_fd_limit(name: &str, dir: &Path, env: Vec<(String, String)>, fd_limit: Option<u64>) -> Node {
-        let port = free_port();
+        Node::spawn_on(name, dir, env, fd_limit, free_port())
+    }
+
+    /// [`Node::spawn_with_fd_limit`] on `port` (taken or not: see [`Node::ready`]).
+    pub fn spawn_on(name: &str, dir: &Path, env: Vec<(String, String)>, fd_limit: Option<u64>, port: u16) -> Node {
         let mut node = Node {
             name: name.to_string(),
             url: format!("http://127.0.0.1:{port}"),
@@ -211,12 +208,31 @@ impl Node {
     }
 
     /// Waits until `/readyz` answers 200.
+    ///
+    /// A free port can still be taken by another process (an outgoing
+    /// connection's source port, say) between [`free_port`] and the node's
+    /// bind; a node that loses its port that way is started again on a new one.
     pub async fn ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut port_retries = 3;
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
+                if port_retries > 0 && self.log().contains("Address already in use") {
+                    port_retries -= 1;
+                    eprintln!(
+                        "node {}: port {} was taken; starting it on another",
+                        self.name, self.port
+                    );
+                    self.child = None;
+                    self.port = free_port();
+                    self.url = format!("http://127.0.0.1:{}", self.port);
+                    // The next failure must be told apart from this one.
+                    let _ = std::fs::rename(&self.log, self.log.with_extension(format!("log.{port_retries}")));
+                    self.start();
+                    continue;
+                }
                 panic!(
                     "node {} exited ({status}) before it was ready:\n{}",
                     self.name,

@@ -23,9 +23,21 @@ use std::time::{Duration, Instant};
 /// The name the sentinels monitor the master by.
 pub const MASTER: &str = "mymaster";
 
-/// A free loopback port.
+/// A free loopback port, never one this process handed out before.
+///
+/// The kernel may offer a port again as soon as the probing listener is
+/// closed, before the server it was meant for has bound it, so two nodes
+/// started in a row could otherwise be given the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A scratch directory, removed when dropped.
