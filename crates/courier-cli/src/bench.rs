@@ -16,8 +16,11 @@
 //! on SQLite the writer thread's busy time (`writer_us_per_exec`) and its
 //! transactions (`write_txns_per_exec`); on Postgres the rows inserted, updated
 //! (`hot_updated`: in place, no index entry) and deleted in the store's tables
-//! (`rows_per_exec`) and the WAL written (`wal_bytes_per_exec`, the server's
-//! whole WAL: run it on a quiet server).
+//! (`rows_per_exec`), the WAL written (`wal_bytes_per_exec`, the server's
+//! whole WAL: run it on a quiet server), the transactions in the database
+//! (`txns_per_exec`) and, when the server has `pg_stat_statements` loaded and
+//! installed in the database, the statements run (`statements_per_exec`,
+//! counting `BEGIN` and `COMMIT`).
 //!
 //! Prints one JSON line per run, then one line with the medians.
 
@@ -102,6 +105,9 @@ struct Cost {
     deleted: Option<f64>,
     /// Postgres: bytes of WAL.
     wal_bytes: Option<f64>,
+    /// Postgres: transactions, and statements (with `pg_stat_statements`).
+    txns: Option<f64>,
+    statements: Option<f64>,
 }
 
 /// The store's cumulative write counters, read around a measured window.
@@ -161,6 +167,8 @@ impl Cost {
                     hot_updated: per(d.hot_updated),
                     deleted: per(d.deleted),
                     wal_bytes: per(d.wal_bytes),
+                    txns: per(d.transactions),
+                    statements: d.statements.and_then(per),
                     ..Cost::default()
                 }
             }
@@ -396,6 +404,11 @@ fn line(args: &BenchArgs, run: &Run, extra: Value) -> Value {
                 "deleted": round(c.deleted),
             });
             out["wal_bytes_per_exec"] = json!(round(c.wal_bytes));
+            out["txns_per_exec"] = json!(c.txns.map(|v| (v * 10_000.0).round() / 10_000.0));
+            out["statements_per_exec"] = match c.statements {
+                Some(v) => json!((v * 10_000.0).round() / 10_000.0),
+                None => json!("pg_stat_statements not loaded"),
+            };
         }
     }
     if let (Value::Object(o), Value::Object(e)) = (&mut out, extra) {
@@ -439,6 +452,8 @@ pub async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
                 hot_updated: cost(|c| c.hot_updated),
                 deleted: cost(|c| c.deleted),
                 wal_bytes: cost(|c| c.wal_bytes),
+                txns: cost(|c| c.txns),
+                statements: cost(|c| c.statements),
             }),
         };
         println!("{}", line(&args, &summary, json!({"median_of": runs.len()})));

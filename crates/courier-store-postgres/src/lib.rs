@@ -122,9 +122,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 ///
 /// ```
 /// use courier_store_postgres::WriteVolume;
-/// let before = WriteVolume { wal_bytes: 1_000, inserted: 10, updated: 4, hot_updated: 3, deleted: 0 };
-/// let after = WriteVolume { wal_bytes: 9_000, inserted: 30, updated: 12, hot_updated: 9, deleted: 2 };
-/// assert_eq!(after.since(&before).rows(), 20 + 8 + 2);
+/// let before = WriteVolume { wal_bytes: 1_000, inserted: 10, updated: 4, transactions: 5, statements: Some(40), ..WriteVolume::default() };
+/// let after = WriteVolume { wal_bytes: 9_000, inserted: 30, updated: 12, deleted: 2, transactions: 7, statements: Some(52), ..WriteVolume::default() };
+/// let d = after.since(&before);
+/// assert_eq!(d.rows(), 20 + 8 + 2);
+/// assert_eq!((d.transactions, d.statements), (2, Some(12)));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteVolume {
@@ -138,6 +140,13 @@ pub struct WriteVolume {
     pub hot_updated: u64,
     /// Rows deleted.
     pub deleted: u64,
+    /// Transactions committed or rolled back in the store's database (by any
+    /// client of that database, not only this store).
+    pub transactions: u64,
+    /// Statements run in the store's database, from `pg_stat_statements`;
+    /// `None` when that extension is not installed in the database and loaded
+    /// (`shared_preload_libraries`). Counts `BEGIN` and `COMMIT` too.
+    pub statements: Option<u64>,
 }
 
 impl WriteVolume {
@@ -149,6 +158,11 @@ impl WriteVolume {
             updated: self.updated.saturating_sub(earlier.updated),
             hot_updated: self.hot_updated.saturating_sub(earlier.hot_updated),
             deleted: self.deleted.saturating_sub(earlier.deleted),
+            transactions: self.transactions.saturating_sub(earlier.transactions),
+            statements: self
+                .statements
+                .zip(earlier.statements)
+                .map(|(now, then)| now.saturating_sub(then)),
         }
     }
 
@@ -237,7 +251,12 @@ impl PostgresStore {
             .query_one(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8,
                         coalesce(sum(n_tup_ins), 0)::int8, coalesce(sum(n_tup_upd), 0)::int8,
-                        coalesce(sum(n_tup_hot_upd), 0)::int8, coalesce(sum(n_tup_del), 0)::int8
+                        coalesce(sum(n_tup_hot_upd), 0)::int8, coalesce(sum(n_tup_del), 0)::int8,
+                        (SELECT (xact_commit + xact_rollback)::int8 FROM pg_stat_database
+                          WHERE datname = current_database()),
+                        (SELECT quote_ident(n.nspname) FROM pg_extension e
+                          JOIN pg_namespace n ON n.oid = e.extnamespace
+                          WHERE e.extname = 'pg_stat_statements')
                  FROM pg_stat_user_tables WHERE schemaname = current_schema()",
                 &[],
             )
@@ -247,12 +266,30 @@ impl PostgresStore {
             let v: i64 = row.try_get(i).map_err(|e| error::from_db(&e))?;
             Ok(u64::try_from(v).unwrap_or(0))
         };
+        let statements = match row.try_get::<_, Option<String>>(6).map_err(|e| error::from_db(&e))? {
+            // Installed but not preloaded, the view refuses to be read: no figure.
+            Some(schema) => client
+                .query_one(
+                    &format!(
+                        "SELECT coalesce(sum(calls), 0)::int8 FROM {schema}.pg_stat_statements
+                         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    ),
+                    &[],
+                )
+                .await
+                .ok()
+                .and_then(|r| r.try_get::<_, i64>(0).ok())
+                .map(|v| u64::try_from(v).unwrap_or(0)),
+            None => None,
+        };
         Ok(WriteVolume {
             wal_bytes: get(0)?,
             inserted: get(1)?,
             updated: get(2)?,
             hot_updated: get(3)?,
             deleted: get(4)?,
+            transactions: get(5)?,
+            statements,
         })
     }
 
