@@ -97,22 +97,73 @@ pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<
         tasks.push(e.task_id.map(|id| id.0));
         data.push(&e.data);
     }
+    let row = if events.len() < READ_INTERNAL_FIRST {
+        query_one(
+            tx,
+            "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
+             appended AS (
+                 INSERT INTO events (seq, type, execution_id, task_id, ts, data, internal)
+                 SELECT head.last - $1 + e.ord, e.type, e.execution_id, e.task_id, now(), e.data,
+                     coalesce(starts_with(x.function, 'courier.'), false)
+                 FROM head, unnest($2::text[], $3::uuid[], $4::uuid[], $5::jsonb[])
+                     WITH ORDINALITY AS e(type, execution_id, task_id, data, ord)
+                     LEFT JOIN executions x ON x.id = e.execution_id
+             )
+             SELECT last FROM head",
+            &[&n, &types, &executions, &tasks, &data],
+        )
+        .await?
+    } else {
+        let internal = internal_flags(tx, &executions).await?;
+        query_one(
+            tx,
+            "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
+             appended AS (
+                 INSERT INTO events (seq, type, execution_id, task_id, ts, data, internal)
+                 SELECT head.last - $1 + e.ord, e.type, e.execution_id, e.task_id, now(), e.data, e.internal
+                 FROM head, unnest($2::text[], $3::uuid[], $4::uuid[], $5::jsonb[], $6::bool[])
+                     WITH ORDINALITY AS e(type, execution_id, task_id, data, internal, ord)
+             )
+             SELECT last FROM head",
+            &[&n, &types, &executions, &tasks, &data, &internal],
+        )
+        .await?
+    };
+    Ok(row.try_get(0)?)
+}
+
+/// From how many events an append reads which are internal before it locks the
+/// head, rather than inside the locked statement.
+///
+/// From the head update to the commit every appending transaction waits for
+/// this one. Under load (group commits of hundreds of events) joining the
+/// executions inside the locked statement took about a tenth of the time the
+/// lock was held, and reading the flags first raised Postgres throughput by
+/// about as much; for a few events the join costs less than the extra round
+/// trip, which a lone dispatch or completion would wait for.
+const READ_INTERNAL_FIRST: usize = 64;
+
+/// For each event, whether it concerns an internal (`courier.*`) execution.
+async fn internal_flags(tx: &Transaction<'_>, executions: &[Option<Uuid>]) -> Result<Vec<bool>> {
+    let mut ids: Vec<Uuid> = executions.iter().flatten().copied().collect();
+    ids.sort_unstable();
+    ids.dedup();
     let row = query_one(
         tx,
-        "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
-         appended AS (
-             INSERT INTO events (seq, type, execution_id, task_id, ts, data, internal)
-             SELECT head.last - $1 + e.ord, e.type, e.execution_id, e.task_id, now(), e.data,
-                 coalesce(starts_with(x.function, 'courier.'), false)
-             FROM head, unnest($2::text[], $3::uuid[], $4::uuid[], $5::jsonb[])
-                 WITH ORDINALITY AS e(type, execution_id, task_id, data, ord)
-                 LEFT JOIN executions x ON x.id = e.execution_id
-         )
-         SELECT last FROM head",
-        &[&n, &types, &executions, &tasks, &data],
+        "SELECT coalesce(array_agg(id), '{}') FROM executions
+         WHERE id = ANY($1) AND starts_with(function, 'courier.')",
+        &[&ids],
     )
     .await?;
-    Ok(row.try_get(0)?)
+    let internal: Vec<Uuid> = row.try_get(0)?;
+    if internal.is_empty() {
+        return Ok(vec![false; executions.len()]);
+    }
+    let internal: std::collections::HashSet<Uuid> = internal.into_iter().collect();
+    Ok(executions
+        .iter()
+        .map(|id| id.is_some_and(|id| internal.contains(&id)))
+        .collect())
 }
 
 /// Events after `filter.after`, oldest first. Each filter shape has its own

@@ -1,10 +1,12 @@
 //! The event log: gap-free sequences in commit order, cursors, filters, trimming.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use courier_core::{Effect, EffectWrite, EventFilter, EventType, ExecutionId, Progress, TaskId, WriteBatch};
+use courier_core::{
+    Effect, EffectWrite, EventFilter, EventType, ExecutionId, NewExecution, Progress, TaskId, WriteBatch,
+};
 use serde_json::json;
 
 use crate::support::*;
@@ -181,6 +183,34 @@ pub async fn trimmed_sequence_numbers_are_never_reused(store: DynStore) {
 
     let past = store.now().await.unwrap() - chrono::Duration::seconds(60);
     assert_eq!(store.trim_events(past).await.unwrap(), 0);
+}
+
+/// A large batch, mixing internal and user executions, marks each event by its
+/// own execution (a store may decide this differently for large appends).
+pub async fn internal_events_are_marked_in_a_large_mixed_batch(store: DynStore) {
+    let batch: Vec<NewExecution> = (0..150)
+        .map(|i| {
+            let function = if i % 3 == 0 { "courier.webhook.deliver" } else { "send" };
+            NewExecution::new(activity(function))
+        })
+        .collect();
+    let internal: HashSet<ExecutionId> = batch
+        .iter()
+        .filter(|e| e.spec.function.starts_with("courier."))
+        .map(|e| e.id)
+        .collect();
+    store.dispatch(batch).await.unwrap();
+    let all = store.read_events(&EventFilter::after(0).limit(1000)).await.unwrap();
+    assert_eq!(all.len(), 300, "two events for each of 150 executions");
+    for e in &all {
+        let id = e.execution_id.expect("execution events");
+        assert_eq!(e.internal, internal.contains(&id), "{e:?}");
+    }
+    let public = store
+        .read_events(&EventFilter::after(0).internal(false).limit(1000))
+        .await
+        .unwrap();
+    assert_eq!(public.len(), 200);
 }
 
 /// Every event of Courier's own executions (`courier.*` functions) is marked
