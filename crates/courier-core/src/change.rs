@@ -334,11 +334,15 @@ impl Change {
             } => NewEvent::execution(
                 EventType::ExecutionCreated,
                 *execution,
+                function,
                 json!({"function": function, "queue": queue}),
             ),
-            Change::ExecutionStarted { execution, function } => {
-                NewEvent::execution(EventType::ExecutionStarted, *execution, json!({"function": function}))
-            }
+            Change::ExecutionStarted { execution, function } => NewEvent::execution(
+                EventType::ExecutionStarted,
+                *execution,
+                function,
+                json!({"function": function}),
+            ),
             Change::ExecutionResumed {
                 execution,
                 function,
@@ -346,6 +350,7 @@ impl Change {
             } => NewEvent::execution(
                 EventType::ExecutionResumed,
                 *execution,
+                function,
                 json!({"function": function, "task_id": task}),
             ),
             Change::ExecutionEnded {
@@ -372,7 +377,7 @@ impl Change {
                     ),
                     ExecutionState::Pending | ExecutionState::Running => return None,
                 };
-                NewEvent::execution(event_type, *execution, data)
+                NewEvent::execution(event_type, *execution, function, data)
             }
             Change::ExecutionPaused {
                 execution,
@@ -385,18 +390,16 @@ impl Change {
                 } else {
                     EventType::ExecutionUnpaused
                 };
-                NewEvent::execution(event_type, *execution, json!({"function": function}))
+                NewEvent::execution(event_type, *execution, function, json!({"function": function}))
             }
-            Change::QueuePaused { queue, paused } => NewEvent {
-                event_type: if *paused {
+            Change::QueuePaused { queue, paused } => NewEvent::outside(
+                if *paused {
                     EventType::QueuePaused
                 } else {
                     EventType::QueueResumed
                 },
-                execution_id: None,
-                task_id: None,
-                data: json!({"queue": queue}),
-            },
+                json!({"queue": queue}),
+            ),
             Change::TaskCreated { task, step, queue, .. } => task.event(
                 EventType::TaskCreated,
                 json!({"function": task.function, "kind": task.kind, "step": step, "queue": queue}),
@@ -472,11 +475,9 @@ impl Change {
                 EventType::TaskCancelled,
                 json!({"function": task.function, "kind": task.kind, "reason": reason}),
             ),
-            Change::NotificationSent { notification, replaced } => NewEvent {
-                event_type: EventType::NotificationSent,
-                execution_id: None,
-                task_id: None,
-                data: json!({
+            Change::NotificationSent { notification, replaced } => NewEvent::outside(
+                EventType::NotificationSent,
+                json!({
                     "id": notification.id,
                     "target": notification.target,
                     "type": notification.kind,
@@ -484,15 +485,13 @@ impl Change {
                     "group": notification.group,
                     "replaced": replaced,
                 }),
-            },
+            ),
             Change::NotificationsDismissed {
                 ids, subscriber, group, ..
-            } => NewEvent {
-                event_type: EventType::NotificationDismissed,
-                execution_id: None,
-                task_id: None,
-                data: json!({"ids": ids, "subscriber": subscriber, "group": group}),
-            },
+            } => NewEvent::outside(
+                EventType::NotificationDismissed,
+                json!({"ids": ids, "subscriber": subscriber, "group": group}),
+            ),
             Change::SourceSubscription { .. } => return None,
             Change::ScheduleRan { run } => {
                 let event_type = match run.outcome {
@@ -504,6 +503,9 @@ impl Change {
                     event_type,
                     execution_id: run.execution_id,
                     task_id: None,
+                    // A skipped slot concerns no execution; a fired one's is
+                    // looked up.
+                    internal: run.execution_id.is_none().then_some(false),
                     data: json!({
                         "schedule_id": run.schedule_id,
                         "slot": run.slot,
@@ -645,8 +647,15 @@ impl Change {
 }
 
 impl TaskRef {
+    /// A root task runs its execution's own function, so its events can say
+    /// whether they are internal; an orchestrator's child cannot (a user's
+    /// orchestrator may call a `courier.*` activity and stay public).
     fn event(&self, event_type: EventType, data: Value) -> NewEvent {
-        NewEvent::task(event_type, self.execution, self.task, data)
+        let mut event = NewEvent::task(event_type, self.execution, self.task, data);
+        if !self.is_child() {
+            event.internal = Some(crate::is_internal(&self.function));
+        }
+        event
     }
 
     fn child_settled(&self, state: TaskState) -> Notice {

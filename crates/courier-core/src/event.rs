@@ -122,28 +122,61 @@ pub struct NewEvent {
     pub task_id: Option<TaskId>,
     /// Details.
     pub data: Value,
+    /// Whether it is [`Event::internal`], when whoever made it knows its
+    /// execution's function; `None` leaves the store to look the execution up.
+    /// Saying it spares the store that lookup, which an append makes per event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<bool>,
 }
 
 impl NewEvent {
-    /// An event about a task of an execution.
+    /// An event about a task of an execution (internal or not, as the store
+    /// finds the execution).
     pub fn task(event_type: EventType, execution_id: ExecutionId, task_id: TaskId, data: Value) -> Self {
         NewEvent {
             event_type,
             execution_id: Some(execution_id),
             task_id: Some(task_id),
             data,
+            internal: None,
         }
     }
 
-    /// An event about an execution.
-    pub fn execution(event_type: EventType, execution_id: ExecutionId, data: Value) -> Self {
+    /// An event about an execution of `function`.
+    ///
+    /// ```
+    /// use courier_core::{EventType, ExecutionId, NewEvent};
+    /// let id = ExecutionId::new();
+    /// let e = NewEvent::execution(EventType::ExecutionStarted, id, "courier.webhook.deliver", serde_json::json!({}));
+    /// assert_eq!(e.internal, Some(true));
+    /// ```
+    pub fn execution(event_type: EventType, execution_id: ExecutionId, function: &str, data: Value) -> Self {
         NewEvent {
             event_type,
             execution_id: Some(execution_id),
             task_id: None,
             data,
+            internal: Some(is_internal(function)),
         }
     }
+
+    /// An event that concerns no execution (never internal).
+    pub fn outside(event_type: EventType, data: Value) -> Self {
+        NewEvent {
+            event_type,
+            execution_id: None,
+            task_id: None,
+            data,
+            internal: Some(false),
+        }
+    }
+}
+
+/// Whether `function` is one of Courier's own (named under
+/// [`INTERNAL_PREFIX`](crate::INTERNAL_PREFIX)), whose executions' events are
+/// [`Event::internal`].
+pub fn is_internal(function: &str) -> bool {
+    function.starts_with(crate::INTERNAL_PREFIX)
 }
 
 /// Which events to read.

@@ -91,61 +91,63 @@ pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<
     let mut executions: Vec<Option<Uuid>> = Vec::with_capacity(events.len());
     let mut tasks: Vec<Option<Uuid>> = Vec::with_capacity(events.len());
     let mut data: Vec<&Value> = Vec::with_capacity(events.len());
+    let mut internal: Vec<Option<bool>> = Vec::with_capacity(events.len());
     for e in events {
         types.push(e.event_type.as_str());
         executions.push(e.execution_id.map(|id| id.0));
         tasks.push(e.task_id.map(|id| id.0));
         data.push(&e.data);
+        internal.push(if e.execution_id.is_none() {
+            Some(false)
+        } else {
+            e.internal
+        });
     }
-    let row = if events.len() < READ_INTERNAL_FIRST {
-        query_one(
-            tx,
-            "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
-             appended AS (
-                 INSERT INTO events (seq, type, execution_id, task_id, ts, data, internal)
-                 SELECT head.last - $1 + e.ord, e.type, e.execution_id, e.task_id, now(), e.data,
-                     coalesce(starts_with(x.function, 'courier.'), false)
-                 FROM head, unnest($2::text[], $3::uuid[], $4::uuid[], $5::jsonb[])
-                     WITH ORDINALITY AS e(type, execution_id, task_id, data, ord)
-                     LEFT JOIN executions x ON x.id = e.execution_id
-             )
-             SELECT last FROM head",
-            &[&n, &types, &executions, &tasks, &data],
-        )
-        .await?
-    } else {
-        let internal = internal_flags(tx, &executions).await?;
-        query_one(
-            tx,
-            "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
-             appended AS (
-                 INSERT INTO events (seq, type, execution_id, task_id, ts, data, internal)
-                 SELECT head.last - $1 + e.ord, e.type, e.execution_id, e.task_id, now(), e.data, e.internal
-                 FROM head, unnest($2::text[], $3::uuid[], $4::uuid[], $5::jsonb[], $6::bool[])
-                     WITH ORDINALITY AS e(type, execution_id, task_id, data, internal, ord)
-             )
-             SELECT last FROM head",
-            &[&n, &types, &executions, &tasks, &data, &internal],
-        )
-        .await?
-    };
+    let unknown = internal.iter().filter(|i| i.is_none()).count();
+    if unknown >= READ_INTERNAL_FIRST {
+        fill_internal(tx, &executions, &mut internal).await?;
+    }
+    // The statement looks up only the executions of events whose flag is
+    // still unknown.
+    let row = query_one(
+        tx,
+        "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
+         appended AS (
+             INSERT INTO events (seq, type, execution_id, task_id, ts, data, internal)
+             SELECT head.last - $1 + e.ord, e.type, e.execution_id, e.task_id, now(), e.data,
+                 CASE WHEN e.internal IS NOT NULL THEN e.internal
+                      ELSE coalesce((SELECT starts_with(x.function, 'courier.') FROM executions x
+                                     WHERE x.id = e.execution_id), false) END
+             FROM head, unnest($2::text[], $3::uuid[], $4::uuid[], $5::jsonb[], $6::bool[])
+                 WITH ORDINALITY AS e(type, execution_id, task_id, data, internal, ord)
+         )
+         SELECT last FROM head",
+        &[&n, &types, &executions, &tasks, &data, &internal],
+    )
+    .await?;
     Ok(row.try_get(0)?)
 }
 
-/// From how many events an append reads which are internal before it locks the
-/// head, rather than inside the locked statement.
+/// From how many events whose flag the changes could not give an append reads
+/// which are internal before it locks the head, rather than inside the locked
+/// statement.
 ///
-/// From the head update to the commit every appending transaction waits for
-/// this one. Under load (group commits of hundreds of events) joining the
-/// executions inside the locked statement took about a tenth of the time the
-/// lock was held, and reading the flags first raised Postgres throughput by
-/// about as much; for a few events the join costs less than the extra round
-/// trip, which a lone dispatch or completion would wait for.
+/// Most events say it themselves ([`NewEvent::internal`]); the others (progress,
+/// an orchestrator's children) need their execution looked up. From the head
+/// update to the commit every appending transaction waits for this one, so
+/// many lookups are better made before it; a few cost less than the extra
+/// round trip a lone write would wait for.
 const READ_INTERNAL_FIRST: usize = 64;
 
-/// For each event, whether it concerns an internal (`courier.*`) execution.
-async fn internal_flags(tx: &Transaction<'_>, executions: &[Option<Uuid>]) -> Result<Vec<bool>> {
-    let mut ids: Vec<Uuid> = executions.iter().flatten().copied().collect();
+/// Fills in the unknown flags of `internal` (one per event) from the events'
+/// executions, in one statement.
+async fn fill_internal(tx: &Transaction<'_>, executions: &[Option<Uuid>], internal: &mut [Option<bool>]) -> Result<()> {
+    let mut ids: Vec<Uuid> = executions
+        .iter()
+        .zip(internal.iter())
+        .filter(|(_, flag)| flag.is_none())
+        .filter_map(|(id, _)| *id)
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     let row = query_one(
@@ -155,15 +157,13 @@ async fn internal_flags(tx: &Transaction<'_>, executions: &[Option<Uuid>]) -> Re
         &[&ids],
     )
     .await?;
-    let internal: Vec<Uuid> = row.try_get(0)?;
-    if internal.is_empty() {
-        return Ok(vec![false; executions.len()]);
+    let found: std::collections::HashSet<Uuid> = row.try_get::<_, Vec<Uuid>>(0)?.into_iter().collect();
+    for (id, flag) in executions.iter().zip(internal.iter_mut()) {
+        if flag.is_none() {
+            *flag = Some(id.is_some_and(|id| found.contains(&id)));
+        }
     }
-    let internal: std::collections::HashSet<Uuid> = internal.into_iter().collect();
-    Ok(executions
-        .iter()
-        .map(|id| id.is_some_and(|id| internal.contains(&id)))
-        .collect())
+    Ok(())
 }
 
 /// Events after `filter.after`, oldest first. Each filter shape has its own
