@@ -5,6 +5,8 @@
 //! Every wait is bounded: the server must be ready within 30 s, each command must
 //! finish within 60 s, and servers are killed when their test ends.
 
+mod ports;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -17,22 +19,8 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_courier");
 const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 
-/// A free port, never one this process handed out before: the kernel may
-/// offer a port again as soon as the probe closes, before the server of a test
-/// running beside this one has bound it.
 fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
+    ports::free_port_on("127.0.0.1")
 }
 
 fn temp_dir() -> PathBuf {

@@ -3,8 +3,10 @@
 //! warns at every start). A real binary on `0.0.0.0:<free port>`, reached over
 //! loopback with plain HTTP/1.1.
 
+mod ports;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,22 +14,8 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_courier");
 
-/// A free port, never one this process handed out before: the kernel may
-/// offer a port again as soon as the probe closes, before the server of a test
-/// running beside this one has bound it.
 fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("0.0.0.0:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
+    ports::free_port_on("0.0.0.0")
 }
 
 fn temp_dir() -> PathBuf {
