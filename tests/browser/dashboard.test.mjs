@@ -854,6 +854,18 @@ async function underLoad() {
     await shot(page, 'desktop-executions-under-load');
   });
 
+  await step('a live row out of the API\'s order is put right once additions stop', async () => {
+    // Live rows come in commit order, the API's in creation time then id; they
+    // can differ for executions created together. Here an older execution is
+    // announced as if its creation were committed last.
+    const older = (await api(server, 'GET', `/v1/executions?limit=1&offset=${3 * PAGE}`)).data.executions[0];
+    const newest = (await api(server, 'GET', `/v1/executions?limit=${PAGE}`)).data.executions.map((x) => x.id);
+    await page.evaluate((x) => queueExecutionEvent(x.id, 'pending',
+      { function: x.function, queue: x.queue, timestamp: x.created_at }, 'execution.created'), older);
+    await until('the announced row to show first', async () => (await rowIds(page))[0] === older.id, 5_000);
+    await until('the first page to settle on the API\'s', async () => JSON.stringify(await rowIds(page)) === JSON.stringify(newest), 10_000);
+  });
+
   await step('paging: older and newer pages, and a page does not move when executions arrive', async () => {
     const first = await rowIds(page);
     await page.click('[data-testid="next-page"]');
