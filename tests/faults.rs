@@ -204,6 +204,10 @@ async fn postgres_restarted_mid_run_nodes_reconnect_and_nothing_is_left_stuck() 
     let db = Database::create_on(&pg.url());
     let cluster = Cluster::start_on(db, &["a", "b"], Notifier::Postgres, &[], |_| Vec::new()).await;
     let ids = dispatch_pipelines(&cluster.nodes, N, 20, "e").await;
+    // The executions themselves must survive: only what the nodes write after
+    // this may be lost (the CI machine once lost an acknowledged dispatch,
+    // seconds old, whose asynchronous commit had not been written yet).
+    pg.make_durable();
     support::eventually(Duration::from_secs(60), "some progress", || {
         let ended = cluster.effects().iter().filter(|e| e.what == "end").count();
         async move { ended >= N / 2 }

@@ -669,6 +669,13 @@ impl PostgresServer {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Makes every commit so far survive an immediate stop: a synchronous
+    /// commit writes out the WAL before it, the asynchronous commits included.
+    /// (Left to itself, the WAL writer of a starved server can lag by seconds.)
+    pub fn make_durable(&self) {
+        psql(&self.url(), "SET synchronous_commit = on; SELECT txid_current();");
+    }
+
     /// Stops the server abruptly (`-m immediate`: connections die, as in a crash)
     /// and starts it again after `down`.
     pub fn restart(&self, down: Duration) {
