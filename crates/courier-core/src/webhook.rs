@@ -132,7 +132,7 @@ impl WebhookRecord {
                 .data
                 .get("function")
                 .and_then(|f| f.as_str())
-                .is_some_and(|f| f.starts_with(INTERNAL_PREFIX));
+                .is_some_and(crate::is_internal);
         !internal
             && (self.event_types.is_empty() || self.event_types.contains(&event.event_type))
             && self.execution_id.is_none_or(|id| event.execution_id == Some(id))

@@ -270,10 +270,7 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListExecutions
     let offset = page_offset(query.offset)?;
     let parent = query.parent.as_deref().map(execution_id).transpose()?;
     // Asking for one of Courier's own functions by name is asking to see it.
-    let named_internal = query
-        .function
-        .as_deref()
-        .is_some_and(|f| f.starts_with(courier_core::INTERNAL_PREFIX));
+    let named_internal = query.function.as_deref().is_some_and(courier_core::is_internal);
     let executions = http
         .courier()
         .list_executions(&ExecutionFilter {

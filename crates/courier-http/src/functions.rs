@@ -159,7 +159,7 @@ pub(crate) async fn list(http: web::Data<Http>, query: web::Query<ListFunctions>
     names.sort();
     names.dedup();
     if !query.internal.unwrap_or(false) {
-        names.retain(|name| !name.starts_with(courier_core::INTERNAL_PREFIX));
+        names.retain(|name| !courier_core::is_internal(name));
     }
     // Both lists are in name order; take each name's record as it comes.
     stored.reverse();

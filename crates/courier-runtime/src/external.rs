@@ -147,7 +147,7 @@ impl Courier {
             .await?
             .ok_or(StoreError::TaskNotFound(lease.task_id))?;
         let external = task.kind == TaskKind::Activity
-            && !task.function.starts_with(courier_core::INTERNAL_PREFIX)
+            && !courier_core::is_internal(&task.function)
             && task
                 .lease_owner
                 .as_deref()

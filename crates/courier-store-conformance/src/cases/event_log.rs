@@ -197,7 +197,7 @@ pub async fn internal_events_are_marked_in_a_large_mixed_batch(store: DynStore) 
         .collect();
     let internal: HashSet<ExecutionId> = batch
         .iter()
-        .filter(|e| e.spec.function.starts_with("courier."))
+        .filter(|e| courier_core::is_internal(&e.spec.function))
         .map(|e| e.id)
         .collect();
     let ids: Vec<ExecutionId> = batch.iter().map(|e| e.id).collect();
