@@ -51,9 +51,10 @@ async fn receiver(listener: TcpListener, received: Arc<AtomicU64>, last: Arc<std
     }
 }
 
-/// Deliveries waiting on the webhook queue.
-async fn queued(api: &mut Api) -> u64 {
-    let (_, body) = api.get("/v1/queues").await;
+/// Deliveries waiting on the webhook queue (asked on a connection of its own:
+/// a kept-alive one may have idled out while the dispatches ran).
+async fn queued(port: u16) -> u64 {
+    let (_, body) = Api::connect(port).await.get("/v1/queues").await;
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     body["queues"]
         .as_array()
@@ -113,7 +114,7 @@ async fn run(store: &str, n: usize) -> serde_json::Value {
         d.await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(120);
-    while queued(&mut api).await < total as u64 {
+    while queued(port).await < total as u64 {
         assert!(Instant::now() < deadline, "deliveries were not all queued");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

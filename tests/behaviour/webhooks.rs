@@ -780,6 +780,28 @@ async fn an_endless_response_body_is_cut_at_one_kibibyte() {
     s.stop().await;
 }
 
+/// A receiver's answer is kept as text whatever its bytes: a NUL (which
+/// Postgres cannot store) becomes U+FFFD, and the attempt is recorded as
+/// delivered instead of failing to be recorded and retrying for ever.
+#[actix_rt::test]
+async fn a_response_holding_a_nul_is_recorded_on_postgres() {
+    let receiver = RawReceiver::start(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nbad\0body!".into(),
+        false,
+    )
+    .await;
+    let s = node(postgres().await, options(&[50, 50, 50])).await;
+    let hook = register(&s, &receiver.url, &["execution.completed"]).await;
+    let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
+    s.http.courier().wait_for(id, WAIT).await.unwrap();
+    newest_reaches(&s, &hook, "delivered", Duration::from_secs(10), "delivered").await;
+    let delivery = deliveries(&s, &hook).await[0].clone();
+    assert_eq!(delivery["attempts"], 1, "{delivery}");
+    assert_eq!(delivery["attempt_log"][0]["response"], "bad\u{FFFD}body!", "{delivery}");
+    assert_eq!(receiver.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    s.stop().await;
+}
+
 #[actix_rt::test]
 async fn retry_after_is_capped_at_the_longest_schedule_step() {
     let receiver = Receiver::start(vec![(503, Some("3600")), (200, None)]).await;

@@ -82,8 +82,8 @@ pub use schedule::{
 pub use signal::{SignalRecord, SignalSent};
 pub use state::{ExecutionState, TaskKind, TaskState};
 pub use store::{
-    CacheStore, ChildGroup, ContextStore, DeadLetterStore, Effect, EffectApplied, EffectWrite, EventStore,
-    ExecutionStore, FunctionStore, NodeStore, NotificationStore, PauseStore, RateLimitStore, Reservation,
+    AttemptWrite, CacheStore, ChildGroup, ContextStore, DeadLetterStore, Effect, EffectApplied, EffectWrite,
+    EventStore, ExecutionStore, FunctionStore, NodeStore, NotificationStore, PauseStore, RateLimitStore, Reservation,
     ScheduleStore, SeedRecords, Store, TaskStore, WebhookStore, WriteBatch, WriteResults,
 };
 pub use task::{

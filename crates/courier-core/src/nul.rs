@@ -17,7 +17,7 @@ use crate::node::NodeReport;
 use crate::notification::{NewNotification, Target};
 use crate::progress::Progress;
 use crate::schedule::ScheduleRecord;
-use crate::store::{Effect, EffectWrite, WriteBatch, WriteResults};
+use crate::store::{AttemptWrite, Effect, EffectWrite, WriteBatch, WriteResults};
 use crate::task::{Completion, NewTask, Outcome, Remember, TaskSpec};
 
 /// Whether `text` holds a NUL.
@@ -172,6 +172,15 @@ impl HoldsNul for TaskError {
     }
 }
 
+impl HoldsNul for AttemptWrite {
+    fn nul_field(&self) -> Option<&'static str> {
+        first(&[
+            ("response", self.attempt.response.as_deref().is_some_and(text_has_nul)),
+            ("error", self.attempt.error.as_deref().is_some_and(text_has_nul)),
+        ])
+    }
+}
+
 impl HoldsNul for Completion {
     fn nul_field(&self) -> Option<&'static str> {
         match &self.outcome {
@@ -242,13 +251,18 @@ pub struct NulRefusals {
     dispatches: Vec<(usize, StoreError)>,
     children: Vec<(usize, StoreError)>,
     effects: Vec<(usize, StoreError)>,
+    delivery_attempts: Vec<(usize, StoreError)>,
     completions: Vec<(usize, StoreError)>,
 }
 
 impl NulRefusals {
     /// Whether nothing was refused.
     pub fn is_empty(&self) -> bool {
-        self.dispatches.is_empty() && self.children.is_empty() && self.effects.is_empty() && self.completions.is_empty()
+        self.dispatches.is_empty()
+            && self.children.is_empty()
+            && self.effects.is_empty()
+            && self.delivery_attempts.is_empty()
+            && self.completions.is_empty()
     }
 
     /// The results of the whole batch: `applied` (the results of the batch
@@ -262,6 +276,7 @@ impl NulRefusals {
         put_back(&mut applied.dispatches, self.dispatches);
         put_back(&mut applied.children, self.children);
         put_back(&mut applied.effects, self.effects);
+        put_back(&mut applied.delivery_attempts, self.delivery_attempts);
         put_back(&mut applied.completions, self.completions);
         applied
     }
@@ -305,6 +320,7 @@ impl WriteBatch {
                 .iter()
                 .any(|g| g.tasks.iter().any(|t| t.nul_field().is_some()))
             || self.effects.iter().any(|e| e.nul_field().is_some())
+            || self.delivery_attempts.iter().any(|a| a.nul_field().is_some())
             || self.completions.iter().any(|c| c.nul_field().is_some());
         if !any {
             return (Cow::Borrowed(self), NulRefusals::default());
@@ -320,11 +336,13 @@ impl WriteBatch {
             }
         }
         let effects = split(&self.effects, &mut refused.effects);
+        let delivery_attempts = split(&self.delivery_attempts, &mut refused.delivery_attempts);
         let completions = split(&self.completions, &mut refused.completions);
         let rest = WriteBatch {
             dispatches,
             children,
             effects,
+            delivery_attempts,
             completions,
         };
         (Cow::Owned(rest), refused)

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use courier_core::{
-    Cancelled, DeliveryAttempt, DeliveryReplay, DeliveryState, ExecutionId, FunctionRecord, FunctionSettings,
-    NewDelivery, ParentLink, PauseState, PausedQueue, Replayed, SignalSent, TaskId, WebhookRecord,
+    AttemptWrite, Cancelled, DeliveryAttempt, DeliveryReplay, DeliveryState, ExecutionId, FunctionRecord,
+    FunctionSettings, NewDelivery, ParentLink, PauseState, PausedQueue, Replayed, SignalSent, TaskId, WebhookRecord,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -274,13 +274,19 @@ impl Courier {
         Ok(self.node.writes().send(write).await??)
     }
 
-    /// Records a delivery attempt and the delivery's new state.
+    /// Records a delivery attempt and the delivery's new state. The write
+    /// rides the node's group commit, so many deliveries finishing together
+    /// cost one transaction.
     pub async fn record_delivery_attempt(
         &self,
         attempt: DeliveryAttempt,
         state: DeliveryState,
     ) -> Result<(), RuntimeError> {
-        let write = RecordDeliveryAttempt { attempt, state };
+        let admitted = self.node.admit(1).await?;
+        let write = RecordDeliveryAttempt {
+            write: AttemptWrite { attempt, state },
+            admitted,
+        };
         Ok(self.node.writes().send(write).await??)
     }
 

@@ -47,12 +47,12 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use courier_core::metric;
 use courier_core::{
-    Cancelled, ChildCreated, ChildGroup, ClaimRequest, Claimed, Committed, Completed, Completion, DeliveryAttempt,
-    DeliveryReplay, DeliveryState, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, Firing,
-    FunctionRecord, FunctionSettings, LeaseKey, LeaseToken, NewDelivery, NewExecution, NewNotification, NodeRecord,
-    NodeReport, NotificationSent, NotificationTtl, Notifier, Outcome, PauseState, Progress, Renewed, Replayed,
-    Reservation, ScheduleRecord, SignalSent, Store, StoreError, StoreResult, TaskError, TaskId, TaskKind, Viewer,
-    WebhookRecord, WriteBatch, WriteResults,
+    AttemptWrite, Cancelled, ChildCreated, ChildGroup, ClaimRequest, Claimed, Committed, Completed, Completion,
+    DeliveryReplay, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, Firing, FunctionRecord,
+    FunctionSettings, LeaseKey, LeaseToken, NewDelivery, NewExecution, NewNotification, NodeRecord, NodeReport,
+    NotificationSent, NotificationTtl, Notifier, Outcome, PauseState, Progress, Renewed, Replayed, Reservation,
+    ScheduleRecord, SignalSent, Store, StoreError, StoreResult, TaskError, TaskId, TaskKind, Viewer, WebhookRecord,
+    WriteBatch, WriteResults,
 };
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -470,12 +470,13 @@ pub(crate) struct EnqueueDeliveries {
     pub deliveries: Vec<NewDelivery>,
 }
 
-/// Records a delivery attempt and the delivery's new state.
+/// Records a delivery attempt and the delivery's new state, in the next group
+/// commit.
 #[derive(Message)]
 #[rtype(result = "StoreResult<()>")]
 pub(crate) struct RecordDeliveryAttempt {
-    pub attempt: DeliveryAttempt,
-    pub state: DeliveryState,
+    pub write: AttemptWrite,
+    pub admitted: Admitted,
 }
 
 /// Marks a pending delivery skipped; whether it was pending.
@@ -546,6 +547,7 @@ struct Queue {
     dispatches: Vec<Reply<Dispatched>>,
     children: Vec<Reply<Vec<ChildCreated>>>,
     effects: Vec<Reply<EffectApplied>>,
+    delivery_attempts: Vec<Reply<()>>,
     completions: Vec<CompletionReply>,
     /// Operations counted toward MAX_BATCH (a child group counts its tasks).
     weight: usize,
@@ -556,6 +558,7 @@ enum Queued {
     Dispatch(NewExecution, Reply<Dispatched>),
     Children(ChildGroup, Reply<Vec<ChildCreated>>),
     Effect(EffectWrite, Reply<EffectApplied>),
+    Attempt(AttemptWrite, Reply<()>),
     Completion(Completion, CompletionReply),
 }
 
@@ -588,6 +591,10 @@ impl Queue {
                 self.batch.effects.push(effect);
                 self.effects.push(reply);
             }
+            Queued::Attempt(write, reply) => {
+                self.batch.delivery_attempts.push(write);
+                self.delivery_attempts.push(reply);
+            }
             Queued::Completion(completion, reply) => {
                 self.batch.completions.push(completion);
                 self.completions.push(reply);
@@ -604,6 +611,9 @@ impl Queue {
             let _ = r.send(Err(e.clone()));
         }
         for r in self.effects {
+            let _ = r.send(Err(e.clone()));
+        }
+        for r in self.delivery_attempts {
             let _ = r.send(Err(e.clone()));
         }
         for r in self.completions {
@@ -634,6 +644,13 @@ impl Queue {
                 .into_iter()
                 .zip(self.effects)
                 .map(|(e, r)| Queued::Effect(e, r)),
+        );
+        items.extend(
+            batch
+                .delivery_attempts
+                .into_iter()
+                .zip(self.delivery_attempts)
+                .map(|(a, r)| Queued::Attempt(a, r)),
         );
         items.extend(
             batch
@@ -958,6 +975,7 @@ async fn answer(live: &Live, notifier: &Arc<dyn Notifier>, queue: Queue, batch: 
         dispatches,
         children,
         effects,
+        delivery_attempts,
         completions,
         ..
     } = queue;
@@ -965,6 +983,7 @@ async fn answer(live: &Live, notifier: &Arc<dyn Notifier>, queue: Queue, batch: 
         dispatches: dispatched,
         children: created,
         effects: applied,
+        delivery_attempts: recorded,
         completions: completed,
         changes,
     } = results;
@@ -987,6 +1006,9 @@ async fn answer(live: &Live, notifier: &Arc<dyn Notifier>, queue: Queue, batch: 
         let _ = reply.send(result);
     }
     for (reply, result) in effects.into_iter().zip(applied) {
+        let _ = reply.send(result);
+    }
+    for (reply, result) in delivery_attempts.into_iter().zip(recorded) {
         let _ = reply.send(result);
     }
     for (answer, result) in completions.into_iter().zip(completed) {
@@ -1133,6 +1155,10 @@ queued_handler!(CreateChildren, Vec<ChildCreated>, |msg, reply, admitted| {
 queued_handler!(ApplyEffect, EffectApplied, |msg, reply, admitted| {
     admitted = msg.1;
     Queued::Effect(msg.0, reply)
+});
+queued_handler!(RecordDeliveryAttempt, (), |msg, reply, admitted| {
+    admitted = msg.admitted;
+    Queued::Attempt(msg.write, reply)
 });
 queued_handler!(Complete, Completed, |msg, reply, admitted| {
     admitted = msg.admitted;
@@ -1504,15 +1530,6 @@ impl Handler<EnqueueDeliveries> for StoreActor {
 
     fn handle(&mut self, m: EnqueueDeliveries, _: &mut Self::Context) -> Self::Result {
         self.logged(move |store| async move { store.enqueue_deliveries(m.from, m.to, m.deliveries).await })
-    }
-}
-
-/// Records the attempt.
-impl Handler<RecordDeliveryAttempt> for StoreActor {
-    type Result = ResponseFuture<StoreResult<()>>;
-
-    fn handle(&mut self, m: RecordDeliveryAttempt, _: &mut Self::Context) -> Self::Result {
-        self.quiet(move |store| async move { store.record_delivery_attempt(&m.attempt, m.state).await })
     }
 }
 

@@ -158,6 +158,7 @@ macro_rules! __cases {
             webhooks::a_stale_or_refused_enqueue_writes_nothing,
             webhooks::racing_enqueuers_enqueue_a_range_once,
             webhooks::delivery_attempts_update_their_delivery_and_list_in_order,
+            webhooks::delivery_attempts_ride_the_group_commit,
             webhooks::deliveries_list_newest_first_with_paging,
             webhooks::cleanup_deletes_the_deliveries_of_cleaned_executions,
             webhooks::skipped_deliveries_dispatch_nothing_and_list_oldest_first,

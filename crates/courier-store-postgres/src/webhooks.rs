@@ -16,8 +16,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{
-    Committed, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, NewDelivery, NewExecution, StoreError,
-    StoreResult, WebhookRecord, WebhookStore, events_of,
+    AttemptWrite, Committed, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, NewDelivery, NewExecution,
+    StoreError, StoreResult, WebhookRecord, WebhookStore, events_of,
 };
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
@@ -354,39 +354,92 @@ fn taken(id: Uuid) -> Error {
 }
 
 /// Records an attempt (replacing one with the same number) and updates its
-/// delivery, in one statement; `Invalid` if there is no such delivery.
+/// delivery, in one statement; it counts 0 rows when there is no such delivery.
+const RECORD_ATTEMPT: &str = "WITH delivery AS (
+         UPDATE webhook_deliveries SET state = $2, attempts = $3, last_status = $4, last_error = $5,
+             updated_at = now()
+         WHERE id = $1
+         RETURNING id
+     )
+     INSERT INTO webhook_attempts (delivery_id, attempt, status, latency_ms, response, error, at)
+     SELECT id, $3, $4, $6::int8, $7::text, $5, now() FROM delivery
+     ON CONFLICT (delivery_id, attempt) DO UPDATE SET status = excluded.status, latency_ms = excluded.latency_ms,
+         response = excluded.response, error = excluded.error, at = excluded.at";
+
+/// [`RECORD_ATTEMPT`]'s parameters, owned.
+struct AttemptParams<'a> {
+    write: &'a AttemptWrite,
+    state: &'static str,
+    attempt: i64,
+    status: Option<i32>,
+    latency_ms: i64,
+}
+
+impl<'a> AttemptParams<'a> {
+    fn new(write: &'a AttemptWrite) -> Self {
+        let a = &write.attempt;
+        AttemptParams {
+            write,
+            state: write.state.as_str(),
+            attempt: i64::from(a.attempt),
+            status: a.status.map(i32::from),
+            latency_ms: i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
+        let a = &self.write.attempt;
+        [
+            &a.delivery_id,
+            &self.state,
+            &self.attempt,
+            &self.status,
+            &a.error,
+            &self.latency_ms,
+            &a.response,
+        ]
+    }
+}
+
+fn no_delivery(id: Uuid) -> StoreError {
+    StoreError::Invalid(format!("webhook delivery {id} does not exist"))
+}
+
+/// Records one attempt on its own; `Invalid` if there is no such delivery.
 async fn record_attempt(store: &PostgresStore, a: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()> {
     let client = store.client().await?;
-    let n = execute(
-        &client,
-        "WITH delivery AS (
-             UPDATE webhook_deliveries SET state = $2, attempts = $3, last_status = $4, last_error = $5,
-                 updated_at = now()
-             WHERE id = $1
-             RETURNING id
-         )
-         INSERT INTO webhook_attempts (delivery_id, attempt, status, latency_ms, response, error, at)
-         SELECT id, $3, $4, $6::int8, $7::text, $5, now() FROM delivery
-         ON CONFLICT (delivery_id, attempt) DO UPDATE SET status = excluded.status, latency_ms = excluded.latency_ms,
-             response = excluded.response, error = excluded.error, at = excluded.at",
-        &[
-            &a.delivery_id,
-            &state.as_str(),
-            &i64::from(a.attempt),
-            &a.status.map(i32::from),
-            &a.error,
-            &i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
-            &a.response,
-        ],
-    )
-    .await?;
-    if n == 0 {
-        return Err(StoreError::Invalid(format!(
-            "webhook delivery {} does not exist",
-            a.delivery_id
-        )));
+    let write = AttemptWrite {
+        attempt: a.clone(),
+        state,
+    };
+    let params = AttemptParams::new(&write);
+    if execute(&client, RECORD_ATTEMPT, &params.params()).await? == 0 {
+        return Err(no_delivery(a.delivery_id));
     }
     Ok(())
+}
+
+/// Records a group commit's attempts: one statement each, all sent before the
+/// first answer is read (pipelined), so however many there are the batch pays
+/// one round trip for them. A missing delivery is that item's refusal.
+pub(crate) async fn record_attempts(tx: &Transaction<'_>, writes: &[AttemptWrite]) -> Result<Vec<StoreResult<()>>> {
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let statement = tx.prepare_cached(RECORD_ATTEMPT).await?;
+    let params: Vec<AttemptParams<'_>> = writes.iter().map(AttemptParams::new).collect();
+    let counts = futures::future::try_join_all(params.iter().map(|p| tx.execute_raw(&statement, p.params()))).await?;
+    Ok(counts
+        .into_iter()
+        .zip(writes)
+        .map(|(n, w)| {
+            if n == 0 {
+                Err(no_delivery(w.attempt.delivery_id))
+            } else {
+                Ok(())
+            }
+        })
+        .collect())
 }
 
 /// One delivery.

@@ -5,14 +5,16 @@ use courier_core::{HoldsNul, StoreResult, WriteBatch, WriteResults};
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::{children, complete, dispatch};
+use crate::{children, complete, dispatch, webhooks};
 
-/// Applies `batch` in order: dispatches, child groups, effects, completions.
+/// Applies `batch` in order: dispatches, child groups, effects, delivery
+/// attempts, completions.
 pub(crate) fn commit(conn: &Connection, now: i64, batch: &WriteBatch) -> Result<WriteResults> {
     let mut out = WriteResults {
         dispatches: Vec::with_capacity(batch.dispatches.len()),
         children: Vec::with_capacity(batch.children.len()),
         effects: Vec::with_capacity(batch.effects.len()),
+        delivery_attempts: Vec::with_capacity(batch.delivery_attempts.len()),
         completions: Vec::with_capacity(batch.completions.len()),
         changes: Vec::with_capacity(batch.len() * 2),
     };
@@ -35,6 +37,12 @@ pub(crate) fn commit(conn: &Connection, now: i64, batch: &WriteBatch) -> Result<
     for effect in &batch.effects {
         out.effects.push(match effect.check_nul() {
             Ok(()) => item(children::apply_effect(conn, now, effect, changes))?,
+            Err(refusal) => Err(refusal),
+        });
+    }
+    for write in &batch.delivery_attempts {
+        out.delivery_attempts.push(match write.check_nul() {
+            Ok(()) => item(webhooks::record_attempt(conn, now, &write.attempt, write.state))?,
             Err(refusal) => Err(refusal),
         });
     }

@@ -416,7 +416,7 @@ fn replay(conn: &Connection, now: i64, replays: &[DeliveryReplay], changes: &mut
 
 /// Records an attempt (replacing one with the same number) and updates its
 /// delivery; `Invalid` if there is no such delivery.
-fn record_attempt(conn: &Connection, now: i64, a: &DeliveryAttempt, state: DeliveryState) -> Result<()> {
+pub(crate) fn record_attempt(conn: &Connection, now: i64, a: &DeliveryAttempt, state: DeliveryState) -> Result<()> {
     // The delivery first: if it is missing, the refusal comes before any write.
     let n = conn
         .prepare_cached(

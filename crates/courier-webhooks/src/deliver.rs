@@ -95,7 +95,8 @@ fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Option<Du
 
 /// The start of a response body, at most [`RESPONSE_EXCERPT`] bytes; the
 /// response is dropped after, closing its connection, so an endless body holds
-/// neither the worker nor memory.
+/// neither the worker nor memory. Kept as text: bytes that are not UTF-8, and
+/// NUL (which no store keeps), become U+FFFD.
 async fn excerpt(mut response: reqwest::Response) -> String {
     let mut bytes = Vec::new();
     while bytes.len() < RESPONSE_EXCERPT {
@@ -105,7 +106,17 @@ async fn excerpt(mut response: reqwest::Response) -> String {
         }
     }
     bytes.truncate(RESPONSE_EXCERPT);
-    String::from_utf8_lossy(&bytes).into_owned()
+    without_nul(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `text` with every NUL replaced by U+FFFD: an attempt's record must be
+/// storable whatever the receiver answered.
+fn without_nul(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
 }
 
 /// Refuses a URL whose host is a literal non-global address (names are
@@ -307,7 +318,7 @@ pub(crate) async fn deliver(
                 status,
                 latency_ms,
                 response,
-                error,
+                error: error.map(without_nul),
                 at: chrono::Utc::now(),
             },
             state,

@@ -11,11 +11,13 @@ use crate::id::{ExecutionId, TaskId};
 use crate::notification::{NewNotification, NotificationTtl};
 use crate::progress::Progress;
 use crate::task::{ChildCreated, Completed, Completion, LeaseKey, NewTask};
+use crate::webhook::{DeliveryAttempt, DeliveryState};
 
 /// Writes that group-commit: everything in one batch lands in one transaction.
 ///
-/// Applied in this order: dispatches, child groups, effects, completions. The
-/// runtime's `StoreActor` fills one of these from many concurrent requests.
+/// Applied in this order: dispatches, child groups, effects, delivery attempts,
+/// completions. The runtime's `StoreActor` fills one of these from many
+/// concurrent requests.
 ///
 /// ```
 /// use courier_core::{NewExecution, TaskKind, TaskSpec, WriteBatch};
@@ -52,6 +54,13 @@ pub struct WriteBatch {
     /// recorded result. Changes: a progress effect makes `TaskProgress`, a
     /// notification `NotificationSent`.
     pub effects: Vec<EffectWrite>,
+    /// Webhook delivery attempts, each recorded as
+    /// [`WebhookStore::record_delivery_attempt`](super::WebhookStore::record_delivery_attempt)
+    /// records one (refused with `Invalid` if the delivery does not exist). They
+    /// ride the group commit so that a busy delivery queue costs one transaction
+    /// per batch, not one per attempt. Changes: none.
+    #[serde(default)]
+    pub delivery_attempts: Vec<AttemptWrite>,
     /// Fenced completions (see [`Outcome`](crate::Outcome)):
     ///
     /// * `Succeeded`: task `completed` with the result, also written to every
@@ -70,13 +79,48 @@ pub struct WriteBatch {
 impl WriteBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.dispatches.is_empty() && self.children.is_empty() && self.effects.is_empty() && self.completions.is_empty()
+        self.dispatches.is_empty()
+            && self.children.is_empty()
+            && self.effects.is_empty()
+            && self.delivery_attempts.is_empty()
+            && self.completions.is_empty()
     }
 
     /// How many operations the batch carries.
     pub fn len(&self) -> usize {
-        self.dispatches.len() + self.children.len() + self.effects.len() + self.completions.len()
+        self.dispatches.len()
+            + self.children.len()
+            + self.effects.len()
+            + self.delivery_attempts.len()
+            + self.completions.len()
     }
+}
+
+/// A webhook delivery attempt to record, and the state it leaves the delivery in.
+///
+/// ```
+/// use courier_core::{AttemptWrite, DeliveryAttempt, DeliveryState, WriteBatch};
+/// let attempt = DeliveryAttempt {
+///     delivery_id: uuid::Uuid::new_v4(),
+///     attempt: 1,
+///     status: Some(200),
+///     latency_ms: 12,
+///     response: Some("ok".into()),
+///     error: None,
+///     at: chrono::Utc::now(),
+/// };
+/// let batch = WriteBatch {
+///     delivery_attempts: vec![AttemptWrite { attempt, state: DeliveryState::Delivered }],
+///     ..WriteBatch::default()
+/// };
+/// assert_eq!(batch.len(), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptWrite {
+    /// The attempt.
+    pub attempt: DeliveryAttempt,
+    /// The delivery's state after it.
+    pub state: DeliveryState,
 }
 
 /// Children created together under one orchestrator lease.
@@ -201,6 +245,8 @@ pub struct WriteResults {
     pub children: Vec<StoreResult<Vec<ChildCreated>>>,
     /// Per effect.
     pub effects: Vec<StoreResult<EffectApplied>>,
+    /// Per delivery attempt.
+    pub delivery_attempts: Vec<StoreResult<()>>,
     /// Per completion.
     pub completions: Vec<StoreResult<Completed>>,
     /// Everything the batch changed, in the order its events were appended.

@@ -235,6 +235,7 @@ pub async fn one_commit_carries_many_kinds_and_isolates_refusals(store: DynStore
                     amount: 1.0,
                 },
             }],
+            delivery_attempts: Vec::new(),
             completions: vec![
                 Completion {
                     lease: claimed_a.lease.key(),

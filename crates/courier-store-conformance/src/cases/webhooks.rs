@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use courier_core::{
-    DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, EventType, ExecutionId, ExecutionState,
-    NewDelivery, NewExecution, StoreError, TaskId, TaskState, WebhookRecord,
+    AttemptWrite, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, EventType, ExecutionId,
+    ExecutionState, NewDelivery, NewExecution, StoreError, TaskId, TaskState, WebhookRecord, WriteBatch,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -641,6 +641,83 @@ pub async fn delivery_attempts_update_their_delivery_and_list_in_order(store: Dy
     }
     assert!(store.list_delivery_attempts(missing).await.unwrap().is_empty());
     assert_eq!(store.get_delivery(missing).await.unwrap(), None);
+}
+
+/// Delivery attempts in a group commit are recorded as one by one, in the
+/// batch's transaction: each updates its delivery and lists with its number;
+/// a missing delivery, or a response holding a NUL, is refused on its own and
+/// the rest of the batch (a dispatch beside them here) still lands.
+pub async fn delivery_attempts_ride_the_group_commit(store: DynStore) {
+    let hook = registered(&store).await;
+    let first = delivery(hook, 1, "deliver");
+    let second = delivery(hook, 2, "deliver");
+    assert!(
+        store
+            .enqueue_deliveries(0, 2, vec![first.clone(), second.clone()])
+            .await
+            .unwrap()
+            .value
+    );
+    let missing = Uuid::new_v4();
+    let write = |a: DeliveryAttempt, state| AttemptWrite { attempt: a, state };
+    let with_nul = DeliveryAttempt {
+        response: Some("bad\u{0}body".into()),
+        ..attempt(second.id, 2, Some(200), None)
+    };
+    let batch = WriteBatch {
+        dispatches: vec![NewExecution::new(activity("beside"))],
+        delivery_attempts: vec![
+            write(
+                attempt(first.id, 1, Some(500), Some("HTTP 500")),
+                DeliveryState::Pending,
+            ),
+            write(attempt(missing, 1, Some(200), None), DeliveryState::Delivered),
+            write(attempt(second.id, 1, Some(204), None), DeliveryState::Delivered),
+            write(with_nul, DeliveryState::Delivered),
+            write(attempt(first.id, 2, Some(200), None), DeliveryState::Delivered),
+        ],
+        ..WriteBatch::default()
+    };
+    let results = store.commit(std::sync::Arc::new(batch)).await.unwrap();
+    assert!(matches!(results.dispatches[..], [Ok(_)]), "{:?}", results.dispatches);
+    assert_eq!(results.delivery_attempts.len(), 5);
+    assert!(results.delivery_attempts[0].is_ok());
+    match &results.delivery_attempts[1] {
+        Err(StoreError::Invalid(message)) => assert!(message.contains(&missing.to_string()), "{message:?}"),
+        other => panic!("expected Invalid for a missing delivery, got {other:?}"),
+    }
+    assert!(results.delivery_attempts[2].is_ok());
+    match &results.delivery_attempts[3] {
+        Err(StoreError::Invalid(message)) => assert!(message.contains("response"), "{message:?}"),
+        other => panic!("expected a NUL refusal, got {other:?}"),
+    }
+    assert!(results.delivery_attempts[4].is_ok());
+    // Attempts change nothing anyone waits for: every change is the dispatch's.
+    let Ok(beside) = &results.dispatches[0] else {
+        unreachable!()
+    };
+    assert!(!results.changes.is_empty());
+    assert!(
+        results
+            .changes
+            .iter()
+            .all(|c| c.event().is_some_and(|e| e.execution_id == Some(beside.id()))),
+        "{:?}",
+        results.changes
+    );
+
+    let got = delivery_record(&store, first.id).await;
+    assert_eq!(
+        (got.state, got.attempts, got.last_status),
+        (DeliveryState::Delivered, 2, Some(200))
+    );
+    let attempts = store.list_delivery_attempts(first.id).await.unwrap();
+    assert_eq!(attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(attempts[0].error.as_deref(), Some("HTTP 500"));
+    let got = delivery_record(&store, second.id).await;
+    assert_eq!((got.state, got.attempts), (DeliveryState::Delivered, 1));
+    assert_eq!(store.list_delivery_attempts(second.id).await.unwrap().len(), 1);
+    assert!(store.list_delivery_attempts(missing).await.unwrap().is_empty());
 }
 
 /// A webhook's deliveries list newest first with paging (limit 0: no limit),
