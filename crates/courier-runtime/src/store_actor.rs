@@ -7,7 +7,8 @@
 //!
 //! Three lanes, so that no write waits behind one it need not:
 //!
-//! * **Group commit** (`Dispatch`, `CreateChildren`, `ApplyEffect`, `Complete`):
+//! * **Group commit** (`Dispatch`, `CreateChildren`, `ApplyEffect`,
+//!   `RecordDeliveryAttempt`, `Complete`):
 //!   the writes that come many times a second queue up; whenever no commit is in
 //!   flight, everything queued goes into one [`WriteBatch`] (one transaction), so
 //!   a busy node commits thousands at once and an idle one commits each at once.
@@ -24,8 +25,8 @@
 //!   renewal that panics is answered with an error and marks the node not
 //!   ready until a claim (or renewal) succeeds again, a caller's or a probe's.
 //! * **Everything else** (cancel, signals, heartbeats, checkpoints, progress,
-//!   releases, suspensions, dead letters, housekeeping, idempotency keys,
-//!   webhooks): one store call each, run at once.
+//!   releases, suspensions, dead letters, housekeeping, idempotency keys, the
+//!   rest of webhooks): one store call each, run at once.
 //!
 //! A panic in a group commit, a claim or a renewal counts wherever it happens:
 //! in the runtime's code around the store call, or in the store's own (the
