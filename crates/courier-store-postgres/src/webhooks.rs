@@ -366,33 +366,32 @@ const RECORD_ATTEMPT: &str = "WITH delivery AS (
      ON CONFLICT (delivery_id, attempt) DO UPDATE SET status = excluded.status, latency_ms = excluded.latency_ms,
          response = excluded.response, error = excluded.error, at = excluded.at";
 
-/// [`RECORD_ATTEMPT`]'s parameters, owned.
+/// [`RECORD_ATTEMPT`]'s parameters, converted to the columns' types.
 struct AttemptParams<'a> {
-    write: &'a AttemptWrite,
+    attempt: &'a DeliveryAttempt,
     state: &'static str,
-    attempt: i64,
+    number: i64,
     status: Option<i32>,
     latency_ms: i64,
 }
 
 impl<'a> AttemptParams<'a> {
-    fn new(write: &'a AttemptWrite) -> Self {
-        let a = &write.attempt;
+    fn new(attempt: &'a DeliveryAttempt, state: DeliveryState) -> Self {
         AttemptParams {
-            write,
-            state: write.state.as_str(),
-            attempt: i64::from(a.attempt),
-            status: a.status.map(i32::from),
-            latency_ms: i64::try_from(a.latency_ms).unwrap_or(i64::MAX),
+            attempt,
+            state: state.as_str(),
+            number: i64::from(attempt.attempt),
+            status: attempt.status.map(i32::from),
+            latency_ms: i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
         }
     }
 
     fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
-        let a = &self.write.attempt;
+        let a = self.attempt;
         [
             &a.delivery_id,
             &self.state,
-            &self.attempt,
+            &self.number,
             &self.status,
             &a.error,
             &self.latency_ms,
@@ -408,11 +407,7 @@ fn no_delivery(id: Uuid) -> StoreError {
 /// Records one attempt on its own; `Invalid` if there is no such delivery.
 async fn record_attempt(store: &PostgresStore, a: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()> {
     let client = store.client().await?;
-    let write = AttemptWrite {
-        attempt: a.clone(),
-        state,
-    };
-    let params = AttemptParams::new(&write);
+    let params = AttemptParams::new(a, state);
     if execute(&client, RECORD_ATTEMPT, &params.params()).await? == 0 {
         return Err(no_delivery(a.delivery_id));
     }
@@ -427,7 +422,7 @@ pub(crate) async fn record_attempts(tx: &Transaction<'_>, writes: &[AttemptWrite
         return Ok(Vec::new());
     }
     let statement = tx.prepare_cached(RECORD_ATTEMPT).await?;
-    let params: Vec<AttemptParams<'_>> = writes.iter().map(AttemptParams::new).collect();
+    let params: Vec<AttemptParams<'_>> = writes.iter().map(|w| AttemptParams::new(&w.attempt, w.state)).collect();
     let counts = futures::future::try_join_all(params.iter().map(|p| tx.execute_raw(&statement, p.params()))).await?;
     Ok(counts
         .into_iter()
