@@ -83,8 +83,8 @@ pub use signal::{SignalRecord, SignalSent};
 pub use state::{ExecutionState, TaskKind, TaskState};
 pub use store::{
     AttemptWrite, CacheStore, ChildGroup, ContextStore, DeadLetterStore, Effect, EffectApplied, EffectWrite,
-    EventStore, ExecutionStore, FunctionStore, NodeStore, NotificationStore, PauseStore, RateLimitStore, Reservation,
-    ScheduleStore, SeedRecords, Store, TaskStore, WebhookStore, WriteBatch, WriteResults,
+    EventStore, ExecutionStore, FunctionStore, NodeStore, NotificationStore, PauseStore, RateLimitStore, Release,
+    Reservation, ScheduleStore, SeedRecords, Store, TaskStore, WebhookStore, WriteBatch, WriteResults,
 };
 pub use task::{
     ChildCreated, ClaimRequest, Claimed, Completed, Completion, DEFAULT_QUEUE, Lease, LeaseKey, NewTask, Outcome,

@@ -337,12 +337,15 @@ impl WriteBatch {
         }
         let effects = split(&self.effects, &mut refused.effects);
         let delivery_attempts = split(&self.delivery_attempts, &mut refused.delivery_attempts);
+        // A release carries no text.
+        let releases = self.releases.clone();
         let completions = split(&self.completions, &mut refused.completions);
         let rest = WriteBatch {
             dispatches,
             children,
             effects,
             delivery_attempts,
+            releases,
             completions,
         };
         (Cow::Owned(rest), refused)

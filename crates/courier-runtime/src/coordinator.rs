@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use actix::prelude::*;
+use courier_core::Release;
 
 use crate::execution::ExecutionActor;
 use crate::function_settings::{FunctionSettingsWatch, StopWatch};
@@ -19,7 +20,7 @@ use crate::maintenance::{MaintenanceActor, StopMaintenance};
 use crate::node::Node;
 use crate::presence::{Leave, PresenceActor};
 use crate::scheduler::{SchedulerActor, StopScheduler};
-use crate::store_actor::ReleaseLease;
+use crate::store_actor::ReleaseLeases;
 use crate::worker::{DrainWorker, StartExecution, WorkerActor};
 
 /// Shut the node down in order; answers when done.
@@ -81,13 +82,14 @@ impl Handler<StartExecution> for Coordinator {
     fn handle(&mut self, msg: StartExecution, _: &mut Self::Context) {
         if self.shutting_down {
             // Claimed just as we stopped: give it straight back.
-            let release = ReleaseLease {
+            let release = Release {
                 lease: msg.0.lease.key(),
                 delay: Duration::ZERO,
             };
-            let store = self.node.writes().clone();
+            let node = self.node.clone();
             actix::spawn(async move {
-                let _ = store.send(release).await;
+                // Not given back, the lease expires and the task is claimed then.
+                let _ = ReleaseLeases::send(node.writes(), node.admission(), vec![release]).await;
             });
             return;
         }

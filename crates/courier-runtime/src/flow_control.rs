@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use courier_core::{Claimed, TaskKind, metric};
+use courier_core::{Claimed, Release, TaskKind, metric};
 
 use crate::node::Node;
-use crate::store_actor::ReleaseLease;
+use crate::store_actor::ReleaseLeases;
 
 /// How long a task waits when its bucket or slots could not be read (the store
 /// is failing): long enough not to spin, short enough to notice recovery.
@@ -114,22 +114,28 @@ fn group<'a, R>(
 async fn give_back(node: &Node, refused: Vec<Claimed>, counter: &'static str, wait: impl Fn(u32) -> Duration) {
     let Some(first) = refused.first() else { return };
     metrics::counter!(counter, "function" => first.task.function.clone()).increment(refused.len() as u64);
-    // Sent together: each release is its own fenced write, and the store
-    // actor runs them side by side rather than one round trip after another.
-    let releases = refused.iter().enumerate().map(|(n, c)| {
-        node.writes().send(ReleaseLease {
+    // All in one write of the next group commit: a claim can refuse hundreds,
+    // and the claim loop waits for them before it claims again.
+    let releases = refused
+        .iter()
+        .enumerate()
+        .map(|(n, c)| Release {
             lease: c.lease.key(),
             delay: wait(n as u32),
         })
-    });
-    for (c, sent) in refused.iter().zip(futures::future::join_all(releases).await) {
-        // A release that fails leaves the lease to expire: the task is claimed
-        // again then, never lost.
-        if let Err(e) = sent
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-        {
-            tracing::warn!(task = %c.task.id, error = %e, "a held-back task could not be given back; its lease will expire");
+        .collect();
+    // A release that fails leaves the lease to expire: the task is claimed
+    // again then, never lost.
+    match ReleaseLeases::send(node.writes(), node.admission(), releases).await {
+        Ok(results) => {
+            for (c, result) in refused.iter().zip(results) {
+                if let Err(e) = result {
+                    tracing::warn!(task = %c.task.id, error = %e, "a held-back task could not be given back; its lease will expire");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(tasks = refused.len(), error = %e, "held-back tasks could not be given back; their leases will expire");
         }
     }
 }

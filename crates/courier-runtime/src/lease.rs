@@ -21,7 +21,7 @@ use courier_core::{
 use futures::future::LocalBoxFuture;
 
 use crate::admission::Admission;
-use crate::store_actor::{Complete, ReleaseLease, Renew, StoreActor, SuspendTask};
+use crate::store_actor::{Complete, ReleaseLeases, Renew, StoreActor, SuspendTask};
 
 /// Writes the attempt's outcome, fenced by the lease, then stops.
 #[derive(Message)]
@@ -314,12 +314,18 @@ impl Handler<Release> for TaskLeaseActor {
 
     fn handle(&mut self, msg: Release, _: &mut Self::Context) -> Self::Result {
         self.finishing = true;
-        let write = ReleaseLease {
+        let release = courier_core::Release {
             lease: self.lease.key(),
             delay: msg.delay,
         };
-        Box::pin(self.store.send(write).into_actor(self).map(|result, act, ctx| {
-            if let Ok(Err(e)) | Err(e) = result.map_err(|e| StoreError::Unavailable(e.to_string())) {
+        let (store, admission) = (self.store.clone(), self.admission.clone());
+        let released = async move {
+            ReleaseLeases::send(&store, &admission, vec![release])
+                .await
+                .and_then(|mut results| results.pop().unwrap_or(Ok(())))
+        };
+        Box::pin(released.into_actor(self).map(|result, act, ctx| {
+            if let Err(e) = result {
                 tracing::warn!(task = %act.task.id, error = %e, "could not release the lease; it will expire instead");
             }
             ctx.stop();

@@ -8,7 +8,7 @@
 //! Three lanes, so that no write waits behind one it need not:
 //!
 //! * **Group commit** (`Dispatch`, `CreateChildren`, `ApplyEffect`,
-//!   `RecordDeliveryAttempt`, `Complete`):
+//!   `RecordDeliveryAttempt`, `ReleaseLeases`, `Complete`):
 //!   the writes that come many times a second queue up; whenever no commit is in
 //!   flight, everything queued goes into one [`WriteBatch`] (one transaction), so
 //!   a busy node commits thousands at once and an idle one commits each at once.
@@ -25,7 +25,7 @@
 //!   renewal that panics is answered with an error and marks the node not
 //!   ready until a claim (or renewal) succeeds again, a caller's or a probe's.
 //! * **Everything else** (cancel, signals, heartbeats, checkpoints, progress,
-//!   releases, suspensions, dead letters, housekeeping, idempotency keys, the
+//!   suspensions, dead letters, housekeeping, idempotency keys, the
 //!   rest of webhooks): one store call each, run at once.
 //!
 //! A panic in a group commit, a claim or a renewal counts wherever it happens:
@@ -51,9 +51,9 @@ use courier_core::{
     AttemptWrite, Cancelled, ChildCreated, ChildGroup, ClaimRequest, Claimed, Committed, Completed, Completion,
     DeliveryReplay, Dismissal, Dispatched, EffectApplied, EffectWrite, ExecutionId, Firing, FunctionRecord,
     FunctionSettings, LeaseKey, LeaseToken, NewDelivery, NewExecution, NewNotification, NodeRecord, NodeReport,
-    NotificationSent, NotificationTtl, Notifier, Outcome, PauseState, Progress, Renewed, Replayed, Reservation,
-    ScheduleRecord, SignalSent, Store, StoreError, StoreResult, TaskError, TaskId, TaskKind, Viewer, WebhookRecord,
-    WriteBatch, WriteResults,
+    NotificationSent, NotificationTtl, Notifier, Outcome, PauseState, Progress, Release, Renewed, Replayed,
+    Reservation, ScheduleRecord, SignalSent, Store, StoreError, StoreResult, TaskError, TaskId, TaskKind, Viewer,
+    WebhookRecord, WriteBatch, WriteResults,
 };
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -222,12 +222,30 @@ pub(crate) struct ReportProgress {
     pub fence: Option<LeaseKey>,
 }
 
-/// Gives a claim back without using its attempt, claimable again after `delay`.
+/// Gives claims back without using their attempts, each claimable again after
+/// its delay, in the next group commit; one result per release, in order.
 #[derive(Message)]
-#[rtype(result = "StoreResult<()>")]
-pub(crate) struct ReleaseLease {
-    pub lease: LeaseKey,
-    pub delay: Duration,
+#[rtype(result = "StoreResult<Vec<StoreResult<()>>>")]
+pub(crate) struct ReleaseLeases {
+    pub releases: Vec<Release>,
+    pub admitted: Admitted,
+}
+
+impl ReleaseLeases {
+    /// Gives `releases` back through `store` once `admission` admits them; a
+    /// release that fails leaves its lease to expire, so its task is claimed
+    /// again then, never lost.
+    pub(crate) async fn send(
+        store: &Addr<StoreActor>,
+        admission: &Admission,
+        releases: Vec<Release>,
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        let admitted = admission.admit(releases.len()).await?;
+        store
+            .send(ReleaseLeases { releases, admitted })
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Unavailable(e.to_string())))
+    }
 }
 
 /// Parks an orchestrator unless a child settled since `seen_wake_gen`.
@@ -549,6 +567,7 @@ struct Queue {
     children: Vec<Reply<Vec<ChildCreated>>>,
     effects: Vec<Reply<EffectApplied>>,
     delivery_attempts: Vec<Reply<()>>,
+    releases: Vec<Reply<()>>,
     completions: Vec<CompletionReply>,
     /// Operations counted toward MAX_BATCH (a child group counts its tasks).
     weight: usize,
@@ -560,6 +579,7 @@ enum Queued {
     Children(ChildGroup, Reply<Vec<ChildCreated>>),
     Effect(EffectWrite, Reply<EffectApplied>),
     Attempt(AttemptWrite, Reply<()>),
+    Release(Release, Reply<()>),
     Completion(Completion, CompletionReply),
 }
 
@@ -596,6 +616,10 @@ impl Queue {
                 self.batch.delivery_attempts.push(write);
                 self.delivery_attempts.push(reply);
             }
+            Queued::Release(release, reply) => {
+                self.batch.releases.push(release);
+                self.releases.push(reply);
+            }
             Queued::Completion(completion, reply) => {
                 self.batch.completions.push(completion);
                 self.completions.push(reply);
@@ -615,6 +639,9 @@ impl Queue {
             let _ = r.send(Err(e.clone()));
         }
         for r in self.delivery_attempts {
+            let _ = r.send(Err(e.clone()));
+        }
+        for r in self.releases {
             let _ = r.send(Err(e.clone()));
         }
         for r in self.completions {
@@ -652,6 +679,13 @@ impl Queue {
                 .into_iter()
                 .zip(self.delivery_attempts)
                 .map(|(a, r)| Queued::Attempt(a, r)),
+        );
+        items.extend(
+            batch
+                .releases
+                .into_iter()
+                .zip(self.releases)
+                .map(|(a, r)| Queued::Release(a, r)),
         );
         items.extend(
             batch
@@ -977,6 +1011,7 @@ async fn answer(live: &Live, notifier: &Arc<dyn Notifier>, queue: Queue, batch: 
         children,
         effects,
         delivery_attempts,
+        releases,
         completions,
         ..
     } = queue;
@@ -985,6 +1020,7 @@ async fn answer(live: &Live, notifier: &Arc<dyn Notifier>, queue: Queue, batch: 
         children: created,
         effects: applied,
         delivery_attempts: recorded,
+        releases: released,
         completions: completed,
         changes,
     } = results;
@@ -1010,6 +1046,9 @@ async fn answer(live: &Live, notifier: &Arc<dyn Notifier>, queue: Queue, batch: 
         let _ = reply.send(result);
     }
     for (reply, result) in delivery_attempts.into_iter().zip(recorded) {
+        let _ = reply.send(result);
+    }
+    for (reply, result) in releases.into_iter().zip(released) {
         let _ = reply.send(result);
     }
     for (answer, result) in completions.into_iter().zip(completed) {
@@ -1149,6 +1188,32 @@ impl Handler<Dispatch> for StoreActor {
     }
 }
 
+/// Releases queue for the next commit; the reply has one result per release.
+impl Handler<ReleaseLeases> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Vec<StoreResult<()>>>>;
+
+    fn handle(&mut self, msg: ReleaseLeases, ctx: &mut Self::Context) -> Self::Result {
+        let ReleaseLeases { releases, admitted } = msg;
+        let receivers: Vec<_> = releases
+            .into_iter()
+            .map(|release| {
+                let (tx, rx) = oneshot::channel();
+                self.enqueue(Queued::Release(release, tx), ctx);
+                rx
+            })
+            .collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(receivers.len());
+            for rx in receivers {
+                out.push(rx.await.unwrap_or_else(|_| Err(stopped())));
+            }
+            // The permits go back once every release is answered.
+            drop(admitted);
+            Ok(out)
+        })
+    }
+}
+
 queued_handler!(CreateChildren, Vec<ChildCreated>, |msg, reply, admitted| {
     admitted = msg.1;
     Queued::Children(msg.0, reply)
@@ -1231,15 +1296,6 @@ impl Handler<ReportProgress> for StoreActor {
 
     fn handle(&mut self, m: ReportProgress, _: &mut Self::Context) -> Self::Result {
         self.logged(move |store| async move { store.append_progress(m.execution, m.task, &m.progress, m.fence).await })
-    }
-}
-
-/// Gives the claim back.
-impl Handler<ReleaseLease> for StoreActor {
-    type Result = ResponseFuture<StoreResult<()>>;
-
-    fn handle(&mut self, m: ReleaseLease, _: &mut Self::Context) -> Self::Result {
-        self.logged(move |store| async move { store.release_task(m.lease, m.delay).await })
     }
 }
 

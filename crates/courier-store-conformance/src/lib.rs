@@ -100,6 +100,7 @@ macro_rules! __cases {
             claims::lease_renewal_extends_live_leases_and_reports_lost_ones,
             claims::heartbeats_and_checkpoints_are_recorded_and_survive_a_retry,
             claims::releasing_a_claim_gives_the_attempt_back,
+            claims::releases_ride_the_group_commit,
             claims::the_seed_claim_takes_one_task_at_a_time,
             claims::a_claim_leaves_excluded_and_internal_functions_alone,
             completion::success_completes_the_task_and_its_execution,

@@ -1,7 +1,7 @@
 //! Group commit: one transaction for a whole [`WriteBatch`].
 //!
 //! Sections apply in the documented order (dispatches, children, effects,
-//! delivery attempts, completions), each with a few set-based (or pipelined)
+//! delivery attempts, releases, completions), each with a few set-based (or pipelined)
 //! statements however many items it has.
 //! Refusals are per item and abort nothing; an unexpected database error rolls
 //! the whole batch back and fails the call, so the caller can retry items one by
@@ -19,7 +19,7 @@ use crate::children::{self, Fences};
 use crate::error::Result;
 use crate::transaction::in_transaction;
 use crate::wake::Wakes;
-use crate::{complete, dispatch, event_log, notifications, webhooks};
+use crate::{complete, dispatch, event_log, leases, notifications, webhooks};
 
 /// Applies `batch` in one transaction.
 pub(crate) async fn commit(store: &PostgresStore, batch: &WriteBatch) -> StoreResult<WriteResults> {
@@ -45,6 +45,7 @@ async fn apply(store: &PostgresStore, tx: &Transaction<'_>, batch: &WriteBatch) 
     let children = children::create(tx, &batch.children, &fences, &mut changes, &mut wakes).await?;
     let effects = children::apply_effects(tx, &batch.effects, &fences, &mut changes, &mut wakes).await?;
     let delivery_attempts = webhooks::record_attempts(tx, &batch.delivery_attempts).await?;
+    let releases = leases::release_all(tx, &batch.releases, &mut changes).await?;
     let completions = complete::apply(tx, &batch.completions, &mut changes, &mut wakes).await?;
     wakes.apply(tx, &mut changes).await?;
     event_log::append_changes(tx, &mut changes).await?;
@@ -54,6 +55,7 @@ async fn apply(store: &PostgresStore, tx: &Transaction<'_>, batch: &WriteBatch) 
         children,
         effects,
         delivery_attempts,
+        releases,
         completions,
         changes,
     })

@@ -4,12 +4,13 @@
 //! then read from the row. And the one write about claims made from outside:
 //! noticing those whose heartbeat is late.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use courier_core::{
-    Change, Committed, ExecutionId, LeaseKey, LeaseToken, Renewed, Requeue, StoreError, StoreResult, TaskId, TaskKind,
-    TaskRef, events_of,
+    Change, Committed, ExecutionId, LeaseKey, LeaseToken, Release, Renewed, Requeue, StoreError, StoreResult, TaskId,
+    TaskKind, TaskRef, events_of,
 };
 use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
@@ -155,41 +156,106 @@ pub(crate) async fn checkpoint(store: &PostgresStore, lease: LeaseKey, data: &Va
 
 /// Gives a claim back without using an attempt.
 pub(crate) async fn release(store: &PostgresStore, lease: LeaseKey, delay: Duration) -> StoreResult<Committed<()>> {
-    in_transaction!(store, |tx| release_in(tx, lease, delay))
+    in_transaction!(store, |tx| async move {
+        let mut changes = Vec::new();
+        let released = release_all(tx, &[Release { lease, delay }], &mut changes).await?;
+        if let Some(Err(refusal)) = released.into_iter().next() {
+            return Err(Error::Store(refusal));
+        }
+        event_log::append(tx, &events_of(&changes)).await?;
+        Ok(Committed::new((), changes))
+    })
 }
 
-async fn release_in(tx: &Transaction<'_>, lease: LeaseKey, delay: Duration) -> Result<Committed<()>> {
-    let row = query_opt(
+static RELEASE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE tasks t SET state = 'pending', attempt = GREATEST(t.attempt - 1, 0), scheduled_for = {due},
+             lease_token = NULL, lease_expires_at = NULL
+         FROM unnest($1::uuid[], $2::uuid[], $3::int8[]) AS r(id, token, delay_us)
+         WHERE t.id = r.id AND t.state = 'running' AND t.lease_token = r.token
+         RETURNING t.id, t.execution_id, t.kind, t.function, t.attempt, t.queue",
+        due = now_plus("r.delay_us"),
+    )
+});
+
+/// Gives claims back and records a `TaskQueued` for each, in `releases`' order;
+/// each refusal (a claim that no longer holds its task) is that item's result.
+/// One statement for them all, in passes should a task be named twice, so that
+/// the second sees what the first did. The caller appends the events.
+pub(crate) async fn release_all(
+    tx: &Transaction<'_>,
+    releases: &[Release],
+    changes: &mut Vec<Change>,
+) -> Result<Vec<StoreResult<()>>> {
+    let mut results: Vec<Option<StoreResult<Change>>> = vec![None; releases.len()];
+    let mut remaining: Vec<usize> = (0..releases.len()).collect();
+    while !remaining.is_empty() {
+        let mut seen = HashSet::new();
+        let (pass, later): (Vec<usize>, Vec<usize>) = remaining
+            .into_iter()
+            .partition(|&i| seen.insert(releases[i].lease.task_id));
+        let pass_results = release_pass(tx, releases, &pass).await?;
+        for (i, r) in pass.into_iter().zip(pass_results) {
+            results[i] = Some(r);
+        }
+        remaining = later;
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| {
+            r.expect("every release has a result").map(|change| {
+                changes.push(change);
+            })
+        })
+        .collect())
+}
+
+/// Releases claims of distinct tasks.
+async fn release_pass(tx: &Transaction<'_>, all: &[Release], pass: &[usize]) -> Result<Vec<StoreResult<Change>>> {
+    let items: Vec<&Release> = pass.iter().map(|&i| &all[i]).collect();
+    let ids: Vec<Uuid> = items.iter().map(|r| r.lease.task_id.0).collect();
+    let tokens: Vec<Uuid> = items.iter().map(|r| r.lease.token.0).collect();
+    let delays: Vec<i64> = items.iter().map(|r| micros(r.delay)).collect();
+    let by_task: HashMap<TaskId, &Release> = items.iter().map(|r| (r.lease.task_id, *r)).collect();
+    let mut queued: HashMap<TaskId, Change> = HashMap::with_capacity(items.len());
+    for row in query(tx, &RELEASE, &[&ids, &tokens, &delays]).await? {
+        let id = TaskId(row.try_get(0)?);
+        let Some(release) = by_task.get(&id) else {
+            continue;
+        };
+        let attempt: i32 = row.try_get(4)?;
+        let change = Change::TaskQueued {
+            task: TaskRef::new(
+                ExecutionId(row.try_get(1)?),
+                id,
+                parse(row.try_get::<_, &str>(2)?)?,
+                row.try_get::<_, String>(3)?,
+            ),
+            queue: row.try_get(5)?,
+            attempt: u32::try_from(attempt).unwrap_or(0),
+            reason: Requeue::Released,
+            claimable_now: release.delay.is_zero(),
+        };
+        queued.insert(id, change);
+    }
+    let refused = refusals(
         tx,
-        &format!(
-            "UPDATE tasks SET state = 'pending', attempt = GREATEST(attempt - 1, 0), scheduled_for = {},
-                 lease_token = NULL, lease_expires_at = NULL
-             WHERE id = $1 AND state = 'running' AND lease_token = $2
-             RETURNING execution_id, kind, function, attempt, queue",
-            now_plus("$3")
-        ),
-        &[&lease.task_id.0, &lease.token.0, &micros(delay)],
+        items
+            .iter()
+            .filter(|r| !queued.contains_key(&r.lease.task_id))
+            .map(|r| r.lease),
     )
     .await?;
-    let Some(row) = row else {
-        return Err(Error::Store(refused(tx, lease).await?));
-    };
-    let attempt: i32 = row.try_get(3)?;
-    let kind: TaskKind = parse(row.try_get::<_, &str>(1)?)?;
-    let changes = vec![Change::TaskQueued {
-        task: TaskRef::new(
-            ExecutionId(row.try_get(0)?),
-            lease.task_id,
-            kind,
-            row.try_get::<_, String>(2)?,
-        ),
-        queue: row.try_get(4)?,
-        attempt: u32::try_from(attempt).unwrap_or(0),
-        reason: Requeue::Released,
-        claimable_now: delay.is_zero(),
-    }];
-    event_log::append(tx, &events_of(&changes)).await?;
-    Ok(Committed::new((), changes))
+    Ok(items
+        .iter()
+        .map(|r| match queued.remove(&r.lease.task_id) {
+            Some(change) => Ok(change),
+            None => Err(refused
+                .get(&r.lease)
+                .cloned()
+                .unwrap_or(StoreError::TaskNotFound(r.lease.task_id))),
+        })
+        .collect())
 }
 
 /// Parks a running orchestrator unless a child settled since it looked.

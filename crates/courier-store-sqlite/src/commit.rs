@@ -5,16 +5,17 @@ use courier_core::{HoldsNul, StoreResult, WriteBatch, WriteResults};
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::{children, complete, dispatch, webhooks};
+use crate::{children, complete, dispatch, leases, webhooks};
 
 /// Applies `batch` in order: dispatches, child groups, effects, delivery
-/// attempts, completions.
+/// attempts, releases, completions.
 pub(crate) fn commit(conn: &Connection, now: i64, batch: &WriteBatch) -> Result<WriteResults> {
     let mut out = WriteResults {
         dispatches: Vec::with_capacity(batch.dispatches.len()),
         children: Vec::with_capacity(batch.children.len()),
         effects: Vec::with_capacity(batch.effects.len()),
         delivery_attempts: Vec::with_capacity(batch.delivery_attempts.len()),
+        releases: Vec::with_capacity(batch.releases.len()),
         completions: Vec::with_capacity(batch.completions.len()),
         changes: Vec::with_capacity(batch.len() * 2),
     };
@@ -45,6 +46,15 @@ pub(crate) fn commit(conn: &Connection, now: i64, batch: &WriteBatch) -> Result<
             Ok(()) => item(webhooks::record_attempt(conn, now, &write.attempt, write.state))?,
             Err(refusal) => Err(refusal),
         });
+    }
+    for release in &batch.releases {
+        out.releases.push(item(leases::release(
+            conn,
+            now,
+            &release.lease,
+            release.delay,
+            changes,
+        ))?);
     }
     for completion in &batch.completions {
         out.completions.push(match completion.check_nul() {

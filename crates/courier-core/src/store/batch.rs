@@ -1,6 +1,8 @@
 //! Group commit: the writes that happen many times a second, gathered from many
 //! callers into one transaction.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -16,7 +18,7 @@ use crate::webhook::{DeliveryAttempt, DeliveryState};
 /// Writes that group-commit: everything in one batch lands in one transaction.
 ///
 /// Applied in this order: dispatches, child groups, effects, delivery attempts,
-/// completions. The runtime's `StoreActor` fills one of these from many
+/// releases, completions. The runtime's `StoreActor` fills one of these from many
 /// concurrent requests.
 ///
 /// ```
@@ -61,6 +63,15 @@ pub struct WriteBatch {
     /// per batch, not one per attempt. Changes: none.
     #[serde(default)]
     pub delivery_attempts: Vec<AttemptWrite>,
+    /// Claims given back without using their attempts, each as
+    /// [`TaskStore::release_task`](super::TaskStore::release_task) gives one
+    /// back: the task is `pending` again, due `now + delay`, its attempt count
+    /// as it was before the claim. Fenced like completions (refused with
+    /// `LeaseLost` or `TaskNotFound` for that item only). A node hands back what
+    /// its limits refused in one claim, so many at once are the common case.
+    /// Changes: `TaskQueued` (reason `released`).
+    #[serde(default)]
+    pub releases: Vec<Release>,
     /// Fenced completions (see [`Outcome`](crate::Outcome)):
     ///
     /// * `Succeeded`: task `completed` with the result, also written to every
@@ -83,6 +94,7 @@ impl WriteBatch {
             && self.children.is_empty()
             && self.effects.is_empty()
             && self.delivery_attempts.is_empty()
+            && self.releases.is_empty()
             && self.completions.is_empty()
     }
 
@@ -92,6 +104,7 @@ impl WriteBatch {
             + self.children.len()
             + self.effects.len()
             + self.delivery_attempts.len()
+            + self.releases.len()
             + self.completions.len()
     }
 }
@@ -121,6 +134,27 @@ pub struct AttemptWrite {
     pub attempt: DeliveryAttempt,
     /// The delivery's state after it.
     pub state: DeliveryState,
+}
+
+/// A claim to give back, due again after `delay`, without using its attempt.
+///
+/// ```
+/// use std::time::Duration;
+/// use courier_core::{LeaseKey, LeaseToken, Release, TaskId, WriteBatch};
+/// let lease = LeaseKey { task_id: TaskId(uuid::Uuid::new_v4()), token: LeaseToken(uuid::Uuid::new_v4()) };
+/// let batch = WriteBatch {
+///     releases: vec![Release { lease, delay: Duration::from_millis(250) }],
+///     ..WriteBatch::default()
+/// };
+/// assert_eq!(batch.len(), 1);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// The claim.
+    pub lease: LeaseKey,
+    /// How long the task waits before it may be claimed again.
+    #[serde(with = "crate::duration::serde_duration")]
+    pub delay: Duration,
 }
 
 /// Children created together under one orchestrator lease.
@@ -247,6 +281,8 @@ pub struct WriteResults {
     pub effects: Vec<StoreResult<EffectApplied>>,
     /// Per delivery attempt.
     pub delivery_attempts: Vec<StoreResult<()>>,
+    /// Per release.
+    pub releases: Vec<StoreResult<()>>,
     /// Per completion.
     pub completions: Vec<StoreResult<Completed>>,
     /// Everything the batch changed, in the order its events were appended.

@@ -69,7 +69,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use batch::{AttemptWrite, ChildGroup, Effect, EffectApplied, EffectWrite, WriteBatch, WriteResults};
+pub use batch::{AttemptWrite, ChildGroup, Effect, EffectApplied, EffectWrite, Release, WriteBatch, WriteResults};
 pub use cache::{CacheStore, Reservation};
 pub use context::ContextStore;
 pub use dead_letters::DeadLetterStore;

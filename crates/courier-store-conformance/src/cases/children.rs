@@ -236,6 +236,7 @@ pub async fn one_commit_carries_many_kinds_and_isolates_refusals(store: DynStore
                 },
             }],
             delivery_attempts: Vec::new(),
+            releases: Vec::new(),
             completions: vec![
                 Completion {
                     lease: claimed_a.lease.key(),

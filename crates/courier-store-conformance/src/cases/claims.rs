@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use courier_core::{
-    ClaimRequest, EventType, ExecutionId, ExecutionState, LeaseKey, LeaseLost, LeaseToken, StoreError, TaskId,
-    TaskKind, TaskState,
+    Change, ClaimRequest, Completion, EventType, ExecutionId, ExecutionState, LeaseKey, LeaseLost, LeaseToken, Outcome,
+    Release, Requeue, StoreError, TaskId, TaskKind, TaskState, WriteBatch,
 };
 use serde_json::json;
 
@@ -497,6 +497,108 @@ pub async fn releasing_a_claim_gives_the_attempt_back(store: DynStore) {
         claim(&store, &claim_any("w", 1)).await.is_empty(),
         "released with a delay"
     );
+}
+
+/// Releases in a group commit give back every claim that still holds its task,
+/// each due after its own delay and without using its attempt, and refuse the
+/// others item by item: a claim that lost its task, a task given back twice in
+/// one batch (the second sees the first), a task that does not exist.
+pub async fn releases_ride_the_group_commit(store: DynStore) {
+    let executions = dispatch_many(&store, "held_back", 4).await;
+    let claimed = claim(&store, &claim_any("w", 4)).await;
+    assert_eq!(claimed.len(), 4);
+    let (now, later, lost, done) = (&claimed[0], &claimed[1], &claimed[2], &claimed[3]);
+    let stale = LeaseKey {
+        task_id: lost.task.id,
+        token: LeaseToken(uuid::Uuid::new_v4()),
+    };
+    let nowhere = LeaseKey {
+        task_id: TaskId(uuid::Uuid::new_v4()),
+        token: LeaseToken(uuid::Uuid::new_v4()),
+    };
+    let release = |lease, delay| Release { lease, delay };
+    let batch = WriteBatch {
+        releases: vec![
+            release(now.lease.key(), Duration::ZERO),
+            release(stale, Duration::ZERO),
+            release(later.lease.key(), Duration::from_secs(3600)),
+            release(now.lease.key(), Duration::ZERO),
+            release(nowhere, Duration::ZERO),
+        ],
+        completions: vec![Completion {
+            lease: done.lease.key(),
+            outcome: Outcome::Succeeded {
+                result: json!("done"),
+                remember: Vec::new(),
+            },
+        }],
+        ..WriteBatch::default()
+    };
+    let results = store.commit(Arc::new(batch)).await.unwrap();
+    assert_eq!(results.releases.len(), 5);
+    assert!(results.releases[0].is_ok(), "{:?}", results.releases[0]);
+    assert!(
+        matches!(results.releases[1], Err(StoreError::LeaseLost { task_id, reason: LeaseLost::Reclaimed }) if task_id == lost.task.id),
+        "{:?}",
+        results.releases[1]
+    );
+    assert!(results.releases[2].is_ok(), "{:?}", results.releases[2]);
+    assert!(
+        matches!(results.releases[3], Err(StoreError::LeaseLost { task_id, reason: LeaseLost::NotRunning(TaskState::Pending) }) if task_id == now.task.id),
+        "{:?}",
+        results.releases[3]
+    );
+    assert!(
+        matches!(results.releases[4], Err(StoreError::TaskNotFound(id)) if id == nowhere.task_id),
+        "{:?}",
+        results.releases[4]
+    );
+    assert!(results.completions[0].is_ok(), "{:?}", results.completions[0]);
+
+    // Each release queued its task once, in batch order, saying whether it may
+    // be claimed at once.
+    let queued: Vec<(TaskId, bool)> = results
+        .changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::TaskQueued {
+                task,
+                reason: Requeue::Released,
+                claimable_now,
+                attempt,
+                ..
+            } => {
+                assert_eq!(*attempt, 0, "a release gives its attempt back");
+                Some((task.task, *claimable_now))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queued, vec![(now.task.id, true), (later.task.id, false)]);
+    for c in [now, later] {
+        let t = task(&store, c.task.id).await;
+        assert_eq!((t.state, t.attempt), (TaskState::Pending, 0));
+        assert_eq!((t.lease_token, t.lease_expires_at), (None, None));
+        let released = events_of_type(&store, c.task.execution_id, EventType::TaskQueued).await;
+        assert_eq!(released.len(), 1);
+        assert_eq!(released[0].data["reason"], json!("released"));
+    }
+    let untouched = task(&store, lost.task.id).await;
+    assert_eq!(untouched.state, TaskState::Running);
+    assert_eq!(untouched.lease_token, Some(lost.lease.token));
+    assert_eq!(
+        events_of_type(&store, lost.task.execution_id, EventType::TaskQueued)
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(task(&store, done.task.id).await.state, TaskState::Completed);
+    assert_eq!(executions.len(), 4);
+
+    // Only the one given back without a delay is claimable now, at its first attempt.
+    let again = claim(&store, &claim_any("w", 4)).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!((again[0].task.id, again[0].task.attempt), (now.task.id, 1));
 }
 
 /// The seed's one-at-a-time claim takes the next task by the same rules, and
