@@ -393,11 +393,14 @@ async fn a_schedule_fires_each_slot_once_across_nodes_and_loses_none_when_its_ho
 /// A rate limit of 50 starts a second on `fixture.effect`, set once over the
 /// API, holds within 10% across three nodes over 10 s of steady backlog.
 ///
-/// The lower bound says the limit is also used: a node must not sit giving
-/// refused tasks back while its bucket fills past its burst. When each refused
-/// task went back in a store write of its own, a loaded two-core machine let
-/// as few as 367 start; a claim's refusals now go back in one write.
+/// Run alone (`scripts/test` does, after everything else): its lower bound says
+/// the limit is also used, so it measures a rate. Each node must keep claiming
+/// while tokens come, since a bucket full past its burst loses them. A claim's
+/// refused tasks now go back in one write (beside the behaviour suite, 529
+/// started where one write per task let 367-424), but beside other three-node
+/// clusters a loaded two-core machine still let as few as 398 start.
 #[actix_rt::test]
+#[ignore = "timing: scripts/test runs it alone, after the rest of the suite"]
 async fn a_rate_limit_of_50_a_second_holds_across_three_nodes() {
     let cluster = Cluster::start(&["a", "b", "c"], redis(), &[], |_| Vec::new()).await;
     let a = cluster.node("a");

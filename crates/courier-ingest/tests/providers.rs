@@ -310,11 +310,12 @@ async fn email_the_message_id_is_the_same_on_every_attempt() {
 #[tokio::test]
 async fn email_a_refused_connection_is_transient() {
     bounded(async {
-        // A port nothing listens on: bind one, then let it go.
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("addr").port()
-        };
+        // A port nothing listens on, held (bound, never listening) for the whole
+        // test: a port let go could be taken by a test running beside this one,
+        // whose server would then answer instead of refusing.
+        let held = tokio::net::TcpSocket::new_v4().expect("socket");
+        held.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let port = held.local_addr().expect("addr").port();
         let provider = EmailProvider::new(
             "email",
             &config(&[
