@@ -406,8 +406,9 @@ async fn a_schedule_fires_each_slot_once_across_nodes_and_loses_none_when_its_ho
 /// the limit is also used, so it measures a rate. Each node must keep claiming
 /// while tokens come, since a bucket full past its burst loses them. A claim's
 /// refused tasks now go back in one write (beside the behaviour suite, 529
-/// started where one write per task let 367-424), but beside other three-node
-/// clusters a loaded two-core machine still let as few as 398 start.
+/// started where one write per task let 367-424), but a loaded two-core
+/// machine, where a node can stall for over a second while its bucket is full,
+/// still let as few as 398 start.
 #[actix_rt::test]
 #[ignore = "timing: scripts/test runs it alone, after the rest of the suite"]
 async fn a_rate_limit_of_50_a_second_holds_across_three_nodes() {
