@@ -19,6 +19,7 @@ use crate::progress::Progress;
 use crate::schedule::ScheduleRecord;
 use crate::store::{AttemptWrite, Effect, EffectWrite, WriteBatch, WriteResults};
 use crate::task::{Completion, NewTask, Outcome, Remember, TaskSpec};
+use crate::webhook::DeliveryAttempt;
 
 /// Whether `text` holds a NUL.
 pub fn text_has_nul(text: &str) -> bool {
@@ -172,12 +173,18 @@ impl HoldsNul for TaskError {
     }
 }
 
-impl HoldsNul for AttemptWrite {
+impl HoldsNul for DeliveryAttempt {
     fn nul_field(&self) -> Option<&'static str> {
         first(&[
-            ("response", self.attempt.response.as_deref().is_some_and(text_has_nul)),
-            ("error", self.attempt.error.as_deref().is_some_and(text_has_nul)),
+            ("response", self.response.as_deref().is_some_and(text_has_nul)),
+            ("error", self.error.as_deref().is_some_and(text_has_nul)),
         ])
+    }
+}
+
+impl HoldsNul for AttemptWrite {
+    fn nul_field(&self) -> Option<&'static str> {
+        self.attempt.nul_field()
     }
 }
 

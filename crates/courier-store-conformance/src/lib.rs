@@ -160,6 +160,7 @@ macro_rules! __cases {
             webhooks::racing_enqueuers_enqueue_a_range_once,
             webhooks::delivery_attempts_update_their_delivery_and_list_in_order,
             webhooks::delivery_attempts_ride_the_group_commit,
+            webhooks::a_lone_attempt_holding_a_nul_is_refused_and_writes_nothing,
             webhooks::deliveries_list_newest_first_with_paging,
             webhooks::cleanup_deletes_the_deliveries_of_cleaned_executions,
             webhooks::skipped_deliveries_dispatch_nothing_and_list_oldest_first,

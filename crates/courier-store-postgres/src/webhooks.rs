@@ -16,8 +16,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{
-    AttemptWrite, Committed, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, NewDelivery, NewExecution,
-    StoreError, StoreResult, WebhookRecord, WebhookStore, events_of,
+    AttemptWrite, Committed, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, HoldsNul, NewDelivery,
+    NewExecution, StoreError, StoreResult, WebhookRecord, WebhookStore, events_of,
 };
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
@@ -79,6 +79,8 @@ impl WebhookStore for PostgresStore {
     }
 
     async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()> {
+        // Postgres text cannot hold a NUL: a clear refusal, not a database error.
+        attempt.check_nul()?;
         record_attempt(self, attempt, state).await
     }
 

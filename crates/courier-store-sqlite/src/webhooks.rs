@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{
-    Change, Committed, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, ExecutionId, NewDelivery,
-    StoreError, StoreResult, TaskId, WebhookRecord, WebhookStore,
+    Change, Committed, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, ExecutionId, HoldsNul,
+    NewDelivery, StoreError, StoreResult, TaskId, WebhookRecord, WebhookStore,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
@@ -76,6 +76,8 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()> {
+        // Refused as Postgres (which cannot store one) refuses it.
+        attempt.check_nul()?;
         let attempt = attempt.clone();
         self.write(move |conn, now| record_attempt(conn, now, &attempt, state))
             .await

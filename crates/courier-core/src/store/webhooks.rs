@@ -67,7 +67,8 @@ pub trait WebhookStore: Send + Sync {
 
     /// Records an attempt and sets the delivery's `state`, `attempts` (to the
     /// attempt's number), `last_status` and `last_error`. `Invalid` if the
-    /// delivery does not exist.
+    /// delivery does not exist, or if the attempt's response or error holds a
+    /// NUL (nothing is written then, on every store alike).
     async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()>;
 
     /// One delivery.

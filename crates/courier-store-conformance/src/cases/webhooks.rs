@@ -720,6 +720,34 @@ pub async fn delivery_attempts_ride_the_group_commit(store: DynStore) {
     assert!(store.list_delivery_attempts(missing).await.unwrap().is_empty());
 }
 
+/// An attempt recorded on its own whose response or error holds a NUL is
+/// refused with `Invalid` naming the field, and writes nothing, on every store
+/// alike (Postgres text cannot hold one; it failed with a database error).
+pub async fn a_lone_attempt_holding_a_nul_is_refused_and_writes_nothing(store: DynStore) {
+    let hook = registered(&store).await;
+    let d = delivery(hook, 1, "deliver");
+    assert!(store.enqueue_deliveries(0, 1, vec![d.clone()]).await.unwrap().value);
+    let with_nul = [
+        (
+            "response",
+            DeliveryAttempt {
+                response: Some("bad\u{0}body".into()),
+                ..attempt(d.id, 1, Some(200), None)
+            },
+        ),
+        ("error", attempt(d.id, 1, None, Some("reset\u{0}"))),
+    ];
+    for (field, a) in with_nul {
+        match store.record_delivery_attempt(&a, DeliveryState::Delivered).await {
+            Err(StoreError::Invalid(message)) => assert!(message.contains(field), "{message:?}"),
+            other => panic!("expected Invalid naming {field}, got {other:?}"),
+        }
+    }
+    assert!(store.list_delivery_attempts(d.id).await.unwrap().is_empty());
+    let got = delivery_record(&store, d.id).await;
+    assert_eq!((got.state, got.attempts), (DeliveryState::Pending, 0));
+}
+
 /// A webhook's deliveries list newest first with paging (limit 0: no limit),
 /// and only its own.
 pub async fn deliveries_list_newest_first_with_paging(store: DynStore) {
