@@ -24,6 +24,7 @@ use crate::codec::{micros, now_plus, opt_micros, parse, to_json};
 use crate::error::Result;
 use crate::executions::forget_deadlines;
 use crate::family;
+use crate::passes::{in_item_order, passes};
 use crate::rows::{self, TASK_COLUMNS};
 use crate::statements::{execute, query};
 use crate::wake::Wakes;
@@ -90,23 +91,13 @@ pub(crate) async fn apply(
     changes: &mut Vec<Change>,
     wakes: &mut Wakes,
 ) -> Result<Vec<StoreResult<Completed>>> {
-    let mut results: Vec<Option<StoreResult<Completed>>> = vec![None; completions.len()];
-    let mut remaining: Vec<usize> = (0..completions.len()).collect();
-    while !remaining.is_empty() {
-        let mut seen = HashSet::new();
-        let (pass, later): (Vec<usize>, Vec<usize>) = remaining
-            .into_iter()
-            .partition(|&i| seen.insert(completions[i].lease.task_id));
-        let pass_results = apply_pass(tx, completions, &pass, changes, wakes).await?;
-        for (i, r) in pass.into_iter().zip(pass_results) {
-            results[i] = Some(r);
-        }
-        remaining = later;
+    let tasks: Vec<TaskId> = completions.iter().map(|c| c.lease.task_id).collect();
+    let mut done = Vec::new();
+    for pass in passes(&tasks) {
+        let results = apply_pass(tx, completions, &pass, changes, wakes).await?;
+        done.push((pass, results));
     }
-    Ok(results
-        .into_iter()
-        .map(|r| r.expect("every completion has a result"))
-        .collect())
+    Ok(in_item_order(completions.len(), done))
 }
 
 /// Applies completions of distinct tasks.

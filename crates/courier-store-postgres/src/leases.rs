@@ -4,7 +4,7 @@
 //! then read from the row. And the one write about claims made from outside:
 //! noticing those whose heartbeat is late.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use crate::codec::{micros, now_plus, parse};
 use crate::complete::refusals;
 use crate::error::{Error, Result};
 use crate::event_log;
+use crate::passes::{in_item_order, passes};
 use crate::statements::{query, query_opt};
 use crate::transaction::in_transaction;
 
@@ -178,40 +179,31 @@ static RELEASE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Gives claims back and records a `TaskQueued` for each, in `releases`' order;
-/// each refusal (a claim that no longer holds its task) is that item's result.
-/// One statement for them all, in passes should a task be named twice, so that
-/// the second sees what the first did. The caller appends the events.
+/// Gives claims back and records a `TaskQueued` for each; each refusal (a
+/// claim that no longer holds its task) is that item's result. One statement
+/// for them all, in passes should a task be named twice. The caller appends
+/// the events.
 pub(crate) async fn release_all(
     tx: &Transaction<'_>,
     releases: &[Release],
     changes: &mut Vec<Change>,
 ) -> Result<Vec<StoreResult<()>>> {
-    let mut results: Vec<Option<StoreResult<Change>>> = vec![None; releases.len()];
-    let mut remaining: Vec<usize> = (0..releases.len()).collect();
-    while !remaining.is_empty() {
-        let mut seen = HashSet::new();
-        let (pass, later): (Vec<usize>, Vec<usize>) = remaining
-            .into_iter()
-            .partition(|&i| seen.insert(releases[i].lease.task_id));
-        let pass_results = release_pass(tx, releases, &pass).await?;
-        for (i, r) in pass.into_iter().zip(pass_results) {
-            results[i] = Some(r);
-        }
-        remaining = later;
+    let tasks: Vec<TaskId> = releases.iter().map(|r| r.lease.task_id).collect();
+    let mut done = Vec::new();
+    for pass in passes(&tasks) {
+        let results = release_pass(tx, releases, &pass, changes).await?;
+        done.push((pass, results));
     }
-    Ok(results
-        .into_iter()
-        .map(|r| {
-            r.expect("every release has a result").map(|change| {
-                changes.push(change);
-            })
-        })
-        .collect())
+    Ok(in_item_order(releases.len(), done))
 }
 
-/// Releases claims of distinct tasks.
-async fn release_pass(tx: &Transaction<'_>, all: &[Release], pass: &[usize]) -> Result<Vec<StoreResult<Change>>> {
+/// Releases claims of distinct tasks, recording their changes in order.
+async fn release_pass(
+    tx: &Transaction<'_>,
+    all: &[Release],
+    pass: &[usize],
+    changes: &mut Vec<Change>,
+) -> Result<Vec<StoreResult<()>>> {
     let items: Vec<&Release> = pass.iter().map(|&i| &all[i]).collect();
     let ids: Vec<Uuid> = items.iter().map(|r| r.lease.task_id.0).collect();
     let tokens: Vec<Uuid> = items.iter().map(|r| r.lease.token.0).collect();
@@ -249,7 +241,10 @@ async fn release_pass(tx: &Transaction<'_>, all: &[Release], pass: &[usize]) -> 
     Ok(items
         .iter()
         .map(|r| match queued.remove(&r.lease.task_id) {
-            Some(change) => Ok(change),
+            Some(change) => {
+                changes.push(change);
+                Ok(())
+            }
             None => Err(refused
                 .get(&r.lease)
                 .cloned()

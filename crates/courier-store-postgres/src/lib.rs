@@ -91,6 +91,7 @@ mod migrations;
 mod nodes;
 mod notifications;
 mod options;
+mod passes;
 mod pauses;
 mod priority_ageing;
 mod rate_limits;
