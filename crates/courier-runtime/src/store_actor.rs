@@ -685,7 +685,7 @@ impl Queue {
                 .releases
                 .into_iter()
                 .zip(self.releases)
-                .map(|(a, r)| Queued::Release(a, r)),
+                .map(|(release, r)| Queued::Release(release, r)),
         );
         items.extend(
             batch
@@ -752,6 +752,23 @@ impl StoreActor {
             readiness: parts.readiness,
             fault: parts.fault,
         }
+    }
+
+    /// Queues each of `items` as `queued` makes it; the receivers answer them in order.
+    fn enqueue_each<T, R>(
+        &mut self,
+        items: Vec<T>,
+        queued: impl Fn(T, Reply<R>) -> Queued,
+        ctx: &mut Context<Self>,
+    ) -> Vec<oneshot::Receiver<StoreResult<R>>> {
+        items
+            .into_iter()
+            .map(|item| {
+                let (tx, rx) = oneshot::channel();
+                self.enqueue(queued(item, tx), ctx);
+                rx
+            })
+            .collect()
     }
 
     fn enqueue(&mut self, item: Queued, ctx: &mut Context<Self>) {
@@ -1158,32 +1175,14 @@ impl Handler<Dispatch> for StoreActor {
     type Result = ResponseFuture<StoreResult<Vec<Dispatched>>>;
 
     fn handle(&mut self, msg: Dispatch, ctx: &mut Self::Context) -> Self::Result {
-        let admitted = msg.1;
-        let receivers: Vec<_> = msg
-            .0
-            .into_iter()
-            .map(|new| {
-                let (tx, rx) = oneshot::channel();
-                self.enqueue(Queued::Dispatch(new, tx), ctx);
-                rx
-            })
-            .collect();
+        let Dispatch(executions, admitted) = msg;
+        let receivers = self.enqueue_each(executions, Queued::Dispatch, ctx);
         Box::pin(async move {
-            let mut out = Vec::with_capacity(receivers.len());
-            let mut failed = None;
-            for rx in receivers {
-                // Every answer is awaited (not just up to the first error), so the
-                // permits go back only once nothing of this message is pending.
-                match rx.await.unwrap_or_else(|_| Err(stopped())) {
-                    Ok(dispatched) => out.push(dispatched),
-                    Err(e) => failed = failed.or(Some(e)),
-                }
-            }
+            // Every answer is awaited (not just up to the first error), so the
+            // permits go back only once nothing of this message is pending.
+            let answers = answered(receivers).await;
             drop(admitted);
-            match failed {
-                Some(e) => Err(e),
-                None => Ok(out),
-            }
+            answers.into_iter().collect()
         })
     }
 }
@@ -1194,24 +1193,23 @@ impl Handler<ReleaseLeases> for StoreActor {
 
     fn handle(&mut self, msg: ReleaseLeases, ctx: &mut Self::Context) -> Self::Result {
         let ReleaseLeases { releases, admitted } = msg;
-        let receivers: Vec<_> = releases
-            .into_iter()
-            .map(|release| {
-                let (tx, rx) = oneshot::channel();
-                self.enqueue(Queued::Release(release, tx), ctx);
-                rx
-            })
-            .collect();
+        let receivers = self.enqueue_each(releases, Queued::Release, ctx);
         Box::pin(async move {
-            let mut out = Vec::with_capacity(receivers.len());
-            for rx in receivers {
-                out.push(rx.await.unwrap_or_else(|_| Err(stopped())));
-            }
+            let answers = answered(receivers).await;
             // The permits go back once every release is answered.
             drop(admitted);
-            Ok(out)
+            Ok(answers)
         })
     }
+}
+
+/// Every answer, in order (a dropped reply is the actor stopping).
+async fn answered<T>(receivers: Vec<oneshot::Receiver<StoreResult<T>>>) -> Vec<StoreResult<T>> {
+    let mut out = Vec::with_capacity(receivers.len());
+    for rx in receivers {
+        out.push(rx.await.unwrap_or_else(|_| Err(stopped())));
+    }
+    out
 }
 
 queued_handler!(CreateChildren, Vec<ChildCreated>, |msg, reply, admitted| {
