@@ -1265,3 +1265,88 @@ async fn a_previous_secret_no_key_opens_only_loses_its_signature() {
     assert!(!standard_verifies(&got, &previous));
     s.stop().await;
 }
+
+/// An attempt an activity attaches (`ActivityContext::record_delivery_attempt`)
+/// is written in the commit that ends its task, whatever the outcome: with a
+/// success, and with a failure that ends the task for good, since the attempt
+/// happened either way. By the time the execution has ended, its attempt and
+/// the delivery's new state are there.
+#[actix_rt::test]
+async fn an_attached_delivery_attempt_is_written_with_its_tasks_outcome() {
+    use courier::core::{
+        DeliveryAttempt, DeliveryState, ExecutionState, NewDelivery, NewExecution, TaskKind, TaskSpec,
+    };
+
+    let store = sqlite().await;
+    let hook = webhook_record(&store, "https://example.com/hook", &new_secret()).await;
+    store.create_webhook(&hook).await.unwrap();
+    // Deliveries as a webhook dispatcher queues them, by a function nobody runs here.
+    let deliveries: Vec<NewDelivery> = (1..=2)
+        .map(|seq| NewDelivery {
+            id: uuid::Uuid::now_v7(),
+            webhook_id: hook.id,
+            event_seq: seq,
+            event_type: courier::core::EventType::ExecutionCompleted,
+            execution: NewExecution::new(TaskSpec::new(TaskKind::Activity, "nobody", Value::Null)),
+            skipped: false,
+        })
+        .collect();
+    assert!(store.enqueue_deliveries(0, 2, deliveries.clone()).await.unwrap().value);
+
+    let courier = Courier::builder()
+        .store(store.clone())
+        .activity(
+            "attaching",
+            |ctx: courier::ActivityContext, (delivery, ok): (uuid::Uuid, bool)| async move {
+                let status = if ok { 200 } else { 500 };
+                ctx.record_delivery_attempt(
+                    DeliveryAttempt {
+                        delivery_id: delivery,
+                        attempt: ctx.attempt(),
+                        status: Some(status),
+                        latency_ms: 7,
+                        response: Some(format!("answered {status}")),
+                        error: (!ok).then(|| "the endpoint answered 500".to_string()),
+                        at: chrono::Utc::now(),
+                    },
+                    if ok {
+                        DeliveryState::Delivered
+                    } else {
+                        DeliveryState::Failed
+                    },
+                );
+                if ok {
+                    Ok(())
+                } else {
+                    Err(TaskError::non_retryable("http_500", "the endpoint answered 500"))
+                }
+            },
+        )
+        .worker(fast_worker())
+        .start()
+        .await
+        .unwrap();
+
+    for (delivery, ok) in [(&deliveries[0], true), (&deliveries[1], false)] {
+        let id = courier.dispatch("attaching", (delivery.id, ok)).await.unwrap();
+        let ended = courier.wait_for(id, Some(Duration::from_secs(10))).await.unwrap();
+        let expected = if ok {
+            ExecutionState::Completed
+        } else {
+            ExecutionState::Failed
+        };
+        assert_eq!(ended.state, expected);
+
+        let attempts = store.list_delivery_attempts(delivery.id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0].status, Some(if ok { 200 } else { 500 }));
+        assert_eq!(attempts[0].latency_ms, 7);
+        let record = store.get_delivery(delivery.id).await.unwrap().unwrap();
+        let state = if ok {
+            DeliveryState::Delivered
+        } else {
+            DeliveryState::Failed
+        };
+        assert_eq!((record.state, record.attempts), (state, 1), "{record:?}");
+    }
+}

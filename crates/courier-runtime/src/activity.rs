@@ -6,16 +6,19 @@
 //! error of kind `panic`, and asks the persisted retry policy what an error
 //! becomes. It does not hold the lease: the `TaskLeaseActor` runs the runner's
 //! future under the lease and drops it if the lease is lost.
+//!
+//! What the code attaches to its outcome ([`ActivityContext::record_delivery_attempt`])
+//! ends the attempt with it ([`Ended`]) and is written in the completion's commit.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use courier_core::metric;
 use courier_core::{
-    ExecutionId, LeaseKey, Notifier, Outcome, Progress, Remember, Reservation, Store, StoreError, StoreResult,
-    TaskError, TaskId, TaskRecord, Topic,
+    AttemptWrite, DeliveryAttempt, DeliveryState, ExecutionId, LeaseKey, Notifier, Outcome, Progress, Remember,
+    Reservation, Store, StoreError, StoreResult, TaskError, TaskId, TaskRecord, Topic,
 };
 use futures::FutureExt;
 use futures::future::LocalBoxFuture;
@@ -83,6 +86,24 @@ struct Inner {
     lease: LeaseKey,
     lease_length: Duration,
     port: Arc<ActivityPort>,
+    /// Delivery attempts to write with the outcome.
+    attached: Mutex<Vec<AttemptWrite>>,
+}
+
+/// How an activity attempt ended: its outcome, and the delivery attempts its
+/// code attached, written in the same commit as the completion.
+pub(crate) struct Ended {
+    pub outcome: Outcome,
+    pub attempts: Vec<AttemptWrite>,
+}
+
+impl From<Outcome> for Ended {
+    fn from(outcome: Outcome) -> Self {
+        Ended {
+            outcome,
+            attempts: Vec::new(),
+        }
+    }
 }
 
 fn lost(e: StoreError) -> TaskError {
@@ -108,6 +129,7 @@ impl ActivityContext {
                 lease,
                 lease_length,
                 port,
+                attached: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -172,6 +194,28 @@ impl ActivityContext {
             .map_err(lost)
     }
 
+    /// Records a webhook delivery's attempt, and the delivery's new `state`, with
+    /// this call's outcome: in the commit that completes the task, so the record
+    /// costs the delivery no commit of its own. It is written even when the
+    /// completion is refused (the lease was lost), since the attempt happened.
+    pub fn record_delivery_attempt(&self, attempt: DeliveryAttempt, state: DeliveryState) {
+        self.inner
+            .attached
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(AttemptWrite { attempt, state });
+    }
+
+    fn take_attached(&self) -> Vec<AttemptWrite> {
+        std::mem::take(
+            &mut *self
+                .inner
+                .attached
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
     /// Reports progress (`task.progress` event, listed in the execution's progress).
     pub async fn progress(&self, progress: Progress) -> Result<(), TaskError> {
         let write = ReportProgress {
@@ -204,14 +248,14 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
-    /// One attempt of `code` on the claimed `task`, as the outcome to write.
+    /// One attempt of `code` on the claimed `task`, as what to write.
     pub(crate) fn attempt(
         &self,
         code: ActivityFn,
         options: &FunctionOptions,
         task: TaskRecord,
         lease: LeaseKey,
-    ) -> LocalBoxFuture<'static, Outcome> {
+    ) -> LocalBoxFuture<'static, Ended> {
         let runner = self.clone();
         let ctx = ActivityContext::new(&task, lease, self.lease_length, self.port.clone());
         let cache = options.cache;
@@ -226,7 +270,8 @@ impl Runner {
                 return Outcome::Succeeded {
                     result: hit,
                     remember: Vec::new(),
-                };
+                }
+                .into();
             }
             let idempotency_key = key_fn.map(|key_fn| format!("{}:{}", task.function, key_fn(&task.args)));
             if let Some(key) = &idempotency_key {
@@ -235,18 +280,20 @@ impl Runner {
                         return Outcome::Succeeded {
                             result,
                             remember: Vec::new(),
-                        };
+                        }
+                        .into();
                     }
                     Ok(None) => {}
                     Err(e) => {
                         return Outcome::Retry {
                             error: TaskError::new("store", e.to_string()),
                             delay: Duration::from_secs(1),
-                        };
+                        }
+                        .into();
                     }
                 }
             }
-            let code_fut = AssertUnwindSafe(code(ctx, task.args.clone())).catch_unwind();
+            let code_fut = AssertUnwindSafe(code(ctx.clone(), task.args.clone())).catch_unwind();
             let result = match task.timeout {
                 Some(limit) => match tokio::time::timeout(limit, code_fut).await {
                     Ok(r) => r,
@@ -259,7 +306,10 @@ impl Runner {
             };
             let result = result.unwrap_or_else(|panic| Err(TaskError::new(TaskError::PANIC, panic_message(&panic))));
             metrics::histogram!(metric::ACTIVITY_SECONDS).record(started.elapsed().as_secs_f64());
-            match result {
+            // Taken even from a call that failed, panicked or ran out of time:
+            // what it attached happened.
+            let attempts = ctx.take_attached();
+            let outcome = match result {
                 Ok(value) => {
                     let mut remember = Vec::new();
                     if let Some((key, ttl)) = cache_key {
@@ -280,7 +330,8 @@ impl Runner {
                     }
                     outcome_of_error(&task, error)
                 }
-            }
+            };
+            Ended { outcome, attempts }
         }
         .boxed_local()
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use courier_core::{
-    AttemptWrite, Cancelled, DeliveryAttempt, DeliveryReplay, DeliveryState, ExecutionId, FunctionRecord,
-    FunctionSettings, NewDelivery, ParentLink, PauseState, PausedQueue, Replayed, SignalSent, TaskId, WebhookRecord,
+    Cancelled, DeliveryReplay, ExecutionId, FunctionRecord, FunctionSettings, NewDelivery, ParentLink, PauseState,
+    PausedQueue, Replayed, SignalSent, TaskId, WebhookRecord,
 };
 use serde::Serialize;
 use uuid::Uuid;
@@ -18,9 +18,8 @@ use crate::handle::Courier;
 use crate::options::AppliedOptions;
 use crate::store_actor::{
     AcquireRole, CancelExecution, Cleanup, CleanupReport, CreateWebhook, DeleteFunctionSettings, DeleteWebhook,
-    DiscardDeadLetter, EnqueueDeliveries, PauseExecution, PauseQueue, PutFunctionSettings, RecordDeliveryAttempt,
-    ReplaceWebhookSecret, ReplayDeadLetter, ReplayDeliveries, RotateWebhookSecret, SendSignal, SetWebhookEnabled,
-    SkipDelivery,
+    DiscardDeadLetter, EnqueueDeliveries, PauseExecution, PauseQueue, PutFunctionSettings, ReplaceWebhookSecret,
+    ReplayDeadLetter, ReplayDeliveries, RotateWebhookSecret, SendSignal, SetWebhookEnabled, SkipDelivery,
 };
 
 impl Courier {
@@ -271,22 +270,6 @@ impl Courier {
         deliveries: Vec<NewDelivery>,
     ) -> Result<bool, RuntimeError> {
         let write = EnqueueDeliveries { from, to, deliveries };
-        Ok(self.node.writes().send(write).await??)
-    }
-
-    /// Records a delivery attempt and the delivery's new state. The write
-    /// rides the node's group commit, so many deliveries finishing together
-    /// cost one transaction.
-    pub async fn record_delivery_attempt(
-        &self,
-        attempt: DeliveryAttempt,
-        state: DeliveryState,
-    ) -> Result<(), RuntimeError> {
-        let admitted = self.node.admit(1).await?;
-        let write = RecordDeliveryAttempt {
-            write: AttemptWrite { attempt, state },
-            admitted,
-        };
         Ok(self.node.writes().send(write).await??)
     }
 

@@ -3,7 +3,8 @@
 //! It keeps the lease alive (renewing it through the `StoreActor` every
 //! heartbeat interval), writes the attempt's outcome fenced by the lease, and
 //! gives the lease up on drain. Given work (an activity attempt, built by the
-//! activity runner), it runs it under the lease and writes its outcome; if the
+//! activity runner), it runs it under the lease and writes its outcome, with the
+//! delivery attempts the code attached, in one commit; if the
 //! lease is lost (cancelled, reclaimed after a stall) the actor stops at once,
 //! dropping the work: a lost lease's result could not be written anyway.
 //!
@@ -20,6 +21,7 @@ use courier_core::{
 };
 use futures::future::LocalBoxFuture;
 
+use crate::activity::Ended;
 use crate::admission::Admission;
 use crate::store_actor::{Complete, ReleaseLeases, Renew, StoreActor, SuspendTask};
 
@@ -83,7 +85,7 @@ pub(crate) struct TaskLeaseActor {
     /// The queue whose cluster-wide concurrency slot the outcome frees (a limited function).
     frees_slot_on: Option<String>,
     /// The work to run under the lease, until it starts.
-    work: Option<LocalBoxFuture<'static, Outcome>>,
+    work: Option<LocalBoxFuture<'static, Ended>>,
     /// Who to tell when the lease ends (an orchestrator's actor).
     owner: Option<Recipient<LeaseEnded>>,
     /// Who to tell when this actor stops (the worker, whose slot it held).
@@ -102,7 +104,7 @@ impl TaskLeaseActor {
         admission: Admission,
         terms: LeaseTerms,
         claimed: Claimed,
-        work: LocalBoxFuture<'static, Outcome>,
+        work: LocalBoxFuture<'static, Ended>,
         frees_slot_on: Option<String>,
         slot: Recipient<SlotFreed>,
     ) -> Self {
@@ -186,7 +188,8 @@ impl TaskLeaseActor {
 
     /// Writes `outcome`, retrying while the store is unreachable (the result must
     /// not be lost while the lease may still be ours), then stops.
-    fn finish(&mut self, outcome: Outcome) -> impl ActorFuture<Self, Output = StoreResult<Completed>> + use<> {
+    fn finish(&mut self, ended: Ended) -> impl ActorFuture<Self, Output = StoreResult<Completed>> + use<> {
+        let Ended { outcome, attempts } = ended;
         self.finishing = true;
         let store = self.store.clone();
         let admission = self.admission.clone();
@@ -200,11 +203,12 @@ impl TaskLeaseActor {
             let mut completion = completion;
             let mut wait = Duration::from_millis(50);
             loop {
-                let result = match admission.admit(1).await {
+                let result = match admission.admit(1 + attempts.len()).await {
                     Ok(admitted) => store
                         .send(Complete {
                             completion: completion.clone(),
                             frees_slot_on: frees_slot_on.clone(),
+                            attempts: attempts.clone(),
                             admitted,
                         })
                         .await
@@ -266,7 +270,7 @@ impl Actor for TaskLeaseActor {
         if let Some(work) = self.work.take() {
             // Spawned into this actor's context: stopping the actor drops the work.
             work.into_actor(self)
-                .then(|outcome, act, _| act.finish(outcome))
+                .then(|ended, act, _| act.finish(ended))
                 .map(|_, _, _| ())
                 .spawn(ctx);
         }
@@ -284,7 +288,7 @@ impl Handler<Finish> for TaskLeaseActor {
     type Result = ResponseActFuture<Self, StoreResult<Completed>>;
 
     fn handle(&mut self, msg: Finish, _: &mut Self::Context) -> Self::Result {
-        Box::pin(self.finish(msg.0))
+        Box::pin(self.finish(msg.0.into()))
     }
 }
 

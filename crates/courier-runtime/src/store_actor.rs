@@ -8,7 +8,7 @@
 //! Three lanes, so that no write waits behind one it need not:
 //!
 //! * **Group commit** (`Dispatch`, `CreateChildren`, `ApplyEffect`,
-//!   `RecordDeliveryAttempt`, `ReleaseLeases`, `Complete`):
+//!   `ReleaseLeases`, `Complete` with the delivery attempts its activity attached):
 //!   the writes that come many times a second queue up; whenever no commit is in
 //!   flight, everything queued goes into one [`WriteBatch`] (one transaction), so
 //!   a busy node commits thousands at once and an idle one commits each at once.
@@ -154,7 +154,8 @@ pub(crate) struct CreateChildren(pub ChildGroup, pub Admitted);
 #[rtype(result = "StoreResult<EffectApplied>")]
 pub(crate) struct ApplyEffect(pub EffectWrite, pub Admitted);
 
-/// Finishes an attempt, fenced by its lease. Admitted for one write.
+/// Finishes an attempt, fenced by its lease, and records the delivery attempts
+/// its code attached in the same commit. Admitted for one write per item.
 #[derive(Message)]
 #[rtype(result = "StoreResult<Completed>")]
 pub(crate) struct Complete {
@@ -163,15 +164,18 @@ pub(crate) struct Complete {
     /// frees: the commit announces work there, so any node's worker takes the
     /// next task at once instead of at the end of its backoff.
     pub frees_slot_on: Option<String>,
+    /// Written even if the completion is refused: the attempts happened.
+    pub attempts: Vec<AttemptWrite>,
     pub admitted: Admitted,
 }
 
 impl Complete {
-    /// A completion that frees no limited slot.
+    /// A completion that frees no limited slot and carries no attempts.
     pub(crate) fn plain(completion: Completion, admitted: Admitted) -> Self {
         Complete {
             completion,
             frees_slot_on: None,
+            attempts: Vec::new(),
             admitted,
         }
     }
@@ -489,15 +493,6 @@ pub(crate) struct EnqueueDeliveries {
     pub deliveries: Vec<NewDelivery>,
 }
 
-/// Records a delivery attempt and the delivery's new state, in the next group
-/// commit.
-#[derive(Message)]
-#[rtype(result = "StoreResult<()>")]
-pub(crate) struct RecordDeliveryAttempt {
-    pub write: AttemptWrite,
-    pub admitted: Admitted,
-}
-
 /// Marks a pending delivery skipped; whether it was pending.
 #[derive(Message)]
 #[rtype(result = "StoreResult<bool>")]
@@ -580,13 +575,15 @@ enum Queued {
     Effect(EffectWrite, Reply<EffectApplied>),
     Attempt(AttemptWrite, Reply<()>),
     Release(Release, Reply<()>),
-    Completion(Completion, CompletionReply),
+    /// With the delivery attempts that ride it: one item, so one commit.
+    Completion(Completion, Vec<(AttemptWrite, Reply<()>)>, CompletionReply),
 }
 
 impl Queued {
     fn weight(&self) -> usize {
         match self {
             Queued::Children(group, _) => group.tasks.len().max(1),
+            Queued::Completion(_, attempts, _) => 1 + attempts.len(),
             _ => 1,
         }
     }
@@ -620,7 +617,11 @@ impl Queue {
                 self.batch.releases.push(release);
                 self.releases.push(reply);
             }
-            Queued::Completion(completion, reply) => {
+            Queued::Completion(completion, attempts, reply) => {
+                for (write, attempt_reply) in attempts {
+                    self.batch.delivery_attempts.push(write);
+                    self.delivery_attempts.push(attempt_reply);
+                }
                 self.batch.completions.push(completion);
                 self.completions.push(reply);
             }
@@ -692,7 +693,7 @@ impl Queue {
                 .completions
                 .into_iter()
                 .zip(self.completions)
-                .map(|(c, r)| Queued::Completion(c, r)),
+                .map(|(c, r)| Queued::Completion(c, Vec::new(), r)),
         );
         items
     }
@@ -1220,20 +1221,46 @@ queued_handler!(ApplyEffect, EffectApplied, |msg, reply, admitted| {
     admitted = msg.1;
     Queued::Effect(msg.0, reply)
 });
-queued_handler!(RecordDeliveryAttempt, (), |msg, reply, admitted| {
-    admitted = msg.admitted;
-    Queued::Attempt(msg.write, reply)
-});
-queued_handler!(Complete, Completed, |msg, reply, admitted| {
-    admitted = msg.admitted;
-    Queued::Completion(
-        msg.completion,
-        CompletionReply {
-            reply,
-            frees_slot_on: msg.frees_slot_on,
-        },
-    )
-});
+/// A completion queues for the next commit with the attempts it carries; the
+/// reply is the completion's. An attempt refused on its own (its delivery gone)
+/// is logged: it does not undo the task's outcome.
+impl Handler<Complete> for StoreActor {
+    type Result = ResponseFuture<StoreResult<Completed>>;
+
+    fn handle(&mut self, msg: Complete, ctx: &mut Self::Context) -> Self::Result {
+        let Complete {
+            completion,
+            frees_slot_on,
+            attempts,
+            admitted,
+        } = msg;
+        let task = completion.lease.task_id;
+        let (attempts, receivers): (Vec<_>, Vec<_>) = attempts
+            .into_iter()
+            .map(|write| {
+                let (tx, rx) = oneshot::channel();
+                ((write, tx), rx)
+            })
+            .unzip();
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(
+            Queued::Completion(completion, attempts, CompletionReply { reply, frees_slot_on }),
+            ctx,
+        );
+        Box::pin(async move {
+            let answer = rx.await.unwrap_or_else(|_| Err(stopped()));
+            // A transient error failed the whole commit: the caller retries the
+            // attempts with the completion.
+            let refusals = answered(receivers).await.into_iter().filter_map(Result::err);
+            for refused in refusals.filter(|e| !e.is_transient()) {
+                tracing::warn!(%task, error = %refused, "a delivery attempt written with its task's outcome was refused");
+            }
+            // The permits go back once everything is answered, not before.
+            drop(admitted);
+            answer
+        })
+    }
+}
 
 /// Claims run at once on their own lane.
 impl Handler<Claim> for StoreActor {

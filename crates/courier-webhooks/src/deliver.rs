@@ -2,7 +2,8 @@
 //!
 //! It is a durable task like any other, so its retries (on the webhook
 //! schedule, honouring `Retry-After`), dead letter and replay are the runtime's.
-//! Each attempt is recorded (status, latency, the start of the response); a
+//! Each attempt is recorded (status, latency, the start of the response) in the
+//! commit that completes its task, so it costs no commit of its own; a
 //! `410 Gone` disables the webhook and stops retrying. A delivery whose webhook
 //! is disabled when its attempt comes up is marked skipped, not failed. An attempt whose
 //! destination is not a global address (see [`crate::destination`]) fails
@@ -310,20 +311,18 @@ pub(crate) async fn deliver(
         }
     )
     .increment(1);
-    courier
-        .record_delivery_attempt(
-            DeliveryAttempt {
-                delivery_id: delivery.id,
-                attempt: attempt_no,
-                status,
-                latency_ms,
-                response,
-                error: error.map(without_nul),
-                at: chrono::Utc::now(),
-            },
-            state,
-        )
-        .await
-        .map_err(|e| TaskError::new("store", e.to_string()))?;
+    // Written with the task's outcome, in one commit.
+    ctx.record_delivery_attempt(
+        DeliveryAttempt {
+            delivery_id: delivery.id,
+            attempt: attempt_no,
+            status,
+            latency_ms,
+            response,
+            error: error.map(without_nul),
+            at: chrono::Utc::now(),
+        },
+        state,
+    );
     outcome
 }
