@@ -27,13 +27,19 @@ pub const MASTER: &str = "mymaster";
 ///
 /// The kernel may offer a port again as soon as the probing listener is
 /// closed, before the server it was meant for has bound it, so two nodes
-/// started in a row could otherwise be given the same port.
+/// started in a row could otherwise be given the same port. And it is taken
+/// below the kernel's ephemeral range (32768 and up unless configured
+/// otherwise): a port from that range, once probed and closed, can become the
+/// local end of any outgoing connection a test running beside makes (to
+/// Postgres, to Redis) before the server meant for it binds, and the server
+/// then fails to start. Below 22768, so that a Redis Cluster node's bus port
+/// (its port + 10000) is below that range too.
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if !given.contains(&port) {
+        let port = 10_000 + (rand_u64() % 12_000) as u16;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
             given.push(port);
             return port;
         }
