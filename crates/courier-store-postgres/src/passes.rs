@@ -1,19 +1,19 @@
-//! Fenced writes in bulk, in passes of distinct tasks. One set-based statement
-//! changes a row at most once, so a task named twice in a batch waits for the
-//! next pass, where it sees what the first did, as it would one write at a time.
+//! Writes in bulk, in passes of distinct rows. One set-based statement changes
+//! a row at most once, so a row (a task, a webhook delivery) named twice in a
+//! batch waits for the next pass, where it sees what the first did, as it
+//! would one write at a time.
 
 use std::collections::HashSet;
+use std::hash::Hash;
 
-use courier_core::TaskId;
-
-/// The passes over `tasks`: positions in order, each pass naming a task at
-/// most once, a task's later mentions in later passes.
-pub(crate) fn passes(tasks: &[TaskId]) -> Vec<Vec<usize>> {
+/// The passes over `rows`: positions in order, each pass naming a row at most
+/// once, a row's later mentions in later passes.
+pub(crate) fn passes<K: Hash + Eq + Copy>(rows: &[K]) -> Vec<Vec<usize>> {
     let mut out = Vec::new();
-    let mut remaining: Vec<usize> = (0..tasks.len()).collect();
+    let mut remaining: Vec<usize> = (0..rows.len()).collect();
     while !remaining.is_empty() {
         let mut seen = HashSet::new();
-        let (this, later): (Vec<usize>, Vec<usize>) = remaining.into_iter().partition(|&i| seen.insert(tasks[i]));
+        let (this, later): (Vec<usize>, Vec<usize>) = remaining.into_iter().partition(|&i| seen.insert(rows[i]));
         out.push(this);
         remaining = later;
     }

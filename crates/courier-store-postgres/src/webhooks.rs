@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::PostgresStore;
 use crate::codec::{limit, to_json};
 use crate::error::{Error, Result};
+use crate::passes::{in_item_order, passes};
 use crate::rows::{self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
 use crate::statements::{execute, query, query_one, query_opt};
 use crate::transaction::in_transaction;
@@ -416,27 +417,70 @@ async fn record_attempt(store: &PostgresStore, a: &DeliveryAttempt, state: Deliv
     Ok(())
 }
 
-/// Records a group commit's attempts: one statement each, all sent before the
-/// first answer is read (pipelined), so however many there are the batch pays
-/// one round trip for them. A missing delivery is that item's refusal.
+/// Records a group commit's attempts, as [`RECORD_ATTEMPT`] does one: the
+/// deliveries updated and the attempts upserted from arrays, only for
+/// deliveries that exist; the ids of those recorded.
+const RECORD_ATTEMPTS: &str = "WITH a AS (
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int4[], $5::text[], $6::int8[], $7::text[])
+             AS a(delivery_id, state, attempt, status, error, latency_ms, response)
+     ), delivery AS (
+         UPDATE webhook_deliveries d SET state = a.state, attempts = a.attempt, last_status = a.status,
+             last_error = a.error, updated_at = now()
+         FROM a WHERE d.id = a.delivery_id
+         RETURNING d.id
+     )
+     INSERT INTO webhook_attempts (delivery_id, attempt, status, latency_ms, response, error, at)
+     SELECT a.delivery_id, a.attempt, a.status, a.latency_ms, a.response, a.error, now()
+     FROM a JOIN delivery ON delivery.id = a.delivery_id
+     ON CONFLICT (delivery_id, attempt) DO UPDATE SET status = excluded.status, latency_ms = excluded.latency_ms,
+         response = excluded.response, error = excluded.error, at = excluded.at
+     RETURNING delivery_id";
+
+/// Records a group commit's attempts: one statement for all of them, or one
+/// per pass when a delivery is named twice (its attempts then apply in order).
+/// A missing delivery is that item's refusal.
 pub(crate) async fn record_attempts(tx: &Transaction<'_>, writes: &[AttemptWrite]) -> Result<Vec<StoreResult<()>>> {
     if writes.is_empty() {
         return Ok(Vec::new());
     }
-    let statement = tx.prepare_cached(RECORD_ATTEMPT).await?;
-    let params: Vec<AttemptParams<'_>> = writes.iter().map(|w| AttemptParams::new(&w.attempt, w.state)).collect();
-    let counts = futures::future::try_join_all(params.iter().map(|p| tx.execute_raw(&statement, p.params()))).await?;
-    Ok(counts
-        .into_iter()
-        .zip(writes)
-        .map(|(n, w)| {
-            if n == 0 {
-                Err(no_delivery(w.attempt.delivery_id))
-            } else {
-                Ok(())
-            }
-        })
-        .collect())
+    let statement = tx.prepare_cached(RECORD_ATTEMPTS).await?;
+    let deliveries: Vec<Uuid> = writes.iter().map(|w| w.attempt.delivery_id).collect();
+    let mut done = Vec::new();
+    for pass in passes(&deliveries) {
+        let params: Vec<AttemptParams<'_>> = pass
+            .iter()
+            .map(|&i| AttemptParams::new(&writes[i].attempt, writes[i].state))
+            .collect();
+        let ids: Vec<Uuid> = params.iter().map(|p| p.attempt.delivery_id).collect();
+        let states: Vec<&str> = params.iter().map(|p| p.state).collect();
+        let numbers: Vec<i64> = params.iter().map(|p| p.number).collect();
+        let statuses: Vec<Option<i32>> = params.iter().map(|p| p.status).collect();
+        let errors: Vec<Option<&str>> = params.iter().map(|p| p.attempt.error.as_deref()).collect();
+        let latencies: Vec<i64> = params.iter().map(|p| p.latency_ms).collect();
+        let responses: Vec<Option<&str>> = params.iter().map(|p| p.attempt.response.as_deref()).collect();
+        let rows = tx
+            .query(
+                &statement,
+                &[&ids, &states, &numbers, &statuses, &errors, &latencies, &responses],
+            )
+            .await?;
+        let recorded = rows
+            .iter()
+            .map(|r| r.try_get::<_, Uuid>(0))
+            .collect::<std::result::Result<HashSet<Uuid>, _>>()?;
+        let results = ids
+            .iter()
+            .map(|id| {
+                if recorded.contains(id) {
+                    Ok(())
+                } else {
+                    Err(no_delivery(*id))
+                }
+            })
+            .collect();
+        done.push((pass, results));
+    }
+    Ok(in_item_order(writes.len(), done))
 }
 
 /// One delivery.
