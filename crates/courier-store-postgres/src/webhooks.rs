@@ -82,7 +82,13 @@ impl WebhookStore for PostgresStore {
     async fn record_delivery_attempt(&self, attempt: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()> {
         // Postgres text cannot hold a NUL: a clear refusal, not a database error.
         attempt.check_nul()?;
-        record_attempt(self, attempt, state).await
+        // The group commit's statement, for one attempt.
+        let write = [AttemptWrite {
+            attempt: attempt.clone(),
+            state,
+        }];
+        let mut recorded = in_transaction!(self, |tx| record_attempts(tx, &write))?;
+        recorded.pop().expect("one result per attempt")
     }
 
     async fn get_delivery(&self, id: Uuid) -> StoreResult<Option<DeliveryRecord>> {
@@ -356,70 +362,13 @@ fn taken(id: Uuid) -> Error {
     })
 }
 
-/// Records an attempt (replacing one with the same number) and updates its
-/// delivery, in one statement; it counts 0 rows when there is no such delivery.
-const RECORD_ATTEMPT: &str = "WITH delivery AS (
-         UPDATE webhook_deliveries SET state = $2, attempts = $3, last_status = $4, last_error = $5,
-             updated_at = now()
-         WHERE id = $1
-         RETURNING id
-     )
-     INSERT INTO webhook_attempts (delivery_id, attempt, status, latency_ms, response, error, at)
-     SELECT id, $3, $4, $6::int8, $7::text, $5, now() FROM delivery
-     ON CONFLICT (delivery_id, attempt) DO UPDATE SET status = excluded.status, latency_ms = excluded.latency_ms,
-         response = excluded.response, error = excluded.error, at = excluded.at";
-
-/// [`RECORD_ATTEMPT`]'s parameters, converted to the columns' types.
-struct AttemptParams<'a> {
-    attempt: &'a DeliveryAttempt,
-    state: &'static str,
-    number: i64,
-    status: Option<i32>,
-    latency_ms: i64,
-}
-
-impl<'a> AttemptParams<'a> {
-    fn new(attempt: &'a DeliveryAttempt, state: DeliveryState) -> Self {
-        AttemptParams {
-            attempt,
-            state: state.as_str(),
-            number: i64::from(attempt.attempt),
-            status: attempt.status.map(i32::from),
-            latency_ms: i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
-        }
-    }
-
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
-        let a = self.attempt;
-        [
-            &a.delivery_id,
-            &self.state,
-            &self.number,
-            &self.status,
-            &a.error,
-            &self.latency_ms,
-            &a.response,
-        ]
-    }
-}
-
 fn no_delivery(id: Uuid) -> StoreError {
     StoreError::Invalid(format!("webhook delivery {id} does not exist"))
 }
 
-/// Records one attempt on its own; `Invalid` if there is no such delivery.
-async fn record_attempt(store: &PostgresStore, a: &DeliveryAttempt, state: DeliveryState) -> StoreResult<()> {
-    let client = store.client().await?;
-    let params = AttemptParams::new(a, state);
-    if execute(&client, RECORD_ATTEMPT, &params.params()).await? == 0 {
-        return Err(no_delivery(a.delivery_id));
-    }
-    Ok(())
-}
-
-/// Records a group commit's attempts, as [`RECORD_ATTEMPT`] does one: the
-/// deliveries updated and the attempts upserted from arrays, only for
-/// deliveries that exist; the ids of those recorded.
+/// Records attempts (replacing one with the same number) and updates their
+/// deliveries (state, attempt count, last status and error), from arrays, only
+/// for deliveries that exist; the ids of those recorded.
 const RECORD_ATTEMPTS: &str = "WITH a AS (
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int4[], $5::text[], $6::int8[], $7::text[])
              AS a(delivery_id, state, attempt, status, error, latency_ms, response)
@@ -447,17 +396,17 @@ pub(crate) async fn record_attempts(tx: &Transaction<'_>, writes: &[AttemptWrite
     let deliveries: Vec<Uuid> = writes.iter().map(|w| w.attempt.delivery_id).collect();
     let mut done = Vec::new();
     for pass in passes(&deliveries) {
-        let params: Vec<AttemptParams<'_>> = pass
+        let items: Vec<&AttemptWrite> = pass.iter().map(|&i| &writes[i]).collect();
+        let ids: Vec<Uuid> = items.iter().map(|w| w.attempt.delivery_id).collect();
+        let states: Vec<&str> = items.iter().map(|w| w.state.as_str()).collect();
+        let numbers: Vec<i64> = items.iter().map(|w| i64::from(w.attempt.attempt)).collect();
+        let statuses: Vec<Option<i32>> = items.iter().map(|w| w.attempt.status.map(i32::from)).collect();
+        let errors: Vec<Option<&str>> = items.iter().map(|w| w.attempt.error.as_deref()).collect();
+        let latencies: Vec<i64> = items
             .iter()
-            .map(|&i| AttemptParams::new(&writes[i].attempt, writes[i].state))
+            .map(|w| i64::try_from(w.attempt.latency_ms).unwrap_or(i64::MAX))
             .collect();
-        let ids: Vec<Uuid> = params.iter().map(|p| p.attempt.delivery_id).collect();
-        let states: Vec<&str> = params.iter().map(|p| p.state).collect();
-        let numbers: Vec<i64> = params.iter().map(|p| p.number).collect();
-        let statuses: Vec<Option<i32>> = params.iter().map(|p| p.status).collect();
-        let errors: Vec<Option<&str>> = params.iter().map(|p| p.attempt.error.as_deref()).collect();
-        let latencies: Vec<i64> = params.iter().map(|p| p.latency_ms).collect();
-        let responses: Vec<Option<&str>> = params.iter().map(|p| p.attempt.response.as_deref()).collect();
+        let responses: Vec<Option<&str>> = items.iter().map(|w| w.attempt.response.as_deref()).collect();
         let rows = tx
             .query(
                 &statement,
