@@ -53,13 +53,21 @@ pub(crate) struct WebhookDispatcher {
 /// What a round leaves the next one.
 #[derive(Clone, Copy, Debug, Default)]
 struct RoundState {
-    /// When to ask for the role: to renew it while held, or again after finding
-    /// it held elsewhere (none: at once).
-    ask_role_at: Option<Instant>,
-    /// Whether this node held the role when it last asked.
-    holds_role: bool,
+    role: Role,
     /// Events after the stored cursor already looked at, none matching.
     looked: Option<Looked>,
+}
+
+/// What this node knows of the role.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+enum Role {
+    /// Not asked yet, or a round failed: ask at once.
+    #[default]
+    Unknown,
+    /// Held here; renewed at `renew_at`.
+    Held { renew_at: Instant },
+    /// Held elsewhere when last asked; asked again at `ask_at`.
+    Elsewhere { ask_at: Instant },
 }
 
 /// Events `(cursor, to]` matched no webhook; first seen at `since`.
@@ -124,19 +132,29 @@ async fn enqueue_round(
 ) -> Result<bool, RuntimeError> {
     let store = courier.store();
     let role_ttl = options.poll * 5 + Duration::from_secs(5);
-    if state.ask_role_at.is_none_or(|at| Instant::now() >= at) {
-        let asked = Instant::now();
-        if !courier.hold_role(ROLE, role_ttl).await? {
-            *state = RoundState {
-                ask_role_at: Some(asked + options.poll),
-                ..RoundState::default()
-            };
-            return Ok(false);
-        }
-        state.ask_role_at = Some(asked + role_ttl / 3);
-        state.holds_role = true;
+    let now = Instant::now();
+    let ask = match state.role {
+        Role::Unknown => true,
+        Role::Held { renew_at: at } | Role::Elsewhere { ask_at: at } => now >= at,
+    };
+    if ask {
+        *state = if courier.hold_role(ROLE, role_ttl).await? {
+            RoundState {
+                role: Role::Held {
+                    renew_at: now + role_ttl / 3,
+                },
+                ..*state
+            }
+        } else {
+            RoundState {
+                role: Role::Elsewhere {
+                    ask_at: now + options.poll,
+                },
+                looked: None,
+            }
+        };
     }
-    if !state.holds_role {
+    if !matches!(state.role, Role::Held { .. }) {
         return Ok(false);
     }
     let from = store.webhook_cursor().await?;
@@ -256,7 +274,7 @@ mod tests {
         );
         let mut state = RoundState::default();
         assert!(!enqueue_round(&courier, &options, &mut state).await.unwrap());
-        assert!(!state.holds_role);
+        assert!(matches!(state.role, Role::Elsewhere { .. }), "{state:?}");
 
         // The role comes free; a round within the poll interval leaves it free.
         assert!(
@@ -275,9 +293,9 @@ mod tests {
         );
 
         // After the interval it asks, and takes it.
-        state.ask_role_at = Some(Instant::now());
+        state.role = Role::Elsewhere { ask_at: Instant::now() };
         enqueue_round(&courier, &options, &mut state).await.unwrap();
-        assert!(state.holds_role);
+        assert!(matches!(state.role, Role::Held { .. }), "{state:?}");
         assert!(
             !store
                 .try_acquire_singleton(ROLE, "third", Duration::ZERO)
@@ -294,8 +312,9 @@ mod tests {
         let options = WebhookOptions::default();
         let mut state = RoundState::default();
         enqueue_round(&courier, &options, &mut state).await.unwrap();
-        assert!(state.holds_role);
-        let renew_at = state.ask_role_at.unwrap();
+        let Role::Held { renew_at } = state.role else {
+            panic!("the role was not taken: {state:?}");
+        };
         assert!(
             renew_at > Instant::now() + Duration::from_secs(2),
             "renewed a third of the way through"
@@ -313,7 +332,7 @@ mod tests {
             .unwrap()
             .seq;
         enqueue_round(&courier, &options, &mut state).await.unwrap();
-        assert_eq!(state.ask_role_at, Some(renew_at), "the role was not asked for again");
+        assert_eq!(state.role, Role::Held { renew_at }, "the role was not asked for again");
         assert_eq!(
             store.webhook_cursor().await.unwrap(),
             0,
