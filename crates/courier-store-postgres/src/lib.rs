@@ -93,6 +93,7 @@ mod notifications;
 mod options;
 mod passes;
 mod pauses;
+mod pool;
 mod priority_ageing;
 mod rate_limits;
 mod rows;
@@ -112,10 +113,9 @@ pub use options::{DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT, PostgresOptions}
 pub use tls::{PostgresSslMode, PostgresTls, PostgresUrlError, parse_postgres_url};
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use courier_core::{StoreError, StoreResult};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 
 /// Cumulative write counters of a Postgres store (see
 /// [`PostgresStore::write_volume`]); the difference of two readings is what
@@ -196,25 +196,7 @@ impl PostgresStore {
     /// migrate the schema: call [`Store::init`](courier_core::Store::init) for that.
     pub async fn connect(options: PostgresOptions) -> Result<Self, StoreError> {
         let (config, tls) = options.driver_config()?;
-        let manager = Manager::from_config(
-            config,
-            tls,
-            ManagerConfig {
-                // A connection is checked with a round trip before it is handed out,
-                // so a server restart costs one failed check, not one failed operation.
-                recycling_method: RecyclingMethod::Verified,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(options.max_connections())
-            .runtime(Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(10)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            // Waiting for a free connection is bounded too: a caller gets an error it
-            // retries, never a wait that outlives every lease it holds.
-            .wait_timeout(Some(Duration::from_secs(30)))
-            .build()
-            .map_err(|e| StoreError::Invalid(format!("cannot build the Postgres pool: {e}")))?;
+        let pool = pool::build(config, tls, options.max_connections())?;
         let store = PostgresStore {
             pool,
             schema: options.schema_name().map(Arc::from),
@@ -320,6 +302,8 @@ impl PostgresStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn url() -> String {
