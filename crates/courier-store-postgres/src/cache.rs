@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{CacheStore, Reservation, StoreResult, TaskId, TaskState};
-use deadpool_postgres::Transaction;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -18,6 +17,7 @@ use crate::codec::{now_plus, opt_micros, parse};
 use crate::error::{Error, Result, corrupt};
 use crate::event_log::TRIM_CHUNK;
 use crate::statements::{execute, query_opt};
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 
 #[async_trait]
@@ -123,7 +123,7 @@ async fn reserve(store: &PostgresStore, key: &str, owner: TaskId) -> StoreResult
     in_transaction!(store, |tx| reserve_in(tx, key, owner))
 }
 
-async fn reserve_in(tx: &Transaction<'_>, key: &str, owner: TaskId) -> Result<Reservation> {
+async fn reserve_in(tx: &Tx, key: &str, owner: TaskId) -> Result<Reservation> {
     // A reservation released between the insert and the read is simply gone:
     // try again, a few times.
     for _ in 0..5 {

@@ -9,7 +9,6 @@ use courier_core::{
     LeaseKey, LeaseLost, LeaseToken, NewExecution, NewTask, StoreError, StoreResult, TaskId, TaskKind, TaskRef,
     TaskSpec, TaskState, WriteBatch,
 };
-use deadpool_postgres::Transaction;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -18,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::executions::cancel_locked;
 use crate::statements::{execute, query, query_one, query_opt};
 use crate::tasks::{NewTaskRow, NewTaskRows};
+use crate::transaction::Tx;
 use crate::wake::Wakes;
 use crate::{context, dispatch, family, notifications};
 
@@ -32,7 +32,7 @@ impl Fences {
     /// Locks the fencing tasks of `batch` (and, first, the executions that get
     /// signal waits: signal delivery locks the execution before any task, and so
     /// must this).
-    pub(crate) async fn lock(tx: &Transaction<'_>, batch: &WriteBatch) -> Result<Fences> {
+    pub(crate) async fn lock(tx: &Tx, batch: &WriteBatch) -> Result<Fences> {
         let mut waiting_executions: Vec<Uuid> = batch
             .children
             .iter()
@@ -135,7 +135,7 @@ fn claimable_now(spec: &TaskSpec, state: TaskState) -> bool {
 /// (and `AttemptEnded` for a signal wait that consumed a waiting signal; its
 /// parent is woken with the batch's other parents).
 pub(crate) async fn create(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     groups: &[ChildGroup],
     fences: &Fences,
     changes: &mut Vec<Change>,
@@ -247,7 +247,7 @@ pub(crate) async fn create(
 /// completing it with the payload. The executions are locked (see
 /// [`Fences::lock`]), so no concurrent wait or sender can take the same signal.
 async fn consume_signals<'a>(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     new_tasks: impl Iterator<Item = &'a NewTask>,
     wakes: &mut Wakes,
 ) -> Result<HashSet<TaskId>> {
@@ -313,7 +313,7 @@ async fn consume_signals<'a>(
 /// are rare next to children and completions, and increments of one counter must
 /// apply in order, so they go one by one.
 pub(crate) async fn apply_effects(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     writes: &[EffectWrite],
     fences: &Fences,
     changes: &mut Vec<Change>,
@@ -336,7 +336,7 @@ pub(crate) async fn apply_effects(
 
 /// What refuses an effect on its own, checked before anything of it is written
 /// (so it fails alone, not the batch): a child it may not start or cancel.
-async fn refusal_of(tx: &Transaction<'_>, write: &EffectWrite) -> Result<StoreResult<()>> {
+async fn refusal_of(tx: &Tx, write: &EffectWrite) -> Result<StoreResult<()>> {
     match &write.effect {
         Effect::StartChild { execution } => Ok(execution.as_child_of(write.execution_id, write.step).map(|_| ())),
         Effect::CancelChild { execution_id, .. } => {
@@ -351,7 +351,7 @@ async fn refusal_of(tx: &Transaction<'_>, write: &EffectWrite) -> Result<StoreRe
 }
 
 async fn apply_effect(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     write: &EffectWrite,
     changes: &mut Vec<Change>,
     wakes: &mut Wakes,
@@ -453,7 +453,7 @@ async fn apply_effect(
 
 /// Dispatches an execution an effect starts; its id must be free, since the
 /// effect's step is taken only once.
-async fn start_execution(tx: &Transaction<'_>, execution: &NewExecution, changes: &mut Vec<Change>) -> Result<()> {
+async fn start_execution(tx: &Tx, execution: &NewExecution, changes: &mut Vec<Change>) -> Result<()> {
     let mut results = dispatch::apply(tx, std::slice::from_ref(execution), changes).await?;
     match results.pop() {
         Some(Ok(Dispatched::Created(_))) => Ok(()),
@@ -469,7 +469,7 @@ async fn start_execution(tx: &Transaction<'_>, execution: &NewExecution, changes
 }
 
 /// What an earlier recording of an effect left at its step.
-async fn recorded(tx: &Transaction<'_>, id: TaskId, execution: ExecutionId, step: i64) -> Result<EffectApplied> {
+async fn recorded(tx: &Tx, id: TaskId, execution: ExecutionId, step: i64) -> Result<EffectApplied> {
     let row = query_opt(
         tx,
         "SELECT id, kind, function, state, result FROM tasks WHERE execution_id = $1 AND step = $2",

@@ -31,16 +31,16 @@ use courier_core::{
     Change, ClaimRequest, Claimed, Committed, ExecutionId, Lease, PriorityAgeing, StoreResult, TaskKind, TaskRecord,
     TaskRef, events_of,
 };
-use deadpool_postgres::Transaction;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::PostgresStore;
 use crate::codec::micros;
 use crate::error::{Result, corrupt};
-use crate::event_log;
+use crate::event_log::{self, Then};
 use crate::rows::{self, TASK_COLUMNS_T};
 use crate::statements::{execute, query, query_typed};
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 
 /// Which optional parts a claim statement has; each combination is its own
@@ -255,7 +255,7 @@ pub(crate) async fn claim(store: &PostgresStore, req: &ClaimRequest) -> StoreRes
 }
 
 impl Plan<'_> {
-    async fn run(&self, tx: &Transaction<'_>) -> Result<Committed<Vec<Claimed>>> {
+    async fn run(&self, tx: &Tx) -> Result<Committed<Vec<Claimed>>> {
         let req = self.req;
         let limited: Vec<&str> = self.limits.iter().map(|(f, _)| *f).collect();
         let (budget_functions, budgets) = self.budgets(tx, &limited).await?;
@@ -359,14 +359,14 @@ impl Plan<'_> {
             };
             claimed.push(Claimed { task, lease });
         }
-        event_log::append(tx, &events_of(&changes)).await?;
+        event_log::append_then(tx, &events_of(&changes), Then::Commit).await?;
         Ok(Committed::new(claimed, changes))
     }
 
     /// Locks each limited function's advisory lock and returns what is left of
     /// each limit, counting live leases only (an expired one is claimable, and
     /// claiming it counts against the budget).
-    async fn budgets(&self, tx: &Transaction<'_>, limited: &[&str]) -> Result<(Vec<String>, Vec<i64>)> {
+    async fn budgets(&self, tx: &Tx, limited: &[&str]) -> Result<(Vec<String>, Vec<i64>)> {
         if limited.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -407,7 +407,7 @@ impl Plan<'_> {
 /// Whether any execution or queue is paused. Read in the claim's transaction,
 /// before its statement: a pause committed after this read is honoured from
 /// the next claim on, as if this claim had come first.
-async fn anything_paused(tx: &Transaction<'_>) -> Result<bool> {
+async fn anything_paused(tx: &Tx) -> Result<bool> {
     let row = crate::statements::query_one(
         tx,
         "SELECT EXISTS (SELECT 1 FROM paused_executions) OR EXISTS (SELECT 1 FROM paused_queues)",

@@ -12,11 +12,12 @@
 //! the batch's [`WriteResults::changes`], each change told its event's seq.
 
 use courier_core::{Change, StoreResult, WriteBatch, WriteResults};
-use deadpool_postgres::Transaction;
 
 use crate::PostgresStore;
 use crate::children::{self, Fences};
 use crate::error::Result;
+use crate::event_log::Then;
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 use crate::wake::Wakes;
 use crate::{complete, dispatch, event_log, leases, notifications, webhooks};
@@ -33,7 +34,7 @@ pub(crate) async fn commit(store: &PostgresStore, batch: &WriteBatch) -> StoreRe
     in_transaction!(store, |tx| apply(store, tx, batch)).map(|applied| refused.merge(applied))
 }
 
-async fn apply(store: &PostgresStore, tx: &Transaction<'_>, batch: &WriteBatch) -> Result<WriteResults> {
+async fn apply(store: &PostgresStore, tx: &Tx, batch: &WriteBatch) -> Result<WriteResults> {
     let mut changes: Vec<Change> = Vec::new();
     let mut wakes = Wakes::default();
     let dispatches = dispatch::apply(tx, &batch.dispatches, &mut changes).await?;
@@ -48,8 +49,14 @@ async fn apply(store: &PostgresStore, tx: &Transaction<'_>, batch: &WriteBatch) 
     let releases = leases::release_all(tx, &batch.releases, &mut changes).await?;
     let completions = complete::apply(tx, &batch.completions, &mut changes, &mut wakes).await?;
     wakes.apply(tx, &mut changes).await?;
-    event_log::append_changes(tx, &mut changes).await?;
-    notifications::stamp_seqs(tx, &changes).await?;
+    // Stamping seqs is the one thing that may follow the append; without it,
+    // the append goes out with the COMMIT.
+    if notifications::need_stamps(&changes) {
+        event_log::append_changes(tx, &mut changes, Then::Continue).await?;
+        notifications::stamp_seqs(tx, &changes).await?;
+    } else {
+        event_log::append_changes(tx, &mut changes, Then::Commit).await?;
+    }
     Ok(WriteResults {
         dispatches,
         children,

@@ -15,7 +15,6 @@ use courier_core::{
     AttemptEnd, Change, Completed, Completion, ExecutionId, ExecutionState, LeaseKey, LeaseToken, Outcome, Remember,
     Requeue, StoreError, StoreResult, TaskId, TaskKind, TaskRecord, TaskRef, TaskState,
 };
-use deadpool_postgres::Transaction;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -27,6 +26,7 @@ use crate::family;
 use crate::passes::{in_item_order, passes};
 use crate::rows::{self, TASK_COLUMNS};
 use crate::statements::{execute, query};
+use crate::transaction::Tx;
 use crate::wake::Wakes;
 
 static FINISH: LazyLock<String> = LazyLock::new(|| {
@@ -86,7 +86,7 @@ impl Finished {
 /// Applies `completions` (in passes, should one task appear more than once, so
 /// that the second sees what the first did); records their changes.
 pub(crate) async fn apply(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     completions: &[Completion],
     changes: &mut Vec<Change>,
     wakes: &mut Wakes,
@@ -102,7 +102,7 @@ pub(crate) async fn apply(
 
 /// Applies completions of distinct tasks.
 async fn apply_pass(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     all: &[Completion],
     pass: &[usize],
     changes: &mut Vec<Change>,
@@ -285,10 +285,7 @@ async fn apply_pass(
 }
 
 /// Why each of `leases` was refused, read from the tasks' rows.
-pub(crate) async fn refusals(
-    tx: &Transaction<'_>,
-    leases: impl Iterator<Item = LeaseKey>,
-) -> Result<HashMap<LeaseKey, StoreError>> {
+pub(crate) async fn refusals(tx: &Tx, leases: impl Iterator<Item = LeaseKey>) -> Result<HashMap<LeaseKey, StoreError>> {
     let leases: Vec<LeaseKey> = leases.collect();
     let mut out = HashMap::new();
     if leases.is_empty() {
@@ -323,7 +320,7 @@ pub(crate) async fn refusals(
 
 /// Writes successful results to the cache and idempotency keys they name. A key
 /// named twice in a batch keeps the later value.
-async fn remember(tx: &Transaction<'_>, items: &[&Completion], finished: &HashMap<Uuid, Finished>) -> Result<()> {
+async fn remember(tx: &Tx, items: &[&Completion], finished: &HashMap<Uuid, Finished>) -> Result<()> {
     let mut cache: HashMap<&str, (&Value, Option<i64>)> = HashMap::new();
     let mut idempotency: HashMap<&str, &Value> = HashMap::new();
     for c in items {
@@ -377,11 +374,7 @@ async fn remember(tx: &Transaction<'_>, items: &[&Completion], finished: &HashMa
 }
 
 /// Keeps a dead letter (the task as it now is) for each final failure that asks.
-async fn keep_dead_letters(
-    tx: &Transaction<'_>,
-    items: &[&Completion],
-    finished: &HashMap<Uuid, Finished>,
-) -> Result<()> {
+async fn keep_dead_letters(tx: &Tx, items: &[&Completion], finished: &HashMap<Uuid, Finished>) -> Result<()> {
     let mut reasons: HashMap<Uuid, &str> = HashMap::new();
     for c in items {
         let Outcome::Failed {

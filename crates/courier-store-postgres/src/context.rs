@@ -11,13 +11,14 @@ use courier_core::{
     Change, Committed, ContextStore, ExecutionId, LeaseKey, Progress, ProgressEntry, SignalRecord, SignalSent,
     StoreResult, TaskId, events_of,
 };
-use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
 
 use crate::PostgresStore;
 use crate::error::{Error, Result};
 use crate::rows::{self, PROGRESS_COLUMNS};
+use crate::statements::Statements;
 use crate::statements::{execute, query, query_one};
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 use crate::{event_log, leases, signals};
 
@@ -60,12 +61,7 @@ impl ContextStore for PostgresStore {
 }
 
 /// Stores one progress report.
-pub(crate) async fn insert_progress(
-    tx: &Transaction<'_>,
-    execution: ExecutionId,
-    task: TaskId,
-    p: &Progress,
-) -> Result<()> {
+pub(crate) async fn insert_progress(tx: &Tx, execution: ExecutionId, task: TaskId, p: &Progress) -> Result<()> {
     execute(
         tx,
         "INSERT INTO progress (execution_id, task_id, step, status, percent, message, detail, created_at)
@@ -88,7 +84,7 @@ pub(crate) async fn insert_progress(
 /// The fence is in the WHERE clause, and the task row is share-locked until the
 /// commit, so a reclaim cannot slip in between the check and the commit.
 async fn insert_fenced_progress(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     execution: ExecutionId,
     task: TaskId,
     p: &Progress,
@@ -249,7 +245,7 @@ pub(crate) async fn set_state(
 }
 
 /// Sets a state value.
-pub(crate) async fn set_state_value<C: GenericClient>(
+pub(crate) async fn set_state_value<C: Statements>(
     client: &C,
     execution: ExecutionId,
     key: &str,

@@ -9,7 +9,6 @@ use courier_core::{
     Change, Committed, DeadLetterRecord, DeadLetterStore, ExecutionId, ExecutionState, Replayed, Requeue, StoreError,
     StoreResult, TaskId, TaskKind, TaskRecord, TaskRef, TaskState, events_of,
 };
-use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::PostgresStore;
@@ -20,6 +19,7 @@ use crate::executions::sync_deadline;
 use crate::rows::{self, DEAD_LETTER_COLUMNS};
 use crate::statements::{execute, query, query_one, query_opt};
 use crate::tasks::insert_record;
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 
 #[async_trait]
@@ -106,7 +106,7 @@ async fn replay(store: &PostgresStore, task_id: TaskId) -> StoreResult<Committed
     in_transaction!(store, |tx| replay_in(tx, task_id))
 }
 
-async fn replay_in(tx: &Transaction<'_>, task_id: TaskId) -> Result<Committed<Replayed>> {
+async fn replay_in(tx: &Tx, task_id: TaskId) -> Result<Committed<Replayed>> {
     let letter = query_opt(
         tx,
         "SELECT execution_id, task FROM dead_letters WHERE task_id = $1 FOR UPDATE",

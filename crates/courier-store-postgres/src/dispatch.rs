@@ -5,7 +5,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use courier_core::{Change, Dispatched, NewExecution, StoreError, StoreResult, TaskId, TaskRef, TaskState};
-use deadpool_postgres::Transaction;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -14,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::family;
 use crate::statements::query;
 use crate::tasks::{NewTaskRow, NewTaskRows};
+use crate::transaction::Tx;
 
 /// What to do with one item of the batch.
 enum Plan {
@@ -55,7 +55,7 @@ static INSERT_EXECUTIONS: LazyLock<String> = LazyLock::new(|| {
 /// existing execution. Concurrent dispatches of one key meet in the unique index:
 /// the later insert waits for the earlier transaction and then finds its row.
 pub(crate) async fn apply(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     items: &[NewExecution],
     changes: &mut Vec<Change>,
 ) -> Result<Vec<StoreResult<Dispatched>>> {
@@ -189,7 +189,7 @@ fn duplicate_id(item: &NewExecution) -> StoreError {
     }
 }
 
-async fn insert_executions(tx: &Transaction<'_>, items: &[&NewExecution]) -> Result<HashSet<Uuid>> {
+async fn insert_executions(tx: &Tx, items: &[&NewExecution]) -> Result<HashSet<Uuid>> {
     if items.is_empty() {
         return Ok(HashSet::new());
     }

@@ -26,16 +26,17 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{Change, Event, EventFilter, EventStore, NewEvent, StoreResult, events_of};
-use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use crate::PostgresStore;
 use crate::codec::limit;
 use crate::error::Result;
 use crate::rows::{self, EVENT_COLUMNS};
+use crate::statements::Statements;
 use crate::statements::{execute, query_one, query_typed};
+use crate::transaction::Tx;
 
 #[async_trait]
 impl EventStore for PostgresStore {
@@ -66,9 +67,9 @@ impl EventStore for PostgresStore {
 /// each change that appends one its event's sequence number
 /// ([`Change::set_seq`]). Must be the last statement of its transaction (see the
 /// module documentation).
-pub(crate) async fn append_changes(tx: &Transaction<'_>, changes: &mut [Change]) -> Result<()> {
+pub(crate) async fn append_changes(tx: &Tx, changes: &mut [Change], then: Then) -> Result<()> {
     let events = events_of(changes);
-    let last = append(tx, &events).await?;
+    let last = append_then(tx, &events, then).await?;
     // Events and the changes that append one correspond in order.
     let mut seq = last - events.len() as i64;
     for change in changes.iter_mut().filter(|c| c.appends_event()) {
@@ -79,10 +80,26 @@ pub(crate) async fn append_changes(tx: &Transaction<'_>, changes: &mut [Change])
     Ok(())
 }
 
+/// What follows an append in its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Then {
+    /// Nothing: the append goes out with `COMMIT`, and the transaction is over
+    /// once it returns.
+    Commit,
+    /// Statements writing the sequence numbers just assigned (see the module
+    /// documentation), then the commit.
+    Continue,
+}
+
 /// Appends `events` in order (numbered consecutively); the sequence number of the
 /// last (0 if there are none, and then nothing is written). Must be the last
 /// statement of its transaction (see the module documentation).
-pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<i64> {
+pub(crate) async fn append(tx: &Tx, events: &[NewEvent]) -> Result<i64> {
+    append_then(tx, events, Then::Continue).await
+}
+
+/// [`append`], followed by what `then` says.
+pub(crate) async fn append_then(tx: &Tx, events: &[NewEvent], then: Then) -> Result<i64> {
     if events.is_empty() {
         return Ok(0);
     }
@@ -109,24 +126,27 @@ pub(crate) async fn append(tx: &Transaction<'_>, events: &[NewEvent]) -> Result<
     }
     // The statement looks up only the executions of events whose flag is
     // still unknown.
-    let row = query_one(
-        tx,
-        "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
-         appended AS (
-             INSERT INTO events (seq, type, execution_id, task_id, ts, data, internal)
-             SELECT head.last - $1 + e.ord, e.type, e.execution_id, e.task_id, now(), e.data,
-                 CASE WHEN e.internal IS NOT NULL THEN e.internal
-                      ELSE coalesce((SELECT starts_with(x.function, 'courier.') FROM executions x
-                                     WHERE x.id = e.execution_id), false) END
-             FROM head, unnest($2::text[], $3::uuid[], $4::uuid[], $5::jsonb[], $6::bool[])
-                 WITH ORDINALITY AS e(type, execution_id, task_id, data, internal, ord)
-         )
-         SELECT last FROM head",
-        &[&n, &types, &executions, &tasks, &data, &internal],
-    )
-    .await?;
+    let params: [&(dyn ToSql + Sync); 6] = [&n, &types, &executions, &tasks, &data, &internal];
+    let row = match then {
+        Then::Continue => query_one(tx, APPEND, &params).await?,
+        Then::Commit => tx.query_one_and_commit(APPEND, &params).await?,
+    };
     Ok(row.try_get(0)?)
 }
+
+/// The append: bumps the head and inserts the events numbered below it. Only
+/// the events whose flag is still unknown look up their execution.
+const APPEND: &str = "WITH head AS (UPDATE courier_event_head SET last = last + $1 RETURNING last),
+     appended AS (
+         INSERT INTO events (seq, type, execution_id, task_id, ts, data, internal)
+         SELECT head.last - $1 + e.ord, e.type, e.execution_id, e.task_id, now(), e.data,
+             CASE WHEN e.internal IS NOT NULL THEN e.internal
+                  ELSE coalesce((SELECT starts_with(x.function, 'courier.') FROM executions x
+                                 WHERE x.id = e.execution_id), false) END
+         FROM head, unnest($2::text[], $3::uuid[], $4::uuid[], $5::jsonb[], $6::bool[])
+             WITH ORDINALITY AS e(type, execution_id, task_id, data, internal, ord)
+     )
+     SELECT last FROM head";
 
 /// From how many events whose flag the changes could not give an append reads
 /// which are internal before it locks the head, rather than inside the locked
@@ -141,7 +161,7 @@ const READ_INTERNAL_FIRST: usize = 64;
 
 /// Fills in the unknown flags of `internal` (one per event) from the events'
 /// executions, in one statement.
-async fn fill_internal(tx: &Transaction<'_>, executions: &[Option<Uuid>], internal: &mut [Option<bool>]) -> Result<()> {
+async fn fill_internal(tx: &Tx, executions: &[Option<Uuid>], internal: &mut [Option<bool>]) -> Result<()> {
     let mut ids: Vec<Uuid> = executions
         .iter()
         .zip(internal.iter())
@@ -222,7 +242,7 @@ pub(crate) const TRIM_CHUNK: i64 = 10_000;
 /// dispatcher has read (while any webhook is enabled: events after its cursor
 /// still owe deliveries). The head row is untouched, so the numbers are never
 /// handed out again.
-async fn trim<C: GenericClient>(client: &C, older_than: DateTime<Utc>, chunk: i64) -> Result<u64> {
+async fn trim<C: Statements>(client: &C, older_than: DateTime<Utc>, chunk: i64) -> Result<u64> {
     execute(
         client,
         "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts < $1

@@ -11,7 +11,6 @@ use courier_core::{
     Cancelled, Change, Committed, ExecutionFilter, ExecutionId, ExecutionRecord, ExecutionState, ExecutionStore,
     StoreError, StoreResult, TaskError, TaskId, TaskKind, TaskRecord, TaskRef, events_of,
 };
-use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
@@ -19,8 +18,10 @@ use crate::PostgresStore;
 use crate::codec::{count, limit, parse, to_json};
 use crate::error::{Error, Result};
 use crate::rows::{self, EXECUTION_COLUMNS};
+use crate::statements::Statements;
 use crate::statements::{execute, query, query_one, query_opt, query_typed};
 use crate::tasks::insert_record;
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 use crate::wake::Wakes;
 use crate::{event_log, family};
@@ -59,7 +60,7 @@ static INSERT_RECORD: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-async fn insert_record_execution<C: GenericClient>(client: &C, e: &ExecutionRecord) -> Result<()> {
+async fn insert_record_execution<C: Statements>(client: &C, e: &ExecutionRecord) -> Result<()> {
     let error = e.error.as_ref().map(to_json).transpose()?;
     execute(
         client,
@@ -93,7 +94,7 @@ async fn insert_record_execution<C: GenericClient>(client: &C, e: &ExecutionReco
 
 /// Makes `execution_deadlines` agree with the execution's row: a deadline row
 /// while it is unfinished and has a deadline, none otherwise.
-pub(crate) async fn sync_deadline<C: GenericClient>(client: &C, id: ExecutionId) -> Result<()> {
+pub(crate) async fn sync_deadline<C: Statements>(client: &C, id: ExecutionId) -> Result<()> {
     execute(
         client,
         "DELETE FROM execution_deadlines WHERE execution_id = $1",
@@ -112,7 +113,7 @@ pub(crate) async fn sync_deadline<C: GenericClient>(client: &C, id: ExecutionId)
 }
 
 /// Forgets the deadlines of executions that finished.
-pub(crate) async fn forget_deadlines<C: GenericClient>(client: &C, ids: &[Uuid]) -> Result<()> {
+pub(crate) async fn forget_deadlines<C: Statements>(client: &C, ids: &[Uuid]) -> Result<()> {
     execute(
         client,
         "DELETE FROM execution_deadlines WHERE execution_id = ANY($1)",
@@ -156,7 +157,7 @@ pub(crate) async fn update(store: &PostgresStore, e: &ExecutionRecord) -> StoreR
     in_transaction!(store, |tx| update_in(tx, e))
 }
 
-async fn update_in(tx: &Transaction<'_>, e: &ExecutionRecord) -> Result<()> {
+async fn update_in(tx: &Tx, e: &ExecutionRecord) -> Result<()> {
     let error = e.error.as_ref().map(to_json).transpose()?;
     let n = execute(
         tx,
@@ -275,7 +276,7 @@ struct CancelledTask {
 
 /// Cancels the unfinished tasks of `executions` (their leases go with them), in
 /// step order per execution.
-async fn cancel_tasks(tx: &Transaction<'_>, executions: &[Uuid]) -> Result<Vec<CancelledTask>> {
+async fn cancel_tasks(tx: &Tx, executions: &[Uuid]) -> Result<Vec<CancelledTask>> {
     let rows = query(
         tx,
         "UPDATE tasks SET state = 'cancelled', completed_at = now(), lease_token = NULL, lease_expires_at = NULL
@@ -320,7 +321,7 @@ async fn cancel(store: &PostgresStore, id: ExecutionId, reason: &str) -> StoreRe
     in_transaction!(store, |tx| cancel_in(tx, id, reason))
 }
 
-async fn cancel_in(tx: &Transaction<'_>, id: ExecutionId, reason: &str) -> Result<Committed<Cancelled>> {
+async fn cancel_in(tx: &Tx, id: ExecutionId, reason: &str) -> Result<Committed<Cancelled>> {
     let mut changes = Vec::new();
     let (cancelled, end) = cancel_locked(tx, id, reason, &mut changes).await?;
     let Some(end) = end else {
@@ -338,7 +339,7 @@ async fn cancel_in(tx: &Transaction<'_>, id: ExecutionId, reason: &str) -> Resul
 /// ended now (none if it had ended before), for the caller to follow to its
 /// parent and children.
 pub(crate) async fn cancel_locked(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     id: ExecutionId,
     reason: &str,
     changes: &mut Vec<Change>,
@@ -400,7 +401,7 @@ async fn time_out(store: &PostgresStore, max: u32) -> StoreResult<Committed<Vec<
     in_transaction!(store, |tx| time_out_in(tx, max))
 }
 
-async fn time_out_in(tx: &Transaction<'_>, max: u32) -> Result<Committed<Vec<Cancelled>>> {
+async fn time_out_in(tx: &Tx, max: u32) -> Result<Committed<Vec<Cancelled>>> {
     let due = query(
         tx,
         "SELECT e.id, e.state, e.function FROM execution_deadlines d JOIN executions e ON e.id = d.execution_id
@@ -479,7 +480,7 @@ async fn clean_up(store: &PostgresStore, older_than: DateTime<Utc>) -> StoreResu
     Ok(total)
 }
 
-async fn clean_up_skipped_chunk(tx: &Transaction<'_>, older_than: DateTime<Utc>) -> Result<u64> {
+async fn clean_up_skipped_chunk(tx: &Tx, older_than: DateTime<Utc>) -> Result<u64> {
     let row = query_one(
         tx,
         "WITH gone AS (
@@ -498,7 +499,7 @@ async fn clean_up_skipped_chunk(tx: &Transaction<'_>, older_than: DateTime<Utc>)
     Ok(count(row.try_get(0)?))
 }
 
-async fn clean_up_chunk(tx: &Transaction<'_>, older_than: DateTime<Utc>) -> Result<u64> {
+async fn clean_up_chunk(tx: &Tx, older_than: DateTime<Utc>) -> Result<u64> {
     let row = query_one(
         tx,
         "WITH gone AS (

@@ -6,7 +6,6 @@
 use std::collections::{HashMap, VecDeque};
 
 use courier_core::{Change, ChildOutcome, ExecutionId, ParentLink, StoreError};
-use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::codec::parse;
@@ -14,11 +13,12 @@ use crate::error::{Error, Result};
 use crate::executions::cancel_locked;
 use crate::signals;
 use crate::statements::{execute, query, query_opt};
+use crate::transaction::Tx;
 use crate::wake::Wakes;
 
 /// Ties the new execution `child` to its parent, and marks the parent as one
 /// with children.
-pub(crate) async fn link(tx: &Transaction<'_>, child: ExecutionId, link: &ParentLink) -> Result<()> {
+pub(crate) async fn link(tx: &Tx, child: ExecutionId, link: &ParentLink) -> Result<()> {
     execute(
         tx,
         "UPDATE executions SET parent_execution_id = $2, parent_step = $3, parent_close = $4 WHERE id = $1",
@@ -35,7 +35,7 @@ pub(crate) async fn link(tx: &Transaction<'_>, child: ExecutionId, link: &Parent
 }
 
 /// Refuses unless `child` is a child execution of `parent`.
-pub(crate) async fn require_child(tx: &Transaction<'_>, parent: ExecutionId, child: ExecutionId) -> Result<()> {
+pub(crate) async fn require_child(tx: &Tx, parent: ExecutionId, child: ExecutionId) -> Result<()> {
     let row = query_opt(
         tx,
         "SELECT parent_execution_id FROM executions WHERE id = $1",
@@ -55,7 +55,7 @@ pub(crate) async fn require_child(tx: &Transaction<'_>, parent: ExecutionId, chi
 
 /// The parent link of `execution`, taken off it: an execution that continues as
 /// new hands its link to its successor, whose end is then the one reported.
-pub(crate) async fn hand_over(tx: &Transaction<'_>, execution: ExecutionId) -> Result<Option<ParentLink>> {
+pub(crate) async fn hand_over(tx: &Tx, execution: ExecutionId) -> Result<Option<ParentLink>> {
     let row = query_opt(
         tx,
         "UPDATE executions n SET parent_execution_id = NULL, parent_step = NULL, parent_close = NULL
@@ -79,12 +79,7 @@ pub(crate) async fn hand_over(tx: &Transaction<'_>, execution: ExecutionId) -> R
 /// its child's end as the link's signal; children whose policy is `cancel` are
 /// cancelled, and their ends followed in turn. The changes this makes go to
 /// `changes`, the orchestrators to wake to `wakes`.
-pub(crate) async fn ended(
-    tx: &Transaction<'_>,
-    ends: Vec<Change>,
-    changes: &mut Vec<Change>,
-    wakes: &mut Wakes,
-) -> Result<()> {
+pub(crate) async fn ended(tx: &Tx, ends: Vec<Change>, changes: &mut Vec<Change>, wakes: &mut Wakes) -> Result<()> {
     let mut queue: VecDeque<Change> = ends
         .into_iter()
         .filter(|c| matches!(c, Change::ExecutionEnded { .. }))
@@ -151,7 +146,7 @@ pub(crate) async fn ended(
 /// Delivers a child's end to its parent as the link's signal, unless the parent
 /// has ended itself (then there is no one left to tell).
 async fn report_to_parent(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     parent: ExecutionId,
     step: i64,
     outcome: &ChildOutcome,

@@ -12,7 +12,6 @@ use courier_core::{
     Change, Committed, ExecutionId, LeaseKey, LeaseToken, Release, Renewed, Requeue, StoreError, StoreResult, TaskId,
     TaskKind, TaskRef, events_of,
 };
-use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -23,7 +22,9 @@ use crate::complete::refusals;
 use crate::error::{Error, Result};
 use crate::event_log;
 use crate::passes::{in_item_order, passes};
+use crate::statements::Statements;
 use crate::statements::{query, query_opt};
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 
 /// Extends live leases; refuses lost ones item by item.
@@ -77,7 +78,7 @@ pub(crate) async fn renew(
 }
 
 /// Why `lease` was refused.
-pub(crate) async fn refused<C: GenericClient>(client: &C, lease: LeaseKey) -> Result<StoreError> {
+pub(crate) async fn refused<C: Statements>(client: &C, lease: LeaseKey) -> Result<StoreError> {
     let row = query_opt(
         client,
         "SELECT state, lease_token FROM tasks WHERE id = $1",
@@ -184,7 +185,7 @@ static RELEASE: LazyLock<String> = LazyLock::new(|| {
 /// for them all, in passes should a task be named twice. The caller appends
 /// the events.
 pub(crate) async fn release_all(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     releases: &[Release],
     changes: &mut Vec<Change>,
 ) -> Result<Vec<StoreResult<()>>> {
@@ -199,7 +200,7 @@ pub(crate) async fn release_all(
 
 /// Releases claims of distinct tasks, recording their changes in order.
 async fn release_pass(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     all: &[Release],
     pass: &[usize],
     changes: &mut Vec<Change>,
@@ -301,7 +302,7 @@ pub(crate) async fn detect_stuck(
     in_transaction!(store, |tx| detect_stuck_in(tx, timeout, max))
 }
 
-async fn detect_stuck_in(tx: &Transaction<'_>, timeout: Duration, max: u32) -> Result<Committed<Vec<TaskId>>> {
+async fn detect_stuck_in(tx: &Tx, timeout: Duration, max: u32) -> Result<Committed<Vec<TaskId>>> {
     let rows = query(
         tx,
         "WITH late AS (

@@ -36,7 +36,6 @@ use courier_core::{
     Change, Committed, Cursor, Dismissal, Effect, EffectWrite, NewNotification, NotificationFilter, NotificationMode,
     NotificationRecord, NotificationSent, NotificationStore, NotificationTtl, Replay, StoreResult, Target, Viewer,
 };
-use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -44,8 +43,10 @@ use uuid::Uuid;
 use crate::PostgresStore;
 use crate::codec::{limit, micros, now_plus, parse};
 use crate::error::{Error, Result, corrupt};
-use crate::event_log;
+use crate::event_log::{self, Then};
+use crate::statements::Statements;
 use crate::statements::{execute, query, query_one, query_opt, query_typed};
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 
 #[async_trait]
@@ -190,7 +191,7 @@ pub(crate) fn effect_group_locks(store: &PostgresStore, effects: &[EffectWrite])
 /// Takes the advisory locks `names` until the end of the transaction, in name
 /// order, so that transactions taking several never wait for each other in a
 /// cycle. A transaction takes them before any row lock (see `commit`).
-pub(crate) async fn lock_groups(tx: &Transaction<'_>, mut names: Vec<String>) -> Result<()> {
+pub(crate) async fn lock_groups(tx: &Tx, mut names: Vec<String>) -> Result<()> {
     if names.is_empty() {
         return Ok(());
     }
@@ -219,7 +220,7 @@ async fn send(
         }
         let mut changes = Vec::with_capacity(1);
         let sent = send_in(tx, new, ttl, &mut changes).await?;
-        event_log::append_changes(tx, &mut changes).await?;
+        event_log::append_changes(tx, &mut changes, Then::Continue).await?;
         stamp_seqs(tx, &changes).await?;
         let seq = match changes.first() {
             Some(Change::NotificationSent { notification, .. }) => notification.seq,
@@ -243,7 +244,7 @@ async fn send(
 /// change by [`event_log::append_changes`] and written by [`stamp_seqs`]; the
 /// answer here carries 0.
 pub(crate) async fn send_in(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     new: &NewNotification,
     ttl: &NotificationTtl,
     changes: &mut Vec<Change>,
@@ -317,16 +318,8 @@ pub(crate) async fn send_in(
 /// `NotificationSent` changes were told by [`event_log::append_changes`]. Runs
 /// after the append (see the module documentation); nothing when the changes
 /// stored no notification.
-pub(crate) async fn stamp_seqs(tx: &Transaction<'_>, changes: &[Change]) -> Result<()> {
-    let (ids, seqs): (Vec<Uuid>, Vec<i64>) = changes
-        .iter()
-        .filter_map(|change| match change {
-            Change::NotificationSent { notification, .. } if notification.expires_at.is_some() => {
-                Some((notification.id, notification.seq))
-            }
-            _ => None,
-        })
-        .unzip();
+pub(crate) async fn stamp_seqs(tx: &Tx, changes: &[Change]) -> Result<()> {
+    let (ids, seqs): (Vec<Uuid>, Vec<i64>) = stamped(changes).map(|n| (n.id, n.seq)).unzip();
     if ids.is_empty() {
         return Ok(());
     }
@@ -341,7 +334,21 @@ pub(crate) async fn stamp_seqs(tx: &Transaction<'_>, changes: &[Change]) -> Resu
     Ok(())
 }
 
-async fn delete_dismissals(tx: &Transaction<'_>, ids: &[Uuid]) -> Result<()> {
+/// Whether [`stamp_seqs`] has anything to write for `changes`.
+pub(crate) fn need_stamps(changes: &[Change]) -> bool {
+    stamped(changes).next().is_some()
+}
+
+/// The notifications among `changes` whose rows carry their seq: those stored,
+/// not the ephemeral ones (which have no row).
+fn stamped(changes: &[Change]) -> impl Iterator<Item = &NotificationRecord> {
+    changes.iter().filter_map(|change| match change {
+        Change::NotificationSent { notification, .. } if notification.expires_at.is_some() => Some(notification),
+        _ => None,
+    })
+}
+
+async fn delete_dismissals(tx: &Tx, ids: &[Uuid]) -> Result<()> {
     if !ids.is_empty() {
         execute(
             tx,
@@ -374,7 +381,7 @@ fn viewer_params(viewer: &Viewer) -> [&(dyn tokio_postgres::types::ToSql + Sync)
     [&viewer.session, &viewer.user, &viewer.sources]
 }
 
-async fn dismiss(tx: &Transaction<'_>, viewer: &Viewer, id: Uuid) -> Result<Committed<Dismissal>> {
+async fn dismiss(tx: &Tx, viewer: &Viewer, id: Uuid) -> Result<Committed<Dismissal>> {
     // Key-share-locked: a replacement or the sweep deleting it waits for this
     // dismissal, then deletes it too (see the module documentation).
     let [session, user, sources] = viewer_params(viewer);
@@ -412,11 +419,11 @@ async fn dismiss(tx: &Transaction<'_>, viewer: &Viewer, id: Uuid) -> Result<Comm
         group: None,
         seq: 0,
     }];
-    event_log::append_changes(tx, &mut changes).await?;
+    event_log::append_changes(tx, &mut changes, Then::Continue).await?;
     Ok(Committed::new(Dismissal::Dismissed, changes))
 }
 
-async fn dismiss_group(tx: &Transaction<'_>, viewer: &Viewer, group: &str) -> Result<Committed<Vec<Uuid>>> {
+async fn dismiss_group(tx: &Tx, viewer: &Viewer, group: &str) -> Result<Committed<Vec<Uuid>>> {
     let [session, user, sources] = viewer_params(viewer);
     let ids: Vec<Uuid> = query(
         tx,
@@ -459,14 +466,14 @@ async fn dismiss_group(tx: &Transaction<'_>, viewer: &Viewer, group: &str) -> Re
         group: Some(group.to_string()),
         seq: 0,
     }];
-    event_log::append_changes(tx, &mut changes).await?;
+    event_log::append_changes(tx, &mut changes, Then::Continue).await?;
     Ok(Committed::new(new, changes))
 }
 
 /// What a connecting viewer is sent: one statement for its queued notifications,
 /// and one for the timeseries ones after its cursor that also reads the sweep's
 /// watermark (in the same snapshot, so `reset` matches what was read).
-async fn replay<C: GenericClient>(client: &C, viewer: &Viewer, cursor: Option<Cursor>, max: u32) -> Result<Replay> {
+async fn replay<C: Statements>(client: &C, viewer: &Viewer, cursor: Option<Cursor>, max: u32) -> Result<Replay> {
     let [session, user, sources] = viewer_params(viewer);
     let subscriber = viewer.subscriber().storage_key();
     let max = limit(max);
@@ -538,7 +545,7 @@ async fn replay<C: GenericClient>(client: &C, viewer: &Viewer, cursor: Option<Cu
 
 /// Stored notifications matching `filter`, newest first. Each filter shape has
 /// its own statement, so that the planner can use the target index.
-async fn list<C: GenericClient>(client: &C, filter: &NotificationFilter) -> Result<Vec<NotificationRecord>> {
+async fn list<C: Statements>(client: &C, filter: &NotificationFilter) -> Result<Vec<NotificationRecord>> {
     let mut sql = format!("SELECT {COLUMNS} FROM notifications WHERE true");
     if filter.target.is_some() {
         sql.push_str(" AND target_kind = $1 AND target_key = $2");
@@ -580,7 +587,7 @@ fn subscription(user: &str, source: &str, subscribed: bool, changed: bool) -> Co
 /// the next sweep takes them), raising the watermark to the newest timeseries
 /// one deleted; then their dismissals, in a statement of its own (see the module
 /// documentation).
-async fn sweep(tx: &Transaction<'_>, max: u32) -> Result<u64> {
+async fn sweep(tx: &Tx, max: u32) -> Result<u64> {
     let gone: Vec<Uuid> = query(
         tx,
         "WITH gone AS (

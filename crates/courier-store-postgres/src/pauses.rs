@@ -8,13 +8,13 @@ use courier_core::{
     Change, Committed, ExecutionId, ExecutionState, PauseState, PauseStore, PausedQueue, StoreError, StoreResult,
     events_of,
 };
-use deadpool_postgres::Transaction;
 
 use crate::PostgresStore;
 use crate::codec::parse;
 use crate::error::{Error, Result};
 use crate::event_log;
 use crate::statements::{query, query_one, query_opt};
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 
 #[async_trait]
@@ -71,20 +71,20 @@ impl PauseStore for PostgresStore {
 }
 
 /// The execution's state and function; `ExecutionNotFound` if there is none.
-async fn require(tx: &Transaction<'_>, id: ExecutionId) -> Result<(ExecutionState, String)> {
+async fn require(tx: &Tx, id: ExecutionId) -> Result<(ExecutionState, String)> {
     let row = query_opt(tx, "SELECT state, function FROM executions WHERE id = $1", &[&id.0])
         .await?
         .ok_or(StoreError::ExecutionNotFound(id))?;
     Ok((parse(row.try_get::<_, &str>(0)?)?, row.try_get(1)?))
 }
 
-async fn commit_change(tx: &Transaction<'_>, state: PauseState, change: Change) -> Result<Committed<PauseState>> {
+async fn commit_change(tx: &Tx, state: PauseState, change: Change) -> Result<Committed<PauseState>> {
     let changes = vec![change];
     event_log::append(tx, &events_of(&changes)).await?;
     Ok(Committed::new(state, changes))
 }
 
-async fn pause_execution(tx: &Transaction<'_>, id: ExecutionId) -> Result<Committed<PauseState>> {
+async fn pause_execution(tx: &Tx, id: ExecutionId) -> Result<Committed<PauseState>> {
     let (state, function) = require(tx, id).await?;
     if let Some(row) = query_opt(
         tx,
@@ -129,7 +129,7 @@ async fn pause_execution(tx: &Transaction<'_>, id: ExecutionId) -> Result<Commit
     commit_change(tx, PauseState::paused_since(row.try_get(0)?, true), change).await
 }
 
-async fn resume_execution(tx: &Transaction<'_>, id: ExecutionId) -> Result<Committed<PauseState>> {
+async fn resume_execution(tx: &Tx, id: ExecutionId) -> Result<Committed<PauseState>> {
     let (_, function) = require(tx, id).await?;
     let removed = query_opt(
         tx,
@@ -159,7 +159,7 @@ async fn resume_execution(tx: &Transaction<'_>, id: ExecutionId) -> Result<Commi
     commit_change(tx, PauseState::running(true), change).await
 }
 
-async fn pause_queue(tx: &Transaction<'_>, queue: &str) -> Result<Committed<PauseState>> {
+async fn pause_queue(tx: &Tx, queue: &str) -> Result<Committed<PauseState>> {
     let inserted = query_opt(
         tx,
         "INSERT INTO paused_queues (queue, paused_at) VALUES ($1, now())
@@ -178,7 +178,7 @@ async fn pause_queue(tx: &Transaction<'_>, queue: &str) -> Result<Committed<Paus
     commit_change(tx, PauseState::paused_since(row.try_get(0)?, true), change).await
 }
 
-async fn resume_queue(tx: &Transaction<'_>, queue: &str) -> Result<Committed<PauseState>> {
+async fn resume_queue(tx: &Tx, queue: &str) -> Result<Committed<PauseState>> {
     let removed = query_opt(
         tx,
         "DELETE FROM paused_queues WHERE queue = $1 RETURNING queue",

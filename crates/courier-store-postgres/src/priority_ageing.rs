@@ -8,10 +8,10 @@
 //! node that disagrees rebuilds it again, with a warning).
 
 use courier_core::PriorityAgeing;
-use deadpool_postgres::Transaction;
 
 use crate::error::Result;
-use crate::statements::{execute, query_one};
+use crate::statements::{batch_execute, execute, query_one};
+use crate::transaction::Tx;
 
 /// The claim-order column and the indexes on it, for `ageing_us` per level.
 /// Kept in step with migration 0014, which builds them for the default.
@@ -34,7 +34,7 @@ fn rebuild_sql(ageing_us: i64) -> String {
 /// Makes the claim order use `ageing`, rebuilding it if the store had another.
 /// Runs in the migration's transaction, under its lock, so nodes starting
 /// together do it once.
-pub(crate) async fn apply(tx: &Transaction<'_>, ageing: PriorityAgeing) -> Result<()> {
+pub(crate) async fn apply(tx: &Tx, ageing: PriorityAgeing) -> Result<()> {
     let row = query_one(
         tx,
         "SELECT value FROM store_settings WHERE name = 'priority_ageing_us' FOR UPDATE",
@@ -52,7 +52,7 @@ pub(crate) async fn apply(tx: &Transaction<'_>, ageing: PriorityAgeing) -> Resul
         "store.priority_aging changed: rebuilding the claim order of every task (rewrites the tasks table)"
     );
     // Dropping the column drops the indexes on it.
-    tx.batch_execute(&rebuild_sql(wanted)).await?;
+    batch_execute(tx, &rebuild_sql(wanted)).await?;
     execute(
         tx,
         "UPDATE store_settings SET value = $1 WHERE name = 'priority_ageing_us'",

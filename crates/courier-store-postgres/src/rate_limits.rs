@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use courier_core::{
     LeaseToken, RateLimitStore, StoreResult, TaskId, TokenGrant, nul_refused, take_tokens, text_has_nul,
 };
-use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::PostgresStore;
 use crate::error::Result;
 use crate::statements::{execute, query_one};
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 
 #[async_trait]
@@ -36,13 +36,7 @@ impl RateLimitStore for PostgresStore {
 /// Counts the bucket's live slots and gives the free ones out under a lock on
 /// the bucket, so two claimers of one key take turns and the second counts the
 /// first's slots.
-async fn take_slots(
-    tx: &Transaction<'_>,
-    lock: &str,
-    bucket: &str,
-    max: u32,
-    holders: &[(TaskId, LeaseToken)],
-) -> Result<u32> {
+async fn take_slots(tx: &Tx, lock: &str, bucket: &str, max: u32, holders: &[(TaskId, LeaseToken)]) -> Result<u32> {
     execute(tx, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&lock]).await?;
     // Slots whose task finished, failed, or lost or outlived its lease are free.
     execute(
@@ -72,7 +66,7 @@ async fn take_slots(
     Ok(granted as u32)
 }
 
-async fn take(tx: &Transaction<'_>, bucket: &str, per_second: f64, burst: f64, want: u32) -> Result<TokenGrant> {
+async fn take(tx: &Tx, bucket: &str, per_second: f64, burst: f64, want: u32) -> Result<TokenGrant> {
     // A clock that went back refills nothing rather than draining.
     let row = query_one(
         tx,

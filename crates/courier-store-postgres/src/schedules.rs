@@ -9,7 +9,6 @@ use courier_core::{
     Change, Committed, ExecutionId, Firing, HoldsNul, RunOutcome, ScheduleRecord, ScheduleRun, ScheduleStore,
     StoreError, StoreResult, events_of,
 };
-use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -17,6 +16,7 @@ use crate::PostgresStore;
 use crate::codec::{from_json, limit, to_json};
 use crate::error::{Error, Result};
 use crate::statements::{execute, query, query_one, query_opt};
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 use crate::{dispatch, event_log};
 
@@ -176,12 +176,12 @@ fn run(row: &Row) -> Result<ScheduleRun> {
     })
 }
 
-async fn delete_in(tx: &Transaction<'_>, id: &str) -> Result<bool> {
+async fn delete_in(tx: &Tx, id: &str) -> Result<bool> {
     execute(tx, "DELETE FROM schedule_runs WHERE schedule_id = $1", &[&id]).await?;
     Ok(execute(tx, "DELETE FROM schedules WHERE id = $1", &[&id]).await? > 0)
 }
 
-async fn fire_in(tx: &Transaction<'_>, firings: &[Firing]) -> Result<Committed<Vec<Option<ScheduleRecord>>>> {
+async fn fire_in(tx: &Tx, firings: &[Firing]) -> Result<Committed<Vec<Option<ScheduleRecord>>>> {
     // The compare-and-sets first, in id order (so two batches never wait on
     // each other in a cycle): a racer waits here for the winner's commit, then
     // matches no row and writes nothing of that firing.

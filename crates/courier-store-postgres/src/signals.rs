@@ -12,7 +12,6 @@ use courier_core::{
     AttemptEnd, Change, Committed, ExecutionId, ExecutionState, SignalRecord, SignalSent, StoreError, StoreResult,
     TaskId, TaskKind, TaskRef, events_of,
 };
-use deadpool_postgres::Transaction;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -22,6 +21,7 @@ use crate::error::Result;
 use crate::event_log;
 use crate::rows::{self, SIGNAL_COLUMNS};
 use crate::statements::{execute, query, query_opt};
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 use crate::wake::Wakes;
 
@@ -37,12 +37,7 @@ pub(crate) async fn send(
     in_transaction!(store, |tx| send_in(tx, execution, name, payload))
 }
 
-async fn send_in(
-    tx: &Transaction<'_>,
-    execution: ExecutionId,
-    name: &str,
-    payload: &Value,
-) -> Result<Committed<SignalSent>> {
+async fn send_in(tx: &Tx, execution: ExecutionId, name: &str, payload: &Value) -> Result<Committed<SignalSent>> {
     let mut changes = Vec::new();
     let mut wakes = Wakes::default();
     let sent = deliver(tx, execution, name, payload, &mut changes, &mut wakes).await?;
@@ -58,7 +53,7 @@ async fn send_in(
 /// wait's `AttemptEnded` goes to `changes` and its parent to `wakes`, for the
 /// caller to apply and append with the rest of its transaction.
 pub(crate) async fn deliver(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     execution: ExecutionId,
     name: &str,
     payload: &Value,

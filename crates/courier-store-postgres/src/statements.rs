@@ -1,8 +1,13 @@
 //! Every statement goes through the connection's prepared-statement cache: the hot
 //! paths (claim, commit) run the same few statements thousands of times a second,
 //! and parsing and planning them once per connection is most of what caching buys.
+//!
+//! The helpers run on anything [`Statements`]: a pooled connection on its own
+//! (each statement its own transaction) or a [`Tx`](crate::transaction::Tx).
 
-use deadpool_postgres::GenericClient;
+use std::future::Future;
+
+use deadpool_postgres::{Client, ClientWrapper};
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -11,38 +16,68 @@ use crate::error::Result;
 /// Parameters of a statement.
 pub(crate) type Params<'a> = [&'a (dyn ToSql + Sync)];
 
+/// Where statements run: a connection, alone or inside a transaction.
+pub(crate) trait Statements: Sync {
+    /// The connection the statements are prepared on and sent over.
+    fn connection(&self) -> &ClientWrapper;
+
+    /// Awaits `request`, made on [`Statements::connection`]; a transaction
+    /// first makes sure it has begun.
+    fn send<T: Send, F>(&self, request: F) -> impl Future<Output = Result<T>> + Send
+    where
+        F: Future<Output = std::result::Result<T, tokio_postgres::Error>> + Send;
+}
+
+impl Statements for Client {
+    fn connection(&self) -> &ClientWrapper {
+        self
+    }
+
+    async fn send<T: Send, F>(&self, request: F) -> Result<T>
+    where
+        F: Future<Output = std::result::Result<T, tokio_postgres::Error>> + Send,
+    {
+        Ok(request.await?)
+    }
+}
+
 /// Runs a query, returning its rows.
-pub(crate) async fn query<C: GenericClient>(client: &C, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
-    let statement = client.prepare_cached(sql).await?;
-    Ok(client.query(&statement, params).await?)
+pub(crate) async fn query<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
+    let statement = client.connection().prepare_cached(sql).await?;
+    client.send(client.connection().query(&statement, params)).await
 }
 
 /// Runs a query whose parameters' types are given rather than inferred (statements
 /// assembled from optional parts, where some parameters go unused).
-pub(crate) async fn query_typed<C: GenericClient>(
+pub(crate) async fn query_typed<C: Statements>(
     client: &C,
     sql: &str,
     types: &[Type],
     params: &Params<'_>,
 ) -> Result<Vec<Row>> {
-    let statement = client.prepare_typed_cached(sql, types).await?;
-    Ok(client.query(&statement, params).await?)
+    let statement = client.connection().prepare_typed_cached(sql, types).await?;
+    client.send(client.connection().query(&statement, params)).await
 }
 
 /// Runs a query that returns at most one row.
-pub(crate) async fn query_opt<C: GenericClient>(client: &C, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
-    let statement = client.prepare_cached(sql).await?;
-    Ok(client.query_opt(&statement, params).await?)
+pub(crate) async fn query_opt<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
+    let statement = client.connection().prepare_cached(sql).await?;
+    client.send(client.connection().query_opt(&statement, params)).await
 }
 
 /// Runs a query that returns exactly one row.
-pub(crate) async fn query_one<C: GenericClient>(client: &C, sql: &str, params: &Params<'_>) -> Result<Row> {
-    let statement = client.prepare_cached(sql).await?;
-    Ok(client.query_one(&statement, params).await?)
+pub(crate) async fn query_one<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<Row> {
+    let statement = client.connection().prepare_cached(sql).await?;
+    client.send(client.connection().query_one(&statement, params)).await
 }
 
 /// Runs a statement, returning how many rows it touched.
-pub(crate) async fn execute<C: GenericClient>(client: &C, sql: &str, params: &Params<'_>) -> Result<u64> {
-    let statement = client.prepare_cached(sql).await?;
-    Ok(client.execute(&statement, params).await?)
+pub(crate) async fn execute<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<u64> {
+    let statement = client.connection().prepare_cached(sql).await?;
+    client.send(client.connection().execute(&statement, params)).await
+}
+
+/// Runs statements given as text, without parameters (DDL).
+pub(crate) async fn batch_execute<C: Statements>(client: &C, sql: &str) -> Result<()> {
+    client.send(client.connection().batch_execute(sql)).await
 }

@@ -12,7 +12,6 @@ use courier_core::{
     ClaimRequest, Claimed, Committed, ExecutionId, LeaseKey, NewTask, QueueDepth, Renewed, StoreError, StoreResult,
     TaskFilter, TaskId, TaskKind, TaskRecord, TaskState, TaskStore,
 };
-use deadpool_postgres::{GenericClient, Transaction};
 use serde_json::Value;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
@@ -21,7 +20,9 @@ use crate::PostgresStore;
 use crate::codec::{count, limit, micros, now_plus, opt_micros, tags_json, tags_sql, to_json};
 use crate::error::{Error, Result};
 use crate::rows::{self, TASK_COLUMNS};
+use crate::statements::Statements;
 use crate::statements::{execute, query, query_one, query_opt, query_typed};
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 use crate::{claim, leases};
 
@@ -183,7 +184,7 @@ impl<'a> NewTaskRows<'a> {
 
     /// Inserts the rows, skipping any whose id or `(execution, step)` is taken;
     /// returns the ids inserted.
-    pub(crate) async fn insert(&self, tx: &Transaction<'_>) -> Result<HashSet<Uuid>> {
+    pub(crate) async fn insert(&self, tx: &Tx) -> Result<HashSet<Uuid>> {
         if self.is_empty() {
             return Ok(HashSet::new());
         }
@@ -222,7 +223,7 @@ static INSERT_RECORD: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Inserts a task record exactly as given.
-pub(crate) async fn insert_record<C: GenericClient>(client: &C, t: &TaskRecord) -> Result<()> {
+pub(crate) async fn insert_record<C: Statements>(client: &C, t: &TaskRecord) -> Result<()> {
     let error = t.error.as_ref().map(to_json).transpose()?;
     let retry = to_json(&t.retry)?;
     let attempt = i32::try_from(t.attempt).unwrap_or(i32::MAX);

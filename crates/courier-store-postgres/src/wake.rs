@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 
 use courier_core::{Change, ExecutionId, Requeue, TaskId, TaskKind, TaskRef, TaskState};
-use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::codec::parse;
 use crate::error::Result;
 use crate::statements::query;
+use crate::transaction::Tx;
 
 /// Parents to wake, each with how many of its children settled, in first-seen order.
 #[derive(Default)]
@@ -36,7 +36,7 @@ impl Wakes {
 
     /// Bumps every parent once and requeues those that were waiting; records a
     /// `TaskQueued` (woken) for each requeued one, in first-seen order.
-    pub(crate) async fn apply(self, tx: &Transaction<'_>, changes: &mut Vec<Change>) -> Result<()> {
+    pub(crate) async fn apply(self, tx: &Tx, changes: &mut Vec<Change>) -> Result<()> {
         if self.order.is_empty() {
             return Ok(());
         }

@@ -19,7 +19,6 @@ use courier_core::{
     AttemptWrite, Committed, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, HoldsNul, NewDelivery,
     NewExecution, StoreError, StoreResult, WebhookRecord, WebhookStore, events_of,
 };
-use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::PostgresStore;
@@ -28,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::passes::{in_item_order, passes};
 use crate::rows::{self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
 use crate::statements::{execute, query, query_one, query_opt};
+use crate::transaction::Tx;
 use crate::transaction::in_transaction;
 use crate::{dispatch, event_log};
 
@@ -181,7 +181,7 @@ async fn delete(store: &PostgresStore, id: Uuid) -> StoreResult<bool> {
     in_transaction!(store, |tx| delete_in(tx, id))
 }
 
-async fn delete_in(tx: &Transaction<'_>, id: Uuid) -> Result<bool> {
+async fn delete_in(tx: &Tx, id: Uuid) -> Result<bool> {
     let existed = execute(tx, "DELETE FROM webhooks WHERE id = $1", &[&id]).await? > 0;
     let deliveries: Vec<Uuid> = query(
         tx,
@@ -279,7 +279,7 @@ async fn enqueue(
     in_transaction!(store, |tx| enqueue_in(tx, from, to, deliveries))
 }
 
-async fn enqueue_in(tx: &Transaction<'_>, from: i64, to: i64, deliveries: &[NewDelivery]) -> Result<Committed<bool>> {
+async fn enqueue_in(tx: &Tx, from: i64, to: i64, deliveries: &[NewDelivery]) -> Result<Committed<bool>> {
     // Compare-and-set first: a racer waits here for the winner's commit, then
     // matches no row and leaves before doing any work.
     if execute(tx, "UPDATE webhook_cursor SET last = $2 WHERE last = $1", &[&from, &to]).await? == 0 {
@@ -315,7 +315,7 @@ async fn enqueue_in(tx: &Transaction<'_>, from: i64, to: i64, deliveries: &[NewD
 
 /// Inserts pending deliveries; a taken id (in the table or twice in the batch)
 /// fails the whole enqueue with a conflict.
-async fn insert_deliveries(tx: &Transaction<'_>, deliveries: &[NewDelivery], execution_ids: &[Uuid]) -> Result<()> {
+async fn insert_deliveries(tx: &Tx, deliveries: &[NewDelivery], execution_ids: &[Uuid]) -> Result<()> {
     if deliveries.is_empty() {
         return Ok(());
     }
@@ -388,11 +388,10 @@ const RECORD_ATTEMPTS: &str = "WITH a AS (
 /// Records a group commit's attempts: one statement for all of them, or one
 /// per pass when a delivery is named twice (its attempts then apply in order).
 /// A missing delivery is that item's refusal.
-pub(crate) async fn record_attempts(tx: &Transaction<'_>, writes: &[AttemptWrite]) -> Result<Vec<StoreResult<()>>> {
+pub(crate) async fn record_attempts(tx: &Tx, writes: &[AttemptWrite]) -> Result<Vec<StoreResult<()>>> {
     if writes.is_empty() {
         return Ok(Vec::new());
     }
-    let statement = tx.prepare_cached(RECORD_ATTEMPTS).await?;
     let deliveries: Vec<Uuid> = writes.iter().map(|w| w.attempt.delivery_id).collect();
     let mut done = Vec::new();
     for pass in passes(&deliveries) {
@@ -407,12 +406,12 @@ pub(crate) async fn record_attempts(tx: &Transaction<'_>, writes: &[AttemptWrite
             .map(|w| i64::try_from(w.attempt.latency_ms).unwrap_or(i64::MAX))
             .collect();
         let responses: Vec<Option<&str>> = items.iter().map(|w| w.attempt.response.as_deref()).collect();
-        let rows = tx
-            .query(
-                &statement,
-                &[&ids, &states, &numbers, &statuses, &errors, &latencies, &responses],
-            )
-            .await?;
+        let rows = query(
+            tx,
+            RECORD_ATTEMPTS,
+            &[&ids, &states, &numbers, &statuses, &errors, &latencies, &responses],
+        )
+        .await?;
         let recorded = rows
             .iter()
             .map(|r| r.try_get::<_, Uuid>(0))
@@ -496,7 +495,7 @@ async fn list_in_state(
 
 /// Sets each still-skipped delivery pending with its replay's execution and
 /// dispatches those executions, in one transaction; the ids replayed.
-async fn replay_in(tx: &Transaction<'_>, replays: &[DeliveryReplay]) -> Result<Committed<Vec<Uuid>>> {
+async fn replay_in(tx: &Tx, replays: &[DeliveryReplay]) -> Result<Committed<Vec<Uuid>>> {
     if replays.is_empty() {
         return Ok(Committed::unchanged(Vec::new()));
     }

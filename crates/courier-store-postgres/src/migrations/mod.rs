@@ -3,10 +3,10 @@
 //! file and a line to [`MIGRATIONS`]; never edit one that has shipped.
 
 use courier_core::PriorityAgeing;
-use deadpool_postgres::Transaction;
 
 use crate::error::Result;
-use crate::statements::{execute, query};
+use crate::statements::{batch_execute, execute, query};
+use crate::transaction::Tx;
 
 /// Every migration, by version, in the order they apply.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -30,7 +30,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
 /// applied. Nodes starting together serialize on an advisory lock held to the end
 /// of the transaction, so the later ones find nothing left to do. Then makes the
 /// claim order use the store's priority `ageing` (see [`crate::priority_ageing`]).
-pub(crate) async fn migrate(tx: &Transaction<'_>, schema: Option<&str>, ageing: PriorityAgeing) -> Result<()> {
+pub(crate) async fn migrate(tx: &Tx, schema: Option<&str>, ageing: PriorityAgeing) -> Result<()> {
     let lock_key = format!("courier.migrate:{}", schema.unwrap_or(""));
     execute(
         tx,
@@ -40,10 +40,10 @@ pub(crate) async fn migrate(tx: &Transaction<'_>, schema: Option<&str>, ageing: 
     .await?;
     if let Some(schema) = schema {
         // The name was validated as a plain identifier when the store connected.
-        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-            .await?;
+        batch_execute(tx, &format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await?;
     }
-    tx.batch_execute(
+    batch_execute(
+        tx,
         "CREATE TABLE IF NOT EXISTS courier_migrations (
              version    int PRIMARY KEY,
              applied_at timestamptz NOT NULL DEFAULT now()
@@ -56,7 +56,7 @@ pub(crate) async fn migrate(tx: &Transaction<'_>, schema: Option<&str>, ageing: 
         .map(|row| row.get(0))
         .collect();
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| !applied.contains(v)) {
-        tx.batch_execute(sql).await?;
+        batch_execute(tx, sql).await?;
         execute(tx, "INSERT INTO courier_migrations (version) VALUES ($1)", &[version]).await?;
         tracing::info!(version, "applied Postgres migration");
     }
