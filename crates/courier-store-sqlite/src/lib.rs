@@ -10,8 +10,10 @@
 //! How it works: one thread owns the only write connection and runs every write,
 //! claims included, so they are serialized without lock contention, and writes
 //! that arrive together are committed together. File databases run in WAL mode
-//! with a few reader threads, so reads never wait for writes. Every time the store
-//! stamps or compares comes from the configured [`Clock`](courier_core::Clock).
+//! with a few reader threads, so reads never wait for writes, and a thread of
+//! its own checkpoints the log so that the writer never stops to. Every time the
+//! store stamps or compares comes from the configured
+//! [`Clock`](courier_core::Clock).
 //!
 //! Claims take due work by the `claim_at` column: due time minus priority ×
 //! [`PriorityAgeing`](courier_core::PriorityAgeing) (which states the bound this
@@ -68,6 +70,7 @@ mod signals;
 mod store;
 mod tasks;
 mod wake;
+mod wal;
 mod webhooks;
 mod writer;
 

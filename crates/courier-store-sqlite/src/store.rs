@@ -21,6 +21,7 @@ use crate::codec::{micros, time};
 use crate::error::{Result, sqlite_to_store};
 use crate::options::SqliteOptions;
 use crate::readers::Readers;
+use crate::wal::Checkpointer;
 use crate::writer::{Writer, closed};
 use crate::{commit, maintenance, migrations, notifications};
 
@@ -47,6 +48,9 @@ struct Inner {
     path: Option<PathBuf>,
     /// Set by a test to make the next group commit panic.
     commit_fault: AtomicBool,
+    /// Checkpoints a file database's WAL off the writer's thread; stopped by
+    /// `close`.
+    checkpointer: std::sync::Mutex<Option<Checkpointer>>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -71,7 +75,15 @@ impl SqliteStore {
     fn open_blocking(options: SqliteOptions) -> StoreResult<Self> {
         let path = options.path.as_deref();
         // The writer connects first so that the file exists, in WAL mode, before readers open it.
-        let writer = Writer::start(connect(path, options.synchronous_full, false)?).map_err(thread_error)?;
+        let mut writer_conn = connect(path, options.synchronous_full, false)?;
+        let checkpointer = match path {
+            Some(path) => Some(Checkpointer::start(
+                connect(Some(path), options.synchronous_full, false)?,
+                &mut writer_conn,
+            )?),
+            None => None,
+        };
+        let writer = Writer::start(writer_conn).map_err(thread_error)?;
         let readers = match path {
             Some(path) => {
                 let count = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 4);
@@ -91,6 +103,7 @@ impl SqliteStore {
                 closed: AtomicBool::new(false),
                 path: options.path,
                 commit_fault: AtomicBool::new(false),
+                checkpointer: std::sync::Mutex::new(checkpointer),
             }),
         })
     }
@@ -279,6 +292,11 @@ impl Store for SqliteStore {
         self.inner.writer.shutdown().await;
         if let Some(readers) = &self.inner.readers {
             readers.shutdown().await;
+        }
+        let checkpointer = self.inner.checkpointer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(checkpointer) = checkpointer {
+            // Dropping it waits for a checkpoint under way.
+            let _ = tokio::task::spawn_blocking(move || drop(checkpointer)).await;
         }
     }
 

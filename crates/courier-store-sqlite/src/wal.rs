@@ -1,0 +1,247 @@
+//! Keeping the write-ahead log short without stalling the writer.
+//!
+//! A WAL must be checkpointed now and then (its pages copied back into the
+//! database file, which is then synced), or it grows without end and every read
+//! searches a longer log. SQLite does it, by default, on the connection whose
+//! commit took the log past 1,000 pages: here that is the writer thread, and
+//! every write queued behind it waited for the copy and the sync (one commit in
+//! about thirty, when executions are dispatched one at a time: most of the
+//! tail of their latency, and about a tenth of the writer's time).
+//!
+//! So the writer's commits only wake the `sqlite-wal` thread, which checkpoints
+//! on a connection of its own. Its checkpoints are `PASSIVE`: they copy what no
+//! reader still needs and never block the writer or a reader; the writer starts
+//! the log over at its next commit once everything has been copied. When the
+//! writer pauses now and then (one write at a time, or bursts) that is enough.
+//! Under writes without a pause the copy can never catch up with the commits
+//! made while it ran, so the log could not start over: from
+//! [`WRITER_CHECKPOINTS_AT`] pages the writer checkpoints itself, which copies
+//! only what the thread has not yet copied.
+
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+
+use courier_core::{StoreError, StoreResult};
+use rusqlite::Connection;
+use rusqlite::hooks::Wal;
+
+use crate::error::sqlite_to_store;
+
+/// WAL pages after a commit from which the `sqlite-wal` thread is woken:
+/// SQLite's own default for checkpointing.
+pub(crate) const WAKE_AT: c_int = 1000;
+
+/// WAL pages after a commit from which the writer checkpoints itself: what
+/// the `sqlite-wal` thread has not copied yet (see the module documentation).
+pub(crate) const WRITER_CHECKPOINTS_AT: c_int = 2 * WAKE_AT;
+
+#[derive(Default)]
+struct State {
+    wanted: bool,
+    stopping: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    /// Checkpoints run by the `sqlite-wal` thread.
+    checkpoints: AtomicU64,
+    /// Checkpoints the writer ran itself (see the module documentation).
+    writer_checkpoints: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Two flags: whatever a panic left behind is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The `sqlite-wal` thread. Dropping the handle stops it.
+pub(crate) struct Checkpointer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts the thread on `conn`, a connection of its own to the database, and
+    /// hands the writer's connection `writer` the hook that wakes it.
+    pub(crate) fn start(conn: Connection, writer: &mut Connection) -> StoreResult<Checkpointer> {
+        let shared = Arc::new(Shared::default());
+        let thread = thread::Builder::new()
+            .name("sqlite-wal".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || run(&conn, &shared)
+            })
+            .map_err(|e| StoreError::Backend(format!("could not start a SQLite thread: {e}")))?;
+        let woken = Arc::clone(&shared);
+        writer
+            .wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
+                // An error returned here would fail the statement whose commit
+                // has happened: the hook returns none.
+                if pages >= WRITER_CHECKPOINTS_AT {
+                    match wal.checkpoint() {
+                        Ok(()) => {
+                            woken.writer_checkpoints.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // The thread is checkpointing: the next commit tries again.
+                        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {}
+                        Err(e) => tracing::warn!(error = %e, pages, "the writer's WAL checkpoint failed"),
+                    }
+                    return Ok(());
+                }
+                if pages >= WAKE_AT {
+                    woken.lock().wanted = true;
+                    woken.wake.notify_one();
+                }
+                Ok(())
+            }))
+            .map_err(sqlite_to_store)?;
+        Ok(Checkpointer {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Checkpoints the thread has run, and the writer (see the module
+    /// documentation).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn checkpoints(&self) -> (u64, u64) {
+        (
+            self.shared.checkpoints.load(Ordering::Relaxed),
+            self.shared.writer_checkpoints.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.shared.lock().stopping = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(conn: &Connection, shared: &Shared) {
+    loop {
+        {
+            let mut state = shared.lock();
+            while !state.wanted && !state.stopping {
+                state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            if state.stopping {
+                return;
+            }
+            state.wanted = false;
+        }
+        // (busy, pages in the log, pages copied); a busy or partial checkpoint
+        // is finished by the next one.
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        }) {
+            Ok(_) => {
+                shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "SQLite WAL checkpoint failed; the next commit past the mark tries again")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    const PAGE: u64 = 4096;
+
+    fn open(path: &std::path::Path) -> Connection {
+        let conn = Connection::open(path).expect("opened");
+        conn.execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .expect("WAL mode");
+        conn
+    }
+
+    /// Commits without a pause, so that only the writer's own checkpoints let
+    /// the log start over; and every statement succeeds, even when the
+    /// writer's checkpoint finds the thread's under way.
+    #[test]
+    fn the_log_is_checkpointed_off_the_writer_and_stays_short_under_writes_without_a_pause() {
+        let dir = std::env::temp_dir().join(format!("courier-wal-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("wal.db");
+        let mut writer = open(&path);
+        writer
+            .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)")
+            .expect("table");
+        let checkpointer = Checkpointer::start(open(&path), &mut writer).expect("started");
+        // A row fills most of a page: a few pages per commit.
+        let pad = vec![7u8; 3000];
+        let rows = WAKE_AT * 12;
+        for n in 0..rows {
+            writer
+                .execute("INSERT INTO t (n, pad) VALUES (?1, ?2)", rusqlite::params![n, pad])
+                .unwrap_or_else(|e| panic!("insert {n}: {e}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while checkpointer.checkpoints().0 == 0 {
+            assert!(Instant::now() < deadline, "the sqlite-wal thread checkpointed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (_, by_writer) = checkpointer.checkpoints();
+        assert!(by_writer > 0, "the writer finished what the thread could not");
+        let wal_bytes = std::fs::metadata(dir.join("wal.db-wal")).expect("a WAL").len();
+        // Every row wrote at least its own page to the log. How far the log
+        // grew past the writer's mark depends on how long the thread's
+        // checkpoint (and its fsync) kept the writer's from running.
+        let written = u64::try_from(rows).expect("positive") * PAGE;
+        assert!(
+            wal_bytes < written / 2,
+            "the log started over instead of growing: {wal_bytes} of {written} bytes, checkpoints {:?}",
+            checkpointer.checkpoints()
+        );
+        let count: i64 = writer
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(count, i64::from(rows));
+        drop(checkpointer);
+        drop(writer);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// One commit at a time, with pauses: the thread alone keeps the log short.
+    #[test]
+    fn with_pauses_between_commits_the_writer_never_checkpoints() {
+        let dir = std::env::temp_dir().join(format!("courier-wal-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("wal.db");
+        let mut writer = open(&path);
+        writer
+            .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)")
+            .expect("table");
+        let checkpointer = Checkpointer::start(open(&path), &mut writer).expect("started");
+        let pad = vec![7u8; 3000];
+        for n in 0..WAKE_AT * 3 {
+            writer
+                .execute("INSERT INTO t (n, pad) VALUES (?1, ?2)", rusqlite::params![n, pad])
+                .unwrap_or_else(|e| panic!("insert {n}: {e}"));
+            if n % 100 == 99 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        let (by_thread, by_writer) = checkpointer.checkpoints();
+        assert!(by_thread > 0, "the thread checkpointed");
+        assert_eq!(by_writer, 0, "the writer never had to");
+        drop(checkpointer);
+        drop(writer);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
