@@ -21,7 +21,6 @@ use uuid::Uuid;
 use crate::children::refusal;
 use crate::codec::{micros, now_plus, opt_micros, parse, to_json};
 use crate::error::Result;
-use crate::executions::forget_deadlines;
 use crate::family;
 use crate::passes::{in_item_order, passes};
 use crate::rows::{self, TASK_COLUMNS};
@@ -169,13 +168,20 @@ async fn apply_pass(
     // Settled executions with a parent or children: their ends go further.
     let mut with_family: HashSet<Uuid> = HashSet::new();
     if !settle_ids.is_empty() {
+        // A settled execution's deadline goes with it, in the same statement.
         for r in query(
             tx,
-            "UPDATE executions e SET state = x.state, result = x.result, error = x.error,
-                 completed_at = now(), updated_at = now()
-             FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[]) AS x(id, state, result, error)
-             WHERE e.id = ANY($1) AND e.id = x.id AND e.state IN ('pending', 'running')
-             RETURNING e.id, e.state, e.function, e.parent_execution_id IS NOT NULL OR e.has_children",
+            "WITH settled AS (
+                 UPDATE executions e SET state = x.state, result = x.result, error = x.error,
+                     completed_at = now(), updated_at = now()
+                 FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[]) AS x(id, state, result, error)
+                 WHERE e.id = ANY($1) AND e.id = x.id AND e.state IN ('pending', 'running')
+                 RETURNING e.id, e.state, e.function, e.parent_execution_id IS NOT NULL OR e.has_children AS family
+             ),
+             forgotten AS (
+                 DELETE FROM execution_deadlines d USING settled s WHERE d.execution_id = s.id
+             )
+             SELECT id, state, function, family FROM settled",
             &[&settle_ids, &settle_states, &settle_results, &settle_errors],
         )
         .await?
@@ -185,10 +191,6 @@ async fn apply_pass(
             if r.try_get::<_, bool>(3)? {
                 with_family.insert(id);
             }
-        }
-        if !settled.is_empty() {
-            let ids: Vec<Uuid> = settled.keys().copied().collect();
-            forget_deadlines(tx, &ids).await?;
         }
     }
 

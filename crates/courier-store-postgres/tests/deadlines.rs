@@ -105,3 +105,59 @@ async fn a_replayed_execution_gets_its_deadline_back() {
     assert_eq!(timed_out[0].previous, ExecutionState::Running);
     store.drop_schema().await.unwrap();
 }
+
+/// How many deadline rows `schema` holds for `id`.
+async fn deadline_rows(schema: &str, id: ExecutionId) -> i64 {
+    let (client, connection) = tokio_postgres::connect(&common::url(), tokio_postgres::NoTls)
+        .await
+        .expect("connected");
+    tokio::spawn(connection);
+    client
+        .query_one(
+            &format!("SELECT count(*) FROM {schema}.execution_deadlines WHERE execution_id = $1"),
+            &[&id.0],
+        )
+        .await
+        .expect("counted")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_settled_by_its_root_task_leaves_no_deadline_behind() {
+    let schema = format!("courier_test_deadlines_settled_{}", uuid::Uuid::new_v4().simple());
+    let store = common::open(&schema, 4).await;
+    let new = NewExecution::new(TaskSpec::new(TaskKind::Activity, "quick", json!(null)))
+        .with_expiry(Duration::from_secs(3600));
+    let id = new.id;
+    store.dispatch(vec![new]).await.unwrap();
+    assert_eq!(deadline_rows(&schema, id).await, 1);
+    let claim = store
+        .claim_tasks(&ClaimRequest::new("w", 1, Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .value
+        .pop()
+        .unwrap();
+    store
+        .commit(Arc::new(WriteBatch {
+            completions: vec![Completion {
+                lease: claim.lease.key(),
+                outcome: Outcome::Succeeded {
+                    result: json!("done"),
+                    remember: Vec::new(),
+                },
+            }],
+            ..WriteBatch::default()
+        }))
+        .await
+        .unwrap()
+        .completions[0]
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        store.get_execution(id).await.unwrap().unwrap().state,
+        ExecutionState::Completed
+    );
+    assert_eq!(deadline_rows(&schema, id).await, 0, "forgotten with the settling");
+    store.drop_schema().await.unwrap();
+}
