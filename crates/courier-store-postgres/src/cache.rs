@@ -17,8 +17,7 @@ use crate::codec::{now_plus, opt_micros, parse};
 use crate::error::{Error, Result, corrupt};
 use crate::event_log::TRIM_CHUNK;
 use crate::statements::{execute, query_opt};
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 
 #[async_trait]
 impl CacheStore for PostgresStore {

@@ -40,8 +40,7 @@ use crate::error::{Result, corrupt};
 use crate::event_log::{self, Then};
 use crate::rows::{self, TASK_COLUMNS_T};
 use crate::statements::{execute, query, query_typed};
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 
 /// Which optional parts a claim statement has; each combination is its own
 /// prepared statement.

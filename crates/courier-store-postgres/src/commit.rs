@@ -17,8 +17,7 @@ use crate::PostgresStore;
 use crate::children::{self, Fences};
 use crate::error::Result;
 use crate::event_log::Then;
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 use crate::wake::Wakes;
 use crate::{complete, dispatch, event_log, leases, notifications, webhooks};
 

@@ -18,8 +18,7 @@ use crate::error::{Error, Result};
 use crate::rows::{self, PROGRESS_COLUMNS};
 use crate::statements::Statements;
 use crate::statements::{execute, query, query_one};
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 use crate::{event_log, leases, signals};
 
 #[async_trait]

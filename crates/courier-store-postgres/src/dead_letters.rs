@@ -19,8 +19,7 @@ use crate::executions::sync_deadline;
 use crate::rows::{self, DEAD_LETTER_COLUMNS};
 use crate::statements::{execute, query, query_one, query_opt};
 use crate::tasks::insert_record;
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 
 #[async_trait]
 impl DeadLetterStore for PostgresStore {

@@ -21,8 +21,7 @@ use crate::rows::{self, EXECUTION_COLUMNS};
 use crate::statements::Statements;
 use crate::statements::{execute, query, query_one, query_opt, query_typed};
 use crate::tasks::insert_record;
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 use crate::wake::Wakes;
 use crate::{event_log, family};
 

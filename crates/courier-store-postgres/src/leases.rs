@@ -24,8 +24,7 @@ use crate::event_log;
 use crate::passes::{in_item_order, passes};
 use crate::statements::Statements;
 use crate::statements::{query, query_opt};
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 
 /// Extends live leases; refuses lost ones item by item.
 pub(crate) async fn renew(

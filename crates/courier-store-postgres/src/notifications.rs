@@ -46,8 +46,7 @@ use crate::error::{Error, Result, corrupt};
 use crate::event_log::{self, Then};
 use crate::statements::Statements;
 use crate::statements::{execute, query, query_one, query_opt, query_typed};
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 
 #[async_trait]
 impl NotificationStore for PostgresStore {

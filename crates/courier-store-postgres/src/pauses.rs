@@ -14,8 +14,7 @@ use crate::codec::parse;
 use crate::error::{Error, Result};
 use crate::event_log;
 use crate::statements::{query, query_one, query_opt};
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 
 #[async_trait]
 impl PauseStore for PostgresStore {

@@ -12,8 +12,7 @@ use uuid::Uuid;
 use crate::PostgresStore;
 use crate::error::Result;
 use crate::statements::{execute, query_one};
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 
 #[async_trait]
 impl RateLimitStore for PostgresStore {

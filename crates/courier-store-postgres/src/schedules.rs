@@ -16,8 +16,7 @@ use crate::PostgresStore;
 use crate::codec::{from_json, limit, to_json};
 use crate::error::{Error, Result};
 use crate::statements::{execute, query, query_one, query_opt};
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 use crate::{dispatch, event_log};
 
 const COLUMNS: &str = "id, definition, paused, anchor_at, next_slot, buffered_slot, last_slot, last_execution_id, \

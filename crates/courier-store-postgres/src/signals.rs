@@ -21,8 +21,7 @@ use crate::error::Result;
 use crate::event_log;
 use crate::rows::{self, SIGNAL_COLUMNS};
 use crate::statements::{execute, query, query_opt};
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 use crate::wake::Wakes;
 
 /// Sends a signal, delivering it to the oldest wait for its name if there is one

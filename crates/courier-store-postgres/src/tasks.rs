@@ -22,8 +22,7 @@ use crate::error::{Error, Result};
 use crate::rows::{self, TASK_COLUMNS};
 use crate::statements::Statements;
 use crate::statements::{execute, query, query_one, query_opt, query_typed};
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 use crate::{claim, leases};
 
 #[async_trait]

@@ -27,8 +27,7 @@ use crate::error::{Error, Result};
 use crate::passes::{in_item_order, passes};
 use crate::rows::{self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
 use crate::statements::{execute, query, query_one, query_opt};
-use crate::transaction::Tx;
-use crate::transaction::in_transaction;
+use crate::transaction::{Tx, in_transaction};
 use crate::{dispatch, event_log};
 
 #[async_trait]

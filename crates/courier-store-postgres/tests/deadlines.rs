@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use courier_core::{
     ClaimRequest, Completion, DeadLetterStore, ExecutionId, ExecutionRecord, ExecutionState, ExecutionStore,
-    NewExecution, Outcome, SeedRecords, Store, TaskError, TaskKind, TaskSpec, TaskStore, WriteBatch,
+    NewExecution, Outcome, SeedRecords, Store, TaskError, TaskId, TaskKind, TaskSpec, TaskStore, WriteBatch,
 };
 use serde_json::json;
 
@@ -68,22 +68,43 @@ async fn a_replayed_execution_gets_its_deadline_back() {
         .with_expiry(Duration::from_millis(600));
     let id = new.id;
     store.dispatch(vec![new]).await.unwrap();
+    let claimed = finish_one(
+        &store,
+        Outcome::Failed {
+            error: TaskError::new("bug", "boom"),
+            reason: "no retries".into(),
+            dead_letter: true,
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        store.time_out_executions(10).await.unwrap().value.is_empty(),
+        "a failed execution does not time out"
+    );
+
+    store.replay_dead_letter(claimed).await.unwrap();
+    let timed_out = store.time_out_executions(10).await.unwrap().value;
+    assert_eq!(timed_out.len(), 1, "reopened past its deadline, it times out");
+    assert_eq!(timed_out[0].execution_id, id);
+    assert_eq!(timed_out[0].previous, ExecutionState::Running);
+    store.drop_schema().await.unwrap();
+}
+
+/// Claims the one due task and completes it with `outcome`; its id.
+async fn finish_one(store: &courier_store_postgres::PostgresStore, outcome: Outcome) -> TaskId {
     let claim = store
         .claim_tasks(&ClaimRequest::new("w", 1, Duration::from_secs(30)))
         .await
         .unwrap()
         .value
         .pop()
-        .unwrap();
+        .expect("a task is due");
     store
         .commit(Arc::new(WriteBatch {
             completions: vec![Completion {
                 lease: claim.lease.key(),
-                outcome: Outcome::Failed {
-                    error: TaskError::new("bug", "boom"),
-                    reason: "no retries".into(),
-                    dead_letter: true,
-                },
+                outcome,
             }],
             ..WriteBatch::default()
         }))
@@ -92,18 +113,7 @@ async fn a_replayed_execution_gets_its_deadline_back() {
         .completions[0]
         .as_ref()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(
-        store.time_out_executions(10).await.unwrap().value.is_empty(),
-        "a failed execution does not time out"
-    );
-
-    store.replay_dead_letter(claim.task.id).await.unwrap();
-    let timed_out = store.time_out_executions(10).await.unwrap().value;
-    assert_eq!(timed_out.len(), 1, "reopened past its deadline, it times out");
-    assert_eq!(timed_out[0].execution_id, id);
-    assert_eq!(timed_out[0].previous, ExecutionState::Running);
-    store.drop_schema().await.unwrap();
+    claim.task.id
 }
 
 /// How many deadline rows `schema` holds for `id`.
@@ -131,29 +141,14 @@ async fn an_execution_settled_by_its_root_task_leaves_no_deadline_behind() {
     let id = new.id;
     store.dispatch(vec![new]).await.unwrap();
     assert_eq!(deadline_rows(&schema, id).await, 1);
-    let claim = store
-        .claim_tasks(&ClaimRequest::new("w", 1, Duration::from_secs(30)))
-        .await
-        .unwrap()
-        .value
-        .pop()
-        .unwrap();
-    store
-        .commit(Arc::new(WriteBatch {
-            completions: vec![Completion {
-                lease: claim.lease.key(),
-                outcome: Outcome::Succeeded {
-                    result: json!("done"),
-                    remember: Vec::new(),
-                },
-            }],
-            ..WriteBatch::default()
-        }))
-        .await
-        .unwrap()
-        .completions[0]
-        .as_ref()
-        .unwrap();
+    finish_one(
+        &store,
+        Outcome::Succeeded {
+            result: json!("done"),
+            remember: Vec::new(),
+        },
+    )
+    .await;
     assert_eq!(
         store.get_execution(id).await.unwrap().unwrap().state,
         ExecutionState::Completed

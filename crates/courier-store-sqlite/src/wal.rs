@@ -157,6 +157,7 @@ fn run(conn: &Connection, shared: &Shared) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
     use std::time::{Duration, Instant};
 
     use super::*;
@@ -170,78 +171,107 @@ mod tests {
         conn
     }
 
+    /// A database of its own, a writer connection and the checkpointer on it.
+    struct Fixture {
+        dir: PathBuf,
+        writer: Option<Connection>,
+        checkpointer: Option<Checkpointer>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = std::env::temp_dir().join(format!("courier-wal-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).expect("dir");
+            let path = dir.join("wal.db");
+            let mut writer = open(&path);
+            writer
+                .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)")
+                .expect("table");
+            let checkpointer = Checkpointer::start(open(&path), &mut writer).expect("started");
+            Fixture {
+                dir,
+                writer: Some(writer),
+                checkpointer: Some(checkpointer),
+            }
+        }
+
+        fn writer(&self) -> &Connection {
+            self.writer.as_ref().expect("open until dropped")
+        }
+
+        /// (by the thread, by the writer)
+        fn checkpoints(&self) -> (u64, u64) {
+            self.checkpointer.as_ref().expect("running until dropped").checkpoints()
+        }
+
+        /// Commits a row that fills most of a page: a few pages per commit.
+        fn insert(&self, n: c_int) {
+            self.writer()
+                .execute(
+                    "INSERT INTO t (n, pad) VALUES (?1, ?2)",
+                    rusqlite::params![n, [7u8; 3000]],
+                )
+                .unwrap_or_else(|e| panic!("insert {n}: {e}"));
+        }
+
+        fn wal_bytes(&self) -> u64 {
+            std::fs::metadata(self.dir.join("wal.db-wal")).expect("a WAL").len()
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            drop(self.checkpointer.take());
+            drop(self.writer.take());
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     /// Commits without a pause, so that only the writer's own checkpoints let
     /// the log start over; and every statement succeeds, even when the
     /// writer's checkpoint finds the thread's under way.
     #[test]
     fn the_log_is_checkpointed_off_the_writer_and_stays_short_under_writes_without_a_pause() {
-        let dir = std::env::temp_dir().join(format!("courier-wal-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("wal.db");
-        let mut writer = open(&path);
-        writer
-            .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)")
-            .expect("table");
-        let checkpointer = Checkpointer::start(open(&path), &mut writer).expect("started");
-        // A row fills most of a page: a few pages per commit.
-        let pad = vec![7u8; 3000];
+        let f = Fixture::new();
         let rows = WAKE_AT * 12;
         for n in 0..rows {
-            writer
-                .execute("INSERT INTO t (n, pad) VALUES (?1, ?2)", rusqlite::params![n, pad])
-                .unwrap_or_else(|e| panic!("insert {n}: {e}"));
+            f.insert(n);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while checkpointer.checkpoints().0 == 0 {
+        while f.checkpoints().0 == 0 {
             assert!(Instant::now() < deadline, "the sqlite-wal thread checkpointed");
             std::thread::sleep(Duration::from_millis(10));
         }
-        let (_, by_writer) = checkpointer.checkpoints();
-        assert!(by_writer > 0, "the writer finished what the thread could not");
-        let wal_bytes = std::fs::metadata(dir.join("wal.db-wal")).expect("a WAL").len();
+        assert!(f.checkpoints().1 > 0, "the writer finished what the thread could not");
         // Every row wrote at least its own page to the log. How far the log
         // grew past the writer's mark depends on how long the thread's
         // checkpoint (and its fsync) kept the writer's from running.
         let written = u64::try_from(rows).expect("positive") * PAGE;
+        let wal_bytes = f.wal_bytes();
         assert!(
             wal_bytes < written / 2,
             "the log started over instead of growing: {wal_bytes} of {written} bytes, checkpoints {:?}",
-            checkpointer.checkpoints()
+            f.checkpoints()
         );
-        let count: i64 = writer
+        let count: i64 = f
+            .writer()
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .expect("count");
         assert_eq!(count, i64::from(rows));
-        drop(checkpointer);
-        drop(writer);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// One commit at a time, with pauses: the thread alone keeps the log short.
     #[test]
     fn with_pauses_between_commits_the_writer_never_checkpoints() {
-        let dir = std::env::temp_dir().join(format!("courier-wal-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("wal.db");
-        let mut writer = open(&path);
-        writer
-            .execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)")
-            .expect("table");
-        let checkpointer = Checkpointer::start(open(&path), &mut writer).expect("started");
-        let pad = vec![7u8; 3000];
+        let f = Fixture::new();
         for n in 0..WAKE_AT * 3 {
-            writer
-                .execute("INSERT INTO t (n, pad) VALUES (?1, ?2)", rusqlite::params![n, pad])
-                .unwrap_or_else(|e| panic!("insert {n}: {e}"));
+            f.insert(n);
             if n % 100 == 99 {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        let (by_thread, by_writer) = checkpointer.checkpoints();
+        let (by_thread, by_writer) = f.checkpoints();
         assert!(by_thread > 0, "the thread checkpointed");
         assert_eq!(by_writer, 0, "the writer never had to");
-        drop(checkpointer);
-        drop(writer);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
