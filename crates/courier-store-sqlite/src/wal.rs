@@ -78,7 +78,12 @@ impl Checkpointer {
                 move || run(&conn, &shared)
             })
             .map_err(|e| StoreError::Backend(format!("could not start a SQLite thread: {e}")))?;
-        let woken = Arc::clone(&shared);
+        // Built before the hook goes in, so that a failure below stops the thread.
+        let checkpointer = Checkpointer {
+            shared,
+            thread: Some(thread),
+        };
+        let woken = Arc::clone(&checkpointer.shared);
         writer
             .wal_hook(Some(move |wal: &mut Wal, pages: c_int| {
                 // An error returned here would fail the statement whose commit
@@ -101,10 +106,7 @@ impl Checkpointer {
                 Ok(())
             }))
             .map_err(sqlite_to_store)?;
-        Ok(Checkpointer {
-            shared,
-            thread: Some(thread),
-        })
+        Ok(checkpointer)
     }
 
     /// Checkpoints the thread has run, and the writer (see the module
