@@ -16,8 +16,7 @@ use serde_json::Value;
 use crate::PostgresStore;
 use crate::error::{Error, Result};
 use crate::rows::{self, PROGRESS_COLUMNS};
-use crate::statements::Statements;
-use crate::statements::{execute, query, query_one};
+use crate::statements::{Statements, execute, query, query_one};
 use crate::transaction::{Tx, in_transaction};
 use crate::{event_log, leases, signals};
 

@@ -34,8 +34,7 @@ use crate::PostgresStore;
 use crate::codec::limit;
 use crate::error::Result;
 use crate::rows::{self, EVENT_COLUMNS};
-use crate::statements::Statements;
-use crate::statements::{execute, query_one, query_typed};
+use crate::statements::{Statements, execute, query_one, query_typed};
 use crate::transaction::Tx;
 
 #[async_trait]
@@ -86,8 +85,10 @@ pub(crate) enum Then {
     /// Nothing: the append goes out with `COMMIT`, and the transaction is over
     /// once it returns.
     Commit,
-    /// Statements writing the sequence numbers just assigned (see the module
-    /// documentation), then the commit.
+    /// The transaction goes on to its end, which commits it: for writes off
+    /// the hot path, and for those that write the sequence numbers just
+    /// assigned (the only statements allowed after the append, see the module
+    /// documentation).
     Continue,
 }
 

@@ -18,8 +18,7 @@ use crate::PostgresStore;
 use crate::codec::{count, limit, parse, to_json};
 use crate::error::{Error, Result};
 use crate::rows::{self, EXECUTION_COLUMNS};
-use crate::statements::Statements;
-use crate::statements::{execute, query, query_one, query_opt, query_typed};
+use crate::statements::{Statements, execute, query, query_one, query_opt, query_typed};
 use crate::tasks::insert_record;
 use crate::transaction::{Tx, in_transaction};
 use crate::wake::Wakes;
@@ -111,7 +110,9 @@ pub(crate) async fn sync_deadline<C: Statements>(client: &C, id: ExecutionId) ->
     Ok(())
 }
 
-/// Forgets the deadlines of executions that finished.
+/// Forgets the deadlines of executions that finished (cancelled, timed out).
+/// Completions forget theirs in the statement that settles the execution
+/// (`complete::apply_pass`), one round trip fewer on the hot path.
 pub(crate) async fn forget_deadlines<C: Statements>(client: &C, ids: &[Uuid]) -> Result<()> {
     execute(
         client,

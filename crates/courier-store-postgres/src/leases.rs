@@ -22,8 +22,7 @@ use crate::complete::refusals;
 use crate::error::{Error, Result};
 use crate::event_log;
 use crate::passes::{in_item_order, passes};
-use crate::statements::Statements;
-use crate::statements::{query, query_opt};
+use crate::statements::{Statements, query, query_opt};
 use crate::transaction::{Tx, in_transaction};
 
 /// Extends live leases; refuses lost ones item by item.

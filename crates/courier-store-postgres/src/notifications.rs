@@ -44,8 +44,7 @@ use crate::PostgresStore;
 use crate::codec::{limit, micros, now_plus, parse};
 use crate::error::{Error, Result, corrupt};
 use crate::event_log::{self, Then};
-use crate::statements::Statements;
-use crate::statements::{execute, query, query_one, query_opt, query_typed};
+use crate::statements::{Statements, execute, query, query_one, query_opt, query_typed};
 use crate::transaction::{Tx, in_transaction};
 
 #[async_trait]

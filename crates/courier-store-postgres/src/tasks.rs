@@ -20,8 +20,7 @@ use crate::PostgresStore;
 use crate::codec::{count, limit, micros, now_plus, opt_micros, tags_json, tags_sql, to_json};
 use crate::error::{Error, Result};
 use crate::rows::{self, TASK_COLUMNS};
-use crate::statements::Statements;
-use crate::statements::{execute, query, query_one, query_opt, query_typed};
+use crate::statements::{Statements, execute, query, query_one, query_opt, query_typed};
 use crate::transaction::{Tx, in_transaction};
 use crate::{claim, leases};
 
