@@ -78,3 +78,8 @@ pub(crate) fn conflict_on(id: impl std::fmt::Display, what: &str) -> impl FnOnce
         _ => Error::Sqlite(e),
     }
 }
+
+/// A store thread (the writer, a reader, the WAL checkpointer) could not start.
+pub(crate) fn thread_error(e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("could not start a SQLite thread: {e}"))
+}

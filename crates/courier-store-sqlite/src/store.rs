@@ -18,7 +18,7 @@ use rusqlite::Connection;
 use rusqlite::config::DbConfig;
 
 use crate::codec::{micros, time};
-use crate::error::{Result, sqlite_to_store};
+use crate::error::{Result, sqlite_to_store, thread_error};
 use crate::options::SqliteOptions;
 use crate::readers::Readers;
 use crate::wal::Checkpointer;
@@ -219,10 +219,6 @@ impl SqliteStore {
             None => self.inner.writer.run(move |conn| f(conn, micros(clock.now()))).await,
         }
     }
-}
-
-fn thread_error(e: std::io::Error) -> StoreError {
-    StoreError::Backend(format!("could not start a SQLite thread: {e}"))
 }
 
 fn connect(path: Option<&Path>, synchronous_full: bool, reader: bool) -> StoreResult<Connection> {

@@ -23,11 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
-use courier_core::{StoreError, StoreResult};
+use courier_core::StoreResult;
 use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 
-use crate::error::sqlite_to_store;
+use crate::error::{sqlite_to_store, thread_error};
 
 /// WAL pages after a commit from which the `sqlite-wal` thread is woken:
 /// SQLite's own default for checkpointing.
@@ -77,7 +77,7 @@ impl Checkpointer {
                 let shared = Arc::clone(&shared);
                 move || run(&conn, &shared)
             })
-            .map_err(|e| StoreError::Backend(format!("could not start a SQLite thread: {e}")))?;
+            .map_err(thread_error)?;
         // Built before the hook goes in, so that a failure below stops the thread.
         let checkpointer = Checkpointer {
             shared,
@@ -142,11 +142,8 @@ fn run(conn: &Connection, shared: &Shared) {
             }
             state.wanted = false;
         }
-        // (busy, pages in the log, pages copied); a busy or partial checkpoint
-        // is finished by the next one.
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        }) {
+        // A busy or partial checkpoint is finished by the next one.
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             Ok(_) => {
                 shared.checkpoints.fetch_add(1, Ordering::Relaxed);
             }
