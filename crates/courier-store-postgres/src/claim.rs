@@ -11,6 +11,14 @@
 //! other's rows instead of queueing behind them; the best `max` candidates are
 //! then updated to `running` under fresh tokens.
 //!
+//! Whether anything (an execution, a queue) is paused decides the statement:
+//! only then does it carry the filters that leave paused work alone, which cost
+//! the planner its good estimates. A claim of unlimited functions does not wait
+//! to know: as long as the store's last claim found nothing paused, it sends
+//! the statement without the filters and the question in the same flight. That
+//! statement claims nothing while anything is paused, and when the answer is
+//! that something is, the claim runs again with the filters.
+//!
 //! Concurrency limits are counted, not estimated: for each limited function the
 //! claim takes a transaction-scoped advisory lock (in name order, so claimers never
 //! deadlock), counts that function's live leases, and lets only the remaining
@@ -22,24 +30,28 @@
 //! store's ageing (see [`courier_core::PriorityAgeing`] for the bound it gives),
 //! then priority, due time and creation. Every claim index is ordered that way.
 //!
-//! Each claim records a `TaskStarted` (and an `ExecutionStarted` when it starts
-//! its execution), in claim order, appended in the claim's transaction.
+//! The same statement starts the pending executions whose root tasks it claims
+//! (a second statement would cost a round trip and, its array's length being
+//! different at every call, a fresh plan each time). Each claim records a
+//! `TaskStarted` (and an `ExecutionStarted` when it starts its execution), in
+//! claim order, appended in the claim's transaction.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use courier_core::{
     Change, ClaimRequest, Claimed, Committed, ExecutionId, Lease, PriorityAgeing, StoreResult, TaskKind, TaskRecord,
     TaskRef, events_of,
 };
-use tokio_postgres::types::Type;
-use uuid::Uuid;
+use tokio_postgres::Row;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::PostgresStore;
 use crate::codec::micros;
 use crate::error::{Result, corrupt};
 use crate::event_log::{self, Then};
 use crate::rows::{self, TASK_COLUMNS_T};
-use crate::statements::{execute, query, query_typed};
+use crate::statements::Statements;
 use crate::transaction::{Tx, in_transaction};
 
 /// Which optional parts a claim statement has; each combination is its own
@@ -196,14 +208,30 @@ fn statement(shape: Shape) -> String {
         ));
         candidates.push_str(" UNION ALL SELECT * FROM limited");
     }
+    // Without the paused filters, the statement claims nothing while anything
+    // is paused: a claim may send it before it knows (see `Plan::run`).
+    let gate = if shape.paused {
+        ""
+    } else {
+        " WHERE NOT EXISTS (SELECT 1 FROM paused_executions) AND NOT EXISTS (SELECT 1 FROM paused_queues)"
+    };
     sql.push_str(&format!(
         "
-         picked AS (SELECT id FROM ({candidates}) u {ORDER} LIMIT $1)
-         UPDATE tasks t SET state = 'running', attempt = t.attempt + 1, lease_token = gen_random_uuid(),
-             lease_owner = $3, lease_expires_at = now() + $2::int8::float8 * interval '1 microsecond',
-             heartbeat_at = now(), started_at = now(), stuck_at = NULL
-         WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
-         RETURNING {columns}",
+         picked AS (SELECT id FROM ({candidates}) u{gate} {ORDER} LIMIT $1),
+         claimed AS (
+             UPDATE tasks t SET state = 'running', attempt = t.attempt + 1, lease_token = gen_random_uuid(),
+                 lease_owner = $3, lease_expires_at = now() + $2::int8::float8 * interval '1 microsecond',
+                 heartbeat_at = now(), started_at = now(), stuck_at = NULL
+             WHERE t.id = ANY(ARRAY(SELECT id FROM picked))
+             RETURNING {columns}
+         ),
+         started AS (
+             UPDATE executions x SET state = 'running', started_at = COALESCE(x.started_at, now()), updated_at = now()
+             WHERE x.id = ANY(ARRAY(SELECT execution_id FROM claimed WHERE step = 0)) AND x.state = 'pending'
+             RETURNING x.id, x.function
+         )
+         SELECT claimed.*, started.function AS started_function
+         FROM claimed LEFT JOIN started ON started.id = claimed.execution_id AND claimed.step = 0",
         columns = *TASK_COLUMNS_T
     ));
     sql
@@ -217,6 +245,15 @@ struct Plan<'a> {
     limits: Vec<(&'a str, u32)>,
     lock_prefix: String,
     ageing: PriorityAgeing,
+    /// Whether the store's last claim found something paused.
+    pauses_seen: &'a AtomicBool,
+}
+
+/// What is left of the limits of the limited functions that have any left.
+#[derive(Default)]
+struct Budgets {
+    functions: Vec<String>,
+    left: Vec<i64>,
 }
 
 /// Claims up to `req.max` tasks.
@@ -249,6 +286,7 @@ pub(crate) async fn claim(store: &PostgresStore, req: &ClaimRequest) -> StoreRes
         limits,
         lock_prefix: store.lock_name("limit"),
         ageing: store.ageing,
+        pauses_seen: &store.pauses_seen,
     };
     in_transaction!(store, |tx| plan.run(tx))
 }
@@ -257,49 +295,32 @@ impl Plan<'_> {
     async fn run(&self, tx: &Tx) -> Result<Committed<Vec<Claimed>>> {
         let req = self.req;
         let limited: Vec<&str> = self.limits.iter().map(|(f, _)| *f).collect();
-        let (budget_functions, budgets) = self.budgets(tx, &limited).await?;
-        let shape = Shape {
-            queues: req.queues.is_some(),
-            functions: req.functions.is_some(),
-            tags: req.tags.is_some(),
-            limited: !limited.is_empty(),
-            excluded: !req.exclude_functions.is_empty(),
-            internal_excluded: req.exclude_internal,
-            paused: anything_paused(tx).await?,
+        let rows = if limited.is_empty() && !self.pauses_seen.load(Ordering::Relaxed) {
+            // Most likely nothing is paused, as at the last claim: claim as if
+            // so, asking in the same flight whether it still is. The statement
+            // claims nothing if something is paused after all (see `statement`).
+            let (rows, paused) = self.claim_rows(tx, false, &Budgets::default(), true).await?;
+            let paused = paused.unwrap_or(false);
+            self.pauses_seen.store(paused, Ordering::Relaxed);
+            if paused && rows.is_empty() {
+                self.claim_rows(tx, true, &Budgets::default(), false).await?.0
+            } else {
+                rows
+            }
+        } else {
+            let (budgets, paused) = self.budgets_and_pauses(tx, &limited).await?;
+            self.pauses_seen.store(paused, Ordering::Relaxed);
+            self.claim_rows(tx, paused, &budgets, false).await?.0
         };
-        let prefix = courier_core::INTERNAL_PREFIX;
-        let unlimited: Vec<&str> = req
-            .functions
-            .iter()
-            .flatten()
-            .map(String::as_str)
-            .filter(|f| !limited.contains(f))
-            .collect();
-        let empty: Vec<String> = Vec::new();
-        let max = i64::from(req.max);
-        let lease = micros(req.lease);
-        let rows = query_typed(
-            tx,
-            &statement(shape),
-            PARAM_TYPES,
-            &[
-                &max,
-                &lease,
-                &req.worker_id,
-                &self.kinds,
-                req.queues.as_ref().unwrap_or(&empty),
-                req.functions.as_ref().unwrap_or(&empty),
-                req.tags.as_ref().unwrap_or(&empty),
-                &limited,
-                &budget_functions,
-                &budgets,
-                &req.exclude_functions,
-                &prefix,
-                &unlimited,
-            ],
-        )
-        .await?;
-        let mut tasks: Vec<TaskRecord> = rows.iter().map(rows::task).collect::<Result<_>>()?;
+        let mut started: HashMap<ExecutionId, String> = HashMap::new();
+        let mut tasks: Vec<TaskRecord> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let task = rows::task(row)?;
+            if let Some(function) = row.try_get::<_, Option<String>>("started_function")? {
+                started.insert(task.execution_id, function);
+            }
+            tasks.push(task);
+        }
         // The statement's order, for the events (the UPDATE returns rows in any order).
         let ageing = self.ageing;
         tasks.sort_by(|a, b| {
@@ -311,23 +332,6 @@ impl Plan<'_> {
                 .then(a.created_at.cmp(&b.created_at))
                 .then(a.id.cmp(&b.id))
         });
-
-        // A pending execution whose root task is claimed starts now.
-        let roots: Vec<Uuid> = tasks.iter().filter(|t| t.step == 0).map(|t| t.execution_id.0).collect();
-        let mut started: HashMap<ExecutionId, String> = HashMap::new();
-        if !roots.is_empty() {
-            for r in query(
-                tx,
-                "UPDATE executions SET state = 'running', started_at = COALESCE(started_at, now()), updated_at = now()
-                 WHERE id = ANY($1) AND state = 'pending'
-                 RETURNING id, function",
-                &[&roots],
-            )
-            .await?
-            {
-                started.insert(ExecutionId(r.try_get(0)?), r.try_get(1)?);
-            }
-        }
 
         let mut changes: Vec<Change> = Vec::with_capacity(tasks.len() + started.len());
         let mut claimed = Vec::with_capacity(tasks.len());
@@ -362,56 +366,117 @@ impl Plan<'_> {
         Ok(Committed::new(claimed, changes))
     }
 
+    /// Runs the claim statement for `paused` (whether something is); with
+    /// `ask_pauses`, asks in the same flight whether anything is paused now.
+    async fn claim_rows(
+        &self,
+        tx: &Tx,
+        paused: bool,
+        budgets: &Budgets,
+        ask_pauses: bool,
+    ) -> Result<(Vec<Row>, Option<bool>)> {
+        let req = self.req;
+        let limited: Vec<&str> = self.limits.iter().map(|(f, _)| *f).collect();
+        let shape = Shape {
+            queues: req.queues.is_some(),
+            functions: req.functions.is_some(),
+            tags: req.tags.is_some(),
+            limited: !limited.is_empty(),
+            excluded: !req.exclude_functions.is_empty(),
+            internal_excluded: req.exclude_internal,
+            paused,
+        };
+        let prefix = courier_core::INTERNAL_PREFIX;
+        let unlimited: Vec<&str> = req
+            .functions
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .filter(|f| !limited.contains(f))
+            .collect();
+        let empty: Vec<String> = Vec::new();
+        let max = i64::from(req.max);
+        let lease = micros(req.lease);
+        let params: [&(dyn ToSql + Sync); 13] = [
+            &max,
+            &lease,
+            &req.worker_id,
+            &self.kinds,
+            req.queues.as_ref().unwrap_or(&empty),
+            req.functions.as_ref().unwrap_or(&empty),
+            req.tags.as_ref().unwrap_or(&empty),
+            &limited,
+            &budgets.functions,
+            &budgets.left,
+            &req.exclude_functions,
+            &prefix,
+            &unlimited,
+        ];
+        let connection = tx.connection();
+        let claim = connection.prepare_typed_cached(&statement(shape), PARAM_TYPES).await?;
+        if !ask_pauses {
+            return Ok((tx.send(connection.query(&claim, &params)).await?, None));
+        }
+        let pauses = connection.prepare_cached(ANYTHING_PAUSED).await?;
+        let (rows, paused) = futures::try_join!(
+            tx.send(connection.query(&claim, &params)),
+            tx.send(connection.query_one(&pauses, &[])),
+        )?;
+        Ok((rows, Some(paused.try_get(0)?)))
+    }
+
     /// Locks each limited function's advisory lock and returns what is left of
     /// each limit, counting live leases only (an expired one is claimable, and
-    /// claiming it counts against the budget).
-    async fn budgets(&self, tx: &Tx, limited: &[&str]) -> Result<(Vec<String>, Vec<i64>)> {
+    /// claiming it counts against the budget); and whether any execution or
+    /// queue is paused, read after the locks: a pause committed after this read
+    /// is honoured from the next claim on, as if this claim had come first.
+    ///
+    /// The statements go out in one flight, in this order, so that the count
+    /// runs once the locks are held and sees every claim of their previous
+    /// holders. All are prepared before any is sent: a statement still being
+    /// prepared would go out behind the others.
+    async fn budgets_and_pauses(&self, tx: &Tx, limited: &[&str]) -> Result<(Budgets, bool)> {
+        let connection = tx.connection();
+        let pauses = connection.prepare_cached(ANYTHING_PAUSED).await?;
         if limited.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            let paused = tx.send(connection.query_one(&pauses, &[])).await?;
+            return Ok((Budgets::default(), paused.try_get(0)?));
         }
+        let lock = connection.prepare_cached(LOCK_LIMITS).await?;
+        let count = connection.prepare_cached(COUNT_RUNNING).await?;
         let keys: Vec<String> = limited.iter().map(|f| format!("{}:{f}", self.lock_prefix)).collect();
-        // unnest yields the keys in array (name) order, so every claimer locks in
-        // the same order.
-        execute(
-            tx,
-            "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest($1::text[]) AS k",
-            &[&keys],
-        )
-        .await?;
-        let running: HashMap<String, i64> = query(
-            tx,
-            "SELECT function, count(*) FROM tasks
-             WHERE state = 'running' AND lease_expires_at > now() AND kind IN ('orchestrator', 'activity')
-                 AND function = ANY($1)
-             GROUP BY function",
-            &[&limited],
-        )
-        .await?
-        .iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<_>>()?;
-        let mut functions = Vec::new();
-        let mut budgets = Vec::new();
+        let (lock_params, count_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&keys], [&limited]);
+        let (_, running, paused) = futures::try_join!(
+            tx.send(connection.execute(&lock, &lock_params)),
+            tx.send(connection.query(&count, &count_params)),
+            tx.send(connection.query_one(&pauses, &[])),
+        )?;
+        let running: HashMap<String, i64> = running
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_>>()?;
+        let mut budgets = Budgets::default();
         for (function, limit) in &self.limits {
             let left = i64::from(*limit) - running.get(*function).copied().unwrap_or(0);
             if left > 0 {
-                functions.push(function.to_string());
-                budgets.push(left);
+                budgets.functions.push(function.to_string());
+                budgets.left.push(left);
             }
         }
-        Ok((functions, budgets))
+        Ok((budgets, paused.try_get(0)?))
     }
 }
 
-/// Whether any execution or queue is paused. Read in the claim's transaction,
-/// before its statement: a pause committed after this read is honoured from
-/// the next claim on, as if this claim had come first.
-async fn anything_paused(tx: &Tx) -> Result<bool> {
-    let row = crate::statements::query_one(
-        tx,
-        "SELECT EXISTS (SELECT 1 FROM paused_executions) OR EXISTS (SELECT 1 FROM paused_queues)",
-        &[],
-    )
-    .await?;
-    Ok(row.try_get(0)?)
-}
+/// Takes the limited functions' advisory locks. `unnest` yields the keys in
+/// array (name) order, so every claimer locks in the same order and none
+/// deadlocks.
+const LOCK_LIMITS: &str = "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest($1::text[]) AS k";
+
+/// The live leases of each limited function.
+const COUNT_RUNNING: &str = "SELECT function, count(*) FROM tasks
+     WHERE state = 'running' AND lease_expires_at > now() AND kind IN ('orchestrator', 'activity')
+         AND function = ANY($1)
+     GROUP BY function";
+
+/// Whether any execution or queue is paused.
+const ANYTHING_PAUSED: &str = "SELECT EXISTS (SELECT 1 FROM paused_executions) OR EXISTS (SELECT 1 FROM paused_queues)";

@@ -113,6 +113,7 @@ pub use options::{DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT, PostgresOptions}
 pub use tls::{PostgresSslMode, PostgresTls, PostgresUrlError, parse_postgres_url};
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use courier_core::{StoreError, StoreResult};
 use deadpool_postgres::Pool;
@@ -180,6 +181,8 @@ pub struct PostgresStore {
     schema: Option<Arc<str>>,
     /// What a priority level is worth in waiting; fixed at `init`.
     ageing: courier_core::PriorityAgeing,
+    /// Whether the last claim found anything paused (see `claim.rs`).
+    pauses_seen: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -201,6 +204,7 @@ impl PostgresStore {
             pool,
             schema: options.schema_name().map(Arc::from),
             ageing: options.priority_ageing_setting(),
+            pauses_seen: Arc::new(AtomicBool::new(false)),
         };
         let client = store.client().await?;
         client.simple_query("SELECT 1").await.map_err(|e| error::from_db(&e))?;
