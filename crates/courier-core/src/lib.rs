@@ -91,5 +91,6 @@ pub use task::{
     QueueDepth, Remember, Renewed, TaskFilter, TaskRecord, TaskSpec,
 };
 pub use webhook::{
-    DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, INTERNAL_PREFIX, NewDelivery, WebhookRecord,
+    DeliveryAttempt, DeliveryForAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, INTERNAL_PREFIX, NewDelivery,
+    WebhookRecord,
 };

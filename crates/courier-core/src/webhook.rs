@@ -188,6 +188,19 @@ pub struct DeliveryRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A delivery with what an attempt of it reads, read together (see
+/// [`WebhookStore::get_delivery_for_attempt`](crate::WebhookStore::get_delivery_for_attempt)):
+/// one store call, and on Postgres one statement, instead of three.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryForAttempt {
+    /// The delivery.
+    pub delivery: DeliveryRecord,
+    /// Its webhook; `None` once deleted.
+    pub webhook: Option<WebhookRecord>,
+    /// Its event; `None` once trimmed from the log.
+    pub event: Option<Event>,
+}
+
 /// One attempt of a delivery.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

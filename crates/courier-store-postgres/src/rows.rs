@@ -52,7 +52,8 @@ pub(crate) const DELIVERY_COLUMNS: &str = "id, webhook_id, event_seq, event_type
 /// The delivery attempt columns, in decoding order.
 pub(crate) const ATTEMPT_COLUMNS: &str = "delivery_id, attempt, status, latency_ms, response, error, at";
 
-fn qualify(columns: &str, alias: &str) -> String {
+/// `columns` prefixed with `alias`, for statements that join tables.
+pub(crate) fn qualify(columns: &str, alias: &str) -> String {
     columns
         .split(',')
         .map(|c| format!("{alias}.{}", c.trim()))
@@ -155,14 +156,19 @@ pub(crate) fn dead_letter(row: &Row) -> Result<DeadLetterRecord> {
 
 /// An event from a row of [`EVENT_COLUMNS`].
 pub(crate) fn event(row: &Row) -> Result<Event> {
+    event_from(row, 0)
+}
+
+/// An event from [`EVENT_COLUMNS`] starting at column `at`.
+pub(crate) fn event_from(row: &Row, at: usize) -> Result<Event> {
     Ok(Event {
-        seq: row.try_get(0)?,
-        event_type: parse(row.try_get::<_, &str>(1)?)?,
-        execution_id: row.try_get::<_, Option<Uuid>>(2)?.map(ExecutionId),
-        task_id: row.try_get::<_, Option<Uuid>>(3)?.map(TaskId),
-        timestamp: row.try_get(4)?,
-        data: row.try_get(5)?,
-        internal: row.try_get(6)?,
+        seq: row.try_get(at)?,
+        event_type: parse(row.try_get::<_, &str>(at + 1)?)?,
+        execution_id: row.try_get::<_, Option<Uuid>>(at + 2)?.map(ExecutionId),
+        task_id: row.try_get::<_, Option<Uuid>>(at + 3)?.map(TaskId),
+        timestamp: row.try_get(at + 4)?,
+        data: row.try_get(at + 5)?,
+        internal: row.try_get(at + 6)?,
     })
 }
 
@@ -184,26 +190,31 @@ pub(crate) fn progress(row: &Row) -> Result<ProgressEntry> {
 
 /// A webhook from a row of [`WEBHOOK_COLUMNS`].
 pub(crate) fn webhook(row: &Row) -> Result<WebhookRecord> {
+    webhook_from(row, 0)
+}
+
+/// A webhook from [`WEBHOOK_COLUMNS`] starting at column `at`.
+pub(crate) fn webhook_from(row: &Row, at: usize) -> Result<WebhookRecord> {
     let event_types = row
-        .try_get::<_, Vec<&str>>(2)?
+        .try_get::<_, Vec<&str>>(at + 2)?
         .into_iter()
         .map(parse::<EventType>)
         .collect::<Result<_>>()?;
     Ok(WebhookRecord {
-        id: row.try_get(0)?,
-        url: row.try_get(1)?,
+        id: row.try_get(at)?,
+        url: row.try_get(at + 1)?,
         event_types,
-        execution_id: row.try_get::<_, Option<Uuid>>(3)?.map(ExecutionId),
-        task_id: row.try_get::<_, Option<Uuid>>(4)?.map(TaskId),
-        headers: from_json(row.try_get(5)?, "webhook headers")?,
-        secret: row.try_get(6)?,
-        description: row.try_get(7)?,
-        enabled: row.try_get(8)?,
-        disabled_reason: row.try_get(9)?,
-        created_at: row.try_get(10)?,
-        updated_at: row.try_get(11)?,
-        previous_secret: row.try_get(12)?,
-        previous_secret_until: row.try_get(13)?,
+        execution_id: row.try_get::<_, Option<Uuid>>(at + 3)?.map(ExecutionId),
+        task_id: row.try_get::<_, Option<Uuid>>(at + 4)?.map(TaskId),
+        headers: from_json(row.try_get(at + 5)?, "webhook headers")?,
+        secret: row.try_get(at + 6)?,
+        description: row.try_get(at + 7)?,
+        enabled: row.try_get(at + 8)?,
+        disabled_reason: row.try_get(at + 9)?,
+        created_at: row.try_get(at + 10)?,
+        updated_at: row.try_get(at + 11)?,
+        previous_secret: row.try_get(at + 12)?,
+        previous_secret_until: row.try_get(at + 13)?,
     })
 }
 

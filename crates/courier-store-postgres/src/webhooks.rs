@@ -16,8 +16,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{
-    AttemptWrite, Committed, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, HoldsNul, NewDelivery,
-    NewExecution, StoreError, StoreResult, WebhookRecord, WebhookStore, events_of,
+    AttemptWrite, Committed, DeliveryAttempt, DeliveryForAttempt, DeliveryRecord, DeliveryReplay, DeliveryState,
+    HoldsNul, NewDelivery, NewExecution, StoreError, StoreResult, WebhookRecord, WebhookStore, events_of,
 };
 use uuid::Uuid;
 
@@ -25,7 +25,7 @@ use crate::PostgresStore;
 use crate::codec::{limit, to_json};
 use crate::error::{Error, Result};
 use crate::passes::{in_item_order, passes};
-use crate::rows::{self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, WEBHOOK_COLUMNS};
+use crate::rows::{self, ATTEMPT_COLUMNS, DELIVERY_COLUMNS, EVENT_COLUMNS, WEBHOOK_COLUMNS};
 use crate::statements::{execute, query, query_one, query_opt};
 use crate::transaction::{Tx, in_transaction};
 use crate::{dispatch, event_log};
@@ -92,6 +92,10 @@ impl WebhookStore for PostgresStore {
 
     async fn get_delivery(&self, id: Uuid) -> StoreResult<Option<DeliveryRecord>> {
         get_delivery(self, id).await
+    }
+
+    async fn get_delivery_for_attempt(&self, id: Uuid) -> StoreResult<Option<DeliveryForAttempt>> {
+        get_delivery_for_attempt(self, id).await
     }
 
     async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>> {
@@ -436,6 +440,47 @@ async fn get_delivery(store: &PostgresStore, id: Uuid) -> StoreResult<Option<Del
     let sql = format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1");
     let row = query_opt(&client, &sql, &[&id]).await?;
     Ok(row.as_ref().map(rows::delivery).transpose()?)
+}
+
+/// The statement reading a delivery with its webhook and its event: the
+/// delivery's columns, then the webhook's (all null once it was deleted), then
+/// the event's (all null once it was trimmed).
+static FOR_ATTEMPT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {delivery}, {webhook}, {event}
+         FROM webhook_deliveries d
+         LEFT JOIN webhooks w ON w.id = d.webhook_id
+         LEFT JOIN events e ON e.seq = d.event_seq
+         WHERE d.id = $1",
+        delivery = rows::qualify(DELIVERY_COLUMNS, "d"),
+        webhook = rows::qualify(WEBHOOK_COLUMNS, "w"),
+        event = rows::qualify(EVENT_COLUMNS, "e"),
+    )
+});
+
+/// One delivery with its webhook and its event, in one statement.
+async fn get_delivery_for_attempt(store: &PostgresStore, id: Uuid) -> StoreResult<Option<DeliveryForAttempt>> {
+    let client = store.client().await?;
+    let Some(row) = query_opt(&client, &FOR_ATTEMPT, &[&id]).await? else {
+        return Ok(None);
+    };
+    let columns = |list: &str| list.split(',').count();
+    let webhook_at = columns(DELIVERY_COLUMNS);
+    let event_at = webhook_at + columns(WEBHOOK_COLUMNS);
+    // A missing row's key is null; the others are then null too.
+    let webhook = match row.try_get::<_, Option<Uuid>>(webhook_at).map_err(Error::from)? {
+        Some(_) => Some(rows::webhook_from(&row, webhook_at)?),
+        None => None,
+    };
+    let event = match row.try_get::<_, Option<i64>>(event_at).map_err(Error::from)? {
+        Some(_) => Some(rows::event_from(&row, event_at)?),
+        None => None,
+    };
+    Ok(Some(DeliveryForAttempt {
+        delivery: rows::delivery(&row)?,
+        webhook,
+        event,
+    }))
 }
 
 /// A webhook's deliveries, newest first.

@@ -5,11 +5,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{Change, Event, EventFilter, EventStore, ExecutionId, NewEvent, StoreResult, TaskId};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 
 use crate::codec::{enum_at, json, json_at, limit, time_at, uuid_opt_at};
 use crate::error::Result;
 use crate::{SqliteStore, codec::micros};
+
+/// An event's columns, in [`event_at`]'s order.
+macro_rules! event_columns {
+    () => {
+        "seq, event_type, execution_id, task_id, timestamp, data, internal"
+    };
+}
 
 #[async_trait]
 impl EventStore for SqliteStore {
@@ -86,26 +93,35 @@ fn append(conn: &Connection, now: i64, event: &NewEvent) -> Result<i64> {
 fn read(conn: &Connection, filter: &EventFilter) -> Result<Vec<Event>> {
     let (sql, args) = read_statement(filter)?;
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |row| {
-        Ok(Event {
-            seq: row.get(0)?,
-            event_type: enum_at(row, 1)?,
-            execution_id: uuid_opt_at(row, 2)?.map(ExecutionId),
-            task_id: uuid_opt_at(row, 3)?.map(TaskId),
-            timestamp: time_at(row, 4)?,
-            data: json_at(row, 5)?,
-            internal: row.get(6)?,
-        })
-    })?;
+    let rows = stmt.query_map(params_from_iter(args), event_at)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The event numbered `seq`, unless it was trimmed (or never appended).
+pub(crate) fn get(conn: &Connection, seq: i64) -> Result<Option<Event>> {
+    Ok(conn
+        .prepare_cached(concat!("SELECT ", event_columns!(), " FROM events WHERE seq = ?1"))?
+        .query_row([seq], event_at)
+        .optional()?)
+}
+
+/// An event from a row of `event_columns!()`.
+fn event_at(row: &Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        seq: row.get(0)?,
+        event_type: enum_at(row, 1)?,
+        execution_id: uuid_opt_at(row, 2)?.map(ExecutionId),
+        task_id: uuid_opt_at(row, 3)?.map(TaskId),
+        timestamp: time_at(row, 4)?,
+        data: json_at(row, 5)?,
+        internal: row.get(6)?,
+    })
 }
 
 /// The statement reading `filter`'s page: keyset paging from `after` in seq
 /// order, so a page costs its own rows whatever its depth.
 fn read_statement(filter: &EventFilter) -> Result<(String, Vec<SqlValue>)> {
-    let mut sql = String::from(
-        "SELECT seq, event_type, execution_id, task_id, timestamp, data, internal FROM events WHERE seq > ?",
-    );
+    let mut sql = String::from(concat!("SELECT ", event_columns!(), " FROM events WHERE seq > ?"));
     let mut args: Vec<SqlValue> = vec![SqlValue::Integer(filter.after)];
     if !filter.include_internal {
         sql.push_str(" AND internal = 0");

@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use courier_core::{
-    Change, Committed, DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, ExecutionId, HoldsNul,
-    NewDelivery, StoreError, StoreResult, TaskId, WebhookRecord, WebhookStore,
+    Change, Committed, DeliveryAttempt, DeliveryForAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, ExecutionId,
+    HoldsNul, NewDelivery, StoreError, StoreResult, TaskId, WebhookRecord, WebhookStore,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
@@ -17,6 +17,7 @@ use crate::SqliteStore;
 use crate::codec::{after, enum_at, json, json_at, limit, micros, time_at, time_opt_at, uuid_at, uuid_opt_at};
 use crate::dispatch;
 use crate::error::{Result, conflict_on};
+use crate::event_log;
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
@@ -85,6 +86,10 @@ impl WebhookStore for SqliteStore {
 
     async fn get_delivery(&self, id: Uuid) -> StoreResult<Option<DeliveryRecord>> {
         self.read(move |conn, _| get_delivery(conn, id)).await
+    }
+
+    async fn get_delivery_for_attempt(&self, id: Uuid) -> StoreResult<Option<DeliveryForAttempt>> {
+        self.read(move |conn, _| get_delivery_for_attempt(conn, id)).await
     }
 
     async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>> {
@@ -467,6 +472,18 @@ fn get_delivery(conn: &Connection, id: Uuid) -> Result<Option<DeliveryRecord>> {
 }
 
 /// A webhook's deliveries, newest first.
+/// A delivery with its webhook and its event, read on one connection.
+fn get_delivery_for_attempt(conn: &Connection, id: Uuid) -> Result<Option<DeliveryForAttempt>> {
+    let Some(delivery) = get_delivery(conn, id)? else {
+        return Ok(None);
+    };
+    Ok(Some(DeliveryForAttempt {
+        webhook: get(conn, delivery.webhook_id)?,
+        event: event_log::get(conn, delivery.event_seq)?,
+        delivery,
+    }))
+}
+
 fn list_deliveries(conn: &Connection, webhook: Uuid, max: u32, offset: u32) -> Result<Vec<DeliveryRecord>> {
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",

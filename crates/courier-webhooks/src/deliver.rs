@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use courier_core::metric;
-use courier_core::{DeliveryAttempt, DeliveryState, Store, TaskError, TaskKind, TaskSpec, WebhookRecord};
+use courier_core::{
+    DeliveryAttempt, DeliveryForAttempt, DeliveryState, Store, TaskError, TaskKind, TaskSpec, WebhookRecord,
+};
 use courier_runtime::{ActivityContext, Courier, FunctionOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -187,11 +189,17 @@ pub(crate) async fn deliver(
     args: DeliverArgs,
 ) -> Result<Value, TaskError> {
     let store = courier.store().clone();
-    let Some(delivery) = store.get_delivery(args.delivery_id).await? else {
+    // One read: the delivery, its webhook and its event.
+    let Some(DeliveryForAttempt {
+        delivery,
+        webhook,
+        event,
+    }) = store.get_delivery_for_attempt(args.delivery_id).await?
+    else {
         // The webhook was deleted with its deliveries: nothing left to do.
         return Ok(json!({"skipped": "delivery deleted"}));
     };
-    let Some(webhook) = store.get_webhook(delivery.webhook_id).await? else {
+    let Some(webhook) = webhook else {
         return Ok(json!({"skipped": "webhook deleted"}));
     };
     if !webhook.enabled {
@@ -204,17 +212,12 @@ pub(crate) async fn deliver(
         metrics::counter!(metric::WEBHOOK_DELIVERIES_SKIPPED).increment(1);
         return Ok(json!({"skipped": "webhook disabled"}));
     }
-    let event = store
-        .read_events(&courier_core::EventFilter::after(delivery.event_seq - 1).limit(1))
-        .await?
-        .into_iter()
-        .find(|e| e.seq == delivery.event_seq)
-        .ok_or_else(|| {
-            TaskError::non_retryable(
-                "event_trimmed",
-                format!("event {} is no longer in the log", delivery.event_seq),
-            )
-        })?;
+    let event = event.ok_or_else(|| {
+        TaskError::non_retryable(
+            "event_trimmed",
+            format!("event {} is no longer in the log", delivery.event_seq),
+        )
+    })?;
 
     // `type`, as the events API and the streams name it; `event_type` is the
     // name earlier deliveries used, kept so receivers written for it go on working.

@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use crate::change::Committed;
 use crate::error::StoreResult;
-use crate::webhook::{DeliveryAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, NewDelivery, WebhookRecord};
+use crate::webhook::{
+    DeliveryAttempt, DeliveryForAttempt, DeliveryRecord, DeliveryReplay, DeliveryState, NewDelivery, WebhookRecord,
+};
 
 /// Webhooks: registrations, the dispatcher's cursor, deliveries and attempts.
 #[async_trait]
@@ -73,6 +75,11 @@ pub trait WebhookStore: Send + Sync {
 
     /// One delivery.
     async fn get_delivery(&self, id: Uuid) -> StoreResult<Option<DeliveryRecord>>;
+
+    /// One delivery with its webhook and its event, as one read: what an
+    /// attempt needs (a delivery's execution makes one every time it runs).
+    /// `None` if the delivery does not exist.
+    async fn get_delivery_for_attempt(&self, id: Uuid) -> StoreResult<Option<DeliveryForAttempt>>;
 
     /// A webhook's deliveries, newest first.
     async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>>;

@@ -385,6 +385,50 @@ pub async fn deleting_a_webhook_deletes_its_deliveries_and_their_attempts(store:
     assert!(!store.delete_webhook(Uuid::new_v4()).await.unwrap());
 }
 
+/// An attempt reads its delivery with the webhook and the event it delivers,
+/// each exactly as read on its own; an event gone from the log (trimmed) reads
+/// as none, and a delivery that does not exist as nothing at all.
+pub async fn a_delivery_is_read_with_its_webhook_and_its_event_for_an_attempt(store: DynStore) {
+    let hook = webhook(now_micros());
+    store.create_webhook(&hook).await.unwrap();
+    let source = NewExecution::new(activity("billing"));
+    let source_id = source.id;
+    store.dispatch(vec![source]).await.unwrap();
+    let event = events_of(&store, source_id).await.remove(0);
+    let head = store.last_event_seq().await.unwrap();
+    let cursor = store.webhook_cursor().await.unwrap();
+    let present = delivery(hook.id, event.seq, "deliver");
+    // Numbered past the head: no event holds it, as after a trim.
+    let gone = delivery(hook.id, head + 1_000, "deliver");
+    assert!(
+        store
+            .enqueue_deliveries(cursor, head, vec![present.clone(), gone.clone()])
+            .await
+            .unwrap()
+            .value
+    );
+
+    let read = store
+        .get_delivery_for_attempt(present.id)
+        .await
+        .unwrap()
+        .expect("the delivery exists");
+    assert_eq!(read.delivery, delivery_record(&store, present.id).await);
+    assert_eq!(read.webhook.as_ref(), Some(&hook));
+    assert_eq!(read.event, Some(event));
+
+    let read = store
+        .get_delivery_for_attempt(gone.id)
+        .await
+        .unwrap()
+        .expect("the delivery exists");
+    assert_eq!(read.delivery.event_seq, head + 1_000);
+    assert_eq!(read.webhook, Some(hook));
+    assert_eq!(read.event, None);
+
+    assert_eq!(store.get_delivery_for_attempt(Uuid::new_v4()).await.unwrap(), None);
+}
+
 /// The cursor starts at 0. Enqueueing at the cursor creates pending deliveries
 /// and dispatches their executions exactly as dispatch does (root task pending
 /// and claimable, `execution.created` and `task.created`), and moves the cursor.
