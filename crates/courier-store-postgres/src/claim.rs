@@ -243,6 +243,8 @@ struct Plan<'a> {
     kinds: Vec<&'static str>,
     /// Limited functions this request could claim, in name order, with their limits.
     limits: Vec<(&'a str, u32)>,
+    /// Their names, in the same order.
+    limited: Vec<&'a str>,
     lock_prefix: String,
     ageing: PriorityAgeing,
     /// Whether the store's last claim found something paused.
@@ -280,10 +282,12 @@ pub(crate) async fn claim(store: &PostgresStore, req: &ClaimRequest) -> StoreRes
         .map(|(f, n)| (f.as_str(), *n))
         .collect();
     limits.sort_unstable();
+    let limited = limits.iter().map(|(f, _)| *f).collect();
     let plan = Plan {
         req,
         kinds,
         limits,
+        limited,
         lock_prefix: store.lock_name("limit"),
         ageing: store.ageing,
         pauses_seen: &store.pauses_seen,
@@ -294,8 +298,7 @@ pub(crate) async fn claim(store: &PostgresStore, req: &ClaimRequest) -> StoreRes
 impl Plan<'_> {
     async fn run(&self, tx: &Tx) -> Result<Committed<Vec<Claimed>>> {
         let req = self.req;
-        let limited: Vec<&str> = self.limits.iter().map(|(f, _)| *f).collect();
-        let rows = if limited.is_empty() && !self.pauses_seen.load(Ordering::Relaxed) {
+        let rows = if self.limited.is_empty() && !self.pauses_seen.load(Ordering::Relaxed) {
             // Most likely nothing is paused, as at the last claim: claim as if
             // so, asking in the same flight whether it still is. The statement
             // claims nothing if something is paused after all (see `statement`).
@@ -308,7 +311,7 @@ impl Plan<'_> {
                 rows
             }
         } else {
-            let (budgets, paused) = self.budgets_and_pauses(tx, &limited).await?;
+            let (budgets, paused) = self.budgets_and_pauses(tx).await?;
             self.pauses_seen.store(paused, Ordering::Relaxed);
             self.claim_rows(tx, paused, &budgets, false).await?.0
         };
@@ -375,8 +378,7 @@ impl Plan<'_> {
         budgets: &Budgets,
         ask_pauses: bool,
     ) -> Result<(Vec<Row>, Option<bool>)> {
-        let req = self.req;
-        let limited: Vec<&str> = self.limits.iter().map(|(f, _)| *f).collect();
+        let (req, limited) = (self.req, &self.limited);
         let shape = Shape {
             queues: req.queues.is_some(),
             functions: req.functions.is_some(),
@@ -405,7 +407,7 @@ impl Plan<'_> {
             req.queues.as_ref().unwrap_or(&empty),
             req.functions.as_ref().unwrap_or(&empty),
             req.tags.as_ref().unwrap_or(&empty),
-            &limited,
+            limited,
             &budgets.functions,
             &budgets.left,
             &req.exclude_functions,
@@ -435,7 +437,8 @@ impl Plan<'_> {
     /// runs once the locks are held and sees every claim of their previous
     /// holders. All are prepared before any is sent: a statement still being
     /// prepared would go out behind the others.
-    async fn budgets_and_pauses(&self, tx: &Tx, limited: &[&str]) -> Result<(Budgets, bool)> {
+    async fn budgets_and_pauses(&self, tx: &Tx) -> Result<(Budgets, bool)> {
+        let limited = &self.limited;
         let connection = tx.connection();
         let pauses = connection.prepare_cached(ANYTHING_PAUSED).await?;
         if limited.is_empty() {
