@@ -458,15 +458,20 @@ static FOR_ATTEMPT: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Where [`FOR_ATTEMPT`]'s webhook and event columns start.
+static FOR_ATTEMPT_OFFSETS: LazyLock<(usize, usize)> = LazyLock::new(|| {
+    let columns = |list: &str| list.split(',').count();
+    let webhook_at = columns(DELIVERY_COLUMNS);
+    (webhook_at, webhook_at + columns(WEBHOOK_COLUMNS))
+});
+
 /// One delivery with its webhook and its event, in one statement.
 async fn get_delivery_for_attempt(store: &PostgresStore, id: Uuid) -> StoreResult<Option<DeliveryForAttempt>> {
     let client = store.client().await?;
     let Some(row) = query_opt(&client, &FOR_ATTEMPT, &[&id]).await? else {
         return Ok(None);
     };
-    let columns = |list: &str| list.split(',').count();
-    let webhook_at = columns(DELIVERY_COLUMNS);
-    let event_at = webhook_at + columns(WEBHOOK_COLUMNS);
+    let (webhook_at, event_at) = *FOR_ATTEMPT_OFFSETS;
     // A missing row's key is null; the others are then null too.
     let webhook = match row.try_get::<_, Option<Uuid>>(webhook_at).map_err(Error::from)? {
         Some(_) => Some(rows::webhook_from(&row, webhook_at)?),
