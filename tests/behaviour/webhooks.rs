@@ -422,6 +422,43 @@ async fn a_delivery_whose_webhook_is_disabled_before_its_retry_is_skipped_not_de
     s.stop().await;
 }
 
+/// A delivery whose event was trimmed from the log before its retry fails for
+/// good, with no further POST: its dead letter says the event is gone.
+#[actix_rt::test]
+async fn a_delivery_whose_event_was_trimmed_before_its_retry_fails_for_good() {
+    let receiver = Receiver::start(vec![(500, None)]).await;
+    let s = node(sqlite().await, options(&[1500, 1500])).await;
+    let hook = register(&s, &receiver.url, &["execution.completed"]).await;
+    let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
+    s.http.courier().wait_for(id, WAIT).await.unwrap();
+    eventually(Duration::from_secs(10), "the first attempt fails", || async {
+        deliveries(&s, &hook).await.first().is_some_and(|d| d["attempts"] == 1)
+    })
+    .await;
+    let delivery = deliveries(&s, &hook).await.remove(0);
+    let trimmed = s
+        .http
+        .courier()
+        .store()
+        .trim_events(chrono::Utc::now() + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(trimmed > 0, "the delivered event was trimmed");
+
+    let execution: courier::core::ExecutionId = delivery["execution_id"].as_str().unwrap().parse().unwrap();
+    let task = courier::core::TaskId::root_of(execution);
+    let dead_letter = s.at(&format!("/v1/dead-letters/{task}"));
+    eventually(Duration::from_secs(10), "the retry fails for good", || async {
+        get(&dead_letter).await.0 == 200
+    })
+    .await;
+    let (_, dead) = get(&dead_letter).await;
+    assert_eq!(dead["task"]["error"]["kind"], "event_trimmed", "{dead}");
+    assert_eq!(dead["task"]["attempt"], 2, "the first retry is the last: {dead}");
+    assert_eq!(receiver.received().len(), 1, "no POST without its event");
+    s.stop().await;
+}
+
 #[actix_rt::test]
 async fn an_exhausted_delivery_is_a_dead_letter_that_replays() {
     let receiver = Receiver::start(vec![(500, None)]).await;
