@@ -105,6 +105,7 @@ macro_rules! __cases {
             claims::a_claim_leaves_excluded_and_internal_functions_alone,
             completion::success_completes_the_task_and_its_execution,
             completion::falsy_results_are_real_results,
+            completion::a_refused_completion_settles_nothing,
             completion::a_retry_requeues_the_task_after_its_delay,
             completion::a_final_failure_dead_letters_the_task_and_fails_the_execution,
             completion::remembered_results_land_with_the_completion,

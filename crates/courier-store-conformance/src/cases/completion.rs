@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use courier_core::{
-    Completion, EventType, ExecutionState, LeaseLost, Outcome, Remember, Reservation, TaskError, TaskId, TaskKind,
-    TaskState,
+    Completion, EventFilter, EventType, ExecutionState, LeaseLost, Outcome, Remember, Reservation, TaskError, TaskId,
+    TaskKind, TaskState,
 };
 use serde_json::json;
 
@@ -41,6 +41,36 @@ pub async fn success_completes_the_task_and_its_execution(store: DynStore) {
         json!({"function": "add", "kind": "activity", "attempt": 1})
     );
     assert_eq!(tail[1].data, json!({"function": "add", "result": {"sum": 3}}));
+}
+
+/// A completion its fence refuses settles nothing, not even an open execution
+/// whose root task has ended (seeded here: the execution reopened by hand after
+/// its task completed). The settle must follow what the finish let through,
+/// not what the task row says.
+pub async fn a_refused_completion_settles_nothing(store: DynStore) {
+    let id = dispatch(&store, activity("once")).await;
+    let c = claim_one(&store, &claim_any("w", 1)).await;
+    succeed(&store, c.lease.key(), json!(1)).await.unwrap();
+    let mut reopened = execution(&store, id).await;
+    reopened.state = ExecutionState::Running;
+    reopened.result = None;
+    reopened.completed_at = None;
+    store.update_execution(&reopened).await.unwrap();
+    let after = store.last_event_seq().await.unwrap();
+
+    for late in [
+        succeed(&store, c.lease.key(), json!(2)).await,
+        fail_for_good(&store, c.lease.key(), "late").await,
+    ] {
+        assert!(late.is_err(), "a completion of an ended attempt is refused: {late:?}");
+    }
+    let e = execution(&store, id).await;
+    assert_eq!(e.state, ExecutionState::Running);
+    assert_eq!(e.result, None);
+    assert_eq!(e.error, None);
+    assert_eq!(task(&store, c.task.id).await.result, Some(json!(1)));
+    let logged = store.read_events(&EventFilter::after(after)).await.unwrap();
+    assert!(logged.is_empty(), "a refused completion logs nothing: {logged:?}");
 }
 
 /// `null` and `false` are results like any other (the seed confused them with "none").
