@@ -50,6 +50,10 @@ pub const VERSION_MISMATCHES: &str = "courier_version_mismatches_total";
 /// Counter: awaited children found missing from the store (a lost acknowledged
 /// write), each recreated by a replay.
 pub const LOST_CHILDREN: &str = "courier_lost_children_total";
+/// Counter: child task rows orchestrators read back from the store to learn
+/// which children settled (the safety net's reads, and those of a suspending
+/// orchestrator), rather than being told by the commit or a notice.
+pub const CHILDREN_READ: &str = "courier_orchestrator_children_read_total";
 /// Counter: schedule slots fired (executions started by schedules).
 pub const SCHEDULE_SLOTS_FIRED: &str = "courier_schedule_slots_fired_total";
 /// Counter: claimed tasks given back to wait for a rate-limit token, by function.
@@ -156,6 +160,7 @@ pub const ALL: &[&str] = &[
     NON_DETERMINISM,
     VERSION_MISMATCHES,
     LOST_CHILDREN,
+    CHILDREN_READ,
     MAINTENANCE_ROUNDS,
     SCHEDULE_SLOTS_FIRED,
     RATE_LIMITED,

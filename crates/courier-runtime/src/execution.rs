@@ -60,7 +60,19 @@ pub(crate) struct ExecutionActor {
     last_activity: Instant,
     poll_wait: Duration,
     last_poll: Instant,
+    /// The orchestrator row's `wake_gen` as last read.
     seen_wake_gen: i64,
+    /// Children the commits that settled them handed to this actor
+    /// (`ChildrenSettled`) since `seen_wake_gen` was read. Each settled child
+    /// adds one to its parent's `wake_gen` in the commit that settles it, so
+    /// while the row says no more than `seen_wake_gen + told`, no child settled
+    /// that the actor does not know of. (Children settled on other nodes come
+    /// as notices, which may be lost or repeated: they are not counted, and the
+    /// row then says more, which is the safety net's cue.)
+    told: i64,
+    /// A `wake_gen` read that counted more settled children than the actor
+    /// knew of: looked at again at the next poll.
+    ahead: Option<i64>,
     suspending: bool,
     /// Children that settled while the history was loading, applied once it is.
     early: Vec<Settled>,
@@ -72,6 +84,8 @@ impl ExecutionActor {
         ExecutionActor {
             task: claimed.task.clone(),
             seen_wake_gen: claimed.task.wake_gen,
+            told: 0,
+            ahead: None,
             generation: node.live().next_generation(),
             node,
             claimed: Some(claimed),
@@ -338,6 +352,7 @@ impl ExecutionActor {
         }
         self.fetching = true;
         let ids: Vec<TaskId> = self.to_fetch.drain().collect();
+        metrics::counter!(metric::CHILDREN_READ).increment(ids.len() as u64);
         let store = self.node.store().clone();
         let asked = ids.clone();
         async move {
@@ -382,25 +397,57 @@ impl ExecutionActor {
     }
 
     /// The safety net: if a child settled that we were not told about, find it.
+    ///
+    /// Only the orchestrator's row is read; the awaited children are read back
+    /// only when its `wake_gen` counts more settled children than the actor was
+    /// told of. Reading them all whenever the row had moved made a busy
+    /// fan-out read every child's row several times over.
     fn poll(&mut self, ctx: &mut Context<Self>) {
         self.last_poll = Instant::now();
         self.poll_wait = self.node.worker_options().poll.next(self.poll_wait);
         let store = self.node.store().clone();
         let id = self.task.id;
+        let told_before = self.told;
         store_get(store, id)
             .into_actor(self)
-            .map(|result, act, ctx| {
-                if let Ok(Some(task)) = result
-                    && task.wake_gen != act.seen_wake_gen
+            .map(move |result, act, ctx| {
+                let Ok(Some(task)) = result else { return };
+                if act.account_wake_gen(task.wake_gen, told_before) == Unexplained::Some
+                    && let Some(driver) = &act.driver
                 {
-                    act.seen_wake_gen = task.wake_gen;
-                    if let Some(driver) = &act.driver {
-                        act.to_fetch.extend(driver.borrow().awaited());
-                    }
+                    act.to_fetch.extend(driver.borrow().awaited());
                     act.fetch(ctx);
                 }
             })
             .spawn(ctx);
+    }
+
+    /// Takes in the orchestrator row's `wake_gen`, read after `told_before`
+    /// children had been told of: whether it counts settled children the actor
+    /// was not told of.
+    ///
+    /// Those told of before the read was sent were committed before it, so the
+    /// row counts them; those told of while it was out may not be counted yet,
+    /// and stay in `told` for the next read. A row counting more than the
+    /// actor knows may only be ahead of commits still on their way here, so it
+    /// is believed only if the actor still knows less a poll later.
+    fn account_wake_gen(&mut self, wake_gen: i64, told_before: i64) -> Unexplained {
+        let known = self.seen_wake_gen + self.told;
+        let adopt = |act: &mut Self| {
+            let told_during = act.told - told_before;
+            act.seen_wake_gen = wake_gen;
+            act.told = (known - wake_gen).clamp(0, told_during);
+        };
+        if self.ahead.take().is_some_and(|earlier| earlier > known) {
+            adopt(self);
+            return Unexplained::Some;
+        }
+        if wake_gen > known {
+            self.ahead = Some(wake_gen);
+        } else {
+            adopt(self);
+        }
+        Unexplained::None
     }
 
     /// Parks the orchestrator if nothing settled since it last looked.
@@ -410,6 +457,7 @@ impl ExecutionActor {
         };
         self.suspending = true;
         let awaited = driver.borrow().awaited();
+        metrics::counter!(metric::CHILDREN_READ).increment(awaited.len() as u64);
         let store = self.node.store().clone();
         let id = self.task.id;
         async move {
@@ -482,6 +530,15 @@ impl ExecutionActor {
             self.poll(ctx);
         }
     }
+}
+
+/// Whether an orchestrator's `wake_gen` counts settled children it was not told of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unexplained {
+    /// Some: read back the awaited children.
+    Some,
+    /// None: everything it counts, the actor knows of.
+    None,
 }
 
 async fn store_get(
@@ -561,7 +618,9 @@ impl Handler<ChildrenSettled> for ExecutionActor {
     type Result = ();
 
     fn handle(&mut self, msg: ChildrenSettled, _: &mut Self::Context) {
-        let mine = msg.0.into_iter().filter(|s| s.parent_id == self.task.id);
+        let mine: Vec<Settled> = msg.0.into_iter().filter(|s| s.parent_id == self.task.id).collect();
+        // Each was settled by a commit that bumped this orchestrator's wake_gen.
+        self.told += mine.len() as i64;
         let Some(driver) = &self.driver else {
             // Still loading the history, which may have read these before they settled.
             self.early.extend(mine);
