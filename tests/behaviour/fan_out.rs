@@ -17,10 +17,7 @@ async fn a_fan_out_over_100_000_children_finishes() {
     let courier = Courier::builder()
         .store(store.clone())
         .activity("square", |_ctx, n: u64| async move { Ok::<_, TaskError>(n * n % 1000) })
-        .orchestrator("fan", |ctx: OrchestratorContext, n: u64| async move {
-            let out: Vec<u64> = ctx.map("square", 0..n).await?;
-            Ok::<_, TaskError>(out.iter().sum::<u64>())
-        })
+        .orchestrator("fan", |ctx, n| sum_of_all("square", ctx, n))
         .worker(fast_worker().max_concurrency(2000))
         .start()
         .await
@@ -75,10 +72,7 @@ async fn a_fan_out_does_not_read_back_children_it_was_told_of() {
             tokio::time::sleep(std::time::Duration::from_millis(40)).await;
             Ok::<_, TaskError>(n * n % 1000)
         })
-        .orchestrator("fan", |ctx: OrchestratorContext, n: u64| async move {
-            let out: Vec<u64> = ctx.map("square", 0..n).await?;
-            Ok::<_, TaskError>(out.iter().sum::<u64>())
-        })
+        .orchestrator("fan", |ctx, n| sum_of_all("square", ctx, n))
         .worker(fast_worker().max_concurrency(500))
         .start()
         .await
@@ -95,6 +89,12 @@ async fn a_fan_out_does_not_read_back_children_it_was_told_of() {
         read < N / 10,
         "{read} children read back for {N}: the polls read children they had been told of"
     );
+}
+
+/// The orchestrator of these tests: `activity` mapped over `0..n`, summed.
+async fn sum_of_all(activity: &'static str, ctx: OrchestratorContext, n: u64) -> Result<u64, TaskError> {
+    let out: Vec<u64> = ctx.map(activity, 0..n).await?;
+    Ok(out.iter().sum())
 }
 
 /// Counts `courier_orchestrator_children_read_total`; every other metric is dropped.
@@ -133,10 +133,7 @@ async fn children_settled_where_no_notice_reaches_are_found_by_polling() {
     let a = Courier::builder()
         .store(store.clone())
         .node_id("a")
-        .orchestrator("fan", |ctx: OrchestratorContext, n: u64| async move {
-            let out: Vec<u64> = ctx.map("elsewhere", 0..n).await?;
-            Ok::<_, TaskError>(out.iter().sum::<u64>())
-        })
+        .orchestrator("fan", |ctx, n| sum_of_all("elsewhere", ctx, n))
         .external("elsewhere", courier::FunctionOptions::default())
         .worker(fast_worker())
         .start()

@@ -51,8 +51,10 @@ pub const VERSION_MISMATCHES: &str = "courier_version_mismatches_total";
 /// write), each recreated by a replay.
 pub const LOST_CHILDREN: &str = "courier_lost_children_total";
 /// Counter: child task rows orchestrators read back from the store to learn
-/// which children settled (the safety net's reads, and those of a suspending
-/// orchestrator), rather than being told by the commit or a notice.
+/// how children settled: after a notice (which names the child, not its
+/// result), when a poll finds settles nobody told of, and before suspending.
+/// Children settled on the orchestrator's own node are handed over by their
+/// commit and not read.
 pub const CHILDREN_READ: &str = "courier_orchestrator_children_read_total";
 /// Counter: schedule slots fired (executions started by schedules).
 pub const SCHEDULE_SLOTS_FIRED: &str = "courier_schedule_slots_fired_total";
