@@ -35,6 +35,7 @@ use crate::orchestrator::{
 use crate::retry::outcome_of_error;
 use crate::store_actor::CreateChildren;
 use crate::wake;
+use crate::wake_count::{Unexplained, WakeCount};
 
 /// Children created per `ChildGroup`.
 const CHILD_CHUNK: usize = 1000;
@@ -60,19 +61,9 @@ pub(crate) struct ExecutionActor {
     last_activity: Instant,
     poll_wait: Duration,
     last_poll: Instant,
-    /// The orchestrator row's `wake_gen` as last read.
-    seen_wake_gen: i64,
-    /// Children the commits that settled them handed to this actor
-    /// (`ChildrenSettled`) since `seen_wake_gen` was read. Each settled child
-    /// adds one to its parent's `wake_gen` in the commit that settles it, so
-    /// while the row says no more than `seen_wake_gen + told`, no child settled
-    /// that the actor does not know of. (Children settled on other nodes come
-    /// as notices, which may be lost or repeated: they are not counted, and the
-    /// row then says more, which is the safety net's cue.)
-    told: i64,
-    /// A `wake_gen` read that counted more settled children than the actor
-    /// knew of: looked at again at the next poll.
-    ahead: Option<i64>,
+    /// What the actor knows of its row's `wake_gen`: when its polls must read
+    /// the awaited children back.
+    wake_count: WakeCount,
     suspending: bool,
     /// Children that settled while the history was loading, applied once it is.
     early: Vec<Settled>,
@@ -83,9 +74,7 @@ impl ExecutionActor {
         let poll = node.worker_options().poll.min;
         ExecutionActor {
             task: claimed.task.clone(),
-            seen_wake_gen: claimed.task.wake_gen,
-            told: 0,
-            ahead: None,
+            wake_count: WakeCount::new(claimed.task.wake_gen),
             generation: node.live().next_generation(),
             node,
             claimed: Some(claimed),
@@ -407,12 +396,12 @@ impl ExecutionActor {
         self.poll_wait = self.node.worker_options().poll.next(self.poll_wait);
         let store = self.node.store().clone();
         let id = self.task.id;
-        let told_before = self.told;
+        let sent = self.wake_count.read_sent();
         store_get(store, id)
             .into_actor(self)
             .map(move |result, act, ctx| {
                 let Ok(Some(task)) = result else { return };
-                if act.account_wake_gen(task.wake_gen, told_before) == Unexplained::Some
+                if act.wake_count.read(task.wake_gen, sent) == Unexplained::Some
                     && let Some(driver) = &act.driver
                 {
                     act.to_fetch.extend(driver.borrow().awaited());
@@ -420,34 +409,6 @@ impl ExecutionActor {
                 }
             })
             .spawn(ctx);
-    }
-
-    /// Takes in the orchestrator row's `wake_gen`, read after `told_before`
-    /// children had been told of: whether it counts settled children the actor
-    /// was not told of.
-    ///
-    /// Those told of before the read was sent were committed before it, so the
-    /// row counts them; those told of while it was out may not be counted yet,
-    /// and stay in `told` for the next read. A row counting more than the
-    /// actor knows may only be ahead of commits still on their way here, so it
-    /// is believed only if the actor still knows less a poll later.
-    fn account_wake_gen(&mut self, wake_gen: i64, told_before: i64) -> Unexplained {
-        let known = self.seen_wake_gen + self.told;
-        let adopt = |act: &mut Self| {
-            let told_during = act.told - told_before;
-            act.seen_wake_gen = wake_gen;
-            act.told = (known - wake_gen).clamp(0, told_during);
-        };
-        if self.ahead.take().is_some_and(|earlier| earlier > known) {
-            adopt(self);
-            return Unexplained::Some;
-        }
-        if wake_gen > known {
-            self.ahead = Some(wake_gen);
-        } else {
-            adopt(self);
-        }
-        Unexplained::None
     }
 
     /// Parks the orchestrator if nothing settled since it last looked.
@@ -532,15 +493,6 @@ impl ExecutionActor {
     }
 }
 
-/// Whether an orchestrator's `wake_gen` counts settled children it was not told of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unexplained {
-    /// Some: read back the awaited children.
-    Some,
-    /// None: everything it counts, the actor knows of.
-    None,
-}
-
 async fn store_get(
     store: std::sync::Arc<dyn courier_core::Store>,
     id: TaskId,
@@ -620,7 +572,7 @@ impl Handler<ChildrenSettled> for ExecutionActor {
     fn handle(&mut self, msg: ChildrenSettled, _: &mut Self::Context) {
         let mine: Vec<Settled> = msg.0.into_iter().filter(|s| s.parent_id == self.task.id).collect();
         // Each was settled by a commit that bumped this orchestrator's wake_gen.
-        self.told += mine.len() as i64;
+        self.wake_count.told(mine.len());
         let Some(driver) = &self.driver else {
             // Still loading the history, which may have read these before they settled.
             self.early.extend(mine);

@@ -81,6 +81,7 @@ mod schedules;
 mod select;
 mod store_actor;
 mod wake;
+mod wake_count;
 mod worker;
 
 pub use activity::ActivityContext;
