@@ -189,8 +189,9 @@ pub struct DeliveryRecord {
 }
 
 /// A delivery with what an attempt of it reads, read together (see
-/// [`WebhookStore::get_delivery_for_attempt`](crate::WebhookStore::get_delivery_for_attempt)):
-/// one store call, and on Postgres one statement, instead of three.
+/// [`WebhookStore::get_deliveries_for_attempts`](crate::WebhookStore::get_deliveries_for_attempts)):
+/// one store call, and on Postgres one statement, for all the attempts that
+/// start at once.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeliveryForAttempt {
     /// The delivery.

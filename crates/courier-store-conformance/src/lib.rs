@@ -156,7 +156,7 @@ macro_rules! __cases {
             webhooks::concurrent_rotations_chain_without_losing_a_secret,
             webhooks::replacing_a_secret_value_is_a_compare_and_set,
             webhooks::deleting_a_webhook_deletes_its_deliveries_and_their_attempts,
-            webhooks::a_delivery_is_read_with_its_webhook_and_its_event_for_an_attempt,
+            webhooks::deliveries_are_read_with_their_webhooks_and_events_for_attempts,
             webhooks::enqueueing_deliveries_dispatches_their_executions_and_moves_the_cursor,
             webhooks::a_stale_or_refused_enqueue_writes_nothing,
             webhooks::racing_enqueuers_enqueue_a_range_once,

@@ -94,8 +94,8 @@ impl WebhookStore for PostgresStore {
         get_delivery(self, id).await
     }
 
-    async fn get_delivery_for_attempt(&self, id: Uuid) -> StoreResult<Option<DeliveryForAttempt>> {
-        get_delivery_for_attempt(self, id).await
+    async fn get_deliveries_for_attempts(&self, ids: &[Uuid]) -> StoreResult<Vec<DeliveryForAttempt>> {
+        get_deliveries_for_attempts(self, ids).await
     }
 
     async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>> {
@@ -451,7 +451,7 @@ static FOR_ATTEMPT: LazyLock<String> = LazyLock::new(|| {
          FROM webhook_deliveries d
          LEFT JOIN webhooks w ON w.id = d.webhook_id
          LEFT JOIN events e ON e.seq = d.event_seq
-         WHERE d.id = $1",
+         WHERE d.id = ANY($1)",
         delivery = rows::qualify(DELIVERY_COLUMNS, "d"),
         webhook = rows::qualify(WEBHOOK_COLUMNS, "w"),
         event = rows::qualify(EVENT_COLUMNS, "e"),
@@ -465,27 +465,31 @@ static FOR_ATTEMPT_OFFSETS: LazyLock<(usize, usize)> = LazyLock::new(|| {
     (webhook_at, webhook_at + columns(WEBHOOK_COLUMNS))
 });
 
-/// One delivery with its webhook and its event, in one statement.
-async fn get_delivery_for_attempt(store: &PostgresStore, id: Uuid) -> StoreResult<Option<DeliveryForAttempt>> {
+/// Deliveries with their webhooks and their events, in one statement.
+async fn get_deliveries_for_attempts(store: &PostgresStore, ids: &[Uuid]) -> StoreResult<Vec<DeliveryForAttempt>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let client = store.client().await?;
-    let Some(row) = query_opt(&client, &FOR_ATTEMPT, &[&id]).await? else {
-        return Ok(None);
-    };
     let (webhook_at, event_at) = *FOR_ATTEMPT_OFFSETS;
-    // A missing row's key is null; the others are then null too.
-    let webhook = match row.try_get::<_, Option<Uuid>>(webhook_at).map_err(Error::from)? {
-        Some(_) => Some(rows::webhook_from(&row, webhook_at)?),
-        None => None,
-    };
-    let event = match row.try_get::<_, Option<i64>>(event_at).map_err(Error::from)? {
-        Some(_) => Some(rows::event_from(&row, event_at)?),
-        None => None,
-    };
-    Ok(Some(DeliveryForAttempt {
-        delivery: rows::delivery(&row)?,
-        webhook,
-        event,
-    }))
+    let mut read = Vec::with_capacity(ids.len());
+    for row in query(&client, &FOR_ATTEMPT, &[&ids]).await? {
+        // A missing row's key is null; the others are then null too.
+        let webhook = match row.try_get::<_, Option<Uuid>>(webhook_at).map_err(Error::from)? {
+            Some(_) => Some(rows::webhook_from(&row, webhook_at)?),
+            None => None,
+        };
+        let event = match row.try_get::<_, Option<i64>>(event_at).map_err(Error::from)? {
+            Some(_) => Some(rows::event_from(&row, event_at)?),
+            None => None,
+        };
+        read.push(DeliveryForAttempt {
+            delivery: rows::delivery(&row)?,
+            webhook,
+            event,
+        });
+    }
+    Ok(read)
 }
 
 /// A webhook's deliveries, newest first.

@@ -2,6 +2,7 @@
 //! it), their attempts, and the dispatcher's cursor in the event log.
 //! [`WebhookStore`] is implemented here.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -88,8 +89,9 @@ impl WebhookStore for SqliteStore {
         self.read(move |conn, _| get_delivery(conn, id)).await
     }
 
-    async fn get_delivery_for_attempt(&self, id: Uuid) -> StoreResult<Option<DeliveryForAttempt>> {
-        self.read(move |conn, _| get_delivery_for_attempt(conn, id)).await
+    async fn get_deliveries_for_attempts(&self, ids: &[Uuid]) -> StoreResult<Vec<DeliveryForAttempt>> {
+        let ids = ids.to_vec();
+        self.read(move |conn, _| get_deliveries_for_attempts(conn, &ids)).await
     }
 
     async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>> {
@@ -471,19 +473,27 @@ fn get_delivery(conn: &Connection, id: Uuid) -> Result<Option<DeliveryRecord>> {
         .optional()?)
 }
 
-/// A webhook's deliveries, newest first.
-/// A delivery with its webhook and its event, read on one connection.
-fn get_delivery_for_attempt(conn: &Connection, id: Uuid) -> Result<Option<DeliveryForAttempt>> {
-    let Some(delivery) = get_delivery(conn, id)? else {
-        return Ok(None);
-    };
-    Ok(Some(DeliveryForAttempt {
-        webhook: get(conn, delivery.webhook_id)?,
-        event: event_log::get(conn, delivery.event_seq)?,
-        delivery,
-    }))
+/// Deliveries with their webhooks and their events, read on one connection.
+fn get_deliveries_for_attempts(conn: &Connection, ids: &[Uuid]) -> Result<Vec<DeliveryForAttempt>> {
+    let mut read = Vec::with_capacity(ids.len());
+    let mut seen = HashSet::with_capacity(ids.len());
+    for &id in ids {
+        if !seen.insert(id) {
+            continue;
+        }
+        let Some(delivery) = get_delivery(conn, id)? else {
+            continue;
+        };
+        read.push(DeliveryForAttempt {
+            webhook: get(conn, delivery.webhook_id)?,
+            event: event_log::get(conn, delivery.event_seq)?,
+            delivery,
+        });
+    }
+    Ok(read)
 }
 
+/// A webhook's deliveries, newest first.
 fn list_deliveries(conn: &Connection, webhook: Uuid, max: u32, offset: u32) -> Result<Vec<DeliveryRecord>> {
     let mut stmt = conn.prepare_cached(concat!(
         "SELECT ",

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::attempt_reads::AttemptReads;
 use crate::destination::{self, GuardedResolver};
 use crate::options::WebhookOptions;
 use crate::signing::{seed_signature, standard_signature};
@@ -183,18 +184,20 @@ impl Signing {
 /// One attempt.
 pub(crate) async fn deliver(
     courier: Courier,
+    reads: &AttemptReads,
     http: reqwest::Client,
     options: WebhookOptions,
     ctx: ActivityContext,
     args: DeliverArgs,
 ) -> Result<Value, TaskError> {
     let store = courier.store().clone();
-    // One read: the delivery, its webhook and its event.
+    // One read, shared with the attempts starting alongside: the delivery,
+    // its webhook and its event.
     let Some(DeliveryForAttempt {
         delivery,
         webhook,
         event,
-    }) = store.get_delivery_for_attempt(args.delivery_id).await?
+    }) = reads.read(args.delivery_id).await?
     else {
         // The webhook was deleted with its deliveries: nothing left to do.
         return Ok(json!({"skipped": "delivery deleted"}));

@@ -34,6 +34,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod attempt_reads;
 mod deliver;
 pub mod destination;
 mod dispatcher;
@@ -47,6 +48,8 @@ use std::sync::{Arc, OnceLock};
 use actix::Actor;
 use courier_runtime::{Courier, CourierBuilder};
 
+use crate::attempt_reads::AttemptReads;
+
 pub use deliver::{DELIVER, DeliverArgs};
 pub use options::WebhookOptions;
 pub use registration::{
@@ -59,8 +62,9 @@ pub use registration::{
 /// time) and seals the secrets stored in the open or under a retired key
 /// ([`Webhooks::seal_stored_secrets`], once).
 pub fn install(builder: CourierBuilder, options: WebhookOptions) -> CourierBuilder {
-    // The activity needs the node's handle, which exists only once it starts.
-    let node: Arc<OnceLock<Courier>> = Arc::new(OnceLock::new());
+    // The activity needs the node's handle, and the attempt reads its store,
+    // which exist only once it starts.
+    let node: Arc<OnceLock<(Courier, AttemptReads)>> = Arc::new(OnceLock::new());
     let client = deliver::client(&options);
     let (for_activity, activity_options) = (node.clone(), options.clone());
     builder
@@ -70,16 +74,16 @@ pub fn install(builder: CourierBuilder, options: WebhookOptions) -> CourierBuild
             move |ctx, args: DeliverArgs| {
                 let (node, client, options) = (for_activity.clone(), client.clone(), activity_options.clone());
                 async move {
-                    let courier = node
+                    let (courier, reads) = node
                         .get()
                         .cloned()
                         .ok_or_else(|| courier_core::TaskError::new("not_ready", "the node is still starting"))?;
-                    deliver::deliver(courier, client, options, ctx, args).await
+                    deliver::deliver(courier, &reads, client, options, ctx, args).await
                 }
             },
         )
         .on_start(move |courier| {
-            let _ = node.set(courier.clone());
+            let _ = node.set((courier.clone(), AttemptReads::start(courier.store().clone())));
             let webhooks = Webhooks::with_options(courier.clone(), options.clone());
             actix::spawn(async move { report_sealing(webhooks.seal_stored_secrets().await) });
             dispatcher::WebhookDispatcher::new(courier.clone(), options).start();

@@ -76,10 +76,12 @@ pub trait WebhookStore: Send + Sync {
     /// One delivery.
     async fn get_delivery(&self, id: Uuid) -> StoreResult<Option<DeliveryRecord>>;
 
-    /// One delivery with its webhook and its event, as one read: what an
-    /// attempt needs (a delivery's execution makes one every time it runs).
-    /// `None` if the delivery does not exist.
-    async fn get_delivery_for_attempt(&self, id: Uuid) -> StoreResult<Option<DeliveryForAttempt>>;
+    /// Deliveries with their webhooks and their events, as one read: what
+    /// attempts need (a delivery's execution makes one every time it runs),
+    /// so that attempts running at once can share it. Only the deliveries
+    /// that exist are returned, in no particular order; an id asked twice is
+    /// answered once.
+    async fn get_deliveries_for_attempts(&self, ids: &[Uuid]) -> StoreResult<Vec<DeliveryForAttempt>>;
 
     /// A webhook's deliveries, newest first.
     async fn list_deliveries(&self, webhook_id: Uuid, limit: u32, offset: u32) -> StoreResult<Vec<DeliveryRecord>>;

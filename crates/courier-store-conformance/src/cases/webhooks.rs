@@ -385,10 +385,11 @@ pub async fn deleting_a_webhook_deletes_its_deliveries_and_their_attempts(store:
     assert!(!store.delete_webhook(Uuid::new_v4()).await.unwrap());
 }
 
-/// An attempt reads its delivery with the webhook and the event it delivers,
-/// each exactly as read on its own; an event gone from the log (trimmed) reads
-/// as none, and a delivery that does not exist as nothing at all.
-pub async fn a_delivery_is_read_with_its_webhook_and_its_event_for_an_attempt(store: DynStore) {
+/// Attempts read their deliveries with the webhook and the event each
+/// delivers, exactly as read on their own, in one call; an event gone from
+/// the log (trimmed) reads as none, a delivery that does not exist is left
+/// out, and one asked twice is answered once.
+pub async fn deliveries_are_read_with_their_webhooks_and_events_for_attempts(store: DynStore) {
     let hook = webhook(now_micros());
     store.create_webhook(&hook).await.unwrap();
     let source = NewExecution::new(activity("billing"));
@@ -408,25 +409,31 @@ pub async fn a_delivery_is_read_with_its_webhook_and_its_event_for_an_attempt(st
             .value
     );
 
-    let read = store
-        .get_delivery_for_attempt(present.id)
+    assert!(store.get_deliveries_for_attempts(&[]).await.unwrap().is_empty());
+    let mut read = store
+        .get_deliveries_for_attempts(&[present.id, Uuid::new_v4(), gone.id, present.id])
         .await
-        .unwrap()
-        .expect("the delivery exists");
-    assert_eq!(read.delivery, delivery_record(&store, present.id).await);
-    assert_eq!(read.webhook.as_ref(), Some(&hook));
-    assert_eq!(read.event, Some(event));
+        .unwrap();
+    read.sort_by_key(|r| r.delivery.event_seq);
+    assert_eq!(read.len(), 2, "the two that exist, once each: {read:?}");
+    let (gone_read, present_read) = (read.pop().unwrap(), read.pop().unwrap());
 
-    let read = store
-        .get_delivery_for_attempt(gone.id)
-        .await
-        .unwrap()
-        .expect("the delivery exists");
-    assert_eq!(read.delivery.event_seq, head + 1_000);
-    assert_eq!(read.webhook, Some(hook));
-    assert_eq!(read.event, None);
+    assert_eq!(present_read.delivery, delivery_record(&store, present.id).await);
+    assert_eq!(present_read.webhook.as_ref(), Some(&hook));
+    assert_eq!(present_read.event, Some(event));
 
-    assert_eq!(store.get_delivery_for_attempt(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(gone_read.delivery, delivery_record(&store, gone.id).await);
+    assert_eq!(gone_read.delivery.event_seq, head + 1_000);
+    assert_eq!(gone_read.webhook, Some(hook));
+    assert_eq!(gone_read.event, None);
+
+    assert!(
+        store
+            .get_deliveries_for_attempts(&[Uuid::new_v4()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// The cursor starts at 0. Enqueueing at the cursor creates pending deliveries
