@@ -17,7 +17,8 @@ pub struct WebhookOptions {
     pub retry: RetryPolicy,
     /// The queue deliveries run on (`webhooks.queue`).
     pub queue: String,
-    /// Most deliveries attempted at once by one node (`webhooks.concurrency`).
+    /// Most deliveries attempted at once across the cluster
+    /// (`webhooks.concurrency`: a cluster-wide cap on the delivery activity).
     pub concurrency: u32,
     /// How often the dispatcher looks for new events without a notice (`webhooks.poll`).
     pub poll: Duration,
