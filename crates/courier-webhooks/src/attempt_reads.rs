@@ -3,7 +3,7 @@
 //! out wait for the next one, which reads them all in one store call (on
 //! Postgres, one statement).
 //!
-//! A node runs up to `webhooks.concurrency` attempts at once. Read one by one,
+//! Up to `webhooks.concurrency` attempts run at once. Read one by one,
 //! each attempt took a pooled connection and a round trip of its own, and on
 //! two cores every statement sent wakes a server process that takes a core
 //! from the node; the reads, queued for connections, were most of an
@@ -126,8 +126,8 @@ mod tests {
             updated_at: now,
         };
         store.create_webhook(&hook).await.unwrap();
-        let source = || NewExecution::new(TaskSpec::new(TaskKind::Activity, "source", json!(null)));
-        store.dispatch(vec![source()]).await.unwrap();
+        let source = NewExecution::new(TaskSpec::new(TaskKind::Activity, "source", json!(null)));
+        store.dispatch(vec![source]).await.unwrap();
         let head = store.last_event_seq().await.unwrap();
         let new: Vec<NewDelivery> = (0..n)
             .map(|_| NewDelivery {
