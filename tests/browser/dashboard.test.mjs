@@ -406,6 +406,13 @@ async function withoutTokens() {
     const form = page.locator('[data-testid="signal-form"]');
     await form.waitFor({ timeout: WAIT_MS });
     await form.locator('[data-testid="signal-name"]').fill('approve');
+    // Live events redraw the detail while someone types: what was typed stays.
+    await api(server, 'POST', `/v1/executions/${x.id}/pause`);
+    await page.locator('[data-testid="detail-paused-badge"]').waitFor({ timeout: WAIT_MS });
+    await api(server, 'POST', `/v1/executions/${x.id}/resume`);
+    await until('the detail redrawn, resumed', async () => (await page.locator('[data-testid="detail-paused-badge"]').count()) === 0);
+    const typed = await form.locator('[data-testid="signal-name"]').inputValue();
+    assert(typed === 'approve', `a redraw of the detail left the signal name as "${typed}"`);
     await form.locator('[data-testid="signal-form-json"]').fill('{"ok": tru');
     await form.locator('[data-testid="signal-form-submit"]').click();
     await until('the parse error', async () => (await form.locator('[data-testid="signal-form-error"]').textContent()).startsWith('Invalid JSON'));
