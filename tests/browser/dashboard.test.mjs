@@ -390,6 +390,15 @@ async function withoutTokens() {
     await until('a "Copied" notice', async () => (await page.locator('[data-testid="notice"]').textContent()) === 'Copied');
     const copied = await page.evaluate(() => navigator.clipboard.readText());
     assert(copied === (await secret.textContent()).trim(), `the clipboard holds ${copied.slice(0, 12)}..., not the new secret`);
+    // The list is redrawn (by Refresh here; by every delivery's events too):
+    // the secret, shown once, stays until the panel is closed, and so does what was typed.
+    await manage.locator('[data-testid="replay-since"]').fill('typed');
+    await page.locator('[data-testid="webhook-row"]').first().evaluate((r) => { r.dataset.drawnBefore = 'yes'; });
+    await page.click('#refresh-webhooks');
+    await until('the list redrawn', async () =>
+      (await page.locator('[data-testid="webhook-row"][data-drawn-before="yes"]').count()) === 0);
+    assert((await manage.locator('[data-testid="new-secret"]').textContent()).trim() === copied, 'a redraw took away the new secret');
+    assert((await manage.locator('[data-testid="replay-since"]').inputValue()) === 'typed', 'a redraw lost what was typed');
     await shot(page, 'webhook-rotated');
     await manage.locator('[data-testid="replay-since"]').fill('not a time');
     await manage.locator('[data-testid="replay-skipped"]').click();
