@@ -30,13 +30,13 @@ impl EventStore for SqliteStore {
     }
 
     async fn trim_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64> {
+        let older_than = micros(older_than);
+        let end = self.read(move |conn, _| trim_end(conn, older_than)).await?;
         // One write per chunk, so a long backlog never holds the writer (and the
         // file's write lock) for one huge delete.
         let mut trimmed = 0;
         loop {
-            let n = self
-                .write(move |conn, _| trim(conn, micros(older_than), TRIM_CHUNK))
-                .await?;
+            let n = self.write(move |conn, _| trim(conn, end, TRIM_CHUNK)).await?;
             trimmed += n;
             if n < TRIM_CHUNK {
                 return Ok(trimmed);
@@ -155,18 +155,36 @@ fn last_seq(conn: &Connection) -> Result<i64> {
 /// Events deleted per statement when trimming.
 pub(crate) const TRIM_CHUNK: u64 = 10_000;
 
-/// Deletes up to `chunk` of the oldest events appended before `older_than` that
+/// Where trimming events appended before `older_than` stops: the first event
+/// appended at or after it, or else the first sequence number not yet handed
+/// out when this was read (what is appended later is not trimmed this time).
+///
+/// The log has no index by time (every append would pay for it): events are
+/// appended as time goes, so the ones to trim are the log's oldest, found by
+/// walking the log from its start, once per trim. Should the clock have
+/// stepped back, the events after the step wait for the one before it; none
+/// appended at or after `older_than` is deleted.
+fn trim_end(conn: &Connection, older_than: i64) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT coalesce((SELECT seq FROM events WHERE timestamp >= ?1 ORDER BY seq LIMIT 1), \
+             (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'events'), 1)",
+        )?
+        .query_row([older_than], |row| row.get(0))?)
+}
+
+/// Deletes up to `chunk` of the oldest events before sequence number `end` that
 /// the webhook dispatcher has read (while any webhook is enabled: events after
 /// its cursor still owe deliveries). AUTOINCREMENT keeps their sequence numbers
 /// from being handed out again.
-fn trim(conn: &Connection, older_than: i64, chunk: u64) -> Result<u64> {
+fn trim(conn: &Connection, end: i64, chunk: u64) -> Result<u64> {
     let n = conn
         .prepare_cached(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events INDEXED BY events_by_time \
-             WHERE timestamp < ?1 AND (seq <= (SELECT last FROM webhook_cursor WHERE id = 1) \
-             OR NOT EXISTS (SELECT 1 FROM webhooks WHERE enabled)) LIMIT ?2)",
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq < ?1 \
+             AND (seq <= (SELECT last FROM webhook_cursor WHERE id = 1) \
+             OR NOT EXISTS (SELECT 1 FROM webhooks WHERE enabled)) ORDER BY seq LIMIT ?2)",
         )?
-        .execute((older_than, chunk as i64))?;
+        .execute((end, chunk as i64))?;
     Ok(n as u64)
 }
 

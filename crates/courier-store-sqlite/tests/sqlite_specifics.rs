@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use courier_core::store::*;
 use courier_core::{
-    ChildCreated, ClaimRequest, Completed, Completion, ExecutionId, ExecutionRecord, ExecutionState, LeaseKey,
-    LeaseLost, LeaseToken, NewExecution, NewTask, Outcome, StoreError, StoreResult, TaskId, TaskKind, TaskSpec,
-    TaskState,
+    ChildCreated, ClaimRequest, Completed, Completion, EventFilter, ExecutionId, ExecutionRecord, ExecutionState,
+    LeaseKey, LeaseLost, LeaseToken, NewExecution, NewTask, Outcome, StoreError, StoreResult, TaskId, TaskKind,
+    TaskSpec, TaskState,
 };
 use courier_store_sqlite::{SqliteOptions, SqliteStore};
 use serde_json::json;
@@ -354,6 +354,55 @@ async fn reopening_with_another_priority_ageing_rebuilds_the_claim_order() {
     dispatch(&store, activity("high").with_priority(1)).await;
     assert_eq!(next(&store).await, "high");
     assert_eq!(next(&store).await, "low");
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The log has no index by time: trimming walks it from its oldest event and
+/// stops at the first one appended at or after the cut. Events appended after
+/// the clock stepped back wait for the one before the step, and nothing
+/// appended at or after the cut is ever deleted.
+#[tokio::test]
+async fn trimming_walks_the_log_from_its_start_and_stops_at_the_first_event_too_new() {
+    let dir = std::env::temp_dir().join(format!("courier-sqlite-trim-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("courier.db");
+    let _ = std::fs::remove_file(&path);
+    let hours = |h: u64| Duration::from_secs(h * 3600);
+    // Appends three executions' events: three hours ago, now, then (the clock
+    // stepped back) two hours ago.
+    let mut appended = Vec::new();
+    for clock in [
+        courier_core::Clock::shifted(hours(3), false),
+        courier_core::Clock::system(),
+        courier_core::Clock::shifted(hours(2), false),
+    ] {
+        let store = SqliteStore::open(SqliteOptions::file(&path).clock(clock))
+            .await
+            .unwrap();
+        store.init().await.unwrap();
+        appended.push(dispatch(&store, activity("logged")).await);
+        store.close().await;
+    }
+    let store = SqliteStore::open(SqliteOptions::file(&path)).await.unwrap();
+    let left = || async {
+        let events = store.read_events(&EventFilter::after(0)).await.unwrap();
+        events.iter().filter_map(|e| e.execution_id).collect::<Vec<_>>()
+    };
+    let all = left().await;
+    assert_eq!(all.len(), 6, "two events per dispatch: {all:?}");
+
+    let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(store.trim_events(an_hour_ago).await.unwrap(), 2);
+    assert_eq!(
+        left().await,
+        [appended[1], appended[1], appended[2], appended[2]],
+        "the oldest execution's events went; the stepped-back ones wait behind the newer"
+    );
+    assert_eq!(store.trim_events(an_hour_ago).await.unwrap(), 0);
+    let soon = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(store.trim_events(soon).await.unwrap(), 4);
+    assert!(left().await.is_empty());
     store.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,7 +17,10 @@ pub trait EventStore: Send + Sync {
     async fn last_event_seq(&self) -> StoreResult<i64>;
 
     /// Deletes events appended before `older_than`; how many. Sequence numbers are
-    /// never reused afterwards. While any webhook is enabled, events the webhook
+    /// never reused afterwards. None appended at or after `older_than` is
+    /// deleted; a store may trim the log in seq order, stopping at the first
+    /// event too new, so that events appended after its clock stepped back wait
+    /// for the ones before the step. While any webhook is enabled, events the webhook
     /// dispatcher has not read yet (after its cursor) are kept: they still owe
     /// deliveries. Deletes in bounded chunks, each its own statement, so that a
     /// long backlog never becomes one huge transaction.

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("0012_rate_limits.sql")),
     (13, include_str!("0013_child_executions.sql")),
     (14, include_str!("0014_priority_ageing.sql")),
+    (15, include_str!("0015_events_trimmed_in_seq_order.sql")),
 ];
 
 /// Applies every migration not applied yet, in one IMMEDIATE transaction, so that
