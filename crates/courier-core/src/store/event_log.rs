@@ -20,9 +20,9 @@ pub trait EventStore: Send + Sync {
     /// never reused afterwards. None appended at or after `older_than` is
     /// deleted; a store may trim the log in seq order, stopping at the first
     /// event too new, so that events appended after its clock stepped back wait
-    /// for the ones before the step. While any webhook is enabled, events the webhook
-    /// dispatcher has not read yet (after its cursor) are kept: they still owe
-    /// deliveries. Deletes in bounded chunks, each its own statement, so that a
-    /// long backlog never becomes one huge transaction.
+    /// for the ones before the step. While any webhook is enabled, events the
+    /// webhook dispatcher has not read yet (after its cursor) are kept: they
+    /// still owe deliveries. Deletes in bounded chunks, each its own statement,
+    /// so that a long backlog never becomes one huge transaction.
     async fn trim_events(&self, older_than: DateTime<Utc>) -> StoreResult<u64>;
 }
