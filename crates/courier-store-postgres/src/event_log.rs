@@ -280,21 +280,8 @@ async fn trim<C: Statements>(client: &C, older_than: DateTime<Utc>, chunk: i64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PostgresOptions;
-    use courier_core::{EventType, ExecutionId, Store, TaskId};
-
-    /// A store in a schema of its own (`courier_test_<name>_<random>`),
-    /// migrated, with `pool` connections; and the schema's name, to drop.
-    async fn store_of_its_own(name: &str, pool: usize) -> (PostgresStore, String) {
-        let url = std::env::var("COURIER_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let schema = format!("courier_test_{name}_{}", Uuid::new_v4().simple());
-        let store = PostgresStore::connect(PostgresOptions::new(url).schema(&schema).pool_size(pool))
-            .await
-            .expect("Postgres reachable");
-        store.init().await.unwrap();
-        (store, schema)
-    }
+    use crate::scratch::store_of_its_own;
+    use courier_core::{EventType, ExecutionId, TaskId};
 
     /// How Postgres plans `filter`'s read, with the filter's own values.
     async fn plan(store: &PostgresStore, filter: &EventFilter) -> String {

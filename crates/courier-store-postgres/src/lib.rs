@@ -98,6 +98,8 @@ mod priority_ageing;
 mod rate_limits;
 mod rows;
 mod schedules;
+#[cfg(test)]
+mod scratch;
 mod seed;
 mod signals;
 mod statements;

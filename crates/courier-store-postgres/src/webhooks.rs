@@ -371,14 +371,17 @@ fn no_delivery(id: Uuid) -> StoreError {
 
 /// Records attempts (replacing one with the same number) and updates their
 /// deliveries (state, attempt count, last status and error), from arrays, only
-/// for deliveries that exist; the ids of those recorded.
+/// for deliveries that exist; the ids of those recorded. The deliveries are
+/// named by key (`= ANY($1)`) as well as joined: joined alone, a table of some
+/// ten thousand deliveries was read whole at every group commit (the planner
+/// priced a scan below a few dozen lookups).
 const RECORD_ATTEMPTS: &str = "WITH a AS (
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int4[], $5::text[], $6::int8[], $7::text[])
              AS a(delivery_id, state, attempt, status, error, latency_ms, response)
      ), delivery AS (
          UPDATE webhook_deliveries d SET state = a.state, attempts = a.attempt, last_status = a.status,
              last_error = a.error, updated_at = now()
-         FROM a WHERE d.id = a.delivery_id
+         FROM a WHERE d.id = ANY($1) AND d.id = a.delivery_id
          RETURNING d.id
      )
      INSERT INTO webhook_attempts (delivery_id, attempt, status, latency_ms, response, error, at)
@@ -592,4 +595,62 @@ async fn replay_in(tx: &Tx, replays: &[DeliveryReplay]) -> Result<Committed<Vec<
     // The event head bump must be the transaction's last statement (see event_log).
     event_log::append(tx, &events_of(&changes)).await?;
     Ok(Committed::new(chosen.iter().map(|r| r.delivery_id).collect(), changes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scratch::store_of_its_own;
+
+    /// A group commit's attempts find their deliveries by key, on a table of
+    /// 12,000 deliveries (freshly analyzed), where joining them alone had
+    /// Postgres read the whole table for 64 attempts.
+    #[tokio::test]
+    async fn recording_attempts_looks_their_deliveries_up_by_key() {
+        let (store, schema) = store_of_its_own("attempt_plans", 1).await;
+        let client = store.client().await.unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO webhook_deliveries (id, webhook_id, event_seq, event_type, execution_id, state,
+                     created_at, updated_at)
+                 SELECT gen_random_uuid(), gen_random_uuid(), n, 'execution.created', gen_random_uuid(),
+                     'pending', now(), now()
+                 FROM generate_series(1, 12000) AS n;
+                 ANALYZE webhook_deliveries",
+            )
+            .await
+            .unwrap();
+        let ids: Vec<Uuid> = client
+            .query("SELECT id FROM webhook_deliveries ORDER BY random() LIMIT 64", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let n = ids.len();
+        let plan: Vec<String> = client
+            .query(
+                &format!("EXPLAIN {RECORD_ATTEMPTS}"),
+                &[
+                    &ids,
+                    &vec!["delivered"; n],
+                    &vec![1i64; n],
+                    &vec![Some(200i32); n],
+                    &vec![None::<&str>; n],
+                    &vec![3i64; n],
+                    &vec![Some("ok"); n],
+                ],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(!plan.contains("Seq Scan on webhook_deliveries"), "{plan}");
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap();
+    }
 }
