@@ -257,12 +257,18 @@ fn record(id: ExecutionId) -> ExecutionRecord {
     }
 }
 
-#[tokio::test]
-async fn a_file_database_keeps_its_data_and_sequence_across_reopens() {
-    let dir = std::env::temp_dir().join(format!("courier-sqlite-reopen-{}", std::process::id()));
+/// A directory of its own for a file database, and the database's path in it
+/// (no file there yet); remove the directory when done.
+fn fresh_database(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("courier-sqlite-{name}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("courier.db");
-    let _ = std::fs::remove_file(&path);
+    (dir, path)
+}
+
+#[tokio::test]
+async fn a_file_database_keeps_its_data_and_sequence_across_reopens() {
+    let (dir, path) = fresh_database("reopen");
 
     let store = SqliteStore::open(SqliteOptions::file(&path)).await.unwrap();
     store.init().await.unwrap();
@@ -315,9 +321,7 @@ async fn the_memory_path_is_a_private_database() {
 /// rebuilds the claim order of the tasks already written, and of new ones.
 #[tokio::test]
 async fn reopening_with_another_priority_ageing_rebuilds_the_claim_order() {
-    let dir = std::env::temp_dir().join(format!("courier-sqlite-ageing-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("courier.db");
+    let (dir, path) = fresh_database("ageing");
     let open = |ageing_ms: u64| {
         let path = path.clone();
         async move {
@@ -364,10 +368,7 @@ async fn reopening_with_another_priority_ageing_rebuilds_the_claim_order() {
 /// appended at or after the cut is ever deleted.
 #[tokio::test]
 async fn trimming_walks_the_log_from_its_start_and_stops_at_the_first_event_too_new() {
-    let dir = std::env::temp_dir().join(format!("courier-sqlite-trim-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("courier.db");
-    let _ = std::fs::remove_file(&path);
+    let (dir, path) = fresh_database("trim");
     let hours = |h: u64| Duration::from_secs(h * 3600);
     // Appends three executions' events: three hours ago, now, then (the clock
     // stepped back) two hours ago.
