@@ -25,6 +25,7 @@ mod http_notifications;
 mod http_stats;
 mod http_streams;
 mod idempotency_and_cache;
+mod idle_worker;
 mod internal_events;
 mod notifications;
 mod pauses;

@@ -30,7 +30,9 @@
 //! | [`SourceSubscription`](Change::SourceSubscription) | — | notifications |
 //!
 //! Every commit that appended an event also wakes the log's followers
-//! ([`Notice::Events`]), once per commit.
+//! ([`Notice::Events`]), once per commit. A task created (or queued) and
+//! started in the same write wakes no worker: the write that made the work
+//! also claimed it.
 
 use std::time::Duration;
 
@@ -673,13 +675,27 @@ pub fn events_of(changes: &[Change]) -> Vec<NewEvent> {
 }
 
 /// Everyone `changes` wake, in order, ending with one [`Notice::Events`] if any
-/// change appended an event.
+/// change appended an event. A task that the same write made claimable and
+/// then started (a claim riding a group commit) wakes no worker.
 pub fn notices_of<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Vec<Notice> {
+    let changes: Vec<&Change> = changes.into_iter().collect();
+    let started: std::collections::HashSet<TaskId> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::TaskStarted { task, .. } => Some(task.task),
+            _ => None,
+        })
+        .collect();
     let mut notices = Vec::new();
     let mut logged = false;
     for change in changes {
-        notices.extend(change.notices());
         logged |= change.appends_event();
+        if let Change::TaskCreated { task, .. } | Change::TaskQueued { task, .. } = change
+            && started.contains(&task.task)
+        {
+            continue;
+        }
+        notices.extend(change.notices());
     }
     if logged {
         notices.push(Notice::Events);
@@ -790,6 +806,31 @@ mod tests {
         };
         assert_eq!(created(true).notices(), vec![Notice::Work { queue: "q".into() }]);
         assert!(created(false).notices().is_empty());
+    }
+
+    #[test]
+    fn work_claimed_by_the_write_that_made_it_wakes_no_worker() {
+        let (claimed, left) = (child(), child());
+        let created = |task: &TaskRef| Change::TaskCreated {
+            task: task.clone(),
+            step: 2,
+            queue: "q".into(),
+            state: TaskState::Pending,
+            claimable_now: true,
+        };
+        let started = Change::TaskStarted {
+            task: claimed.clone(),
+            attempt: 1,
+            worker: "w".into(),
+        };
+        let changes = [created(&claimed), started.clone()];
+        assert_eq!(notices_of(&changes), vec![Notice::Events]);
+        let changes = [created(&claimed), created(&left), started];
+        assert_eq!(
+            notices_of(&changes),
+            vec![Notice::Work { queue: "q".into() }, Notice::Events],
+            "work the write left unclaimed is still announced"
+        );
     }
 
     #[test]

@@ -354,6 +354,7 @@ impl WriteBatch {
             delivery_attempts,
             releases,
             completions,
+            claim: self.claim.clone(),
         };
         (Cow::Owned(rest), refused)
     }

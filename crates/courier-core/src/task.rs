@@ -364,6 +364,35 @@ impl ClaimRequest {
         self
     }
 
+    /// Whether a new task of `spec`, due now, is work this request would
+    /// claim, judged on the spec alone (not on limits or pauses, which the
+    /// claim itself applies).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use courier_core::{ClaimRequest, TaskKind, TaskSpec};
+    /// let req = ClaimRequest::new("w", 8, Duration::from_secs(30)).queues(["default"]).functions(["echo"]);
+    /// let spec = TaskSpec::new(TaskKind::Activity, "echo", serde_json::json!(1));
+    /// assert!(req.would_claim(&spec));
+    /// assert!(!req.would_claim(&TaskSpec { queue: "other".into(), ..spec.clone() }));
+    /// assert!(!req.would_claim(&TaskSpec { delay: Some(Duration::from_secs(1)), ..spec }));
+    /// ```
+    pub fn would_claim(&self, spec: &TaskSpec) -> bool {
+        let runs_code = matches!(spec.kind, TaskKind::Orchestrator | TaskKind::Activity);
+        self.effective_kinds().contains(&spec.kind)
+            && spec.delay.is_none_or(|d| d.is_zero())
+            && self.queues.as_ref().is_none_or(|q| q.contains(&spec.queue))
+            && (spec.tags.is_empty()
+                || self
+                    .tags
+                    .as_ref()
+                    .is_none_or(|t| spec.tags.iter().any(|x| t.contains(x))))
+            && (!runs_code
+                || (self.functions.as_ref().is_none_or(|f| f.contains(&spec.function))
+                    && !self.exclude_functions.contains(&spec.function)
+                    && !(self.exclude_internal && spec.function.starts_with(crate::INTERNAL_PREFIX))))
+    }
+
     /// The kinds this request claims.
     pub fn effective_kinds(&self) -> Vec<TaskKind> {
         if self.kinds.is_empty() {

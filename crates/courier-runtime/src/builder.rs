@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::activity::ActivityContext;
 use crate::admission::{Admission, MAX_PENDING_WRITES};
+use crate::claim_offer::ClaimOffer;
 use crate::coordinator::Coordinator;
 use crate::error::RuntimeError;
 use crate::function::Registry;
@@ -255,6 +256,8 @@ impl CourierBuilder {
             .node_id
             .unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
         let live = Live::default();
+        let functions = self.registry.table();
+        let claim_offer = ClaimOffer::new(functions.clone());
         let admission = Admission::new(MAX_PENDING_WRITES);
         let readiness = Readiness::default();
         let store_fault = StoreFault::default();
@@ -265,6 +268,7 @@ impl CourierBuilder {
                 admission: admission.clone(),
                 readiness: readiness.clone(),
                 fault: store_fault.clone(),
+                offer: claim_offer.clone(),
             };
             let store = store.clone();
             Supervisor::start(move |_| StoreActor::new(store, parts))
@@ -278,6 +282,8 @@ impl CourierBuilder {
             store_fault,
             notifier,
             registry: self.registry,
+            functions,
+            claim_offer,
             worker: self.worker.unwrap_or_default(),
             maintenance: self.maintenance,
             notifications: self.notifications,

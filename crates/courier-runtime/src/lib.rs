@@ -13,6 +13,7 @@
 //! |---|---|
 //! | `builder`, `handle`, `admin`, `external` | the public API: [`CourierBuilder`], and [`Courier`]'s dispatch and reads, its writes from outside (cancel, signals, dead letters, cleanup, roles, webhook records), and external workers' calls |
 //! | `store_actor` | the `StoreActor`, the node's one door for writes: every write is a named message there |
+//! | `claim_offer` | an idle worker's standing claim, which the next group commit that makes work for it runs |
 //! | `admission`, `readiness` | the bound on group-commit writes waiting in the `StoreActor` (callers past it wait), and whether its writes work (`/readyz`) |
 //! | `wake` | whom a write's changes wake, decided in one place |
 //! | `coordinator`, `worker`, `maintenance` | the node's supervised actors: start and drain, claiming, cluster housekeeping |
@@ -57,6 +58,7 @@ mod admin;
 mod admission;
 mod builder;
 mod child_execution;
+mod claim_offer;
 mod coordinator;
 mod error;
 mod execution;

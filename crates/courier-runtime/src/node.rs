@@ -10,6 +10,7 @@ use courier_core::{Clock, Notifier, Store};
 
 use crate::activity::{ActivityPort, Runner};
 use crate::admission::Admission;
+use crate::claim_offer::ClaimOffer;
 use crate::function::Registry;
 use crate::lease::LeaseTerms;
 use crate::live::Live;
@@ -37,6 +38,7 @@ struct NodeInner {
     notifier: Arc<dyn Notifier>,
     registry: Registry,
     functions: FunctionTable,
+    claim_offer: ClaimOffer,
     worker: WorkerOptions,
     maintenance: MaintenanceOptions,
     notifications: NotificationOptions,
@@ -61,6 +63,9 @@ pub(crate) struct NodeParts {
     pub store_fault: StoreFault,
     pub notifier: Arc<dyn Notifier>,
     pub registry: Registry,
+    /// The registry's table, shared with the `StoreActor`'s `claim_offer`.
+    pub functions: FunctionTable,
+    pub claim_offer: ClaimOffer,
     pub worker: WorkerOptions,
     pub maintenance: MaintenanceOptions,
     pub notifications: NotificationOptions,
@@ -72,7 +77,6 @@ pub(crate) struct NodeParts {
 
 impl Node {
     pub(crate) fn new(parts: NodeParts) -> Self {
-        let functions = parts.registry.table();
         let runner = Runner {
             store: parts.store.clone(),
             notifier: parts.notifier.clone(),
@@ -90,7 +94,8 @@ impl Node {
                 store_fault: parts.store_fault,
                 notifier: parts.notifier,
                 registry: parts.registry,
-                functions,
+                functions: parts.functions,
+                claim_offer: parts.claim_offer,
                 worker: parts.worker,
                 maintenance: parts.maintenance,
                 notifications: parts.notifications,
@@ -111,6 +116,11 @@ impl Node {
     /// The store, for reads. Writes go through [`writes`](Self::writes).
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The worker's standing claim, which the next commit that makes work for it runs.
+    pub(crate) fn claim_offer(&self) -> &ClaimOffer {
+        &self.inner.claim_offer
     }
 
     /// The `StoreActor`: the node's one door for writes.

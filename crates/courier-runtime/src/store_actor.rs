@@ -13,7 +13,8 @@
 //!   flight, everything queued goes into one [`WriteBatch`] (one transaction), so
 //!   a busy node commits thousands at once and an idle one commits each at once.
 //!   After the commit, settled children go straight to orchestrators live on this
-//!   node. Callers take [`Admitted`] permits before they send, so what waits
+//!   node. When the worker waits for work, its claim rides the first commit
+//!   that makes some for it ([`ClaimOffer`]). Callers take [`Admitted`] permits before they send, so what waits
 //!   here (queue, overflow, the commit in flight) never exceeds
 //!   [`MAX_PENDING_WRITES`](crate::admission::MAX_PENDING_WRITES): past it,
 //!   callers wait. A commit that *panics* answers its callers with an error,
@@ -62,6 +63,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::admission::{Admission, Admitted};
+use crate::claim_offer::ClaimOffer;
 use crate::live::Live;
 use crate::readiness::{Lane, Readiness};
 use crate::wake;
@@ -564,6 +566,8 @@ struct Queue {
     delivery_attempts: Vec<Reply<()>>,
     releases: Vec<Reply<()>>,
     completions: Vec<CompletionReply>,
+    /// The worker whose offered claim rides this commit (see [`ClaimOffer`]).
+    claim: Option<Reply<Vec<Claimed>>>,
     /// Operations counted toward MAX_BATCH (a child group counts its tasks).
     weight: usize,
 }
@@ -648,6 +652,9 @@ impl Queue {
         for r in self.completions {
             let _ = r.reply.send(Err(e.clone()));
         }
+        if let Some(r) = self.claim {
+            let _ = r.send(Err(e));
+        }
     }
 
     /// Splits the queue back into single writes (to retry them one by one).
@@ -723,6 +730,8 @@ pub(crate) struct StoreActor {
     admission: Admission,
     readiness: Readiness,
     fault: StoreFault,
+    /// The worker's standing claim, put on the next commit that makes work for it.
+    offer: ClaimOffer,
 }
 
 /// What a `StoreActor` is built from, besides the store.
@@ -732,6 +741,7 @@ pub(crate) struct StoreActorParts {
     pub admission: Admission,
     pub readiness: Readiness,
     pub fault: StoreFault,
+    pub offer: ClaimOffer,
 }
 
 impl StoreActor {
@@ -752,6 +762,7 @@ impl StoreActor {
             admission: parts.admission,
             readiness: parts.readiness,
             fault: parts.fault,
+            offer: parts.offer,
         }
     }
 
@@ -806,6 +817,10 @@ impl StoreActor {
             }
         }
         self.overflow = rest;
+        if let Some((claim, answer)) = self.offer.take_for(&queue.batch) {
+            queue.batch.claim = Some(claim);
+            queue.claim = Some(answer);
+        }
 
         let batch = Arc::new(mem::take(&mut queue.batch));
         let store = self.store.clone();
@@ -833,7 +848,9 @@ impl StoreActor {
                     // Publishing never holds up the next commit.
                     actix::spawn(async move { answer(&live, &notifier, queue, &batch, results).await });
                 }
-                Err(e) if e.is_transient() || queue.weight <= 1 => queue.fail(e),
+                // A lone write fails with its commit, unless a claim rode it
+                // and may be what failed: then it is retried without.
+                Err(e) if e.is_transient() || (queue.weight <= 1 && queue.claim.is_none()) => queue.fail(e),
                 // One bad write must not sink its neighbours: retry each alone.
                 Err(e) => {
                     tracing::warn!(error = %e, ops, "group commit failed; retrying its writes one by one");
@@ -907,8 +924,15 @@ impl StoreActor {
         ctx.spawn(probing.into_actor(self).map(|(), act, _| act.probing = false));
     }
 
-    fn retry_one_by_one(&mut self, queue: Queue, batch: Arc<WriteBatch>, ctx: &mut Context<Self>) {
-        let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+    fn retry_one_by_one(&mut self, mut queue: Queue, batch: Arc<WriteBatch>, ctx: &mut Context<Self>) {
+        if let Some(claim) = queue.claim.take() {
+            // The writes are retried without it: the worker claims for itself.
+            let _ = claim.send(Err(StoreError::Unavailable(
+                "the group commit this claim rode failed".into(),
+            )));
+        }
+        let mut batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
+        batch.claim = None;
         let singles = queue.into_items(batch);
         let (store, live, notifier) = (self.store.clone(), self.live.clone(), self.notifier.clone());
         let (readiness, fault) = (self.readiness.clone(), self.fault.clone());
@@ -1031,6 +1055,7 @@ async fn answer(live: &Live, notifier: &Arc<dyn Notifier>, queue: Queue, batch: 
         delivery_attempts,
         releases,
         completions,
+        claim,
         ..
     } = queue;
     let WriteResults {
@@ -1040,6 +1065,7 @@ async fn answer(live: &Live, notifier: &Arc<dyn Notifier>, queue: Queue, batch: 
         delivery_attempts: recorded,
         releases: released,
         completions: completed,
+        claimed,
         changes,
     } = results;
     let mut freed: BTreeSet<String> = BTreeSet::new();
@@ -1071,6 +1097,10 @@ async fn answer(live: &Live, notifier: &Arc<dyn Notifier>, queue: Queue, batch: 
     }
     for (answer, result) in completions.into_iter().zip(completed) {
         let _ = answer.reply.send(result);
+    }
+    if let Some(claim) = claim {
+        // Should the worker be gone, the tasks come back when their leases expire.
+        let _ = claim.send(Ok(claimed));
     }
     wake::publish(notifier, notices).await;
 }
@@ -1724,6 +1754,7 @@ mod tests {
                 admission: admission.clone(),
                 readiness: Readiness::default(),
                 fault: StoreFault::default(),
+                offer: ClaimOffer::new(Default::default()),
             },
         )
         .start();

@@ -5,8 +5,13 @@
 //! under the lease), asks the `Coordinator` to start an `ExecutionActor` per
 //! claimed orchestrator (`StartExecution`), and ends due timers itself. When a
 //! claim comes back empty it backs off (seed 000: 0.1 s doubling to 5 s) but
-//! wakes at once on a "new work" notice. On drain it stops claiming, waits for
-//! running activities up to the drain timeout, then gives the rest back.
+//! wakes at once on a "new work" notice. While it has free slots and no claim
+//! of its own in flight, it offers its next claim to the node's group commit
+//! ([`ClaimOffer`](crate::claim_offer::ClaimOffer)): the first commit that makes
+//! work for it claims that work in the same transaction and hands it over, so
+//! an idle node starts a dispatch without a claim transaction of its own. On
+//! drain it stops claiming and offering, waits for running activities up to
+//! the drain timeout, then gives the rest back.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -46,6 +51,10 @@ pub(crate) struct WorkerActor {
     claiming: bool,
     /// A claim found nothing while this was set: claim again as soon as it returns.
     again: bool,
+    /// The offer whose answer this worker awaits, by number (see [`ClaimOffer`](crate::claim_offer::ClaimOffer)).
+    offered: Option<u64>,
+    /// Offers made so far: numbers them, so that a withdrawn one's answer is ignored.
+    offers: u64,
     idle_wait: Duration,
     next_poll: Option<SpawnHandle>,
     draining: bool,
@@ -64,6 +73,8 @@ impl WorkerActor {
             running: HashMap::new(),
             claiming: false,
             again: false,
+            offered: None,
+            offers: 0,
             idle_wait,
             next_poll: None,
             draining: false,
@@ -112,6 +123,15 @@ impl WorkerActor {
             self.again = true;
             return;
         }
+        if self.offered.is_some() {
+            if !self.node.claim_offer().withdraw() {
+                // A commit is claiming for this worker: claim again once it answers.
+                self.claiming = true;
+                self.again = true;
+                return;
+            }
+            self.offered = None;
+        }
         if let Some(handle) = self.next_poll.take() {
             ctx.cancel_future(handle);
         }
@@ -133,27 +153,88 @@ impl WorkerActor {
         .map(move |result: Result<(usize, Vec<Claimed>), StoreError>, act, ctx| {
             act.claiming = false;
             match result {
-                Ok((took, claimed)) => {
-                    let full = took >= max;
-                    let found = took > 0;
-                    for c in claimed {
-                        act.start(c, ctx);
-                    }
-                    if full || act.again {
-                        act.idle_wait = act.node.worker_options().poll.min;
-                        ctx.notify(PollNow);
-                    } else if found {
-                        act.idle_wait = act.node.worker_options().poll.min;
-                        act.schedule(ctx);
-                    } else {
-                        act.schedule(ctx);
-                        act.idle_wait = act.node.worker_options().poll.next(act.idle_wait);
-                    }
-                }
+                Ok((took, claimed)) => act.claimed(took, max, claimed, false, ctx),
                 Err(e) => {
                     tracing::warn!(error = %e, "claim failed; backing off");
                     act.schedule(ctx);
                     act.idle_wait = act.node.worker_options().poll.next(act.idle_wait);
+                }
+            }
+        })
+        .spawn(ctx);
+    }
+
+    /// Starts what a claim (its own, or a commit's if `offered`) took: `took`
+    /// of at most `max`, of which `claimed` passed flow control. Then decides
+    /// when to claim next, and offers the next claim to the group commit
+    /// meanwhile.
+    fn claimed(&mut self, took: usize, max: usize, claimed: Vec<Claimed>, offered: bool, ctx: &mut Context<Self>) {
+        let full = took >= max;
+        let found = took > 0;
+        for c in claimed {
+            self.start(c, ctx);
+        }
+        if full || self.again {
+            self.idle_wait = self.node.worker_options().poll.min;
+            ctx.notify(PollNow);
+            return;
+        }
+        if found && offered {
+            // Work this node's own commit made says nothing of other work due,
+            // so the backoff stands; but that claim was as good as a poll (the
+            // store's whole claim), so the next poll is an interval from now.
+            // A poll withdraws the offer for its span; polling at the backoff's
+            // floor after every dispatch would keep the offer withdrawn just
+            // when the next dispatch comes.
+            self.schedule(ctx);
+        } else if found {
+            self.idle_wait = self.node.worker_options().poll.min;
+            self.schedule(ctx);
+        } else {
+            self.schedule(ctx);
+            self.idle_wait = self.node.worker_options().poll.next(self.idle_wait);
+        }
+        self.offer(ctx);
+    }
+
+    /// Offers the next claim to the group commit (see the module documentation).
+    fn offer(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        let Some(request) = self.request() else { return };
+        let max = request.max as usize;
+        self.offers += 1;
+        let number = self.offers;
+        self.offered = Some(number);
+        let receipt = self.node.claim_offer().offer(request);
+        let node = self.node.clone();
+        async move {
+            match receipt.await {
+                Ok(Ok(claimed)) => Some(Ok((claimed.len(), crate::flow_control::admit(&node, claimed).await))),
+                Ok(Err(e)) => Some(Err(e)),
+                // Withdrawn, or the store actor stopped before answering.
+                Err(_) => None,
+            }
+        }
+        .into_actor(self)
+        .map(move |answer, act, ctx| {
+            if act.offered != Some(number) {
+                return; // withdrawn: the worker claimed for itself since
+            }
+            act.offered = None;
+            act.claiming = false;
+            act.node.claim_offer().answered();
+            match answer {
+                Some(Ok((took, claimed))) => act.claimed(took, max, claimed, true, ctx),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "the commit carrying this worker's claim failed; claiming now");
+                    act.idle_wait = act.node.worker_options().poll.min;
+                    act.poll(ctx);
+                }
+                None => {
+                    act.idle_wait = act.node.worker_options().poll.min;
+                    act.poll(ctx);
                 }
             }
         })
@@ -299,6 +380,8 @@ impl Supervised for WorkerActor {
         tracing::warn!("worker restarting");
         self.claiming = false;
         self.next_poll = None;
+        self.offered = None;
+        self.node.claim_offer().reset();
     }
 }
 
@@ -350,6 +433,11 @@ impl Handler<DrainWorker> for WorkerActor {
         self.draining = true;
         if let Some(handle) = self.next_poll.take() {
             ctx.cancel_future(handle);
+        }
+        // A commit that took the offer already still hands its tasks over;
+        // they run (or are given back) like any others.
+        if self.offered.is_some() && self.node.claim_offer().withdraw() {
+            self.offered = None;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.drain = Some((Instant::now() + self.node.worker_options().drain_timeout, tx));

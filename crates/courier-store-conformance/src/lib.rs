@@ -103,6 +103,7 @@ macro_rules! __cases {
             claims::releases_ride_the_group_commit,
             claims::the_seed_claim_takes_one_task_at_a_time,
             claims::a_claim_leaves_excluded_and_internal_functions_alone,
+            claims::a_claim_riding_a_commit_takes_the_work_the_commit_made,
             completion::success_completes_the_task_and_its_execution,
             completion::falsy_results_are_real_results,
             completion::a_refused_completion_settles_nothing,

@@ -260,43 +260,75 @@ struct Budgets {
 
 /// Claims up to `req.max` tasks.
 pub(crate) async fn claim(store: &PostgresStore, req: &ClaimRequest) -> StoreResult<Committed<Vec<Claimed>>> {
-    let mut kinds: Vec<&'static str> = req
-        .effective_kinds()
-        .into_iter()
-        .filter(|k| *k != TaskKind::Effect)
-        .map(TaskKind::as_str)
-        .collect();
-    kinds.sort_unstable();
-    kinds.dedup();
-    if req.max == 0 || kinds.is_empty() {
+    let Some(plan) = Plan::new(store, req) else {
         return Ok(Committed::unchanged(Vec::new()));
-    }
-    let limits_apply = kinds
-        .iter()
-        .any(|k| *k == TaskKind::Orchestrator.as_str() || *k == TaskKind::Activity.as_str());
-    let mut limits: Vec<(&str, u32)> = req
-        .limits
-        .iter()
-        .filter(|_| limits_apply)
-        .filter(|(f, _)| req.functions.as_ref().is_none_or(|fs| fs.contains(f)))
-        .map(|(f, n)| (f.as_str(), *n))
-        .collect();
-    limits.sort_unstable();
-    let limited = limits.iter().map(|(f, _)| *f).collect();
-    let plan = Plan {
-        req,
-        kinds,
-        limits,
-        limited,
-        lock_prefix: store.lock_name("limit"),
-        ageing: store.ageing,
-        pauses_seen: &store.pauses_seen,
     };
     in_transaction!(store, |tx| plan.run(tx))
 }
 
+/// Claims up to `req.max` tasks in `tx`, a group commit's transaction,
+/// recording their changes after `changes`; the commit appends the events.
+pub(crate) async fn claim_in(
+    store: &PostgresStore,
+    tx: &Tx,
+    req: &ClaimRequest,
+    changes: &mut Vec<Change>,
+) -> Result<Vec<Claimed>> {
+    match Plan::new(store, req) {
+        Some(plan) => plan.claim(tx, changes).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+impl<'a> Plan<'a> {
+    /// The plan of `req`; `None` if it can claim nothing.
+    fn new(store: &'a PostgresStore, req: &'a ClaimRequest) -> Option<Self> {
+        let mut kinds: Vec<&'static str> = req
+            .effective_kinds()
+            .into_iter()
+            .filter(|k| *k != TaskKind::Effect)
+            .map(TaskKind::as_str)
+            .collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        if req.max == 0 || kinds.is_empty() {
+            return None;
+        }
+        let limits_apply = kinds
+            .iter()
+            .any(|k| *k == TaskKind::Orchestrator.as_str() || *k == TaskKind::Activity.as_str());
+        let mut limits: Vec<(&str, u32)> = req
+            .limits
+            .iter()
+            .filter(|_| limits_apply)
+            .filter(|(f, _)| req.functions.as_ref().is_none_or(|fs| fs.contains(f)))
+            .map(|(f, n)| (f.as_str(), *n))
+            .collect();
+        limits.sort_unstable();
+        let limited = limits.iter().map(|(f, _)| *f).collect();
+        Some(Plan {
+            req,
+            kinds,
+            limits,
+            limited,
+            lock_prefix: store.lock_name("limit"),
+            ageing: store.ageing,
+            pauses_seen: &store.pauses_seen,
+        })
+    }
+}
+
 impl Plan<'_> {
+    /// The claim in a transaction of its own, which its append commits.
     async fn run(&self, tx: &Tx) -> Result<Committed<Vec<Claimed>>> {
+        let mut changes = Vec::new();
+        let claimed = self.claim(tx, &mut changes).await?;
+        event_log::append_then(tx, &events_of(&changes), Then::Commit).await?;
+        Ok(Committed::new(claimed, changes))
+    }
+
+    /// Claims, recording the claim's changes after `changes`.
+    async fn claim(&self, tx: &Tx, changes: &mut Vec<Change>) -> Result<Vec<Claimed>> {
         let req = self.req;
         let rows = if self.limited.is_empty() && !self.pauses_seen.load(Ordering::Relaxed) {
             // Most likely nothing is paused, as at the last claim: claim as if
@@ -336,7 +368,7 @@ impl Plan<'_> {
                 .then(a.id.cmp(&b.id))
         });
 
-        let mut changes: Vec<Change> = Vec::with_capacity(tasks.len() + started.len());
+        changes.reserve(tasks.len() + started.len());
         let mut claimed = Vec::with_capacity(tasks.len());
         for task in tasks {
             changes.push(Change::TaskStarted {
@@ -365,8 +397,7 @@ impl Plan<'_> {
             };
             claimed.push(Claimed { task, lease });
         }
-        event_log::append_then(tx, &events_of(&changes), Then::Commit).await?;
-        Ok(Committed::new(claimed, changes))
+        Ok(claimed)
     }
 
     /// Runs the claim statement for `paused` (whether something is); with

@@ -1,7 +1,7 @@
 //! Group commit: one transaction for a whole [`WriteBatch`].
 //!
 //! Sections apply in the documented order (dispatches, children, effects,
-//! delivery attempts, releases, completions), each with a few set-based (or pipelined)
+//! delivery attempts, releases, completions, the claim riding the batch), each with a few set-based (or pipelined)
 //! statements however many items it has.
 //! Refusals are per item and abort nothing; an unexpected database error rolls
 //! the whole batch back and fails the call, so the caller can retry items one by
@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::event_log::Then;
 use crate::transaction::{Tx, in_transaction};
 use crate::wake::Wakes;
-use crate::{complete, dispatch, event_log, leases, notifications, webhooks};
+use crate::{claim, complete, dispatch, event_log, leases, notifications, webhooks};
 
 /// Applies `batch` in one transaction.
 pub(crate) async fn commit(store: &PostgresStore, batch: &WriteBatch) -> StoreResult<WriteResults> {
@@ -48,6 +48,12 @@ async fn apply(store: &PostgresStore, tx: &Tx, batch: &WriteBatch) -> Result<Wri
     let releases = leases::release_all(tx, &batch.releases, &mut changes).await?;
     let completions = complete::apply(tx, &batch.completions, &mut changes, &mut wakes).await?;
     wakes.apply(tx, &mut changes).await?;
+    // Last, so that it sees every task the batch made claimable; its row locks
+    // come after all of the batch's others, as any claimer's do.
+    let claimed = match &batch.claim {
+        Some(req) => claim::claim_in(store, tx, req, &mut changes).await?,
+        None => Vec::new(),
+    };
     // Stamping seqs is the one thing that may follow the append; without it,
     // the append goes out with the COMMIT.
     if notifications::need_stamps(&changes) {
@@ -63,6 +69,7 @@ async fn apply(store: &PostgresStore, tx: &Tx, batch: &WriteBatch) -> Result<Wri
         delivery_attempts,
         releases,
         completions,
+        claimed,
         changes,
     })
 }

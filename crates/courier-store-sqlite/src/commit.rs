@@ -1,15 +1,16 @@
 //! Group commit: a whole [`WriteBatch`] in the writer's transaction, one result
 //! per item, and the changes of the whole batch.
 
-use courier_core::{HoldsNul, StoreResult, WriteBatch, WriteResults};
+use courier_core::{HoldsNul, PriorityAgeing, StoreResult, WriteBatch, WriteResults};
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::{children, complete, dispatch, leases, webhooks};
+use crate::{children, claim, complete, dispatch, leases, webhooks};
 
 /// Applies `batch` in order: dispatches, child groups, effects, delivery
-/// attempts, releases, completions.
-pub(crate) fn commit(conn: &Connection, now: i64, batch: &WriteBatch) -> Result<WriteResults> {
+/// attempts, releases, completions, then the claim riding it (claiming in
+/// `ageing`'s order, like any claim).
+pub(crate) fn commit(conn: &Connection, now: i64, ageing: PriorityAgeing, batch: &WriteBatch) -> Result<WriteResults> {
     let mut out = WriteResults {
         dispatches: Vec::with_capacity(batch.dispatches.len()),
         children: Vec::with_capacity(batch.children.len()),
@@ -17,6 +18,7 @@ pub(crate) fn commit(conn: &Connection, now: i64, batch: &WriteBatch) -> Result<
         delivery_attempts: Vec::with_capacity(batch.delivery_attempts.len()),
         releases: Vec::with_capacity(batch.releases.len()),
         completions: Vec::with_capacity(batch.completions.len()),
+        claimed: Vec::new(),
         changes: Vec::with_capacity(batch.len() * 2),
     };
     let changes = &mut out.changes;
@@ -61,6 +63,9 @@ pub(crate) fn commit(conn: &Connection, now: i64, batch: &WriteBatch) -> Result<
             Ok(()) => item(complete::complete(conn, now, completion, changes))?,
             Err(refusal) => Err(refusal),
         });
+    }
+    if let Some(req) = &batch.claim {
+        out.claimed = claim::claim(conn, now, ageing, req, changes)?;
     }
     Ok(out)
 }

@@ -315,11 +315,12 @@ impl Store for SqliteStore {
             return Ok(WriteResults::default());
         }
         let panics = self.inner.commit_fault.swap(false, Ordering::SeqCst);
+        let ageing = self.ageing();
         self.write(move |conn, now| {
             if panics {
                 panic!("panic_on_next_commit: a test made this commit panic on the writer thread");
             }
-            commit::commit(conn, now, &batch)
+            commit::commit(conn, now, ageing, &batch)
         })
         .await
     }

@@ -12,13 +12,13 @@ use crate::execution::{Dispatched, NewExecution};
 use crate::id::{ExecutionId, TaskId};
 use crate::notification::{NewNotification, NotificationTtl};
 use crate::progress::Progress;
-use crate::task::{ChildCreated, Completed, Completion, LeaseKey, NewTask};
+use crate::task::{ChildCreated, ClaimRequest, Claimed, Completed, Completion, LeaseKey, NewTask};
 use crate::webhook::{DeliveryAttempt, DeliveryState};
 
 /// Writes that group-commit: everything in one batch lands in one transaction.
 ///
 /// Applied in this order: dispatches, child groups, effects, delivery attempts,
-/// releases, completions. The runtime's `StoreActor` fills one of these from many
+/// releases, completions, then the claim riding the batch, if any. The runtime's `StoreActor` fills one of these from many
 /// concurrent requests.
 ///
 /// ```
@@ -85,6 +85,15 @@ pub struct WriteBatch {
     /// Changes: `AttemptEnded`; `TaskQueued` for a retry or a woken parent;
     /// `ExecutionEnded` for a root task that settled its execution.
     pub completions: Vec<Completion>,
+    /// A claim run after every write above, in the same transaction, as
+    /// [`TaskStore::claim_tasks`](super::TaskStore::claim_tasks) runs one (the
+    /// same order, limits, pauses and filters), its tasks in
+    /// [`WriteResults::claimed`]. A node whose worker sits idle rides its claim
+    /// on the commit that creates the work, so the work starts without a
+    /// transaction of its own. Changes: `TaskStarted` (and `ExecutionStarted`)
+    /// per task, after the batch's other changes.
+    #[serde(default)]
+    pub claim: Option<ClaimRequest>,
 }
 
 impl WriteBatch {
@@ -96,6 +105,7 @@ impl WriteBatch {
             && self.delivery_attempts.is_empty()
             && self.releases.is_empty()
             && self.completions.is_empty()
+            && self.claim.is_none()
     }
 
     /// How many operations the batch carries.
@@ -285,6 +295,8 @@ pub struct WriteResults {
     pub releases: Vec<StoreResult<()>>,
     /// Per completion.
     pub completions: Vec<StoreResult<Completed>>,
+    /// What the batch's [`claim`](WriteBatch::claim) claimed, in claim order.
+    pub claimed: Vec<Claimed>,
     /// Everything the batch changed, in the order its events were appended.
     pub changes: Vec<Change>,
 }

@@ -253,6 +253,8 @@ pub async fn one_commit_carries_many_kinds_and_isolates_refusals(store: DynStore
                     },
                 },
             ],
+            // A claim riding a commit has a case of its own (claims).
+            claim: None,
         }))
         .await
         .unwrap();

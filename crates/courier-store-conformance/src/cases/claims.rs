@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use courier_core::{
-    Change, ClaimRequest, Completion, EventType, ExecutionId, ExecutionState, LeaseKey, LeaseLost, LeaseToken, Outcome,
-    Release, Requeue, StoreError, TaskId, TaskKind, TaskState, WriteBatch,
+    Change, ClaimRequest, Completion, EventType, ExecutionId, ExecutionState, LeaseKey, LeaseLost, LeaseToken,
+    NewExecution, Outcome, Release, Requeue, StoreError, TaskId, TaskKind, TaskSpec, TaskState, WriteBatch,
 };
 use serde_json::json;
 
@@ -639,4 +639,115 @@ pub async fn a_claim_leaves_excluded_and_internal_functions_alone(store: DynStor
         .collect();
     rest.sort();
     assert_eq!(rest, ["courier.webhook.deliver", "served"]);
+}
+
+/// A claim riding a group commit runs after the batch's writes, in its
+/// transaction, as a claim of its own would: it takes the work the batch made
+/// due, in claim order, and leaves alone what its queue filter, a delay or a
+/// concurrency limit keeps from it; its changes come last and are logged.
+pub async fn a_claim_riding_a_commit_takes_the_work_the_commit_made(store: DynStore) {
+    dispatch(&store, activity("limited")).await;
+    let holder = claim_one(&store, &claim_any("other", 1)).await;
+    let after = store.last_event_seq().await.unwrap();
+
+    let low = NewExecution::new(TaskSpec {
+        priority: -5,
+        ..activity("rides")
+    });
+    let high = NewExecution::new(TaskSpec {
+        priority: 5,
+        ..activity("rides")
+    });
+    let elsewhere = NewExecution::new(TaskSpec {
+        queue: "elsewhere".into(),
+        ..activity("rides")
+    });
+    let delayed = NewExecution::new(TaskSpec {
+        delay: Some(Duration::from_secs(3600)),
+        ..activity("rides")
+    });
+    let capped = NewExecution::new(activity("limited"));
+    let ids: Vec<ExecutionId> = [&low, &high, &elsewhere, &delayed, &capped]
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let batch = WriteBatch {
+        dispatches: vec![low, high, elsewhere, delayed, capped],
+        claim: Some(claim_any("rider", 10).queues(["default"]).limit("limited", 1)),
+        ..WriteBatch::default()
+    };
+    let results = store.commit(Arc::new(batch)).await.unwrap();
+    assert!(results.dispatches.iter().all(Result::is_ok), "{:?}", results.dispatches);
+
+    let claimed: Vec<TaskId> = results.claimed.iter().map(|c| c.task.id).collect();
+    assert_eq!(
+        claimed,
+        vec![TaskId::root_of(ids[1]), TaskId::root_of(ids[0])],
+        "the due work of its queue, in claim order; not the other queue's, the delayed or the capped"
+    );
+    for c in &results.claimed {
+        assert_eq!(c.task.state, TaskState::Running);
+        assert_eq!(c.task.attempt, 1);
+        assert_eq!(c.lease.owner, "rider");
+        assert_eq!(c.task.lease_token, Some(c.lease.token));
+        assert_eq!(task(&store, c.task.id).await.state, TaskState::Running);
+        assert_eq!(
+            execution(&store, c.task.execution_id).await.state,
+            ExecutionState::Running
+        );
+    }
+    // The batch's own changes first, then the claim's, each logged as reported.
+    let first_started = results
+        .changes
+        .iter()
+        .position(|c| matches!(c, Change::TaskStarted { .. }))
+        .expect("the claim reported its starts");
+    assert!(
+        results.changes[first_started..]
+            .iter()
+            .all(|c| matches!(c, Change::TaskStarted { .. } | Change::ExecutionStarted { .. })),
+        "{:?}",
+        results.changes
+    );
+    assert_eq!(
+        results.changes.len() - first_started,
+        4,
+        "two starts, two executions started"
+    );
+    assert_logged(&store, after, &results.changes, "a commit with a claim").await;
+    assert_eq!(
+        types(&events_of(&store, ids[0]).await),
+        vec![
+            EventType::ExecutionCreated,
+            EventType::TaskCreated,
+            EventType::TaskStarted,
+            EventType::ExecutionStarted
+        ]
+    );
+
+    // What it claimed is held (a claim of its own finds only what it left),
+    // and its leases fence like any claim's.
+    let rest = claim(&store, &claim_any("late", 10).limit("limited", 1)).await;
+    assert_eq!(
+        rest.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![TaskId::root_of(ids[2])],
+        "only the other queue's work is left (the capped waits for its limit)"
+    );
+    succeed(&store, results.claimed[0].lease.key(), json!("done"))
+        .await
+        .unwrap();
+    succeed(&store, holder.lease.key(), json!("done")).await.unwrap();
+
+    // A claim can ride a batch with nothing else in it: once the limit's
+    // holder is done, it takes the capped work.
+    let batch = WriteBatch {
+        claim: Some(claim_any("rider", 10).queues(["default"])),
+        ..WriteBatch::default()
+    };
+    let results = store.commit(Arc::new(batch)).await.unwrap();
+    assert_eq!(
+        results.claimed.iter().map(|c| c.task.id).collect::<Vec<_>>(),
+        vec![TaskId::root_of(ids[4])],
+        "with the limit's holder done, a claim alone takes the capped work"
+    );
 }

@@ -1,0 +1,109 @@
+//! An idle worker's claim rides the group commit that makes its work: the
+//! dispatch and the claim are one transaction, so the work starts without a
+//! claim of its own and wakes no worker. Its claim is still the store's claim,
+//! with the function settings as they are when the commit runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::*;
+use courier::core::{
+    EventFilter, EventType, ExecutionState, FunctionSettings, Notice, Store, TaskError, TaskId, TaskState, Topic,
+};
+use courier::{Courier, PollBackoff, WorkerOptions};
+
+/// A worker that, once idle, does not claim again for a long while on its own:
+/// whatever starts meanwhile was claimed by a commit.
+fn idle_worker() -> WorkerOptions {
+    WorkerOptions::default()
+        .lease(Duration::from_secs(5))
+        .poll(PollBackoff {
+            min: Duration::from_secs(30),
+            max: Duration::from_secs(30),
+            factor: 2.0,
+        })
+}
+
+async fn node(store: Arc<dyn Store>) -> Courier {
+    let courier = Courier::builder()
+        .store(store)
+        .activity("echo", |_ctx, n: u64| async move { Ok::<_, TaskError>(n) })
+        .worker(idle_worker())
+        .start()
+        .await
+        .unwrap();
+    // Its first claim finds nothing, and it offers the next.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    courier
+}
+
+async fn starts_in_the_dispatching_commit(store: Arc<dyn Store>) {
+    let courier = node(store).await;
+    let mut work = courier.notifier().subscribe(vec![Topic::Work]).await.unwrap();
+    for n in 0..3u64 {
+        let id = courier.dispatch("echo", n).await.unwrap();
+        let done = courier.wait_for(id, WAIT).await.unwrap();
+        assert_eq!(done.state, ExecutionState::Completed);
+        let events = courier
+            .store()
+            .read_events(&EventFilter {
+                execution_id: Some(id),
+                ..EventFilter::after(0)
+            })
+            .await
+            .unwrap();
+        let at = |t: EventType| {
+            events
+                .iter()
+                .find(|e| e.event_type == t)
+                .unwrap_or_else(|| panic!("no {t:?} in {events:?}"))
+        };
+        let (created, started) = (at(EventType::ExecutionCreated), at(EventType::TaskStarted));
+        // Both stores stamp a transaction's events with one time: the
+        // commit's on SQLite, the transaction's start on Postgres.
+        assert_eq!(
+            created.timestamp, started.timestamp,
+            "execution {n} was claimed in a transaction of its own"
+        );
+        assert_eq!(started.seq, created.seq + 2, "created, task created, started");
+    }
+    // The work was claimed by the writes that made it: no worker was woken.
+    while let Ok(notice) = tokio::time::timeout(Duration::from_millis(200), work.next()).await {
+        assert!(
+            !matches!(notice, Some(Notice::Work { .. })),
+            "a Work notice went out: {notice:?}"
+        );
+        if notice.is_none() {
+            break;
+        }
+    }
+    courier.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn an_idle_worker_starts_a_dispatch_in_the_commit_that_made_it_on_sqlite() {
+    starts_in_the_dispatching_commit(sqlite().await).await;
+}
+
+#[actix_rt::test]
+async fn an_idle_worker_starts_a_dispatch_in_the_commit_that_made_it_on_postgres() {
+    starts_in_the_dispatching_commit(postgres().await).await;
+}
+
+/// A function paused after the worker made its offer is left alone by the
+/// commit that carries the offer: the claim takes the settings as they are
+/// when it runs, not as they were when offered.
+#[actix_rt::test]
+async fn a_standing_offer_leaves_a_function_paused_since_alone() {
+    let courier = node(sqlite().await).await;
+    let paused = FunctionSettings {
+        paused: Some(true),
+        ..FunctionSettings::default()
+    };
+    courier.set_function_settings("echo", paused).await.unwrap();
+    let id = courier.dispatch("echo", 1u64).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let task = courier.task(TaskId::root_of(id)).await.unwrap().expect("its root task");
+    assert_eq!(task.state, TaskState::Pending, "a paused function's task was claimed");
+    courier.shutdown().await.unwrap();
+}
