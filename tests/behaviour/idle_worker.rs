@@ -1,6 +1,7 @@
 //! An idle worker's claim rides the group commit that makes its work: the
-//! dispatch and the claim are one transaction, so the work starts without a
-//! claim of its own and wakes no worker. Its claim is still the store's claim,
+//! dispatch (or an orchestrator's new step) and the claim are one
+//! transaction, so the work starts without a claim of its own and wakes no
+//! worker. Its claim is still the store's claim,
 //! with the function settings as they are when the commit runs.
 
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use crate::support::*;
 use courier::core::{
     EventFilter, EventType, ExecutionState, FunctionSettings, Notice, Store, TaskError, TaskId, TaskState, Topic,
 };
-use courier::{Courier, PollBackoff, WorkerOptions};
+use courier::{Courier, OrchestratorContext, PollBackoff, WorkerOptions};
 
 /// A worker that, once idle, does not claim again for a long while on its own:
 /// whatever starts meanwhile was claimed by a commit.
@@ -28,6 +29,11 @@ async fn node(store: Arc<dyn Store>) -> Courier {
     let courier = Courier::builder()
         .store(store)
         .activity("echo", |_ctx, n: u64| async move { Ok::<_, TaskError>(n) })
+        .orchestrator("twice", |ctx: OrchestratorContext, n: u64| async move {
+            let once: u64 = ctx.call("echo", n).await?;
+            let twice: u64 = ctx.call("echo", once + 1).await?;
+            Ok::<_, TaskError>(twice)
+        })
         .worker(idle_worker())
         .start()
         .await
@@ -88,6 +94,45 @@ async fn an_idle_worker_starts_a_dispatch_in_the_commit_that_made_it_on_sqlite()
 #[actix_rt::test]
 async fn an_idle_worker_starts_a_dispatch_in_the_commit_that_made_it_on_postgres() {
     starts_in_the_dispatching_commit(postgres().await).await;
+}
+
+/// An orchestrator's steps start in the commits that create them: each child
+/// is claimed in the transaction that records it.
+#[actix_rt::test]
+async fn an_orchestrators_children_start_in_the_commits_that_create_them() {
+    let courier = node(sqlite().await).await;
+    let id = courier.dispatch("twice", 1u64).await.unwrap();
+    let done = courier.wait_for(id, WAIT).await.unwrap();
+    assert_eq!(done.state, ExecutionState::Completed);
+    let events = courier
+        .store()
+        .read_events(&EventFilter {
+            execution_id: Some(id),
+            ..EventFilter::after(0)
+        })
+        .await
+        .unwrap();
+    let children: Vec<TaskId> = events
+        .iter()
+        .filter(|e| e.event_type == EventType::TaskCreated && e.task_id != Some(TaskId::root_of(id)))
+        .filter_map(|e| e.task_id)
+        .collect();
+    assert_eq!(children.len(), 2, "{events:?}");
+    for child in children {
+        let at = |t: EventType| {
+            events
+                .iter()
+                .find(|e| e.event_type == t && e.task_id == Some(child))
+                .unwrap_or_else(|| panic!("no {t:?} of {child} in {events:?}"))
+                .timestamp
+        };
+        assert_eq!(
+            at(EventType::TaskCreated),
+            at(EventType::TaskStarted),
+            "child {child} was claimed in a transaction of its own"
+        );
+    }
+    courier.shutdown().await.unwrap();
 }
 
 /// A function paused after the worker made its offer is left alone by the
