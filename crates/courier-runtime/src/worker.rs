@@ -227,12 +227,10 @@ impl WorkerActor {
             act.node.claim_offer().answered();
             match answer {
                 Some(Ok((took, claimed))) => act.claimed(took, max, claimed, true, ctx),
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "the commit carrying this worker's claim failed; claiming now");
-                    act.idle_wait = act.node.worker_options().poll.min;
-                    act.poll(ctx);
-                }
-                None => {
+                unanswered => {
+                    if let Some(Err(e)) = unanswered {
+                        tracing::debug!(error = %e, "the commit carrying this worker's claim failed; claiming now");
+                    }
                     act.idle_wait = act.node.worker_options().poll.min;
                     act.poll(ctx);
                 }

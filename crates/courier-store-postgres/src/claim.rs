@@ -34,7 +34,8 @@
 //! (a second statement would cost a round trip and, its array's length being
 //! different at every call, a fresh plan each time). Each claim records a
 //! `TaskStarted` (and an `ExecutionStarted` when it starts its execution), in
-//! claim order, appended in the claim's transaction.
+//! claim order, appended in the claim's transaction: its own, or the group
+//! commit's it rides ([`claim_in`]), after that commit's other writes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,8 +1,8 @@
 //! Group commit: one transaction for a whole [`WriteBatch`].
 //!
 //! Sections apply in the documented order (dispatches, children, effects,
-//! delivery attempts, releases, completions, the claim riding the batch), each with a few set-based (or pipelined)
-//! statements however many items it has.
+//! delivery attempts, releases, completions, the claim riding the batch), each
+//! with a few set-based (or pipelined) statements however many items it has.
 //! Refusals are per item and abort nothing; an unexpected database error rolls
 //! the whole batch back and fails the call, so the caller can retry items one by
 //! one. Parents woken by anything in the batch are bumped once each at the end.
