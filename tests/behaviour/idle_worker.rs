@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::support::*;
 use courier::core::{
-    EventFilter, EventType, ExecutionState, FunctionSettings, Notice, Store, TaskError, TaskId, TaskState, Topic,
+    Event, EventFilter, EventType, ExecutionState, FunctionSettings, Notice, Store, TaskError, TaskId, TaskState, Topic,
 };
 use courier::{Courier, OrchestratorContext, PollBackoff, WorkerOptions};
 
@@ -43,21 +43,26 @@ async fn node(store: Arc<dyn Store>) -> Courier {
     courier
 }
 
+/// Dispatches `function(arg)`, waits for it to complete, and returns its events.
+async fn run_to_the_end(courier: &Courier, function: &str, arg: u64) -> Vec<Event> {
+    let id = courier.dispatch(function, arg).await.unwrap();
+    let done = courier.wait_for(id, WAIT).await.unwrap();
+    assert_eq!(done.state, ExecutionState::Completed);
+    courier
+        .store()
+        .read_events(&EventFilter {
+            execution_id: Some(id),
+            ..EventFilter::after(0)
+        })
+        .await
+        .unwrap()
+}
+
 async fn starts_in_the_dispatching_commit(store: Arc<dyn Store>) {
     let courier = node(store).await;
     let mut work = courier.notifier().subscribe(vec![Topic::Work]).await.unwrap();
     for n in 0..3u64 {
-        let id = courier.dispatch("echo", n).await.unwrap();
-        let done = courier.wait_for(id, WAIT).await.unwrap();
-        assert_eq!(done.state, ExecutionState::Completed);
-        let events = courier
-            .store()
-            .read_events(&EventFilter {
-                execution_id: Some(id),
-                ..EventFilter::after(0)
-            })
-            .await
-            .unwrap();
+        let events = run_to_the_end(&courier, "echo", n).await;
         let at = |t: EventType| {
             events
                 .iter()
@@ -101,17 +106,8 @@ async fn an_idle_worker_starts_a_dispatch_in_the_commit_that_made_it_on_postgres
 #[actix_rt::test]
 async fn an_orchestrators_children_start_in_the_commits_that_create_them() {
     let courier = node(sqlite().await).await;
-    let id = courier.dispatch("twice", 1u64).await.unwrap();
-    let done = courier.wait_for(id, WAIT).await.unwrap();
-    assert_eq!(done.state, ExecutionState::Completed);
-    let events = courier
-        .store()
-        .read_events(&EventFilter {
-            execution_id: Some(id),
-            ..EventFilter::after(0)
-        })
-        .await
-        .unwrap();
+    let events = run_to_the_end(&courier, "twice", 1).await;
+    let id = events[0].execution_id.expect("an execution's event");
     let children: Vec<TaskId> = events
         .iter()
         .filter(|e| e.event_type == EventType::TaskCreated && e.task_id != Some(TaskId::root_of(id)))
