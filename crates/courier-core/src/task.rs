@@ -390,7 +390,7 @@ impl ClaimRequest {
             && (!runs_code
                 || (self.functions.as_ref().is_none_or(|f| f.contains(&spec.function))
                     && !self.exclude_functions.contains(&spec.function)
-                    && !(self.exclude_internal && spec.function.starts_with(crate::INTERNAL_PREFIX))))
+                    && !(self.exclude_internal && crate::is_internal(&spec.function))))
     }
 
     /// The kinds this request claims.
