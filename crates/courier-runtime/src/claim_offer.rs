@@ -1,5 +1,5 @@
 //! An idle worker's standing claim, which the next group commit that makes work
-//! for it runs in its own transaction.
+//! for it runs in the commit's transaction.
 //!
 //! Without it, a node whose worker waits for work learns of a dispatch from the
 //! commit's notice and then claims the work in a transaction of its own: one

@@ -14,8 +14,9 @@
 //!   a busy node commits thousands at once and an idle one commits each at once.
 //!   After the commit, settled children go straight to orchestrators live on this
 //!   node. When the worker waits for work, its claim rides the first commit
-//!   that makes some for it ([`ClaimOffer`]). Callers take [`Admitted`] permits before they send, so what waits
-//!   here (queue, overflow, the commit in flight) never exceeds
+//!   that makes some for it ([`ClaimOffer`]). Callers take [`Admitted`]
+//!   permits before they send, so what waits here (queue, overflow, the
+//!   commit in flight) never exceeds
 //!   [`MAX_PENDING_WRITES`](crate::admission::MAX_PENDING_WRITES): past it,
 //!   callers wait. A commit that *panics* answers its callers with an error,
 //!   marks the node not ready (`/readyz` 503) and stops the actor, which its
@@ -926,13 +927,13 @@ impl StoreActor {
 
     fn retry_one_by_one(&mut self, mut queue: Queue, batch: Arc<WriteBatch>, ctx: &mut Context<Self>) {
         if let Some(claim) = queue.claim.take() {
-            // The writes are retried without it: the worker claims for itself.
+            // The writes are retried one by one without it (`into_items` leaves
+            // it out): the worker claims for itself.
             let _ = claim.send(Err(StoreError::Unavailable(
                 "the group commit this claim rode failed".into(),
             )));
         }
-        let mut batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
-        batch.claim = None;
+        let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| (*shared).clone());
         let singles = queue.into_items(batch);
         let (store, live, notifier) = (self.store.clone(), self.live.clone(), self.notifier.clone());
         let (readiness, fault) = (self.readiness.clone(), self.fault.clone());
