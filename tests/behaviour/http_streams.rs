@@ -480,3 +480,45 @@ async fn an_sse_stream_whose_client_went_away_is_let_go_at_once() {
     }
     s.stop().await;
 }
+
+/// A poll or a stream by type over a long stretch of the log without a match
+/// pages past it: the poll's empty page moves its cursor and says that more
+/// follows, and the stream finds the match behind the stretch by itself.
+#[actix_rt::test]
+async fn a_read_by_type_pages_past_a_long_stretch_without_a_match() {
+    let s = server().await;
+    let stretch = 10_500;
+    let after = append(&s, stretch, 10).await - stretch as i64;
+    let id = s.http.courier().dispatch("echo", json!(1)).await.unwrap();
+    let poll = |after: i64| s.at(&format!("/v1/events?after={after}&type=execution.created&limit=10"));
+
+    let (status, first) = get(&poll(after)).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["events"], json!([]), "{first}");
+    assert_eq!(first["next"], json!(after + 10_000), "{first}");
+    assert_eq!(first["has_more"], json!(true), "{first}");
+    let (_, second) = get(&poll(after + 10_000)).await;
+    let events = second["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{second}");
+    assert_eq!(events[0]["execution_id"], json!(id), "{second}");
+    assert!(second["next"].as_i64() >= events[0]["seq"].as_i64(), "{second}");
+    assert_eq!(second["has_more"], json!(false), "{second}");
+
+    let mut stream = open_sse(
+        s.at(&format!("/v1/events/stream?after={after}&type=execution.created")),
+        None,
+    )
+    .await;
+    let frame = loop {
+        let frame = stream
+            .next(Duration::from_secs(20))
+            .await
+            .expect("the match is streamed");
+        if frame.id.is_some() {
+            break frame;
+        }
+    };
+    assert_eq!(frame.id, events[0]["seq"].as_i64());
+    assert_eq!(frame.data["execution_id"], json!(id), "{:?}", frame.data);
+    s.stop().await;
+}

@@ -56,6 +56,7 @@ async fn run_to_the_end(courier: &Courier, function: &str, arg: u64) -> Vec<Even
         })
         .await
         .unwrap()
+        .events
 }
 
 async fn starts_in_the_dispatching_commit(store: Arc<dyn Store>) {

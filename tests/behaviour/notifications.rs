@@ -146,6 +146,7 @@ async fn an_orchestrators_notification_is_sent_once_across_a_replay() {
             .read_events(&EventFilter::after(0).types([EventType::NotificationSent]))
             .await
             .unwrap()
+            .events
             .is_empty()
     })
     .await;
@@ -156,7 +157,8 @@ async fn an_orchestrators_notification_is_sent_once_across_a_replay() {
     let sent = store
         .read_events(&EventFilter::after(0).types([EventType::NotificationSent]))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(sent.len(), 1, "sent once: {sent:?}");
     assert_eq!(sent[0].data["id"], json!(result));
     b.shutdown().await.unwrap();

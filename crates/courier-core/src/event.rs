@@ -259,4 +259,78 @@ impl EventFilter {
             && (self.types.is_empty() || self.types.contains(&event.event_type))
             && (self.include_internal || !event.internal)
     }
+
+    /// Whether a read of this filter must look at every event after its cursor
+    /// to find its matches: it filters by type or leaves out internal events, and
+    /// names no execution or task (whose events an index finds).
+    pub fn scans_the_log(&self) -> bool {
+        self.execution_id.is_none() && self.task_id.is_none() && (!self.types.is_empty() || !self.include_internal)
+    }
+
+    /// The highest seq a read of this filter looks at, given the log's `head`:
+    /// the head, or, for a read that [scans the log](Self::scans_the_log),
+    /// [`EVENT_SCAN_WINDOW`] seqs past the cursor at most, so that a filter
+    /// matching little of a long log costs a bounded read, not a walk of the
+    /// whole log.
+    ///
+    /// ```
+    /// use courier_core::{EVENT_SCAN_WINDOW, EventFilter, EventType};
+    /// assert_eq!(EventFilter::after(5).bound(1_000_000), 1_000_000);
+    /// let rare = EventFilter::after(5).types([EventType::ExecutionFailed]);
+    /// assert_eq!(rare.bound(1_000_000), 5 + EVENT_SCAN_WINDOW);
+    /// assert_eq!(rare.bound(7), 7);
+    /// ```
+    pub fn bound(&self, head: i64) -> i64 {
+        if self.scans_the_log() {
+            head.min(self.after.saturating_add(EVENT_SCAN_WINDOW))
+        } else {
+            head
+        }
+    }
+}
+
+/// How many seqs past its cursor a read that [scans the
+/// log](EventFilter::scans_the_log) looks at, at most.
+pub const EVENT_SCAN_WINDOW: i64 = 10_000;
+
+/// What a read of the event log found, and how far it looked.
+///
+/// Every event matching the filter with a seq in `(filter.after, through]` is in
+/// `events`: the next read goes on from `after = through`, and a page may be
+/// empty yet move the cursor (its filter matched nothing in the stretch it
+/// looked at). The reader has caught up when `through` reaches `head`.
+///
+/// ```
+/// use courier_core::{EventFilter, EventPage};
+/// let page = EventPage::read(&EventFilter::after(10), Vec::new(), 25, 25);
+/// assert_eq!((page.through, page.caught_up()), (25, true));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventPage {
+    /// The events found, oldest first, at most the filter's limit.
+    pub events: Vec<Event>,
+    /// The seq the read looked up to (see the type's documentation).
+    pub through: i64,
+    /// The log's last seq when the read began.
+    pub head: i64,
+}
+
+impl EventPage {
+    /// The page of a read of `filter` that looked at seqs up to `bound` (from
+    /// [`EventFilter::bound`]) when the log's last seq was `head`, and found
+    /// `events`: a full page looked as far as its last event, a short one as far
+    /// as `bound`.
+    pub fn read(filter: &EventFilter, events: Vec<Event>, bound: i64, head: i64) -> EventPage {
+        let full = filter.limit > 0 && events.len() >= filter.limit as usize;
+        let through = match events.last() {
+            Some(last) if full => last.seq,
+            _ => bound.max(filter.after),
+        };
+        EventPage { events, through, head }
+    }
+
+    /// Whether the read looked as far as the log's head.
+    pub fn caught_up(&self) -> bool {
+        self.through >= self.head
+    }
 }

@@ -58,9 +58,12 @@ pub(crate) struct EventsLimit {
 pub(crate) struct EventsPage {
     /// The events.
     pub events: Vec<Event>,
-    /// The cursor to pass as `after` next time.
+    /// The cursor to pass as `after` next time. A read by type, or one leaving
+    /// internal events out, looks at most 10,000 sequence numbers past its
+    /// cursor, so a page may be empty and still move the cursor.
     pub next: i64,
-    /// Whether more events follow at once.
+    /// Whether more events follow at once (more matches, or more of the log
+    /// to look through).
     pub has_more: bool,
 }
 
@@ -126,9 +129,15 @@ pub(crate) async fn poll(
         ));
     }
     filter.limit = limit + 1;
-    let mut events = http.courier().store().read_events(&filter).await?;
-    let has_more = events.len() > limit as usize;
-    events.truncate(limit as usize);
-    let next = events.last().map_or(filter.after, |e| e.seq);
+    let page = http.courier().store().read_events(&filter).await?;
+    let mut events = page.events;
+    // One more than asked tells whether more follow; a short page may still have
+    // stopped short of the head (a read by type looks a stretch at a time).
+    let (next, has_more) = if events.len() > limit as usize {
+        events.truncate(limit as usize);
+        (events.last().map_or(filter.after, |e| e.seq), true)
+    } else {
+        (page.through, page.through < page.head)
+    };
     Ok(HttpResponse::Ok().json(EventsPage { events, next, has_more }))
 }

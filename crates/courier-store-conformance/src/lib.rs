@@ -148,6 +148,7 @@ macro_rules! __cases {
             event_log::trimmed_sequence_numbers_are_never_reused,
             event_log::internal_events_are_marked_and_left_out_when_asked,
             event_log::internal_events_are_marked_in_a_large_mixed_batch,
+            event_log::a_read_that_scans_the_log_pages_through_it_a_window_at_a_time,
             maintenance::stuck_tasks_are_reported_once_per_attempt,
             maintenance::a_singleton_role_has_one_holder_until_it_expires,
             maintenance::the_store_clock_is_utc_now,

@@ -71,7 +71,8 @@ pub async fn assert_logged(store: &DynStore, after: i64, changes: &[Change], wha
     let logged = store
         .read_events(&EventFilter::after(after).limit(10_000))
         .await
-        .expect("read events");
+        .expect("read events")
+        .events;
     let expected = events_of_changes(changes);
     let shape = |e: &Event| (e.event_type, e.execution_id, e.task_id, e.data.clone());
     assert_eq!(
@@ -207,6 +208,7 @@ pub async fn events_of(store: &DynStore, execution: ExecutionId) -> Vec<Event> {
         .read_events(&EventFilter::after(0).execution(execution).limit(10_000))
         .await
         .expect("read events")
+        .events
 }
 
 /// The types of `events`.

@@ -25,7 +25,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use courier_core::{Change, Event, EventFilter, EventStore, NewEvent, StoreResult, events_of};
+use courier_core::{Change, EventFilter, EventPage, EventStore, NewEvent, StoreResult, events_of};
 use serde_json::Value;
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
@@ -39,7 +39,7 @@ use crate::transaction::Tx;
 
 #[async_trait]
 impl EventStore for PostgresStore {
-    async fn read_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+    async fn read_events(&self, filter: &EventFilter) -> StoreResult<EventPage> {
         read(self, filter).await
     }
 
@@ -210,32 +210,61 @@ async fn fill_internal(tx: &Tx, executions: &[Option<Uuid>], internal: &mut [Opt
     Ok(())
 }
 
-/// Events after `filter.after`, oldest first. Each filter shape has its own
-/// statement so that the planner can use the execution or task index.
-async fn read(store: &PostgresStore, filter: &EventFilter) -> StoreResult<Vec<Event>> {
+/// Events after `filter.after`, oldest first, up to the filter's bound of the
+/// head, read in the same statement (so in the same snapshot): each row carries
+/// the head, and a read that found nothing returns the head alone. Each filter
+/// shape has its own statement so that the planner can use the execution or
+/// task index.
+async fn read(store: &PostgresStore, filter: &EventFilter) -> StoreResult<EventPage> {
     let client = store.client().await?;
     let sql = read_statement(filter);
     let execution = filter.execution_id.map(|id| id.0);
     let task = filter.task_id.map(|id| id.0);
     let types: Vec<&str> = filter.types.iter().map(|t| t.as_str()).collect();
     let limit = limit(filter.limit);
+    // The bound of a head past every seq: the cursor's window, or no bound.
+    let cap = filter.bound(i64::MAX);
     let rows = query_typed(
         &client,
         &sql,
         &READ_TYPES,
-        &[&filter.after, &execution, &task, &types, &limit],
+        &[&filter.after, &execution, &task, &types, &limit, &cap],
     )
     .await?;
-    Ok(rows.iter().map(rows::event).collect::<Result<_>>()?)
+    let mut head = 0;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        head = row.try_get(0).map_err(crate::error::Error::from)?;
+        if row
+            .try_get::<_, Option<i64>>(1)
+            .map_err(crate::error::Error::from)?
+            .is_some()
+        {
+            events.push(rows::event_from(row, 1)?);
+        }
+    }
+    Ok(EventPage::read(filter, events, filter.bound(head), head))
 }
 
-/// The types of [`read_statement`]'s parameters: after, execution, task, types, limit.
-const READ_TYPES: [Type; 5] = [Type::INT8, Type::UUID, Type::UUID, Type::TEXT_ARRAY, Type::INT8];
+/// The types of [`read_statement`]'s parameters: after, execution, task, types,
+/// limit, and the highest seq to look at.
+const READ_TYPES: [Type; 6] = [
+    Type::INT8,
+    Type::UUID,
+    Type::UUID,
+    Type::TEXT_ARRAY,
+    Type::INT8,
+    Type::INT8,
+];
 
-/// The statement reading `filter`'s page: keyset paging from `after` in seq
-/// order, so a page costs its own rows whatever its depth.
+/// The statement reading `filter`'s page: the head, then keyset paging from
+/// `after` in seq order up to the head (or `$6`, if lower), so a page costs its
+/// own rows whatever its depth.
 fn read_statement(filter: &EventFilter) -> String {
-    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1");
+    let mut sql = format!(
+        "SELECT h.last, e.* FROM courier_event_head h LEFT JOIN LATERAL (
+             SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 AND seq <= least(h.last, $6)"
+    );
     if filter.execution_id.is_some() {
         sql.push_str(" AND execution_id = $2");
     }
@@ -248,7 +277,7 @@ fn read_statement(filter: &EventFilter) -> String {
     if !filter.include_internal {
         sql.push_str(" AND NOT internal");
     }
-    sql.push_str(" ORDER BY seq LIMIT $5");
+    sql.push_str(" ORDER BY seq LIMIT $5) e ON true");
     sql
 }
 
@@ -295,7 +324,14 @@ mod tests {
             &client,
             &sql,
             &READ_TYPES,
-            &[&filter.after, &execution, &task, &types, &limit],
+            &[
+                &filter.after,
+                &execution,
+                &task,
+                &types,
+                &limit,
+                &filter.bound(i64::MAX),
+            ],
         )
         .await
         .unwrap();
@@ -325,7 +361,10 @@ mod tests {
             )
             .await
             .unwrap();
-        client.batch_execute("ANALYZE events").await.unwrap();
+        client
+            .batch_execute("UPDATE courier_event_head SET last = 50000; ANALYZE events")
+            .await
+            .unwrap();
 
         let by_type = EventFilter::after(41).types([EventType::TaskFailed]).limit(100);
         let execution = EventFilter {

@@ -154,11 +154,6 @@ pub(crate) fn dead_letter(row: &Row) -> Result<DeadLetterRecord> {
     })
 }
 
-/// An event from a row of [`EVENT_COLUMNS`].
-pub(crate) fn event(row: &Row) -> Result<Event> {
-    event_from(row, 0)
-}
-
 /// An event from [`EVENT_COLUMNS`] starting at column `at`.
 pub(crate) fn event_from(row: &Row, at: usize) -> Result<Event> {
     Ok(Event {

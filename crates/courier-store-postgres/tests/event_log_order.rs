@@ -36,7 +36,7 @@ async fn all_events(store: &PostgresStore) -> Vec<Event> {
     let mut all: Vec<Event> = Vec::new();
     loop {
         let after = all.last().map_or(0, |e| e.seq);
-        let page = store.read_events(&EventFilter::after(after)).await.unwrap();
+        let page = store.read_events(&EventFilter::after(after)).await.unwrap().events;
         if page.is_empty() {
             return all;
         }
@@ -50,6 +50,7 @@ async fn seqs_of(store: &PostgresStore, execution: ExecutionId) -> Vec<i64> {
         .read_events(&EventFilter::after(0).execution(execution))
         .await
         .unwrap()
+        .events
         .iter()
         .map(|e| e.seq)
         .collect()
@@ -79,7 +80,7 @@ async fn an_append_waits_for_an_earlier_appender_to_commit() {
         !fast.is_finished(),
         "a later append must not commit before the earlier one"
     );
-    let visible = store.read_events(&EventFilter::after(0)).await.unwrap();
+    let visible = store.read_events(&EventFilter::after(0)).await.unwrap().events;
     assert_eq!(visible.len(), 1, "nothing past the slow appender is visible");
 
     for seq in [2_i64, 3] {

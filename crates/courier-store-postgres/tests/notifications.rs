@@ -44,6 +44,7 @@ async fn sent_seqs(store: &PostgresStore) -> HashMap<Uuid, i64> {
         .read_events(&EventFilter::after(0).types([EventType::NotificationSent]).limit(10_000))
         .await
         .unwrap()
+        .events
         .iter()
         .map(|e| (serde_json::from_value(e.data["id"].clone()).unwrap(), e.seq))
         .collect()

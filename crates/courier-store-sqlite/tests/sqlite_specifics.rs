@@ -387,7 +387,7 @@ async fn trimming_walks_the_log_from_its_start_and_stops_at_the_first_event_too_
     }
     let store = SqliteStore::open(SqliteOptions::file(&path)).await.unwrap();
     let left = || async {
-        let events = store.read_events(&EventFilter::after(0)).await.unwrap();
+        let events = store.read_events(&EventFilter::after(0)).await.unwrap().events;
         events.iter().filter_map(|e| e.execution_id).collect::<Vec<_>>()
     };
     let all = left().await;

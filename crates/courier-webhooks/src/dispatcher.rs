@@ -161,7 +161,7 @@ async fn enqueue_round(
     // What was looked at counts only while the cursor is where it was then.
     let looked = state.looked.take().filter(|l| l.cursor == from);
     let start = looked.map_or(from, |l| l.to);
-    let events = store.read_events(&EventFilter::after(start).limit(PAGE)).await?;
+    let events = store.read_events(&EventFilter::after(start).limit(PAGE)).await?.events;
     let to = events.last().map_or(start, |e| e.seq);
     if to == from {
         return Ok(false);
@@ -328,6 +328,7 @@ mod tests {
             .read_events(&EventFilter::after(0).limit(1000))
             .await
             .unwrap()
+            .events
             .last()
             .unwrap()
             .seq;

@@ -4,14 +4,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::StoreResult;
-use crate::event::{Event, EventFilter};
+use crate::event::{EventFilter, EventPage};
 
 /// Reading the log. Appending is never a call of its own: every write appends the
 /// events of its changes.
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// Events matching `filter` with `seq > filter.after`, oldest first, at most `filter.limit`.
-    async fn read_events(&self, filter: &EventFilter) -> StoreResult<Vec<Event>>;
+    /// Events matching `filter` with `seq > filter.after`, oldest first, at most
+    /// `filter.limit`, looking no further than [`EventFilter::bound`] of the
+    /// log's head as the read begins (see [`EventPage`] for where to go on).
+    async fn read_events(&self, filter: &EventFilter) -> StoreResult<EventPage>;
 
     /// The highest sequence number ever assigned (0 if none).
     async fn last_event_seq(&self) -> StoreResult<i64>;

@@ -61,12 +61,12 @@ impl Follower {
         let mut filter = self.filter.clone();
         filter.after = self.cursor;
         filter.limit = CATCH_UP_PAGE;
-        let mut events = store.read_events(&filter).await?;
+        let page = store.read_events(&filter).await?;
+        let done = page.caught_up();
+        let mut events = page.events;
         super::frame::trim(&mut events, max_event_bytes);
-        if let Some(last) = events.last() {
-            self.cursor = last.seq;
-        }
-        let done = (events.len() as u32) < CATCH_UP_PAGE;
+        // A page may have looked further than the events it found.
+        self.cursor = page.through;
         if done {
             // Everything committed up to now has been read, which includes `upto`.
             self.cursor = self.cursor.max(upto);

@@ -180,31 +180,36 @@ impl LogTail {
         self.again = false;
         let store = self.store.clone();
         let from = self.cursor.load(Ordering::SeqCst);
-        async move { store.read_events(&EventFilter::after(from).limit(READ_PAGE)).await }
-            .into_actor(self)
-            .map(move |result, act, ctx| {
-                act.reading = false;
-                match result {
-                    Ok(mut events) if !events.is_empty() => {
-                        super::frame::trim(&mut events, act.max_event_bytes);
-                        let full = events.len() as u32 == READ_PAGE;
-                        let to = events.last().map_or(from, |e| e.seq);
-                        act.cursor.store(to, Ordering::SeqCst);
-                        act.stats.record(&events);
-                        act.broadcast(Batch::new(from, to, events));
-                        if full || act.again {
-                            act.read(ctx);
-                        }
+        async move {
+            store
+                .read_events(&EventFilter::after(from).limit(READ_PAGE))
+                .await
+                .map(|page| page.events)
+        }
+        .into_actor(self)
+        .map(move |result, act, ctx| {
+            act.reading = false;
+            match result {
+                Ok(mut events) if !events.is_empty() => {
+                    super::frame::trim(&mut events, act.max_event_bytes);
+                    let full = events.len() as u32 == READ_PAGE;
+                    let to = events.last().map_or(from, |e| e.seq);
+                    act.cursor.store(to, Ordering::SeqCst);
+                    act.stats.record(&events);
+                    act.broadcast(Batch::new(from, to, events));
+                    if full || act.again {
+                        act.read(ctx);
                     }
-                    Ok(_) => {
-                        if act.again {
-                            act.read(ctx);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "event log tail could not read; will retry"),
                 }
-            })
-            .spawn(ctx);
+                Ok(_) => {
+                    if act.again {
+                        act.read(ctx);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "event log tail could not read; will retry"),
+            }
+        })
+        .spawn(ctx);
     }
 
     fn broadcast(&mut self, batch: Batch) {

@@ -267,7 +267,7 @@ pub async fn one_commit_carries_many_kinds_and_isolates_refusals(store: DynStore
     assert_eq!(results.effects[0].as_ref().unwrap().result, json!(1.0));
     assert!(results.completions[0].is_ok());
     assert!(matches!(&results.completions[1], Err(e) if is_lease_lost(e, stale_b.task.id)));
-    let logged = store.read_events(&EventFilter::after(before)).await.unwrap();
+    let logged = store.read_events(&EventFilter::after(before)).await.unwrap().events;
     assert_eq!(
         logged.len(),
         results.changes.len(),
@@ -314,7 +314,8 @@ pub async fn a_notification_effect_is_sent_once_per_step(store: DynStore) {
     let sent = store
         .read_events(&EventFilter::after(0).types([EventType::NotificationSent]))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(sent.len(), 1, "sent once");
     assert_eq!(store.get_notifications(&[new.id]).await.unwrap().len(), 1);
 }

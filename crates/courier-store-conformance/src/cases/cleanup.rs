@@ -84,6 +84,7 @@ pub async fn cleanup_removes_only_old_terminal_executions_with_all_their_rows(st
             .read_events(&EventFilter::after(0).execution(old))
             .await
             .unwrap()
+            .events
             .is_empty()
     );
 
@@ -156,6 +157,7 @@ pub async fn trimming_keeps_events_the_webhook_dispatcher_has_not_read(store: Dy
             .read_events(&courier_core::EventFilter::after(0))
             .await
             .unwrap()
+            .events
             .len(),
         1
     );
@@ -186,6 +188,7 @@ pub async fn trimming_keeps_events_the_webhook_dispatcher_has_not_read(store: Dy
             .read_events(&courier_core::EventFilter::after(0))
             .await
             .unwrap()
+            .events
             .is_empty()
     );
 }

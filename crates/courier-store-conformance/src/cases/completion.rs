@@ -69,7 +69,7 @@ pub async fn a_refused_completion_settles_nothing(store: DynStore) {
     assert_eq!(e.result, None);
     assert_eq!(e.error, None);
     assert_eq!(task(&store, c.task.id).await.result, Some(json!(1)));
-    let logged = store.read_events(&EventFilter::after(after)).await.unwrap();
+    let logged = store.read_events(&EventFilter::after(after)).await.unwrap().events;
     assert!(logged.is_empty(), "a refused completion logs nothing: {logged:?}");
 }
 

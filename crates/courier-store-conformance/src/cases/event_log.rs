@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use courier_core::{
-    Effect, EffectWrite, EventFilter, EventType, ExecutionId, NewExecution, Progress, TaskId, WriteBatch,
+    EVENT_SCAN_WINDOW, Effect, EffectWrite, EventFilter, EventType, ExecutionId, NewExecution, Progress, TaskId,
+    WriteBatch,
 };
 use serde_json::json;
 
@@ -58,7 +59,11 @@ pub async fn event_sequences_are_gap_free_and_readable_after_a_cursor(store: Dyn
         a.unwrap();
     }
     assert_eq!(store.last_event_seq().await.unwrap(), base + 200);
-    let read = store.read_events(&EventFilter::after(base).limit(1000)).await.unwrap();
+    let read = store
+        .read_events(&EventFilter::after(base).limit(1000))
+        .await
+        .unwrap()
+        .events;
     assert_eq!(
         read.iter().map(|e| e.seq).collect::<Vec<_>>(),
         ((base + 1)..=(base + 200)).collect::<Vec<_>>(),
@@ -67,7 +72,8 @@ pub async fn event_sequences_are_gap_free_and_readable_after_a_cursor(store: Dyn
     let page = store
         .read_events(&EventFilter::after(base + 150).limit(20))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(
         page.iter().map(|e| e.seq).collect::<Vec<_>>(),
         ((base + 151)..=(base + 170)).collect::<Vec<_>>()
@@ -77,11 +83,16 @@ pub async fn event_sequences_are_gap_free_and_readable_after_a_cursor(store: Dyn
     let mine = store
         .read_events(&EventFilter::after(0).execution(exec).types([EventType::TaskProgress]))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(mine.len(), 25);
     let ns: Vec<i64> = mine.iter().map(n_of).collect();
     assert_eq!(ns, (0..25).collect::<Vec<_>>(), "one appender's events keep its order");
-    let all_mine = store.read_events(&EventFilter::after(0).execution(exec)).await.unwrap();
+    let all_mine = store
+        .read_events(&EventFilter::after(0).execution(exec))
+        .await
+        .unwrap()
+        .events;
     assert_eq!(
         types(&all_mine[..2]),
         [EventType::ExecutionCreated, EventType::TaskCreated],
@@ -91,13 +102,15 @@ pub async fn event_sequences_are_gap_free_and_readable_after_a_cursor(store: Dyn
     let one_task = store
         .read_events(&EventFilter::after(0).task(TaskId::for_step(exec, 1)))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(one_task.len(), 9);
     assert!(
         store
             .read_events(&EventFilter::after(0).execution(exec).types([EventType::TaskCompleted]))
             .await
             .unwrap()
+            .events
             .is_empty()
     );
     let typed = store
@@ -108,7 +121,8 @@ pub async fn event_sequences_are_gap_free_and_readable_after_a_cursor(store: Dyn
                 .limit(4),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(typed.len(), 4);
     let now = store.now().await.unwrap();
     assert_close(typed[0].timestamp, now, std::time::Duration::from_secs(10), "timestamp");
@@ -127,7 +141,11 @@ pub async fn a_tailing_reader_never_skips_a_committed_event(store: DynStore) {
             let mut seen = Vec::new();
             loop {
                 let finished = !writing.load(Ordering::SeqCst);
-                let batch = store.read_events(&EventFilter::after(cursor).limit(500)).await.unwrap();
+                let batch = store
+                    .read_events(&EventFilter::after(cursor).limit(500))
+                    .await
+                    .unwrap()
+                    .events;
                 if let Some(last) = batch.last() {
                     cursor = last.seq;
                 }
@@ -175,10 +193,17 @@ pub async fn trimmed_sequence_numbers_are_never_reused(store: DynStore) {
     assert_eq!(last, 5, "two dispatch events and three progress events");
     let future = store.now().await.unwrap() + chrono::Duration::seconds(5);
     assert_eq!(store.trim_events(future).await.unwrap(), 5);
-    assert!(store.read_events(&EventFilter::after(0)).await.unwrap().is_empty());
+    assert!(
+        store
+            .read_events(&EventFilter::after(0))
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
     assert_eq!(store.last_event_seq().await.unwrap(), last);
     append_progress_events(&store, exec, 9, 1).await;
-    let next = store.read_events(&EventFilter::after(0)).await.unwrap();
+    let next = store.read_events(&EventFilter::after(0)).await.unwrap().events;
     assert_eq!(next.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![last + 1]);
 
     let past = store.now().await.unwrap() - chrono::Duration::seconds(60);
@@ -206,7 +231,11 @@ pub async fn internal_events_are_marked_in_a_large_mixed_batch(store: DynStore) 
     // their executions up, many at once here.
     append_progress_events(&store, ids[0], 0, 100).await;
     append_progress_events(&store, ids[1], 100, 100).await;
-    let all = store.read_events(&EventFilter::after(0).limit(1000)).await.unwrap();
+    let all = store
+        .read_events(&EventFilter::after(0).limit(1000))
+        .await
+        .unwrap()
+        .events;
     assert_eq!(
         all.len(),
         500,
@@ -219,7 +248,8 @@ pub async fn internal_events_are_marked_in_a_large_mixed_batch(store: DynStore) 
     let public = store
         .read_events(&EventFilter::after(0).internal(false).limit(1000))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(public.len(), 300);
 }
 
@@ -232,17 +262,21 @@ pub async fn internal_events_are_marked_and_left_out_when_asked(store: DynStore)
     let internal = dispatch(&store, activity("courier.webhook.deliver")).await;
     append_progress_events(&store, internal, 0, 2).await;
     append_progress_events(&store, mine, 2, 1).await;
-    let all = store.read_events(&EventFilter::after(0)).await.unwrap();
+    let all = store.read_events(&EventFilter::after(0)).await.unwrap().events;
     assert_eq!(all.len(), 7, "two dispatches of two events, three progress reports");
     for e in &all {
         assert_eq!(e.internal, e.execution_id == Some(internal), "{e:?}");
     }
-    let public = store.read_events(&EventFilter::after(0).internal(false)).await.unwrap();
+    let public = store
+        .read_events(&EventFilter::after(0).internal(false))
+        .await
+        .unwrap()
+        .events;
     assert!(!public.is_empty());
     assert!(public.iter().all(|e| e.execution_id == Some(mine)), "{public:?}");
     assert_eq!(public.len(), 3);
     assert!(public.iter().all(|e| EventFilter::after(0).internal(false).matches(e)));
-    // The filter composes with types (the typed index) and the cursor.
+    // The filter composes with types and the cursor.
     let created = store
         .read_events(
             &EventFilter::after(0)
@@ -250,11 +284,79 @@ pub async fn internal_events_are_marked_and_left_out_when_asked(store: DynStore)
                 .internal(false),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(types(&created), [EventType::ExecutionCreated, EventType::TaskProgress]);
     let after = store
         .read_events(&EventFilter::after(public[0].seq).internal(false).limit(1))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [public[1].seq]);
+}
+
+/// A read that must look at every event after its cursor to find its matches
+/// (by type, or leaving internal events out) looks at most
+/// [`EVENT_SCAN_WINDOW`] seqs per read: a page may come back empty yet move the
+/// cursor, and paging on from its `through` finds every match, in order, once.
+/// A read that names an execution is not bounded so.
+pub async fn a_read_that_scans_the_log_pages_through_it_a_window_at_a_time(store: DynStore) {
+    let busy = dispatch(&store, activity("busy")).await;
+    let base = store.last_event_seq().await.unwrap();
+    let window = usize::try_from(EVENT_SCAN_WINDOW).unwrap();
+    for chunk in 0..10 {
+        append_progress_events(&store, busy, chunk * (window / 10 + 50), window / 10 + 50).await;
+    }
+    let rare = dispatch(&store, activity("rare")).await;
+    let head = store.last_event_seq().await.unwrap();
+    assert_eq!(head, base + EVENT_SCAN_WINDOW + 500 + 2);
+
+    let created = EventFilter::after(base).types([EventType::ExecutionCreated]).limit(10);
+    let first = store.read_events(&created).await.unwrap();
+    assert!(first.events.is_empty(), "{:?}", first.events);
+    assert_eq!(first.head, head);
+    assert_eq!(
+        first.through,
+        base + EVENT_SCAN_WINDOW,
+        "looked one window past the cursor"
+    );
+    assert!(!first.caught_up());
+
+    let second = store
+        .read_events(&EventFilter {
+            after: first.through,
+            ..created.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.events.len(), 1);
+    assert_eq!(second.events[0].execution_id, Some(rare));
+    assert_eq!(second.through, head);
+    assert!(second.caught_up());
+
+    // A full page looked as far as its last event.
+    let progress = EventFilter::after(base).types([EventType::TaskProgress]).limit(5);
+    let page = store.read_events(&progress).await.unwrap();
+    assert_eq!(page.events.iter().map(n_of).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    assert_eq!(page.through, page.events[4].seq);
+
+    // Leaving internal events out scans the log too.
+    let public = store
+        .read_events(&EventFilter::after(base).internal(false).limit(0))
+        .await
+        .unwrap();
+    assert_eq!(public.events.len(), window);
+    assert_eq!(public.through, base + EVENT_SCAN_WINDOW);
+
+    // Naming the execution reads it whole, however far it is past the cursor.
+    let mine = store
+        .read_events(&EventFilter::after(base).execution(rare))
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&mine.events),
+        [EventType::ExecutionCreated, EventType::TaskCreated]
+    );
+    assert_eq!(mine.through, head);
+    assert!(mine.caught_up());
 }

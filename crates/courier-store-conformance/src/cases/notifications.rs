@@ -71,7 +71,8 @@ pub async fn notifications_are_stored_by_mode_and_numbered_by_their_events(store
     let events = store
         .read_events(&EventFilter::after(0).types([EventType::NotificationSent]))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs.to_vec());
     assert_eq!(events[0].data["id"], json!(queued.notification.id));
     assert_eq!(events[0].data["target"], json!({"kind": "session", "key": "s1"}));
@@ -157,7 +158,8 @@ pub async fn a_group_replaces_its_live_notification(store: DynStore) {
     let events = store
         .read_events(&EventFilter::after(0).types([EventType::NotificationSent]))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(events.last().unwrap().data["replaced"], json!([first.notification.id]));
 }
 

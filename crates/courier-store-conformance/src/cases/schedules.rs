@@ -215,7 +215,8 @@ pub async fn a_firing_dispatches_records_and_logs_each_slot_once(store: DynStore
     let logged = store
         .read_events(&courier_core::EventFilter::after(head).limit(100))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     let schedule_events: Vec<_> = logged
         .iter()
         .filter(|e| matches!(e.event_type, EventType::ScheduleFired | EventType::ScheduleSkipped))

@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (13, include_str!("0013_child_executions.sql")),
     (14, include_str!("0014_priority_ageing.sql")),
     (15, include_str!("0015_events_trimmed_in_seq_order.sql")),
+    (16, include_str!("0016_events_read_by_type_in_seq_order.sql")),
 ];
 
 /// Applies every migration not applied yet, in one IMMEDIATE transaction, so that
