@@ -259,7 +259,9 @@ const READ_TYPES: [Type; 6] = [
 
 /// The statement reading `filter`'s page: the head, then keyset paging from
 /// `after` in seq order up to the head (or `$6`, if lower), so a page costs its
-/// own rows whatever its depth.
+/// own rows whatever its depth. Reads by type walk the log itself (an index by
+/// type cost every append an entry, under the head's lock), which `$6` keeps
+/// short.
 fn read_statement(filter: &EventFilter) -> String {
     let mut sql = format!(
         "SELECT h.last, e.* FROM courier_event_head h LEFT JOIN LATERAL (
@@ -343,7 +345,8 @@ mod tests {
 
     /// Every shape of filtered read walks an index from its cursor (keyset
     /// paging), never the whole log, on a log of 50,000 events where the type,
-    /// execution or task asked for is rare.
+    /// execution or task asked for is rare: one execution's or task's events
+    /// by their index, a type by seq up to the read's bound.
     #[tokio::test]
     async fn every_filtered_read_searches_an_index_from_its_cursor() {
         let (store, schema) = store_of_its_own("event_plans", 2).await;
@@ -376,7 +379,7 @@ mod tests {
             ..EventFilter::after(41)
         };
         let cases = [
-            (by_type, "events_type_seq"),
+            (by_type, "events_pkey"),
             (execution, "events_execution_seq"),
             (task, "events_task_seq"),
             (EventFilter::after(41), "events_pkey"),

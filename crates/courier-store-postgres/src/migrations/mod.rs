@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (12, include_str!("0012_rate_limits.sql")),
     (13, include_str!("0013_child_executions.sql")),
     (14, include_str!("0014_priority_ageing.sql")),
+    (15, include_str!("0015_events_read_by_type_in_seq_order.sql")),
 ];
 
 /// Creates the schema (if one is configured) and applies every migration not yet
