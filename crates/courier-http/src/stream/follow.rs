@@ -51,7 +51,9 @@ impl Follower {
     }
 
     /// Reads one page of what this follower missed, up to at least `upto`;
-    /// returns the events and whether it has caught up to `upto`.
+    /// returns the events and whether it has caught up (the read reached the
+    /// log's head, which includes `upto`). A page by type may find nothing yet
+    /// move the cursor: it looks one window of the log at a time.
     pub(crate) async fn catch_up_page(
         &mut self,
         store: &Arc<dyn Store>,
