@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use courier::Courier;
-use courier::core::{Store, TaskError};
+use courier::core::{ExecutionState, FunctionSettings, RateLimit, Store, TaskError, TaskId};
 use courier::http::HttpOptions;
+use courier::{Courier, PollBackoff, WorkerOptions};
 use serde_json::{Value, json};
 
 use crate::support::http::*;
@@ -180,6 +180,71 @@ async fn a_rate_limit_spaces_starts_and_each_key_has_its_own_on_sqlite() {
 #[actix_rt::test]
 async fn a_rate_limit_spaces_starts_and_each_key_has_its_own_on_postgres() {
     a_rate_limit_spaces_starts_and_each_key_has_its_own(postgres().await).await;
+}
+
+/// A rate-limited backlog drains at the rate even when nothing else would
+/// make the worker claim: its polling floor is 30 s and, once the first
+/// dispatch's claim has ridden its commit, the others' claims ride theirs and
+/// flow control gives their tasks back to wait for tokens. No notice says when
+/// a held-back task is due, so the worker must look again by then; before it
+/// did, the backlog sat out the worker's backoff (30 s here, up to 5 s by
+/// default) while the bucket filled past its burst and lost the tokens.
+async fn a_held_back_backlog_drains_at_the_rate_while_the_worker_idles(store: Arc<dyn Store>) {
+    let courier = Courier::builder()
+        .store(store)
+        .activity("send", |_ctx, args: Value| async move { Ok::<_, TaskError>(args) })
+        .worker(
+            WorkerOptions::default()
+                .lease(Duration::from_secs(5))
+                .poll(PollBackoff {
+                    min: Duration::from_secs(30),
+                    max: Duration::from_secs(30),
+                    factor: 2.0,
+                }),
+        )
+        .start()
+        .await
+        .unwrap();
+    let limited = FunctionSettings {
+        rate_limit: Some(RateLimit {
+            per_second: 5.0,
+            burst: Some(1),
+            key: None,
+        }),
+        ..FunctionSettings::default()
+    };
+    courier.set_function_settings("send", limited).await.unwrap();
+    // The worker's first claim found nothing; its next rides a commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ids = Vec::new();
+    for n in 0..5u64 {
+        ids.push(courier.dispatch("send", json!({ "n": n })).await.unwrap());
+    }
+    let mut starts = Vec::new();
+    for id in ids {
+        let done = courier
+            .wait_for(id, Some(Duration::from_secs(5)))
+            .await
+            .unwrap_or_else(|e| panic!("a held-back task did not start within 5 s at 5/s: {e}"));
+        assert_eq!(done.state, ExecutionState::Completed);
+        let task = courier.task(TaskId::root_of(id)).await.unwrap().expect("its root task");
+        assert_eq!(task.attempt, 1, "waiting for a token used an attempt");
+        starts.push(task.started_at.expect("it started"));
+    }
+    starts.sort();
+    let span = (starts[4] - starts[0]).num_milliseconds();
+    assert!(span >= 700, "5 starts at 5/s after a burst of 1 took only {span} ms");
+    courier.shutdown().await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_held_back_backlog_drains_at_the_rate_while_the_worker_idles_on_sqlite() {
+    a_held_back_backlog_drains_at_the_rate_while_the_worker_idles(sqlite().await).await;
+}
+
+#[actix_rt::test]
+async fn a_held_back_backlog_drains_at_the_rate_while_the_worker_idles_on_postgres() {
+    a_held_back_backlog_drains_at_the_rate_while_the_worker_idles(postgres().await).await;
 }
 
 async fn a_concurrency_key_caps_each_key_apart(store: Arc<dyn Store>) {

@@ -59,15 +59,19 @@ impl Courier {
         loop {
             let claimed = self.node.writes().send(Claim(request.clone())).await??;
             // What waits for rate-limit tokens was given back; the rest is the answer.
-            let claimed = crate::flow_control::admit(&self.node, claimed).await;
-            if !claimed.is_empty() {
-                return Ok(claimed);
+            let admission = crate::flow_control::admit(&self.node, claimed).await;
+            if !admission.start.is_empty() {
+                return Ok(admission.start);
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 return Ok(Vec::new());
             }
-            let nap = interval.min(left);
+            // What was held back is due again then, and no notice will say so.
+            let nap = admission
+                .held_back_for
+                .map_or(interval, |due| due.min(interval))
+                .min(left);
             tokio::select! {
                 notice = sub.next_within(nap) => {
                     if notice.is_none() {

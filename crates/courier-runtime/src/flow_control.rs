@@ -5,6 +5,10 @@
 //! little later, without using an attempt. So the limits hold across every node
 //! and outside worker, and work over them waits rather than fails.
 //!
+//! No notice says when a held-back task is due again, so the claimer is told
+//! ([`Admission::held_back_for`]) and looks again by then: a backlog over a
+//! rate limit drains at the rate, not at the pace of an idle worker's backoff.
+//!
 //! Only activity tasks count: they are the work that reaches the outside world,
 //! while an orchestrator's claims are replays of one execution.
 
@@ -30,9 +34,28 @@ const KEY_WAIT: Duration = Duration::from_millis(250);
 /// The most a task refused a slot waits before it looks again.
 const KEY_WAIT_MAX: Duration = Duration::from_secs(5);
 
-/// The claimed tasks that may start now, in claim order; the others are given
-/// back to wait.
-pub(crate) async fn admit(node: &Node, claimed: Vec<Claimed>) -> Vec<Claimed> {
+/// What flow control made of a claim.
+#[derive(Debug, Default)]
+pub(crate) struct Admission {
+    /// The claimed tasks that may start now, in claim order.
+    pub(crate) start: Vec<Claimed>,
+    /// How long until the first task given back is due again, if any was.
+    pub(crate) held_back_for: Option<Duration>,
+}
+
+impl Admission {
+    fn held_back(&mut self, due_in: Option<Duration>) {
+        self.held_back_for = match (self.held_back_for, due_in) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+/// Splits what a claim took into the tasks that may start now and those
+/// given back to wait.
+pub(crate) async fn admit(node: &Node, claimed: Vec<Claimed>) -> Admission {
+    let mut admission = Admission::default();
     let keyed = node.functions().concurrency_keys();
     let claimed = if keyed.is_empty() {
         claimed
@@ -55,14 +78,15 @@ pub(crate) async fn admit(node: &Node, claimed: Vec<Claimed>) -> Vec<Claimed> {
             let refused = tasks.split_off(granted.min(tasks.len()));
             admitted.extend(tasks);
             let spread = |n: u32| (wait + wait.mul_f64(f64::from(n) / f64::from(key.max))).min(KEY_WAIT_MAX);
-            give_back(node, refused, metric::KEY_LIMITED, spread).await;
+            admission.held_back(give_back(node, refused, metric::KEY_LIMITED, spread).await);
         }
         admitted
     };
 
     let limits = node.functions().rate_limits();
     if limits.is_empty() {
-        return claimed;
+        admission.start = claimed;
+        return admission;
     }
     let (mut admitted, groups) = group(claimed, |c| {
         limits
@@ -84,9 +108,10 @@ pub(crate) async fn admit(node: &Node, claimed: Vec<Claimed>) -> Vec<Claimed> {
         };
         let refused = tasks.split_off(granted.min(tasks.len()));
         admitted.extend(tasks);
-        give_back(node, refused, metric::RATE_LIMITED, |n| limit.wait_of(n, next_token_in)).await;
+        admission.held_back(give_back(node, refused, metric::RATE_LIMITED, |n| limit.wait_of(n, next_token_in)).await);
     }
-    admitted
+    admission.start = admitted;
+    admission
 }
 
 /// Per bucket, the rule that made it and its tasks in claim order.
@@ -110,9 +135,15 @@ fn group<'a, R>(
 }
 
 /// Gives each refused task back to its queue, the `n`th due after `wait(n)`,
-/// and counts them in `counter` by function.
-async fn give_back(node: &Node, refused: Vec<Claimed>, counter: &'static str, wait: impl Fn(u32) -> Duration) {
-    let Some(first) = refused.first() else { return };
+/// and counts them in `counter` by function. Returns when the first is due
+/// (`None` if none was refused).
+async fn give_back(
+    node: &Node,
+    refused: Vec<Claimed>,
+    counter: &'static str,
+    wait: impl Fn(u32) -> Duration,
+) -> Option<Duration> {
+    let first = refused.first()?;
     metrics::counter!(counter, "function" => first.task.function.clone()).increment(refused.len() as u64);
     // All in one write of the next group commit: a claim can refuse hundreds,
     // and the claim loop waits for them before it claims again.
@@ -138,4 +169,5 @@ async fn give_back(node: &Node, refused: Vec<Claimed>, counter: &'static str, wa
             tracing::warn!(tasks = refused.len(), error = %e, "held-back tasks could not be given back; their leases will expire");
         }
     }
+    Some(wait(0))
 }

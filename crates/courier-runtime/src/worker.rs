@@ -22,6 +22,7 @@ use courier_core::{
 };
 use serde_json::Value;
 
+use crate::flow_control::Admission;
 use crate::function::Handler as Code;
 use crate::lease::{Release, SlotFreed, TaskLeaseActor};
 use crate::node::Node;
@@ -57,6 +58,9 @@ pub(crate) struct WorkerActor {
     offers: u64,
     idle_wait: Duration,
     next_poll: Option<SpawnHandle>,
+    /// When the first task flow control gave back is due again, until a
+    /// claim begun since then has looked (see [`claimed`](Self::claimed)).
+    held_back_until: Option<Instant>,
     draining: bool,
     /// While draining: until when to wait, and whom to tell when done.
     drain: Option<(Instant, tokio::sync::oneshot::Sender<()>)>,
@@ -77,6 +81,7 @@ impl WorkerActor {
             offers: 0,
             idle_wait,
             next_poll: None,
+            held_back_until: None,
             draining: false,
             drain: None,
         }
@@ -139,6 +144,7 @@ impl WorkerActor {
         self.claiming = true;
         self.again = false;
         let max = request.max as usize;
+        let began = Instant::now();
         let node = self.node.clone();
         async move {
             let claimed = node
@@ -150,13 +156,14 @@ impl WorkerActor {
             Ok((took, crate::flow_control::admit(&node, claimed).await))
         }
         .into_actor(self)
-        .map(move |result: Result<(usize, Vec<Claimed>), StoreError>, act, ctx| {
+        .map(move |result: Result<(usize, Admission), StoreError>, act, ctx| {
             act.claiming = false;
             match result {
-                Ok((took, claimed)) => act.claimed(took, max, claimed, false, ctx),
+                Ok((took, admission)) => act.claimed(took, max, admission, began, false, ctx),
                 Err(e) => {
                     tracing::warn!(error = %e, "claim failed; backing off");
-                    act.schedule(ctx);
+                    let wait = act.within_held_back(act.idle_wait);
+                    act.schedule(ctx, wait);
                     act.idle_wait = act.node.worker_options().poll.next(act.idle_wait);
                 }
             }
@@ -164,14 +171,23 @@ impl WorkerActor {
         .spawn(ctx);
     }
 
-    /// Starts what a claim (its own, or a commit's if `offered`) took: `took`
-    /// of at most `max`, of which `claimed` passed flow control. Then decides
-    /// when to claim next, and offers the next claim to the group commit
-    /// meanwhile.
-    fn claimed(&mut self, took: usize, max: usize, claimed: Vec<Claimed>, offered: bool, ctx: &mut Context<Self>) {
+    /// Starts what a claim (its own, or a commit's if `offered`; asked for at
+    /// `began`) took: `took` of at most `max`, of which flow control let
+    /// `admission.start` start. Then decides when to claim next, and offers the
+    /// next claim to the group commit meanwhile.
+    fn claimed(
+        &mut self,
+        took: usize,
+        max: usize,
+        admission: Admission,
+        began: Instant,
+        offered: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let full = took >= max;
         let found = took > 0;
-        for c in claimed {
+        self.held_back(admission.held_back_for, began);
+        for c in admission.start {
             self.start(c, ctx);
         }
         if full || self.again {
@@ -179,22 +195,47 @@ impl WorkerActor {
             ctx.notify(PollNow);
             return;
         }
-        if found && offered {
+        let poll = self.node.worker_options().poll;
+        let wait = if found && offered {
             // Work this node's own commit made says nothing of other work due,
             // so the backoff stands; but that claim was as good as a poll (the
             // store's whole claim), so the next poll is an interval from now.
             // A poll withdraws the offer for its span; polling at the backoff's
             // floor after every dispatch would keep the offer withdrawn just
             // when the next dispatch comes.
-            self.schedule(ctx);
+            self.idle_wait
         } else if found {
-            self.idle_wait = self.node.worker_options().poll.min;
-            self.schedule(ctx);
+            self.idle_wait = poll.min;
+            poll.min
         } else {
-            self.schedule(ctx);
-            self.idle_wait = self.node.worker_options().poll.next(self.idle_wait);
-        }
+            let wait = self.idle_wait;
+            self.idle_wait = poll.next(wait);
+            wait
+        };
+        let wait = self.within_held_back(wait);
+        self.schedule(ctx, wait);
         self.offer(ctx);
+    }
+
+    /// Notes that a claim begun at `began` has looked for the work held back
+    /// until then, and gave back work of its own due in `due`.
+    fn held_back(&mut self, due: Option<Duration>, began: Instant) {
+        if self.held_back_until.is_some_and(|at| at <= began) {
+            self.held_back_until = None;
+        }
+        if let Some(due) = due {
+            let at = Instant::now() + due;
+            self.held_back_until = Some(self.held_back_until.map_or(at, |held| held.min(at)));
+        }
+    }
+
+    /// `wait`, or less if work flow control held back comes due sooner. No
+    /// notice says when it does: a backoff grown while commits carried the
+    /// claims would otherwise leave a rate-limited backlog idle while its
+    /// bucket fills past its burst, and those tokens are lost.
+    fn within_held_back(&self, wait: Duration) -> Duration {
+        self.held_back_until
+            .map_or(wait, |at| wait.min(at.saturating_duration_since(Instant::now())))
     }
 
     /// Offers the next claim to the group commit (see the module documentation).
@@ -204,6 +245,8 @@ impl WorkerActor {
         }
         let Some(request) = self.request() else { return };
         let max = request.max as usize;
+        // The commit that takes the offer claims later, but no earlier.
+        let began = Instant::now();
         self.offers += 1;
         let number = self.offers;
         self.offered = Some(number);
@@ -226,7 +269,7 @@ impl WorkerActor {
             act.claiming = false;
             act.node.claim_offer().answered();
             match answer {
-                Some(Ok((took, claimed))) => act.claimed(took, max, claimed, true, ctx),
+                Some(Ok((took, admission))) => act.claimed(took, max, admission, began, true, ctx),
                 unanswered => {
                     if let Some(Err(e)) = unanswered {
                         tracing::debug!(error = %e, "the commit carrying this worker's claim failed; claiming now");
@@ -239,11 +282,12 @@ impl WorkerActor {
         .spawn(ctx);
     }
 
-    fn schedule(&mut self, ctx: &mut Context<Self>) {
+    /// Claims again `after` from now, unless something claims sooner.
+    fn schedule(&mut self, ctx: &mut Context<Self>, after: Duration) {
         if let Some(handle) = self.next_poll.take() {
             ctx.cancel_future(handle);
         }
-        self.next_poll = Some(ctx.notify_later(PollNow, self.idle_wait));
+        self.next_poll = Some(ctx.notify_later(PollNow, after));
     }
 
     fn start(&mut self, claimed: Claimed, ctx: &mut Context<Self>) {
