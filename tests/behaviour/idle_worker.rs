@@ -11,19 +11,7 @@ use crate::support::*;
 use courier::core::{
     Event, EventFilter, EventType, ExecutionState, FunctionSettings, Notice, Store, TaskError, TaskId, TaskState, Topic,
 };
-use courier::{Courier, OrchestratorContext, PollBackoff, WorkerOptions};
-
-/// A worker that, once idle, does not claim again for a long while on its own:
-/// whatever starts meanwhile was claimed by a commit.
-fn idle_worker() -> WorkerOptions {
-    WorkerOptions::default()
-        .lease(Duration::from_secs(5))
-        .poll(PollBackoff {
-            min: Duration::from_secs(30),
-            max: Duration::from_secs(30),
-            factor: 2.0,
-        })
-}
+use courier::{Courier, OrchestratorContext};
 
 async fn node(store: Arc<dyn Store>) -> Courier {
     let courier = Courier::builder()

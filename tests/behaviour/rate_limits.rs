@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use courier::Courier;
 use courier::core::{ExecutionState, FunctionSettings, RateLimit, Store, TaskError, TaskId};
 use courier::http::HttpOptions;
-use courier::{Courier, PollBackoff, WorkerOptions};
 use serde_json::{Value, json};
 
 use crate::support::http::*;
@@ -193,15 +193,7 @@ async fn a_held_back_backlog_drains_at_the_rate_while_the_worker_idles(store: Ar
     let courier = Courier::builder()
         .store(store)
         .activity("send", |_ctx, args: Value| async move { Ok::<_, TaskError>(args) })
-        .worker(
-            WorkerOptions::default()
-                .lease(Duration::from_secs(5))
-                .poll(PollBackoff {
-                    min: Duration::from_secs(30),
-                    max: Duration::from_secs(30),
-                    factor: 2.0,
-                }),
-        )
+        .worker(idle_worker())
         .start()
         .await
         .unwrap();

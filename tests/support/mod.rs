@@ -107,6 +107,19 @@ pub fn fast_worker() -> WorkerOptions {
         })
 }
 
+/// Worker options for a worker that, once idle, does not claim again for a
+/// long while on its own (30 s): whatever starts meanwhile was claimed by a
+/// commit, or by a poll the worker scheduled for a reason of its own.
+pub fn idle_worker() -> WorkerOptions {
+    WorkerOptions::default()
+        .lease(Duration::from_secs(5))
+        .poll(PollBackoff {
+            min: Duration::from_secs(30),
+            max: Duration::from_secs(30),
+            factor: 2.0,
+        })
+}
+
 /// Maintenance that runs often.
 pub fn fast_maintenance() -> MaintenanceOptions {
     MaintenanceOptions {

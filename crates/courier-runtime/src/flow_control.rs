@@ -45,10 +45,7 @@ pub(crate) struct Admission {
 
 impl Admission {
     fn held_back(&mut self, due_in: Option<Duration>) {
-        self.held_back_for = match (self.held_back_for, due_in) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.held_back_for = self.held_back_for.into_iter().chain(due_in).min();
     }
 }
 
