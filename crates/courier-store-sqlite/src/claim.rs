@@ -2,10 +2,12 @@
 //! every other write, and per-function limits hold however many workers race.
 //!
 //! Candidates come from partial indexes on pending tasks, read in claim order
-//! and merged here, plus expired leases: a claim that names its functions reads
-//! each function from its own index (a full one not at all) and timers from
-//! theirs; one that does not walks the queues one at a time (every queue that
-//! has pending work, when none is named). Filters are applied in SQL so that
+//! and merged here, plus expired leases. A pending task is in one of two: a
+//! function's work (orchestrator and activity tasks) by function, everything
+//! else (timers, effects) by queue. A claim that names its functions reads each
+//! of them (a full one not at all) and timers by queue; one that does not walks
+//! every function with pending work and the queues one at a time (every queue
+//! that has pending work, when none is named). Filters are applied in SQL so that
 //! `LIMIT` counts only claimable rows. When a limited function fills up, its
 //! remaining candidates are skipped and the walk is redone without it, so a busy
 //! function cannot starve the others out of a claim.
@@ -96,12 +98,14 @@ fn claim_order(ageing: PriorityAgeing, a: &TaskRecord, b: &TaskRecord) -> Orderi
 
 const ORDER: &str = " ORDER BY claim_at, priority DESC, scheduled_for, created_at, id LIMIT ?";
 
-/// Pending, due candidates on `queue`, in claim order.
+/// Pending, due candidates on `queue` other than functions' work (see
+/// [`pending_of_function`]), in claim order.
 fn pending(conn: &Connection, now: i64, queue: &str, filters: &Filters, n: usize) -> Result<Vec<(i64, TaskRecord)>> {
     let sql = concat!(
         "SELECT ",
         task_columns!(),
-        " FROM tasks INDEXED BY tasks_claim WHERE state = 'pending' AND queue = ? AND scheduled_for <= ?"
+        " FROM tasks INDEXED BY tasks_claim WHERE state = 'pending' AND kind NOT IN ('orchestrator', 'activity') \
+         AND queue = ? AND scheduled_for <= ?"
     );
     candidates(
         conn,
@@ -180,15 +184,18 @@ fn candidates(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Every queue with pending tasks: one index seek per queue (a skip-scan), so a
-/// second index ordered without the queue is not needed.
+/// Every queue with pending tasks other than functions' work: one index seek
+/// per queue (a skip-scan), so a second index ordered without the queue is not
+/// needed.
 fn pending_queues(conn: &Connection) -> Result<Vec<String>> {
     let mut queues: Vec<String> = Vec::new();
     let mut first = conn.prepare_cached(
-        "SELECT queue FROM tasks INDEXED BY tasks_claim WHERE state = 'pending' ORDER BY queue LIMIT 1",
+        "SELECT queue FROM tasks INDEXED BY tasks_claim \
+         WHERE state = 'pending' AND kind NOT IN ('orchestrator', 'activity') ORDER BY queue LIMIT 1",
     )?;
     let mut next = conn.prepare_cached(
-        "SELECT queue FROM tasks INDEXED BY tasks_claim WHERE state = 'pending' AND queue > ?1 ORDER BY queue LIMIT 1",
+        "SELECT queue FROM tasks INDEXED BY tasks_claim \
+         WHERE state = 'pending' AND kind NOT IN ('orchestrator', 'activity') AND queue > ?1 ORDER BY queue LIMIT 1",
     )?;
     let mut found: Option<String> = first.query_row([], |row| row.get(0)).optional()?;
     while let Some(queue) = found {
@@ -196,6 +203,26 @@ fn pending_queues(conn: &Connection) -> Result<Vec<String>> {
         queues.push(queue);
     }
     Ok(queues)
+}
+
+/// Every function with pending orchestrator or activity tasks, by name: one
+/// index seek per function, as [`pending_queues`] does for queues.
+fn pending_functions(conn: &Connection) -> Result<Vec<String>> {
+    let mut functions: Vec<String> = Vec::new();
+    let mut first = conn.prepare_cached(
+        "SELECT function FROM tasks INDEXED BY tasks_pending_function \
+         WHERE state = 'pending' AND kind IN ('orchestrator', 'activity') ORDER BY function LIMIT 1",
+    )?;
+    let mut next = conn.prepare_cached(
+        "SELECT function FROM tasks INDEXED BY tasks_pending_function \
+         WHERE state = 'pending' AND kind IN ('orchestrator', 'activity') AND function > ?1 ORDER BY function LIMIT 1",
+    )?;
+    let mut found: Option<String> = first.query_row([], |row| row.get(0)).optional()?;
+    while let Some(function) = found {
+        found = next.query_row([&function], |row| row.get(0)).optional()?;
+        functions.push(function);
+    }
+    Ok(functions)
 }
 
 /// Running candidates whose lease has expired, in claim order.
@@ -291,6 +318,16 @@ pub(crate) fn claim(
                 }
             }
             None => {
+                for function in pending_functions(conn)?.iter().filter(|f| !saturated.contains(f)) {
+                    found.push(pending_of_function(
+                        conn,
+                        now,
+                        function,
+                        queues.as_deref(),
+                        &filters,
+                        need,
+                    )?);
+                }
                 for queue in &walk {
                     found.push(pending(conn, now, queue, &filters, need)?);
                 }

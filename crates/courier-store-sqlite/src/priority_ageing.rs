@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use crate::error::Result;
 
 /// The claim-order column and the indexes on it, for `ageing_us` per level.
-/// Kept in step with migration 0014, which builds them for the default.
+/// Kept in step with migrations 0014 and 0017, which build them for the default.
 fn rebuild_sql(ageing_us: i64) -> String {
     format!(
         "DROP INDEX tasks_claim;
@@ -22,9 +22,9 @@ fn rebuild_sql(ageing_us: i64) -> String {
          ALTER TABLE tasks ADD COLUMN claim_at INTEGER NOT NULL
              GENERATED ALWAYS AS (scheduled_for - priority * {ageing_us}) VIRTUAL;
          CREATE INDEX tasks_claim ON tasks (queue, claim_at, priority DESC, scheduled_for, created_at, id)
-             WHERE state = 'pending';
-         CREATE INDEX tasks_pending_function ON tasks (function, claim_at, priority DESC, scheduled_for, created_at, id)
-             WHERE state = 'pending';
+             WHERE state = 'pending' AND kind NOT IN ('orchestrator', 'activity');
+         CREATE INDEX tasks_pending_function ON tasks (function, claim_at, priority DESC, scheduled_for, created_at, id, queue)
+             WHERE state = 'pending' AND kind IN ('orchestrator', 'activity');
          CREATE INDEX tasks_pending_timers ON tasks (queue, claim_at, priority DESC, scheduled_for, created_at, id)
              WHERE state = 'pending' AND kind IN ('sleep', 'signal_wait');"
     )

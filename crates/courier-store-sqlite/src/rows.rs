@@ -5,7 +5,8 @@ use courier_core::{ExecutionId, ExecutionRecord, LeaseToken, ParentLink, TaskId,
 use rusqlite::{Connection, Row, params};
 
 use crate::codec::{
-    enum_at, json, json_at, json_opt, json_opt_at, micros, nanos, time_at, time_opt_at, uuid_at, uuid_opt_at,
+    enum_at, json, json_at, json_opt, json_opt_at, micros, nanos, retry_at, retry_text, time_at, time_opt_at, uuid_at,
+    uuid_opt_at,
 };
 use crate::error::{Result, conflict_on};
 
@@ -40,7 +41,7 @@ pub(crate) fn task_at(row: &Row<'_>) -> rusqlite::Result<(i64, TaskRecord)> {
         error: json_opt_at(row, 14)?,
         checkpoint: json_opt_at(row, 15)?,
         attempt: row.get(16)?,
-        retry: json_at(row, 17)?,
+        retry: retry_at(row, 17)?,
         timeout: timeout.map(|ns| std::time::Duration::from_nanos(ns.max(0) as u64)),
         lease_owner: row.get(19)?,
         lease_token: uuid_opt_at(row, 20)?.map(LeaseToken),
@@ -121,7 +122,7 @@ pub(crate) fn insert_task(conn: &Connection, t: &TaskRecord) -> Result<()> {
         json_opt(t.error.as_ref())?,
         json_opt(t.checkpoint.as_ref())?,
         t.attempt,
-        json(&t.retry)?,
+        retry_text(&t.retry)?,
         t.timeout.map(nanos),
         t.lease_owner,
         t.lease_token.map(|l| *l.0.as_bytes()),
@@ -165,7 +166,7 @@ pub(crate) fn overwrite_task(conn: &Connection, t: &TaskRecord) -> Result<bool> 
             json_opt(t.error.as_ref())?,
             json_opt(t.checkpoint.as_ref())?,
             t.attempt,
-            json(&t.retry)?,
+            retry_text(&t.retry)?,
             t.timeout.map(nanos),
             t.lease_owner,
             t.lease_token.map(|l| *l.0.as_bytes()),
@@ -289,7 +290,7 @@ pub(crate) fn insert_new_task(conn: &Connection, t: &NewTaskRow<'_>) -> Result<b
         t.state.as_str(),
         t.args,
         t.result,
-        json(&spec.retry)?,
+        retry_text(&spec.retry)?,
         spec.timeout.map(nanos),
         t.scheduled_for,
         t.now,

@@ -209,9 +209,16 @@ pub(crate) fn count(conn: &Connection, queue: Option<&str>, state: Option<TaskSt
 /// Work per queue, for queues with pending or running tasks, by queue name.
 pub(crate) fn queue_depths(conn: &Connection, now: i64) -> Result<Vec<QueueDepth>> {
     let mut depths: BTreeMap<String, QueueDepth> = BTreeMap::new();
+    // A pending task is in one of the two claim indexes; both hold its queue
+    // and due time, so neither read touches the table.
     let mut stmt = conn.prepare_cached(
-        "SELECT queue, sum(scheduled_for <= ?1), sum(scheduled_for > ?1) FROM tasks INDEXED BY tasks_claim \
-         WHERE state = 'pending' GROUP BY queue",
+        "SELECT queue, sum(scheduled_for <= ?1), sum(scheduled_for > ?1) FROM ( \
+             SELECT queue, scheduled_for FROM tasks INDEXED BY tasks_claim \
+             WHERE state = 'pending' AND kind NOT IN ('orchestrator', 'activity') \
+             UNION ALL \
+             SELECT queue, scheduled_for FROM tasks INDEXED BY tasks_pending_function \
+             WHERE state = 'pending' AND kind IN ('orchestrator', 'activity')) \
+         GROUP BY queue",
     )?;
     let mut rows = stmt.query([now])?;
     while let Some(row) = rows.next()? {

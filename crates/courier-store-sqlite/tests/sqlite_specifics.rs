@@ -359,7 +359,37 @@ async fn reopening_with_another_priority_ageing_rebuilds_the_claim_order() {
     assert_eq!(next(&store).await, "high");
     assert_eq!(next(&store).await, "low");
     store.close().await;
+
+    // Rebuilt twice and back at the default, the claim indexes are the ones a
+    // new file gets from the migrations: the rebuild is kept in step with them.
+    let (fresh_dir, fresh_path) = fresh_database("ageing-fresh");
+    let fresh = SqliteStore::open(SqliteOptions::file(fresh_path.clone()))
+        .await
+        .unwrap();
+    fresh.init().await.unwrap();
+    fresh.close().await;
+    assert_eq!(claim_indexes(&path), claim_indexes(&fresh_path));
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&fresh_dir);
+}
+
+/// The definitions of the claim indexes in the file at `path`, whitespace
+/// collapsed, by name.
+fn claim_indexes(path: &std::path::Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' \
+             AND name IN ('tasks_claim', 'tasks_pending_function', 'tasks_pending_timers') ORDER BY name",
+        )
+        .unwrap();
+    let found: Vec<String> = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|sql| sql.unwrap().split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(found.len(), 3, "{found:?}");
+    found
 }
 
 /// The log has no index by time: trimming walks it from its oldest event and

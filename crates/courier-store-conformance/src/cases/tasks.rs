@@ -105,11 +105,20 @@ pub async fn raw_task_records_round_trip(store: DynStore) {
     );
 }
 
-/// Depth per queue separates ready, scheduled and running work.
+/// Depth per queue separates ready, scheduled and running work, of every
+/// kind a worker claims (a store may index functions' work and timers apart).
 pub async fn queue_depths_count_ready_scheduled_and_running_tasks(store: DynStore) {
     for _ in 0..3 {
         dispatch(&store, activity("f").on_queue("a")).await;
     }
+    let timers = ExecutionId::new();
+    store
+        .create_execution(&execution_record(timers, "timers"))
+        .await
+        .unwrap();
+    let mut timer = task_record(timers, 1, TaskKind::Sleep, "courier.sleep");
+    timer.queue = "b".into();
+    store.create_tasks(&[timer]).await.unwrap();
     dispatch(
         &store,
         activity("f").on_queue("a").with_delay(Duration::from_secs(3600)),
@@ -132,7 +141,7 @@ pub async fn queue_depths_count_ready_scheduled_and_running_tasks(store: DynStor
             },
             QueueDepth {
                 queue: "b".into(),
-                ready: 2,
+                ready: 3,
                 scheduled: 0,
                 running: 0
             },

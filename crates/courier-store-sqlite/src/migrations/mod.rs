@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (14, include_str!("0014_priority_ageing.sql")),
     (15, include_str!("0015_events_trimmed_in_seq_order.sql")),
     (16, include_str!("0016_events_read_by_type_in_seq_order.sql")),
+    (17, include_str!("0017_pending_tasks_in_one_claim_index.sql")),
 ];
 
 /// Applies every migration not applied yet, in one IMMEDIATE transaction, so that
