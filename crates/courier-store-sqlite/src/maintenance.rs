@@ -38,6 +38,9 @@ pub(crate) fn cleanup_executions(conn: &Connection, older_than: i64) -> Result<u
         )?
         .query_map([older_than], |row| uuid_at(row, 0).map(ExecutionId))?
         .collect::<rusqlite::Result<_>>()?;
+    if !ids.is_empty() {
+        event_log::raise_floor(conn)?;
+    }
     for id in &ids {
         for sql in EXECUTION_TABLES {
             conn.prepare_cached(sql)?.execute([id.0.as_bytes()])?;

@@ -29,6 +29,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, sqlite_to_store};
+use crate::event_log;
 
 /// At most this many jobs share one transaction, so one group's latency stays bounded.
 const MAX_GROUP: usize = 256;
@@ -321,6 +322,7 @@ fn run_transaction(conn: &Connection, jobs: &mut std::vec::IntoIter<GroupedJob>,
         }
         return;
     }
+    let numbering = event_log::Numbering::begin();
     let mut deliveries = Vec::with_capacity(jobs.len());
     let mut failure: Option<StoreError> = None;
     for job in jobs.by_ref() {
@@ -335,6 +337,7 @@ fn run_transaction(conn: &Connection, jobs: &mut std::vec::IntoIter<GroupedJob>,
         let undo = match (&ran.outcome, job.isolated) {
             (Outcome::Done, true) => savepoint(conn, "RELEASE job"),
             (Outcome::Refused, true) => {
+                numbering.rewind();
                 savepoint(conn, "ROLLBACK TO job").and_then(|()| savepoint(conn, "RELEASE job"))
             }
             (Outcome::Failed(e), _) => Err(e.clone()),

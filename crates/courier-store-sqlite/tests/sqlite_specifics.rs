@@ -306,6 +306,38 @@ async fn a_file_database_keeps_its_data_and_sequence_across_reopens() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Two stores on one file (two processes, say) append to one log: each
+/// writer reads the head when its transaction takes the write lock, so their
+/// events are numbered one after another, without a gap or a collision.
+#[tokio::test]
+async fn two_stores_on_one_file_number_their_events_as_one_log() {
+    let (dir, path) = fresh_database("two-writers");
+    let a = SqliteStore::open(SqliteOptions::file(&path)).await.unwrap();
+    a.init().await.unwrap();
+    let b = SqliteStore::open(SqliteOptions::file(&path)).await.unwrap();
+    b.init().await.unwrap();
+    // In turns, so that each writer's every transaction follows the other's.
+    for _ in 0..20 {
+        dispatch(&a, activity("f")).await;
+        dispatch(&b, activity("f")).await;
+    }
+    let events = a
+        .read_events(&courier_core::EventFilter::after(0).limit(1000))
+        .await
+        .unwrap()
+        .events;
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=80).collect::<Vec<i64>>(),
+        "two events per dispatch, numbered as one log"
+    );
+    assert_eq!(b.last_event_seq().await.unwrap(), 80);
+    a.close().await;
+    b.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn the_memory_path_is_a_private_database() {
     let a = SqliteStore::open(SqliteOptions::file(":memory:")).await.unwrap();

@@ -26,7 +26,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (15, include_str!("0015_events_trimmed_in_seq_order.sql")),
     (16, include_str!("0016_events_read_by_type_in_seq_order.sql")),
     (17, include_str!("0017_pending_tasks_in_one_claim_index.sql")),
+    (18, include_str!("0018_events_numbered_by_the_writer.sql")),
 ];
+
+/// The table recording which migrations a file has had.
+const LEDGER: &str = "CREATE TABLE IF NOT EXISTS courier_migrations (
+    version    INTEGER PRIMARY KEY,
+    applied_at INTEGER NOT NULL
+)";
 
 /// Applies every migration not applied yet, in one IMMEDIATE transaction, so that
 /// several processes opening one file at once serialize on the write lock and the
@@ -34,12 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// priority `ageing` (see [`crate::priority_ageing`]), in the same transaction.
 pub(crate) fn migrate(conn: &mut Connection, now: i64, ageing: PriorityAgeing) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(
-        "CREATE TABLE IF NOT EXISTS courier_migrations (
-             version    INTEGER PRIMARY KEY,
-             applied_at INTEGER NOT NULL
-         )",
-    )?;
+    tx.execute_batch(LEDGER)?;
     let applied: i64 = tx
         .query_row("SELECT max(version) FROM courier_migrations", [], |row| {
             row.get::<_, Option<i64>>(0)
@@ -57,5 +59,20 @@ pub(crate) fn migrate(conn: &mut Connection, now: i64, ageing: PriorityAgeing) -
     }
     crate::priority_ageing::apply(&tx, ageing)?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Applies the migrations up to `version` only, as a store of that version had
+/// them: for tests of what a later migration does to its data.
+#[cfg(test)]
+pub(crate) fn migrate_through(conn: &Connection, version: i64) -> Result<()> {
+    conn.execute_batch(LEDGER)?;
+    for (v, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= version) {
+        conn.execute_batch(sql)?;
+        conn.execute(
+            "INSERT INTO courier_migrations (version, applied_at) VALUES (?1, 0)",
+            [v],
+        )?;
+    }
     Ok(())
 }
