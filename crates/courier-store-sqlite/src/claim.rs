@@ -298,40 +298,30 @@ pub(crate) fn claim(
         };
         // A paused queue is not walked at all (its filter would pass over every row).
         walk.retain(|queue| !paused.contains(queue));
+        // Each function's work from its own index (the named functions, or
+        // every one with pending work; a full one not at all), then the rest
+        // by queue: only timers when functions are named (their filter
+        // exempts timers and takes nothing else).
+        let functions = match &req.functions {
+            Some(functions) => functions.clone(),
+            None => pending_functions(conn)?,
+        };
         let mut found = Vec::new();
-        match &req.functions {
-            // Each function's work from its own index (a full one not at all),
-            // timers from theirs.
-            Some(functions) => {
-                for function in functions.iter().filter(|f| !saturated.contains(f)) {
-                    found.push(pending_of_function(
-                        conn,
-                        now,
-                        function,
-                        queues.as_deref(),
-                        &filters,
-                        need,
-                    )?);
-                }
-                for queue in &walk {
-                    found.push(pending_timers(conn, now, queue, &filters, need)?);
-                }
-            }
-            None => {
-                for function in pending_functions(conn)?.iter().filter(|f| !saturated.contains(f)) {
-                    found.push(pending_of_function(
-                        conn,
-                        now,
-                        function,
-                        queues.as_deref(),
-                        &filters,
-                        need,
-                    )?);
-                }
-                for queue in &walk {
-                    found.push(pending(conn, now, queue, &filters, need)?);
-                }
-            }
+        for function in functions.iter().filter(|f| !saturated.contains(f)) {
+            found.push(pending_of_function(
+                conn,
+                now,
+                function,
+                queues.as_deref(),
+                &filters,
+                need,
+            )?);
+        }
+        for queue in &walk {
+            found.push(match req.functions {
+                Some(_) => pending_timers(conn, now, queue, &filters, need)?,
+                None => pending(conn, now, queue, &filters, need)?,
+            });
         }
         for found in found {
             more_exist |= found.len() == need;
