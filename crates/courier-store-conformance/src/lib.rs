@@ -111,6 +111,7 @@ macro_rules! __cases {
             completion::a_final_failure_dead_letters_the_task_and_fails_the_execution,
             completion::remembered_results_land_with_the_completion,
             completion::settled_children_wake_their_parent,
+            completion::children_settling_in_one_batch_wake_their_parent_once,
             nul::a_dispatch_holding_a_nul_is_refused,
             nul::a_batch_refuses_only_its_items_holding_a_nul,
             nul::a_result_holding_a_nul_is_refused_and_the_task_can_still_settle,

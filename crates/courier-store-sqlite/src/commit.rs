@@ -5,6 +5,7 @@ use courier_core::{HoldsNul, PriorityAgeing, StoreResult, WriteBatch, WriteResul
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
+use crate::wake::Wakes;
 use crate::{children, claim, complete, dispatch, leases, webhooks};
 
 /// Applies `batch` in order: dispatches, child groups, effects, delivery
@@ -58,12 +59,15 @@ pub(crate) fn commit(conn: &Connection, now: i64, ageing: PriorityAgeing, batch:
             changes,
         ))?);
     }
+    let mut wakes = Wakes::default();
     for completion in &batch.completions {
         out.completions.push(match completion.check_nul() {
-            Ok(()) => item(complete::complete(conn, now, completion, changes))?,
+            Ok(()) => item(complete::complete(conn, now, completion, changes, &mut wakes))?,
             Err(refusal) => Err(refusal),
         });
     }
+    // Before the claim, so that a parent woken here can ride it.
+    wakes.apply(conn, now, changes)?;
     if let Some(req) = &batch.claim {
         out.claimed = claim::claim(conn, now, ageing, req, changes)?;
     }

@@ -6,16 +6,20 @@ use rusqlite::Connection;
 
 use crate::codec::{after, json};
 use crate::error::Result;
-use crate::{cache, dead_letters, event_log, executions, leases, tasks, wake};
+use crate::wake::Wakes;
+use crate::{cache, dead_letters, event_log, executions, leases, tasks};
 
 /// Applies one completion. The fence is checked before anything is written, so a
 /// refused completion changes nothing. A root task's function is its execution's
-/// (dispatch writes both from one spec), so execution events name it.
+/// (dispatch writes both from one spec), so execution events name it. A settled
+/// child's parent is added to `wakes`, which the batch applies once it has run
+/// its completions.
 pub(crate) fn complete(
     conn: &Connection,
     now: i64,
     completion: &Completion,
     changes: &mut Vec<Change>,
+    wakes: &mut Wakes,
 ) -> Result<Completed> {
     let task = leases::fenced(conn, &completion.lease)?;
     let task_ref = task.task_ref();
@@ -126,7 +130,7 @@ pub(crate) fn complete(
         }
     }
     if let Some(parent) = task.parent_id {
-        wake::wake_parent(conn, now, parent, changes)?;
+        wakes.add(parent);
     }
     Ok(done)
 }

@@ -259,6 +259,40 @@ pub async fn settled_children_wake_their_parent(store: DynStore) {
     assert_eq!(running.state, TaskState::Running, "a running parent is left running");
 }
 
+/// Children settling in one batch wake their waiting parent once: one
+/// `task.queued` (woken), its wake generation bumped by every child that
+/// settled, so a suspension racing any of them is still refused.
+pub async fn children_settling_in_one_batch_wake_their_parent_once(store: DynStore) {
+    let (id, orch) = running_orchestrator(&store, "parent").await;
+    let children = (1..=3)
+        .map(|step| child(&orch, step, activity(&format!("c{step}"))))
+        .collect();
+    store.create_children(Some(orch.lease.key()), children).await.unwrap();
+    let g0 = task(&store, orch.task.id).await.wake_gen;
+    assert!(store.suspend_task(orch.lease.key(), g0).await.unwrap());
+    let claimed = claim(&store, &claim_any("w", 3).functions(["c1", "c2", "c3"])).await;
+    assert_eq!(claimed.len(), 3);
+    let completions = claimed
+        .iter()
+        .map(|c| Completion {
+            lease: c.lease.key(),
+            outcome: Outcome::Succeeded {
+                result: json!(c.task.step),
+                remember: Vec::new(),
+            },
+        })
+        .collect();
+    let done = store.complete_tasks(completions).await.unwrap();
+    assert!(done.iter().all(|d| d.as_ref().unwrap().parent_id == Some(orch.task.id)));
+    let woken = task(&store, orch.task.id).await;
+    assert_eq!(woken.state, TaskState::Pending);
+    assert_eq!(woken.wake_gen, g0 + 3, "every settled child counts");
+    let queued = events_of_type(&store, id, EventType::TaskQueued).await;
+    assert_eq!(queued.len(), 1, "woken once: {queued:?}");
+    assert_eq!(queued[0].task_id, Some(orch.task.id));
+    assert_eq!(queued[0].data["reason"], json!("woken"));
+}
+
 /// Suspension is refused if a child settled after the orchestrator last looked,
 /// so no wake-up falls between its check and its sleep.
 pub async fn suspending_is_refused_once_a_child_has_settled(store: DynStore) {
