@@ -188,41 +188,39 @@ fn candidates(
 /// per queue (a skip-scan), so a second index ordered without the queue is not
 /// needed.
 fn pending_queues(conn: &Connection) -> Result<Vec<String>> {
-    let mut queues: Vec<String> = Vec::new();
-    let mut first = conn.prepare_cached(
+    skip_scan(
+        conn,
         "SELECT queue FROM tasks INDEXED BY tasks_claim \
          WHERE state = 'pending' AND kind NOT IN ('orchestrator', 'activity') ORDER BY queue LIMIT 1",
-    )?;
-    let mut next = conn.prepare_cached(
         "SELECT queue FROM tasks INDEXED BY tasks_claim \
          WHERE state = 'pending' AND kind NOT IN ('orchestrator', 'activity') AND queue > ?1 ORDER BY queue LIMIT 1",
-    )?;
-    let mut found: Option<String> = first.query_row([], |row| row.get(0)).optional()?;
-    while let Some(queue) = found {
-        found = next.query_row([&queue], |row| row.get(0)).optional()?;
-        queues.push(queue);
-    }
-    Ok(queues)
+    )
 }
 
 /// Every function with pending orchestrator or activity tasks, by name: one
 /// index seek per function, as [`pending_queues`] does for queues.
 fn pending_functions(conn: &Connection) -> Result<Vec<String>> {
-    let mut functions: Vec<String> = Vec::new();
-    let mut first = conn.prepare_cached(
+    skip_scan(
+        conn,
         "SELECT function FROM tasks INDEXED BY tasks_pending_function \
          WHERE state = 'pending' AND kind IN ('orchestrator', 'activity') ORDER BY function LIMIT 1",
-    )?;
-    let mut next = conn.prepare_cached(
         "SELECT function FROM tasks INDEXED BY tasks_pending_function \
-         WHERE state = 'pending' AND kind IN ('orchestrator', 'activity') AND function > ?1 ORDER BY function LIMIT 1",
-    )?;
-    let mut found: Option<String> = first.query_row([], |row| row.get(0)).optional()?;
-    while let Some(function) = found {
-        found = next.query_row([&function], |row| row.get(0)).optional()?;
-        functions.push(function);
+         WHERE state = 'pending' AND kind IN ('orchestrator', 'activity') AND function > ?1 \
+         ORDER BY function LIMIT 1",
+    )
+}
+
+/// The distinct values of an index's first column, in order: `first` reads the
+/// lowest, `next` the lowest above `?1`.
+fn skip_scan(conn: &Connection, first: &str, next: &str) -> Result<Vec<String>> {
+    let mut values: Vec<String> = Vec::new();
+    let mut next = conn.prepare_cached(next)?;
+    let mut found: Option<String> = conn.prepare_cached(first)?.query_row([], |row| row.get(0)).optional()?;
+    while let Some(value) = found {
+        found = next.query_row([&value], |row| row.get(0)).optional()?;
+        values.push(value);
     }
-    Ok(functions)
+    Ok(values)
 }
 
 /// Running candidates whose lease has expired, in claim order.
