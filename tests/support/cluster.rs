@@ -370,6 +370,10 @@ impl Cluster {
         for name in names {
             let mut vars: Vec<(String, String)> = vec![
                 ("COURIER_STORE_URL".into(), db.url.clone()),
+                // Four three-node clusters share the test Postgres at once
+                // (stock max_connections = 100): a pool of 6 each (plus the
+                // notifier's) keeps them under it however busy they get.
+                ("COURIER_STORE_POOL_SIZE".into(), "6".into()),
                 ("COURIER_NOTIFIER_URL".into(), notifier_url.clone()),
                 ("COURIER_NOTIFIER_PREFIX".into(), prefix.clone()),
                 ("COURIER_TESTING_EFFECTS_FILE".into(), effects.display().to_string()),

@@ -61,6 +61,8 @@ pub struct Store {
     /// `0s`: no limit.
     #[serde(with = "serde_duration")]
     pub statement_timeout: Duration,
+    /// Postgres: the most connections the node's pool opens (at least 1, checked at load).
+    pub pool_size: usize,
     pub sqlite_synchronous: SqliteSynchronous,
     /// What one priority level is worth in waiting (at most an hour, checked at load).
     #[serde(with = "serde_duration")]
@@ -82,6 +84,7 @@ impl Store {
     pub fn settings(&self) -> courier_store::StoreSettings {
         courier_store::StoreSettings {
             statement_timeout: (!self.statement_timeout.is_zero()).then_some(self.statement_timeout),
+            pool_size: self.pool_size,
             sqlite_synchronous_full: self.sqlite_synchronous == SqliteSynchronous::Full,
             // Checked by `Config::load`, so the fallback is never taken.
             priority_ageing: courier_core::PriorityAgeing::new(self.priority_aging).unwrap_or_default(),
@@ -572,6 +575,9 @@ impl Config {
         }
         courier_core::PriorityAgeing::new(self.store.priority_aging)
             .map_err(|e| ConfigError::Invalid(format!("store.priority_aging: {e}")))?;
+        if self.store.pool_size == 0 {
+            return Err(ConfigError::Invalid("store.pool_size must be at least 1".into()));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid("log.format must be \"text\" or \"json\"".into()));
         }
@@ -865,6 +871,10 @@ mod tests {
         assert_eq!(settings.statement_timeout, Some(Duration::from_secs(5)));
         assert!(settings.sqlite_synchronous_full);
         let off = Config::load(None, |k| (k == "COURIER_STORE_STATEMENT_TIMEOUT").then(|| "0s".into())).unwrap();
+        let pooled = Config::load(None, |k| (k == "COURIER_STORE_POOL_SIZE").then(|| "6".into())).unwrap();
+        assert_eq!(pooled.store.settings().pool_size, 6);
+        let err = Config::load(None, |k| (k == "COURIER_STORE_POOL_SIZE").then(|| "0".into())).unwrap_err();
+        assert!(err.to_string().contains("store.pool_size"), "{err}");
         let aged = Config::load(None, |k| (k == "COURIER_STORE_PRIORITY_AGING").then(|| "5s".into())).unwrap();
         assert_eq!(aged.store.settings().priority_ageing.duration(), Duration::from_secs(5));
         let err = Config::load(None, |k| (k == "COURIER_STORE_PRIORITY_AGING").then(|| "2h".into())).unwrap_err();

@@ -44,6 +44,8 @@ pub async fn open_with_clock(url: &str, clock: Clock) -> Result<Arc<dyn Store>, 
 pub struct StoreSettings {
     /// Postgres only: a statement running longer is cancelled (`None`: never).
     pub statement_timeout: Option<Duration>,
+    /// Postgres only: connections the node's pool opens at most (at least 1).
+    pub pool_size: usize,
     /// SQLite only: `true` fsyncs at every commit (`synchronous=FULL`); `false`
     /// (`NORMAL`, WAL) may lose the last commits on power loss, never corrupts.
     pub sqlite_synchronous_full: bool,
@@ -56,6 +58,7 @@ impl Default for StoreSettings {
     fn default() -> Self {
         StoreSettings {
             statement_timeout: Some(courier_store_postgres::DEFAULT_STATEMENT_TIMEOUT),
+            pool_size: courier_store_postgres::DEFAULT_POOL_SIZE,
             sqlite_synchronous_full: false,
             priority_ageing: courier_core::PriorityAgeing::DEFAULT,
         }
@@ -68,6 +71,7 @@ pub async fn open_with(url: &str, clock: Clock, settings: &StoreSettings) -> Res
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let options = PostgresOptions::new(url)
             .statement_timeout(settings.statement_timeout)
+            .pool_size(settings.pool_size)
             .priority_ageing(settings.priority_ageing);
         let store = PostgresStore::connect(options).await?;
         return Ok(Arc::new(store));
