@@ -62,7 +62,25 @@ impl RedisCluster {
         RedisCluster::start_with(true)
     }
 
+    /// Creating a cluster can fail for reasons of the machine, not of what the
+    /// tests check (a port or its cluster-bus port, ten thousand above it, taken
+    /// between choosing and binding it): such a start is tried again on new ports,
+    /// twice at most, saying why.
     fn start_with(tls: bool) -> Result<RedisCluster, String> {
+        let mut attempt = 1;
+        loop {
+            match RedisCluster::start_once(tls) {
+                Ok(cluster) => return Ok(cluster),
+                Err(e) if attempt < 3 && !e.starts_with("cannot run") => {
+                    eprintln!("starting a Redis Cluster failed (attempt {attempt}), trying on new ports: {e}");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn start_once(tls: bool) -> Result<RedisCluster, String> {
         let dir = ScratchDir::new("redis-cluster");
         if tls {
             make_certificates(&dir.0)?;
@@ -140,9 +158,12 @@ impl RedisCluster {
             .status()
             .map_err(|e| format!("cannot run redis-cli ({e}); scripts/test installs it"))?;
         if !status.success() {
+            // The scratch directory goes with the cluster: say what the log said.
+            let said = std::fs::read_to_string(cluster.dir.0.join("create.log")).unwrap_or_default();
+            let tail: Vec<&str> = said.lines().rev().take(8).collect();
             return Err(format!(
-                "redis-cli --cluster create failed ({status}); see {}",
-                cluster.dir.0.join("create.log").display()
+                "redis-cli --cluster create failed ({status}): {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
             ));
         }
         cluster.wait(
