@@ -41,11 +41,17 @@ pub(crate) struct Admission {
     pub(crate) start: Vec<Claimed>,
     /// How long until the first task given back is due again, if any was.
     pub(crate) held_back_for: Option<Duration>,
+    /// How long until each task given back is due again. A worker must look
+    /// again at each of these times, not only the first: a claim made when the
+    /// first comes due does not find the later ones, and no notice says when
+    /// they are due.
+    pub(crate) held_back_due: Vec<Duration>,
 }
 
 impl Admission {
-    fn held_back(&mut self, due_in: Option<Duration>) {
-        self.held_back_for = self.held_back_for.into_iter().chain(due_in).min();
+    fn held_back(&mut self, due_in: Vec<Duration>) {
+        self.held_back_for = self.held_back_for.into_iter().chain(due_in.iter().copied()).min();
+        self.held_back_due.extend(due_in);
     }
 }
 
@@ -132,15 +138,17 @@ fn group<'a, R>(
 }
 
 /// Gives each refused task back to its queue, the `n`th due after `wait(n)`,
-/// and counts them in `counter` by function. Returns when the first is due
-/// (`None` if none was refused).
+/// and counts them in `counter` by function. Returns when each is due (empty
+/// if none was refused).
 async fn give_back(
     node: &Node,
     refused: Vec<Claimed>,
     counter: &'static str,
     wait: impl Fn(u32) -> Duration,
-) -> Option<Duration> {
-    let first = refused.first()?;
+) -> Vec<Duration> {
+    let Some(first) = refused.first() else {
+        return Vec::new();
+    };
     metrics::counter!(counter, "function" => first.task.function.clone()).increment(refused.len() as u64);
     // All in one write of the next group commit: a claim can refuse hundreds,
     // and the claim loop waits for them before it claims again.
@@ -166,5 +174,5 @@ async fn give_back(
             tracing::warn!(tasks = refused.len(), error = %e, "held-back tasks could not be given back; their leases will expire");
         }
     }
-    Some(wait(0))
+    (0..refused.len()).map(|n| wait(n as u32)).collect()
 }

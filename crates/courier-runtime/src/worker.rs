@@ -43,6 +43,9 @@ pub(crate) struct DrainWorker;
 #[rtype(result = "()")]
 pub(crate) struct PollNow;
 
+/// The most due times of held-back work a worker keeps (the earliest).
+const HELD_BACK_TRACKED: usize = 1024;
+
 /// The actor. See the module documentation.
 pub(crate) struct WorkerActor {
     node: Node,
@@ -58,9 +61,9 @@ pub(crate) struct WorkerActor {
     offers: u64,
     idle_wait: Duration,
     next_poll: Option<SpawnHandle>,
-    /// When the first task flow control gave back is due again, until a
+    /// When each task flow control gave back is due again, in order, until a
     /// claim begun since then has looked (see [`claimed`](Self::claimed)).
-    held_back_until: Option<Instant>,
+    held_back_until: Vec<Instant>,
     draining: bool,
     /// While draining: until when to wait, and whom to tell when done.
     drain: Option<(Instant, tokio::sync::oneshot::Sender<()>)>,
@@ -81,7 +84,7 @@ impl WorkerActor {
             offers: 0,
             idle_wait,
             next_poll: None,
-            held_back_until: None,
+            held_back_until: Vec::new(),
             draining: false,
             drain: None,
         }
@@ -186,7 +189,7 @@ impl WorkerActor {
     ) {
         let full = took >= max;
         let found = took > 0;
-        self.held_back(admission.held_back_for, began);
+        self.held_back(admission.held_back_due, began);
         for c in admission.start {
             self.start(c, ctx);
         }
@@ -218,15 +221,15 @@ impl WorkerActor {
     }
 
     /// Notes that a claim begun at `began` has looked for the work held back
-    /// until then, and gave back work of its own due in `due`.
-    fn held_back(&mut self, due: Option<Duration>, began: Instant) {
-        if self.held_back_until.is_some_and(|at| at <= began) {
-            self.held_back_until = None;
-        }
-        if let Some(due) = due {
-            let at = Instant::now() + due;
-            self.held_back_until = Some(self.held_back_until.map_or(at, |held| held.min(at)));
-        }
+    /// until then, and gave back work of its own due in each of `due`.
+    fn held_back(&mut self, due: Vec<Duration>, began: Instant) {
+        self.held_back_until.retain(|at| *at > began);
+        let now = Instant::now();
+        self.held_back_until.extend(due.into_iter().map(|d| now + d));
+        self.held_back_until.sort_unstable();
+        // Bounded, the earliest kept: each claim at one of these times that
+        // gives work back again adds that work's due times anew.
+        self.held_back_until.truncate(HELD_BACK_TRACKED);
     }
 
     /// `wait`, or less if work flow control held back comes due sooner. No
@@ -235,6 +238,7 @@ impl WorkerActor {
     /// bucket fills past its burst, and those tokens are lost.
     fn within_held_back(&self, wait: Duration) -> Duration {
         self.held_back_until
+            .first()
             .map_or(wait, |at| wait.min(at.saturating_duration_since(Instant::now())))
     }
 
