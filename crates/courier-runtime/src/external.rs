@@ -69,7 +69,7 @@ impl Courier {
             }
             // What was held back is due again then, and no notice will say so.
             let nap = admission
-                .held_back_for
+                .held_back_for()
                 .map_or(interval, |due| due.min(interval))
                 .min(left);
             tokio::select! {

@@ -6,7 +6,7 @@
 //! and outside worker, and work over them waits rather than fails.
 //!
 //! No notice says when a held-back task is due again, so the claimer is told
-//! ([`Admission::held_back_for`]) and looks again by then: a backlog over a
+//! ([`Admission::held_back_due`]) and looks again by each time: a backlog over a
 //! rate limit drains at the rate, not at the pace of an idle worker's backoff.
 //!
 //! Only activity tasks count: they are the work that reaches the outside world,
@@ -39,8 +39,6 @@ const KEY_WAIT_MAX: Duration = Duration::from_secs(5);
 pub(crate) struct Admission {
     /// The claimed tasks that may start now, in claim order.
     pub(crate) start: Vec<Claimed>,
-    /// How long until the first task given back is due again, if any was.
-    pub(crate) held_back_for: Option<Duration>,
     /// How long until each task given back is due again. A worker must look
     /// again at each of these times, not only the first: a claim made when the
     /// first comes due does not find the later ones, and no notice says when
@@ -49,8 +47,12 @@ pub(crate) struct Admission {
 }
 
 impl Admission {
+    /// How long until the first task given back is due again, if any was.
+    pub(crate) fn held_back_for(&self) -> Option<Duration> {
+        self.held_back_due.iter().copied().min()
+    }
+
     fn held_back(&mut self, due_in: Vec<Duration>) {
-        self.held_back_for = self.held_back_for.into_iter().chain(due_in.iter().copied()).min();
         self.held_back_due.extend(due_in);
     }
 }
