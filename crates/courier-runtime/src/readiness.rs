@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// A kind of store call the `StoreActor` makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,14 +45,27 @@ impl fmt::Display for Lane {
 /// The node's readiness as far as its store calls go. Cheap to clone.
 #[derive(Clone, Default)]
 pub(crate) struct Readiness {
-    /// The lanes failing now, each with why.
-    failing: Arc<Mutex<BTreeMap<Lane, String>>>,
+    /// The lanes failing now, each with why and since when.
+    failing: Arc<Mutex<BTreeMap<Lane, Failing>>>,
+}
+
+/// Why a lane fails, and since when (its first failure since it last worked).
+struct Failing {
+    reason: String,
+    since: Instant,
 }
 
 impl Readiness {
-    /// Marks `lane` failing, saying why.
+    /// Marks `lane` failing, saying why. A lane failing already keeps the time
+    /// it first failed, and takes the newer reason.
     pub(crate) fn fail(&self, lane: Lane, reason: String) {
-        self.lock().insert(lane, reason);
+        self.lock()
+            .entry(lane)
+            .and_modify(|f| f.reason.clone_from(&reason))
+            .or_insert_with(|| Failing {
+                reason,
+                since: Instant::now(),
+            });
     }
 
     /// Marks `lane` working again; whether it was failing.
@@ -59,9 +73,17 @@ impl Readiness {
         self.lock().remove(&lane).is_some()
     }
 
-    /// Whether `lane` is failing.
-    pub(crate) fn failing(&self, lane: Lane) -> bool {
-        self.lock().contains_key(&lane)
+    /// The lanes failing for at least `after` by `now`: those a caller's call
+    /// has had that long to recover, and that a probe should try. A lane that
+    /// failed a moment ago is left to its callers, so that the failure is
+    /// visible for a while rather than cleared by a probe that happened to be
+    /// due just after it.
+    pub(crate) fn failing_for(&self, after: Duration, now: Instant) -> Vec<Lane> {
+        self.lock()
+            .iter()
+            .filter(|(_, f)| now.saturating_duration_since(f.since) >= after)
+            .map(|(lane, _)| *lane)
+            .collect()
     }
 
     /// Why the node is not ready, if it is not (every failing lane's reason).
@@ -70,10 +92,16 @@ impl Readiness {
         if failing.is_empty() {
             return None;
         }
-        Some(failing.values().cloned().collect::<Vec<_>>().join("; "))
+        Some(
+            failing
+                .values()
+                .map(|f| f.reason.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Lane, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Lane, Failing>> {
         // A poisoned lock still holds a meaningful value: a map of strings.
         self.failing.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -92,9 +120,30 @@ mod tests {
         assert_eq!(r.reason().as_deref(), Some("a group commit panicked; a claim panicked"));
         assert!(r.recover(Lane::Commit));
         assert!(!r.recover(Lane::Commit), "already working");
-        assert!(r.failing(Lane::Claim));
+        assert_eq!(r.failing_for(Duration::ZERO, Instant::now()), vec![Lane::Claim]);
         assert_eq!(r.reason().as_deref(), Some("a claim panicked"));
         assert!(r.recover(Lane::Claim));
         assert_eq!(r.reason(), None);
+    }
+
+    /// A probe tries only the lanes that have failed for its whole interval:
+    /// before, a probe due just after a failure cleared it at once, and
+    /// `/readyz` could miss it altogether (the write-door behaviour test saw
+    /// a panicking renewal leave the node ready).
+    #[test]
+    fn a_probe_leaves_a_fresh_failure_to_its_callers() {
+        let r = Readiness::default();
+        let after = Duration::from_secs(2);
+        r.fail(Lane::Renewal, "a renewal panicked".into());
+        let failed = Instant::now();
+        assert_eq!(r.failing_for(after, failed), Vec::<Lane>::new());
+        assert_eq!(r.failing_for(after, failed + after), vec![Lane::Renewal]);
+        // Failing again (a probe that failed) keeps the first failure's time,
+        // so the lane is probed at every interval, not every other one.
+        r.fail(Lane::Renewal, "a readiness probe panicked".into());
+        assert_eq!(r.failing_for(after, failed + after), vec![Lane::Renewal]);
+        assert_eq!(r.reason().as_deref(), Some("a readiness probe panicked"));
+        assert!(r.recover(Lane::Renewal));
+        assert_eq!(r.failing_for(after, failed + after), Vec::<Lane>::new());
     }
 }

@@ -44,7 +44,7 @@ use std::mem;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -827,7 +827,7 @@ impl StoreActor {
         let store = self.store.clone();
         let fault = self.fault.clone();
         let ops = queue.weight;
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let fut = {
             let batch = batch.clone();
             guarded(Lane::Commit, fault, async move { store.commit(batch).await })
@@ -877,8 +877,11 @@ impl StoreActor {
         ctx.stop();
     }
 
-    /// Every [`PROBE_AFTER`]: probes each lane still failing (a caller's call
-    /// that succeeded would have recovered it already). Each probe is a call
+    /// Every [`PROBE_AFTER`]: probes each lane that has been failing for at
+    /// least that long (a caller's call that succeeded would have recovered
+    /// it already; one that failed a moment ago is left for its callers, so
+    /// that `/readyz` shows the failure rather than a probe clearing it at
+    /// once). Each probe is a call
     /// that every store answers without writing anything: a group commit
     /// completing a task that does not exist (refused as an item, so a whole
     /// group-commit transaction runs and leaves nothing behind), a claim no task
@@ -887,10 +890,7 @@ impl StoreActor {
         if self.probing {
             return;
         }
-        let lanes: Vec<Lane> = [Lane::Commit, Lane::Claim, Lane::Renewal]
-            .into_iter()
-            .filter(|lane| self.readiness.failing(*lane))
-            .collect();
+        let lanes = self.readiness.failing_for(PROBE_AFTER, Instant::now());
         if lanes.is_empty() {
             return;
         }
