@@ -133,13 +133,7 @@ impl NewEvent {
     /// An event about a task of an execution (internal or not, as the store
     /// finds the execution).
     pub fn task(event_type: EventType, execution_id: ExecutionId, task_id: TaskId, data: Value) -> Self {
-        NewEvent {
-            event_type,
-            execution_id: Some(execution_id),
-            task_id: Some(task_id),
-            data,
-            internal: None,
-        }
+        EventHead::task(event_type, execution_id, task_id).with_data(data)
     }
 
     /// An event about an execution of `function`.
@@ -151,23 +145,76 @@ impl NewEvent {
     /// assert_eq!(e.internal, Some(true));
     /// ```
     pub fn execution(event_type: EventType, execution_id: ExecutionId, function: &str, data: Value) -> Self {
-        NewEvent {
-            event_type,
-            execution_id: Some(execution_id),
-            task_id: None,
-            data,
-            internal: Some(is_internal(function)),
-        }
+        EventHead::execution(event_type, execution_id, function).with_data(data)
     }
 
     /// An event that concerns no execution (never internal).
     pub fn outside(event_type: EventType, data: Value) -> Self {
-        NewEvent {
+        EventHead::outside(event_type).with_data(data)
+    }
+}
+
+/// What a [`NewEvent`] says besides its data: for a store that writes the data
+/// as text ([`Change::event_text`](crate::Change::event_text)).
+///
+/// ```
+/// use courier_core::{EventHead, EventType, ExecutionId};
+/// let head = EventHead::execution(EventType::ExecutionStarted, ExecutionId::new(), "courier.webhook.deliver");
+/// assert_eq!(head.internal, Some(true));
+/// assert_eq!(head.with_data(serde_json::json!({})).internal, Some(true));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventHead {
+    /// What happened.
+    pub event_type: EventType,
+    /// The execution it concerns.
+    pub execution_id: Option<ExecutionId>,
+    /// The task it concerns.
+    pub task_id: Option<TaskId>,
+    /// Whether it is internal, if known (see [`NewEvent::internal`]).
+    pub internal: Option<bool>,
+}
+
+impl EventHead {
+    /// About a task of an execution (internal or not, as the store finds the
+    /// execution).
+    pub fn task(event_type: EventType, execution_id: ExecutionId, task_id: TaskId) -> Self {
+        EventHead {
+            event_type,
+            execution_id: Some(execution_id),
+            task_id: Some(task_id),
+            internal: None,
+        }
+    }
+
+    /// About an execution of `function`.
+    pub fn execution(event_type: EventType, execution_id: ExecutionId, function: &str) -> Self {
+        EventHead {
+            event_type,
+            execution_id: Some(execution_id),
+            task_id: None,
+            internal: Some(is_internal(function)),
+        }
+    }
+
+    /// Concerning no execution (never internal).
+    pub fn outside(event_type: EventType) -> Self {
+        EventHead {
             event_type,
             execution_id: None,
             task_id: None,
-            data,
             internal: Some(false),
+        }
+    }
+
+    /// The whole event, with `data`.
+    pub fn with_data(self, data: Value) -> NewEvent {
+        NewEvent {
+            event_type: self.event_type,
+            execution_id: self.execution_id,
+            task_id: self.task_id,
+            data,
+            internal: self.internal,
         }
     }
 }

@@ -53,7 +53,7 @@ pub use clock::Clock;
 pub use dead_letter::{DeadLetterRecord, Replayed};
 pub use duration::{DurationError, format_duration, parse_duration, serde_duration};
 pub use error::{LeaseLost, ParseEnumError, StoreError, StoreResult, TaskError};
-pub use event::{EVENT_SCAN_WINDOW, Event, EventFilter, EventPage, EventType, NewEvent, is_internal};
+pub use event::{EVENT_SCAN_WINDOW, Event, EventFilter, EventHead, EventPage, EventType, NewEvent, is_internal};
 pub use execution::{
     Cancelled, ChildOutcome, Dispatched, ExecutionFilter, ExecutionRecord, NewExecution, ParentClose, ParentLink,
 };

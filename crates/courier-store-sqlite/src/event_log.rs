@@ -19,7 +19,7 @@ use std::cell::Cell;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use courier_core::{Change, Event, EventFilter, EventPage, EventStore, ExecutionId, NewEvent, StoreResult, TaskId};
+use courier_core::{Change, Event, EventFilter, EventHead, EventPage, EventStore, ExecutionId, StoreResult, TaskId};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params_from_iter};
 
@@ -73,8 +73,8 @@ impl EventStore for SqliteStore {
 /// reports. Returns the sequence number (0 for a change without an event).
 pub(crate) fn record(conn: &Connection, now: i64, changes: &mut Vec<Change>, mut change: Change) -> Result<i64> {
     let mut seq = 0;
-    if let Some(event) = change.event() {
-        seq = append(conn, now, &event)?;
+    if let Some((head, data)) = change.event_text() {
+        seq = append(conn, now, &head, &data)?;
         change.set_seq(seq);
     }
     changes.push(change);
@@ -122,8 +122,9 @@ impl Drop for Numbering {
     }
 }
 
-/// Appends one event stamped `now`; returns its sequence number.
-fn append(conn: &Connection, now: i64, event: &NewEvent) -> Result<i64> {
+/// Appends one event stamped `now`, its data the JSON text `data`; returns its
+/// sequence number.
+fn append(conn: &Connection, now: i64, event: &EventHead, data: &str) -> Result<i64> {
     let next = NEXT.get();
     let seq = match next {
         Next::Seq(seq) => seq,
@@ -135,7 +136,7 @@ fn append(conn: &Connection, now: i64, event: &NewEvent) -> Result<i64> {
         event.execution_id.map(|e| *e.0.as_bytes()),
         event.task_id.map(|t| *t.0.as_bytes()),
         now,
-        json(&event.data)?,
+        data,
     );
     match event.internal {
         // Most events say it themselves; looking the execution up for each
