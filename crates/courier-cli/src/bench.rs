@@ -18,9 +18,10 @@
 //! (`hot_updated`: in place, no index entry) and deleted in the store's tables
 //! (`rows_per_exec`), the WAL written (`wal_bytes_per_exec`, the server's
 //! whole WAL: run it on a quiet server), the transactions in the database
-//! (`txns_per_exec`) and, when the server has `pg_stat_statements` loaded and
-//! installed in the database, the statements run (`statements_per_exec`,
-//! counting `BEGIN` and `COMMIT`).
+//! (`txns_per_exec`), the statements the store sent (`statements_sent_per_exec`,
+//! counted as they go out, `BEGIN` and `COMMIT` included) and, when the server
+//! has `pg_stat_statements` loaded and installed in the database, the
+//! statements it ran (`statements_per_exec`).
 //!
 //! Prints one JSON line per run, then one line with the medians.
 
@@ -108,6 +109,8 @@ struct Cost {
     /// Postgres: transactions, and statements (with `pg_stat_statements`).
     txns: Option<f64>,
     statements: Option<f64>,
+    /// Postgres: statements the store sent, counted by the store itself.
+    sent: Option<f64>,
 }
 
 /// The store's cumulative write counters, read around a measured window.
@@ -169,6 +172,7 @@ impl Cost {
                     wal_bytes: per(d.wal_bytes),
                     txns: per(d.transactions),
                     statements: d.statements.and_then(per),
+                    sent: per(d.sent),
                     ..Cost::default()
                 }
             }
@@ -409,6 +413,7 @@ fn line(args: &BenchArgs, run: &Run, extra: Value) -> Value {
                 Some(v) => json!((v * 10_000.0).round() / 10_000.0),
                 None => json!("pg_stat_statements not loaded"),
             };
+            out["statements_sent_per_exec"] = json!(c.sent.map(|v| (v * 10_000.0).round() / 10_000.0));
         }
     }
     if let (Value::Object(o), Value::Object(e)) = (&mut out, extra) {
@@ -454,6 +459,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
                 wal_bytes: cost(|c| c.wal_bytes),
                 txns: cost(|c| c.txns),
                 statements: cost(|c| c.statements),
+                sent: cost(|c| c.sent),
             }),
         };
         println!("{}", line(&args, &summary, json!({"median_of": runs.len()})));

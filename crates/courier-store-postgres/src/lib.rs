@@ -151,6 +151,11 @@ pub struct WriteVolume {
     /// `None` when that extension is not installed in the database and loaded
     /// (`shared_preload_libraries`). Counts `BEGIN` and `COMMIT` too.
     pub statements: Option<u64>,
+    /// Statements this process's Postgres stores sent, `BEGIN`, `COMMIT` and
+    /// `ROLLBACK` included, counted as they go out: the same figure as
+    /// [`statements`](Self::statements) for a process with one store, on a
+    /// server without `pg_stat_statements`.
+    pub sent: u64,
 }
 
 impl WriteVolume {
@@ -167,6 +172,7 @@ impl WriteVolume {
                 .statements
                 .zip(earlier.statements)
                 .map(|(now, then)| now.saturating_sub(then)),
+            sent: self.sent.saturating_sub(earlier.sent),
         }
     }
 
@@ -235,6 +241,9 @@ impl PostgresStore {
     /// statistics collector's, which a backend reports within about a second of
     /// going idle, so a reading right after a burst may still lag.
     pub async fn write_volume(&self) -> Result<WriteVolume, StoreError> {
+        // Read first: the statements reading the server's counters are not sent
+        // through the store's own and so are not counted.
+        let sent = statements::sent();
         let client = self.client().await?;
         let row = client
             .query_one(
@@ -279,6 +288,7 @@ impl PostgresStore {
             deleted: get(4)?,
             transactions: get(5)?,
             statements,
+            sent,
         })
     }
 

@@ -6,12 +6,29 @@
 //! (each statement its own transaction) or a [`Tx`](crate::transaction::Tx).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::{Client, ClientWrapper};
 use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
 
 use crate::error::Result;
+
+/// Statements this process's stores have sent to Postgres, `BEGIN`, `COMMIT`
+/// and `ROLLBACK` included: what the server's `pg_stat_statements` would count
+/// for them, known without that extension (which a stock server has not
+/// loaded).
+static SENT: AtomicU64 = AtomicU64::new(0);
+
+/// Counts `n` statements sent.
+pub(crate) fn count(n: u64) {
+    SENT.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Statements this process's stores have sent so far (see [`SENT`]).
+pub(crate) fn sent() -> u64 {
+    SENT.load(Ordering::Relaxed)
+}
 
 /// Parameters of a statement.
 pub(crate) type Params<'a> = [&'a (dyn ToSql + Sync)];
@@ -44,6 +61,7 @@ impl Statements for Client {
 /// Runs a query, returning its rows.
 pub(crate) async fn query<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
     let statement = client.connection().prepare_cached(sql).await?;
+    count(1);
     client.send(client.connection().query(&statement, params)).await
 }
 
@@ -56,28 +74,33 @@ pub(crate) async fn query_typed<C: Statements>(
     params: &Params<'_>,
 ) -> Result<Vec<Row>> {
     let statement = client.connection().prepare_typed_cached(sql, types).await?;
+    count(1);
     client.send(client.connection().query(&statement, params)).await
 }
 
 /// Runs a query that returns at most one row.
 pub(crate) async fn query_opt<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
     let statement = client.connection().prepare_cached(sql).await?;
+    count(1);
     client.send(client.connection().query_opt(&statement, params)).await
 }
 
 /// Runs a query that returns exactly one row.
 pub(crate) async fn query_one<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<Row> {
     let statement = client.connection().prepare_cached(sql).await?;
+    count(1);
     client.send(client.connection().query_one(&statement, params)).await
 }
 
 /// Runs a statement, returning how many rows it touched.
 pub(crate) async fn execute<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<u64> {
     let statement = client.connection().prepare_cached(sql).await?;
+    count(1);
     client.send(client.connection().execute(&statement, params)).await
 }
 
 /// Runs statements given as text, without parameters (DDL).
 pub(crate) async fn batch_execute<C: Statements>(client: &C, sql: &str) -> Result<()> {
+    count(1);
     client.send(client.connection().batch_execute(sql)).await
 }

@@ -23,7 +23,7 @@ use futures::future::try_join;
 use tokio_postgres::Row;
 
 use crate::error::Result;
-use crate::statements::{Params, Statements};
+use crate::statements::{self, Params, Statements};
 
 /// How many times a transaction is rerun after a retryable abort.
 pub(crate) const MAX_RETRIES: u32 = 5;
@@ -81,16 +81,22 @@ impl Tx {
         let statement = self.connection().prepare_cached(sql).await?;
         let query = self.connection().query_one(&statement, params);
         match self.state.swap(ENDED, Ordering::AcqRel) {
-            NOT_BEGUN => Ok(query.await?),
-            BEGUN => match try_join(query, self.connection().batch_execute("COMMIT")).await {
-                Ok((row, ())) => Ok(row),
-                Err(e) => {
-                    // Whether the COMMIT was sent depends on where the query
-                    // failed; `end` sends a ROLLBACK, harmless if it was.
-                    self.state.store(BEGUN, Ordering::Release);
-                    Err(e.into())
+            NOT_BEGUN => {
+                statements::count(1);
+                Ok(query.await?)
+            }
+            BEGUN => {
+                statements::count(2);
+                match try_join(query, self.connection().batch_execute("COMMIT")).await {
+                    Ok((row, ())) => Ok(row),
+                    Err(e) => {
+                        // Whether the COMMIT was sent depends on where the query
+                        // failed; `end` sends a ROLLBACK, harmless if it was.
+                        self.state.store(BEGUN, Ordering::Release);
+                        Err(e.into())
+                    }
                 }
-            },
+            }
             _ => Err(ended()),
         }
     }
@@ -103,12 +109,16 @@ impl Tx {
         match outcome {
             Ok(value) => {
                 if begun {
+                    statements::count(1);
                     self.connection().batch_execute("COMMIT").await?;
                 }
                 self.state.store(ENDED, Ordering::Release);
                 Ok(value)
             }
             Err(e) => {
+                if begun {
+                    statements::count(1);
+                }
                 if begun && self.connection().batch_execute("ROLLBACK").await.is_ok() {
                     self.state.store(ENDED, Ordering::Release);
                 } else if begun {
@@ -142,6 +152,7 @@ impl Statements for Tx {
         match self.state.load(Ordering::Acquire) {
             NOT_BEGUN => {
                 self.state.store(BEGUN, Ordering::Release);
+                statements::count(1);
                 let ((), value) = try_join(self.connection().batch_execute("BEGIN"), request).await?;
                 Ok(value)
             }

@@ -1,0 +1,41 @@
+//! The store counts the statements it sends (`WriteVolume::sent`), so a bench
+//! can say how many an execution costs on a server without
+//! `pg_stat_statements`. Alone in its binary: the count is the process's.
+
+mod common;
+
+use courier_core::{ExecutionId, ExecutionStore, NewExecution, Store, TaskKind, TaskSpec};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_statements_a_write_sends_are_counted_as_they_go_out() {
+    let store = common::fresh("statements_sent").await;
+    let before = store.write_volume().await.unwrap();
+    store
+        .dispatch(vec![NewExecution::new(TaskSpec::new(
+            TaskKind::Activity,
+            "counted",
+            json!(1),
+        ))])
+        .await
+        .unwrap();
+    let dispatched = store.write_volume().await.unwrap().since(&before).sent;
+    // A dispatch is a transaction: its BEGIN, at least one statement, and
+    // the COMMIT sent with its last.
+    assert!(
+        (3..=12).contains(&dispatched),
+        "a dispatch sent {dispatched} statements"
+    );
+
+    // Reading the counters sends nothing through the store's statements.
+    let idle = store.write_volume().await.unwrap();
+    assert_eq!(store.write_volume().await.unwrap().since(&idle).sent, 0);
+
+    let before = store.write_volume().await.unwrap();
+    store.get_execution(ExecutionId::new()).await.unwrap();
+    assert_eq!(
+        store.write_volume().await.unwrap().since(&before).sent,
+        1,
+        "a read of one row is one statement, outside any transaction"
+    );
+}
