@@ -38,4 +38,5 @@ async fn the_statements_a_write_sends_are_counted_as_they_go_out() {
         1,
         "a read of one row is one statement, outside any transaction"
     );
+    store.drop_schema().await.unwrap();
 }
