@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (16, include_str!("0016_events_read_by_type_in_seq_order.sql")),
     (17, include_str!("0017_pending_tasks_in_one_claim_index.sql")),
     (18, include_str!("0018_events_numbered_by_the_writer.sql")),
+    (19, include_str!("0019_executions_listed_by_creation.sql")),
 ];
 
 /// The table recording which migrations a file has had.
