@@ -153,26 +153,41 @@ impl LogTail {
         let store = self.store.clone();
         async move { store.last_event_seq().await }
             .into_actor(self)
-            .map(|head, act, _| {
+            .map(|head, act, ctx| {
                 act.checking_head = false;
-                let Ok(head) = head else { return };
-                let cursor = act.cursor.load(Ordering::SeqCst);
-                if head < cursor && !act.reading {
-                    tracing::error!(
-                        head,
-                        cursor,
-                        "the event log's head went backwards (the database lost acknowledged commits); streams reset"
-                    );
-                    metrics::counter!(courier_core::metric::EVENT_LOG_RESETS).increment(1);
-                    act.cursor.store(head, Ordering::SeqCst);
-                    act.broadcast(Batch::reset(head));
+                if let Ok(head) = head {
+                    act.reset_if_behind(head);
+                }
+                // The reads asked for while the head was being read.
+                if act.again {
+                    act.read(ctx);
                 }
             })
             .spawn(ctx);
     }
 
+    /// Goes back to `head` and tells every session to reset, if the cursor is
+    /// past it (see [`check_head`](Self::check_head)).
+    fn reset_if_behind(&mut self, head: i64) {
+        let cursor = self.cursor.load(Ordering::SeqCst);
+        if head < cursor {
+            tracing::error!(
+                head,
+                cursor,
+                "the event log's head went backwards (the database lost acknowledged commits); streams reset"
+            );
+            metrics::counter!(courier_core::metric::EVENT_LOG_RESETS).increment(1);
+            self.cursor.store(head, Ordering::SeqCst);
+            self.broadcast(Batch::reset(head));
+        }
+    }
+
     fn read(&mut self, ctx: &mut Context<Self>) {
-        if self.reading {
+        // Not while the head is being read either: a read in flight would
+        // move the cursor under the comparison, so the comparison used to be
+        // dropped whenever one was (which, each tick starting both, could be
+        // every tick for seconds), and a lost head went unnoticed.
+        if self.reading || self.checking_head {
             self.again = true;
             return;
         }
