@@ -241,8 +241,8 @@ impl PostgresStore {
     /// statistics collector's, which a backend reports within about a second of
     /// going idle, so a reading right after a burst may still lag.
     pub async fn write_volume(&self) -> Result<WriteVolume, StoreError> {
-        // Read first: the statements reading the server's counters are not sent
-        // through the store's own and so are not counted.
+        // The queries below go straight to the connection, so reading the
+        // counters adds nothing to this one.
         let sent = statements::sent();
         let client = self.client().await?;
         let row = client

@@ -38,8 +38,8 @@ pub(crate) trait Statements: Sync {
     /// The connection the statements are prepared on and sent over.
     fn connection(&self) -> &ClientWrapper;
 
-    /// Awaits `request`, made on [`Statements::connection`]; a transaction
-    /// first makes sure it has begun.
+    /// Awaits `request` (one statement), made on [`Statements::connection`],
+    /// and counts it ([`sent`]); a transaction first makes sure it has begun.
     fn send<T: Send, F>(&self, request: F) -> impl Future<Output = Result<T>> + Send
     where
         F: Future<Output = std::result::Result<T, tokio_postgres::Error>> + Send;
@@ -54,6 +54,7 @@ impl Statements for Client {
     where
         F: Future<Output = std::result::Result<T, tokio_postgres::Error>> + Send,
     {
+        count(1);
         Ok(request.await?)
     }
 }
@@ -61,7 +62,6 @@ impl Statements for Client {
 /// Runs a query, returning its rows.
 pub(crate) async fn query<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<Vec<Row>> {
     let statement = client.connection().prepare_cached(sql).await?;
-    count(1);
     client.send(client.connection().query(&statement, params)).await
 }
 
@@ -74,33 +74,28 @@ pub(crate) async fn query_typed<C: Statements>(
     params: &Params<'_>,
 ) -> Result<Vec<Row>> {
     let statement = client.connection().prepare_typed_cached(sql, types).await?;
-    count(1);
     client.send(client.connection().query(&statement, params)).await
 }
 
 /// Runs a query that returns at most one row.
 pub(crate) async fn query_opt<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<Option<Row>> {
     let statement = client.connection().prepare_cached(sql).await?;
-    count(1);
     client.send(client.connection().query_opt(&statement, params)).await
 }
 
 /// Runs a query that returns exactly one row.
 pub(crate) async fn query_one<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<Row> {
     let statement = client.connection().prepare_cached(sql).await?;
-    count(1);
     client.send(client.connection().query_one(&statement, params)).await
 }
 
 /// Runs a statement, returning how many rows it touched.
 pub(crate) async fn execute<C: Statements>(client: &C, sql: &str, params: &Params<'_>) -> Result<u64> {
     let statement = client.connection().prepare_cached(sql).await?;
-    count(1);
     client.send(client.connection().execute(&statement, params)).await
 }
 
 /// Runs statements given as text, without parameters (DDL).
 pub(crate) async fn batch_execute<C: Statements>(client: &C, sql: &str) -> Result<()> {
-    count(1);
     client.send(client.connection().batch_execute(sql)).await
 }

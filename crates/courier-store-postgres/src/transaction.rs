@@ -118,11 +118,11 @@ impl Tx {
             Err(e) => {
                 if begun {
                     statements::count(1);
-                }
-                if begun && self.connection().batch_execute("ROLLBACK").await.is_ok() {
-                    self.state.store(ENDED, Ordering::Release);
-                } else if begun {
-                    drop(Object::take(self.client.take().expect("held until dropped")));
+                    if self.connection().batch_execute("ROLLBACK").await.is_ok() {
+                        self.state.store(ENDED, Ordering::Release);
+                    } else {
+                        drop(Object::take(self.client.take().expect("held until dropped")));
+                    }
                 }
                 Err(e)
             }
@@ -152,11 +152,14 @@ impl Statements for Tx {
         match self.state.load(Ordering::Acquire) {
             NOT_BEGUN => {
                 self.state.store(BEGUN, Ordering::Release);
-                statements::count(1);
+                statements::count(2);
                 let ((), value) = try_join(self.connection().batch_execute("BEGIN"), request).await?;
                 Ok(value)
             }
-            BEGUN => Ok(request.await?),
+            BEGUN => {
+                statements::count(1);
+                Ok(request.await?)
+            }
             _ => Err(ended()),
         }
     }

@@ -4,7 +4,9 @@
 
 mod common;
 
-use courier_core::{ExecutionId, ExecutionStore, NewExecution, Store, TaskKind, TaskSpec};
+use std::time::Duration;
+
+use courier_core::{ClaimRequest, ExecutionId, ExecutionStore, NewExecution, Store, TaskKind, TaskSpec, TaskStore};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,6 +28,19 @@ async fn the_statements_a_write_sends_are_counted_as_they_go_out() {
         (3..=12).contains(&dispatched),
         "a dispatch sent {dispatched} statements"
     );
+
+    // A claim pipelines its statements itself: each one is counted too.
+    let before = store.write_volume().await.unwrap();
+    let claimed = store
+        .claim_tasks(&ClaimRequest::new("w", 1, Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(claimed.len(), 1);
+    let claim = store.write_volume().await.unwrap().since(&before).sent;
+    // Its BEGIN, the claim and the check for pauses sent with it, and its
+    // COMMIT, at least (the two it pipelines went uncounted once: 3).
+    assert!((4..=8).contains(&claim), "a claim sent {claim} statements");
 
     // Reading the counters sends nothing through the store's statements.
     let idle = store.write_volume().await.unwrap();
