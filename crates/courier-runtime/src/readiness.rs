@@ -102,7 +102,8 @@ impl Readiness {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Lane, Failing>> {
-        // A poisoned lock still holds a meaningful value: a map of strings.
+        // A poisoned lock still holds a meaningful value: each failing lane's
+        // reason and time, written whole by every insert.
         self.failing.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -183,10 +183,10 @@ impl LogTail {
     }
 
     fn read(&mut self, ctx: &mut Context<Self>) {
-        // Not while the head is being read either: a read in flight would
-        // move the cursor under the comparison, so the comparison used to be
-        // dropped whenever one was (which, each tick starting both, could be
-        // every tick for seconds), and a lost head went unnoticed.
+        // Not while the head is being read either: a read would move the
+        // cursor the head is compared with. Each tick starts both, so were
+        // reads let through, the comparison would have to be dropped for the
+        // one in flight, tick after tick, and a lost head could go unnoticed.
         if self.reading || self.checking_head {
             self.again = true;
             return;
