@@ -882,10 +882,9 @@ impl StoreActor {
     /// it already; one that failed a moment ago is left for its callers, so
     /// that `/readyz` shows the failure rather than a probe clearing it at
     /// once). Each probe is a call that every store answers without writing
-    /// anything: a group commit
-    /// completing a task that does not exist (refused as an item, so a whole
-    /// group-commit transaction runs and leaves nothing behind), a claim no task
-    /// can match, the renewal of a lease nobody holds.
+    /// anything: a group commit completing a task that does not exist (refused
+    /// as an item, so a whole group-commit transaction runs and leaves nothing
+    /// behind), a claim no task can match, the renewal of a lease nobody holds.
     fn probe(&mut self, ctx: &mut Context<Self>) {
         if self.probing {
             return;
