@@ -27,6 +27,7 @@ mod http_streams;
 mod idempotency_and_cache;
 mod idle_worker;
 mod internal_events;
+mod leftovers;
 mod notifications;
 mod pauses;
 mod rate_limits;

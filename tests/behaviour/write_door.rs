@@ -165,8 +165,7 @@ async fn ready_again(s: &Server) {
 /// and `/readyz` stayed 200 however often the store panicked.
 #[actix_rt::test]
 async fn a_panic_on_the_sqlite_writer_thread_turns_readyz_503_until_a_commit_lands() {
-    let dir = std::env::temp_dir().join(format!("courier-test-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::support::leftovers::scratch_dir();
     let store = std::sync::Arc::new(
         courier::store::SqliteStore::open(courier::store::SqliteOptions::file(dir.join("courier.db")))
             .await

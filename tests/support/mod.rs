@@ -19,8 +19,7 @@ pub async fn sqlite() -> Arc<dyn Store> {
 /// A fresh SQLite store, and the directory holding its files (the database,
 /// its WAL), for a test that must look behind the store.
 pub async fn sqlite_in_dir() -> (Arc<dyn Store>, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("courier-test-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = leftovers::scratch_dir();
     let store = SqliteStore::open(SqliteOptions::file(dir.join("courier.db")))
         .await
         .unwrap();
@@ -31,8 +30,7 @@ pub async fn sqlite_in_dir() -> (Arc<dyn Store>, std::path::PathBuf) {
 /// A fresh SQLite store in a temporary file whose claim order gives each
 /// priority level `ageing` of waiting.
 pub async fn sqlite_aged(ageing: Duration) -> Arc<dyn Store> {
-    let dir = std::env::temp_dir().join(format!("courier-test-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = leftovers::scratch_dir();
     let ageing = courier::core::PriorityAgeing::new(ageing).unwrap();
     let store = SqliteStore::open(SqliteOptions::file(dir.join("courier.db")).priority_ageing(ageing))
         .await
@@ -44,7 +42,7 @@ pub async fn sqlite_aged(ageing: Duration) -> Arc<dyn Store> {
 /// A fresh Postgres store in its own schema whose claim order gives each
 /// priority level `ageing` of waiting.
 pub async fn postgres_aged(ageing: Duration) -> Arc<dyn Store> {
-    let schema = format!("rt_{}", uuid::Uuid::new_v4().simple());
+    let schema = leftovers::scratch_schema().await;
     let ageing = courier::core::PriorityAgeing::new(ageing).unwrap();
     let options = PostgresOptions::new(postgres_url())
         .schema(schema)
@@ -75,7 +73,7 @@ pub async fn postgres_in_schema() -> (Arc<dyn Store>, String) {
 }
 
 async fn postgres_pair_in_schema() -> (Arc<dyn Store>, Arc<dyn Store>, String) {
-    let schema = format!("rt_{}", uuid::Uuid::new_v4().simple());
+    let schema = leftovers::scratch_schema().await;
     let open = || async {
         let store = PostgresStore::connect(PostgresOptions::new(postgres_url()).schema(schema.clone()).pool_size(8))
             .await
@@ -214,5 +212,6 @@ pub fn webhook_secret_keys() -> courier::webhooks::sealing::SecretKeys {
 
 pub mod cluster;
 pub mod http;
+pub mod leftovers;
 pub mod receivers;
 pub mod sentinel;
