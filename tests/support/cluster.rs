@@ -45,11 +45,9 @@ pub fn courier_bin() -> PathBuf {
 
 pub use super::sentinel::free_port;
 
-/// A scratch directory for one test.
+/// A scratch directory for one test (see [`super::leftovers`]).
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("courier-{name}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    super::leftovers::scratch_dir_for(name)
 }
 
 /// Runs `sql` on the database `url` names, which must succeed.

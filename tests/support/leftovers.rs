@@ -1,12 +1,13 @@
 //! What a test makes outside itself, and sweeping away what earlier runs left.
 //!
 //! A test's SQLite directory and Postgres schema outlive it: the store is held
-//! by a runtime until the process ends, and a failed test never reaches its
-//! clean-up. Instead of each test cleaning up, every directory and schema made
-//! here carries the time it was made, and the first one a test binary makes
-//! sweeps away those made more than [`MAX_AGE`] ago, by any run. No test runs
-//! that long, so nothing swept is in use; and the leftovers of one run last
-//! only until the next.
+//! by a runtime until the process ends. So may the scratch directory of a
+//! `courier serve` test (kept when the test fails, for its logs), and a failed
+//! test never reaches its clean-up. Instead of each test cleaning up, every
+//! directory and schema made here carries the time it was made, and the first
+//! one a test binary makes sweeps away those made more than [`MAX_AGE`] ago, by
+//! any run. No test runs that long, so nothing swept is in use; and the
+//! leftovers of one run last only until the next.
 
 use std::path::PathBuf;
 use std::sync::Once;
@@ -20,20 +21,35 @@ pub const MAX_AGE: Duration = Duration::from_secs(3600);
 /// What a test directory's name begins with, under the system's temp dir.
 const DIR_PREFIX: &str = "courier-test-";
 
-/// A new, empty directory for one test, under the system's temp dir.
+/// A new, empty directory for one test's store, under the system's temp dir.
 pub fn scratch_dir() -> PathBuf {
+    scratch_dir_for("")
+}
+
+/// A new, empty directory for one test, under the system's temp dir, its name
+/// saying `what` it holds.
+pub fn scratch_dir_for(what: &str) -> PathBuf {
     static SWEPT: Once = Once::new();
     SWEPT.call_once(|| {
         sweep_dirs();
     });
-    let dir = dir_made_at(SystemTime::now());
+    let dir = dir_made_at(what, SystemTime::now());
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-/// The name of a directory made at `at` (not created).
-pub fn dir_made_at(at: SystemTime) -> PathBuf {
-    std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{}", secs(at), uuid::Uuid::new_v4().simple()))
+/// The name of a directory for `what` made at `at` (not created).
+pub fn dir_made_at(what: &str, at: SystemTime) -> PathBuf {
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!("{what}-")
+    };
+    std::env::temp_dir().join(format!(
+        "{DIR_PREFIX}{what}{}-{}",
+        secs(at),
+        uuid::Uuid::new_v4().simple()
+    ))
 }
 
 /// Removes the test directories last modified more than [`MAX_AGE`] ago (those
