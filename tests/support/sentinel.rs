@@ -244,13 +244,29 @@ impl SentinelSet {
                 Err(e) => e.to_string(),
             };
             if Instant::now() > deadline {
-                return Err(format!(
-                    "waited 30 s for {what} ({last}); logs in {}",
-                    self.dir.display()
-                ));
+                // The directory goes when the set is dropped, which an error
+                // here does at once: the logs travel in the message.
+                return Err(format!("waited 30 s for {what} ({last}){}", self.log_tails()));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The last lines of each process's log, for a failure's message.
+    fn log_tails(&self) -> String {
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        logs.sort();
+        let mut out = String::new();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+            out.push_str(&format!("\n--- {} (last 20 lines) ---\n{tail}", log.display()));
+        }
+        out
     }
 
     /// The `redis+sentinel://` URL naming every sentinel, with both passwords.
