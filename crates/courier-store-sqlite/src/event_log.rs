@@ -415,13 +415,7 @@ mod tests {
     /// How SQLite plans `filter`'s read, one line per step.
     fn plan(conn: &Connection, filter: &EventFilter) -> String {
         let (sql, args) = read_statement(filter, filter.bound(1_000_000)).unwrap();
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let steps = stmt
-            .query_map(params_from_iter(args), |row| row.get::<_, String>(3))
-            .unwrap()
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .unwrap();
-        steps.join("\n")
+        crate::query_plan::steps(conn, &sql, args).join("\n")
     }
 
     /// Every shape of filtered read searches from its cursor (keyset paging),

@@ -311,11 +311,7 @@ mod tests {
     /// How SQLite would read `filter`'s page: each step of its plan.
     fn plan(conn: &Connection, filter: &ExecutionFilter) -> Vec<String> {
         let (sql, args) = list_statement(filter);
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        stmt.query_map(params_from_iter(args), |row| row.get::<_, String>(3))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
+        crate::query_plan::steps(conn, &sql, args)
     }
 
     /// A page of executions, by state or not, is read newest first from the

@@ -61,6 +61,8 @@ mod notifications;
 mod options;
 mod pauses;
 mod priority_ageing;
+#[cfg(test)]
+mod query_plan;
 mod rate_limits;
 mod readers;
 mod rows;
