@@ -25,8 +25,7 @@ async fn what_earlier_runs_left_is_swept_and_what_may_be_in_use_is_kept() {
             .await
             .unwrap();
     }
-    let old_dir = leftovers::dir_made_at("cluster", long_ago);
-    std::fs::create_dir_all(&old_dir).unwrap();
+    let old_dir = leftovers::scratch_dir_for("cluster");
     std::fs::write(old_dir.join("courier.db"), b"left behind").unwrap();
     std::fs::File::open(&old_dir).unwrap().set_modified(long_ago).unwrap();
 

@@ -3,11 +3,12 @@
 //! A test's SQLite directory and Postgres schema outlive it: the store is held
 //! by a runtime until the process ends. So may the scratch directory of a
 //! `courier serve` test (kept when the test fails, for its logs), and a failed
-//! test never reaches its clean-up. Instead of each test cleaning up, every
-//! directory and schema made here carries the time it was made, and the first
-//! one a test binary makes sweeps away those made more than [`MAX_AGE`] ago, by
-//! any run. No test runs that long, so nothing swept is in use; and the
-//! leftovers of one run last only until the next.
+//! test never reaches its clean-up. Instead of each test cleaning up, the first
+//! directory or schema a test binary makes here sweeps away those older than
+//! [`MAX_AGE`], left by any run: a directory by when it was last modified, a
+//! schema (which Postgres keeps no time for) by the time its name carries. No
+//! test runs that long, so nothing swept is in use; and the leftovers of one
+//! run last only until the next.
 
 use std::path::PathBuf;
 use std::sync::Once;
@@ -33,32 +34,21 @@ pub fn scratch_dir_for(what: &str) -> PathBuf {
     SWEPT.call_once(|| {
         sweep_dirs();
     });
-    let dir = dir_made_at(what, SystemTime::now());
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The name of a directory for `what` made at `at` (not created).
-pub fn dir_made_at(what: &str, at: SystemTime) -> PathBuf {
     let what = if what.is_empty() {
         String::new()
     } else {
         format!("{what}-")
     };
-    std::env::temp_dir().join(format!(
-        "{DIR_PREFIX}{what}{}-{}",
-        secs(at),
-        uuid::Uuid::new_v4().simple()
-    ))
+    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{what}{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
-/// Removes the test directories last modified more than [`MAX_AGE`] ago (those
-/// of every earlier naming too); how many went.
-pub fn sweep_dirs() -> usize {
+/// Removes the test directories last modified more than [`MAX_AGE`] ago.
+pub fn sweep_dirs() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return 0;
+        return;
     };
-    let mut swept = 0;
     for entry in entries.flatten() {
         if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
             continue;
@@ -68,11 +58,10 @@ pub fn sweep_dirs() -> usize {
             .and_then(|m| m.modified())
             .ok()
             .and_then(|modified| modified.elapsed().ok());
-        if age.is_some_and(|age| age > MAX_AGE) && std::fs::remove_dir_all(entry.path()).is_ok() {
-            swept += 1;
+        if age.is_some_and(|age| age > MAX_AGE) {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-    swept
 }
 
 /// A new schema name for one test's Postgres store (the store creates it).
@@ -93,8 +82,8 @@ pub fn schema_made_at(at: SystemTime) -> String {
     format!("rt_{}_{}", secs(at), uuid::Uuid::new_v4().simple())
 }
 
-/// Drops the test schemas made more than [`MAX_AGE`] ago; how many went.
-pub async fn sweep_schemas(url: &str) -> Result<usize, tokio_postgres::Error> {
+/// Drops the test schemas made more than [`MAX_AGE`] ago.
+pub async fn sweep_schemas(url: &str) -> Result<(), tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     let connection = tokio::spawn(connection);
     let names: Vec<String> = client
@@ -107,22 +96,18 @@ pub async fn sweep_schemas(url: &str) -> Result<usize, tokio_postgres::Error> {
         .map(|row| row.get(0))
         .collect();
     let oldest_kept = secs(SystemTime::now() - MAX_AGE);
-    let mut swept = 0;
     for name in names {
         let made: u64 = name[3..name.rfind('_').unwrap()].parse().unwrap_or(u64::MAX);
-        // Another binary's sweep may drop it first; that is as good.
-        if made < oldest_kept
-            && client
+        if made < oldest_kept {
+            // Another binary's sweep may drop it first; that is as good.
+            let _ = client
                 .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                .await
-                .is_ok()
-        {
-            swept += 1;
+                .await;
         }
     }
     drop(client);
     let _ = connection.await;
-    Ok(swept)
+    Ok(())
 }
 
 fn secs(at: SystemTime) -> u64 {
