@@ -9,7 +9,9 @@
 //! tail of their latency, and about a tenth of the writer's time).
 //!
 //! So the writer's commits only wake the `sqlite-wal` thread, which checkpoints
-//! on a connection of its own. Its checkpoints are `PASSIVE`: they copy what no
+//! on a connection of its own: once the log is [`WAKE_AT`] pages long, and
+//! again each [`WAKE_EVERY`] pages it grows, since a pass syncs twice however
+//! little there is to copy. Its checkpoints are `PASSIVE`: they copy what no
 //! reader still needs and never block the writer or a reader; the writer starts
 //! the log over at its next commit once everything has been copied. When the
 //! writer pauses now and then (one write at a time, or bursts) that is enough.
@@ -19,7 +21,7 @@
 //! only what the thread has not yet copied.
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
@@ -37,6 +39,13 @@ pub(crate) const WAKE_AT: c_int = 1000;
 /// the `sqlite-wal` thread has not copied yet (see the module documentation).
 pub(crate) const WRITER_CHECKPOINTS_AT: c_int = 2 * WAKE_AT;
 
+/// Pages the log must grow by between two wakes of the thread, until it nears
+/// [`WRITER_CHECKPOINTS_AT`]. A pass syncs the log and the database however
+/// little it copies: woken at every commit past [`WAKE_AT`], the thread ran a
+/// pass per commit of one-at-a-time dispatches, while the log could not start
+/// over, at two syncs each (a tenth of such a node's CPU).
+pub(crate) const WAKE_EVERY: c_int = WAKE_AT / 4;
+
 #[derive(Default)]
 struct State {
     wanted: bool,
@@ -51,12 +60,34 @@ struct Shared {
     checkpoints: AtomicU64,
     /// Checkpoints the writer ran itself (see the module documentation).
     writer_checkpoints: AtomicU64,
+    /// Times the writer woke the thread.
+    wakes: AtomicU64,
+    /// The log's length in pages at the last wake (written by the writer only).
+    woken_at: AtomicI32,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Two flags: whatever a panic left behind is still consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a commit that left the log `pages` long wakes the thread: from
+    /// [`WAKE_AT`], once per [`WAKE_EVERY`] pages, and at every commit once the
+    /// writer's own checkpoint is near, so that it finds little left to copy.
+    fn wake_for(&self, pages: c_int) -> bool {
+        if pages < WAKE_AT {
+            return false;
+        }
+        // Longer than `pages` at the last wake: the log has started over since.
+        let last = self.woken_at.load(Ordering::Relaxed);
+        let last = if last > pages { 0 } else { last };
+        if pages - last < WAKE_EVERY && pages < WRITER_CHECKPOINTS_AT - WAKE_EVERY {
+            return false;
+        }
+        self.woken_at.store(pages, Ordering::Relaxed);
+        self.wakes.fetch_add(1, Ordering::Relaxed);
+        true
     }
 }
 
@@ -99,7 +130,7 @@ impl Checkpointer {
                     }
                     return Ok(());
                 }
-                if pages >= WAKE_AT {
+                if woken.wake_for(pages) {
                     woken.lock().wanted = true;
                     woken.wake.notify_one();
                 }
@@ -117,6 +148,12 @@ impl Checkpointer {
             self.shared.checkpoints.load(Ordering::Relaxed),
             self.shared.writer_checkpoints.load(Ordering::Relaxed),
         )
+    }
+
+    /// Times the writer woke the thread.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn wakes(&self) -> u64 {
+        self.shared.wakes.load(Ordering::Relaxed)
     }
 }
 
@@ -216,6 +253,11 @@ mod tests {
         fn wal_bytes(&self) -> u64 {
             std::fs::metadata(self.dir.join("wal.db-wal")).expect("a WAL").len()
         }
+
+        /// Pages in the log (its header is 32 bytes, each frame's 24).
+        fn wal_pages(&self) -> u64 {
+            self.wal_bytes().saturating_sub(32) / (PAGE + 24)
+        }
     }
 
     impl Drop for Fixture {
@@ -263,6 +305,36 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .expect("count");
         assert_eq!(count, i64::from(rows));
+    }
+
+    /// While the log cannot start over (a reader holds an old snapshot), commits
+    /// one at a time wake the thread once per `WAKE_EVERY` pages, not at every
+    /// commit past `WAKE_AT` as they did: each wake is a pass with two syncs.
+    #[test]
+    fn commits_one_at_a_time_wake_the_thread_once_per_stretch_of_the_log() {
+        let f = Fixture::new();
+        f.insert(-1);
+        let reader = Connection::open(f.dir.join("wal.db")).expect("reader");
+        reader.execute_batch("BEGIN").expect("begin");
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("a snapshot");
+        let stop = u64::try_from(WRITER_CHECKPOINTS_AT - WAKE_EVERY).expect("positive") - 10;
+        let mut n = 0;
+        while f.wal_pages() < stop {
+            f.insert(n);
+            n += 1;
+        }
+        let wakes = f.checkpointer.as_ref().expect("running").wakes();
+        let stretches =
+            u64::try_from((WRITER_CHECKPOINTS_AT - 2 * WAKE_EVERY - WAKE_AT) / WAKE_EVERY + 1).expect("positive");
+        assert!(
+            wakes <= stretches,
+            "{wakes} wakes for {} pages of the log past {WAKE_AT} ({n} commits); at most {stretches} expected",
+            f.wal_pages() - u64::try_from(WAKE_AT).expect("positive")
+        );
+        assert!(wakes > 0, "the thread was woken");
+        reader.execute_batch("COMMIT").expect("end the snapshot");
     }
 
     /// One commit at a time, with pauses: the thread alone keeps the log short.
