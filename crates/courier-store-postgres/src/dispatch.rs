@@ -8,11 +8,10 @@ use courier_core::{Change, Dispatched, NewExecution, StoreError, StoreResult, Ta
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::codec::{now_plus, opt_micros, tags_json, tags_sql};
+use crate::codec::{micros, now_plus, opt_micros, tags_json, tags_sql, to_json};
 use crate::error::{Error, Result};
 use crate::family;
 use crate::statements::query;
-use crate::tasks::{NewTaskRow, NewTaskRows};
 use crate::transaction::Tx;
 
 /// What to do with one item of the batch.
@@ -25,26 +24,46 @@ enum Plan {
     DuplicateId,
 }
 
+/// The executions and, for each one inserted, its root task: one statement, so
+/// that a dispatch costs one round trip, not one per table. Answers each id
+/// inserted, with whether it is a root task's.
 static INSERT_EXECUTIONS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH inserted AS (
+        "WITH x AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::jsonb[],
+                                  $7::int4[], $8::text[], $9::int8[], $10::uuid[], $11::text[], $12::jsonb[],
+                                  $13::int8[], $14::int8[])
+                 AS x(id, function, version, args, queue, tags, priority, key, expiry_us, root, kind, retry,
+                      timeout_us, delay_us)
+         ),
+         inserted AS (
              INSERT INTO executions (id, function, version, state, args, queue, tags, priority, idempotency_key,
                  created_at, updated_at, deadline)
              SELECT x.id, x.function, x.version, 'pending', x.args, x.queue, {tags}, x.priority, x.key, now(), now(),
                  {deadline}
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[], $6::jsonb[], $7::int4[],
-                         $8::text[], $9::int8[])
-                 AS x(id, function, version, args, queue, tags, priority, key, expiry_us)
+             FROM x
              ON CONFLICT DO NOTHING
              RETURNING id, deadline
          ),
          deadlines AS (
              INSERT INTO execution_deadlines (execution_id, deadline)
              SELECT id, deadline FROM inserted WHERE deadline IS NOT NULL
+         ),
+         roots AS (
+             INSERT INTO tasks (id, execution_id, parent_id, step, kind, function, version, queue, tags, priority,
+                 state, args, attempt, retry, timeout_us, wake_gen, scheduled_for, created_at)
+             SELECT x.root, x.id, NULL, 0, x.kind, x.function, x.version, x.queue, {tags}, x.priority,
+                 'pending', x.args, 0, x.retry, x.timeout_us, 0, {due}, now()
+             FROM x JOIN inserted ON inserted.id = x.id
+             ON CONFLICT DO NOTHING
+             RETURNING id
          )
-         SELECT id FROM inserted",
+         SELECT id, false FROM inserted
+         UNION ALL
+         SELECT id, true FROM roots",
         tags = tags_sql("x.tags"),
         deadline = now_plus("x.expiry_us"),
+        due = now_plus("x.delay_us"),
     )
 });
 
@@ -91,7 +110,7 @@ pub(crate) async fn apply(
     // Batches that share keys then wait on each other's rows in one order, never
     // in a cycle.
     inserting.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
-    let created = insert_executions(tx, &inserting).await?;
+    let (created, inserted_roots) = insert_executions(tx, &inserting).await?;
 
     // Keys whose insert found an execution already there.
     let taken: Vec<&str> = inserting
@@ -113,23 +132,6 @@ pub(crate) async fn apply(
         .collect::<Result<_>>()?
     };
 
-    let mut roots = NewTaskRows::default();
-    for item in inserting.iter().filter(|item| created.contains(&item.id.0)) {
-        roots.push(NewTaskRow {
-            id: TaskId::root_of(item.id),
-            execution_id: item.id,
-            parent_id: None,
-            step: 0,
-            kind: item.spec.kind,
-            function: &item.spec.function,
-            spec: &item.spec,
-            args: &item.spec.args,
-            state: TaskState::Pending,
-            result: None,
-            delay: item.spec.delay.unwrap_or_default(),
-        })?;
-    }
-    let inserted_roots = roots.insert(tx).await?;
     if let Some(item) = inserting
         .iter()
         .find(|item| created.contains(&item.id.0) && !inserted_roots.contains(&TaskId::root_of(item.id).0))
@@ -189,9 +191,11 @@ fn duplicate_id(item: &NewExecution) -> StoreError {
     }
 }
 
-async fn insert_executions(tx: &Tx, items: &[&NewExecution]) -> Result<HashSet<Uuid>> {
+/// Inserts `items` and their root tasks; answers the executions inserted and
+/// the root tasks inserted.
+async fn insert_executions(tx: &Tx, items: &[&NewExecution]) -> Result<(HashSet<Uuid>, HashSet<Uuid>)> {
     if items.is_empty() {
-        return Ok(HashSet::new());
+        return Ok((HashSet::new(), HashSet::new()));
     }
     let ids: Vec<Uuid> = items.iter().map(|i| i.id.0).collect();
     let functions: Vec<&str> = items.iter().map(|i| i.spec.function.as_str()).collect();
@@ -202,6 +206,11 @@ async fn insert_executions(tx: &Tx, items: &[&NewExecution]) -> Result<HashSet<U
     let priorities: Vec<i32> = items.iter().map(|i| i.spec.priority).collect();
     let keys: Vec<Option<&str>> = items.iter().map(|i| i.idempotency_key.as_deref()).collect();
     let expiries: Vec<Option<i64>> = items.iter().map(|i| opt_micros(i.expiry)).collect();
+    let roots: Vec<Uuid> = items.iter().map(|i| TaskId::root_of(i.id).0).collect();
+    let kinds: Vec<&str> = items.iter().map(|i| i.spec.kind.as_str()).collect();
+    let retries: Vec<Value> = items.iter().map(|i| to_json(&i.spec.retry)).collect::<Result<_>>()?;
+    let timeouts: Vec<Option<i64>> = items.iter().map(|i| opt_micros(i.spec.timeout)).collect();
+    let delays: Vec<i64> = items.iter().map(|i| micros(i.spec.delay.unwrap_or_default())).collect();
     let rows = query(
         tx,
         &INSERT_EXECUTIONS,
@@ -215,8 +224,22 @@ async fn insert_executions(tx: &Tx, items: &[&NewExecution]) -> Result<HashSet<U
             &priorities,
             &keys,
             &expiries,
+            &roots,
+            &kinds,
+            &retries,
+            &timeouts,
+            &delays,
         ],
     )
     .await?;
-    rows.iter().map(|r| Ok(r.try_get::<_, Uuid>(0)?)).collect()
+    let (mut executions, mut tasks) = (HashSet::new(), HashSet::new());
+    for row in &rows {
+        let id: Uuid = row.try_get(0)?;
+        if row.try_get(1)? {
+            tasks.insert(id);
+        } else {
+            executions.insert(id);
+        }
+    }
+    Ok((executions, tasks))
 }
