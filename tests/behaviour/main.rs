@@ -35,6 +35,7 @@ mod replay;
 mod retries;
 mod schedules;
 mod seed_behaviours;
+mod test_servers;
 mod wakeups;
 mod webhooks;
 mod write_door;

@@ -72,8 +72,14 @@ pub struct RedisProcess {
 impl RedisProcess {
     /// Starts `redis-server <args>` and waits until it accepts connections; an
     /// error if there is no `redis-server` to run, or it does not listen.
+    ///
+    /// A port can be taken by another process between [`free_port`] and the
+    /// server's bind, and then the connection that says the server listens is
+    /// answered by that other process: so the server must also still be
+    /// running a moment after it answered (one whose bind fails exits at once).
     pub fn spawn(port: u16, args: &[String], dir: &std::path::Path, log: &str) -> Result<RedisProcess, String> {
-        let log = std::fs::File::create(dir.join(log)).map_err(|e| e.to_string())?;
+        let log_path = dir.join(log);
+        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let child = Command::new("redis-server")
             .args(args)
             .current_dir(dir)
@@ -81,18 +87,45 @@ impl RedisProcess {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run redis-server ({e}); scripts/test installs it"))?;
-        let process = RedisProcess {
+        let mut process = RedisProcess {
             port,
             child: Some(child),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            process.check_running(&log_path)?;
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
             if Instant::now() > deadline {
                 return Err(format!("redis-server did not listen on {port}"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        std::thread::sleep(Duration::from_millis(100));
+        process.check_running(&log_path)?;
         Ok(process)
+    }
+
+    /// An error naming how the server on this port ended, with its log's
+    /// tail, if it has.
+    fn check_running(&mut self, log: &std::path::Path) -> Result<(), String> {
+        let Some(child) = self.child.as_mut() else {
+            return Err(format!("redis-server on {} was killed", self.port));
+        };
+        match child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                Err(format!(
+                    "redis-server on {} exited ({status}):\n{}",
+                    self.port,
+                    lines[lines.len().saturating_sub(5)..].join("\n")
+                ))
+            }
+            Err(e) => Err(format!("redis-server on {}: {e}", self.port)),
+        }
     }
 
     /// A data node: no persistence, `password` for clients and for its master.
@@ -173,7 +206,23 @@ pub struct SentinelSet {
 impl SentinelSet {
     /// Starts them and waits until the replica is in sync and every sentinel knows
     /// the replica and the two other sentinels (so that a failover can be agreed).
+    /// A set that fails to come up (a server whose port another process took
+    /// before it bound it, say) is started again, on new ports, up to twice.
     pub fn start(passwords: Passwords) -> Result<SentinelSet, String> {
+        let mut attempt = 1;
+        loop {
+            match SentinelSet::start_once(passwords.clone()) {
+                Ok(set) => return Ok(set),
+                Err(e) if attempt < 3 && !e.starts_with("cannot run") => {
+                    eprintln!("starting a sentinel set failed (attempt {attempt}), trying on new ports: {e}");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn start_once(passwords: Passwords) -> Result<SentinelSet, String> {
         let dir = std::env::temp_dir().join(format!("courier-sentinel-{:016x}", rand_u64()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mut set = SentinelSet {
