@@ -62,8 +62,10 @@ struct Shared {
     writer_checkpoints: AtomicU64,
     /// Times the writer woke the thread.
     wakes: AtomicU64,
-    /// The log's length in pages at the last wake (written by the writer only).
+    /// The log's length in pages at the last wake, and after the last commit
+    /// (both written by the writer only).
     woken_at: AtomicI32,
+    pages: AtomicI32,
 }
 
 impl Shared {
@@ -76,12 +78,14 @@ impl Shared {
     /// [`WAKE_AT`], once per [`WAKE_EVERY`] pages, and at every commit once the
     /// writer's own checkpoint is near, so that it finds little left to copy.
     fn wake_for(&self, pages: c_int) -> bool {
+        // Shorter than after the last commit: the log has started over.
+        if pages < self.pages.swap(pages, Ordering::Relaxed) {
+            self.woken_at.store(0, Ordering::Relaxed);
+        }
         if pages < WAKE_AT {
             return false;
         }
-        // Longer than `pages` at the last wake: the log has started over since.
         let last = self.woken_at.load(Ordering::Relaxed);
-        let last = if last > pages { 0 } else { last };
         if pages - last < WAKE_EVERY && pages < WRITER_CHECKPOINTS_AT - WAKE_EVERY {
             return false;
         }
@@ -305,6 +309,33 @@ mod tests {
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .expect("count");
         assert_eq!(count, i64::from(rows));
+    }
+
+    /// The wakes' rule, commit by commit: from the mark, once per stretch; after
+    /// the log starts over, at the mark again (however long it was at the last
+    /// wake); at every commit near the writer's own checkpoint.
+    #[test]
+    fn the_thread_is_woken_at_the_mark_then_once_per_stretch_and_again_after_a_restart() {
+        let shared = Shared::default();
+        let woken = |pages: c_int| shared.wake_for(pages);
+        assert!(!woken(10));
+        assert!(!woken(WAKE_AT - 1));
+        assert!(woken(WAKE_AT + 3), "at the mark");
+        // The log starts over, and passes the mark again just beyond where
+        // the last wake was.
+        assert!(!woken(5));
+        assert!(!woken(WAKE_AT - 1));
+        assert!(
+            woken(WAKE_AT + 4),
+            "at the mark again, whatever the old log's last wake"
+        );
+        assert!(!woken(WAKE_AT + 4 + WAKE_EVERY - 1), "within the stretch");
+        assert!(woken(WAKE_AT + 4 + WAKE_EVERY), "a stretch on");
+        let near = WRITER_CHECKPOINTS_AT - WAKE_EVERY;
+        assert!(woken(near));
+        assert!(woken(near + 1), "every commit near the writer's checkpoint");
+        assert!(woken(near + 2));
+        assert_eq!(shared.wakes.load(Ordering::Relaxed), 6);
     }
 
     /// While the log cannot start over (a reader holds an old snapshot), commits
