@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sentinel::{RedisProcess, ScratchDir, free_port};
+use crate::sentinel::{RedisProcess, ScratchDir, free_port, on_new_ports};
 use certificates::make_certificates;
 
 #[path = "certificates.rs"]
@@ -67,17 +67,7 @@ impl RedisCluster {
     /// between choosing and binding it): such a start is tried again on new ports,
     /// twice at most, saying why.
     fn start_with(tls: bool) -> Result<RedisCluster, String> {
-        let mut attempt = 1;
-        loop {
-            match RedisCluster::start_once(tls) {
-                Ok(cluster) => return Ok(cluster),
-                Err(e) if attempt < 3 && !e.starts_with("cannot run") => {
-                    eprintln!("starting a Redis Cluster failed (attempt {attempt}), trying on new ports: {e}");
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        on_new_ports("a Redis Cluster", || RedisCluster::start_once(tls))
     }
 
     fn start_once(tls: bool) -> Result<RedisCluster, String> {

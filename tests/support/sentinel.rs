@@ -46,6 +46,23 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Runs `start` (which starts servers on ports from [`free_port`]) again, up to
+/// twice, when it fails for any reason but a missing `redis-server`: a port
+/// can be taken by another process between the probe and the server's bind.
+pub fn on_new_ports<T>(what: &str, mut start: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let mut attempt = 1;
+    loop {
+        match start() {
+            Ok(started) => return Ok(started),
+            Err(e) if attempt < 3 && !e.starts_with("cannot run") => {
+                eprintln!("starting {what} failed (attempt {attempt}), trying on new ports: {e}");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A scratch directory, removed when dropped.
 pub struct ScratchDir(pub PathBuf);
 
@@ -209,17 +226,7 @@ impl SentinelSet {
     /// A set that fails to come up (a server whose port another process took
     /// before it bound it, say) is started again, on new ports, up to twice.
     pub fn start(passwords: Passwords) -> Result<SentinelSet, String> {
-        let mut attempt = 1;
-        loop {
-            match SentinelSet::start_once(passwords.clone()) {
-                Ok(set) => return Ok(set),
-                Err(e) if attempt < 3 && !e.starts_with("cannot run") => {
-                    eprintln!("starting a sentinel set failed (attempt {attempt}), trying on new ports: {e}");
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        on_new_ports("a sentinel set", || SentinelSet::start_once(passwords.clone()))
     }
 
     fn start_once(passwords: Passwords) -> Result<SentinelSet, String> {
