@@ -63,6 +63,13 @@ pub fn on_new_ports<T>(what: &str, mut start: impl FnMut() -> Result<T, String>)
     }
 }
 
+/// The last `lines` lines of a server's log (none if it cannot be read).
+fn tail(log: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 /// A scratch directory, removed when dropped.
 pub struct ScratchDir(pub PathBuf);
 
@@ -124,23 +131,17 @@ impl RedisProcess {
         Ok(process)
     }
 
-    /// An error naming how the server on this port ended, with its log's
+    /// An error naming how the server it just started ended, with its log's
     /// tail, if it has.
     fn check_running(&mut self, log: &std::path::Path) -> Result<(), String> {
-        let Some(child) = self.child.as_mut() else {
-            return Err(format!("redis-server on {} was killed", self.port));
-        };
+        let child = self.child.as_mut().expect("spawn holds its child until it returns");
         match child.try_wait() {
             Ok(None) => Ok(()),
-            Ok(Some(status)) => {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                Err(format!(
-                    "redis-server on {} exited ({status}):\n{}",
-                    self.port,
-                    lines[lines.len().saturating_sub(5)..].join("\n")
-                ))
-            }
+            Ok(Some(status)) => Err(format!(
+                "redis-server on {} exited ({status}):\n{}",
+                self.port,
+                tail(log, 5)
+            )),
             Err(e) => Err(format!("redis-server on {}: {e}", self.port)),
         }
     }
@@ -317,10 +318,11 @@ impl SentinelSet {
         logs.sort();
         let mut out = String::new();
         for log in logs {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-            out.push_str(&format!("\n--- {} (last 20 lines) ---\n{tail}", log.display()));
+            out.push_str(&format!(
+                "\n--- {} (last 20 lines) ---\n{}",
+                log.display(),
+                tail(&log, 20)
+            ));
         }
         out
     }
