@@ -1,6 +1,7 @@
 //! Task rows: [`TaskStore`] for [`PostgresStore`] (reads and listings here,
 //! claims in `claim`, lease writes and stuck detection in `leases`), bulk
-//! insertion of new tasks (dispatch, children, effects), and the raw seed-parity
+//! insertion of new tasks (children, effects; a dispatch inserts its root tasks with
+//! their executions, in `dispatch`), and the raw seed-parity
 //! record operations ([`SeedRecords`](courier_core::SeedRecords) delegates here).
 
 use std::collections::HashSet;
@@ -113,6 +114,8 @@ pub(crate) struct NewTaskRow<'a> {
     pub delay: Duration,
 }
 
+// A dispatch's root tasks are written by `dispatch`'s own statement, with
+// their executions: a column given a value here needs one there too.
 static INSERT_NEW: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tasks (id, execution_id, parent_id, step, kind, function, version, queue, tags, priority,
